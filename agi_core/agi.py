@@ -1,0 +1,279 @@
+"""`AGI`: the calls a user (or a generated snippet) makes: plan a run, and run it.
+
+>>> import asyncio, tempfile
+>>> env = AgiEnv(app="mandelbrot")
+>>> share = tempfile.mkdtemp()
+>>> result = asyncio.run(AGI.run(env, mode=0, width=64, height=48, bands=4, cluster={"workers_data_path": share}))
+>>> result.status, len(result.results)
+('ok', 4)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .app import WorkContext
+from .env import AgiEnv
+from .errors import AgiError, PlanError, RunError, SettingsError
+from .executors import JobSpec, LocalExecutor, Outcome
+from .kernels import gpu_visible, select_kernels
+from .modes import Mode
+from .plan import Slot, WorkPlan, build_plan, slots_for
+from .progress import RunProgress
+from .provenance import RUN_SCHEMA, RunStore, iso, new_run_id, write_json_atomic
+from .settings import Settings
+
+__all__ = ["AGI", "RunResult"]
+
+LOCAL_SLOT_HOST = "localhost"
+
+
+@dataclass
+class RunResult:
+    """What a run gives back: the reduced value, every partition's result, and where the record is."""
+
+    run_id: str
+    app: str
+    mode: Mode
+    status: str
+    value: Any
+    results: dict[str, Any]
+    outcomes: list[Outcome]
+    run_dir: Path
+    plan: WorkPlan = field(repr=False)
+    duration_s: float = 0.0
+
+    @property
+    def out_dir(self) -> Path:
+        return self.run_dir / "out"
+
+    @property
+    def manifest(self) -> Path:
+        return self.run_dir / "manifest.json"
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A call's inputs, resolved: settings, mode and the slots the plan is balanced over."""
+
+    env: AgiEnv
+    settings: Settings
+    mode: Mode
+    slots: list[Slot]
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return self.settings.args.model_dump(mode="json")
+
+
+class AGI:
+    """The public entry points. All are coroutines; every argument not given comes from settings."""
+
+    @staticmethod
+    async def get_distrib(
+        env: AgiEnv, *, scheduler: str | None = None, workers: Mapping[str, Any] | None = None,
+        mode: Mode | int | str | None = None, args: Mapping[str, Any] | None = None,
+        cluster: Mapping[str, Any] | None = None, **app_args: Any,
+    ) -> WorkPlan:
+        """The balanced work plan this run would use, without running it.
+
+        >>> plan = asyncio.run(AGI.get_distrib(AgiEnv(app="mandelbrot"), mode="p", bands=8))
+        >>> len(plan.partitions)
+        8
+        """
+        request = _resolve(env, scheduler, workers, mode, args, cluster, app_args)
+        return _plan(request)
+
+    @staticmethod
+    async def run(
+        env: AgiEnv, *, scheduler: str | None = None, workers: Mapping[str, Any] | None = None,
+        mode: Mode | int | str | None = None, plan: WorkPlan | str | Path | None = None,
+        args: Mapping[str, Any] | None = None, cluster: Mapping[str, Any] | None = None,
+        progress: bool | None = None, **app_args: Any,
+    ) -> RunResult:
+        """Run the app: plan (or take ``plan``), execute by mode, reduce, and write the run record.
+
+        Raises `RunError` (with the partial result on ``.result``) when a partition fails, after
+        every other partition has run. Ctrl-C stops the workers and still writes the record.
+        """
+        request = _resolve(env, scheduler, workers, mode, args, cluster, app_args)
+        fresh = _plan(request)
+        if plan is not None:
+            chosen = plan if isinstance(plan, WorkPlan) else WorkPlan.load(plan)
+            origin = str(plan) if not isinstance(plan, WorkPlan) else "the given plan"
+            chosen.check(origin=origin)
+            chosen.check_current(fresh, origin=origin)
+        else:
+            chosen = fresh
+        if request.mode & Mode.CLUSTER:
+            raise AgiError(f"mode {request.mode}: the cluster bit (4, 'd') is not available in this version of agi_core",
+                           fix="run without the d bit (e.g. mode 'p' for a local pool)")
+        kernels = select_kernels(env.module_name.split(".")[0], request.mode)  # fails early if a kernel is missing
+        show = sys.stderr.isatty() if progress is None else progress
+        return await _Run(request, chosen, kernels.note).execute(show)
+
+
+def _resolve(env: AgiEnv, scheduler: str | None, workers: Mapping[str, Any] | None, mode: Any,
+             args: Mapping[str, Any] | None, cluster: Mapping[str, Any] | None, app_args: Mapping[str, Any]) -> _Request:
+    clash = sorted(set(args or {}) & set(app_args))
+    if clash:
+        raise SettingsError(f"argument(s) {', '.join(clash)} given both in args= and as keywords", fix="give each once")
+    overrides = dict(cluster or {})
+    if scheduler is not None:
+        overrides["scheduler"] = scheduler
+    if workers is not None:
+        overrides["workers"] = dict(workers)
+    settings = env.settings(args={**(args or {}), **app_args}, cluster=overrides or None)
+    run_mode = Mode.parse(mode) if mode is not None else settings.cluster.mode
+    return _Request(env, settings, run_mode, _slots(settings, run_mode))
+
+
+def _slots(settings: Settings, mode: Mode) -> list[Slot]:
+    """Cluster bit: one slot per worker of the worker map. Otherwise slots on this machine: as many
+    as the local worker count (or cores) with the pool bit, one without it."""
+    if mode & Mode.CLUSTER:
+        return slots_for(settings.cluster.workers)
+    width = settings.cluster.local_worker_count() if mode & Mode.POOL else 1
+    capabilities = ("gpu",) if gpu_visible() else ()
+    return [Slot(f"{LOCAL_SLOT_HOST}-{k}", LOCAL_SLOT_HOST, 1.0, capabilities) for k in range(width)]
+
+
+def _plan(request: _Request) -> WorkPlan:
+    app = request.env.app_class()
+    partitions = app.plan(request.settings.args)
+    if not isinstance(partitions, list | tuple):
+        raise PlanError(f"{request.env.app_class.__name__}.plan() returned {type(partitions).__name__}, not a list of Partition",
+                        fix="return a list of agi_core.Partition")
+    return build_plan(request.env.name, request.args, partitions, request.slots)
+
+
+class _Run:
+    """One run in progress: its folder, its executor, its outcomes, and its record."""
+
+    def __init__(self, request: _Request, plan: WorkPlan, kernel_note: str) -> None:
+        self.request = request
+        self.plan = plan
+        self.kernel_note = kernel_note
+        self.run_id = new_run_id()
+        self.run_dir = RunStore(request.settings.share).run_dir(request.env.name, self.run_id)
+        self.outcomes: dict[str, Outcome] = {}
+        self.started = time.time()
+        self.status = "running"
+        self.error: str | None = None
+        env = request.env
+        self.app_record = {"name": env.name, "version": env.version(), "code_hash": env.code_hash(),
+                           "git_commit": env.git_commit(), "project_dir": str(env.project_dir)}
+
+    async def execute(self, show_progress: bool) -> RunResult:
+        request = self.request
+        self.run_dir.mkdir(parents=True)
+        (self.run_dir / "out").mkdir()
+        self.plan.save(self.run_dir / "plan.json")
+        self._write()
+        job = JobSpec(request.env.src_dir, request.env.module_name, request.env.class_name,
+                      request.args, int(request.mode), self.run_dir / "out")
+        executor = LocalExecutor(processes=bool(request.mode & Mode.POOL))
+        value = None
+        try:
+            executor.start(self.plan, job)
+            with RunProgress(self.plan, enabled=show_progress, title=f"{request.env.name} mode {request.mode}") as bar:
+                async for outcome in executor.execute(self.plan, job):
+                    self.outcomes[outcome.id] = outcome
+                    bar.update(outcome)
+            await executor.close()
+            failed = [o for o in self.outcomes.values() if o.status != "ok"]
+            if not failed:
+                value = self._reduce(job)
+            self.status = "failed" if failed or self.error else "ok"
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            executor.kill()
+            self.status, self.error = "interrupted", "interrupted by the user (Ctrl-C)"
+            self._write()
+            raise
+        except BaseException:
+            executor.kill()
+            self.status, self.error = "failed", traceback.format_exc()
+            self._write()
+            raise
+        self._write()
+        result = self._result(value)
+        if self.status != "ok":
+            raise RunError(self._failure_message(), fix=f"see the record: agi runs show {self.run_id}", result=result)
+        return result
+
+    def _reduce(self, job: JobSpec) -> Any:
+        app = self.request.env.app_class()
+        kernels = select_kernels(job.module_name.split(".")[0], self.request.mode)
+        ctx = WorkContext(args=self.request.settings.args, kernels=kernels.module, kernel_kind=kernels.kind, device=kernels.device, out_dir=job.out_dir,
+                          log=logging.getLogger(f"agi.app.{job.module_name}"), slot="manager")
+        try:
+            return app.reduce({pid: o.result for pid, o in self.outcomes.items()}, ctx)
+        except Exception:  # noqa: BLE001 - recorded and raised as the run's failure
+            self.error = "App.reduce failed:\n" + traceback.format_exc()
+            return None
+
+    def _failure_message(self) -> str:
+        bad = [o for o in self.outcomes.values() if o.status == "failed"]
+        if bad:
+            first = bad[0]
+            others = f" ({len(bad) - 1} more failed)" if len(bad) > 1 else ""
+            skipped = sum(o.status == "skipped" for o in self.outcomes.values())
+            return (f"partition '{first.id}' failed on slot {first.slot}{others}"
+                    + (f"; {skipped} skipped for failed dependencies" if skipped else "")
+                    + f"; {sum(o.status == 'ok' for o in self.outcomes.values())} succeeded\n{(first.error or '').rstrip()}")
+        return self.error or "the run failed"
+
+    def _result(self, value: Any) -> RunResult:
+        return RunResult(
+            run_id=self.run_id, app=self.request.env.name, mode=self.request.mode, status=self.status, value=value,
+            results={pid: o.result for pid, o in self.outcomes.items() if o.status == "ok"},
+            outcomes=list(self.outcomes.values()), run_dir=self.run_dir, plan=self.plan,
+            duration_s=time.time() - self.started,
+        )
+
+    def _write(self) -> None:
+        settings, mode = self.request.settings, self.request.mode
+        slot_of = self.plan.slot_of()
+        ended = None if self.status == "running" else time.time()
+        counts = {status: sum(o.status == status for o in self.outcomes.values()) for status in ("ok", "failed", "skipped")}
+        workers: dict[str, dict[str, Any]] = {}
+        for outcome in self.outcomes.values():
+            if outcome.worker:
+                workers.setdefault(outcome.worker, {"host": outcome.host, "slot": outcome.slot, "kernel": outcome.kernel,
+                                                    "device": outcome.device})
+        write_json_atomic(self.run_dir / "manifest.json", {
+            "schema": RUN_SCHEMA,
+            "run_id": self.run_id,
+            "status": self.status,
+            "app": self.app_record,
+            "args": self.request.args,
+            "mode": {"value": int(mode), "letters": mode.letters},
+            "settings_hash": settings.hash,
+            "settings_file": str(settings.path),
+            "plan": {"fingerprint": self.plan.fingerprint, "partitions": len(self.plan.partitions),
+                     "slots": [s.name for s in self.plan.slots], "file": "plan.json"},
+            "executor": "pool" if mode & Mode.POOL else "sequential",
+            "manager": {"host": platform.node(), "pid": os.getpid(), "python": platform.python_version(),
+                        "platform": platform.platform()},
+            "workers": workers,
+            "kernel_note": self.kernel_note or None,
+            "started": iso(self.started),
+            "ended": iso(ended) if ended else None,
+            "duration_s": round((ended or time.time()) - self.started, 6),
+            "totals": {"partitions": len(self.plan.partitions), **counts,
+                       "not_run": len(self.plan.partitions) - len(self.outcomes)},
+            "error": self.error,
+            "out_dir": str(self.run_dir / "out"),
+            "partitions": [self.outcomes[p.id].record() if p.id in self.outcomes else
+                           {"id": p.id, "slot": slot_of.get(p.id), "status": "not run"} for p in self.plan.partitions],
+        })

@@ -1,0 +1,91 @@
+"""The app contract: what an app implements and what it receives.
+
+An app is a Python package whose `App` subclass splits its work into `Partition`s (manager side),
+computes one partition at a time (worker side), and optionally combines the results.
+
+>>> from pydantic import BaseModel
+>>> class Args(BaseModel):
+...     n: int = 3
+>>> class Squares(App):
+...     Args = Args
+...     def plan(self, args):
+...         return [Partition(id=f"p{i}", weight=1.0, payload=i) for i in range(args.n)]
+...     def work(self, part, ctx):
+...         return part.payload ** 2
+...     def reduce(self, results, ctx):
+...         return sum(results.values())
+>>> app = Squares()
+>>> [p.id for p in app.plan(Args())]
+['p0', 'p1', 'p2']
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+__all__ = ["App", "Partition", "WorkContext"]
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One unit of work.
+
+    ``weight`` is its expected cost (any unit, only ratios matter); ``payload`` is JSON-able data the
+    worker needs; ``deps`` are ids of partitions whose results this one receives; ``needs`` are
+    capabilities a slot must have (e.g. ``"gpu"``).
+    """
+
+    id: str
+    weight: float = 1.0
+    payload: Any = None
+    deps: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class WorkContext:
+    """What `App.work` receives beside its partition.
+
+    ``args`` are the run's validated arguments, ``kernels`` the kernel module the mode selected (plain, Cython or GPU), ``kernel_kind`` its
+    name, ``device`` where it runs (``"cpu"`` or ``"cuda:0"``), ``out_dir`` the run's output folder
+    on the share, ``deps`` the results of the partition's dependencies by id.
+    """
+
+    args: BaseModel
+    kernels: ModuleType
+    kernel_kind: str
+    device: str
+    out_dir: Path
+    log: logging.Logger
+    slot: str = "local-0"
+    deps: Mapping[str, Any] = field(default_factory=dict)
+
+
+class App:
+    """Base class of every app. Subclass it and implement `plan` and `work`.
+
+    ``Args`` is a pydantic model of the app's arguments; its defaults are overridden by the
+    ``[args]`` table of ``app_settings.toml`` and then by call arguments.
+    """
+
+    Args: ClassVar[type[BaseModel]]
+
+    def plan(self, args: BaseModel) -> list[Partition]:
+        """Split the work into partitions (manager side)."""
+        raise NotImplementedError(f"{type(self).__name__}.plan() is not implemented")
+
+    def work(self, part: Partition, ctx: WorkContext) -> Any:
+        """Compute one partition (worker side) and return its result (any picklable value)."""
+        raise NotImplementedError(f"{type(self).__name__}.work() is not implemented")
+
+    def reduce(self, results: Mapping[str, Any], ctx: WorkContext) -> Any:
+        """Combine the partition results by id (manager side). By default, return them as they are."""
+        return dict(results)
+

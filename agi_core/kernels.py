@@ -1,0 +1,61 @@
+"""Choose an app's kernel module for a mode: GPU, Cython or plain Python.
+
+An app keeps the same functions in ``kernels.py`` (reference), ``kernels_cy`` (compiled Cython) and
+``kernels_gpu.py`` (GPU). The rapids bit prefers the GPU module where a GPU is usable and falls back
+to the CPU kernels elsewhere; the record says which one ran.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from .errors import AgiError
+from .modes import Mode
+
+__all__ = ["KernelChoice", "gpu_visible", "select_kernels"]
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    module: ModuleType
+    kind: str  # "python", "cython" or "gpu"
+    device: str  # "cpu" or "cuda:0"
+    note: str = ""
+
+
+def gpu_visible() -> bool:
+    """A cheap check for an NVIDIA GPU: the device node or ``nvidia-smi`` is present."""
+    return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
+
+
+def _optional(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:  # the module exists but one of its imports is missing: a real error
+            raise
+        return None
+
+
+def select_kernels(package: str, mode: Mode) -> KernelChoice:
+    """The kernel module of ``package`` that ``mode`` asks for, on this machine."""
+    note = ""
+    if mode & Mode.RAPIDS:
+        gpu = _optional(f"{package}.kernels_gpu") if gpu_visible() else None
+        if gpu is not None and getattr(gpu, "available", lambda: True)():
+            return KernelChoice(gpu, "gpu", "cuda:0")
+        note = "rapids bit set but no usable GPU here: ran the CPU kernels"
+    if mode & Mode.CYTHON:
+        compiled = _optional(f"{package}.kernels_cy")
+        if compiled is None:
+            raise AgiError(
+                f"mode {mode} has the cython bit, but app package '{package}' has no compiled kernels_cy on this host",
+                fix="build them with `agi install APP` (cython bit enabled), or run without the c bit",
+            )
+        return KernelChoice(compiled, "cython", "cpu", note)
+    plain = _optional(f"{package}.kernels") or importlib.import_module(package)
+    return KernelChoice(plain, "python", "cpu", note)

@@ -1,0 +1,268 @@
+"""`WorkPlan`: partitions, slots and the assignment between them, as a JSON file a person may edit.
+
+The fingerprint covers what the plan was built from (app, args, partitions) but not the
+assignment, which is the part meant for editing. A plan whose fingerprint no longer matches what
+the app plans today is stale, and the error says what changed.
+
+>>> from agi_core.app import Partition
+>>> from agi_core.plan import Slot
+>>> plan = build_plan("demo", {"n": 2}, [Partition("a", 2.0), Partition("b", 1.0)], [Slot("h-0", "h")])
+>>> plan.assignment
+{'h-0': ['a', 'b']}
+>>> WorkPlan.from_json(plan.to_json()).fingerprint == plan.fingerprint
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..app import Partition
+from ..errors import PlanError
+from .balancing import Slot, balance, makespan
+
+__all__ = ["SCHEMA", "WorkPlan", "build_plan"]
+
+SCHEMA = "agi.workplan.v1"
+
+
+def _partition_json(part: Partition) -> dict[str, Any]:
+    return {"id": part.id, "weight": part.weight, "deps": list(part.deps), "needs": list(part.needs), "payload": part.payload}
+
+
+def fingerprint_of(app: str, args: Mapping[str, Any], partitions: Sequence[Partition]) -> str:
+    """SHA-256 of what a plan is built from: app name, args and partitions (not the assignment)."""
+    try:
+        # Lists, not dicts, per partition: the same information, encoded twice as fast.
+        canonical = json.dumps(
+            [SCHEMA, app, args, [[p.id, p.weight, p.deps, p.needs, p.payload] for p in partitions]],
+            sort_keys=True, separators=(",", ":"),
+        )
+    except TypeError as exc:
+        bad = next((p.id for p in partitions if not _json_safe(p.payload)), "?")
+        raise PlanError(f"partition '{bad}' has a payload that is not JSON data: {exc}",
+                        fix="make App.plan() return payloads of dicts, lists, strings and numbers") from None
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _json_safe(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+@dataclass
+class WorkPlan:
+    """A balanced assignment of an app's partitions to worker slots."""
+
+    app: str
+    args: dict[str, Any]
+    slots: list[Slot]
+    partitions: list[Partition]
+    assignment: dict[str, list[str]]
+    fingerprint: str
+
+    # -- views ------------------------------------------------------------------------------
+
+    def partition_map(self) -> dict[str, Partition]:
+        return {p.id: p for p in self.partitions}
+
+    def slot_of(self) -> dict[str, str]:
+        """Partition id → slot name."""
+        return {pid: slot for slot, ids in self.assignment.items() for pid in ids}
+
+    def loads(self) -> dict[str, float]:
+        """Total weight per slot divided by its capacity (its expected busy time)."""
+        weights = {p.id: p.weight for p in self.partitions}
+        capacity = {s.name: s.capacity for s in self.slots}
+        return {slot: sum(weights[p] for p in ids) / capacity[slot] for slot, ids in self.assignment.items()}
+
+    def makespan(self) -> float:
+        return makespan(self.assignment, {p.id: p.weight for p in self.partitions}, self.slots)
+
+    def tree(self, *, per_slot: int = 12) -> Any:
+        """A `rich.tree.Tree`: slots with their load, then their partitions (the first ``per_slot``)."""
+        from rich.tree import Tree
+
+        parts = self.partition_map()
+        loads = self.loads()
+        root = Tree(f"[bold]{self.app}[/] work plan: {len(self.partitions)} partitions on {len(self.slots)} slots, "
+                    f"makespan {self.makespan():.4g}  [dim]fingerprint {self.fingerprint[:12]}[/]")
+        for slot in self.slots:
+            ids = self.assignment.get(slot.name, [])
+            branch = root.add(f"[cyan]{slot.name}[/]  {len(ids)} partitions, load {loads.get(slot.name, 0):.4g}"
+                              + (f"  [dim]{', '.join(slot.capabilities)}[/]" if slot.capabilities else ""))
+            for pid in ids[:per_slot]:
+                part = parts[pid]
+                extra = (f"  deps: {', '.join(part.deps)}" if part.deps else "") + (f"  needs: {', '.join(part.needs)}" if part.needs else "")
+                branch.add(f"{pid}  [dim]weight {part.weight:.4g}{extra}[/]")
+            if len(ids) > per_slot:
+                branch.add(f"[dim]… {len(ids) - per_slot} more[/]")
+        return root
+
+    # -- JSON -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "app": self.app,
+            "fingerprint": self.fingerprint,
+            "args": self.args,
+            "slots": [{"name": s.name, "host": s.host, "capacity": s.capacity, "capabilities": list(s.capabilities)} for s in self.slots],
+            "assignment": self.assignment,
+            "partitions": [_partition_json(p) for p in self.partitions],
+        }
+
+    def to_json(self) -> str:
+        """JSON with one line per slot of the assignment and one per partition: easy to read, diff
+        and edit, and fast to write for 100,000 partitions."""
+        data = self.to_dict()
+        head = [f" {json.dumps(key)}: {json.dumps(data[key])}" for key in ("schema", "app", "fingerprint", "args", "slots")]
+        assignment = ",\n".join(f"  {json.dumps(slot)}: {json.dumps(ids)}" for slot, ids in data["assignment"].items())
+        partitions = ",\n".join(f"  {json.dumps(p)}" for p in data["partitions"])
+        return "{\n" + ",\n".join(head) + f',\n "assignment": {{\n{assignment}\n }},\n "partitions": [\n{partitions}\n ]\n}}\n'
+
+
+    def save(self, path: Path) -> None:
+        """Write the plan atomically (a reader never sees half a file)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(self.to_json())
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_json(cls, text: str, *, origin: str = "plan") -> WorkPlan:
+        """Read a plan and check its structure; every problem names the partition or slot."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlanError(f"{origin}: not valid JSON: {exc}", fix="fix the JSON, or write a new plan with `agi distrib APP --out FILE`") from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+            raise PlanError(f"{origin}: not a work plan (schema {found!r}, expected {SCHEMA!r})",
+                            fix="write a plan with `agi distrib APP --out FILE`")
+        try:
+            slots = [Slot(s["name"], s["host"], float(s.get("capacity", 1.0)), tuple(s.get("capabilities", ()))) for s in data["slots"]]
+            partitions = [
+                Partition(p["id"], float(p.get("weight", 1.0)), p.get("payload"), tuple(p.get("deps", ())), tuple(p.get("needs", ())))
+                for p in data["partitions"]
+            ]
+            assignment = {str(slot): [str(pid) for pid in ids] for slot, ids in data["assignment"].items()}
+            plan = cls(str(data["app"]), dict(data["args"]), slots, partitions, assignment, str(data["fingerprint"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PlanError(f"{origin}: malformed work plan ({type(exc).__name__}: {exc})",
+                            fix="compare it with a fresh `agi distrib APP --out FILE`") from None
+        plan.check(origin=origin)
+        return plan
+
+    @classmethod
+    def load(cls, path: str | Path) -> WorkPlan:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise PlanError(f"{path}: cannot read the plan: {exc.strerror}", fix="check the path") from None
+        return cls.from_json(text, origin=str(path))
+
+    # -- validation -------------------------------------------------------------------------
+
+    def check(self, *, origin: str = "plan", verify_fingerprint: bool = True) -> None:
+        """Structural checks: unique ids, known deps without cycles, every partition in exactly one
+        existing slot that offers what it needs, and a fingerprint that matches the partitions."""
+        problems: list[str] = []
+        ids = [p.id for p in self.partitions]
+        problems += [f"partition '{pid}' is defined {n} times" for pid, n in Counter(ids).items() if n > 1]
+        known = set(ids)
+        for part in self.partitions:
+            problems += [f"partition '{part.id}' depends on unknown partition '{dep}'" for dep in part.deps if dep not in known]
+        slot_names = {s.name: s for s in self.slots}
+        problems += [f"slot '{name}' is defined more than once" for name, n in Counter(s.name for s in self.slots).items() if n > 1]
+        placed: Counter[str] = Counter()
+        for slot, pids in self.assignment.items():
+            if slot not in slot_names:
+                problems.append(f"assignment names slot '{slot}', which is not in the plan's slots ({', '.join(slot_names)})")
+            placed.update(pids)
+        problems += [f"partition '{pid}' is assigned {n} times" for pid, n in placed.items() if n > 1]
+        problems += [f"partition '{pid}' is assigned but not defined" for pid in placed if pid not in known]
+        problems += [f"partition '{pid}' is not assigned to any slot" for pid in ids if pid not in placed]
+        parts = self.partition_map()
+        for slot, pids in self.assignment.items():
+            caps = set(slot_names[slot].capabilities) if slot in slot_names else set()
+            for pid in pids:
+                missing = set(parts[pid].needs) - caps if pid in parts else set()
+                if missing and slot in slot_names:
+                    problems.append(f"partition '{pid}' needs {', '.join(sorted(missing))} but slot '{slot}' does not offer it")
+        if not problems:
+            problems += _cycles(self.partitions)
+        if not problems and verify_fingerprint and fingerprint_of(self.app, self.args, self.partitions) != self.fingerprint:
+            problems.append("the partitions or args were edited: the fingerprint no longer matches them")
+        if problems:
+            shown = problems[:20] + ([f"… and {len(problems) - 20} more"] if len(problems) > 20 else [])
+            raise PlanError(f"{origin}: invalid work plan:\n  " + "\n  ".join(shown),
+                            fix="edit only the assignment (each partition in exactly one slot), or write a new plan with `agi distrib`")
+
+    def check_current(self, fresh: WorkPlan, *, origin: str = "plan") -> None:
+        """Check that this (possibly edited) plan still fits the app as it plans today: same
+        fingerprint, and every slot it uses exists in today's worker slots."""
+        if fresh.app != self.app:
+            raise PlanError(f"{origin}: the plan is for app '{self.app}', not '{fresh.app}'", fix=f"run it with `agi run {self.app}`")
+        if fresh.fingerprint != self.fingerprint:
+            raise PlanError(f"{origin}: stale work plan: {'; '.join(_changes(self, fresh))}",
+                            fix="write a new plan with `agi distrib APP --out FILE` (and redo your edits), or run with the plan's args")
+        current = {s.name for s in fresh.slots}
+        missing = [slot for slot, ids in self.assignment.items() if ids and slot not in current]
+        if missing:
+            raise PlanError(
+                f"{origin}: the plan uses slot(s) {', '.join(missing)}, which this run does not have (it has {', '.join(sorted(current))})",
+                fix="move their partitions to existing slots, or run with the worker map / mode the plan was made for",
+            )
+
+
+def build_plan(app: str, args: Mapping[str, Any], partitions: Sequence[Partition], slots: Sequence[Slot]) -> WorkPlan:
+    """Balance ``partitions`` over ``slots`` and wrap the result as a checked `WorkPlan`."""
+    partitions = list(partitions)
+    fingerprint = fingerprint_of(app, args, partitions)
+    plan = WorkPlan(app, dict(args), list(slots), partitions, balance(partitions, slots), fingerprint)
+    plan.check(origin=f"the plan of app '{app}'", verify_fingerprint=False)
+    return plan
+
+
+def _cycles(partitions: Sequence[Partition]) -> list[str]:
+    """Kahn's algorithm: partitions left over after removing every dependency-free one form cycles."""
+    waiting = {p.id: len(p.deps) for p in partitions}
+    dependents: dict[str, list[str]] = {}
+    for part in partitions:
+        for dep in part.deps:
+            dependents.setdefault(dep, []).append(part.id)
+    ready = [pid for pid, n in waiting.items() if n == 0]
+    while ready:
+        for child in dependents.get(ready.pop(), ()):
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    stuck = sorted(pid for pid, n in waiting.items() if n > 0)
+    return [f"partitions {', '.join(stuck[:10])} form a dependency cycle"] if stuck else []
+
+
+def _changes(old: WorkPlan, new: WorkPlan) -> list[str]:
+    changes = [f"args.{key} was {old.args.get(key)!r}, is now {new.args.get(key)!r}"
+               for key in sorted(set(old.args) | set(new.args)) if old.args.get(key) != new.args.get(key)]
+    old_parts, new_parts = old.partition_map(), new.partition_map()
+    gone, added = sorted(set(old_parts) - set(new_parts)), sorted(set(new_parts) - set(old_parts))
+    if gone:
+        changes.append(f"partitions no longer planned: {', '.join(gone[:5])}{' …' if len(gone) > 5 else ''}")
+    if added:
+        changes.append(f"new partitions: {', '.join(added[:5])}{' …' if len(added) > 5 else ''}")
+    altered = [pid for pid in old_parts.keys() & new_parts.keys() if old_parts[pid] != new_parts[pid]]
+    if altered:
+        changes.append(f"partitions changed (weight, payload, deps or needs): {', '.join(sorted(altered)[:5])}")
+    return changes or ["the app now plans different partitions"]

@@ -1,0 +1,337 @@
+"""App settings: ``app_settings.toml`` validated by pydantic, merged with profiles and call arguments.
+
+Precedence, highest first: call arguments > the app's ``app_settings.toml`` > the profile it names
+(``[cluster] profile = "NAME"`` reads ``settings/NAME.toml``) > built-in defaults.
+
+>>> doc = {"args": {}, "cluster": {"pool": True, "workers": {"127.0.0.1": 2}}}
+>>> ClusterSettings.model_validate(doc["cluster"]).workers["127.0.0.1"].count
+2
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import SettingsError
+from .hosts import is_local_host
+from .modes import Mode
+
+__all__ = [
+    "ClusterSettings",
+    "InstallSettings",
+    "Settings",
+    "SshSettings",
+    "WorkerSpec",
+    "default_share",
+    "load_settings",
+    "parse_assignment",
+    "save_settings_values",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class WorkerSpec(_Strict):
+    """One host of the worker map: how many worker processes (slots) it runs, and what they offer."""
+
+    count: int = Field(ge=0, description="worker processes on this host, one slot each")
+    capacity: float = Field(default=1.0, gt=0, description="relative speed of one slot")
+    capabilities: tuple[str, ...] = Field(default=(), description='e.g. ["gpu"]')
+
+
+class SshSettings(_Strict):
+    user: str | None = None
+    key: str | None = Field(default=None, description="client private key")
+    known_hosts: str = "~/.ssh/known_hosts"
+    port: int = Field(default=22, ge=1, le=65535)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    command_timeout: float = Field(default=600.0, gt=0)
+
+
+class InstallSettings(_Strict):
+    python: str | None = Field(default=None, description='Python version for worker venvs, e.g. "3.11"')
+    venv: str = Field(default="~/.agi/venvs/{app}", description="venv folder on each host")
+    source: Literal["wheelhouse", "index"] = "wheelhouse"
+    index_url: str | None = None
+
+
+class ClusterSettings(_Strict):
+    profile: str | None = Field(default=None, description="name of a profile in settings/")
+    pool: bool = False
+    cython: bool = False
+    cluster_enabled: bool = False
+    rapids: bool = False
+    scheduler: str | None = None
+    workers_data_path: str | None = Field(default=None, description="the cluster share")
+    workers: dict[str, WorkerSpec] = Field(default_factory=dict)
+    ssh: SshSettings = Field(default_factory=SshSettings)
+    install: InstallSettings = Field(default_factory=InstallSettings)
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _counts_as_specs(cls, value: Any) -> Any:
+        # `"10.0.0.2" = 2` is shorthand for `"10.0.0.2" = {count = 2}`.
+        if isinstance(value, Mapping):
+            return {host: {"count": spec} if isinstance(spec, int) and not isinstance(spec, bool) else spec
+                    for host, spec in value.items()}
+        return value
+
+    @property
+    def mode(self) -> Mode:
+        """The mode these settings switch on."""
+        bits = (self.pool, self.cython, self.cluster_enabled, self.rapids)
+        return Mode(sum(bit for on, bit in zip(bits, (1, 2, 4, 8)) if on))
+
+    def local_worker_count(self) -> int:
+        """Slots of the worker map on this machine, or the core count when it names none."""
+        local = sum(spec.count for host, spec in self.workers.items() if is_local_host(host))
+        return local or os.cpu_count() or 1
+
+
+def default_share() -> Path:
+    """The share used when ``workers_data_path`` is not set: ``$XDG_DATA_HOME/agi_core/share``."""
+    base = os.environ.get("XDG_DATA_HOME") or "~/.local/share"
+    return Path(base).expanduser() / "agi_core" / "share"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings of one app: validated ``args`` and ``cluster``, and where they came from."""
+
+    path: Path
+    args: BaseModel
+    cluster: ClusterSettings
+    document: dict[str, Any] = field(repr=False)
+
+    @property
+    def share(self) -> Path:
+        return Path(self.cluster.workers_data_path).expanduser() if self.cluster.workers_data_path else default_share()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"args": self.args.model_dump(mode="json"), "cluster": self.cluster.model_dump(mode="json")}
+
+    @property
+    def hash(self) -> str:
+        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file; a syntax error names the file, line and column."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: file not found", fix=f"create {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: invalid TOML: {exc}", fix="fix the syntax at the line shown") from None
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{text[:60]}… ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"
+
+
+def _format_validation(exc: ValidationError, *, origin: str, prefix: str) -> SettingsError:
+    lines = []
+    for error in exc.errors():
+        key = ".".join([prefix, *(str(part) for part in error["loc"])]) if prefix else ".".join(map(str, error["loc"]))
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{origin}: unknown key '{key}'")
+        elif error["type"] == "missing":
+            lines.append(f"{origin}: missing key '{key}'")
+        else:
+            lines.append(f"{origin}: key '{key}': {error['msg'].lower()}, found {_describe(error['input'])}")
+    return SettingsError("\n".join(lines), fix="correct the key(s) named above")
+
+
+def _validate_cluster(data: Any, origin: str) -> ClusterSettings:
+    if not isinstance(data, Mapping):
+        raise SettingsError(f"{origin}: [cluster] must be a table, found {_describe(data)}", fix="make it a [cluster] table")
+    try:
+        return ClusterSettings.model_validate(data)
+    except ValidationError as exc:
+        raise _format_validation(exc, origin=origin, prefix="cluster") from None
+
+
+def _validate_args(model: type[BaseModel], values: Mapping[str, Any], origins: Mapping[str, str]) -> BaseModel:
+    known = set(model.model_fields)
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise SettingsError(
+                f"{origins[key]}: unknown argument 'args.{key}'",
+                fix=f"{hint}known arguments: {', '.join(sorted(known)) or '(none)'}",
+            )
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0]) if error["loc"] else ""
+        origin = origins.get(key, "defaults")
+        raise _format_validation(exc, origin=origin, prefix="args") from None
+
+
+def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge tables; the worker map is replaced, never merged (a map names the whole cluster)."""
+    merged = dict(base)
+    for key, value in top.items():
+        if key != "workers" and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_profile(name: str, profile_dirs: list[Path], named_in: Path) -> dict[str, Any]:
+    for folder in profile_dirs:
+        candidate = folder / f"{name}.toml"
+        if candidate.is_file():
+            document = read_toml(candidate)
+            cluster = document.get("cluster", {})
+            _validate_cluster(cluster, str(candidate))
+            if "profile" in cluster:
+                raise SettingsError(f"{candidate}: a profile cannot name another profile ([cluster] profile)",
+                                    fix="remove the key 'cluster.profile' from the profile")
+            return cluster
+    known = sorted({p.stem for folder in profile_dirs if folder.is_dir() for p in folder.glob("*.toml")})
+    where = ", ".join(str(folder) for folder in profile_dirs) or "(no settings folder)"
+    raise SettingsError(
+        f"{named_in}: key 'cluster.profile': no profile named '{name}' in {where}",
+        fix=f"use one of: {', '.join(known)}" if known else f"create {profile_dirs[0] / (name + '.toml')}" if profile_dirs else "remove the key",
+    )
+
+
+def load_settings(
+    path: Path,
+    args_model: type[BaseModel],
+    *,
+    profile_dirs: list[Path] = (),  # type: ignore[assignment]
+    args: Mapping[str, Any] | None = None,
+    cluster: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve an app's settings: defaults < profile < ``path`` < ``args``/``cluster`` call overrides."""
+    document = read_toml(path) if path.exists() else {}
+    origin = str(path)
+    file_args = document.get("args", {})
+    if not isinstance(file_args, Mapping):
+        raise SettingsError(f"{origin}: [args] must be a table, found {_describe(file_args)}", fix="make it an [args] table")
+    file_cluster = document.get("cluster", {})
+    _validate_cluster(file_cluster, origin)
+
+    layers: dict[str, Any] = {}
+    profile = (cluster or {}).get("profile") or file_cluster.get("profile")
+    if profile:
+        layers = _read_profile(profile, list(profile_dirs), path)
+    layers = _merge(layers, file_cluster)
+    if cluster:
+        layers = _merge(layers, cluster)
+    resolved_cluster = _validate_cluster(layers, "call arguments" if cluster else origin)
+
+    call_args = dict(args or {})
+    origins = {key: origin for key in file_args} | {key: "call arguments" for key in call_args}
+    resolved_args = _validate_args(args_model, {**file_args, **call_args}, origins)
+    return Settings(path=path, args=resolved_args, cluster=resolved_cluster, document=document)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def parse_assignment(text: str) -> tuple[list[str], Any]:
+    """Parse ``key=value`` from the command line: a dotted key, a TOML value (else a plain string).
+
+    A key without a table (``width=800``) means ``args.width``.
+
+    >>> parse_assignment("width=800")
+    (['args', 'width'], 800)
+    >>> parse_assignment('cluster.workers."127.0.0.1"=2')
+    (['cluster', 'workers', '127.0.0.1'], 2)
+    >>> parse_assignment("cluster.scheduler=10.0.0.1:8786")
+    (['cluster', 'scheduler'], '10.0.0.1:8786')
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SettingsError(f"invalid assignment {text!r}: expected KEY=VALUE", fix="write e.g. --set width=800 or --set cluster.pool=true")
+    try:
+        # Let the TOML parser split the dotted key, so quoted parts ("10.0.0.2") stay whole.
+        node: Any = tomllib.loads(f"{key.strip()} = 0")
+        path: list[str] = []
+        while isinstance(node, dict):
+            (name,) = node.keys()
+            path.append(name)
+            node = node[name]
+    except (tomllib.TOMLDecodeError, ValueError):
+        raise SettingsError(f"invalid key {key!r} in {text!r}", fix='use a dotted key, quoting parts with dots: cluster.workers."10.0.0.2"=2') from None
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    if len(path) == 1:
+        path = ["args", *path]
+    if path[0] not in ("args", "cluster"):
+        raise SettingsError(f"invalid key {key!r}: settings live under 'args' or 'cluster'", fix=f"write args.{key} or cluster.{key}")
+    return path, value
+
+
+def assignments_to_overrides(assignments: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Turn ``--set`` assignments into (args, cluster) override mappings."""
+    tables: dict[str, dict[str, Any]] = {"args": {}, "cluster": {}}
+    for text in assignments:
+        path, value = parse_assignment(text)
+        node = tables[path[0]]
+        for part in path[1:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tables["args"], tables["cluster"]
+
+
+def save_settings_values(path: Path, assignments: list[str], args_model: type[BaseModel], profile_dirs: list[Path]) -> Settings:
+    """Apply ``key=value`` assignments to ``path``, keeping comments and unknown tables.
+
+    The new file is validated before it replaces the old one; on any error nothing is written.
+    """
+    import tomlkit  # only needed when writing
+
+    text = path.read_text() if path.exists() else ""
+    try:
+        document = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as exc:
+        raise SettingsError(f"{path}: invalid TOML: {exc}", fix="fix the syntax at the line shown") from None
+    for assignment in assignments:
+        keys, value = parse_assignment(assignment)
+        node: Any = document
+        for part in keys[:-1]:
+            if part not in node:
+                node[part] = tomlkit.table()
+            node = node[part]
+            if not isinstance(node, Mapping):
+                raise SettingsError(f"{path}: key '{'.'.join(keys)}': '{part}' is not a table", fix="choose another key")
+        node[keys[-1]] = value
+    new_text = tomlkit.dumps(document)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(new_text)
+    try:
+        settings = load_settings(tmp, args_model, profile_dirs=profile_dirs)
+    except SettingsError as exc:
+        tmp.unlink()
+        raise SettingsError(str(exc).replace(str(tmp), str(path)), fix=exc.fix) from None
+    os.replace(tmp, path)
+    return Settings(path=path, args=settings.args, cluster=settings.cluster, document=settings.document)
