@@ -31,7 +31,8 @@ from .modes import Mode
 from .plan import Slot, WorkPlan, build_plan, slots_for
 from .progress import RunProgress
 from .provenance import RUN_SCHEMA, RunStore, iso, new_run_id, write_json_atomic
-from .settings import Settings
+from .hosts import LOCAL_HOST
+from .settings import Settings, WorkerSpec
 
 __all__ = ["AGI", "RunResult"]
 
@@ -139,10 +140,11 @@ def _resolve(env: AgiEnv, scheduler: str | None, workers: Mapping[str, Any] | No
 
 
 def _slots(settings: Settings, mode: Mode) -> list[Slot]:
-    """Cluster bit: one slot per worker of the worker map. Otherwise slots on this machine: as many
+    """Cluster bit: one slot per worker of the worker map (default: this machine, one per core). Otherwise slots on this machine: as many
     as the local worker count (or cores) with the pool bit, one without it."""
     if mode & Mode.CLUSTER:
-        return slots_for(settings.cluster.workers)
+        workers = settings.cluster.workers or {LOCAL_HOST: WorkerSpec(count=settings.cluster.local_worker_count())}
+        return slots_for(workers)  # no worker map: the embedded default, a cluster on this machine
     width = settings.cluster.local_worker_count() if mode & Mode.POOL else 1
     capabilities = ("gpu",) if gpu_visible() else ()
     return [Slot(f"{LOCAL_SLOT_HOST}-{k}", LOCAL_SLOT_HOST, 1.0, capabilities) for k in range(width)]

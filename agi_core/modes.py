@@ -15,6 +15,8 @@ _VALID_FORMS = (
     "or letters from 'p c d r' (p=pool, c=cython, d=cluster, r=rapids; e.g. 'dcp' = 7)"
 )
 
+_FIX = "write e.g. 0 (this process), 1 or 'p' (local pool), 5 or 'dp' (cluster + pool)"
+
 
 class Mode(enum.IntFlag):
     """How a run executes, as four bits.
@@ -38,11 +40,11 @@ class Mode(enum.IntFlag):
         if isinstance(value, Mode):
             return value
         if isinstance(value, bool):  # bool is an int subclass; True is not a mode
-            raise ModeError(f"invalid mode {value!r}: expected {_VALID_FORMS}")
+            raise ModeError(f"invalid mode {value!r}: expected {_VALID_FORMS}", fix=_FIX)
         if isinstance(value, int):
             if 0 <= value <= 15:
                 return cls(value)
-            raise ModeError(f"invalid mode {value}: out of range; expected {_VALID_FORMS}")
+            raise ModeError(f"invalid mode {value}: out of range; expected {_VALID_FORMS}", fix=_FIX)
         if isinstance(value, str):
             text = value.strip()
             if text.isdigit():
@@ -55,7 +57,7 @@ class Mode(enum.IntFlag):
                 for name in names:
                     mode |= cls[name]
                 return mode
-        raise ModeError(f"invalid mode {value!r}: expected {_VALID_FORMS}")
+        raise ModeError(f"invalid mode {value!r}: expected {_VALID_FORMS}", fix=_FIX)
 
     @property
     def letters(self) -> str:

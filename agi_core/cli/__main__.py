@@ -1,0 +1,5 @@
+"""``python -m agi_core.cli`` is the ``agi`` command."""
+
+from .main import main
+
+main()

@@ -1,0 +1,51 @@
+"""A small app for tests: partition i returns i*i (plus its dependencies' results)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from agi_core import App, Partition, WorkContext
+
+
+class ToyArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = 6
+    sleep: float = 0.0  # seconds each partition sleeps
+    fail_on: list[int] = []  # partitions that raise
+    chain: bool = False  # partition i depends on i-1 (a DAG)
+    need_gpu: list[int] = []  # partitions that need the "gpu" capability
+    write_files: bool = False  # each partition writes out_dir/part-i.txt
+
+
+class Toy(App):
+    Args = ToyArgs
+
+    def plan(self, args: ToyArgs) -> list[Partition]:
+        return [
+            Partition(
+                id=f"p{i}",
+                weight=float(i + 1),
+                payload={"i": i},
+                deps=(f"p{i - 1}",) if args.chain and i > 0 else (),
+                needs=("gpu",) if i in args.need_gpu else (),
+            )
+            for i in range(args.n)
+        ]
+
+    def work(self, part: Partition, ctx: WorkContext) -> dict[str, Any]:
+        i = part.payload["i"]
+        if ctx.args.sleep:
+            time.sleep(ctx.args.sleep)
+        if i in ctx.args.fail_on:
+            raise ValueError(f"toy failure in partition {i}")
+        if ctx.args.write_files:
+            (ctx.out_dir / f"part-{i}.txt").write_text(str(i))
+        return {"square": i * i, "pid": os.getpid(), "deps": {k: v["square"] for k, v in ctx.deps.items()}, "slot": ctx.slot}
+
+    def reduce(self, results: dict[str, Any], ctx: WorkContext) -> int:
+        return sum(r["square"] for r in results.values())

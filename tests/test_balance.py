@@ -1,0 +1,75 @@
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agi_core import Partition, PlanError
+from agi_core.plan import Slot, balance, makespan
+
+
+def lower_bound(weights, slots):
+    total_capacity = sum(s.capacity for s in slots)
+    return max(max(weights) / max(s.capacity for s in slots), sum(weights) / total_capacity)
+
+
+@settings(max_examples=200, deadline=None)
+@given(weights=st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), min_size=1, max_size=200),
+       n_slots=st.integers(min_value=1, max_value=12))
+def test_every_partition_exactly_once_and_list_scheduling_bound(weights, n_slots):
+    parts = [Partition(f"p{i}", w) for i, w in enumerate(weights)]
+    slots = [Slot(f"h-{k}", "h") for k in range(n_slots)]
+    plan = balance(parts, slots)
+    placed = [pid for ids in plan.values() for pid in ids]
+    assert sorted(placed) == sorted(p.id for p in parts)
+    assert set(plan) == {s.name for s in slots}
+    # Greedy list scheduling never exceeds total/m + max; LPT is within 4/3 of optimal.
+    span = makespan(plan, {p.id: p.weight for p in parts}, slots)
+    assert span <= sum(weights) / n_slots + max(weights) + 1e-6
+    assert span <= 4 / 3 * lower_bound(weights, slots) * (1 + 1e-9) + max(weights) / 3 + 1e-6
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_needs_are_honoured(data):
+    n = data.draw(st.integers(1, 60))
+    gpu_parts = data.draw(st.sets(st.integers(0, n - 1)))
+    parts = [Partition(f"p{i}", float(i % 7 + 1), needs=("gpu",) if i in gpu_parts else ()) for i in range(n)]
+    slots = [Slot("cpu-0", "cpu"), Slot("cpu-1", "cpu"), Slot("gpu-0", "gpu", 2.0, ("gpu",))]
+    plan = balance(parts, slots)
+    for pid in plan["cpu-0"] + plan["cpu-1"]:
+        assert int(pid[1:]) not in gpu_parts
+
+
+def test_capacity_gets_proportional_load():
+    parts = [Partition(f"p{i}", 1.0) for i in range(300)]
+    slots = [Slot("fast-0", "fast", 2.0), Slot("slow-0", "slow", 1.0)]
+    plan = balance(parts, slots)
+    assert len(plan["fast-0"]) == 200 and len(plan["slow-0"]) == 100
+
+
+def test_lognormal_100k_is_near_the_lower_bound():
+    rng = random.Random(7)
+    weights = [rng.lognormvariate(0, 1) for _ in range(100_000)]
+    parts = [Partition(f"p{i}", w) for i, w in enumerate(weights)]
+    slots = [Slot(f"h-{k}", "h") for k in range(16)]
+    plan = balance(parts, slots)
+    assert makespan(plan, {p.id: p.weight for p in parts}, slots) <= 1.05 * lower_bound(weights, slots)
+
+
+def test_unmet_need_names_the_partition():
+    with pytest.raises(PlanError) as info:
+        balance([Partition("a"), Partition("b", needs=("gpu",))], [Slot("h-0", "h")])
+    assert "partition 'b' needs gpu" in str(info.value)
+    assert "capabilities" in info.value.fix
+
+
+def test_no_slots_is_an_error():
+    with pytest.raises(PlanError, match="no slots"):
+        balance([Partition("a")], [])
+
+
+def test_deterministic():
+    parts = [Partition(f"p{i}", float(i % 5)) for i in range(50)]
+    slots = [Slot(f"h-{k}", "h") for k in range(4)]
+    assert balance(parts, slots) == balance(parts, slots)
