@@ -1,0 +1,26 @@
+"""Start-up stays lean: a mode-0 run imports no cluster, SSH or plotting library."""
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT, TEST_APPS
+
+HEAVY = ("dask", "distributed", "asyncssh", "matplotlib", "pandas", "tomlkit")
+
+SCRIPT = f"""
+import sys
+from agi_core.cli.main import cli
+try:
+    cli(["--apps-path", {str(TEST_APPS)!r}, "run", "toy", "--set", "n=1", "--set",
+         'cluster.workers_data_path="{{share}}"'], prog_name="agi", standalone_mode=False)
+finally:
+    print("HEAVY:", sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r})))
+"""
+
+
+def test_mode_0_run_imports_nothing_heavy(share):
+    out = subprocess.run([sys.executable, "-c", SCRIPT.replace("{share}", str(share))], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY: []" in out.stdout, out.stdout
+    assert list(share.glob("runs/toy/*/manifest.json"))
