@@ -1,0 +1,57 @@
+"""The whole `agi run` process in mode 0 on a plan of one tiny partition.
+
+Baselines measured in the same run: a bare interpreter, and a plain Python script that imports
+what the example app imports (numpy, Pillow) and renders the same tiny image by hand.
+
+Usage: python benchmarks/startup.py [--repeats 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import summary, timed, write  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAIN = """
+import sys
+sys.path.insert(0, {src!r})
+import numpy as np
+from PIL import Image
+from mandelbrot.app import MandelbrotArgs, _colour
+from mandelbrot.kernels import escape_counts
+args = MandelbrotArgs(width=16, height=16, bands=1)
+re, im = args.axes()
+Image.fromarray(_colour(escape_counts(re, im, args.max_iter), args.max_iter)).save({out!r})
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=10)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as share:
+        agi = [sys.executable, "-m", "agi_core.cli", "run", "mandelbrot", "--mode", "0", "--no-progress",
+               "--set", "width=16", "--set", "height=16", "--set", "bands=1", "--set", f'cluster.workers_data_path="{share}"']
+        plain = [sys.executable, "-c", PLAIN.format(src=str(ROOT / "apps/mandelbrot_project/src"), out=f"{share}/plain.png")]
+        bare = [sys.executable, "-c", "pass"]
+        run = lambda cmd: subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)  # noqa: E731
+        run(agi)  # warm the file cache
+        agi_times = timed(lambda: run(agi), options.repeats)
+        plain_times = timed(lambda: run(plain), options.repeats)
+        bare_times = timed(lambda: run(bare), options.repeats)
+    a, p = summary(agi_times), summary(plain_times)
+    write("startup", {
+        "command": "agi run mandelbrot --mode 0 (one 16x16 partition)",
+        "agi_run": a, "plain_script": p, "bare_python": summary(bare_times),
+        "ratios": {"agi_over_plain_script": round(a["median_s"] / p["median_s"], 3)},
+    })
+
+
+if __name__ == "__main__":
+    main()
