@@ -62,9 +62,14 @@ class SshSettings(_Strict):
 
 class InstallSettings(_Strict):
     python: str | None = Field(default=None, description='Python version for worker venvs, e.g. "3.11"')
-    venv: str = Field(default="~/.agi/venvs/{app}", description="venv folder on each host")
+    root: str = Field(default="~/.agi", description="agi's folder on each host: uv, wheelhouse, venvs")
+    venv: str = Field(default="{root}/venvs/{app}", description="the app's venv on each host")
+    concurrency: int = Field(default=32, ge=1, description="hosts installed at the same time")
     source: Literal["wheelhouse", "index"] = "wheelhouse"
     index_url: str | None = None
+
+    def venv_path(self, app: str) -> str:
+        return self.venv.format(root=self.root.rstrip("/"), app=app)
 
 
 class ClusterSettings(_Strict):

@@ -1,0 +1,232 @@
+"""Install one host: connect, probe, put uv there, upload what it lacks, build the venv, check it.
+
+An install fingerprint in the venv (code hashes, dependency lock, Python, modes) makes an
+unchanged re-install a no-op, and a change to the app re-install only the app.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..capabilities import HostInfo, probe
+from ..env import AgiEnv
+from ..errors import AgiError
+from ..modes import Mode
+from ..settings import ClusterSettings
+from ..ssh import HostSession, SshError, open_session
+from .artifacts import Artifacts, ArtifactBuilder, Target, uv_binary
+
+__all__ = ["FINGERPRINT_SCHEMA", "HostReport", "InstallContext", "install_host", "remote_paths"]
+
+FINGERPRINT_SCHEMA = "agi.install.v1"
+FINGERPRINT_FILE = ".agi-install.json"
+UV_ENV = "UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1 UV_LINK_MODE=copy"
+
+
+@dataclass
+class HostReport:
+    """How one host's install went."""
+
+    host: str
+    roles: list[str]
+    status: str = "pending"  # installed | updated | unchanged | failed
+    detail: str = ""
+    cause: str | None = None
+    fix: str | None = None
+    seconds: float = 0.0
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    info: HostInfo | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+@dataclass(frozen=True)
+class InstallContext:
+    """What every host's install shares."""
+
+    env: AgiEnv
+    cluster: ClusterSettings
+    modes: Mode
+    builder: ArtifactBuilder
+
+    @property
+    def package(self) -> str:
+        return self.env.module_name.split(".")[0]
+
+    @property
+    def distribution(self) -> str:
+        from ..settings import read_toml
+
+        return str(read_toml(self.env.project_dir / "pyproject.toml").get("project", {}).get("name", self.env.name))
+
+
+def remote_paths(cluster: ClusterSettings, app: str) -> dict[str, str]:
+    """Where agi keeps things on a host (paths may start with ``~/``)."""
+    root = cluster.install.root.rstrip("/")
+    return {"root": root, "uv": f"{root}/bin/uv", "wheelhouse": f"{root}/wheelhouse", "lock": f"{root}/locks/{app}.txt",
+            "venv": cluster.install.venv_path(app)}
+
+
+def sh(path: str) -> str:
+    """A remote path for the shell, with ``~/`` expandable."""
+    return '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
+
+
+def expected_fingerprint(ctx: InstallContext, target: Target) -> dict[str, Any]:
+    return {"schema": FINGERPRINT_SCHEMA, "app": ctx.env.name, "app_hash": ctx.builder.app_hash, "agi_hash": ctx.builder.agi_hash,
+            "deps_inputs": ctx.builder.inputs_hash(target), "python": target.python, "modes": int(ctx.modes & Mode.CYTHON)}
+
+
+async def install_host(host: str, roles: list[str], ctx: InstallContext, on_step: Callable[[str, str], None]) -> HostReport:
+    """Install ``host``; never raises: a failure is the report's status and cause."""
+    report = HostReport(host, roles)
+    start = time.perf_counter()
+    try:
+        on_step(host, "connect")
+        async with await open_session(host, ctx.cluster.ssh) as session:
+            await _install(session, report, ctx, lambda step: on_step(host, step))
+    except SshError as exc:
+        report.status, report.cause, report.fix = "failed", str(exc).removeprefix(f"{host}: "), exc.fix
+    except AgiError as exc:
+        report.status, report.cause, report.fix = "failed", exc.message, exc.fix
+    except Exception as exc:  # noqa: BLE001 - one host's surprise must not stop the others; it is reported
+        report.status, report.cause = "failed", f"{type(exc).__name__}: {exc}"
+    report.seconds = time.perf_counter() - start
+    on_step(host, report.status)
+    return report
+
+
+async def _install(session: HostSession, report: HostReport, ctx: InstallContext, step: Callable[[str], None]) -> None:
+    paths = remote_paths(ctx.cluster, ctx.env.name)
+    step("probe")
+    info = await probe(session, agi_root=paths["root"])
+    report.info = info
+    _check_host(info, ctx)
+    target = Target(ctx.cluster.install.python or info.python_minor, info.arch, info.glibc)
+    venv = paths["venv"]
+    wanted = expected_fingerprint(ctx, target)
+    current = _parse_json(await session.read_text(f"{venv}/{FINGERPRINT_FILE}"))
+    venv_ok = (await session.run(f"test -x {sh(venv)}/bin/python", check=False)).ok
+    if current and venv_ok and all(current.get(key) == value for key, value in wanted.items()):
+        report.status, report.detail = "unchanged", "fingerprint current"
+        report.versions = current.get("versions", {})
+        return
+
+    step("uv")
+    uv = info.uv or await _put_uv(session, info, paths["uv"])
+    step("wheels")
+    artifacts = await ctx.builder.build(target)
+    step("upload")
+    await _upload_missing(session, artifacts, paths, report, index=ctx.cluster.install.source == "index")
+
+    rebuild_venv = not venv_ok or not current or current.get("python") != target.python
+    if rebuild_venv:
+        step("venv")
+        python = ctx.cluster.install.python or info.python
+        await session.run(f"{UV_ENV} {sh(uv)} venv -q --clear --python {shlex.quote(python)} {sh(venv)}",
+                          what="uv venv")
+    step("install")
+    reinstall = []
+    if rebuild_venv or not current or current.get("agi_hash") != wanted["agi_hash"]:
+        reinstall.append("agi-orchestrator")
+    if rebuild_venv or not current or current.get("app_hash") != wanted["app_hash"]:
+        reinstall.append(ctx.distribution)
+    await session.run(_install_command(uv, venv, paths, artifacts, reinstall, ctx), what="uv pip install")
+
+    if ctx.modes & Mode.CYTHON and _has_pyx(artifacts):
+        step("cython")
+        if not info.cc:
+            raise AgiError(f"the cython bit is enabled but {session.host} has no C compiler",
+                           fix=f"install gcc on {session.host}, or leave the cython bit out of modes_enabled")
+        await session.run(f"{sh(venv)}/bin/python -m agi_core.install.cython_build {shlex.quote(ctx.package)}", what="building Cython kernels")
+
+    step("check")
+    report.versions = await smoke_import(session, venv, ctx.package)
+    await session.write_text(f"{venv}/{FINGERPRINT_FILE}", json.dumps({**wanted, "installed_at": time.time(), "versions": report.versions}))
+    if current and venv_ok and not rebuild_venv and current.get("deps_inputs") == wanted["deps_inputs"]:
+        report.status, report.detail = "updated", "re-installed " + (", ".join(reinstall) or "nothing")
+    else:
+        report.status, report.detail = "installed", f"venv {venv}"
+
+
+def _check_host(info: HostInfo, ctx: InstallContext) -> None:
+    if info.os != "Linux":
+        raise AgiError(f"{info.host} runs {info.os or 'an unknown OS'}; worker hosts must run Linux", fix="remove it from the worker map")
+    if not info.python and not ctx.cluster.install.python:
+        raise AgiError(f"{info.host} has no python3 on PATH", fix='install Python 3.11+ there, or set [cluster.install] python = "3.11"')
+    if info.python_version and tuple(int(p) for p in info.python_minor.split(".")) < (3, 11) and not ctx.cluster.install.python:
+        raise AgiError(f"{info.host} has Python {info.python_version}; workers need 3.11 or newer",
+                       fix='install a newer Python there and set [cluster.install] python = "3.11"')
+
+
+async def _put_uv(session: HostSession, info: HostInfo, remote: str) -> str:
+    import platform
+
+    local = uv_binary()
+    if info.os != platform.system() or info.arch != platform.machine():
+        raise AgiError(f"{session.host} has no uv and is {info.os}/{info.arch}, unlike the manager ({platform.system()}/{platform.machine()})",
+                       fix=f"install uv on {session.host} (https://docs.astral.sh/uv/)")
+    await session.put(local, remote)
+    return remote
+
+
+async def _upload_missing(session: HostSession, artifacts: Artifacts, paths: dict[str, str], report: HostReport, *, index: bool) -> None:
+    """Upload the wheels (and lock) the host lacks; with a package index, only our own two wheels."""
+    wheelhouse = paths["wheelhouse"]
+    listing = await session.run(f"mkdir -p {sh(wheelhouse)} && cd {sh(wheelhouse)} && (sha256sum -- *.whl 2>/dev/null || true)",
+                                what="listing the host's wheelhouse")
+    present = {line.split()[1].lstrip("*"): line.split()[0] for line in listing.stdout.splitlines() if len(line.split()) == 2}
+    wanted = artifacts.files if not index else {n: artifacts.files[n] for n in (artifacts.agi_wheel, artifacts.app_wheel)}
+    for name, digest in sorted(wanted.items()):
+        if present.get(name) != digest:
+            local = artifacts.wheelhouse / name
+            await session.put(local, f"{wheelhouse}/{name}")
+            report.uploaded_files += 1
+            report.uploaded_bytes += local.stat().st_size
+    await session.write_text(paths["lock"], artifacts.lock.read_text())
+
+
+def _install_command(uv: str, venv: str, paths: dict[str, str], artifacts: Artifacts, reinstall: list[str], ctx: InstallContext) -> str:
+    uv_cmd = sh(uv)
+    wheelhouse = sh(paths["wheelhouse"])
+    source = (f"--index-url {shlex.quote(ctx.cluster.install.index_url)}" if ctx.cluster.install.index_url else "") \
+        if ctx.cluster.install.source == "index" else f"--no-index --find-links {wheelhouse}"
+    flags = " ".join(f"--reinstall-package {shlex.quote(name)}" for name in reinstall)
+    # The lock is the complete, pinned closure, so --no-deps: nothing outside it gets resolved
+    # (agi_core's manager-only dependencies stay off the workers).
+    return (f"{UV_ENV} {uv_cmd} pip install -q --no-deps --python {sh(venv)}/bin/python {source} {flags} "
+            f"-r {sh(paths['lock'])} {wheelhouse}/{artifacts.agi_wheel} {wheelhouse}/{artifacts.app_wheel}")
+
+
+def _has_pyx(artifacts: Artifacts) -> bool:
+    with zipfile.ZipFile(artifacts.wheelhouse / artifacts.app_wheel) as wheel:
+        return any(name.endswith(".pyx") for name in wheel.namelist())
+
+
+async def smoke_import(session: HostSession, venv: str, package: str) -> dict[str, str]:
+    """Import agi_core, Dask and the app in the venv; return their versions."""
+    code = ("import json, platform, agi_core, dask, distributed, " + package + "; "
+            "print(json.dumps({'python': platform.python_version(), 'agi_core': agi_core.__version__, "
+            "'dask': dask.__version__, 'distributed': distributed.__version__}))")
+    result = await session.run(f"{sh(venv)}/bin/python -c {shlex.quote(code)}", what="smoke import")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _parse_json(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
