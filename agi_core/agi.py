@@ -81,6 +81,33 @@ class AGI:
     """The public entry points. All are coroutines; every argument not given comes from settings."""
 
     @staticmethod
+    async def install(
+        env: AgiEnv, *, scheduler: str | None = None, workers: Mapping[str, Any] | None = None,
+        modes_enabled: Mode | int | str | None = None, cluster: Mapping[str, Any] | None = None,
+        progress: bool | None = None,
+    ) -> Any:
+        """Install the app, agi_core and pinned dependencies on the scheduler host and every worker
+        host (over SSH; this machine locally), concurrently. Returns an `InstallReport`; raises
+        `InstallError` naming every host that failed, after all hosts have finished.
+
+        >>> report = asyncio.run(AGI.install(AgiEnv(app="mandelbrot"), workers={"127.0.0.1": 1}))  # doctest: +SKIP
+        """
+        from .install import install_app
+
+        return await install_app(env, scheduler=scheduler, workers=workers, modes_enabled=modes_enabled,
+                                 cluster=cluster, progress=progress)
+
+    @staticmethod
+    async def doctor(
+        env: AgiEnv, *, scheduler: str | None = None, workers: Mapping[str, Any] | None = None,
+        modes_enabled: Mode | int | str | None = None, cluster: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Check every host without changing anything; returns a `DoctorReport` (``.ok``)."""
+        from .install.doctor import doctor_app
+
+        return await doctor_app(env, scheduler=scheduler, workers=workers, modes_enabled=modes_enabled, cluster=cluster)
+
+    @staticmethod
     async def get_distrib(
         env: AgiEnv, *, scheduler: str | None = None, workers: Mapping[str, Any] | None = None,
         mode: Mode | int | str | None = None, args: Mapping[str, Any] | None = None,

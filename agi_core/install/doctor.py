@@ -1,0 +1,162 @@
+"""Check every host without changing anything: SSH, Python, uv, venv and its fingerprint, Dask
+versions against the manager's, GPU, and that the share is the same directory everywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..capabilities import probe
+from ..env import AgiEnv
+from ..errors import AgiError
+from ..modes import Mode
+from ..settings import ClusterSettings
+from ..ssh import HostSession, SshError, open_session
+from .artifacts import ArtifactBuilder, Target
+from .host import FINGERPRINT_FILE, InstallContext, expected_fingerprint, remote_paths, smoke_import
+from .installer import default_cache_dir, hosts_of
+
+__all__ = ["Check", "DoctorReport", "HostChecks", "doctor_app"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+    fix: str | None = None
+
+
+@dataclass
+class HostChecks:
+    host: str
+    roles: list[str]
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str = "", fix: str | None = None) -> None:
+        self.checks.append(Check(name, ok, detail, fix))
+
+
+@dataclass
+class DoctorReport:
+    hosts: list[HostChecks]
+    share: str | None
+
+    @property
+    def ok(self) -> bool:
+        return all(host.ok for host in self.hosts)
+
+
+def _manager_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("dask", "distributed"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+async def doctor_app(env: AgiEnv, *, scheduler: str | None = None, workers: Mapping[str, Any] | None = None,
+                     modes_enabled: Mode | int | str | None = None, cluster: Mapping[str, Any] | None = None) -> DoctorReport:
+    """Run every check on every host, concurrently. Never raises for a host's problem: it is a failed check."""
+    overrides = dict(cluster or {})
+    if scheduler is not None:
+        overrides["scheduler"] = scheduler
+    if workers is not None:
+        overrides["workers"] = dict(workers)
+    settings = env.settings(cluster=overrides or None)
+    modes = Mode.parse(modes_enabled) if modes_enabled is not None else settings.cluster.mode
+    ctx = InstallContext(env, settings.cluster, modes, ArtifactBuilder(env, default_cache_dir(), cython=bool(modes & Mode.CYTHON)))
+    share = settings.cluster.workers_data_path
+    token_file, token = _write_token(Path(share).expanduser()) if share else (None, "")
+    try:
+        hosts = hosts_of(settings.cluster)
+        limit = asyncio.Semaphore(settings.cluster.install.concurrency)
+
+        async def one(host: str) -> HostChecks:
+            async with limit:
+                return await _check_host(host, hosts[host], ctx, share, token)
+
+        results = await asyncio.gather(*(one(host) for host in hosts))
+    finally:
+        if token_file is not None:
+            token_file.unlink(missing_ok=True)
+    return DoctorReport(list(results), share)
+
+
+def _write_token(share: Path) -> tuple[Path | None, str]:
+    token = secrets.token_hex(16)
+    folder = share / ".agi-doctor"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / token
+        path.write_text(token)
+    except OSError as exc:
+        raise AgiError(f"the share {share} is not writable on the manager: {exc.strerror}",
+                       fix="create it (the same path on every node) or fix [cluster] workers_data_path") from None
+    return path, token
+
+
+async def _check_host(host: str, roles: list[str], ctx: InstallContext, share: str | None, token: str) -> HostChecks:
+    checks = HostChecks(host, roles)
+    try:
+        session = await open_session(host, ctx.cluster.ssh)
+    except SshError as exc:
+        checks.add("ssh", False, exc.message.removeprefix(f"{host}: "), exc.fix)
+        return checks
+    async with session:
+        checks.add("ssh", True, "local" if type(session).__name__ == "LocalSession" else "connected")
+        try:
+            await _run_checks(session, checks, ctx, share, token)
+        except SshError as exc:
+            checks.add("host", False, exc.message.removeprefix(f"{host}: "), exc.fix)
+    return checks
+
+
+async def _run_checks(session: HostSession, checks: HostChecks, ctx: InstallContext, share: str | None, token: str) -> None:
+    paths = remote_paths(ctx.cluster, ctx.env.name)
+    info = await probe(session, agi_root=paths["root"])
+    fix_install = f"agi install {ctx.env.name}"
+    checks.add("python", bool(info.python), f"{info.python} {info.python_version}".strip() or "no python3", None if info.python else "install Python 3.11+")
+    checks.add("uv", bool(info.uv), info.uv_version or "missing", None if info.uv else fix_install)
+    venv = paths["venv"]
+    stored = await session.read_text(f"{venv}/{FINGERPRINT_FILE}")
+    if stored is None:
+        checks.add("venv", False, f"no install in {venv}", fix_install)
+    else:
+        import json
+
+        data = json.loads(stored)
+        target = Target(ctx.cluster.install.python or info.python_minor, info.arch, info.glibc)
+        wanted = expected_fingerprint(ctx, target)
+        stale = [key for key, value in wanted.items() if data.get(key) != value]
+        checks.add("venv", not stale, f"{venv}" + (f" is stale ({', '.join(stale)} changed)" if stale else ", fingerprint current"),
+                   fix_install if stale else None)
+        try:
+            versions = await smoke_import(session, venv, ctx.package)
+        except SshError as exc:
+            checks.add("versions", False, f"import failed: {exc.message.splitlines()[-1][-200:]}", fix_install)
+        else:
+            manager = _manager_versions()
+            mismatched = [f"{n} {versions.get(n)} (manager {manager[n]})" for n in manager if versions.get(n) != manager[n]]
+            checks.add("versions", not mismatched, ", ".join(mismatched) or f"dask {versions.get('dask')}, distributed {versions.get('distributed')}",
+                       "install the same dask/distributed on the manager, then " + fix_install if mismatched else None)
+    wants_gpu = bool(ctx.modes & Mode.RAPIDS)
+    checks.add("gpu", bool(info.gpus) or not wants_gpu, ", ".join(info.gpus) or "none",
+               "this host will run the CPU kernels" if wants_gpu and not info.gpus else None)
+    if share:
+        seen = await session.read_text(f"{share}/.agi-doctor/{token}")
+        same = seen is not None and seen.strip() == token
+        checks.add("share", same, share + (" is the manager's share" if same else " is not the manager's share here"),
+                   None if same else f"mount the manager's share at {share} on {session.host}")
+
