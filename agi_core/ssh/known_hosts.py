@@ -39,13 +39,15 @@ def _known_keys(known_hosts: Path, host: str, port: int) -> list[str]:
 
 async def fetch_host_key(host: str, port: int, known_hosts: Path, *, timeout: float = 10.0) -> HostKeyInfo:
     """The key the server at ``host:port`` presents, and whether known_hosts trusts it."""
+    import asyncio
+
     import asyncssh
 
     from .session import SshError
 
     try:
-        key = await asyncssh.get_server_host_key(host, port, connect_timeout=timeout)
-    except (OSError, asyncssh.Error, TimeoutError) as exc:
+        key = await asyncio.wait_for(asyncssh.get_server_host_key(host, port), timeout)
+    except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
         raise SshError(host, "cannot read the host key", str(exc), fix=f"check that sshd runs on {host}:{port}") from None
     if key is None:
         raise SshError(host, "the server presented no host key", fix="check the server's sshd configuration")
