@@ -28,6 +28,7 @@ from .modes import Mode
 
 __all__ = [
     "ClusterSettings",
+    "DaskSettings",
     "InstallSettings",
     "Settings",
     "SshSettings",
@@ -72,6 +73,21 @@ class InstallSettings(_Strict):
         return self.venv.format(root=self.root.rstrip("/"), app=app)
 
 
+class DaskSettings(_Strict):
+    """Ports, timeouts and knobs of the Dask processes agi starts (see docs/cluster.md)."""
+
+    scheduler_port: int = Field(default=8786, ge=0, le=65535, description="used when `scheduler` names no port")
+    dashboard_port: int | None = Field(default=8787, ge=0, le=65535, description="None: no dashboard")
+    worker_ports: str | None = Field(default=None, description='e.g. "9000:9099"; None: any free port')
+    nanny_ports: str | None = Field(default=None, description='e.g. "9100:9199"; None: any free port')
+    connect_timeout: float = Field(default=10.0, gt=0, description="seconds: comm connect timeout")
+    tcp_timeout: float = Field(default=30.0, ge=11, description="seconds until a silent peer counts as gone (>= 11)")
+    start_timeout: float = Field(default=60.0, gt=0, description="seconds to wait for every worker to join")
+    local_directory: str = Field(default="/tmp/agi-dask", description="workers' scratch folder on each host")
+    retries: int = Field(default=1, ge=0, description="Dask retries of a task whose worker failed it")
+    max_tasks_per_slot: int = Field(default=16, ge=1, description="tiny partitions are batched into at most this many tasks per slot")
+
+
 class ClusterSettings(_Strict):
     profile: str | None = Field(default=None, description="name of a profile in settings/")
     pool: bool = False
@@ -83,6 +99,8 @@ class ClusterSettings(_Strict):
     workers: dict[str, WorkerSpec] = Field(default_factory=dict)
     ssh: SshSettings = Field(default_factory=SshSettings)
     install: InstallSettings = Field(default_factory=InstallSettings)
+    dask: DaskSettings = Field(default_factory=DaskSettings)
+    tls: bool = Field(default=False, description="TLS between manager, scheduler and workers")
 
     @field_validator("workers", mode="before")
     @classmethod

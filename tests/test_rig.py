@@ -224,9 +224,10 @@ def test_reset_brings_every_host_back(rig_hosts: Rig) -> None:
 
 def test_down_leaves_nothing_even_after_a_crashed_owner(needs_rig: None) -> None:
     # a process brings a rig up and is then SIGKILLed: its hosts keep running, unowned
+    script = ("import json, time; from agi_core.testing.rig import up_free_rig; "
+              "r = up_free_rig(2); print(json.dumps([r.prefix, str(r.subnet)]), flush=True); time.sleep(60)")
     owner = subprocess.Popen(
-        [sys.executable, "-c", "import json, time; from agi_core.testing.rig import up_free_rig; "
-                               "r = up_free_rig(2); print(json.dumps([r.prefix, str(r.subnet)]), flush=True); time.sleep(60)"],
+        [sys.executable, "-c", script],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True,
     )
     try:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 import socket
 import time
 import traceback
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ..app import App, Partition, WorkContext
@@ -16,7 +19,7 @@ from ..kernels import KernelChoice, select_kernels
 from ..modes import Mode
 from .base import JobSpec, Outcome
 
-__all__ = ["PartitionRunner"]
+__all__ = ["PartitionRunner", "run_batch"]
 
 
 class PartitionRunner:
@@ -50,3 +53,37 @@ class PartitionRunner:
         outcome.end = time.time()
         return outcome
 
+
+
+@functools.lru_cache(maxsize=4)
+def _runner(job_json: str) -> PartitionRunner:
+    """One runner per job and worker process: the app is imported and set up once, not per task."""
+    data = json.loads(job_json)
+    job = JobSpec(Path(data["src_dir"]), data["module_name"], data["class_name"], data["args"], data["mode"], Path(data["out_dir"]))
+    return PartitionRunner(job)
+
+
+def run_batch(job_json: str, parts: list[Partition], slot: str, deps: Mapping[str, list[Outcome]]) -> list[Outcome]:
+    """Dask task: run ``parts`` in order on this worker; dependencies arrive as their tasks' outcomes.
+
+    A partition whose dependency did not succeed is skipped. Each outcome names the Dask worker
+    that really ran it (which differs from ``slot`` when Dask moved the task after a failure).
+    """
+    from distributed import get_worker
+
+    runner = _runner(job_json)
+    try:
+        worker = str(get_worker().name)
+    except ValueError:  # not on a Dask worker (direct call in a test)
+        worker = runner.worker
+    outcomes = []
+    for part in parts:
+        dep_outcomes = {dep: outs[0] for dep, outs in deps.items()}
+        failed = [dep for dep, out in dep_outcomes.items() if out.status != "ok"]
+        if failed:
+            outcome = Outcome(part.id, slot, "skipped", host=runner.host, worker=worker, error=f"dependency {failed[0]} did not succeed")
+        else:
+            outcome = runner.run(part, slot, {dep: out.result for dep, out in dep_outcomes.items()})
+            outcome.worker = worker
+        outcomes.append(outcome)
+    return outcomes

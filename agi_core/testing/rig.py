@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 __all__ = [
     "MANUAL_PREFIX",
@@ -99,7 +100,7 @@ class RigBusy(RigError):
 
 def _run(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
     """Run a short system command; on failure raise `RigError` with its stderr (the useful part)."""
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(list(argv), check=False, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     if check and proc.returncode != 0:
         raise RigError(f"`{' '.join(argv)}` failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
     return proc
@@ -366,7 +367,8 @@ class RigHost:
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         full = ["nsenter", f"--target={pid1}", "--net", "--uts", "--mount", "--pid", "--wd=/root", "--", *argv]
         env = {"HOME": "/root", "PATH": HOST_PATH, "LANG": "C.UTF-8"}
-        return subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+        return subprocess.run(full, check=False, capture_output=True, text=True, timeout=timeout, env=env,
+                              stdin=subprocess.DEVNULL)
 
     def reset_home(self, authorized_keys: str, wipe: bool = False) -> None:
         """Put the client key back as the only authorized key; with ``wipe``, empty the home first."""
@@ -442,7 +444,7 @@ class Rig:
     def __repr__(self) -> str:
         return f"Rig(prefix={self.prefix!r}, subnet='{self.subnet}', hosts={[h.name for h in self._hosts]})"
 
-    def __enter__(self) -> Rig:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

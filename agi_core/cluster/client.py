@@ -1,0 +1,66 @@
+"""Connect a Dask client to a cluster and check it: every worker joined, versions match."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..errors import AgiError
+from .backend import ClusterBackend
+from .spec import ClusterSpec
+
+__all__ = ["connect_client", "dask_config"]
+
+
+def dask_config(spec: ClusterSpec) -> dict[str, Any]:
+    """The manager-side Dask settings that match the processes' (timeouts decide how fast a cut link is noticed)."""
+    return {
+        "distributed.comm.timeouts.connect": f"{spec.dask.connect_timeout:g}s",
+        "distributed.comm.timeouts.tcp": f"{spec.dask.tcp_timeout:g}s",
+        "distributed.scheduler.allowed-failures": 3,
+    }
+
+
+async def connect_client(backend: ClusterBackend, spec: ClusterSpec, *, wait: bool = True) -> Any:
+    """A connected asynchronous `distributed.Client`; raises `AgiError` naming workers that never joined."""
+    from distributed import Client
+
+    try:
+        client = await Client(backend.address, asynchronous=True, timeout=spec.dask.connect_timeout,
+                              security=backend.security(), set_as_default=False)
+    except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
+        raise AgiError(f"cannot reach the Dask scheduler at {backend.address}: {exc}",
+                       fix="check that it runs (agi cluster status APP) and that its port is open") from None
+    try:
+        if wait:
+            await _wait_for_workers(client, backend, spec)
+        await _check_versions(client)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+async def _wait_for_workers(client: Any, backend: ClusterBackend, spec: ClusterSpec) -> None:
+    expected = {w.name for w in spec.workers}
+    try:
+        await client.wait_for_workers(len(expected), timeout=spec.dask.start_timeout)
+        return
+    except (asyncio.TimeoutError, TimeoutError):
+        pass
+    joined = {str(w.get("name")) for w in client.scheduler_info(n_workers=-1)["workers"].values()}
+    missing = sorted(expected - joined)
+    hosts = sorted({w.host for w in spec.workers if w.name in missing})
+    report = getattr(backend, "missing_workers_report", None)
+    logs = await report(joined) if report else ""
+    raise AgiError(f"{len(missing)} worker(s) did not join within {spec.dask.start_timeout:g} s, on host(s) {', '.join(hosts)}: "
+                   f"{', '.join(missing)}" + (f"\n{logs}" if logs else ""),
+                   fix="check those hosts with `agi doctor APP` (venv installed? scheduler reachable from them?)")
+
+
+async def _check_versions(client: Any) -> None:
+    try:
+        await client.get_versions(check=True)
+    except ValueError as exc:
+        raise AgiError(f"package versions differ between the manager, the scheduler and the workers:\n{exc}",
+                       fix="re-install the workers with `agi install APP` from this manager") from None
