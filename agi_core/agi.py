@@ -143,12 +143,17 @@ class AGI:
             chosen.check_current(fresh, origin=origin)
         else:
             chosen = fresh
-        if request.mode & Mode.CLUSTER:
-            raise AgiError(f"mode {request.mode}: the cluster bit (4, 'd') is not available in this version of agi_core",
-                           fix="run without the d bit (e.g. mode 'p' for a local pool)")
-        kernels = select_kernels(env.module_name.split(".")[0], request.mode)  # fails early if a kernel is missing
+        note = ""
+        if not request.mode & Mode.CLUSTER:  # on a cluster, each worker picks its kernels (and records which)
+            note = select_kernels(env.module_name.split(".")[0], request.mode).note  # fails early if a kernel is missing
         show = sys.stderr.isatty() if progress is None else progress
-        return await _Run(request, chosen, kernels.note).execute(show)
+        return await _Run(request, chosen, note).execute(show)
+
+
+def _say(text: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(text)
 
 
 def _resolve(env: AgiEnv, scheduler: str | None, workers: Mapping[str, Any] | None, mode: Any,
@@ -199,6 +204,7 @@ class _Run:
         self.started = time.time()
         self.status = "running"
         self.error: str | None = None
+        self.cluster_record: dict[str, Any] | None = None
         env = request.env
         self.app_record = {"name": env.name, "version": env.version(), "code_hash": env.code_hash(),
                            "git_commit": env.git_commit(), "project_dir": str(env.project_dir)}
@@ -211,26 +217,21 @@ class _Run:
         self._write()
         job = JobSpec(request.env.src_dir, request.env.module_name, request.env.class_name,
                       request.args, int(request.mode), self.run_dir / "out")
-        executor = LocalExecutor(processes=bool(request.mode & Mode.POOL))
         value = None
         try:
-            executor.start(self.plan, job)
-            with RunProgress(self.plan, enabled=show_progress, title=f"{request.env.name} mode {request.mode}") as bar:
-                async for outcome in executor.execute(self.plan, job):
-                    self.outcomes[outcome.id] = outcome
-                    bar.update(outcome)
-            await executor.close()
+            if request.mode & Mode.CLUSTER:
+                await self._on_cluster(job, show_progress)
+            else:
+                await self._locally(job, show_progress)
             failed = [o for o in self.outcomes.values() if o.status != "ok"]
             if not failed:
                 value = self._reduce(job)
             self.status = "failed" if failed or self.error else "ok"
         except (KeyboardInterrupt, asyncio.CancelledError):
-            executor.kill()
             self.status, self.error = "interrupted", "interrupted by the user (Ctrl-C)"
             self._write()
             raise
         except BaseException:
-            executor.kill()
             self.status, self.error = "failed", traceback.format_exc()
             self._write()
             raise
@@ -240,9 +241,54 @@ class _Run:
             raise RunError(self._failure_message(), fix=f"see the record: agi runs show {self.run_id}", result=result)
         return result
 
+    async def _collect(self, executor: Any, job: JobSpec, show_progress: bool) -> None:
+        title = f"{self.request.env.name} mode {self.request.mode}"
+        with RunProgress(self.plan, enabled=show_progress, title=title) as bar:
+            async for outcome in executor.execute(self.plan, job):
+                self.outcomes[outcome.id] = outcome
+                bar.update(outcome)
+
+    async def _locally(self, job: JobSpec, show_progress: bool) -> None:
+        executor = LocalExecutor(processes=bool(self.request.mode & Mode.POOL))
+        try:
+            executor.start(self.plan, job)
+            await self._collect(executor, job, show_progress)
+        except BaseException:
+            executor.kill()  # Ctrl-C or an error: stop the slot processes at once
+            raise
+        await executor.close()
+
+    async def _on_cluster(self, job: JobSpec, show_progress: bool) -> None:
+        import dask
+        import distributed  # noqa: F401 - registers its config defaults before we override some
+
+        from .cluster import cluster_spec, dask_config, open_cluster
+        from .executors.dask import DaskExecutor
+
+        cluster = self.request.settings.cluster
+        spec = cluster_spec(cluster, self.request.mode, local_threads=os.cpu_count())
+        with dask.config.set(dask_config(spec)):
+            async with open_cluster(self.request.env.name, spec, cluster) as handle:
+                self.cluster_record = {"scheduler": handle.backend.address, "dashboard": handle.backend.dashboard,
+                                       "warm": handle.warm, **({"note": handle.note} if handle.note else {})}
+                if show_progress:
+                    _say(f"Dask scheduler {handle.backend.address}" + (f", dashboard {handle.backend.dashboard}" if handle.backend.dashboard else "")
+                         + (" (warm cluster)" if handle.warm else "") + (f"\n{handle.note}" if handle.note else ""))
+                self._write()
+                executor = DaskExecutor(handle.client, self.run_id, max_tasks_per_slot=spec.dask.max_tasks_per_slot,
+                                        retries=spec.dask.retries)
+                try:
+                    await self._collect(executor, job, show_progress)
+                    for pid, count in (await executor.retries_by_partition()).items():
+                        if pid in self.outcomes:
+                            self.outcomes[pid].retries = count
+                finally:
+                    await executor.close()
+
     def _reduce(self, job: JobSpec) -> Any:
         app = self.request.env.app_class()
-        kernels = select_kernels(job.module_name.split(".")[0], self.request.mode)
+        # reduce runs here, on the manager, which need not have compiled or GPU kernels
+        kernels = select_kernels(job.module_name.split(".")[0], Mode(0))
         ctx = WorkContext(args=self.request.settings.args, kernels=kernels.module, kernel_kind=kernels.kind, device=kernels.device, out_dir=job.out_dir,
                           log=logging.getLogger(f"agi.app.{job.module_name}"), slot="manager")
         try:
@@ -291,7 +337,8 @@ class _Run:
             "settings_file": str(settings.path),
             "plan": {"fingerprint": self.plan.fingerprint, "partitions": len(self.plan.partitions),
                      "slots": [s.name for s in self.plan.slots], "file": "plan.json"},
-            "executor": "pool" if mode & Mode.POOL else "sequential",
+            "executor": "dask" if mode & Mode.CLUSTER else "pool" if mode & Mode.POOL else "sequential",
+            "cluster": self.cluster_record,
             "manager": {"host": platform.node(), "pid": os.getpid(), "python": platform.python_version(),
                         "platform": platform.platform()},
             "workers": workers,

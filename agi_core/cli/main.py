@@ -337,6 +337,68 @@ def hosts_trust(host: str, port: int, known_hosts: Path, yes: bool) -> None:
     out.print(f"recorded in {known_hosts}")
 
 
+# -- warm clusters ---------------------------------------------------------------------------------
+
+
+@cli.group("cluster")
+def cluster_group() -> None:
+    """Keep a Dask cluster running between runs (a warm cluster); runs of the app attach to it."""
+
+
+_MODE_OPTION = click.option("--mode", "-m", default=None, help="Mode whose pool bit sets worker threads (default: from settings).")
+
+
+@cluster_group.command("up")
+@click.argument("app")
+@_MODE_OPTION
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.pass_context
+def cluster_up_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...]) -> None:
+    """Start APP's scheduler and workers (from its settings) and leave them running."""
+    from ..cluster.manage import cluster_up
+
+    _, cluster = _overrides(assignments)
+    status = asyncio.run(cluster_up(_env(ctx, app), mode=mode, cluster=cluster or None))
+    _print_cluster(status, False)
+
+
+@cluster_group.command("status")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def cluster_status_command(ctx: click.Context, app: str, as_json: bool) -> None:
+    """Show whether APP's warm cluster runs, and its workers (exit 1 when it does not run)."""
+    from ..cluster.manage import cluster_status
+
+    status = asyncio.run(cluster_status(_env(ctx, app)))
+    _print_cluster(status, as_json)
+    if not status.running:
+        ctx.exit(1)
+
+
+@cluster_group.command("down")
+@click.argument("app")
+@click.pass_context
+def cluster_down_command(ctx: click.Context, app: str) -> None:
+    """Stop every process of APP's warm cluster."""
+    from ..cluster.manage import cluster_down
+
+    count = asyncio.run(cluster_down(_env(ctx, app)))
+    console().print(f"stopped {count} processes" if count else f"no warm cluster of {app}")
+
+
+def _print_cluster(status: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(vars(status))
+        return
+    out = console()
+    if not status.running:
+        out.print(f"{status.app}: [yellow]not running[/]" + (f" — {status.problem}" if status.problem else ""))
+        return
+    out.print(f"{status.app}: [green]running[/] at {status.address}" + (f", dashboard {status.dashboard}" if status.dashboard else ""))
+    table(None, ["worker", "address", "threads"], ([w["name"], w["address"], w["nthreads"]] for w in status.workers))
+
+
 # -- run records ---------------------------------------------------------------------------------
 
 

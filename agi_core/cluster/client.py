@@ -48,7 +48,7 @@ async def _wait_for_workers(client: Any, backend: ClusterBackend, spec: ClusterS
         return
     except (asyncio.TimeoutError, TimeoutError):
         pass
-    joined = {str(w.get("name")) for w in client.scheduler_info(n_workers=-1)["workers"].values()}
+    joined = {str(w.get("name")) for w in (await client.scheduler.identity(n_workers=-1))["workers"].values()}
     missing = sorted(expected - joined)
     hosts = sorted({w.host for w in spec.workers if w.name in missing})
     report = getattr(backend, "missing_workers_report", None)

@@ -62,7 +62,8 @@ class ClusterSpec:
 
     def identity(self) -> dict[str, Any]:
         """What a warm cluster must match to be reused: scheduler, worker names and hosts, TLS."""
-        return {"scheduler": self.scheduler_address, "tls": self.tls,
+        scheduler = "embedded (this machine)" if self.embedded else self.scheduler_address
+        return {"scheduler": scheduler, "tls": self.tls,
                 "workers": sorted([w.name, w.address, w.nthreads] for w in self.workers)}
 
 

@@ -34,20 +34,22 @@ class DaskExecutor(Executor):
         self.retries = retries
         self._futures: dict[Any, tuple[str, list[str]]] = {}  # future -> (slot, partition ids)
 
-    def _addresses(self) -> dict[str, str]:
-        return {str(w.get("name")): address for address, w in self.client.scheduler_info(n_workers=-1)["workers"].items()}
+    async def _addresses(self) -> dict[str, str]:
+        """Worker name (= slot name) → its current address, asked of the scheduler now."""
+        identity = await self.client.scheduler.identity(n_workers=-1)
+        return {str(w.get("name")): address for address, w in identity["workers"].items()}
 
     async def execute(self, plan: WorkPlan, job: JobSpec) -> AsyncIterator[Outcome]:
         from distributed import as_completed
 
-        addresses = self._addresses()
+        addresses = await self._addresses()
         job_json = json.dumps(asdict(job), default=str)
         parts = plan.partition_map()
         linked = {dep for p in plan.partitions for dep in p.deps} | {p.id for p in plan.partitions if p.deps}
         futures = self._submit_dag(plan, parts, linked, job_json, addresses)
         futures += self._submit_batches(plan, parts, linked, job_json, addresses)
         try:
-            async for future in as_completed(futures):
+            async for future in as_completed(futures, loop=self.client.loop):
                 slot, ids = self._futures[future]
                 try:
                     outcomes = await future
