@@ -102,12 +102,17 @@ class LaunchedCluster(ClusterBackend):
         hosts = {spec.scheduler_host, *(w.host for w in spec.workers)}
         await asyncio.gather(*(self._session(host) for host in hosts))  # fail early, naming unreachable hosts
         dashboard = dashboard_address(spec.dashboard_port)
+        # The scheduler writes its real address (port 0 = any free port) to this file.
+        scheduler_file = self._log("scheduler").removesuffix(".log") + ".json"
+        session = await self._session(spec.scheduler_host)
+        await session.run(f"rm -f {_sh(scheduler_file)}", what="clearing the scheduler file")
         scheduler = await self._launch(
             spec.scheduler_host, "scheduler", "scheduler",
             f"{self._python(spec.scheduler_host)} -m distributed.cli.dask_scheduler --host {host_address(spec.scheduler_host)} "
-            f"--port {spec.scheduler_port} " + (f"--dashboard-address {dashboard}" if dashboard else "--no-dashboard"),
+            f"--port {spec.scheduler_port} --scheduler-file {_sh(scheduler_file)} "
+            + (f"--dashboard-address {dashboard}" if dashboard else "--no-dashboard"),
         )
-        await self._wait_for_port(scheduler)
+        self.address = await self._wait_for_scheduler(scheduler, scheduler_file)
         self.dashboard = f"http://{host_address(spec.scheduler_host)}:{spec.dashboard_port}/status" if dashboard else None
         await asyncio.gather(*(self._launch(w.host, "worker", w.name, self._worker_command(w)) for w in spec.workers))
 
@@ -125,23 +130,31 @@ class LaunchedCluster(ClusterBackend):
             flags.append("--resources GPU=1")
         return f"{self._python(worker.host)} -m distributed.cli.dask_worker {self.address} " + " ".join(flags)
 
-    async def _wait_for_port(self, process: LaunchedProcess) -> None:
-        host, port = host_address(self.spec.scheduler_host), self.spec.scheduler_port
+    async def _wait_for_scheduler(self, process: LaunchedProcess, scheduler_file: str) -> str:
+        """The scheduler's address, once it has written its file and its port accepts connections."""
+        import json
+
+        session = await self._session(process.host)
         deadline = time.monotonic() + self.spec.dask.start_timeout
         while time.monotonic() < deadline:
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
-            except (OSError, asyncio.TimeoutError):
-                alive = await (await self._session(process.host)).run(f"kill -0 {process.pid}", check=False, timeout=10)
-                if not alive.ok:
-                    raise AgiError(f"the scheduler on {process.host} exited at start:\n{await self.tail(process)}",
-                                   fix="see its log above (a port already in use? set [cluster.dask] scheduler_port)")
-                await asyncio.sleep(0.1)
-                continue
-            writer.close()
-            return
-        raise AgiError(f"the scheduler on {process.host} did not open port {port} within {self.spec.dask.start_timeout:g} s:\n"
-                       f"{await self.tail(process)}", fix="see its log above")
+            text = await session.read_text(scheduler_file)
+            if text:
+                address = json.loads(text)["address"]
+                host, port = address.split("://", 1)[1].rsplit(":", 1)
+                try:
+                    _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 2)
+                except (OSError, asyncio.TimeoutError):
+                    pass
+                else:
+                    writer.close()
+                    return address
+            alive = await session.run(f"kill -0 {process.pid}", check=False, timeout=10)
+            if not alive.ok:
+                raise AgiError(f"the scheduler on {process.host} exited at start:\n{await self.tail(process)}",
+                               fix="see its log above (a port already in use? set [cluster.dask] scheduler_port)")
+            await asyncio.sleep(0.1)
+        raise AgiError(f"the scheduler on {process.host} was not reachable within {self.spec.dask.start_timeout:g} s:\n"
+                       f"{await self.tail(process)}", fix="see its log above (a firewall between here and its port?)")
 
     async def missing_workers_report(self, joined: set[str]) -> str:
         """For the workers that never joined: their host and the end of their log."""

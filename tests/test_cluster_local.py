@@ -1,0 +1,82 @@
+"""Cluster mode (bit 4) on this machine: the embedded default, warm clusters, DAGs across workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+
+import pytest
+
+from agi_core import AGI, AgiError, RunError
+from agi_core.cluster import WarmClusters
+from agi_core.cluster.manage import cluster_down, cluster_status, cluster_up
+
+
+def run(env, share, **kwargs):
+    return asyncio.run(AGI.run(env, cluster={"workers_data_path": str(share), **kwargs.pop("cluster", {})}, progress=False, **kwargs))
+
+
+def dask_processes() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "distributed.cli.dask_" in line or "dask worker" in line or "dask scheduler" in line]
+
+
+@pytest.fixture
+def warm_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return WarmClusters.default()
+
+
+@pytest.mark.parametrize("mode", ["d", "dp"])
+def test_embedded_default_runs_each_partition_on_its_slot(toy_env, share, mode, warm_dir):
+    result = run(toy_env, share, mode=mode, n=8, workers={"127.0.0.1": 2})
+    assert result.status == "ok" and result.value == sum(i * i for i in range(8))
+    record = json.loads(result.manifest.read_text())
+    assert record["executor"] == "dask" and record["cluster"]["warm"] is False
+    for part in record["partitions"]:
+        assert part["worker"] == part["slot"]  # no fault: every partition ran where the plan put it
+    assert {p["slot"] for p in record["partitions"]} == {"127.0.0.1-0", "127.0.0.1-1"}
+    assert not dask_processes()
+
+
+def test_dag_dependencies_cross_workers(toy_env, share, warm_dir):
+    result = run(toy_env, share, mode="d", n=6, chain=True, workers={"127.0.0.1": 2})
+    for i in range(1, 6):
+        assert result.results[f"p{i}"]["deps"] == {f"p{i - 1}": (i - 1) ** 2}
+    assert len({o.worker for o in result.outcomes}) == 2
+
+
+def test_failure_and_skipped_dependents_on_the_cluster(toy_env, share, warm_dir):
+    with pytest.raises(RunError) as info:
+        run(toy_env, share, mode="d", n=5, chain=True, fail_on=[2], workers={"127.0.0.1": 2})
+    statuses = {o.id: o.status for o in info.value.result.outcomes}
+    assert statuses == {"p0": "ok", "p1": "ok", "p2": "failed", "p3": "skipped", "p4": "skipped"}
+    assert "toy failure in partition 2" in str(info.value)
+
+
+def test_many_tiny_partitions_are_batched(toy_env, share, warm_dir):
+    result = run(toy_env, share, mode="d", n=400, workers={"127.0.0.1": 2})
+    assert len(result.results) == 400
+    assert sorted(o.id for o in result.outcomes) == sorted(f"p{i}" for i in range(400))
+
+
+def test_warm_cluster_is_attached_and_a_mismatch_is_refused(toy_env, share, warm_dir):
+    env = toy_env
+    try:
+        status = asyncio.run(cluster_up(env, cluster={"workers": {"127.0.0.1": 2}, "dask": {"scheduler_port": 0, "dashboard_port": None}}))
+        assert status.running and [w["name"] for w in status.workers] == ["127.0.0.1-0", "127.0.0.1-1"]
+        result = run(env, share, mode="d", n=4, cluster={"workers": {"127.0.0.1": 2}})
+        record = json.loads(result.manifest.read_text())
+        assert record["cluster"]["warm"] is True and record["cluster"]["scheduler"] == status.address
+        with pytest.raises(AgiError) as info:
+            run(env, share, mode="d", n=4, cluster={"workers": {"127.0.0.1": 1}})
+        assert "does not match" in str(info.value) and "127.0.0.1-1" in str(info.value)
+        assert "agi cluster down" in info.value.fix
+        with pytest.raises(AgiError, match="already runs"):
+            asyncio.run(cluster_up(env, cluster={"workers": {"127.0.0.1": 2}}))
+    finally:
+        stopped = asyncio.run(cluster_down(env))
+    assert stopped == 3  # scheduler + 2 workers
+    assert not asyncio.run(cluster_status(env)).running
+    assert not dask_processes()
