@@ -184,11 +184,26 @@ class SshSession(HostSession):
         self._sftp: Any = None
 
     async def _run(self, command: str, input: str | None) -> CommandResult:
-        result = await self._connection.run(f"bash -c {shlex.quote(command)}", input=input, check=False)
+        import asyncssh
+
+        try:
+            result = await self._connection.run(f"bash -c {shlex.quote(command)}", input=input, check=False)
+        except (asyncssh.Error, OSError) as exc:
+            raise SshError(self.host, "connection lost", str(getattr(exc, "reason", "") or exc),
+                           fix=f"check that {self.host} is up and reachable") from None
         status = result.exit_status if result.exit_status is not None else 255
         return CommandResult(command, status, str(result.stdout or ""), str(result.stderr or ""))
 
     async def put(self, local: Path, remote: str) -> None:
+        import asyncssh
+
+        try:
+            await self._put(local, remote)
+        except (asyncssh.Error, OSError) as exc:
+            raise SshError(self.host, f"upload of {local.name} failed", str(getattr(exc, "reason", "") or exc),
+                           fix=f"check the free space and permissions of {remote} on {self.host}") from None
+
+    async def _put(self, local: Path, remote: str) -> None:
         if self._sftp is None:
             self._sftp = await self._connection.start_sftp_client()
         relative = remote[2:] if remote.startswith("~/") else remote  # SFTP paths are relative to the home
@@ -203,7 +218,10 @@ class SshSession(HostSession):
         if self._sftp is not None:
             self._sftp.exit()
         self._connection.close()
-        await self._connection.wait_closed()
+        try:
+            await asyncio.wait_for(self._connection.wait_closed(), 5)
+        except (asyncio.TimeoutError, OSError):
+            pass  # a host that vanished cannot say goodbye
 
 
 async def open_session(host: str, ssh: SshSettings) -> HostSession:

@@ -1,0 +1,155 @@
+"""Cluster mode across the rig's 3 hosts: modes 4 and 5, DAGs, and faults in the middle of a run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+
+from agi_core import AGI, AgiEnv, AgiError
+from agi_core.cluster import WarmClusters
+from tests.conftest import TEST_APPS
+
+pytestmark = pytest.mark.rig
+
+
+def cluster_for(rig, share, **dask):
+    return {
+        "ssh": {"user": "root", "key": str(rig.client_key), "known_hosts": str(rig.known_hosts), "connect_timeout": 3},
+        "workers": {h.ip: 1 for h in rig.hosts},
+        "scheduler": f"{rig.hosts[0].ip}:8786",
+        "workers_data_path": str(share),
+        "dask": {"dashboard_port": None, "tcp_timeout": 12, "connect_timeout": 5, "start_timeout": 30, **dask},
+    }
+
+
+@pytest.fixture(scope="module")
+def toy_installed(rig):
+    """The toy app installed on every rig host (once for this module)."""
+    rig.reset()
+    env = AgiEnv(app="toy", apps_path=TEST_APPS)
+    report = asyncio.run(AGI.install(env, cluster=cluster_for(rig, "/tmp"), progress=False))
+    assert all(h.ok for h in report.hosts)
+    return env
+
+
+@pytest.fixture
+def env(toy_installed, rig_hosts, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # no warm cluster from elsewhere
+    yield toy_installed
+    for host in rig_hosts.hosts:  # nothing may be left running after any test
+        if host.is_running():
+            left = host.run("pgrep -af 'distributed[.]cli' || true").stdout.strip()
+            assert not left, f"{host.name} still runs: {left}"
+
+
+def run(env, rig, share, **kwargs):
+    dask = kwargs.pop("dask", {})
+    return asyncio.run(AGI.run(env, cluster=cluster_for(rig, share, **dask), progress=False, **kwargs))
+
+
+def check_every_partition_once(result, n):
+    record = json.loads(result.manifest.read_text())
+    ids = [p["id"] for p in record["partitions"]]
+    assert sorted(ids) == sorted(f"p{i}" for i in range(n)) and len(set(ids)) == n
+    assert all(p["status"] == "ok" and p["worker"] for p in record["partitions"])
+    assert {pid: r["square"] for pid, r in result.results.items()} == {f"p{i}": i * i for i in range(n)}
+    return record
+
+
+@pytest.mark.parametrize("mode", ["d", "dp"])
+def test_modes_4_and_5_across_hosts(env, rig_hosts, tmp_path, mode):
+    result = run(env, rig_hosts, tmp_path, mode=mode, n=9)
+    record = check_every_partition_once(result, 9)
+    assert {p["host"] for p in record["partitions"]} == {"h1", "h2", "h3"}  # really ran on the hosts
+    assert all(p["worker"] == p["slot"] for p in record["partitions"])
+
+
+def test_dag_across_hosts(env, rig_hosts, tmp_path):
+    result = run(env, rig_hosts, tmp_path, mode="d", n=6, chain=True)
+    for i in range(1, 6):
+        assert result.results[f"p{i}"]["deps"] == {f"p{i - 1}": (i - 1) ** 2}
+    assert len({o.host for o in result.outcomes}) >= 2
+
+
+def _fault_during_run(env, rig, share, fault, *, n=24, sleep=0.4, after=3, **dask):
+    """Run, and inject ``fault`` once ``after`` partitions have finished (they write files to the share)."""
+    stop = threading.Event()
+
+    def inject() -> None:
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            if len(list(share.glob("runs/toy/*/out/part-*.txt"))) >= after:
+                fault()
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=inject, daemon=True)
+    thread.start()
+    try:
+        return run(env, rig, share, mode="d", n=n, sleep=sleep, write_files=True, dask=dask)
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _moved(record, lost_host_ip):
+    planned_there = [p for p in record["partitions"] if p["slot"].startswith(lost_host_ip)]
+    return planned_there, [p for p in planned_there if p["worker"] != p["slot"]]
+
+
+def test_killed_worker_process_group(env, rig_hosts, tmp_path):
+    h3 = rig_hosts.hosts[2]
+    kill = lambda: h3.run(["bash", "-c", "kill -KILL -- -$(pgrep -f 'distributed[.]cli[.]dask_worker' | head -1)"])  # noqa: E731
+    result = _fault_during_run(env, rig_hosts, tmp_path, kill)
+    record = check_every_partition_once(result, 24)
+    planned, moved = _moved(record, h3.ip)
+    assert planned and moved  # h3's unfinished partitions ran on the other workers
+    assert all(p["host"] in ("h1", "h2") for p in moved)
+
+
+def test_crashed_host(env, rig_hosts, tmp_path):
+    h3 = rig_hosts.hosts[2]
+    result = _fault_during_run(env, rig_hosts, tmp_path, h3.crash)
+    record = check_every_partition_once(result, 24)
+    _, moved = _moved(record, h3.ip)
+    assert moved and all(p["host"] != "h3" for p in moved)
+
+
+def test_cut_link(env, rig_hosts, tmp_path):
+    h3 = rig_hosts.hosts[2]
+    result = _fault_during_run(env, rig_hosts, tmp_path, h3.cut_link, n=12, sleep=0.3)
+    record = check_every_partition_once(result, 12)
+    _, moved = _moved(record, h3.ip)
+    assert moved
+
+
+def test_killed_scheduler_is_a_clear_error_not_a_hang(env, rig_hosts, tmp_path):
+    h1 = rig_hosts.hosts[0]
+    kill = lambda: h1.run(["bash", "-c", "kill -KILL -- -$(pgrep -f 'distributed[.]cli[.]dask_scheduler' | head -1)"])  # noqa: E731
+    start = time.monotonic()
+    with pytest.raises(AgiError) as info:
+        _fault_during_run(env, rig_hosts, tmp_path, kill, n=30, sleep=0.5)
+    assert time.monotonic() - start < 90
+    assert "scheduler" in str(info.value).lower()
+    records = list(tmp_path.glob("runs/toy/*/manifest.json"))
+    assert json.loads(records[0].read_text())["status"] == "failed"
+
+
+def test_warm_cluster_on_the_rig(env, rig_hosts, tmp_path):
+    from agi_core.cluster.manage import cluster_down, cluster_up
+
+    cluster = cluster_for(rig_hosts, tmp_path)
+    try:
+        status = asyncio.run(cluster_up(env, cluster=cluster))
+        assert sorted(w["name"] for w in status.workers) == sorted(f"{h.ip}-0" for h in rig_hosts.hosts)
+        start = time.perf_counter()
+        result = asyncio.run(AGI.run(env, mode="d", n=6, cluster=cluster, progress=False))
+        assert time.perf_counter() - start < 10
+        assert json.loads(result.manifest.read_text())["cluster"]["warm"] is True
+    finally:
+        asyncio.run(cluster_down(env, cluster=cluster))
+    assert WarmClusters.default().load("toy") is None
