@@ -17,7 +17,7 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,9 +127,12 @@ class AGI:
         env: AgiEnv, *, scheduler: str | None = None, workers: Mapping[str, Any] | None = None,
         mode: Mode | int | str | None = None, plan: WorkPlan | str | Path | None = None,
         args: Mapping[str, Any] | None = None, cluster: Mapping[str, Any] | None = None,
-        progress: bool | None = None, **app_args: Any,
+        progress: bool | None = None, on_outcome: Callable[[Outcome], None] | None = None, **app_args: Any,
     ) -> RunResult:
         """Run the app: plan (or take ``plan``), execute by mode, reduce, and write the run record.
+
+        ``on_outcome`` is called with each partition's `Outcome` (its result as data) as soon as
+        it arrives, before the run ends.
 
         Raises `RunError` (with the partial result on ``.result``) when a partition fails, after
         every other partition has run. Ctrl-C stops the workers and still writes the record.
@@ -147,7 +150,7 @@ class AGI:
         if not request.mode & Mode.CLUSTER:  # on a cluster, each worker picks its kernels (and records which)
             note = select_kernels(env.module_name.split(".")[0], request.mode).note  # fails early if a kernel is missing
         show = sys.stderr.isatty() if progress is None else progress
-        return await _Run(request, chosen, note).execute(show)
+        return await _Run(request, chosen, note, on_outcome).execute(show)
 
 
 def _say(text: str) -> None:
@@ -194,8 +197,10 @@ def _plan(request: _Request) -> WorkPlan:
 class _Run:
     """One run in progress: its folder, its executor, its outcomes, and its record."""
 
-    def __init__(self, request: _Request, plan: WorkPlan, kernel_note: str) -> None:
+    def __init__(self, request: _Request, plan: WorkPlan, kernel_note: str,
+                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
         self.request = request
+        self.on_outcome = on_outcome
         self.plan = plan
         self.kernel_note = kernel_note
         self.run_id = new_run_id()
@@ -247,6 +252,8 @@ class _Run:
             async for outcome in executor.execute(self.plan, job):
                 self.outcomes[outcome.id] = outcome
                 bar.update(outcome)
+                if self.on_outcome is not None:
+                    self.on_outcome(outcome)
 
     async def _locally(self, job: JobSpec, show_progress: bool) -> None:
         executor = LocalExecutor(processes=bool(self.request.mode & Mode.POOL))

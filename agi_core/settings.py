@@ -86,6 +86,10 @@ class DaskSettings(_Strict):
     local_directory: str = Field(default="/tmp/agi-dask", description="workers' scratch folder on each host")
     retries: int = Field(default=1, ge=0, description="Dask retries of a task whose worker failed it")
     max_tasks_per_slot: int = Field(default=16, ge=1, description="tiny partitions are batched into at most this many tasks per slot")
+    malloc_trim_threshold: int | None = Field(
+        default=None, ge=0,
+        description="MALLOC_TRIM_THRESHOLD_ for worker processes; None keeps glibc's adaptive default. Dask's own "
+        "default (65536) returns memory sooner but makes NumPy code with large temporaries several times slower")
 
 
 class ClusterSettings(_Strict):

@@ -9,16 +9,33 @@ from ..errors import AgiError
 from .backend import ClusterBackend
 from .spec import ClusterSpec
 
-__all__ = ["connect_client", "dask_config"]
+__all__ = ["config_yaml", "connect_client", "dask_config"]
 
 
 def dask_config(spec: ClusterSpec) -> dict[str, Any]:
-    """The manager-side Dask settings that match the processes' (timeouts decide how fast a cut link is noticed)."""
+    """Dask settings for the manager and every process agi starts: timeouts (they decide how fast a
+    cut link is noticed) and the worker processes' malloc trimming (None unsets Dask's default)."""
+    trim = spec.dask.malloc_trim_threshold
     return {
         "distributed.comm.timeouts.connect": f"{spec.dask.connect_timeout:g}s",
         "distributed.comm.timeouts.tcp": f"{spec.dask.tcp_timeout:g}s",
         "distributed.scheduler.allowed-failures": 3,
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None if trim is None else str(trim),
     }
+
+
+def config_yaml(spec: ClusterSpec) -> str:
+    """`dask_config` as a YAML file for processes started on hosts (``DASK_CONFIG`` points at it)."""
+    import yaml
+
+    nested: dict[str, Any] = {}
+    for dotted, value in dask_config(spec).items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return yaml.safe_dump(nested)
 
 
 async def connect_client(backend: ClusterBackend, spec: ClusterSpec, *, wait: bool = True) -> Any:

@@ -21,6 +21,7 @@ from ..hosts import is_local_host
 from ..settings import ClusterSettings
 from ..ssh import HostSession, SshError, open_session
 from .backend import ClusterBackend
+from .client import config_yaml
 from .inprocess import dashboard_address
 from .spec import ClusterSpec, WorkerProcess, host_address
 
@@ -64,10 +65,11 @@ class LaunchedCluster(ClusterBackend):
     def _log(self, name: str) -> str:
         return f"{self.cluster.install.root.rstrip('/')}/logs/{self.app}/{name}.log"
 
+    def _config_file(self) -> str:
+        return f"{self.cluster.install.root.rstrip('/')}/logs/{self.app}/dask.yaml"
+
     def _env(self) -> str:
-        dask = self.spec.dask
-        return (f"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT={dask.connect_timeout:g}s "
-                f"DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP={dask.tcp_timeout:g}s PYTHONUNBUFFERED=1")
+        return f"DASK_CONFIG={_sh(self._config_file())} PYTHONUNBUFFERED=1"
 
     async def _launch(self, host: str, role: str, name: str, command: str) -> LaunchedProcess:
         session = await self._session(host)
@@ -100,7 +102,9 @@ class LaunchedCluster(ClusterBackend):
     async def _start(self) -> None:
         spec = self.spec
         hosts = {spec.scheduler_host, *(w.host for w in spec.workers)}
-        await asyncio.gather(*(self._session(host) for host in hosts))  # fail early, naming unreachable hosts
+        sessions = await asyncio.gather(*(self._session(host) for host in hosts))  # fail early, naming unreachable hosts
+        config = config_yaml(spec)
+        await asyncio.gather(*(session.write_text(self._config_file(), config) for session in sessions))
         dashboard = dashboard_address(spec.dashboard_port)
         # The scheduler writes its real address (port 0 = any free port) to this file.
         scheduler_file = self._log("scheduler").removesuffix(".log") + ".json"
