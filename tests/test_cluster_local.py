@@ -80,3 +80,27 @@ def test_warm_cluster_is_attached_and_a_mismatch_is_refused(toy_env, share, warm
     assert stopped == 3  # scheduler + 2 workers
     assert not asyncio.run(cluster_status(env)).running
     assert not dask_processes()
+
+
+def test_tls_cluster_refuses_plain_clients(toy_env, share, warm_dir, tmp_path, monkeypatch):
+    from distributed import Client
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # a fresh CA for this test
+    env = toy_env
+    try:
+        status = asyncio.run(cluster_up(env, cluster={"workers": {"127.0.0.1": 2}, "tls": True,
+                                                      "dask": {"scheduler_port": 0, "dashboard_port": None, "connect_timeout": 3}}))
+        assert status.running and status.address.startswith("tls://")
+        result = run(env, share, mode="d", n=4, cluster={"workers": {"127.0.0.1": 2}, "tls": True})
+        assert result.value == 14 and json.loads(result.manifest.read_text())["cluster"]["scheduler"].startswith("tls://")
+
+        async def plain() -> None:
+            async with Client(status.address.replace("tls://", "tcp://"), asynchronous=True, timeout=3):
+                pass
+
+        with pytest.raises((OSError, TimeoutError, asyncio.TimeoutError)):
+            asyncio.run(plain())
+    finally:
+        asyncio.run(cluster_down(env))
+    key = tmp_path / "state" / "agi_core" / "tls" / "cluster.key"
+    assert key.stat().st_mode & 0o777 == 0o600

@@ -153,3 +153,25 @@ def test_warm_cluster_on_the_rig(env, rig_hosts, tmp_path):
     finally:
         asyncio.run(cluster_down(env, cluster=cluster))
     assert WarmClusters.default().load("toy") is None
+
+
+def test_workers_that_never_join_are_named_with_their_log(env, rig_hosts, tmp_path):
+    h3 = rig_hosts.hosts[2]
+    h3.run("mv /root/.agi/venvs/toy /root/.agi/venvs/toy.hidden")
+    try:
+        with pytest.raises(AgiError) as info:
+            run(env, rig_hosts, tmp_path, mode="d", n=3, dask={"start_timeout": 8})
+    finally:
+        h3.run("mv /root/.agi/venvs/toy.hidden /root/.agi/venvs/toy")
+    message = str(info.value)
+    assert "did not join" in message and h3.ip in message and f"{h3.ip}-0" in message
+    assert "No such file or directory" in message  # the end of that worker's log
+
+
+def test_tls_across_hosts(env, rig_hosts, tmp_path):
+    cluster = cluster_for(rig_hosts, tmp_path)
+    cluster["tls"] = True
+    result = asyncio.run(AGI.run(env, mode="d", n=6, cluster=cluster, progress=False))
+    record = check_every_partition_once(result, 6)
+    assert record["cluster"]["scheduler"].startswith("tls://")
+    assert rig_hosts.hosts[1].run("stat -c %a /root/.agi/tls/cluster.key").stdout.strip() == "600"

@@ -27,6 +27,14 @@ class InProcessCluster(ClusterBackend):
         self.spec = spec
         self.worker_env = worker_env or {}
         self._cluster: Any = None
+        self._security: Any = None
+        if spec.tls:
+            from .tls import ensure_tls_files, security_for
+
+            self._security = security_for(ensure_tls_files([host_address(spec.scheduler_host), *(w.address for w in spec.workers)]))
+
+    def security(self) -> Any:
+        return self._security
 
     async def start(self) -> None:
         import os
@@ -36,17 +44,19 @@ class InProcessCluster(ClusterBackend):
 
         host = host_address(self.spec.scheduler_host)
         dashboard = dashboard_address(self.spec.dashboard_port)
-        scheduler = {"cls": Scheduler, "options": {"host": host, "port": self.spec.scheduler_port,
+        scheduler = {"cls": Scheduler, "options": {"host": host, "port": self.spec.scheduler_port, "protocol": self.spec.protocol,
+                                                   "security": self._security,
                                                    "dashboard": dashboard is not None, "dashboard_address": dashboard}}
         workers = {
             w.name: {"cls": Nanny, "options": {
                 "name": w.name, "host": w.address, "nthreads": w.nthreads or max(1, (os.cpu_count() or 1) // len(self.spec.workers)),
                 "local_directory": self.spec.dask.local_directory, "resources": {"GPU": 1} if w.gpu else None,
-                "env": self.worker_env, "silence_logs": 40, "dashboard": False,
+                "env": self.worker_env, "silence_logs": 40, "dashboard": False, "security": self._security,
             }}
             for w in self.spec.workers
         }
-        self._cluster = await SpecCluster(workers=workers, scheduler=scheduler, asynchronous=True, silence_logs=40, name="agi")
+        self._cluster = await SpecCluster(workers=workers, scheduler=scheduler, asynchronous=True, silence_logs=40, name="agi",
+                                          security=self._security)
         self.address = self._cluster.scheduler_address
         self.dashboard = self._cluster.dashboard_link if dashboard else None
 

@@ -49,6 +49,32 @@ class LaunchedCluster(ClusterBackend):
         self.processes: list[LaunchedProcess] = list(processes)
         self.address = spec.scheduler_address
         self._sessions: dict[str, HostSession] = {}
+        self._tls = None
+        if spec.tls:
+            from .tls import ensure_tls_files
+
+            self._tls = ensure_tls_files([host_address(spec.scheduler_host), *(w.address for w in spec.workers)])
+
+    def security(self) -> Any:
+        if self._tls is None:
+            return None
+        from .tls import security_for
+
+        return security_for(self._tls)
+
+    def _tls_flags(self) -> str:
+        if self._tls is None:
+            return ""
+        folder = f"{self.cluster.install.root.rstrip('/')}/tls"
+        return (f" --tls-ca-file {_sh(folder + '/ca.pem')} --tls-cert {_sh(folder + '/cluster.pem')}"
+                f" --tls-key {_sh(folder + '/cluster.key')}")
+
+    async def _upload_tls(self, session: HostSession) -> None:
+        if self._tls is not None:
+            folder = f"{self.cluster.install.root.rstrip('/')}/tls"
+            for local, name in ((self._tls.ca, "ca.pem"), (self._tls.cert, "cluster.pem"), (self._tls.key, "cluster.key")):
+                await session.put(local, f"{folder}/{name}")
+            await session.run(f"chmod 600 {_sh(folder + '/cluster.key')}", what="protecting the TLS key")
 
     # -- hosts ------------------------------------------------------------------------------
 
@@ -105,6 +131,7 @@ class LaunchedCluster(ClusterBackend):
         sessions = await asyncio.gather(*(self._session(host) for host in hosts))  # fail early, naming unreachable hosts
         config = config_yaml(spec)
         await asyncio.gather(*(session.write_text(self._config_file(), config) for session in sessions))
+        await asyncio.gather(*(self._upload_tls(session) for session in sessions))
         dashboard = dashboard_address(spec.dashboard_port)
         # The scheduler writes its real address (port 0 = any free port) to this file.
         scheduler_file = self._log("scheduler").removesuffix(".log") + ".json"
@@ -113,7 +140,7 @@ class LaunchedCluster(ClusterBackend):
         scheduler = await self._launch(
             spec.scheduler_host, "scheduler", "scheduler",
             f"{self._python(spec.scheduler_host)} -m distributed.cli.dask_scheduler --host {host_address(spec.scheduler_host)} "
-            f"--port {spec.scheduler_port} --scheduler-file {_sh(scheduler_file)} "
+            f"--port {spec.scheduler_port} --scheduler-file {_sh(scheduler_file)} --protocol {spec.protocol}{self._tls_flags()} "
             + (f"--dashboard-address {dashboard}" if dashboard else "--no-dashboard"),
         )
         self.address = await self._wait_for_scheduler(scheduler, scheduler_file)
@@ -132,7 +159,7 @@ class LaunchedCluster(ClusterBackend):
             flags.append(f"--nanny-port {dask.nanny_ports}")
         if worker.gpu:
             flags.append("--resources GPU=1")
-        return f"{self._python(worker.host)} -m distributed.cli.dask_worker {self.address} " + " ".join(flags)
+        return f"{self._python(worker.host)} -m distributed.cli.dask_worker {self.address} " + " ".join(flags) + self._tls_flags()
 
     async def _wait_for_scheduler(self, process: LaunchedProcess, scheduler_file: str) -> str:
         """The scheduler's address, once it has written its file and its port accepts connections."""
@@ -145,7 +172,7 @@ class LaunchedCluster(ClusterBackend):
             if text:
                 address = json.loads(text)["address"]
                 host, port = address.split("://", 1)[1].rsplit(":", 1)
-                try:
+                try:  # the port accepts connections (a TLS handshake is the client's job)
                     _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 2)
                 except (OSError, asyncio.TimeoutError):
                     pass

@@ -80,8 +80,14 @@ async def cluster_status(env: AgiEnv, *, mode: Mode | int | str | None = None, c
     state = warm.load(env.name)
     if state is None:
         return ClusterStatus(env.name, False, None, None, [], [], "no warm cluster (start one with `agi cluster up`)")
+    security = None
+    if state.get("identity", {}).get("tls"):
+        from .tls import ensure_tls_files, security_for
+
+        settings, spec, _ = _resolve(env, mode, cluster)
+        security = security_for(ensure_tls_files([spec.scheduler_host.rpartition("@")[2].split(":")[0], *(w.address for w in spec.workers)]))
     try:
-        client = await Client(state["address"], asynchronous=True, timeout=5, set_as_default=False)
+        client = await Client(state["address"], asynchronous=True, timeout=5, set_as_default=False, security=security)
     except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
         return ClusterStatus(env.name, False, state["address"], state.get("dashboard"), [], state.get("processes", []),
                              f"scheduler unreachable ({exc}); `agi cluster down {env.name}` cleans up")
