@@ -146,11 +146,24 @@ class AGI:
             chosen.check_current(fresh, origin=origin)
         else:
             chosen = fresh
+        show = sys.stderr.isatty() if progress is None else progress
         note = ""
         if not request.mode & Mode.CLUSTER:  # on a cluster, each worker picks its kernels (and records which)
+            if request.mode & Mode.CYTHON:
+                _compile_kernels(env, show)
             note = select_kernels(env.module_name.split(".")[0], request.mode).note  # fails early if a kernel is missing
-        show = sys.stderr.isatty() if progress is None else progress
         return await _Run(request, chosen, note, on_outcome).execute(show)
+
+
+def _compile_kernels(env: AgiEnv, show: bool) -> None:
+    """Compile the app's .pyx kernels in its source folder when missing or older than their source."""
+    from .install.cython_build import build_in_place, stale_pyx
+
+    package_dir = env.src_dir / env.module_name.split(".")[0]
+    if stale_pyx(package_dir):
+        if show:
+            _say(f"compiling the Cython kernels of {env.name} in {package_dir} (once; they are reused until the .pyx changes)")
+        build_in_place(package_dir)
 
 
 def _say(text: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import subprocess
 import sys
@@ -156,13 +157,16 @@ class AgiEnv:
         return f"AgiEnv(app={self.name!r}, project_dir={str(self.project_dir)!r})"
 
 
-def load_app_class(src_dir: Path, module_name: str, class_name: str | None) -> type[App]:
-    """Import an app's package from its ``src`` folder and return its `App` subclass.
+def load_app_class(src_dir: Path, module_name: str, class_name: str | None, *, prefer_installed: bool = False) -> type[App]:
+    """Import an app's package and return its `App` subclass.
 
-    Also used by worker processes, which receive the three values instead of an `AgiEnv`.
+    On the manager the app's ``src`` folder comes first (the code being edited). Cluster workers
+    pass ``prefer_installed``: the package `agi install` put in their venv (with its compiled
+    kernels) wins, and the source folder is only a fallback for workers on this machine.
     """
     src = str(src_dir)
-    if src not in sys.path:
+    top = module_name.split(".")[0]
+    if not (prefer_installed and importlib.util.find_spec(top) is not None) and src not in sys.path:
         sys.path.insert(0, src)
     module = importlib.import_module(module_name)
     if class_name:

@@ -178,3 +178,18 @@ def test_hosts_trust_records_the_key_only_when_confirmed(rig_hosts, tmp_path):
     # and now the host is reachable with that file
     report = install(AgiEnv(app="mandelbrot"), rig, ssh={"known_hosts": str(known)}, workers={ip: 1}, scheduler=None)
     assert report.hosts[0].status in ("installed", "unchanged", "updated")
+
+
+def test_cython_bit_compiles_kernels_on_the_host_and_runs_them(rig_hosts, mandelbrot_copy, tmp_path, monkeypatch):
+    rig = rig_hosts
+    host = rig.hosts[1]
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    cluster = cluster_for(rig, workers={host.ip: 1}, scheduler=f"{host.ip}:8786", workers_data_path=str(tmp_path),
+                          dask={"dashboard_port": None, "start_timeout": 30})
+    report = asyncio.run(AGI.install(mandelbrot_copy, cluster=cluster, modes_enabled="dc", progress=False))
+    assert report.hosts[0].status in ("installed", "updated"), report.hosts[0].cause
+    built = host.run("ls /root/.agi/venvs/mandelbrot/lib/python3.11/site-packages/mandelbrot/")
+    assert "kernels_cy.cpython-311-x86_64-linux-gnu.so" in built.stdout
+    result = asyncio.run(AGI.run(mandelbrot_copy, mode="dc", cluster=cluster, progress=False, width=120, height=90, bands=4))
+    record = json.loads(result.manifest.read_text())
+    assert {(p["host"], p["kernel"]) for p in record["partitions"]} == {(host.name, "cython")}

@@ -25,9 +25,9 @@ __all__ = ["PartitionRunner", "run_batch"]
 class PartitionRunner:
     """Runs partitions of one job in the current process, catching each failure into its `Outcome`."""
 
-    def __init__(self, job: JobSpec) -> None:
+    def __init__(self, job: JobSpec, *, prefer_installed: bool = False) -> None:
         self.job = job
-        app_class = load_app_class(job.src_dir, job.module_name, job.class_name)
+        app_class = load_app_class(job.src_dir, job.module_name, job.class_name, prefer_installed=prefer_installed)
         self.app: App = app_class()
         self.args = app_class.Args.model_validate(dict(job.args))
         self.kernels: KernelChoice = select_kernels(job.module_name.split(".")[0], Mode(job.mode))
@@ -60,7 +60,7 @@ def _runner(job_json: str) -> PartitionRunner:
     """One runner per job and worker process: the app is imported and set up once, not per task."""
     data = json.loads(job_json)
     job = JobSpec(Path(data["src_dir"]), data["module_name"], data["class_name"], data["args"], data["mode"], Path(data["out_dir"]))
-    return PartitionRunner(job)
+    return PartitionRunner(job, prefer_installed=True)
 
 
 def run_batch(job_json: str, parts: list[Partition], slot: str, deps: Mapping[str, list[Outcome]]) -> list[Outcome]:
