@@ -24,7 +24,7 @@ from typing import Any
 
 from .app import WorkContext
 from .env import AgiEnv
-from .errors import AgiError, PlanError, RunError, SettingsError
+from .errors import PlanError, RunError, SettingsError
 from .executors import JobSpec, LocalExecutor, Outcome
 from .kernels import gpu_visible, select_kernels
 from .modes import Mode
@@ -32,7 +32,7 @@ from .plan import Slot, WorkPlan, build_plan, slots_for
 from .progress import RunProgress
 from .provenance import RUN_SCHEMA, RunStore, iso, new_run_id, write_json_atomic
 from .hosts import LOCAL_HOST
-from .settings import Settings, WorkerSpec
+from .settings import Settings, WorkerSpec, call_overrides
 
 __all__ = ["AGI", "RunResult"]
 
@@ -177,12 +177,7 @@ def _resolve(env: AgiEnv, scheduler: str | None, workers: Mapping[str, Any] | No
     clash = sorted(set(args or {}) & set(app_args))
     if clash:
         raise SettingsError(f"argument(s) {', '.join(clash)} given both in args= and as keywords", fix="give each once")
-    overrides = dict(cluster or {})
-    if scheduler is not None:
-        overrides["scheduler"] = scheduler
-    if workers is not None:
-        overrides["workers"] = dict(workers)
-    settings = env.settings(args={**(args or {}), **app_args}, cluster=overrides or None)
+    settings = env.settings(args={**(args or {}), **app_args}, cluster=call_overrides(scheduler, workers, cluster))
     run_mode = Mode.parse(mode) if mode is not None else settings.cluster.mode
     return _Request(env, settings, run_mode, _slots(settings, run_mode))
 

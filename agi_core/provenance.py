@@ -7,7 +7,6 @@ A record is written when a run starts (status ``running``) and rewritten when it
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_json_atomic
 from .errors import AgiError
 
 __all__ = ["RUN_SCHEMA", "RunStore", "new_run_id", "write_json_atomic"]
@@ -30,16 +30,6 @@ def new_run_id() -> str:
 
 def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temporary file beside ``path``, flush it to disk, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w") as handle:
-        json.dump(data, handle, indent=1, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

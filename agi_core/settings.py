@@ -29,6 +29,7 @@ from .modes import Mode
 __all__ = [
     "ClusterSettings",
     "DaskSettings",
+    "call_overrides",
     "InstallSettings",
     "Settings",
     "SshSettings",
@@ -119,7 +120,7 @@ class ClusterSettings(_Strict):
     def mode(self) -> Mode:
         """The mode these settings switch on."""
         bits = (self.pool, self.cython, self.cluster_enabled, self.rapids)
-        return Mode(sum(bit for on, bit in zip(bits, (1, 2, 4, 8)) if on))
+        return Mode(sum(bit for on, bit in zip(bits, (1, 2, 4, 8), strict=True) if on))
 
     def local_worker_count(self) -> int:
         """Slots of the worker map on this machine, or the core count when it names none."""
@@ -316,6 +317,16 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
     if path[0] not in ("args", "cluster"):
         raise SettingsError(f"invalid key {key!r}: settings live under 'args' or 'cluster'", fix=f"write args.{key} or cluster.{key}")
     return path, value
+
+
+def call_overrides(scheduler: str | None, workers: Mapping[str, Any] | None, cluster: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``[cluster]`` overrides of a call: its ``cluster=`` mapping plus ``scheduler=`` and ``workers=``."""
+    overrides = dict(cluster or {})
+    if scheduler is not None:
+        overrides["scheduler"] = scheduler
+    if workers is not None:
+        overrides["workers"] = dict(workers)
+    return overrides or None
 
 
 def assignments_to_overrides(assignments: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:

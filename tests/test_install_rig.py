@@ -6,7 +6,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -154,7 +153,7 @@ def test_doctor_catches_a_host_where_the_share_is_another_directory(rig_hosts, t
 def test_doctor_cli_exits_non_zero_and_install_cli_names_failed_hosts(rig_hosts, tmp_path):
     rig = rig_hosts
     rig.hosts[0].crash()
-    sets = [f'cluster.ssh.user="root"', f'cluster.ssh.key="{rig.client_key}"', f'cluster.ssh.known_hosts="{rig.known_hosts}"']
+    sets = ['cluster.ssh.user="root"', f'cluster.ssh.key="{rig.client_key}"', f'cluster.ssh.known_hosts="{rig.known_hosts}"']
     args = [a for s in sets for a in ("--set", s)] + [a for h in rig.hosts for a in ("--workers", f"{h.ip}=1")]
     doctor = run_agi("doctor", "mandelbrot", *args)
     assert doctor.returncode == 1 and "connection refused" in doctor.stdout and rig.hosts[0].ip in doctor.stderr

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_bytes_atomic
+
 __all__ = ["TlsFiles", "ensure_tls_files", "security_for"]
 
 
@@ -30,11 +32,7 @@ def _state_dir() -> Path:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data, mode=0o600)
 
 
 def ensure_tls_files(names: list[str], folder: Path | None = None) -> TlsFiles:

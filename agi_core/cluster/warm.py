@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_json_atomic
 from ..errors import AgiError
 from ..settings import ClusterSettings
 from .backend import ClusterBackend
@@ -55,8 +56,6 @@ class WarmClusters:
                            fix=f"stop its processes by hand if any run, then delete {self.path(app)}") from None
 
     def save(self, app: str, spec: ClusterSpec, cluster: LaunchedCluster) -> None:
-        from ..provenance import write_json_atomic
-
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path(app), {"app": app, "identity": spec.identity(), "started": time.time(), **cluster.state()})
 

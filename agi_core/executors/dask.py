@@ -9,7 +9,6 @@ futures, so Dask moves the data between workers.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict

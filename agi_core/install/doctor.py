@@ -15,7 +15,7 @@ from ..capabilities import probe
 from ..env import AgiEnv
 from ..errors import AgiError
 from ..modes import Mode
-from ..settings import ClusterSettings
+from ..settings import call_overrides
 from ..ssh import HostSession, SshError, open_session
 from .artifacts import ArtifactBuilder, Target
 from .host import FINGERPRINT_FILE, InstallContext, expected_fingerprint, remote_paths, smoke_import
@@ -69,12 +69,7 @@ def _manager_versions() -> dict[str, str]:
 async def doctor_app(env: AgiEnv, *, scheduler: str | None = None, workers: Mapping[str, Any] | None = None,
                      modes_enabled: Mode | int | str | None = None, cluster: Mapping[str, Any] | None = None) -> DoctorReport:
     """Run every check on every host, concurrently. Never raises for a host's problem: it is a failed check."""
-    overrides = dict(cluster or {})
-    if scheduler is not None:
-        overrides["scheduler"] = scheduler
-    if workers is not None:
-        overrides["workers"] = dict(workers)
-    settings = env.settings(cluster=overrides or None)
+    settings = env.settings(cluster=call_overrides(scheduler, workers, cluster))
     modes = Mode.parse(modes_enabled) if modes_enabled is not None else settings.cluster.mode
     ctx = InstallContext(env, settings.cluster, modes, ArtifactBuilder(env, default_cache_dir(), cython=bool(modes & Mode.CYTHON)))
     share = settings.cluster.workers_data_path

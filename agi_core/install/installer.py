@@ -14,7 +14,7 @@ from typing import Any
 from ..env import AgiEnv
 from ..errors import AgiError
 from ..modes import Mode
-from ..settings import ClusterSettings
+from ..settings import ClusterSettings, call_overrides
 from .artifacts import ArtifactBuilder
 from .host import HostReport, InstallContext, install_host
 
@@ -106,12 +106,7 @@ async def install_app(
 ) -> InstallReport:
     """Install ``env``'s app on the scheduler host and every worker host; raise `InstallError`
     (after every host has finished) when any failed."""
-    overrides = dict(cluster or {})
-    if scheduler is not None:
-        overrides["scheduler"] = scheduler
-    if workers is not None:
-        overrides["workers"] = dict(workers)
-    settings = env.settings(cluster=overrides or None)
+    settings = env.settings(cluster=call_overrides(scheduler, workers, cluster))
     modes = Mode.parse(modes_enabled) if modes_enabled is not None else settings.cluster.mode
     hosts = hosts_of(settings.cluster)
     builder = ArtifactBuilder(env, cache_dir or default_cache_dir(), cython=bool(modes & Mode.CYTHON))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..app import Partition
+from ..atomic import write_text_atomic
 from ..errors import PlanError
 from .balancing import Slot, balance, makespan
 
@@ -134,10 +134,7 @@ class WorkPlan:
 
     def save(self, path: Path) -> None:
         """Write the plan atomically (a reader never sees half a file)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(self.to_json())
-        os.replace(tmp, path)
+        write_text_atomic(Path(path), self.to_json())
 
     @classmethod
     def from_json(cls, text: str, *, origin: str = "plan") -> WorkPlan:

@@ -1,0 +1,37 @@
+"""Atomic file writes: write beside the target, then rename over it, so a reader (or a crash)
+never sees half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, mode: int = 0o644, sync: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically; ``mode`` applies from the first byte (e.g. 0o600 for keys)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str, *, sync: bool = False) -> None:
+    write_bytes_atomic(path, text.encode(), sync=sync)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """JSON, flushed to disk before the rename (run records must survive a power cut)."""
+    write_bytes_atomic(path, json.dumps(data, indent=1, default=str).encode(), sync=True)
