@@ -109,6 +109,7 @@ def test_killed_worker_process_group(env, rig_hosts, tmp_path):
     planned, moved = _moved(record, h3.ip)
     assert planned and moved  # h3's unfinished partitions ran on the other workers
     assert all(p["host"] in ("h1", "h2") for p in moved)
+    assert any(p["retries"] >= 1 for p in moved)  # the one running when its worker died says so
 
 
 def test_crashed_host(env, rig_hosts, tmp_path):
