@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,32 @@ def test_tls_cluster_refuses_plain_clients(toy_env, share, warm_dir, tmp_path, m
         asyncio.run(cluster_down(env))
     key = tmp_path / "state" / "agi_core" / "tls" / "cluster.key"
     assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_ctrl_c_stops_the_cluster_and_writes_the_record(share, tmp_path):
+    import signal
+    import sys
+    import time
+
+    from tests.conftest import ROOT, TEST_APPS
+
+    env = {**__import__("os").environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agi_core.cli", "--apps-path", str(TEST_APPS), "run", "toy", "--mode", "d", "--set", "n=40",
+         "--set", "sleep=0.5", "--set", "write_files=true", "--set", f'cluster.workers_data_path="{share}"'],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(share.glob("runs/toy/*/out/part-*.txt"))) < 2:
+        time.sleep(0.05)
+    assert list(share.glob("runs/toy/*/out/part-*.txt")), "the run never started"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    [manifest] = share.glob("runs/toy/*/manifest.json")
+    record = json.loads(manifest.read_text())
+    assert record["status"] == "interrupted" and record["executor"] == "dask"
+    workers = {int(path.read_text().split()[1]) for path in share.glob("runs/toy/*/out/part-*.txt")}
+    time.sleep(0.5)
+    assert not dask_processes()
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "worker processes survived Ctrl-C"
