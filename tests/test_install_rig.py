@@ -192,3 +192,27 @@ def test_cython_bit_compiles_kernels_on_the_host_and_runs_them(rig_hosts, mandel
     result = asyncio.run(AGI.run(mandelbrot_copy, mode="dc", cluster=cluster, progress=False, width=120, height=90, bands=4))
     record = json.loads(result.manifest.read_text())
     assert {(p["host"], p["kernel"]) for p in record["partitions"]} == {(host.name, "cython")}
+
+
+def test_hosts_can_install_from_a_package_index(rig_hosts, tmp_path):
+    """[cluster.install] source = "index": only agi_core's and the app's wheels are uploaded."""
+    from agi_core.install.installer import default_cache_dir
+
+    wheelhouse = next((default_cache_dir() / "wheelhouse").glob("cp311-*"), None)
+    if wheelhouse is None:
+        install(AgiEnv(app="mandelbrot"), rig_hosts)  # fills the manager's wheelhouse
+        wheelhouse = next((default_cache_dir() / "wheelhouse").glob("cp311-*"))
+    index = tmp_path / "simple"  # a PEP 503 index on the shared filesystem, as a lab mirror would be
+    for wheel in wheelhouse.glob("*.whl"):
+        project = index / wheel.name.split("-")[0].lower().replace("_", "-")
+        project.mkdir(parents=True, exist_ok=True)
+        (project / wheel.name).write_bytes(wheel.read_bytes())
+        (project / "index.html").write_text("".join(f'<a href="{w.name}">{w.name}</a>\n' for w in project.glob("*.whl")))
+    host = rig_hosts.hosts[2]
+    host.run("rm -rf /root/.agi")
+    report = install(AgiEnv(app="mandelbrot"), rig_hosts, workers={host.ip: 1}, scheduler=None,
+                     install={"source": "index", "index_url": f"file://{index}"})
+    [result] = report.hosts
+    assert result.status == "installed", result.cause
+    assert result.uploaded_files == 2  # agi_core and the app; every dependency came from the index
+    host_python(host, "import mandelbrot, distributed")
