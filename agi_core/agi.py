@@ -23,15 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from .app import WorkContext
+from .atomic import write_json_atomic
 from .env import AgiEnv
 from .errors import PlanError, RunError, SettingsError
 from .executors import JobSpec, LocalExecutor, Outcome
+from .hosts import LOCAL_HOST
 from .kernels import gpu_visible, select_kernels
 from .modes import Mode
 from .plan import Slot, WorkPlan, build_plan, slots_for
 from .progress import RunProgress
-from .provenance import RUN_SCHEMA, RunStore, iso, new_run_id, write_json_atomic
-from .hosts import LOCAL_HOST
+from .provenance import RUN_SCHEMA, RunStore, iso, new_run_id
 from .settings import Settings, WorkerSpec, call_overrides
 
 __all__ = ["AGI", "RunResult"]

@@ -18,7 +18,7 @@ from typing import Any
 from .atomic import write_json_atomic
 from .errors import AgiError
 
-__all__ = ["RUN_SCHEMA", "RunStore", "new_run_id", "write_json_atomic"]
+__all__ = ["RUN_SCHEMA", "RunStore", "iso", "new_run_id"]
 
 RUN_SCHEMA = "agi.run.v1"
 

@@ -1,0 +1,20 @@
+"""The runnable examples in the public modules' docstrings stay true."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "agi_core", "agi_core.agi", "agi_core.app", "agi_core.env", "agi_core.errors", "agi_core.hosts", "agi_core.modes",
+    "agi_core.settings", "agi_core.plan.balancing", "agi_core.plan.workplan", "agi_core.install.cython_build",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))  # examples that run write their records here
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0
