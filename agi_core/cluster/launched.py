@@ -49,6 +49,8 @@ class LaunchedCluster(ClusterBackend):
         self.processes: list[LaunchedProcess] = list(processes)
         self.address = spec.scheduler_address
         self._sessions: dict[str, HostSession] = {}
+        # SSH work fans out to at most this many hosts at once (hundreds of hosts stay manageable)
+        self._fan_out = asyncio.Semaphore(cluster.install.concurrency)
         self._tls = None
         if spec.tls:
             from .tls import ensure_tls_files
@@ -80,7 +82,9 @@ class LaunchedCluster(ClusterBackend):
 
     async def _session(self, host: str) -> HostSession:
         if host not in self._sessions:
-            self._sessions[host] = await open_session(host, self.cluster.ssh)
+            async with self._fan_out:
+                if host not in self._sessions:
+                    self._sessions[host] = await open_session(host, self.cluster.ssh)
         return self._sessions[host]
 
     def _python(self, host: str) -> str:
@@ -99,6 +103,10 @@ class LaunchedCluster(ClusterBackend):
 
     async def _launch(self, host: str, role: str, name: str, command: str) -> LaunchedProcess:
         session = await self._session(host)
+        async with self._fan_out:
+            return await self._launch_on(session, host, role, name, command)
+
+    async def _launch_on(self, session: HostSession, host: str, role: str, name: str, command: str) -> LaunchedProcess:
         log = self._log(name)
         folder = log.rsplit("/", 1)[0]
         # `cd … || exit` and `env VAR=…` avoid the two traps of backgrounding over SSH (see test-rig.md)

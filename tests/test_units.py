@@ -1,0 +1,89 @@
+"""Pure logic of the SSH, probe, install and cluster layers (their real paths run on the rig)."""
+
+import pytest
+
+from agi_core import Mode, SettingsError
+from agi_core.capabilities import HostInfo
+from agi_core.cluster.spec import cluster_spec, host_address
+from agi_core.cluster.warm import mismatch
+from agi_core.install.artifacts import Target, _requirement_name
+from agi_core.install.installer import hosts_of
+from agi_core.settings import ClusterSettings, SshSettings
+from agi_core.ssh import SshTarget
+
+PROBE = """os=Linux
+arch=x86_64
+hostname=h2
+python=/usr/bin/python3
+python_version=3.11.2
+libc=glibc-2.36
+cores=16
+memory_kb=131072000
+cc=/usr/bin/cc
+uv=
+gpu=NVIDIA H100 80GB HBM3, 81559 MiB
+gpu=NVIDIA H100 80GB HBM3, 81559 MiB
+"""
+
+
+def test_probe_output_is_parsed():
+    info = HostInfo.parse("10.0.0.2", PROBE)
+    assert (info.os, info.arch, info.hostname, info.cores) == ("Linux", "x86_64", "h2", 16)
+    assert info.python_minor == "3.11" and info.glibc == (2, 36) and info.memory_gb == 125.0
+    assert info.uv == "" and len(info.gpus) == 2
+
+
+def test_ssh_target_reads_user_and_port_from_the_worker_map_key():
+    ssh = SshSettings(user="agi", port=22, key="~/.ssh/id_test", known_hosts="~/kh")
+    target = SshTarget.from_settings("root@10.0.0.2:2222", ssh)
+    assert (target.host, target.port, target.user) == ("10.0.0.2", 2222, "root")
+    assert str(target.key).endswith(".ssh/id_test") and "~" not in str(target.known_hosts)
+    plain = SshTarget.from_settings("10.0.0.3", ssh)
+    assert (plain.host, plain.port, plain.user) == ("10.0.0.3", 22, "agi")
+    assert host_address("root@10.0.0.2:2222") == "10.0.0.2"
+
+
+def test_wheel_targets():
+    target = Target("3.11", "x86_64", (2, 36))
+    assert target.key == "cp311-x86_64-glibc2.36" and target.uv_platform() == "x86_64-manylinux_2_36"
+    platforms = target.pip_platforms()
+    assert platforms[0] == "manylinux_2_36_x86_64" and "manylinux_2_17_x86_64" in platforms and "manylinux2014_x86_64" in platforms
+    assert Target("3.12", "aarch64", None).uv_platform() == "aarch64-manylinux_2_17"
+    assert [_requirement_name(r) for r in ("dask[distributed]>=2024", "uv", "Py_Yaml ; python_version>'3'")] == ["dask", "uv", "py-yaml"]
+
+
+def test_hosts_of_puts_the_scheduler_first():
+    cluster = ClusterSettings.model_validate({"scheduler": "10.0.0.1:8786", "workers": {"10.0.0.2": 2, "10.0.0.1": 1}})
+    assert hosts_of(cluster) == {"10.0.0.1": ["scheduler", "1 workers"], "10.0.0.2": ["2 workers"]}
+    assert hosts_of(ClusterSettings()) == {"127.0.0.1": ["workers"]}
+
+
+def test_cluster_spec_names_threads_and_ports():
+    cluster = ClusterSettings.model_validate({"scheduler": "10.0.0.1:9999", "workers": {"10.0.0.2": 2, "10.0.0.3": {"count": 1, "capabilities": ["gpu"]}}})
+    spec = cluster_spec(cluster, Mode.CLUSTER)
+    assert [w.name for w in spec.workers] == ["10.0.0.2-0", "10.0.0.2-1", "10.0.0.3-0"]
+    assert {w.nthreads for w in spec.workers} == {1} and [w.gpu for w in spec.workers] == [False, False, True]
+    assert spec.scheduler_address == "tcp://10.0.0.1:9999" and not spec.local_only and not spec.embedded
+    pooled = cluster_spec(cluster, Mode.CLUSTER | Mode.POOL)
+    assert {w.nthreads for w in pooled.workers} == {0}  # 0: the host's cores / its workers, decided there
+    embedded = cluster_spec(ClusterSettings.model_validate({"workers": {"127.0.0.1": 2}}), Mode.CLUSTER | Mode.POOL, local_threads=4)
+    assert embedded.embedded and embedded.local_only and {w.nthreads for w in embedded.workers} == {2}
+    tls = cluster_spec(ClusterSettings.model_validate({"workers": {"127.0.0.1": 1}, "tls": True}), Mode.CLUSTER)
+    assert tls.scheduler_address.startswith("tls://")
+
+
+def test_remote_workers_need_a_scheduler():
+    with pytest.raises(SettingsError, match="no scheduler"):
+        cluster_spec(ClusterSettings.model_validate({"workers": {"10.0.0.2": 1}}), Mode.CLUSTER)
+    with pytest.raises(SettingsError, match="no workers"):
+        cluster_spec(ClusterSettings.model_validate({"workers": {"127.0.0.1": 0}}), Mode.CLUSTER)
+
+
+def test_warm_cluster_mismatch_says_what_differs():
+    two = cluster_spec(ClusterSettings.model_validate({"workers": {"127.0.0.1": 2}}), Mode.CLUSTER)
+    one = cluster_spec(ClusterSettings.model_validate({"workers": {"127.0.0.1": 1}}), Mode.CLUSTER)
+    state = {"identity": two.identity()}
+    assert mismatch(state, two) is None
+    assert "it has 127.0.0.1-1" in mismatch(state, one)
+    tls = cluster_spec(ClusterSettings.model_validate({"workers": {"127.0.0.1": 2}, "tls": True}), Mode.CLUSTER)
+    assert "tls" in mismatch(state, tls)
