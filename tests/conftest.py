@@ -43,5 +43,5 @@ def apps_copy(tmp_path: Path) -> Path:
 def run_agi(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the real `agi` command line in a subprocess (as a user would)."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "agi_core.cli", *args], cwd=cwd or ROOT, env=full_env,
+    return subprocess.run([sys.executable, "-m", "agi_core.cli", *args], cwd=cwd or ROOT, env=full_env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
