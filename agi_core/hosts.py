@@ -6,33 +6,37 @@ import functools
 import ipaddress
 import socket
 
-__all__ = ["is_local_host", "LOCAL_HOST"]
+__all__ = ["LOCAL_HOST", "is_local_host"]
 
 LOCAL_HOST = "127.0.0.1"
 
 
-@functools.cache
-def _own_names() -> frozenset[str]:
-    names = {socket.gethostname(), socket.getfqdn()}
+@functools.lru_cache(maxsize=256)
+def _is_own_address(address: str) -> bool:
+    """An address is this machine's when a socket can bind to it (no DNS, no interface listing)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:
-        names.update(socket.gethostbyname_ex(socket.gethostname())[2])
-    except OSError:  # an unresolvable own hostname is common on laptops and containers
-        pass
-    return frozenset(names)
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((address, 0))
+    except OSError:
+        return False
+    return True
 
 
 def is_local_host(host: str) -> bool:
-    """True when ``host`` names this machine (loopback, its hostname, or one of its addresses).
+    """True when ``host`` names this machine: loopback, its hostname, or one of its addresses.
+
+    Names other than this machine's own are not looked up (that would wait on DNS): use
+    addresses in worker maps.
 
     >>> is_local_host("localhost"), is_local_host("127.0.0.1"), is_local_host("192.0.2.7")
     (True, True, False)
     """
     name = host.strip().lower()
-    if name in ("localhost", "localhost.localdomain"):
+    if name in ("localhost", "localhost.localdomain", socket.gethostname().lower()):
         return True
     try:
-        if ipaddress.ip_address(name).is_loopback:
-            return True
+        address = ipaddress.ip_address(name)
     except ValueError:
-        pass
-    return name in _own_names()
+        return False
+    return address.is_loopback or _is_own_address(str(address))
