@@ -166,8 +166,18 @@ def load_app_class(src_dir: Path, module_name: str, class_name: str | None, *, p
     """
     src = str(src_dir)
     top = module_name.split(".")[0]
-    if not (prefer_installed and importlib.util.find_spec(top) is not None) and src not in sys.path:
+    if not (prefer_installed and importlib.util.find_spec(top) is not None):
+        if src in sys.path:
+            sys.path.remove(src)
         sys.path.insert(0, src)
+        loaded = sys.modules.get(top)
+        origin = getattr(loaded, "__file__", None)
+        if loaded is not None and (origin is None or not Path(origin).resolve().is_relative_to(src_dir.resolve())):
+            # Another app folder's package of the same name was imported before: forget it, so
+            # this app's own code is what runs.
+            for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+                del sys.modules[name]
+            importlib.invalidate_caches()
     module = importlib.import_module(module_name)
     if class_name:
         cls = getattr(module, class_name, None)

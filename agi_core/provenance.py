@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_json_atomic
 from .errors import AgiError
 
 __all__ = ["RUN_SCHEMA", "RunStore", "iso", "new_run_id"]

@@ -4,6 +4,10 @@ Run on each host by `agi install` (``python -m agi_core.install.cython_build PAC
 host's venv), and on the manager before a local run with the cython bit when the compiled module
 is missing or older than its source.
 
+Each module is built by a child Python (the same interpreter) in a temporary folder: the generated
+C, the object files and the compiler's output stay there, the calling process's stdout and stderr
+are left alone, and only the finished extension module is moved next to its ``.pyx``, atomically.
+
 >>> from pathlib import Path
 >>> find_pyx(Path("/nonexistent"))
 []
@@ -11,23 +15,63 @@ is missing or older than its source.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
+import shlex
 import shutil
+import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import AgiError
 
-__all__ = ["build_in_place", "find_pyx", "stale_pyx"]
+__all__ = ["COMPILE_ARGS", "build_in_place", "find_pyx", "stale_pyx"]
+
+# Built on the host that runs them, so tuned for its CPU; -ffp-contract=off: no fused multiply-adds
+# that the source does not ask for, so a kernel's arithmetic is exactly what its source says; -g0:
+# no debug info (a smaller module, a faster build).
+COMPILE_ARGS = ("-O3", "-march=native", "-ffp-contract=off", "-g0")
+
+# Exit codes of the child build.
+_CYTHON_FAILED, _C_FAILED = 3, 4
+
+_CHILD = r"""
+import json, sys
+from pathlib import Path
+spec = json.loads(sys.argv[1])
+from Cython.Build import cythonize
+from setuptools import Distribution, Extension
+include = []
+try:
+    import numpy
+    include.append(numpy.get_include())
+except ImportError:
+    pass
+extension = Extension(spec["name"], [spec["pyx"]], include_dirs=include, extra_compile_args=spec["args"])
+try:
+    modules = cythonize([extension], build_dir=spec["tmp"], quiet=True, language_level=3, force=True)
+except BaseException as exc:
+    print(f"Cython: {type(exc).__name__}: {exc}", file=sys.stderr)
+    sys.exit(3)
+dist = Distribution({"ext_modules": modules, "script_name": "agi-cython", "script_args": ["build_ext"]})
+command = dist.get_command_obj("build_ext")
+command.build_temp = str(Path(spec["tmp"]) / "temp")
+command.build_lib = str(Path(spec["tmp"]) / "lib")
+try:
+    command.ensure_finalized()
+    command.run()
+except BaseException as exc:
+    print(f"C compiler: {type(exc).__name__}: {exc}", file=sys.stderr)
+    sys.exit(4)
+print("AGI-BUILT " + str(Path(command.build_lib) / command.get_ext_filename(spec["name"])))
+"""
 
 
 def find_pyx(package_dir: Path) -> list[Path]:
+    """Every ``.pyx`` under ``package_dir``, sorted; none when it is not a folder."""
     return sorted(package_dir.rglob("*.pyx")) if package_dir.is_dir() else []
 
 
@@ -40,91 +84,82 @@ def stale_pyx(package_dir: Path) -> list[Path]:
     return [p for p in find_pyx(package_dir) if not _compiled(p).is_file() or _compiled(p).stat().st_mtime < p.stat().st_mtime]
 
 
-@contextlib.contextmanager
-def _captured_output(log: Path) -> Iterator[None]:
-    """Send this process's stdout/stderr, and the compiler it spawns, to ``log``."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with log.open("wb") as handle:
-        os.dup2(handle.fileno(), 1)
-        os.dup2(handle.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+def _c_compiler() -> str | None:
+    cc = shlex.split(os.environ.get("CC", "")) or ["cc"]
+    return shutil.which(cc[-1]) or shutil.which("gcc") or shutil.which("clang")
 
 
 def build_in_place(package_dir: Path) -> list[Path]:
-    """Compile every .pyx under ``package_dir`` (a package folder) and return the built modules."""
+    """Compile every .pyx under ``package_dir`` (a package folder) and return the built modules.
+
+    Quiet on success. Raises `AgiError` naming the .pyx and the cause (no C compiler, Cython or
+    setuptools missing, a Cython or C error, with the tail of the compiler's output) and the fix.
+    """
+    package_dir = Path(package_dir).resolve()
     sources = find_pyx(package_dir)
     if not sources:
         return []
-    if shutil.which(os.environ.get("CC", "cc")) is None and shutil.which("gcc") is None:
-        raise AgiError(f"cannot compile {sources[0]}: no C compiler on this host", fix="install gcc (or leave out the cython bit)")
-    try:
-        from Cython.Build import cythonize
-        from setuptools import Distribution, Extension
-    except ImportError as exc:
-        raise AgiError(f"cannot compile {sources[0]}: {exc.name} is not installed",
-                       fix="install cython and setuptools (agi install adds them when the cython bit is enabled)") from None
-    include = []
-    if importlib.util.find_spec("numpy") is not None:
-        import numpy
-
-        include.append(numpy.get_include())
-    package = package_dir.name
+    if _c_compiler() is None:
+        raise AgiError(f"cannot compile {sources[0]}: no C compiler on this host (looked for $CC, cc, gcc, clang)",
+                       fix="install a C compiler (gcc) on this host, or leave out the cython bit")
+    for module in ("Cython", "setuptools"):
+        if importlib.util.find_spec(module) is None:
+            raise AgiError(f"cannot compile {sources[0]}: {module} is not installed in {sys.prefix}",
+                           fix=f"install {module.lower()} there (`agi install` adds cython and setuptools to the "
+                               "wheelhouse when the cython bit is enabled), or leave out the cython bit")
     built = []
-    with tempfile.TemporaryDirectory(prefix="agi-cython-") as tmp:
-        log = Path(tmp) / "build.log"
-        for pyx in sources:
-            relative = pyx.relative_to(package_dir).with_suffix("")
-            name = ".".join([package, *relative.parts])
-            # Built on the host that runs it, so tuned for its CPU; no silent FMA contraction, so
-            # the kernels' arithmetic is exactly what their source says.
-            extension = Extension(name, [str(pyx)], include_dirs=include,
-                                  extra_compile_args=["-O3", "-march=native", "-ffp-contract=off"])
+    for pyx in sources:
+        name = ".".join([package_dir.name, *pyx.relative_to(package_dir).with_suffix("").parts])
+        with tempfile.TemporaryDirectory(prefix="agi-cython-") as tmp:
+            spec = {"name": name, "pyx": str(pyx), "tmp": tmp, "args": list(COMPILE_ARGS)}
             try:
-                with _captured_output(log):
-                    modules = cythonize([extension], build_dir=tmp, quiet=True, language_level=3, force=True)
-                    dist = Distribution({"ext_modules": modules, "script_name": "agi-cython", "script_args": ["build_ext"]})
-                    command = dist.get_command_obj("build_ext")
-                    command.build_temp = str(Path(tmp) / "temp")
-                    command.build_lib = str(Path(tmp) / "lib")
-                    command.ensure_finalized()
-                    command.run()
-            except (Exception, SystemExit) as exc:  # noqa: BLE001 - Cython/distutils raise many kinds, even SystemExit
-                tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-20:]) if log.exists() else ""
-                raise AgiError(f"compiling {pyx} failed ({type(exc).__name__}: {exc}):\n{tail}",
-                               fix=f"fix the error in {pyx.name}, or leave out the cython bit") from None
-            output = Path(tmp) / "lib" / command.get_ext_filename(name)
+                done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], cwd=tmp, check=False,
+                                      capture_output=True, text=True, errors="replace", timeout=900)
+            except subprocess.TimeoutExpired:
+                raise AgiError(f"compiling {pyx} took more than 15 minutes", fix="check the host's load and its C compiler") from None
+            marker = [line for line in done.stdout.splitlines() if line.startswith("AGI-BUILT ")]
+            if done.returncode != 0 or not marker:
+                raise _build_error(pyx, done)
             target = _compiled(pyx)
-            tmp_target = target.with_name(f".{target.name}.tmp{os.getpid()}")
-            shutil.copy2(output, tmp_target)
-            os.replace(tmp_target, target)  # a running process keeps the old module; new imports get the new one
+            partial = target.with_name(f".{target.name}.tmp{os.getpid()}")
+            shutil.copyfile(marker[-1].removeprefix("AGI-BUILT "), partial)
+            os.replace(partial, target)  # a running process keeps the old module; new imports get the new one
             built.append(target)
     return built
+
+
+def _build_error(pyx: Path, done: subprocess.CompletedProcess) -> AgiError:
+    output = "\n".join(part.strip() for part in (done.stdout, done.stderr) if part.strip())
+    tail = "\n".join(output.splitlines()[-20:])
+    if "Python.h" in output:
+        cause, fix = "the Python headers are missing", "install the Python development headers (python3-dev / python3-devel), or use a uv-managed Python"
+    elif done.returncode == _CYTHON_FAILED:
+        cause, fix = "Cython rejected it", f"fix the error in {pyx.name} (line numbers above), or leave out the cython bit"
+    elif done.returncode == _C_FAILED:
+        cause, fix = "the C compiler failed", f"see the compiler's output above; fix {pyx.name} or the host's compiler set-up"
+    else:
+        cause, fix = f"the build exited with {done.returncode}", "see the output above"
+    return AgiError(f"compiling {pyx} failed: {cause}:\n{tail}", fix=fix)
 
 
 def _package_dir(argument: str) -> Path:
     path = Path(argument)
     if path.is_dir():
         return path
-    spec = importlib.util.find_spec(argument)
+    try:
+        spec = importlib.util.find_spec(argument)
+    except (ImportError, ValueError):
+        spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise AgiError(f"no package named {argument!r} in this environment", fix="pass a package folder or an installed package name")
-    return Path(list(spec.submodule_search_locations)[0])
+        raise AgiError(f"no package folder or installed package named {argument!r} here ({sys.executable})",
+                       fix="pass a package folder or the import name of an installed package")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] in ("-h", "--help"):
-        print("usage: python -m agi_core.install.cython_build PACKAGE_DIR_OR_NAME\n"
+        print("usage: python -m agi_core.install.cython_build PACKAGE_DIR_OR_IMPORT_NAME\n"
               "Compile every .pyx in the package in place; print the built files as JSON.")
         return 0 if args and args[0] in ("-h", "--help") else 2
     try:
