@@ -87,6 +87,8 @@ class DaskSettings(_Strict):
     local_directory: str = Field(default="/tmp/agi-dask", description="workers' scratch folder on each host")
     retries: int = Field(default=1, ge=0, description="Dask retries of a task whose worker failed it")
     max_tasks_per_slot: int = Field(default=16, ge=1, description="tiny partitions are batched into at most this many tasks per slot")
+    profile: bool = Field(default=False, description="Dask's statistical profiler in workers (the dashboard's "
+                          "Profile page); it samples every 10 ms and slowed NumPy kernels by about 30% here")
     malloc_trim_threshold: int | None = Field(
         default=None, ge=0,
         description="MALLOC_TRIM_THRESHOLD_ for worker processes; None keeps glibc's adaptive default. Dask's own "

@@ -14,8 +14,9 @@ __all__ = ["config_yaml", "connect_client", "dask_config"]
 
 def dask_config(spec: ClusterSpec) -> dict[str, Any]:
     """Dask settings for the manager and every process agi starts: timeouts (they decide how fast a
-    cut link is noticed), no work stealing (the plan decides placement), and the worker processes'
-    malloc trimming (None unsets Dask's default)."""
+    cut link is noticed), no work stealing (the plan decides placement), the workers' profiler
+    (off by default: it costs NumPy kernels about 30%), and the worker processes' malloc trimming
+    (None unsets Dask's default)."""
     trim = spec.dask.malloc_trim_threshold
     return {
         "distributed.comm.timeouts.connect": f"{spec.dask.connect_timeout:g}s",
@@ -23,6 +24,7 @@ def dask_config(spec: ClusterSpec) -> dict[str, Any]:
         "distributed.scheduler.allowed-failures": 3,
         # Partitions run where the work plan puts them; Dask moves them only off a lost worker.
         "distributed.scheduler.work-stealing": False,
+        "distributed.worker.profile.enabled": spec.dask.profile,
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None if trim is None else str(trim),
     }
 
