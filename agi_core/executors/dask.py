@@ -16,7 +16,7 @@ from typing import Any
 
 from ..app import Partition
 from ..errors import AgiError
-from ..plan import WorkPlan
+from ..plan import WorkPlan, topological_order
 from .base import Executor, JobSpec, Outcome
 from .worker import run_batch
 
@@ -68,7 +68,7 @@ class DaskExecutor(Executor):
                     addresses: dict[str, str]) -> list[Any]:
         slot_of = plan.slot_of()
         by_id: dict[str, Any] = {}
-        for pid in _topological([p for p in plan.partitions if p.id in linked]):
+        for pid in topological_order([p for p in plan.partitions if p.id in linked])[0]:
             part = parts[pid]
             slot = slot_of[pid]
             deps = {dep: by_id[dep] for dep in part.deps}
@@ -115,25 +115,3 @@ class DaskExecutor(Executor):
 def _where(addresses: dict[str, str], slot: str) -> list[str] | None:
     address = addresses.get(slot)
     return [address] if address else None
-
-
-def _topological(partitions: list[Partition]) -> list[str]:
-    """Ids in an order where every dependency comes first (the plan is checked to be acyclic)."""
-    present = {p.id for p in partitions}
-    waiting = {p.id: {d for d in p.deps if d in present} for p in partitions}
-    order: list[str] = []
-    ready = [pid for pid, deps in waiting.items() if not deps]
-    dependents: dict[str, list[str]] = {}
-    for part in partitions:
-        for dep in part.deps:
-            dependents.setdefault(dep, []).append(part.id)
-    while ready:
-        pid = ready.pop()
-        order.append(pid)
-        for child in dependents.get(pid, ()):
-            waiting[child].discard(pid)
-            if not waiting[child]:
-                ready.append(child)
-    return order
-
-

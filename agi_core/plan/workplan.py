@@ -28,7 +28,7 @@ from ..atomic import write_text_atomic
 from ..errors import PlanError
 from .balancing import Slot, balance, makespan
 
-__all__ = ["SCHEMA", "WorkPlan", "build_plan"]
+__all__ = ["SCHEMA", "WorkPlan", "build_plan", "topological_order"]
 
 SCHEMA = "agi.workplan.v1"
 
@@ -233,20 +233,29 @@ def build_plan(app: str, args: Mapping[str, Any], partitions: Sequence[Partition
     return plan
 
 
-def _cycles(partitions: Sequence[Partition]) -> list[str]:
-    """Kahn's algorithm: partitions left over after removing every dependency-free one form cycles."""
-    waiting = {p.id: len(p.deps) for p in partitions}
+def topological_order(partitions: Sequence[Partition]) -> tuple[list[str], list[str]]:
+    """Kahn's algorithm: ids with every dependency before its dependents, and the ids left over
+    (they form cycles). Dependencies outside ``partitions`` are taken as already done."""
+    present = {p.id for p in partitions}
+    waiting = {p.id: sum(1 for dep in p.deps if dep in present) for p in partitions}
     dependents: dict[str, list[str]] = {}
     for part in partitions:
         for dep in part.deps:
             dependents.setdefault(dep, []).append(part.id)
     ready = [pid for pid, n in waiting.items() if n == 0]
+    order: list[str] = []
     while ready:
-        for child in dependents.get(ready.pop(), ()):
+        pid = ready.pop()
+        order.append(pid)
+        for child in dependents.get(pid, ()):
             waiting[child] -= 1
             if waiting[child] == 0:
                 ready.append(child)
-    stuck = sorted(pid for pid, n in waiting.items() if n > 0)
+    return order, sorted(pid for pid, n in waiting.items() if n > 0)
+
+
+def _cycles(partitions: Sequence[Partition]) -> list[str]:
+    stuck = topological_order(partitions)[1]
     return [f"partitions {', '.join(stuck[:10])} form a dependency cycle"] if stuck else []
 
 
