@@ -48,9 +48,9 @@ class RunResult:
     app: str
     mode: Mode
     status: str
-    value: Any
-    results: dict[str, Any]
-    outcomes: list[Outcome]
+    value: Any = field(repr=False)
+    results: dict[str, Any] = field(repr=False)  # partition results can be large: not in the repr
+    outcomes: list[Outcome] = field(repr=False)
     run_dir: Path
     plan: WorkPlan = field(repr=False)
     duration_s: float = 0.0
