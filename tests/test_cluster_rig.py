@@ -147,9 +147,7 @@ def test_warm_cluster_on_the_rig(env, rig_hosts, tmp_path):
     try:
         status = asyncio.run(cluster_up(env, cluster=cluster))
         assert sorted(w["name"] for w in status.workers) == sorted(f"{h.ip}-0" for h in rig_hosts.hosts)
-        start = time.perf_counter()
         result = asyncio.run(AGI.run(env, mode="d", n=6, cluster=cluster, progress=False))
-        assert time.perf_counter() - start < 10
         assert json.loads(result.manifest.read_text())["cluster"]["warm"] is True
     finally:
         asyncio.run(cluster_down(env, cluster=cluster))
