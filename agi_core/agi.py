@@ -27,7 +27,7 @@ from .atomic import write_json_atomic
 from .env import AgiEnv
 from .errors import PlanError, RunError, SettingsError
 from .executors import JobSpec, LocalExecutor, Outcome
-from .hosts import LOCAL_HOST
+from .hosts import LOCAL_HOST, is_local_host
 from .kernels import gpu_visible, select_kernels
 from .modes import Mode
 from .plan import Slot, WorkPlan, build_plan, slots_for
@@ -149,9 +149,10 @@ class AGI:
             chosen = fresh
         show = sys.stderr.isatty() if progress is None else progress
         note = ""
+        workers_here = not request.mode & Mode.CLUSTER or all(is_local_host(slot.host) for slot in chosen.slots)
+        if request.mode & Mode.CYTHON and workers_here:  # remote hosts compiled theirs at `agi install`
+            _compile_kernels(env, show)
         if not request.mode & Mode.CLUSTER:  # on a cluster, each worker picks its kernels (and records which)
-            if request.mode & Mode.CYTHON:
-                _compile_kernels(env, show)
             note = select_kernels(env.module_name.split(".")[0], request.mode).note  # fails early if a kernel is missing
         return await _Run(request, chosen, note, on_outcome).execute(show)
 

@@ -176,3 +176,14 @@ def test_installer_entry_point_then_local_runs_reuse_or_rebuild(tmp_path):
     assert stale_pyx(package) == [package / "kernels_cy.pyx"]
     asyncio.run(AGI.run(AgiEnv(app="toy", apps_path=apps), mode="c", cluster=cluster, progress=False, n=3))
     assert stale_pyx(package) == [] and module.stat().st_mtime_ns != built_at  # rebuilt before the run
+
+
+def test_cython_bit_on_a_local_cluster_compiles_for_its_workers(tmp_path, share, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    apps = tmp_path / "apps"
+    _copy_app(apps, ROOT / "apps" / "mandelbrot_project")
+    env = AgiEnv(app="mandelbrot", apps_path=apps)
+    result = asyncio.run(AGI.run(env, mode="dc", cluster={"workers_data_path": str(share), "workers": {"127.0.0.1": 2}},
+                                 progress=False, width=80, height=60, bands=4))
+    record = json.loads(result.manifest.read_text())
+    assert {p["kernel"] for p in record["partitions"]} == {"cython"} and record["executor"] == "dask"
