@@ -54,7 +54,11 @@ def cli(ctx: click.Context, apps_path: tuple[Path, ...], verbose: int) -> None:
       agi apps                      list the apps
       agi run mandelbrot            render the example (mode 0: this process)
       agi run mandelbrot --mode p   the same on a process pool
+      agi run mandelbrot --mode dc  on a Dask cluster of this machine, Cython kernels
       agi runs show last            the record of the last run
+    \b
+    Many machines: set [cluster] scheduler and [cluster.workers] in the app's settings, then
+      agi hosts trust HOST; agi install APP; agi doctor APP; agi cluster up APP; agi run APP --mode dp
     """
     ctx.obj = {"apps_path": list(apps_path) or None, "verbose": verbose}
 
