@@ -26,27 +26,27 @@ from agi_core import AGI, AgiEnv  # noqa: E402
 
 
 def _band(job: tuple) -> dict:
-    from mandelbrot.app import MandelbrotArgs, _colour
+    from mandelbrot.app import MandelbrotArgs, shades
     from mandelbrot.kernels import escape_counts
 
     args_dict, top, bottom = job
     args = MandelbrotArgs(**args_dict)
     re, im = args.axes()
     counts = escape_counts(re, im[top:bottom], args.max_iter)
-    return {"top": top, "rgb": _colour(counts, args.max_iter)}
+    return {"top": top, "shade": shades(counts, args.max_iter)}
 
 
 def handwritten(env: AgiEnv, out: Path, workers: int) -> None:
     """The same work with nothing but the standard library's process pool."""
     import numpy as np
-    from PIL import Image
+    from mandelbrot.app import write_png
 
     args = env.settings().args
     edges = np.linspace(0, args.height, args.bands + 1).astype(int)
     jobs = [(args.model_dump(), int(edges[k]), int(edges[k + 1])) for k in range(args.bands)]
     with ProcessPoolExecutor(workers) as pool:
         bands = list(pool.map(_band, jobs))
-    Image.fromarray(np.vstack([b["rgb"] for b in bands]), mode="RGB").save(out / "hand.png", compress_level=1)
+    write_png(np.vstack([b["shade"] for b in bands]), out / "hand.png")
 
 
 def main() -> None:

@@ -21,13 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PLAIN = """
 import sys
 sys.path.insert(0, {src!r})
-import numpy as np
-from PIL import Image
-from mandelbrot.app import MandelbrotArgs, _colour
+from pathlib import Path
+from mandelbrot.app import MandelbrotArgs, shades, write_png
 from mandelbrot.kernels import escape_counts
 args = MandelbrotArgs(width=16, height=16, bands=1)
 re, im = args.axes()
-Image.fromarray(_colour(escape_counts(re, im, args.max_iter), args.max_iter)).save({out!r})
+write_png(shades(escape_counts(re, im, args.max_iter), args.max_iter), Path({out!r}))
 """
 
 

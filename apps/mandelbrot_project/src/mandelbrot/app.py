@@ -73,23 +73,44 @@ class Mandelbrot(App):
         top, bottom = part.payload["top"], part.payload["bottom"]
         counts = ctx.kernels.escape_counts(re, im[top:bottom], args.max_iter)
         # Colour here, on the worker, so the manager only stacks bands and writes the file.
-        return {"top": top, "rgb": _colour(counts, args.max_iter), "inside": int((counts >= args.max_iter).sum())}
+        return {"top": top, "shade": shades(counts, args.max_iter), "inside": int((counts >= args.max_iter).sum())}
 
     def reduce(self, results: Mapping[str, Any], ctx: WorkContext) -> dict[str, Any]:
-        from PIL import Image
-
         bands = sorted(results.values(), key=lambda band: band["top"])
-        rgb = np.vstack([band["rgb"] for band in bands])
+        shade = np.vstack([band["shade"] for band in bands])
         path = Path(ctx.out_dir) / "mandelbrot.png"
-        Image.fromarray(rgb, mode="RGB").save(path, compress_level=1)  # fast: the PNG is for looking at
-        inside = sum(band["inside"] for band in bands) / max(rgb.shape[0] * rgb.shape[1], 1)
-        return {"image": str(path), "width": rgb.shape[1], "height": rgb.shape[0], "inside_fraction": round(inside, 6)}
+        write_png(shade, path)
+        inside = sum(band["inside"] for band in bands) / max(shade.size, 1)
+        return {"image": str(path), "width": shade.shape[1], "height": shade.shape[0], "inside_fraction": round(inside, 6)}
 
 
-def _colour(counts: np.ndarray, max_iter: int) -> np.ndarray:
-    """Map iteration counts to RGB through a lookup table: a blue-gold ramp outside, black inside."""
-    t = 0.08 + 0.92 * np.log1p(np.arange(max_iter + 1, dtype=np.float64)) / np.log1p(max(max_iter, 1))
+INSIDE = 255  # palette index of points inside the set (black)
+
+
+def shades(counts: np.ndarray, max_iter: int) -> np.ndarray:
+    """Iteration counts → palette indices 0-254 on a log scale, ``INSIDE`` for points inside.
+
+    One byte per pixel (not three): a third of the data to send back, and a PNG encoded ~5x faster.
+    """
+    t = np.log1p(np.arange(max_iter + 1, dtype=np.float64)) / np.log1p(max(max_iter, 1))
+    lookup = np.minimum((t * 254).round(), 254).astype(np.uint8)
+    lookup[max_iter] = INSIDE
+    return lookup[counts]
+
+
+def palette() -> np.ndarray:
+    """256 RGB colours: a blue-gold ramp for indices 0-254, black for ``INSIDE``."""
+    t = 0.08 + 0.92 * np.arange(255, dtype=np.float64) / 254
     ramp = np.stack([9 * (1 - t) * t**3, 15 * (1 - t) ** 2 * t**2, 8.5 * (1 - t) ** 3 * t], axis=-1)
-    palette = np.clip(ramp * 255, 0, 255).astype(np.uint8)
-    palette[max_iter] = 0
-    return palette[counts]
+    colours = np.zeros((256, 3), dtype=np.uint8)
+    colours[:255] = np.clip(ramp * 255, 0, 255)
+    return colours
+
+
+def write_png(shade: np.ndarray, path: Path) -> None:
+    """A palette PNG (fast to encode: the PNG is for looking at)."""
+    from PIL import Image
+
+    image = Image.fromarray(shade, mode="P")
+    image.putpalette(palette().tobytes())
+    image.save(path, compress_level=1)
