@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import AgiError
 from ..hosts import is_local_host
 from ..settings import ClusterSettings
-from ..ssh import HostSession, SshError, open_session
+from ..ssh import HostSession, SshError, open_session, shell_path
 from .backend import ClusterBackend
 from .client import config_yaml
 from .inprocess import dashboard_address
@@ -35,10 +35,6 @@ class LaunchedProcess:
     name: str
     pid: int  # on its host (= its process group)
     log: str
-
-
-def _sh(path: str) -> str:
-    return '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
 
 
 class LaunchedCluster(ClusterBackend):
@@ -68,15 +64,15 @@ class LaunchedCluster(ClusterBackend):
         if self._tls is None:
             return ""
         folder = f"{self.cluster.install.root.rstrip('/')}/tls"
-        return (f" --tls-ca-file {_sh(folder + '/ca.pem')} --tls-cert {_sh(folder + '/cluster.pem')}"
-                f" --tls-key {_sh(folder + '/cluster.key')}")
+        return (f" --tls-ca-file {shell_path(folder + '/ca.pem')} --tls-cert {shell_path(folder + '/cluster.pem')}"
+                f" --tls-key {shell_path(folder + '/cluster.key')}")
 
     async def _upload_tls(self, session: HostSession) -> None:
         if self._tls is not None:
             folder = f"{self.cluster.install.root.rstrip('/')}/tls"
             for local, name in ((self._tls.ca, "ca.pem"), (self._tls.cert, "cluster.pem"), (self._tls.key, "cluster.key")):
                 await session.put(local, f"{folder}/{name}")
-            await session.run(f"chmod 600 {_sh(folder + '/cluster.key')}", what="protecting the TLS key")
+            await session.run(f"chmod 600 {shell_path(folder + '/cluster.key')}", what="protecting the TLS key")
 
     # -- hosts ------------------------------------------------------------------------------
 
@@ -90,7 +86,7 @@ class LaunchedCluster(ClusterBackend):
     def _python(self, host: str) -> str:
         if is_local_host(host_address(host)):
             return shlex.quote(sys.executable)
-        return _sh(f"{self.cluster.install.venv_path(self.app)}/bin/python")
+        return shell_path(f"{self.cluster.install.venv_path(self.app)}/bin/python")
 
     def _log(self, name: str) -> str:
         return f"{self.cluster.install.root.rstrip('/')}/logs/{self.app}/{name}.log"
@@ -99,7 +95,7 @@ class LaunchedCluster(ClusterBackend):
         return f"{self.cluster.install.root.rstrip('/')}/logs/{self.app}/dask.yaml"
 
     def _env(self) -> str:
-        return f"DASK_CONFIG={_sh(self._config_file())} PYTHONUNBUFFERED=1"
+        return f"DASK_CONFIG={shell_path(self._config_file())} PYTHONUNBUFFERED=1"
 
     async def _launch(self, host: str, role: str, name: str, command: str) -> LaunchedProcess:
         session = await self._session(host)
@@ -110,8 +106,8 @@ class LaunchedCluster(ClusterBackend):
         log = self._log(name)
         folder = log.rsplit("/", 1)[0]
         # `cd … || exit` and `env VAR=…` avoid the two traps of backgrounding over SSH (see test-rig.md)
-        script = (f"mkdir -p {_sh(folder)} && cd {_sh(folder)} || exit 1; "
-                  f"setsid nohup env {self._env()} {command} > {_sh(log)} 2>&1 < /dev/null & echo $!")
+        script = (f"mkdir -p {shell_path(folder)} && cd {shell_path(folder)} || exit 1; "
+                  f"setsid nohup env {self._env()} {command} > {shell_path(log)} 2>&1 < /dev/null & echo $!")
         result = await session.run(script, what=f"starting the {role} {name}", timeout=30)
         process = LaunchedProcess(host, role, name, int(result.stdout.strip().splitlines()[-1]), log)
         self.processes.append(process)
@@ -120,7 +116,7 @@ class LaunchedCluster(ClusterBackend):
     async def tail(self, process: LaunchedProcess, lines: int = 15) -> str:
         try:
             session = await self._session(process.host)
-            return (await session.run(f"tail -n {lines} {_sh(process.log)}", check=False, timeout=10)).stdout
+            return (await session.run(f"tail -n {lines} {shell_path(process.log)}", check=False, timeout=10)).stdout
         except SshError as exc:
             return f"(cannot read the log: {exc.message})"
 
@@ -144,11 +140,11 @@ class LaunchedCluster(ClusterBackend):
         # The scheduler writes its real address (port 0 = any free port) to this file.
         scheduler_file = self._log("scheduler").removesuffix(".log") + ".json"
         session = await self._session(spec.scheduler_host)
-        await session.run(f"rm -f {_sh(scheduler_file)}", what="clearing the scheduler file")
+        await session.run(f"rm -f {shell_path(scheduler_file)}", what="clearing the scheduler file")
         scheduler = await self._launch(
             spec.scheduler_host, "scheduler", "scheduler",
             f"{self._python(spec.scheduler_host)} -m distributed.cli.dask_scheduler --host {host_address(spec.scheduler_host)} "
-            f"--port {spec.scheduler_port} --scheduler-file {_sh(scheduler_file)} --protocol {spec.protocol}{self._tls_flags()} "
+            f"--port {spec.scheduler_port} --scheduler-file {shell_path(scheduler_file)} --protocol {spec.protocol}{self._tls_flags()} "
             + (f"--dashboard-address {dashboard}" if dashboard else "--no-dashboard"),
         )
         self.address = await self._wait_for_scheduler(scheduler, scheduler_file)
@@ -160,7 +156,7 @@ class LaunchedCluster(ClusterBackend):
         count = sum(1 for w in self.spec.workers if w.host == worker.host)
         threads = str(worker.nthreads) if worker.nthreads else f"$(( $(nproc) / {count} > 0 ? $(nproc) / {count} : 1 ))"
         flags = [f"--name {shlex.quote(worker.name)}", f"--host {worker.address}", f"--nthreads {threads}", "--nworkers 1",
-                 f"--local-directory {_sh(dask.local_directory)}", "--death-timeout 60", "--no-dashboard"]
+                 f"--local-directory {shell_path(dask.local_directory)}", "--death-timeout 60", "--no-dashboard"]
         if dask.worker_ports:
             flags.append(f"--worker-port {dask.worker_ports}")
         if dask.nanny_ports:

@@ -19,7 +19,7 @@ from ..env import AgiEnv
 from ..errors import AgiError
 from ..modes import Mode
 from ..settings import ClusterSettings
-from ..ssh import HostSession, SshError, open_session
+from ..ssh import HostSession, SshError, open_session, shell_path
 from .artifacts import Artifacts, ArtifactBuilder, Target, uv_binary
 
 __all__ = ["FINGERPRINT_SCHEMA", "HostReport", "InstallContext", "install_host", "remote_paths"]
@@ -77,11 +77,6 @@ def remote_paths(cluster: ClusterSettings, app: str) -> dict[str, str]:
             "venv": cluster.install.venv_path(app)}
 
 
-def sh(path: str) -> str:
-    """A remote path for the shell, with ``~/`` expandable."""
-    return '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
-
-
 def expected_fingerprint(ctx: InstallContext, target: Target) -> dict[str, Any]:
     return {"schema": FINGERPRINT_SCHEMA, "app": ctx.env.name, "app_hash": ctx.builder.app_hash, "agi_hash": ctx.builder.agi_hash,
             "deps_inputs": ctx.builder.inputs_hash(target), "python": target.python, "modes": int(ctx.modes & Mode.CYTHON)}
@@ -116,7 +111,7 @@ async def _install(session: HostSession, report: HostReport, ctx: InstallContext
     venv = paths["venv"]
     wanted = expected_fingerprint(ctx, target)
     current = _parse_json(await session.read_text(f"{venv}/{FINGERPRINT_FILE}"))
-    venv_ok = (await session.run(f"test -x {sh(venv)}/bin/python", check=False)).ok
+    venv_ok = (await session.run(f"test -x {shell_path(venv)}/bin/python", check=False)).ok
     if current and venv_ok and all(current.get(key) == value for key, value in wanted.items()):
         report.status, report.detail = "unchanged", "fingerprint current"
         report.versions = current.get("versions", {})
@@ -133,7 +128,7 @@ async def _install(session: HostSession, report: HostReport, ctx: InstallContext
     if rebuild_venv:
         step("venv")
         python = ctx.cluster.install.python or info.python
-        await session.run(f"{UV_ENV} {sh(uv)} venv -q --clear --python {shlex.quote(python)} {sh(venv)}",
+        await session.run(f"{UV_ENV} {shell_path(uv)} venv -q --clear --python {shlex.quote(python)} {shell_path(venv)}",
                           what="uv venv")
     step("install")
     reinstall = []
@@ -148,7 +143,7 @@ async def _install(session: HostSession, report: HostReport, ctx: InstallContext
         if not info.cc:
             raise AgiError(f"the cython bit is enabled but {session.host} has no C compiler",
                            fix=f"install gcc on {session.host}, or leave the cython bit out of modes_enabled")
-        await session.run(f"{sh(venv)}/bin/python -m agi_core.install.cython_build {shlex.quote(ctx.package)}", what="building Cython kernels")
+        await session.run(f"{shell_path(venv)}/bin/python -m agi_core.install.cython_build {shlex.quote(ctx.package)}", what="building Cython kernels")
 
     step("check")
     report.versions = await smoke_import(session, venv, ctx.package)
@@ -183,7 +178,7 @@ async def _put_uv(session: HostSession, info: HostInfo, remote: str) -> str:
 async def _upload_missing(session: HostSession, artifacts: Artifacts, paths: dict[str, str], report: HostReport, *, index: bool) -> None:
     """Upload the wheels (and lock) the host lacks; with a package index, only our own two wheels."""
     wheelhouse = paths["wheelhouse"]
-    listing = await session.run(f"mkdir -p {sh(wheelhouse)} && cd {sh(wheelhouse)} && (sha256sum -- *.whl 2>/dev/null || true)",
+    listing = await session.run(f"mkdir -p {shell_path(wheelhouse)} && cd {shell_path(wheelhouse)} && (sha256sum -- *.whl 2>/dev/null || true)",
                                 what="listing the host's wheelhouse")
     present = {line.split()[1].lstrip("*"): line.split()[0] for line in listing.stdout.splitlines() if len(line.split()) == 2}
     wanted = artifacts.files if not index else {n: artifacts.files[n] for n in (artifacts.agi_wheel, artifacts.app_wheel)}
@@ -197,15 +192,15 @@ async def _upload_missing(session: HostSession, artifacts: Artifacts, paths: dic
 
 
 def _install_command(uv: str, venv: str, paths: dict[str, str], artifacts: Artifacts, reinstall: list[str], ctx: InstallContext) -> str:
-    uv_cmd = sh(uv)
-    wheelhouse = sh(paths["wheelhouse"])
+    uv_cmd = shell_path(uv)
+    wheelhouse = shell_path(paths["wheelhouse"])
     source = (f"--index-url {shlex.quote(ctx.cluster.install.index_url)}" if ctx.cluster.install.index_url else "") \
         if ctx.cluster.install.source == "index" else f"--no-index --find-links {wheelhouse}"
     flags = " ".join(f"--reinstall-package {shlex.quote(name)}" for name in reinstall)
     # The lock is the complete, pinned closure, so --no-deps: nothing outside it gets resolved
     # (agi_core's manager-only dependencies stay off the workers).
-    return (f"{UV_ENV} {uv_cmd} pip install -q --no-deps --python {sh(venv)}/bin/python {source} {flags} "
-            f"-r {sh(paths['lock'])} {wheelhouse}/{artifacts.agi_wheel} {wheelhouse}/{artifacts.app_wheel}")
+    return (f"{UV_ENV} {uv_cmd} pip install -q --no-deps --python {shell_path(venv)}/bin/python {source} {flags} "
+            f"-r {shell_path(paths['lock'])} {wheelhouse}/{artifacts.agi_wheel} {wheelhouse}/{artifacts.app_wheel}")
 
 
 def _has_pyx(artifacts: Artifacts) -> bool:
@@ -218,7 +213,7 @@ async def smoke_import(session: HostSession, venv: str, package: str) -> dict[st
     code = ("import json, platform, agi_core, dask, distributed, " + package + "; "
             "print(json.dumps({'python': platform.python_version(), 'agi_core': agi_core.__version__, "
             "'dask': dask.__version__, 'distributed': distributed.__version__}))")
-    result = await session.run(f"{sh(venv)}/bin/python -c {shlex.quote(code)}", what="smoke import")
+    result = await session.run(f"{shell_path(venv)}/bin/python -c {shlex.quote(code)}", what="smoke import")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

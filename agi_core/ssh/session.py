@@ -23,7 +23,7 @@ from ..hosts import is_local_host
 if TYPE_CHECKING:
     from ..settings import SshSettings
 
-__all__ = ["CommandResult", "HostSession", "LocalSession", "SshError", "SshSession", "SshTarget", "open_session"]
+__all__ = ["CommandResult", "HostSession", "LocalSession", "SshError", "SshSession", "SshTarget", "open_session", "shell_path"]
 
 
 class SshError(AgiError):
@@ -113,12 +113,12 @@ class HostSession(abc.ABC):
 
     async def read_text(self, remote: str) -> str | None:
         """A remote file's text, or None when it does not exist."""
-        result = await self.run(f"cat {_path(remote)} 2>/dev/null", check=False)
+        result = await self.run(f"cat {shell_path(remote)} 2>/dev/null", check=False)
         return result.stdout if result.ok else None
 
     async def write_text(self, remote: str, text: str) -> None:
         """Write a remote file atomically (a temporary file, then a rename)."""
-        target = _path(remote)
+        target = shell_path(remote)
         await self.run(f'mkdir -p "$(dirname {target})" && cat > {target}.tmp$$ && mv -f {target}.tmp$$ {target}',
                        input=text, what=f"writing {remote}")
 
@@ -129,8 +129,12 @@ class HostSession(abc.ABC):
         await self.close()
 
 
-def _path(remote: str) -> str:
-    """Quote a remote path for the shell, keeping a leading ``~/`` expandable."""
+def shell_path(remote: str) -> str:
+    """Quote a remote path for the shell, keeping a leading ``~/`` expandable.
+
+    >>> print(shell_path("~/.agi/my venv"), shell_path("/srv/share"))
+    "$HOME"/'.agi/my venv' /srv/share
+    """
     if remote.startswith("~/"):
         return '"$HOME"/' + shlex.quote(remote[2:])
     return shlex.quote(remote)
