@@ -1,0 +1,125 @@
+"""Typed events: how run, install and cluster say what is happening, without printing.
+
+The core calls an `EventSink` (any callable taking an `Event`) with these small frozen records;
+`cli/` renders them with rich, a web UI streams them to the browser. Every event is plain data
+(`as_dict()` gives JSON), so a sink may forward it anywhere.
+
+>>> seen = []
+>>> emit = seen.append
+>>> emit(Phase("planning", "mandelbrot"))
+>>> seen[0].as_dict()
+{'kind': 'phase', 'name': 'planning', 'detail': 'mandelbrot'}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "ClusterReady",
+    "Event",
+    "EventSink",
+    "HostStep",
+    "Notice",
+    "PartitionDone",
+    "Phase",
+    "RunFinished",
+    "RunStarted",
+    "ignore",
+]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every event; ``kind`` names it in JSON."""
+
+    kind: ClassVar[str] = "event"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+EventSink = Callable[[Event], None]
+
+
+def ignore(event: Event) -> None:
+    """The sink used when nobody listens."""
+
+
+@dataclass(frozen=True)
+class Phase(Event):
+    """A step of a run or an install begins: planning, compiling, cluster, running, reducing, ..."""
+
+    kind: ClassVar[str] = "phase"
+    name: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """Something the user should read (a fallback taken, a warm cluster not usable, ...)."""
+
+    kind: ClassVar[str] = "notice"
+    text: str
+    level: str = "info"  # "info" or "warning"
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    """A run has its id and its plan: ``slots`` maps each used slot to its partition count."""
+
+    kind: ClassVar[str] = "run_started"
+    run_id: str
+    app: str
+    mode: int
+    partitions: int
+    slots: dict[str, int] = field(default_factory=dict)
+    run_dir: str = ""
+
+
+@dataclass(frozen=True)
+class ClusterReady(Event):
+    """The Dask cluster a run uses is up (or attached to)."""
+
+    kind: ClassVar[str] = "cluster_ready"
+    scheduler: str
+    dashboard: str | None = None
+    warm: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PartitionDone(Event):
+    """One partition finished: ``status`` is ok, failed, skipped or cached."""
+
+    kind: ClassVar[str] = "partition_done"
+    id: str
+    slot: str
+    status: str
+    host: str = ""
+    worker: str = ""
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    run_id: str
+    status: str
+    duration_s: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostStep(Event):
+    """An install or doctor step on one host; ``done`` when the host is finished."""
+
+    kind: ClassVar[str] = "host_step"
+    host: str
+    step: str
+    done: bool = False
+    failed: bool = False
