@@ -48,6 +48,11 @@ class Partition:
     deps: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Positional fields: the generic path for slotted dataclasses is several times slower,
+        # and plans of 100,000 partitions travel to worker processes.
+        return (Partition, (self.id, self.weight, self.payload, self.deps, self.needs))
+
 
 @dataclass(slots=True)
 class WorkContext:
@@ -66,6 +71,24 @@ class WorkContext:
     log: logging.Logger
     slot: str = "local-0"
     deps: Mapping[str, Any] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+
+    def output(self, name: str) -> Path:
+        """The path of an output file ``name`` in ``out_dir``, recorded as this partition's output
+        (the run record lists it). Folders in ``name`` are created.
+
+        >>> import tempfile
+        >>> ctx = WorkContext(args=None, kernels=None, kernel_kind="python", device="cpu", out_dir=Path(tempfile.mkdtemp()),
+        ...                   log=logging.getLogger("demo"))
+        >>> ctx.output("tiles/t1.png").name, ctx.outputs
+        ('t1.png', ['tiles/t1.png'])
+        """
+        path = self.out_dir / name
+        if not path.resolve().is_relative_to(self.out_dir.resolve()):
+            raise ValueError(f"output {name!r} is outside the run's out folder {self.out_dir}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.outputs.append(path.relative_to(self.out_dir).as_posix())
+        return path
 
 
 class App:

@@ -72,6 +72,7 @@ class AgiEnv:
         settings_path: str | Path | None = None,
         verbose: int = 0,
     ) -> None:
+        self.apps_path_given = apps_path is not None  # a request for this app must name the folder again
         if apps_path is None:
             self.apps_paths = default_apps_paths()
         elif isinstance(apps_path, (str, Path)):
@@ -131,6 +132,11 @@ class AgiEnv:
         for path in files:
             digest.update(str(path.relative_to(self.project_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
         return digest.hexdigest()
+
+    @property
+    def distribution(self) -> str:
+        """The app's distribution name (``[project] name``), as installed on workers."""
+        return str(read_toml(self.project_dir / "pyproject.toml").get("project", {}).get("name", self.name))
 
     def version(self) -> str:
         return str(read_toml(self.project_dir / "pyproject.toml").get("project", {}).get("version", "0"))

@@ -54,7 +54,7 @@ async def timed_run(env: AgiEnv, share: str, workers: int, **args) -> tuple[floa
     """(seconds to the first outcome, seconds in all) of one AGI.run in mode 4."""
     start = time.perf_counter()
     first: list[float] = []
-    await AGI.run(env, mode="d", cluster={"workers_data_path": share, "workers": {"127.0.0.1": workers}}, progress=False,
+    await AGI.run(env, mode="d", cluster={"workers_data_path": share, "workers": {"127.0.0.1": workers}},
                   on_outcome=lambda _: first or first.append(time.perf_counter() - start), **args)
     return first[0], time.perf_counter() - start
 

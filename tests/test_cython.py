@@ -128,8 +128,8 @@ def test_bit_for_bit_also_when_numpy_runs_without_its_simd_loops(compiled_app):
 def test_runs_with_the_compiled_kernels_give_the_same_image(compiled_app, tmp_path, mode):
     cluster = {"workers_data_path": str(tmp_path / "share")}
     env = AgiEnv(app="mandelbrot", apps_path=compiled_app)
-    reference = asyncio.run(AGI.run(env, mode=0, cluster=cluster, progress=False, **SMALL))
-    result = asyncio.run(AGI.run(env, mode=mode, cluster=cluster, progress=False, **SMALL))
+    reference = asyncio.run(AGI.run(env, mode=0, cluster=cluster, **SMALL))
+    result = asyncio.run(AGI.run(env, mode=mode, cluster=cluster, **SMALL))
     record = json.loads(result.manifest.read_text())
     assert len(record["partitions"]) == SMALL["bands"]
     assert {p["kernel"] for p in record["partitions"]} == {"cython"}
@@ -168,13 +168,13 @@ def test_installer_entry_point_then_local_runs_reuse_or_rebuild(tmp_path):
 
     env = AgiEnv(app="toy", apps_path=apps)
     cluster = {"workers_data_path": str(tmp_path / "share")}
-    result = asyncio.run(AGI.run(env, mode="c", cluster=cluster, progress=False, n=3))
+    result = asyncio.run(AGI.run(env, mode="c", cluster=cluster, n=3))
     assert {o.kernel for o in result.outcomes} == {"cython"} and module.stat().st_mtime_ns == built_at  # reused
 
     later = built_at + 10**9
     os.utime(package / "kernels_cy.pyx", ns=(later, later))
     assert stale_pyx(package) == [package / "kernels_cy.pyx"]
-    asyncio.run(AGI.run(AgiEnv(app="toy", apps_path=apps), mode="c", cluster=cluster, progress=False, n=3))
+    asyncio.run(AGI.run(AgiEnv(app="toy", apps_path=apps), mode="c", cluster=cluster, n=3))
     assert stale_pyx(package) == [] and module.stat().st_mtime_ns != built_at  # rebuilt before the run
 
 
@@ -184,6 +184,6 @@ def test_cython_bit_on_a_local_cluster_compiles_for_its_workers(tmp_path, share,
     _copy_app(apps, ROOT / "apps" / "mandelbrot_project")
     env = AgiEnv(app="mandelbrot", apps_path=apps)
     result = asyncio.run(AGI.run(env, mode="dc", cluster={"workers_data_path": str(share), "workers": {"127.0.0.1": 2}},
-                                 progress=False, width=80, height=60, bands=4))
+                                 width=80, height=60, bands=4))
     record = json.loads(result.manifest.read_text())
     assert {p["kernel"] for p in record["partitions"]} == {"cython"} and record["executor"] == "dask"

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from agi_core import AGI, AgiEnv, Mode, RunError, WorkPlan
+from agi_core import AGI, AgiEnv, AgiError, Mode, PlanError, RunError, SettingsError, WorkPlan
 
 
 def run(env, share, **kwargs):
-    return asyncio.run(AGI.run(env, cluster={"workers_data_path": str(share)}, progress=False, **kwargs))
+    return asyncio.run(AGI.run(env, cluster={"workers_data_path": str(share)}, **kwargs))
 
 
 @pytest.mark.parametrize("mode", [0, "p"])
@@ -20,13 +20,13 @@ def test_toy_runs_and_records(toy_env, share, mode):
     assert result.value == sum(i * i for i in range(5))
     assert sorted(result.results) == [f"p{i}" for i in range(5)]
     record = json.loads(result.manifest.read_text())
-    assert record["schema"] == "agi.run.v1" and record["status"] == "ok"
+    assert record["schema"] == "agi.run.v2" and record["status"] == "ok"
     assert result.manifest == share / "runs" / "toy" / result.run_id / "manifest.json"
     assert record["mode"] == {"value": int(Mode.parse(mode)), "letters": Mode.parse(mode).letters}
     assert record["app"]["name"] == "toy" and record["app"]["version"] == "0.0.1" and len(record["app"]["code_hash"]) == 64
     assert record["args"]["n"] == 5 and len(record["settings_hash"]) == 64
     assert record["plan"]["fingerprint"] == result.plan.fingerprint
-    assert record["totals"] == {"partitions": 5, "ok": 5, "failed": 0, "skipped": 0, "not_run": 0}
+    assert record["totals"] == {"partitions": 5, "ok": 5, "failed": 0, "skipped": 0, "cached": 0, "not_run": 0}
     for part in record["partitions"]:
         assert part["status"] == "ok" and part["end"] >= part["start"] > 0
         assert part["slot"] == result.plan.slot_of()[part["id"]]
@@ -37,7 +37,7 @@ def test_toy_runs_and_records(toy_env, share, mode):
 def test_mode_0_runs_in_this_process_in_order(toy_env, share):
     result = run(toy_env, share, mode=0, n=4)
     assert {r["pid"] for r in result.results.values()} == {os.getpid()}
-    assert [o.id for o in result.outcomes] == [p for p in result.plan.assignment["localhost-0"]]
+    assert [o.id for o in result.outcomes] == [p for p in result.plan.assignment["127.0.0.1-0"]]
 
 
 def test_pool_uses_one_real_process_per_slot(toy_env, share):
@@ -76,23 +76,23 @@ def test_dag_dependencies_cross_slots_and_failures_skip_dependents(toy_env, shar
 def test_edited_plan_runs_as_edited(toy_env, share, tmp_path):
     plan = asyncio.run(AGI.get_distrib(toy_env, mode="p", n=6, workers={"127.0.0.1": 2}))
     data = json.loads(plan.to_json())
-    data["assignment"] = {"localhost-0": [f"p{i}" for i in range(6)], "localhost-1": []}  # all on one slot
+    data["assignment"] = {"127.0.0.1-0": [f"p{i}" for i in range(6)], "127.0.0.1-1": []}  # all on one slot
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(data))
     result = run(toy_env, share, mode="p", n=6, workers={"127.0.0.1": 2}, plan=path)
-    assert {o.slot for o in result.outcomes} == {"localhost-0"}
+    assert {o.slot for o in result.outcomes} == {"127.0.0.1-0"}
     assert len({r["pid"] for r in result.results.values()}) == 1
 
 
 def test_invalid_plan_writes_no_record(toy_env, share, tmp_path):
     plan = asyncio.run(AGI.get_distrib(toy_env, mode=0, n=3))
     data = json.loads(plan.to_json())
-    data["assignment"]["localhost-0"].pop()
+    data["assignment"]["127.0.0.1-0"].pop()
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(Exception, match="not assigned to any slot"):
+    with pytest.raises(PlanError, match="not assigned to any slot"):
         run(toy_env, share, mode=0, n=3, plan=path)
-    with pytest.raises(Exception, match="stale work plan"):
+    with pytest.raises(PlanError, match="stale work plan"):
         plan.save(path)
         run(toy_env, share, mode=0, n=4, plan=path)
     assert list(share.iterdir()) == []
@@ -103,13 +103,13 @@ def test_unmet_gpu_need_is_an_error_before_anything_runs(toy_env, share):
 
     if gpu_visible():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(Exception, match="partition 'p1' needs gpu"):
+    with pytest.raises(PlanError, match="partition 'p1' needs gpu"):
         run(toy_env, share, mode=0, n=3, need_gpu=[1])
     assert list(share.iterdir()) == []
 
 
 def test_cython_bit_without_compiled_kernels_is_a_clear_error(toy_env, share):
-    with pytest.raises(Exception, match="no compiled kernels_cy"):
+    with pytest.raises(AgiError, match="no compiled kernels_cy"):
         run(toy_env, share, mode="c", n=2)
     assert list(share.iterdir()) == []
 
@@ -127,7 +127,7 @@ def test_rapids_bit_without_gpu_runs_cpu_kernels_and_says_so(share):
 
 def test_args_mapping_and_keywords_do_not_clash(toy_env, share):
     assert run(toy_env, share, mode=0, args={"n": 2}).value == 1
-    with pytest.raises(Exception, match="given both"):
+    with pytest.raises(SettingsError, match="given both"):
         run(toy_env, share, mode=0, args={"n": 2}, n=3)
 
 

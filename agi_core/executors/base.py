@@ -1,4 +1,11 @@
-"""What every executor shares: the job description, the per-partition outcome, the interface."""
+"""The contract every executor implements, and the data that crosses it (job, outcome).
+
+An executor runs a checked `WorkPlan` on its slots, asking a `GraphDriver` what may run, and
+yields one `Outcome` per partition as soon as it is known. The runner calls, in this order:
+``await start()`` (before any thread starts: local pools fork here), then iterates
+``execute(plan, driver)``, then ``await retries()``, and finally ``await close()`` — or
+``kill()`` on Ctrl-C or an error. Executors are picked by name from `agi_core.executors.registry`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,14 @@ import abc
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..plan import WorkPlan
+if TYPE_CHECKING:
+    from ..events import EventSink
+    from ..plan import GraphDriver, WorkPlan
+    from ..settings import ClusterSettings
 
-__all__ = ["Executor", "JobSpec", "Outcome"]
+__all__ = ["ExecutionContext", "Executor", "JobSpec", "Outcome", "known_outcomes", "skipped_outcomes"]
 
 
 @dataclass(frozen=True)
@@ -27,11 +37,15 @@ class JobSpec:
 
 @dataclass
 class Outcome:
-    """What happened to one partition. ``result`` is the value `App.work` returned."""
+    """What happened to one partition. ``result`` is the value `App.work` returned.
+
+    ``status``: ``ok``, ``failed``, ``skipped`` (a dependency did not succeed) or ``cached`` (its
+    result was known before dispatch).
+    """
 
     id: str
     slot: str
-    status: str  # "ok", "failed" or "skipped" (a dependency failed)
+    status: str
     host: str = ""
     worker: str = ""
     start: float = 0.0
@@ -41,42 +55,93 @@ class Outcome:
     error: str | None = None
     note: str = ""
     retries: int = 0
+    outputs: tuple[str, ...] = ()  # files it declared with ctx.output(), relative to the run's out/
     result: Any = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "cached")
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Positional fields: pickles several times faster than the generic dataclass path,
+        # which matters when a pool slot sends back 50,000 outcomes.
+        return (Outcome, (self.id, self.slot, self.status, self.host, self.worker, self.start, self.end, self.kernel,
+                          self.device, self.error, self.note, self.retries, self.outputs, self.result))
 
     @property
     def duration(self) -> float:
         return max(0.0, self.end - self.start)
 
-    def record(self) -> dict[str, Any]:
-        """The outcome as it appears in the run record (everything but the result)."""
-        return {
-            "id": self.id, "slot": self.slot, "worker": self.worker, "host": self.host, "status": self.status,
-            "start": self.start, "end": self.end, "duration_s": round(self.duration, 6), "kernel": self.kernel,
-            "device": self.device, "retries": self.retries, "cache_hit": False, "error": self.error,
-            **({"note": self.note} if self.note else {}),
-        }
+
+@dataclass(frozen=True)
+class ExecutionContext:
+    """What an executor is given: the run, the job its workers load, the cluster settings, where
+    to send events, and the interpreter for worker processes on this machine (None: this one)."""
+
+    run_id: str
+    app: str
+    job: JobSpec
+    cluster: ClusterSettings
+    emit: EventSink
+    python: Path | None = None
 
 
 class Executor(abc.ABC):
     """Runs a plan's partitions on its slots and yields each `Outcome` as soon as it is known.
 
-    Implementations: `LocalExecutor` (mode 0 in this process, or one process per slot with the
-    pool bit). Each partition runs on the slot the plan assigns it to, after its dependencies;
-    a failed partition does not stop the others, but its dependents are skipped.
+    Each partition runs on the slot the plan assigns it (a cluster may move it off a lost
+    worker, and the outcome then names the worker that really ran it), after its dependencies;
+    a failed partition does not stop the others, but the driver skips its descendants.
     """
 
-    name: str
+    #: the registry name, e.g. "pool"
+    name: ClassVar[str]
+
+    def __init__(self, context: ExecutionContext) -> None:
+        self.context = context
+        self.job = context.job
+
+    async def start(self, plan: WorkPlan) -> None:
+        """Start what runs the partitions (processes, a cluster). Called once, before `execute`."""
 
     @abc.abstractmethod
-    def execute(self, plan: WorkPlan, job: JobSpec) -> AsyncIterator[Outcome]:
-        """Run every partition of ``plan``; yield outcomes in completion order."""
+    def execute(self, plan: WorkPlan, driver: GraphDriver) -> AsyncIterator[Outcome]:
+        """Run every partition the driver hands out; yield outcomes in completion order,
+        including ``skipped`` and ``cached`` ones."""
+
+    async def retries(self) -> dict[str, int]:
+        """Partition id → how often it was retried after its worker died (for the record)."""
+        return {}
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """Worker name → facts for the record (versions, capabilities), once known."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """What the record says about where the run ran (e.g. the Dask scheduler); JSON data."""
+        return {}
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Stop everything this executor started; safe to call twice and after errors."""
+        """Stop everything this executor started, politely; safe to call twice and after errors."""
+
+    def kill(self) -> None:
+        """Stop at once (Ctrl-C, an error): no waiting for running partitions."""
 
     async def __aenter__(self) -> Executor:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def skipped_outcomes(driver: GraphDriver, ids: list[str], slot_of: Mapping[str, str]) -> list[Outcome]:
+    """Outcomes for partitions the driver skipped after a failure, naming the failed dependency."""
+    return [Outcome(pid, slot_of.get(pid, ""), "skipped", error=f"dependency {driver.failed_dependency(pid)} did not succeed")
+            for pid in ids]
+
+
+def known_outcomes(driver: GraphDriver, slot_of: Mapping[str, str]) -> list[Outcome]:
+    """Outcomes for partitions whose results the driver found known before dispatch."""
+    return [Outcome(pid, slot_of.get(pid, ""), "cached", note=f"result from the {known.source}", result=known.result)
+            for pid, known in driver.take_known()]

@@ -1,24 +1,31 @@
-"""Run a plan on a Dask cluster: each partition on its planned worker, results streamed back.
+"""The cluster bit: run a plan on a Dask cluster, each partition on its planned worker.
 
-Partitions go to their slot's worker (``workers=[address]``, ``allow_other_workers=True``, so a
-lost worker's partitions run elsewhere). Partitions that take part in no dependency are batched,
-at most ``max_tasks_per_slot`` tasks per slot, so Dask's ~1 ms per-task overhead never dominates;
-partitions with dependencies are one task each and receive their dependencies' outcomes as
-futures, so Dask moves the data between workers.
+The executor opens the cluster (attaching to a warm one when it matches) in `start` and closes it
+in `close`. Partitions go to their slot's worker (``workers=[address]``,
+``allow_other_workers=True``, so a lost worker's partitions run elsewhere). Partitions that take
+part in no dependency are batched, at most ``max_tasks_per_slot`` tasks per slot, so Dask's ~1 ms
+per-task overhead never dominates. Partitions in a DAG are one task each, submitted when the
+graph driver says they are ready, with their dependencies' futures as arguments, so Dask moves
+the data between workers and the skip rule lives in one place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..app import Partition
 from ..errors import AgiError
-from ..plan import WorkPlan, topological_order
-from .base import Executor, JobSpec, Outcome
-from .worker import run_batch
+from ..events import ClusterReady
+from ..modes import Mode
+from .base import ExecutionContext, Executor, Outcome, known_outcomes, skipped_outcomes
+from .worker import pack, run_batch, unpack
+
+if TYPE_CHECKING:
+    from ..plan import GraphDriver, WorkPlan
 
 __all__ = ["DaskExecutor"]
 
@@ -26,76 +33,114 @@ __all__ = ["DaskExecutor"]
 class DaskExecutor(Executor):
     name = "dask"
 
-    def __init__(self, client: Any, run_id: str, *, max_tasks_per_slot: int = 16, retries: int = 1) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.max_tasks_per_slot = max_tasks_per_slot
-        self.retries = retries
+    def __init__(self, context: ExecutionContext) -> None:
+        super().__init__(context)
+        self._stack = contextlib.AsyncExitStack()
+        self._handle: Any = None
         self._futures: dict[Any, tuple[str, list[str]]] = {}  # future -> (slot, partition ids)
+        self.max_tasks_per_slot = context.cluster.dask.max_tasks_per_slot
+        self.retries_allowed = context.cluster.dask.retries
+
+    async def start(self, plan: WorkPlan) -> None:
+        import dask
+        import distributed  # noqa: F401 - registers its config defaults before we override some
+
+        from ..cluster import cluster_spec, dask_config, open_cluster
+
+        if self._handle is not None:
+            return
+        spec = cluster_spec(self.context.cluster, Mode(self.job.mode), local_threads=os.cpu_count())
+        self._stack.enter_context(dask.config.set(dask_config(spec)))
+        self._handle = await self._stack.enter_async_context(open_cluster(self.context.app, spec, self.context.cluster))
+        backend = self._handle.backend
+        self.context.emit(ClusterReady(backend.address, backend.dashboard, self._handle.warm, self._handle.note))
+
+    @property
+    def client(self) -> Any:
+        return self._handle.client
+
+    def describe(self) -> dict[str, Any]:
+        if self._handle is None:
+            return {}
+        backend = self._handle.backend
+        return {"scheduler": backend.address, "dashboard": backend.dashboard, "warm": self._handle.warm,
+                **({"note": self._handle.note} if self._handle.note else {})}
 
     async def _addresses(self) -> dict[str, str]:
         """Worker name (= slot name) → its current address, asked of the scheduler now."""
         identity = await self.client.scheduler.identity(n_workers=-1)
         return {str(w.get("name")): address for address, w in identity["workers"].items()}
 
-    async def execute(self, plan: WorkPlan, job: JobSpec) -> AsyncIterator[Outcome]:
+    async def execute(self, plan: WorkPlan, driver: GraphDriver) -> AsyncIterator[Outcome]:
         from distributed import as_completed
 
+        await self.start(plan)
         addresses = await self._addresses()
-        job_json = json.dumps(asdict(job), default=str)
+        job_json = json.dumps(asdict(self.job), default=str)
+        slot_of = plan.slot_of()
         parts = plan.partition_map()
-        linked = {dep for p in plan.partitions for dep in p.deps} | {p.id for p in plan.partitions if p.deps}
-        futures = self._submit_dag(plan, parts, linked, job_json, addresses)
-        futures += self._submit_batches(plan, parts, linked, job_json, addresses)
+        dag_futures: dict[str, Any] = {}
+        pending = as_completed(loop=self.client.loop)
+
+        def submit_ready() -> list[Outcome]:
+            independent: dict[str, list[str]] = {}
+            for pid in driver.ready():
+                if parts[pid].deps or driver.has_dependents(pid):
+                    deps = {dep: dag_futures[dep] for dep in parts[pid].deps}
+                    future = self._submit(job_json, [pid], slot_of[pid], deps, addresses, parts, key=pid)
+                    dag_futures[pid] = future
+                    pending.add(future)
+                else:
+                    independent.setdefault(slot_of[pid], []).append(pid)
+            for future in self._submit_batches(job_json, independent, addresses, parts):
+                pending.add(future)
+            return known_outcomes(driver, slot_of)
+
         try:
-            async for future in as_completed(futures, loop=self.client.loop):
+            for outcome in submit_ready():
+                yield outcome
+            async for future in pending:
                 slot, ids = self._futures[future]
                 try:
-                    outcomes = await future
+                    outcomes = unpack(await future)
                 except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the task's partitions failed
                     if self.client.status not in ("running", "newly-created"):
                         raise AgiError(f"lost the Dask scheduler at {self.client.scheduler.address}: {type(exc).__name__}: {exc}",
                                        fix="check the scheduler host; the run's record lists what finished") from None
                     outcomes = [Outcome(pid, slot, "failed", error=f"{type(exc).__name__}: {exc}") for pid in ids]
                 for outcome in outcomes:
+                    skipped = driver.complete(outcome.id, ok=outcome.ok, result=outcome.result)
+                    yield outcome
+                    for other in skipped_outcomes(driver, skipped, slot_of):
+                        yield other
+                for outcome in submit_ready():
                     yield outcome
         finally:
-            pending = [f for f in self._futures if not f.done()]
-            if pending:
-                await self.client.cancel(pending, force=True)
+            unfinished = [f for f in self._futures if not f.done()]
+            if unfinished:
+                await self.client.cancel(unfinished, force=True)
 
-    def _submit_dag(self, plan: WorkPlan, parts: dict[str, Partition], linked: set[str], job_json: str,
-                    addresses: dict[str, str]) -> list[Any]:
-        slot_of = plan.slot_of()
-        by_id: dict[str, Any] = {}
-        for pid in topological_order([p for p in plan.partitions if p.id in linked])[0]:
-            part = parts[pid]
-            slot = slot_of[pid]
-            deps = {dep: by_id[dep] for dep in part.deps}
-            future = self.client.submit(run_batch, job_json, [part], slot, deps, key=f"agi-{self.run_id}-{pid}",
-                                        workers=_where(addresses, slot), allow_other_workers=True, retries=self.retries, pure=False)
-            by_id[pid] = future
-            self._futures[future] = (slot, [pid])
-        return list(by_id.values())
+    def _submit(self, job_json: str, ids: list[str], slot: str, deps: dict[str, Any], addresses: dict[str, str],
+                parts: dict[str, Any], *, key: str) -> Any:
+        address = addresses.get(slot)
+        future = self.client.submit(run_batch, job_json, pack([parts[pid] for pid in ids]), slot, deps, key=f"agi-{self.context.run_id}-{key}",
+                                    workers=[address] if address else None, allow_other_workers=True,
+                                    retries=self.retries_allowed, pure=False)
+        self._futures[future] = (slot, ids)
+        return future
 
-    def _submit_batches(self, plan: WorkPlan, parts: dict[str, Partition], linked: set[str], job_json: str,
-                        addresses: dict[str, str]) -> list[Any]:
+    def _submit_batches(self, job_json: str, independent: dict[str, list[str]], addresses: dict[str, str],
+                        parts: dict[str, Any]) -> list[Any]:
         futures = []
-        for slot, ids in plan.assignment.items():
-            free = [pid for pid in ids if pid not in linked]
-            if not free:
-                continue
+        for slot, free in independent.items():
             count = min(len(free), max(self.max_tasks_per_slot, -(-len(free) // 1000)))
             # Round-robin over a heaviest-first list gives batches of similar weight.
             for k in range(count):
-                batch = [parts[pid] for pid in free[k::count]]
-                future = self.client.submit(run_batch, job_json, batch, slot, {}, key=f"agi-{self.run_id}-{slot}-{k}",
-                                            workers=_where(addresses, slot), allow_other_workers=True, retries=self.retries, pure=False)
-                self._futures[future] = (slot, [p.id for p in batch])
-                futures.append(future)
+                batch_key = f"{slot}-{len(self._futures)}"
+                futures.append(self._submit(job_json, free[k::count], slot, {}, addresses, parts, key=batch_key))
         return futures
 
-    async def retries_by_partition(self) -> dict[str, int]:
+    async def retries(self) -> dict[str, int]:
         """How often a worker died while running each partition's task (Dask's "suspicious" count)."""
         keys = {future.key: ids for future, (_, ids) in self._futures.items()}
 
@@ -110,8 +155,8 @@ class DaskExecutor(Executor):
 
     async def close(self) -> None:
         self._futures.clear()
+        self._handle = None
+        await self._stack.aclose()
 
-
-def _where(addresses: dict[str, str], slot: str) -> list[str] | None:
-    address = addresses.get(slot)
-    return [address] if address else None
+    def kill(self) -> None:
+        self._futures.clear()  # the cluster itself is closed by `close`, which the runner always awaits

@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import pickle
 import socket
 import time
 import traceback
@@ -19,7 +20,7 @@ from ..kernels import KernelChoice, select_kernels
 from ..modes import Mode
 from .base import JobSpec, Outcome
 
-__all__ = ["PartitionRunner", "run_batch"]
+__all__ = ["PartitionRunner", "pack", "run_batch", "unpack"]
 
 
 class PartitionRunner:
@@ -33,26 +34,26 @@ class PartitionRunner:
         self.kernels: KernelChoice = select_kernels(job.module_name.split(".")[0], Mode(job.mode))
         self.host = socket.gethostname()
         self.worker = f"{self.host}:{os.getpid()}"
+        self._loggers: dict[str, logging.Logger] = {}
         job.out_dir.mkdir(parents=True, exist_ok=True)
 
     def context(self, slot: str, deps: Mapping[str, Any] | None = None) -> WorkContext:
-        return WorkContext(
-            args=self.args, kernels=self.kernels.module, kernel_kind=self.kernels.kind, device=self.kernels.device,
-            out_dir=self.job.out_dir, log=logging.getLogger(f"agi.app.{self.job.module_name}.{slot}"), slot=slot, deps=dict(deps or {}),
-        )
+        log = self._loggers.get(slot)
+        if log is None:
+            log = self._loggers[slot] = logging.getLogger(f"agi.app.{self.job.module_name}.{slot}")
+        return WorkContext(args=self.args, kernels=self.kernels.module, kernel_kind=self.kernels.kind, device=self.kernels.device,
+                           out_dir=self.job.out_dir, log=log, slot=slot, deps=deps if deps is not None else {})
 
     def run(self, part: Partition, slot: str, deps: Mapping[str, Any] | None = None) -> Outcome:
-        outcome = Outcome(part.id, slot, "ok", host=self.host, worker=self.worker, kernel=self.kernels.kind,
-                          device=self.kernels.device, note=self.kernels.note)
-        outcome.start = time.time()
+        ctx = self.context(slot, deps)
+        kernels = self.kernels
+        start = time.time()
         try:
-            outcome.result = self.app.work(part, self.context(slot, deps))
+            result, status, error = self.app.work(part, ctx), "ok", None
         except Exception:  # noqa: BLE001 - a partition's failure is data for the record, not a crash
-            outcome.status = "failed"
-            outcome.error = traceback.format_exc()
-        outcome.end = time.time()
-        return outcome
-
+            result, status, error = None, "failed", traceback.format_exc()
+        return Outcome(part.id, slot, status, self.host, self.worker, start, time.time(), kernels.kind, kernels.device, error,
+                       kernels.note, 0, tuple(ctx.outputs), result)
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,11 +64,14 @@ def _runner(job_json: str) -> PartitionRunner:
     return PartitionRunner(job, prefer_installed=True)
 
 
-def run_batch(job_json: str, parts: list[Partition], slot: str, deps: Mapping[str, list[Outcome]]) -> list[Outcome]:
-    """Dask task: run ``parts`` in order on this worker; dependencies arrive as their tasks' outcomes.
+def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, bytes]) -> bytes:
+    """Dask task: run a batch of partitions in order on this worker.
 
-    A partition whose dependency did not succeed is skipped. Each outcome names the Dask worker
-    that really ran it (which differs from ``slot`` when Dask moved the task after a failure).
+    Partitions come and outcomes go as one pickle each (`pack`): Dask serialises a list element
+    by element, which made 100,000 tiny partitions cost 100,000 frames each way. Dependencies
+    arrive as their tasks' packed outcomes (the graph driver submits a partition only once they
+    all succeeded). Each outcome names the Dask worker that really ran it (which differs from
+    ``slot`` when Dask moved the task after a failure).
     """
     from distributed import get_worker
 
@@ -76,14 +80,19 @@ def run_batch(job_json: str, parts: list[Partition], slot: str, deps: Mapping[st
         worker = str(get_worker().name)
     except ValueError:  # not on a Dask worker (direct call in a test)
         worker = runner.worker
+    inputs = {dep: unpack(packed)[0].result for dep, packed in deps.items()}
     outcomes = []
-    for part in parts:
-        dep_outcomes = {dep: outs[0] for dep, outs in deps.items()}
-        failed = [dep for dep, out in dep_outcomes.items() if out.status != "ok"]
-        if failed:
-            outcome = Outcome(part.id, slot, "skipped", host=runner.host, worker=worker, error=f"dependency {failed[0]} did not succeed")
-        else:
-            outcome = runner.run(part, slot, {dep: out.result for dep, out in dep_outcomes.items()})
-            outcome.worker = worker
+    for part in unpack(packed_parts):
+        outcome = runner.run(part, slot, inputs)
+        outcome.worker = worker
         outcomes.append(outcome)
-    return outcomes
+    return pack(outcomes)
+
+
+def pack(items: list[Any]) -> bytes:
+    """Partitions or outcomes as one pickle, for Dask to move as a single frame."""
+    return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack(data: bytes) -> list[Any]:
+    return pickle.loads(data)

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError
+from ..hosts import LOCAL_HOST, is_local_host, slot_name
+from ..modes import Mode
 
 if TYPE_CHECKING:
     from ..app import Partition
     from ..settings import WorkerSpec
 
-__all__ = ["Slot", "balance", "makespan", "slots_for"]
+__all__ = ["Slot", "balance", "makespan", "slots_for", "slots_for_mode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +42,33 @@ class Slot:
 
 
 def slots_for(workers: Mapping[str, WorkerSpec]) -> list[Slot]:
-    """One slot per worker process of the worker map, named ``<host>-<k>``."""
+    """One slot per worker process of the worker map, named by `slot_name`: ``<host>-<k>``."""
     return [
-        Slot(f"{host}-{k}", host, spec.capacity, tuple(spec.capabilities))
+        Slot(slot_name(host, k), host, spec.capacity, tuple(spec.capabilities))
         for host, spec in workers.items()
         for k in range(spec.count)
     ]
+
+
+def slots_for_mode(workers: Mapping[str, WorkerSpec], mode: Mode, *, local_capabilities: tuple[str, ...] = ()) -> list[Slot]:
+    """The slots a run in ``mode`` has, from the worker map (``ClusterSettings.worker_map()``).
+
+    The cluster bit: every worker of the map. Otherwise this machine's entries of the map (or
+    `LOCAL_HOST` with one slot per core): all their slots with the pool bit, the first one
+    without it. The names are the same as the cluster's on this machine, so a plan written
+    for ``--mode p`` runs unchanged under ``--mode dp``.
+    """
+    if mode & Mode.CLUSTER:
+        return slots_for(workers)
+    local = {host: spec for host, spec in workers.items() if is_local_host(host) and spec.count}
+    if not local:
+        import os
+
+        from ..settings import WorkerSpec
+
+        local = {LOCAL_HOST: WorkerSpec(count=os.cpu_count() or 1)}
+    slots = [Slot(s.name, s.host, s.capacity, tuple(dict.fromkeys(s.capabilities + local_capabilities))) for s in slots_for(local)]
+    return slots if mode & Mode.POOL else slots[:1]
 
 
 def balance(partitions: Sequence[Partition], slots: Sequence[Slot]) -> dict[str, list[str]]:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_json
+
 from ..app import Partition
 from ..atomic import write_text_atomic
 from ..errors import PlanError
@@ -128,7 +130,8 @@ class WorkPlan:
         data = self.to_dict()
         head = [f" {json.dumps(key)}: {json.dumps(data[key])}" for key in ("schema", "app", "fingerprint", "args", "slots")]
         assignment = ",\n".join(f"  {json.dumps(slot)}: {json.dumps(ids)}" for slot, ids in data["assignment"].items())
-        partitions = ",\n".join(f"  {json.dumps(p)}" for p in data["partitions"])
+        # pydantic-core's encoder: the same JSON data, several times faster per partition
+        partitions = ",\n".join(f"  {to_json(p).decode()}" for p in data["partitions"])
         return "{\n" + ",\n".join(head) + f',\n "assignment": {{\n{assignment}\n }},\n "partitions": [\n{partitions}\n ]\n}}\n'
 
 

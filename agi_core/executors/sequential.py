@@ -1,0 +1,53 @@
+"""Mode 0: every partition in this process, in the plan's order, dependencies first.
+
+Nothing is started and nothing is forked, so a debugger's breakpoints in `App.work` work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from .base import Executor, Outcome, known_outcomes, skipped_outcomes
+from .worker import PartitionRunner
+
+if TYPE_CHECKING:
+    from ..plan import GraphDriver, WorkPlan
+
+__all__ = ["SequentialExecutor"]
+
+
+class SequentialExecutor(Executor):
+    """Runs the plan slot by slot, in each slot's order, a partition only after its dependencies."""
+
+    name = "sequential"
+
+    async def start(self, plan: WorkPlan) -> None:
+        self._runner = PartitionRunner(self.job)
+
+    async def execute(self, plan: WorkPlan, driver: GraphDriver) -> AsyncIterator[Outcome]:
+        slot_of = plan.slot_of()
+        rank = {pid: k for k, pid in enumerate(pid for ids in plan.assignment.values() for pid in ids)}
+        parts = plan.partition_map()
+        ready: list[tuple[int, str]] = []
+
+        def refill() -> list[Outcome]:
+            for pid in driver.ready():
+                heapq.heappush(ready, (rank[pid], pid))
+            return known_outcomes(driver, slot_of)
+
+        for outcome in refill():
+            yield outcome
+        while ready:
+            _, pid = heapq.heappop(ready)
+            await asyncio.sleep(0)  # a cancellation (Ctrl-C) lands between partitions
+            outcome = self._runner.run(parts[pid], slot_of[pid], driver.inputs(pid))
+            skipped = driver.complete(pid, ok=outcome.ok, result=outcome.result)
+            yield outcome
+            for other in skipped_outcomes(driver, skipped, slot_of) + refill():
+                yield other
+
+    async def close(self) -> None:
+        pass

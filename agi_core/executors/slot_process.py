@@ -1,0 +1,63 @@
+"""The body of a pool slot's worker process: run the batches the manager sends, stream outcomes.
+
+Outcomes go back in small groups: at the end of a batch, and whenever 0.1 s has passed since the
+last send, so a slot of long partitions reports each one as it finishes and a slot of 50,000
+tiny ones sends a few hundred messages, not 50,000.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ..app import Partition
+from .base import JobSpec, Outcome
+from .lifeline import die_with_parent
+from .worker import PartitionRunner
+
+__all__ = ["Batch", "slot_main"]
+
+_FLUSH_S = 0.1
+
+#: what the manager sends: (partition, its dependencies' results) pairs; None means "stop"
+Batch = list[tuple[Partition, dict[str, Any]]]
+
+
+def slot_main(conn: Connection, job: JobSpec, name: str, parent_pid: int) -> None:
+    """Load the app once, then run each batch the manager sends until it sends ``None``."""
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager handles Ctrl-C and stops us
+    runner: PartitionRunner | None = None
+    while (batch := conn.recv()) is not None:
+        pending: list[Outcome] = []
+        last_send = time.monotonic()
+        for part, inputs in batch:
+            try:
+                runner = runner or PartitionRunner(job)
+                outcome = runner.run(part, name, inputs)
+            except Exception:  # noqa: BLE001 - loading the app failed: this partition's failure
+                outcome = Outcome(part.id, name, "failed", error=traceback.format_exc())
+            pending.append(outcome)
+            if time.monotonic() - last_send >= _FLUSH_S:
+                _send(conn, pending, done=False)
+                pending, last_send = [], time.monotonic()
+        _send(conn, pending, done=True)
+
+
+def _send(conn: Connection, outcomes: list[Outcome], *, done: bool) -> None:
+    try:
+        conn.send((outcomes, done))
+        return
+    except (pickle.PicklingError, TypeError, AttributeError, ValueError):
+        pass  # some result cannot be pickled: find it, fail it, send the rest
+    for outcome in outcomes:
+        try:
+            pickle.dumps(outcome.result)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure is that partition's failure
+            outcome.status, outcome.result = "failed", None
+            outcome.error = f"the result of partition '{outcome.id}' cannot be sent back: {type(exc).__name__}: {exc}"
+    conn.send((outcomes, done))

@@ -1,0 +1,142 @@
+"""`GraphDriver`: the one place that decides which partitions may run now.
+
+Every executor asks it the same three things: which partitions are ready (all their dependencies
+succeeded), which are skipped (a dependency failed, transitively), and which results are already
+known before dispatch (a ``lookup`` hook: the result cache fills it). Executors only dispatch.
+
+The driver is linear in partitions + dependency edges; a plan of 100,000 independent partitions
+costs one pass.
+
+>>> from agi_core.app import Partition
+>>> driver = GraphDriver([Partition("a"), Partition("b", deps=("a",)), Partition("c", deps=("b",))])
+>>> driver.ready()
+['a']
+>>> driver.complete("a", ok=False)
+['b', 'c']
+>>> driver.finished
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..app import Partition
+
+__all__ = ["GraphDriver", "Known"]
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A result known before dispatch (e.g. found in the cache), and where it came from."""
+
+    result: Any
+    source: str = "cache"
+
+
+Lookup = Callable[[Partition, dict[str, Any]], Known | None]
+
+
+class GraphDriver:
+    """Tracks the partitions of one run: waiting, ready, running, done.
+
+    ``lookup(partition, inputs)`` is asked, when a partition becomes ready, whether its result is
+    already known; a known partition is never handed out by `ready` and is reported by
+    `take_known` instead, and counts as succeeded for its dependents.
+    """
+
+    def __init__(self, partitions: Sequence[Partition], *, lookup: Lookup | None = None) -> None:
+        self._parts = {p.id: p for p in partitions}
+        self._order = [p.id for p in partitions]
+        self._lookup = lookup
+        self._waiting: dict[str, int] = {}
+        self._dependents: dict[str, list[str]] = {}
+        for part in partitions:
+            if part.deps:
+                self._waiting[part.id] = len(part.deps)
+                for dep in part.deps:
+                    self._dependents.setdefault(dep, []).append(part.id)
+        self._fresh: list[str] = [pid for pid in self._order if pid not in self._waiting]
+        self._results: dict[str, Any] = {}  # results of done partitions that others still need
+        self._known: list[tuple[str, Known]] = []
+        self._open = len(self._order)  # neither done, failed nor skipped
+
+    # -- questions --------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """True when every partition has succeeded, failed, been skipped or been found known."""
+        return self._open == 0
+
+    @property
+    def open_count(self) -> int:
+        return self._open
+
+    def has_dependents(self, pid: str) -> bool:
+        return pid in self._dependents
+
+    def inputs(self, pid: str) -> dict[str, Any]:
+        """The results of ``pid``'s dependencies (what `App.work` receives as ``ctx.deps``)."""
+        return {dep: self._results[dep] for dep in self._parts[pid].deps}
+
+    # -- progress ---------------------------------------------------------------------------
+
+    def ready(self) -> list[str]:
+        """Partitions that may run now and were not handed out before, in plan order among those
+        that became ready together. Known partitions are resolved here (see `take_known`)."""
+        out: list[str] = []
+        while self._fresh:
+            batch, self._fresh = self._fresh, []
+            if self._lookup is None:
+                out.extend(batch)
+                continue
+            for pid in batch:
+                found = self._lookup(self._parts[pid], self.inputs(pid))
+                if found is None:
+                    out.append(pid)
+                else:
+                    self._known.append((pid, found))
+                    self._finish(pid, True, found.result)  # may make dependents fresh: loop again
+        return out
+
+    def take_known(self) -> list[tuple[str, Known]]:
+        """The partitions `ready` found already known since the last call."""
+        known, self._known = self._known, []
+        return known
+
+    def complete(self, pid: str, *, ok: bool, result: Any = None) -> list[str]:
+        """Record that ``pid`` ran. Returns the partitions skipped because it failed (all its
+        descendants that had not run), in dependency order."""
+        return self._finish(pid, ok, result)
+
+    def _finish(self, pid: str, ok: bool, result: Any) -> list[str]:
+        self._open -= 1
+        children = self._dependents.get(pid, ())
+        if ok:
+            if children:
+                self._results[pid] = result
+            for child in children:
+                self._waiting[child] -= 1
+                if self._waiting[child] == 0:
+                    self._fresh.append(child)
+            return []
+        return self._skip_below(children)
+
+    def _skip_below(self, roots: Iterable[str]) -> list[str]:
+        skipped: list[str] = []
+        stack = list(roots)
+        while stack:
+            pid = stack.pop()
+            if self._waiting.get(pid, 0) < 0:  # already skipped through another failed parent
+                continue
+            self._waiting[pid] = -1
+            self._open -= 1
+            skipped.append(pid)
+            stack.extend(self._dependents.get(pid, ()))
+        return skipped
+
+    def failed_dependency(self, pid: str) -> str | None:
+        """For a skipped partition: one of its dependencies that did not succeed."""
+        return next((dep for dep in self._parts[pid].deps if dep not in self._results), None)

@@ -1,0 +1,142 @@
+"""The run record as typed data: `RunRecord` (schema ``agi.run.v2``) and its parts.
+
+Readers and writers go through these models, never through dicts. Version 1 records (the first
+schema) read into the same models: every field added since has a default.
+
+>>> record = RunRecord(run_id="20261123-101500-abc123", status="ok", app=AppRecord(name="demo"))
+>>> RunRecord.model_validate_json(record.model_dump_json()).app.name
+'demo'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "RUN_SCHEMA",
+    "READABLE_SCHEMAS",
+    "AppRecord",
+    "ManagerRecord",
+    "ModeRecord",
+    "PartitionRecord",
+    "PlanRecord",
+    "RunRecord",
+    "Totals",
+    "WorkerRecord",
+]
+
+RUN_SCHEMA = "agi.run.v2"
+READABLE_SCHEMAS = ("agi.run.v1", RUN_SCHEMA)
+
+RunStatus = Literal["running", "ok", "failed", "interrupted", "abandoned", "unreadable"]
+
+
+class _Model(BaseModel):
+    # Unknown keys are ignored, so records from newer versions of agi_core still read.
+    model_config = ConfigDict(extra="ignore")
+
+
+class AppRecord(_Model):
+    name: str
+    version: str = ""
+    code_hash: str = ""
+    git_commit: str | None = None
+    project_dir: str = ""
+
+
+class ModeRecord(_Model):
+    value: int = 0
+    letters: str = ""
+
+
+class PlanRecord(_Model):
+    fingerprint: str = ""
+    partitions: int = 0
+    slots: list[str] = Field(default_factory=list)
+    file: str = "plan.json"
+
+
+class ManagerRecord(_Model):
+    """The process that ran the run: with the heartbeat, how a dead manager is told from a slow one."""
+
+    host: str = ""
+    pid: int = 0
+    python: str = ""
+    platform: str = ""
+
+
+class WorkerRecord(_Model):
+    """One worker process that ran partitions: where, which kernels, its versions and capabilities."""
+
+    host: str = ""
+    slot: str = ""
+    kernel: str = ""
+    device: str = ""
+    versions: dict[str, str] = Field(default_factory=dict)  # python, agi_core, dask, distributed, the app
+    capabilities: dict[str, Any] = Field(default_factory=dict)  # cores, memory, gpus, resources
+
+
+class PartitionRecord(_Model):
+    """What happened to one partition, and where its result and output files are."""
+
+    id: str
+    slot: str | None = None
+    status: str = "not run"  # ok, failed, skipped, cached, not run
+    worker: str = ""
+    host: str = ""
+    start: float = 0.0
+    end: float = 0.0
+    duration_s: float = 0.0
+    kernel: str = ""
+    device: str = ""
+    retries: int = 0
+    cache_hit: bool = False
+    error: str | None = None
+    note: str = ""
+    result_location: str | None = None  # "run result" (returned to the manager) or a cache path
+    outputs: list[str] = Field(default_factory=list)  # files it declared with ctx.output(), relative to out/
+
+
+class Totals(_Model):
+    partitions: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cached: int = 0
+    not_run: int = 0
+
+
+class RunRecord(_Model):
+    """Everything recorded about one run (``<share>/runs/<app>/<run_id>/manifest.json``)."""
+
+    schema_: str = Field(default=RUN_SCHEMA, alias="schema")
+    run_id: str
+    status: RunStatus = "running"
+    app: AppRecord
+    request: dict[str, Any] = Field(default_factory=dict)  # the RunRequest, as JSON
+    args: dict[str, Any] = Field(default_factory=dict)
+    mode: ModeRecord = Field(default_factory=ModeRecord)
+    settings_hash: str = ""
+    settings_file: str = ""
+    plan: PlanRecord = Field(default_factory=PlanRecord)
+    executor: str = ""
+    cluster: dict[str, Any] | None = None
+    manager: ManagerRecord = Field(default_factory=ManagerRecord)
+    workers: dict[str, WorkerRecord] = Field(default_factory=dict)
+    kernel_note: str | None = None
+    started: str = ""
+    ended: str | None = None
+    duration_s: float = 0.0
+    heartbeat: str | None = None  # last sign of life of a running manager (read from its heartbeat file)
+    totals: Totals = Field(default_factory=Totals)
+    error: str | None = None
+    out_dir: str = ""
+    partitions: list[PartitionRecord] = Field(default_factory=list)
+    path: str | None = Field(default=None, exclude=True)  # where it was read from (not written)
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    def dump_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=1)

@@ -1,0 +1,154 @@
+"""Reading run records: ``<share>/runs/<app>/<run_id>/``, newest first, folded and judged.
+
+A record still marked ``running`` is folded with its partition log, and judged: when its manager
+is gone (same host and its pid is dead, or no heartbeat for `STALE_S`), it reads ``abandoned``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..errors import AgiError
+from .model import READABLE_SCHEMAS, AppRecord, PartitionRecord, RunRecord
+from .writer import HEARTBEAT_FILE, LOG_FILE, MANIFEST_FILE
+
+__all__ = ["STALE_S", "RunStore", "iso", "new_run_id", "read_record"]
+
+STALE_S = 30.0  # a running record whose heartbeat is older than this is abandoned
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique without coordination: ``20261122-153012-3f9a1c``."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_record(path: Path) -> RunRecord:
+    """One record, from its manifest (and, while it runs, its partition log). Raises `AgiError`
+    naming the file when it is not a readable run record."""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
+            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+            raise AgiError(f"{path}: not a run record (schema {found!r}; this agi_core reads {', '.join(READABLE_SCHEMAS)})",
+                           fix="a newer agi_core may read it; or remove the folder")
+        record = RunRecord.model_validate(data)
+    except (OSError, json.JSONDecodeError, ValidationError) as exc:
+        raise AgiError(f"{path}: unreadable run record ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+                       fix="inspect or remove that run's folder") from None
+    record.path = str(path)
+    if record.status == "running":
+        _fold_log(record, path.parent)
+        _judge(record, path.parent)
+    return record
+
+
+def _fold_log(record: RunRecord, run_dir: Path) -> None:
+    """Overlay the outcomes logged so far onto the record's partitions."""
+    try:
+        text = (run_dir / LOG_FILE).read_text()
+    except FileNotFoundError:
+        return
+    logged: dict[str, PartitionRecord] = {}
+    for line in text.splitlines():
+        try:
+            part = PartitionRecord.model_validate_json(line)
+        except ValidationError:  # the last line of a killed writer may be cut short
+            continue
+        logged[part.id] = part
+    if not logged:
+        return
+    record.partitions = [logged.pop(p.id, p) for p in record.partitions] + list(logged.values())
+    counts = {status: 0 for status in ("ok", "failed", "skipped", "cached")}
+    for part in record.partitions:
+        if part.status in counts:
+            counts[part.status] += 1
+    record.totals = record.totals.model_copy(update={**counts, "not_run": record.totals.partitions - sum(counts.values())})
+
+
+def _judge(record: RunRecord, run_dir: Path) -> None:
+    """Mark a running record abandoned when its manager is gone."""
+    try:
+        beat = float((run_dir / HEARTBEAT_FILE).read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        beat = 0.0
+    if beat:
+        record.heartbeat = iso(beat)
+    manager = record.manager
+    same_host = manager.host == platform.node() and manager.pid > 0
+    if same_host and not _pid_alive(manager.pid):
+        record.status, why = "abandoned", f"its manager (pid {manager.pid} on {manager.host}) is gone"
+    elif beat and time.time() - beat > STALE_S:
+        record.status, why = "abandoned", f"no heartbeat from its manager ({manager.host} pid {manager.pid}) since {iso(beat)}"
+    else:
+        return
+    record.error = record.error or f"abandoned: {why}; the partitions it finished are kept"
+
+
+@dataclass(frozen=True)
+class RunStore:
+    """The run records under one share."""
+
+    share: Path
+
+    @property
+    def root(self) -> Path:
+        return self.share / "runs"
+
+    def run_dir(self, app: str, run_id: str) -> Path:
+        return self.root / app / run_id
+
+    def manifests(self, app: str | None = None) -> Iterator[Path]:
+        pattern = f"{app}/*/{MANIFEST_FILE}" if app else f"*/*/{MANIFEST_FILE}"
+        yield from self.root.glob(pattern)
+
+    def list(self, app: str | None = None) -> list[RunRecord]:
+        """Every record, newest first; one that cannot be read is listed with status ``unreadable``."""
+        records = []
+        for path in self.manifests(app):
+            try:
+                records.append(read_record(path))
+            except AgiError as exc:
+                records.append(RunRecord(run_id=path.parent.name, status="unreadable", app=AppRecord(name=path.parent.parent.name),
+                                         error=exc.message, path=str(path)))
+        return sorted(records, key=lambda r: (r.started, r.run_id), reverse=True)
+
+    def find(self, run: str) -> RunRecord:
+        """A record by run id, unique id prefix, path (to a run folder or its manifest), or ``last``."""
+        candidate = Path(run)
+        if candidate.is_dir() or candidate.is_file():
+            return read_record(candidate / MANIFEST_FILE if candidate.is_dir() else candidate)
+        records = self.list()
+        if run in ("last", "latest"):
+            if not records:
+                raise AgiError(f"no runs recorded under {self.root}", fix="run an app first: agi run APP")
+            return records[0]
+        matches = [r for r in records if r.run_id.startswith(run)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise AgiError(f"no run '{run}' under {self.root}", fix="list runs with `agi runs list`")
+        raise AgiError(f"run id prefix '{run}' matches {len(matches)} runs", fix="give more characters of the id")

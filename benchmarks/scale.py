@@ -1,0 +1,107 @@
+"""Scale: the cost of a run as its partitions grow, 1,000 → 10,000 → 100,000 no-op partitions.
+
+Pool bit (`AGI.run` mode 1, 2 slots) and cluster bit (mode 4 on a warm local cluster of 2
+workers), each against its plain baseline in the same run: a `ProcessPoolExecutor.map` with
+chunks for the pool, `client.map` over batches on the same cluster for Dask. The run's whole cost
+is measured (plan, balance, dispatch, record with every partition). Linear means the 100,000 run
+costs about 10x the 10,000 one.
+
+Usage: python benchmarks/scale.py [--repeats 3] [--sizes 1000,10000,100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import summary, timed, write  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agi_core import AGI, AgiEnv  # noqa: E402
+
+WORKERS = {"127.0.0.1": 2}
+
+
+def identity(i: int) -> int:
+    return i
+
+
+def identity_batch(items: list[int]) -> list[int]:
+    return [identity(i) for i in items]
+
+
+def run_pool(env: AgiEnv, share: str, n: int) -> None:
+    result = asyncio.run(AGI.run(env, mode="p", n=n, cluster={"workers_data_path": share, "workers": WORKERS}))
+    assert result.value == n
+
+
+def plain_pool(n: int) -> None:
+    with ProcessPoolExecutor(2) as pool:
+        assert sum(1 for _ in pool.map(identity, range(n), chunksize=max(1, n // 64))) == n
+
+
+async def dask_rounds(env: AgiEnv, share: str, sizes: list[int], repeats: int) -> dict[int, dict[str, list[float]]]:
+    from distributed import Client
+
+    cluster = {"workers_data_path": share, "workers": WORKERS}
+    status = await AGI.cluster_up(env, mode="d", cluster=cluster)
+    times: dict[int, dict[str, list[float]]] = {n: {"agi": [], "plain": []} for n in sizes}
+    try:
+        client = await Client(status.address, asynchronous=True)
+        try:
+            for n in sizes:
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    result = await AGI.run(env, mode="d", n=n, cluster=cluster)
+                    assert result.value == n
+                    times[n]["agi"].append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    chunks = [list(range(k, min(n, k + 1000))) for k in range(0, n, 1000)]
+                    out = await client.gather(client.map(identity_batch, chunks, pure=False))
+                    assert sum(len(o) for o in out) == n
+                    times[n]["plain"].append(time.perf_counter() - start)
+        finally:
+            await client.close()
+    finally:
+        await AGI.cluster_down(env, cluster=cluster)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    options = parser.parse_args()
+    sizes = [int(s) for s in options.sizes.split(",")]
+    env = AgiEnv(app="noop", apps_path=ROOT / "tests" / "apps")
+    share = tempfile.mkdtemp(prefix="agi-bench-scale-")
+    os.environ.setdefault("XDG_STATE_HOME", tempfile.mkdtemp(prefix="agi-bench-state-"))
+    pool = {}
+    for n in sizes:
+        agi = timed(lambda n=n: run_pool(env, share, n), options.repeats)
+        plain = timed(lambda n=n: plain_pool(n), options.repeats)
+        pool[n] = {"agi": summary(agi), "plain_process_pool": summary(plain),
+                   "ratio_agi_over_plain": round(summary(agi)["median_s"] / summary(plain)["median_s"], 3)}
+    dask_times = asyncio.run(dask_rounds(env, share, sizes, options.repeats))
+    cluster = {n: {"agi": summary(t["agi"]), "plain_client_map": summary(t["plain"]),
+                   "ratio_agi_over_plain": round(summary(t["agi"])["median_s"] / summary(t["plain"])["median_s"], 3)}
+               for n, t in dask_times.items()}
+
+    def growth(table: dict[int, dict]) -> dict[str, float]:
+        return {f"{b}/{a}": round(table[b]["agi"]["median_s"] / table[a]["agi"]["median_s"], 2) for a, b in zip(sizes, sizes[1:])}
+
+    write("scale", {"sizes": sizes, "repeats": options.repeats, "pool_mode_1": pool, "cluster_mode_4": cluster,
+                    "growth_pool": growth(pool), "growth_cluster": growth(cluster)})
+
+
+if __name__ == "__main__":
+    main()
