@@ -1,7 +1,11 @@
 """The `agi` command line, run as a real subprocess."""
 
+import doctest
+import importlib
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,18 +21,50 @@ def agi(*args, share=None, apps=TEST_APPS, **kwargs):
     return run_agi("--apps-path", str(apps), *args, *extra, **kwargs)
 
 
+APP_COMMANDS = (["run"], ["distrib"], ["settings"], ["apps"], ["install"], ["doctor"], ["cluster", "up"], ["cluster", "status"],
+                ["cluster", "down"], ["runs"], ["runs", "list"], ["runs", "show"])
+
+
 def test_help_everywhere():
-    for command in ([], ["run"], ["distrib"], ["settings"], ["apps"], ["runs"], ["runs", "list"], ["runs", "show"]):
+    for command in ([], *APP_COMMANDS, ["hosts", "trust"]):
         out = run_agi(*command, "--help")
         assert out.returncode == 0 and "Usage: agi" in out.stdout, command
+
+
+def test_every_app_command_takes_apps_path():
+    for command in APP_COMMANDS:
+        assert "--apps-path" in run_agi(*command, "--help").stdout, command
 
 
 def test_apps_lists_apps_as_table_and_json():
     out = agi("apps", "--json")
     assert out.returncode == 0
-    assert [a["name"] for a in json.loads(out.stdout)] == ["toy"]
+    assert "toy" in [a["name"] for a in json.loads(out.stdout)]
     table = run_agi("apps")
     assert "mandelbrot" in table.stdout
+
+
+def test_apps_path_after_the_subcommand(share, tmp_path):
+    empty = tmp_path / "no_apps"
+    empty.mkdir()
+    out = run_agi("run", "toy", "--apps-path", str(empty), "--apps-path", str(TEST_APPS), "--set", "n=2",
+                  "--set", f'cluster.workers_data_path="{share}"')
+    assert out.returncode == 0, out.stderr
+    assert json.loads(run_agi("settings", "toy", "--apps-path", str(TEST_APPS), "--json").stdout)["args"]["n"] == 6
+    assert "toy" in [a["name"] for a in json.loads(run_agi("apps", "--apps-path", str(TEST_APPS), "--json").stdout)]
+    listed = run_agi("runs", "list", "toy", "--apps-path", str(TEST_APPS), "--share", str(share), "--json")
+    assert [r["app"]["name"] for r in json.loads(listed.stdout)] == ["toy"]
+
+
+def test_apps_path_before_and_after_the_subcommand_add_up(share, tmp_path):
+    empty = tmp_path / "no_apps"
+    empty.mkdir()
+    out = run_agi("--apps-path", str(empty), "run", "toy", "--apps-path", str(TEST_APPS), "--set", "n=2",
+                  "--set", f'cluster.workers_data_path="{share}"', "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["value"] == 1  # 0*0 + 1*1
+    missing = run_agi("--apps-path", str(empty), "run", "toy", "--set", f'cluster.workers_data_path="{share}"')
+    assert missing.returncode == 1 and "unknown app 'toy'" in missing.stderr
 
 
 def test_run_prints_result_and_record_and_runs_reads_it(share):
@@ -39,9 +75,9 @@ def test_run_prints_result_and_record_and_runs_reads_it(share):
     assert len(listed) == 1 and listed[0]["status"] == "ok"
     run_id = listed[0]["run_id"]
     shown = json.loads(agi("runs", "show", run_id[:17], "--share", str(share), "--json").stdout)
-    assert shown["run_id"] == run_id and shown["mode"] == {"value": 1, "letters": "p"}
+    assert shown["run_id"] == run_id and shown["mode"] == {"value": 1, "letters": "p"} and shown["schema"] == "agi.run.v2"
     text = agi("runs", "show", "last", "--share", str(share))
-    assert run_id in text.stdout and "localhost-" in text.stdout
+    assert run_id in text.stdout and "127.0.0.1-0" in text.stdout
 
 
 def test_run_json_output(share):
@@ -107,14 +143,14 @@ def test_distrib_then_run_the_edited_plan(share, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "6 partitions on 2 slots" in out.stdout
     plan = json.loads(plan_file.read_text())
-    plan["assignment"] = {"localhost-0": [], "localhost-1": [p["id"] for p in plan["partitions"]]}
+    plan["assignment"] = {"127.0.0.1-0": [], "127.0.0.1-1": [p["id"] for p in plan["partitions"]]}
     plan_file.write_text(json.dumps(plan))
     ran = agi("run", "toy", "--mode", "p", "--set", 'cluster.workers."127.0.0.1"=2', "--plan", str(plan_file), share=share)
     assert ran.returncode == 0, ran.stderr
     record = json.loads(agi("runs", "show", "last", "--share", str(share), "--json").stdout)
-    assert {p["slot"] for p in record["partitions"]} == {"localhost-1"}
+    assert {p["slot"] for p in record["partitions"]} == {"127.0.0.1-1"}
     # a duplicated partition is refused before anything runs
-    plan["assignment"]["localhost-0"] = [plan["partitions"][0]["id"]]
+    plan["assignment"]["127.0.0.1-0"] = [plan["partitions"][0]["id"]]
     plan_file.write_text(json.dumps(plan))
     dup = agi("run", "toy", "--mode", "p", "--set", 'cluster.workers."127.0.0.1"=2', "--plan", str(plan_file), share=share)
     assert dup.returncode == 1 and "is assigned 2 times" in dup.stderr
@@ -158,3 +194,136 @@ def _alive(pid):
             return handle.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+# -- agi runs show: a summary, not one row per partition ----------------------------------------
+
+
+def _partition_ids(text):
+    return set(re.findall(r"\bp(\d+)\b", text))
+
+
+def test_runs_show_summarises_counts_and_failures_without_partition_rows(share):
+    ran = agi("run", "toy", "--mode", "p", "--set", "n=30", "--set", f"fail_on={list(range(25))}",
+              "--set", 'cluster.workers."127.0.0.1"=3', share=share)
+    assert ran.returncode == 1
+    out = agi("runs", "show", "last", "--share", str(share))
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert ": failed" in text and "mode 1 (p)" in text
+    assert "30 partitions: 5 ok, 25 failed, 0 skipped, 0 cached, 0 not run" in text
+    assert all(f"127.0.0.1-{i}" in text for i in range(3))
+    assert "25 failed partitions (the first 20)" in text
+    assert text.count("ValueError: toy failure in partition") == 20 and "… and 5 more failed" in text
+    assert "slowest 10" in text
+    assert len(_partition_ids(text)) < 30  # no row per partition: failures and the slowest only
+
+
+def test_runs_show_all_has_every_partition_and_every_failure(share):
+    agi("run", "toy", "--mode", "p", "--set", "n=30", "--set", f"fail_on={list(range(25))}",
+        "--set", 'cluster.workers."127.0.0.1"=3', share=share)
+    text = agi("runs", "show", "last", "--share", str(share), "--all").stdout
+    assert _partition_ids(text) == {str(i) for i in range(30)}
+    assert text.count("ValueError: toy failure in partition") == 25 and "more failed" not in text
+
+
+def test_runs_show_json_is_the_record(share):
+    agi("run", "toy", "--set", "n=3", share=share)
+    record = json.loads(agi("runs", "show", "last", "--share", str(share), "--json").stdout)
+    assert record["schema"] == "agi.run.v2" and record["totals"]["ok"] == 3
+    assert [p["id"] for p in record["partitions"]] == ["p0", "p1", "p2"]
+
+
+def test_a_run_whose_manager_died_reads_abandoned(share):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agi_core.cli", "--apps-path", str(TEST_APPS), "run", "toy", "--mode", "p",
+         "--set", "n=40", "--set", "sleep=0.3", "--set", f'cluster.workers_data_path="{share}"', "--set", 'cluster.workers."127.0.0.1"=2'],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(p.stat().st_size for p in share.glob("runs/toy/*/partitions.jsonl")):  # one logged
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=30)
+    listed = json.loads(agi("runs", "list", "--share", str(share), "--json").stdout)
+    assert [r["status"] for r in listed] == ["abandoned"]
+    text = agi("runs", "show", "last", "--share", str(share)).stdout
+    assert ": abandoned" in text and f"its manager (pid {proc.pid} on " in text and "not finished" in text
+    assert "abandoned" in agi("runs", "list", "--share", str(share)).stdout
+
+
+# -- agi run's live view ------------------------------------------------------------------------
+
+
+def test_run_progress_draws_one_bar_overall_and_one_per_slot_on_stderr(share):
+    out = agi("run", "toy", "--mode", "p", "--set", 'cluster.workers."127.0.0.1"=2', "--progress", share=share)
+    assert out.returncode == 0, out.stderr
+    assert "toy mode 1 (p)" in out.stderr and "6/6" in out.stderr
+    assert "127.0.0.1-0" in out.stderr and "127.0.0.1-1" in out.stderr
+    assert "toy mode" not in out.stdout
+    quiet = agi("run", "toy", "--mode", "p", share=share)  # stderr is not a terminal: no bars
+    assert "toy mode" not in quiet.stderr
+
+
+def test_run_progress_names_the_dask_scheduler(share, tmp_path):
+    out = run_agi("--apps-path", str(TEST_APPS), "run", "toy", "--mode", "d", "--progress", "--set", "n=2",
+                  "--set", f'cluster.workers_data_path="{share}"', env={"XDG_STATE_HOME": str(tmp_path / "state")})
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^Dask scheduler tcp://127\.0\.0\.1:\d+", out.stderr, re.MULTILINE), out.stderr
+    assert "Dask scheduler" in agi("runs", "show", "last", "--share", str(share)).stdout
+
+
+def test_run_view_renders_events():
+    from rich.console import Console
+
+    from agi_core.cli.run_view import RunView
+    from agi_core.events import ClusterReady, Notice, PartitionDone, Phase, RunFinished, RunStarted
+
+    stream = io.StringIO()
+    with RunView(enabled=True, console=Console(file=stream, width=120)) as view:
+        view(Phase("compiling", "the Cython kernels of toy"))
+        view(ClusterReady("tcp://127.0.0.1:8786", "http://127.0.0.1:8787/status", warm=True))
+        view(RunStarted("r1", "toy", 5, 3, {"a-0": 2, "a-1": 1}))
+        tasks = {task.description.strip(): task for task in view._progress.tasks}
+        view(PartitionDone("p0", "a-0", "ok"))
+        view(PartitionDone("p1", "a-0", "failed"))
+        view(Notice("a warm cluster with other settings: started a new one", level="warning"))
+        view(RunFinished("r1", "failed", 1.0))
+    assert [tasks[name].completed for name in ("a-0", "a-1")] == [2, 0]
+    assert tasks["[bold]toy mode 5 (pd)"].completed == 2
+    text = stream.getvalue()
+    assert "compiling the Cython kernels of toy" in text
+    assert "Dask scheduler tcp://127.0.0.1:8786, dashboard http://127.0.0.1:8787/status (warm cluster)" in text
+    assert "warning: a warm cluster with other settings" in text
+
+
+def test_run_view_disabled_prints_only_warnings():
+    from rich.console import Console
+
+    from agi_core.cli.run_view import RunView
+    from agi_core.events import ClusterReady, Notice, RunStarted
+
+    stream = io.StringIO()
+    with RunView(enabled=False, console=Console(file=stream)) as view:
+        view(RunStarted("r1", "toy", 0, 3, {"a-0": 3}))
+        view(ClusterReady("tcp://127.0.0.1:8786"))
+        view(Notice("for your information"))
+        view(Notice("careful", level="warning"))
+    assert stream.getvalue() == "warning: careful\n"
+
+
+@pytest.mark.parametrize("module", ["agi_core.cli.options", "agi_core.cli.run_view"])
+def test_cli_docstring_examples(module):
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0
+
+
+# -- agi cluster: through the AGI facade ----------------------------------------------------------
+
+
+def test_cluster_status_without_a_warm_cluster_exits_1(tmp_path):
+    out = run_agi("cluster", "status", "toy", "--apps-path", str(TEST_APPS), env={"XDG_STATE_HOME": str(tmp_path)})
+    assert out.returncode == 1, out.stderr
+    assert "toy: not running" in out.stdout
+    down = run_agi("cluster", "down", "toy", "--apps-path", str(TEST_APPS), env={"XDG_STATE_HOME": str(tmp_path)})
+    assert down.returncode == 0 and "no warm cluster of toy" in down.stdout

@@ -1,0 +1,68 @@
+"""``agi apps`` and ``agi settings``: the apps found, and one app's resolved settings."""
+
+from __future__ import annotations
+
+import click
+
+from .options import SET_HELP, apps_path_option, apps_paths, env_for, json_option, set_option
+from .output import console, print_error, print_json, table
+
+__all__ = ["apps_command", "settings_command"]
+
+
+@click.command("apps")
+@apps_path_option
+@json_option
+@click.pass_context
+def apps_command(ctx: click.Context, as_json: bool) -> None:
+    """List the apps found in the apps folders."""
+    from ..env import default_apps_paths, discover_apps
+    from ..settings import read_toml
+
+    paths = apps_paths(ctx) or default_apps_paths()
+    found = discover_apps(paths)
+    rows = []
+    for name, folder in sorted(found.items()):
+        project = read_toml(folder / "pyproject.toml").get("project", {})
+        rows.append({"name": name, "version": project.get("version", ""), "description": project.get("description", ""),
+                     "path": str(folder)})
+    if as_json:
+        print_json(rows)
+    elif not rows:
+        print_error(f"no apps found in {', '.join(map(str, paths)) or '(no apps folder)'}",
+                    "create apps/NAME_project with a pyproject.toml, or pass --apps-path")
+        ctx.exit(1)
+    else:
+        table(None, ["app", "version", "description", "path"], ([r["name"], r["version"], r["description"], r["path"]] for r in rows))
+
+
+@click.command("settings")
+@click.argument("app")
+@apps_path_option
+@set_option(SET_HELP + " Saved to app_settings.toml.")
+@json_option
+@click.pass_context
+def settings_command(ctx: click.Context, app: str, assignments: tuple[str, ...], as_json: bool) -> None:
+    """Show an app's resolved settings; with --set, change and save them.
+
+    The file is validated before it is written; on any error it is left as it was. Comments and
+    tables agi does not know are kept.
+    """
+    from ..settings import save_settings_values
+
+    env = env_for(ctx, app)
+    if assignments:
+        settings = save_settings_values(env.settings_file, list(assignments), env.app_class.Args, env.profile_dirs)
+        console(stderr=True).print(f"saved {env.settings_file}")
+    else:
+        settings = env.settings()
+    data = settings.as_dict()
+    if as_json:
+        print_json(data | {"file": str(settings.path), "mode": int(settings.cluster.mode), "share": str(settings.share)})
+        return
+    rows = [[f"args.{key}", value] for key, value in data["args"].items()]
+    rows += [[f"cluster.{key}", value] for key, value in data["cluster"].items() if key not in ("workers", "ssh", "install")]
+    rows += [[f"cluster.workers.{host}", spec] for host, spec in data["cluster"]["workers"].items()]
+    rows += [[f"cluster.{table_name}.{key}", value] for table_name in ("ssh", "install") for key, value in data["cluster"][table_name].items()]
+    rows += [["(mode)", str(settings.cluster.mode)], ["(share)", settings.share]]
+    table(f"{env.name} settings  [dim]{settings.path}[/]", ["key", "value"], rows)

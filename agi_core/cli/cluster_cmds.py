@@ -1,0 +1,77 @@
+"""``agi cluster up|status|down``: a warm Dask cluster that runs of the app attach to."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import click
+
+from .options import apps_path_option, env_for, json_option, overrides, set_option
+from .output import console, print_json, table
+
+__all__ = ["cluster_group"]
+
+
+@click.group("cluster")
+def cluster_group() -> None:
+    """Keep a Dask cluster running between runs (a warm cluster); runs of the app attach to it."""
+
+
+@cluster_group.command("up")
+@click.argument("app")
+@apps_path_option
+@click.option("--mode", "-m", default=None, help="Mode whose pool bit sets worker threads (default: from settings).")
+@set_option()
+@click.pass_context
+def cluster_up_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...]) -> None:
+    """Start APP's scheduler and workers (from its settings) and leave them running."""
+    from ..agi import AGI
+
+    _, cluster = overrides(assignments)
+    status = asyncio.run(AGI.cluster_up(env_for(ctx, app), mode=mode, cluster=cluster or None))
+    _print_cluster(status, False)
+
+
+@cluster_group.command("status")
+@click.argument("app")
+@apps_path_option
+@set_option()
+@json_option
+@click.pass_context
+def cluster_status_command(ctx: click.Context, app: str, assignments: tuple[str, ...], as_json: bool) -> None:
+    """Show whether APP's warm cluster runs, and its workers (exit 1 when it does not run)."""
+    from ..agi import AGI
+
+    _, cluster = overrides(assignments)
+    status = asyncio.run(AGI.cluster_status(env_for(ctx, app), cluster=cluster or None))
+    _print_cluster(status, as_json)
+    if not status.running:
+        ctx.exit(1)
+
+
+@cluster_group.command("down")
+@click.argument("app")
+@apps_path_option
+@set_option()
+@click.pass_context
+def cluster_down_command(ctx: click.Context, app: str, assignments: tuple[str, ...]) -> None:
+    """Stop every process of APP's warm cluster."""
+    from ..agi import AGI
+
+    _, cluster = overrides(assignments)
+    count = asyncio.run(AGI.cluster_down(env_for(ctx, app), cluster=cluster or None))
+    console().print(f"stopped {count} processes" if count else f"no warm cluster of {app}")
+
+
+def _print_cluster(status: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(status.model_dump(mode="json") if hasattr(status, "model_dump") else dataclasses.asdict(status))
+        return
+    out = console()
+    if not status.running:
+        out.print(f"{status.app}: [yellow]not running[/]" + (f" — {status.problem}" if status.problem else ""))
+        return
+    out.print(f"{status.app}: [green]running[/] at {status.address}" + (f", dashboard {status.dashboard}" if status.dashboard else ""))
+    table(None, ["worker", "address", "threads"], ([w["name"], w["address"], w["nthreads"]] for w in status.workers))

@@ -1,0 +1,152 @@
+"""`agi runs show`'s rendering of one `RunRecord`: a header, a summary by slot, the failures in
+full and the slowest partitions; every partition's row only when asked (a run may have 100,000).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+
+from .output import console, table
+
+if TYPE_CHECKING:
+    from ..provenance import PartitionRecord, RunRecord
+
+__all__ = ["MAX_FAILURES", "MAX_SLOTS", "SLOWEST", "STATUS_COLOURS", "print_record", "seconds", "status_text"]
+
+MAX_FAILURES = 20  # failures shown in full (all of them with --all)
+MAX_SLOTS = 40  # slots in the summary table (the busiest; all of them with --all)
+SLOWEST = 10  # the slowest partitions listed
+
+STATUS_COLOURS = {"ok": "green", "failed": "red", "interrupted": "yellow", "abandoned": "magenta", "running": "cyan",
+                  "unreadable": "red", "skipped": "yellow", "cached": "cyan", "not run": "dim"}
+_COUNTED = ("ok", "failed", "skipped", "cached", "not run")
+
+
+def seconds(value: float) -> str:
+    """A duration for people: ``0.4 ms``, ``12.3 ms``, ``1.25 s``, ``2 min 5 s``."""
+    if value < 1:
+        return f"{value * 1000:.1f} ms"
+    if value < 120:
+        return f"{value:.2f} s"
+    return f"{int(value // 60)} min {value % 60:.0f} s"
+
+
+def status_text(status: str) -> str:
+    """A run's or a partition's status in its colour (rich markup)."""
+    return f"[{STATUS_COLOURS.get(status, 'white')}]{escape(status)}[/]"
+
+
+@dataclass
+class _SlotSummary:
+    slot: str
+    host: str = ""
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTED, 0))
+    total_s: float = 0.0
+    max_s: float = 0.0
+
+    def add(self, part: PartitionRecord) -> None:
+        self.host = self.host or part.host
+        self.counts[part.status] = self.counts.get(part.status, 0) + 1
+        self.total_s += part.duration_s
+        self.max_s = max(self.max_s, part.duration_s)
+
+    def row(self) -> list[Any]:
+        partitions = sum(self.counts.values())
+        return [self.slot, self.host, partitions, *(self.counts[s] or "" for s in _COUNTED),
+                seconds(self.total_s), seconds(self.max_s)]
+
+
+def print_record(record: RunRecord, *, all_partitions: bool = False) -> None:
+    """Print ``record`` for a person: see the module docstring. ``all_partitions`` adds every
+    partition's row, every slot and every failure."""
+    _header(record)
+    parts = record.partitions
+    if parts:
+        _summary(record, parts, all_partitions)
+        _failures([p for p in parts if p.status == "failed"], all_partitions)
+        _slowest(parts)
+        if all_partitions:
+            _all_rows(parts)
+    if record.out_dir:
+        console().print(f"out: {escape(record.out_dir)}")
+    console().print(f"record: {escape(str(record.path))}")
+
+
+def _header(record: RunRecord) -> None:
+    out = console()
+    mode = record.mode
+    out.print(f"[bold]{escape(record.app.name)}[/] run {record.run_id}: [bold]{status_text(record.status)}[/]  "
+              f"mode {mode.value} ({mode.letters or '-'})  {f'{record.duration_s:.2f} s' if record.ended else 'not finished'}"
+              + (f"  executor {record.executor}" if record.executor else ""))
+    if record.status == "abandoned":
+        why = record.error or "its manager stopped without finishing the record"
+        out.print(f"[magenta]{escape(why if why.startswith('abandoned') else 'abandoned: ' + why)}[/]")
+    elif record.error:
+        out.print(f"[red]error:[/] {escape(record.error.rstrip())}")
+    out.print(f"started {record.started or '-'}  ended {record.ended or '-'}"
+              + (f"  last heartbeat {record.heartbeat}" if record.status in ("running", "abandoned") and record.heartbeat else ""))
+    app = record.app
+    out.print(f"app version {app.version or '-'}  code {app.code_hash[:12] or '-'}  git {(app.git_commit or '-')[:12]}")
+    out.print(f"args: {escape(repr(record.args))}")
+    out.print(f"settings hash {record.settings_hash[:12] or '-'}  plan {record.plan.fingerprint[:12] or '-'}")
+    cluster = record.cluster or {}  # the executor's description: a dict in the record model
+    if cluster.get("scheduler"):
+        from .run_view import cluster_line
+
+        out.print(escape(cluster_line(str(cluster["scheduler"]), cluster.get("dashboard"), bool(cluster.get("warm")),
+                                      str(cluster.get("note") or ""))))
+    if record.kernel_note:
+        out.print(f"kernels: {escape(record.kernel_note)}")
+
+
+def _summary(record: RunRecord, parts: list[PartitionRecord], all_slots: bool) -> None:
+    slots: dict[str, _SlotSummary] = {}
+    everything = _SlotSummary("all")
+    for part in parts:
+        slots.setdefault(part.slot or "-", _SlotSummary(part.slot or "-")).add(part)
+        everything.add(part)
+    rows = sorted(slots.values(), key=lambda s: s.slot)
+    hidden = 0
+    if not all_slots and len(rows) > MAX_SLOTS:
+        busiest = sorted(rows, key=lambda s: s.total_s, reverse=True)[:MAX_SLOTS]
+        hidden, rows = len(rows) - MAX_SLOTS, sorted(busiest, key=lambda s: s.slot)
+    totals = record.totals
+    title = (f"{totals.partitions} partitions: {totals.ok} ok, {totals.failed} failed, {totals.skipped} skipped, "
+             f"{totals.cached} cached, {totals.not_run} not run")
+    body = [s.row() for s in rows] + ([["all", "", *everything.row()[2:]]] if len(slots) > 1 else [])
+    table(title, ["slot", "host", "partitions", *_COUNTED, "total", "max"], body)
+    if hidden:
+        console().print(f"… {hidden} more slots (--all shows every one)")
+
+
+def _failures(failed: list[PartitionRecord], show_all: bool) -> None:
+    if not failed:
+        return
+    out = console()
+    shown = failed if show_all else failed[:MAX_FAILURES]
+    out.print(f"[bold red]{len(failed)} failed {'partition' if len(failed) == 1 else 'partitions'}[/]"
+              + (f" (the first {len(shown)})" if len(shown) < len(failed) else ""))
+    for part in shown:
+        out.print(f"[red]{escape(part.id)}[/] failed on slot {escape(part.slot or '-')} host {escape(part.host or '-')}"
+                  + (f" after {part.retries} retries" if part.retries else "") + ":")
+        out.print(escape((part.error or "(no error recorded)").rstrip()))
+    if len(shown) < len(failed):
+        out.print(f"… and {len(failed) - len(shown)} more failed (--all shows every one; --json the whole record)")
+
+
+def _slowest(parts: Iterable[PartitionRecord]) -> None:
+    done = sorted((p for p in parts if p.duration_s > 0), key=lambda p: p.duration_s, reverse=True)[:SLOWEST]
+    if not done:
+        return
+    table(f"slowest {len(done)}", ["id", "status", "slot", "host", "kernel", "device", "duration"], (
+        [p.id, status_text(p.status), p.slot, p.host, p.kernel, p.device, seconds(p.duration_s)] for p in done))
+
+
+def _all_rows(parts: list[PartitionRecord]) -> None:
+    table(f"{len(parts)} partitions", ["id", "status", "slot", "worker", "host", "kernel", "device", "duration", "outputs"], (
+        [p.id, status_text(p.status), p.slot, p.worker, p.host, p.kernel, p.device,
+         seconds(p.duration_s) if p.status in ("ok", "failed") else "", ", ".join(p.outputs)] for p in parts))

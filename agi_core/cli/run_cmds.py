@@ -1,0 +1,96 @@
+"""``agi distrib`` and ``agi run``: a run's work plan, and the run itself with its live view."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .options import MODE_HELP, apps_path_option, env_for, overrides, set_option
+from .output import console, print_json
+
+__all__ = ["distrib_command", "print_run", "run_command"]
+
+
+@click.command("distrib")
+@click.argument("app")
+@apps_path_option
+@click.option("--mode", "-m", default=None, help=MODE_HELP)
+@set_option()
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the plan to this JSON file (to edit, then `agi run --plan`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON instead of a tree.")
+@click.pass_context
+def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...], out: Path | None, as_json: bool) -> None:
+    """Compute the balanced work plan of a run, without running it."""
+    from ..agi import AGI
+
+    args, cluster = overrides(assignments)
+    plan = asyncio.run(AGI.get_distrib(env_for(ctx, app), mode=mode, args=args, cluster=cluster or None))
+    if out:
+        plan.save(out)
+    if as_json:
+        sys.stdout.write(plan.to_json())
+        return
+    console().print(plan.tree())
+    if out:
+        console(stderr=True).print(f"wrote {out}  (edit the assignment, then: agi run {app} --plan {out})")
+
+
+@click.command("run")
+@click.argument("app")
+@apps_path_option
+@click.option("--mode", "-m", default=None, help=MODE_HELP)
+@set_option()
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), help="Run this (edited) work plan as it is.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+@click.pass_context
+def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...], plan_file: Path | None,
+                as_json: bool, progress: bool | None) -> None:
+    """Run an app and write its record under the share (runs/APP/RUN_ID/)."""
+    from ..agi import AGI
+    from ..errors import RunError
+    from .run_view import RunView
+
+    args, cluster = overrides(assignments)
+    env = env_for(ctx, app)
+    try:
+        with RunView(enabled=sys.stderr.isatty() if progress is None else progress) as view:
+            result = asyncio.run(AGI.run(env, mode=mode, args=args, cluster=cluster or None, plan=plan_file, on_event=view))
+    except RunError as exc:
+        if exc.result is not None:
+            print_run(exc.result, as_json)
+        raise
+    print_run(result, as_json)
+
+
+def print_run(result: Any, as_json: bool) -> None:
+    """A `RunResult` in one status line, its value, its output files and its record's path (or JSON)."""
+    if as_json:
+        print_json({"run_id": result.run_id, "app": result.app, "status": result.status, "mode": int(result.mode),
+                    "duration_s": round(result.duration_s, 3), "value": result.value, "run_dir": str(result.run_dir),
+                    "manifest": str(result.manifest), "out_dir": str(result.out_dir)})
+        return
+    from rich.markup import escape
+
+    out = console()
+    counts = {s: sum(o.status == s for o in result.outcomes) for s in ("ok", "failed", "skipped", "cached")}
+    colour = "green" if result.status == "ok" else "red"
+    cached = f" ({counts['cached']} cached)" if counts["cached"] else ""
+    out.print(f"[bold {colour}]{result.status}[/]  {result.app} run {result.run_id}  mode {result.mode}  "
+              f"{counts['ok'] + counts['cached']}/{len(result.plan.partitions)} partitions ok{cached}  {result.duration_s:.2f} s")
+    value = result.value
+    if isinstance(value, dict):
+        if len(value) <= 12:
+            out.print("result: " + escape(", ".join(f"{k}={v}" for k, v in value.items())))
+    elif value is not None:
+        out.print(f"result: {escape(repr(value))}")
+    files = sorted(p for p in result.out_dir.rglob("*") if p.is_file()) if result.out_dir.is_dir() else []
+    for path in files[:10]:
+        out.print(f"output: {escape(str(path))}")
+    if len(files) > 10:
+        out.print(f"output: … {len(files) - 10} more in {result.out_dir}")
+    out.print(f"record: {result.manifest}")
