@@ -44,7 +44,7 @@ class Toy(App):
         if i in ctx.args.fail_on:
             raise ValueError(f"toy failure in partition {i}")
         if ctx.args.write_files:
-            (ctx.out_dir / f"part-{i}.txt").write_text(f"{i} {os.getpid()}")
+            ctx.output(f"part-{i}.txt").write_text(f"{i} {os.getpid()}")
         return {"square": i * i, "pid": os.getpid(), "deps": {k: v["square"] for k, v in ctx.deps.items()}, "slot": ctx.slot}
 
     def reduce(self, results: dict[str, Any], ctx: WorkContext) -> int:

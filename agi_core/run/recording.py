@@ -1,0 +1,98 @@
+"""Building a run's `RunRecord` from its request, plan and outcomes (what the runner writes)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..modes import Mode
+from ..provenance import (
+    AppRecord,
+    ManagerRecord,
+    ModeRecord,
+    PlanRecord,
+    RunRecord,
+    Totals,
+    WorkerRecord,
+    iso,
+)
+
+if TYPE_CHECKING:
+    from ..env import AgiEnv
+    from ..executors import Outcome
+    from ..plan import WorkPlan
+    from .request import RunRequest
+
+__all__ = ["first_record", "local_versions", "not_run_fields", "partition_fields", "totals", "worker_records"]
+
+#: where a partition's result is when it came back to the manager (the cache will name its path)
+RETURNED = "run result"
+
+
+def first_record(env: AgiEnv, request: RunRequest, plan: WorkPlan, run_id: str, started: float) -> RunRecord:
+    """The record as written when the run starts: everything but outcomes."""
+    mode = Mode(request.mode)
+    return RunRecord(
+        run_id=run_id, status="running",
+        app=AppRecord(name=env.name, version=env.version(), code_hash=env.code_hash(), git_commit=env.git_commit(),
+                      project_dir=str(env.project_dir)),
+        request=request.to_dict(), args=request.args, mode=ModeRecord(value=int(mode), letters=mode.letters),
+        settings_hash=request.settings_hash, settings_file=request.settings_file,
+        plan=PlanRecord(fingerprint=plan.fingerprint, partitions=len(plan.partitions), slots=[s.name for s in plan.slots]),
+        executor=request.executor,
+        manager=ManagerRecord(host=platform.node(), pid=os.getpid(), python=platform.python_version(), platform=platform.platform()),
+        started=iso(started), totals=Totals(partitions=len(plan.partitions), not_run=len(plan.partitions)),
+    )
+
+
+def partition_fields(outcome: Outcome) -> dict[str, Any]:
+    """One outcome as the fields of its `PartitionRecord` (plain data: fast to log as JSON)."""
+    ok = outcome.status in ("ok", "cached")
+    return {
+        "id": outcome.id, "slot": outcome.slot, "status": outcome.status, "worker": outcome.worker, "host": outcome.host,
+        "start": outcome.start, "end": outcome.end, "duration_s": max(0.0, outcome.end - outcome.start), "kernel": outcome.kernel,
+        "device": outcome.device, "retries": outcome.retries, "cache_hit": outcome.status == "cached", "error": outcome.error,
+        "note": outcome.note, "result_location": RETURNED if ok else None, "outputs": outcome.outputs,
+    }
+
+
+def not_run_fields(pid: str, slot_of: Mapping[str, str]) -> dict[str, Any]:
+    """The record of a partition that never ran (the run failed or was interrupted first)."""
+    return {"id": pid, "slot": slot_of.get(pid), "status": "not run"}
+
+
+def totals(plan: WorkPlan, outcomes: Iterable[Outcome]) -> Totals:
+    counts = {"ok": 0, "failed": 0, "skipped": 0, "cached": 0}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    done = sum(counts.values())
+    return Totals(partitions=len(plan.partitions), **counts, not_run=len(plan.partitions) - done)
+
+
+def local_versions(app_distribution: str, app_version: str) -> dict[str, str]:
+    """The versions that matter for reproducing a run, in this process (local workers run this
+    interpreter and the app's source folder, so the app's version is its pyproject's)."""
+    versions = {"python": platform.python_version()}
+    for name in ("agi-orchestrator", "dask", "distributed"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    versions[app_distribution] = app_version
+    return versions
+
+
+def worker_records(outcomes: Iterable[Outcome], facts: Mapping[str, WorkerRecord], local: WorkerRecord | None) -> dict[str, WorkerRecord]:
+    """Worker name → its record: where it ran and with which kernels (from the outcomes), its
+    versions and capabilities (from the executor's facts, else this machine's for local workers)."""
+    workers: dict[str, WorkerRecord] = {}
+    for outcome in outcomes:
+        if outcome.worker and outcome.worker not in workers:
+            base = facts.get(outcome.worker) or local or WorkerRecord()
+            workers[outcome.worker] = base.model_copy(update={"host": outcome.host or base.host, "slot": outcome.slot,
+                                                              "kernel": outcome.kernel, "device": outcome.device})
+    return workers
+

@@ -1,0 +1,173 @@
+"""`Runner`: the life of one run, from a request and a plan to a result and a record.
+
+checks (kernels, the app's environment) → run folder and first record → executor (by registry
+name) driven by the graph driver → outcomes streamed into the record and to listeners → reduce →
+final record. Ctrl-C and errors stop the executor at once and still write the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+import traceback
+from functools import partial
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..app import WorkContext
+from ..errors import RunError
+from ..events import EventSink, PartitionDone, Phase, RunFinished, RunStarted
+from ..executors import ExecutionContext, Executor, JobSpec, Outcome, create_executor
+from ..kernels import select_kernels
+from ..modes import Mode
+from ..plan import GraphDriver
+from ..provenance import RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
+from .preflight import prepare
+from .recording import first_record, local_versions, not_run_fields, partition_fields, totals, worker_records
+from .result import RunResult
+
+if TYPE_CHECKING:
+    from ..env import AgiEnv
+    from ..plan import WorkPlan
+    from .request import RunRequest
+
+__all__ = ["Runner"]
+
+
+class Runner:
+    """Runs one request's plan once. ``emit`` receives the run's events; ``on_outcome`` each
+    partition's `Outcome` (with its result) as soon as it arrives."""
+
+    def __init__(self, env: AgiEnv, request: RunRequest, plan: WorkPlan, *, emit: EventSink,
+                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+        self.env, self.request, self.plan = env, request, plan
+        self.emit = emit
+        self.on_outcome = on_outcome
+        self.run_id = new_run_id()
+        self.run_dir = RunStore(request.share).run_dir(env.name, self.run_id)
+        self.outcomes: dict[str, Outcome] = {}
+        self.started = time.time()
+        self.error: str | None = None
+        self.writer = RecordWriter(self.run_dir)
+        self.record: RunRecord | None = None
+        self._worker_facts: dict[str, dict[str, Any]] = {}  # from the executor: versions, capabilities
+        self._where: dict[str, Any] = {}  # from the executor: e.g. the Dask scheduler
+
+    async def run(self) -> RunResult:
+        """Run the plan; raise `RunError` (with the partial result) when any partition failed."""
+        ready = prepare(self.env, self.request, self.emit)
+        self.run_dir.mkdir(parents=True)
+        (self.run_dir / "out").mkdir()
+        self.plan.save(self.run_dir / "plan.json")
+        self.record = first_record(self.env, self.request, self.plan, self.run_id, self.started)
+        self.record.kernel_note = ready.kernel_note or None
+        self.record.out_dir = str(self.run_dir / "out")
+        self.writer.write(self.record)
+        self.emit(RunStarted(self.run_id, self.env.name, self.request.mode, len(self.plan.partitions),
+                             {slot: len(ids) for slot, ids in self.plan.assignment.items() if ids}, str(self.run_dir)))
+        job = JobSpec(self.env.src_dir, self.env.module_name, self.env.class_name, self.request.args, self.request.mode,
+                      self.run_dir / "out")
+        context = ExecutionContext(self.run_id, self.env.name, job, self.request.cluster, self.emit, ready.python)
+        executor = create_executor(self.request.executor, context)
+        value = None
+        try:
+            await self._execute(executor)
+            if not any(not o.ok for o in self.outcomes.values()):
+                self.emit(Phase("reducing"))
+                value = self._reduce(job)
+            status = "failed" if self.error or any(not o.ok for o in self.outcomes.values()) else "ok"
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            self._finish("interrupted", "interrupted by the user (Ctrl-C)", executor)
+            raise
+        except BaseException:
+            self._finish("failed", traceback.format_exc(), executor)
+            raise
+        self._finish(status, self.error, executor)
+        result = RunResult(run_id=self.run_id, app=self.env.name, mode=Mode(self.request.mode), status=status, value=value,
+                           results={pid: o.result for pid, o in self.outcomes.items() if o.ok},
+                           outcomes=list(self.outcomes.values()), run_dir=self.run_dir, plan=self.plan,
+                           duration_s=time.time() - self.started)
+        if status != "ok":
+            raise RunError(self._failure_message(), fix=f"see the record: agi runs show {self.run_id}", result=result)
+        return result
+
+    async def _execute(self, executor: Executor) -> None:
+        driver = GraphDriver(self.plan.partitions)
+        # The plan's objects live as long as the run: keep the garbage collector from scanning
+        # them again and again (it made 100,000 partitions cost 2x).
+        gc.freeze()
+        try:
+            self.emit(Phase("starting", executor.name))
+            await executor.start(self.plan)
+            self._refresh(executor)
+            self.writer.start_heartbeat()  # after the executor started: pool slots fork before any thread exists
+            self.emit(Phase("running", executor.name))
+            async for outcome in executor.execute(self.plan, driver):
+                self._take(outcome)
+            for pid, count in (await executor.retries()).items():
+                if pid in self.outcomes:
+                    self.outcomes[pid].retries = count
+        except BaseException:
+            executor.kill()
+            raise
+        finally:
+            gc.unfreeze()
+            self._worker_facts, self._where = executor.workers(), executor.describe()
+            await executor.close()
+
+    def _refresh(self, executor: Executor) -> None:
+        """Rewrite the manifest once the executor knows where the run runs (e.g. the scheduler)."""
+        assert self.record is not None
+        self.record.cluster = executor.describe() or None
+        self.writer.write(self.record)
+
+    def _take(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.id] = outcome
+        self.writer.add(partition_fields(outcome))
+        self.emit(PartitionDone(outcome.id, outcome.slot, outcome.status, outcome.host, outcome.worker,
+                                outcome.duration, outcome.error))
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    def _reduce(self, job: JobSpec) -> Any:
+        app = self.env.app_class()
+        # reduce runs here, on the manager, which need not have compiled or GPU kernels
+        kernels = select_kernels(job.module_name.split(".")[0], Mode(0))
+        ctx = WorkContext(args=self.env.app_class.Args.model_validate(self.request.args), kernels=kernels.module,
+                          kernel_kind=kernels.kind, device=kernels.device, out_dir=job.out_dir,
+                          log=logging.getLogger(f"agi.app.{job.module_name}"), slot="manager")
+        try:
+            return app.reduce({pid: o.result for pid, o in self.outcomes.items()}, ctx)
+        except Exception:  # noqa: BLE001 - recorded and raised as the run's failure
+            self.error = "App.reduce failed:\n" + traceback.format_exc()
+            return None
+
+    def _finish(self, status: str, error: str | None, executor: Executor) -> None:
+        assert self.record is not None
+        ended = time.time()
+        local = None
+        if self.request.executor != "dask":
+            local = WorkerRecord(versions=local_versions(self.env.distribution, self.env.version()))
+        facts = {name: WorkerRecord.model_validate(data) for name, data in self._worker_facts.items()}
+        self.record = self.record.model_copy(update={
+            "status": status, "error": error, "ended": iso(ended), "duration_s": round(ended - self.started, 6),
+            "cluster": self._where or self.record.cluster,
+            "workers": worker_records(self.outcomes.values(), facts, local),
+            "totals": totals(self.plan, self.outcomes.values()),
+        })
+        slot_of = self.plan.slot_of()
+        self.writer.finish(self.record, ((p.id, partial(not_run_fields, p.id, slot_of)) for p in self.plan.partitions))
+        self.emit(RunFinished(self.run_id, status, round(ended - self.started, 6), self.record.totals.model_dump()))
+
+    def _failure_message(self) -> str:
+        bad = [o for o in self.outcomes.values() if o.status == "failed"]
+        if bad:
+            first = bad[0]
+            others = f" ({len(bad) - 1} more failed)" if len(bad) > 1 else ""
+            skipped = sum(o.status == "skipped" for o in self.outcomes.values())
+            return (f"partition '{first.id}' failed on slot {first.slot}{others}"
+                    + (f"; {skipped} skipped for failed dependencies" if skipped else "")
+                    + f"; {sum(o.ok for o in self.outcomes.values())} succeeded\n{(first.error or '').rstrip()}")
+        return self.error or "the run failed"
