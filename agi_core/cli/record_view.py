@@ -93,12 +93,11 @@ def _header(record: RunRecord) -> None:
     out.print(f"app version {app.version or '-'}  code {app.code_hash[:12] or '-'}  git {(app.git_commit or '-')[:12]}")
     out.print(f"args: {escape(repr(record.args))}")
     out.print(f"settings hash {record.settings_hash[:12] or '-'}  plan {record.plan.fingerprint[:12] or '-'}")
-    cluster = record.cluster or {}  # the executor's description: a dict in the record model
-    if cluster.get("scheduler"):
+    cluster = record.cluster
+    if cluster is not None:
         from .run_view import cluster_line
 
-        out.print(escape(cluster_line(str(cluster["scheduler"]), cluster.get("dashboard"), bool(cluster.get("warm")),
-                                      str(cluster.get("note") or ""))))
+        out.print(escape(cluster_line(cluster.scheduler, cluster.dashboard, cluster.warm, cluster.note)))
     if record.kernel_note:
         out.print(f"kernels: {escape(record.kernel_note)}")
 

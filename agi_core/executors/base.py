@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from ..events import EventSink
     from ..plan import GraphDriver, WorkPlan
+    from ..provenance import ClusterRecord
     from ..settings import ClusterSettings
 
 __all__ = ["ExecutionContext", "Executor", "JobSpec", "Outcome", "known_outcomes", "skipped_outcomes"]
@@ -117,9 +118,9 @@ class Executor(abc.ABC):
         """Worker name → facts for the record (versions, capabilities), once known."""
         return {}
 
-    def describe(self) -> dict[str, Any]:
-        """What the record says about where the run ran (e.g. the Dask scheduler); JSON data."""
-        return {}
+    def describe(self) -> ClusterRecord | None:
+        """Where the run ran, for the record: the Dask scheduler of a cluster run, else None."""
+        return None
 
     @abc.abstractmethod
     async def close(self) -> None:

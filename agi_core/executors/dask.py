@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AgiError
 from ..events import ClusterReady
 from ..modes import Mode
+from ..provenance import ClusterRecord
 from .base import ExecutionContext, Executor, Outcome, known_outcomes, skipped_outcomes
 from .worker import pack, run_batch, unpack
 
@@ -59,12 +60,12 @@ class DaskExecutor(Executor):
     def client(self) -> Any:
         return self._handle.client
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ClusterRecord | None:
         if self._handle is None:
-            return {}
+            return None
         backend = self._handle.backend
-        return {"scheduler": backend.address, "dashboard": backend.dashboard, "warm": self._handle.warm,
-                **({"note": self._handle.note} if self._handle.note else {})}
+        return ClusterRecord(scheduler=backend.address, dashboard=backend.dashboard, warm=self._handle.warm,
+                             note=self._handle.note, backend=self.context.cluster.backend)
 
     async def _addresses(self) -> dict[str, str]:
         """Worker name (= slot name) → its current address, asked of the scheduler now."""

@@ -18,6 +18,7 @@ __all__ = [
     "RUN_SCHEMA",
     "READABLE_SCHEMAS",
     "AppRecord",
+    "ClusterRecord",
     "ManagerRecord",
     "ModeRecord",
     "PartitionRecord",
@@ -56,6 +57,16 @@ class PlanRecord(_Model):
     partitions: int = 0
     slots: list[str] = Field(default_factory=list)
     file: str = "plan.json"
+
+
+class ClusterRecord(_Model):
+    """Where a cluster run ran: the Dask scheduler, its dashboard, whether it was a warm cluster."""
+
+    scheduler: str
+    dashboard: str | None = None
+    warm: bool = False
+    note: str = ""
+    backend: str = ""
 
 
 class ManagerRecord(_Model):
@@ -122,7 +133,7 @@ class RunRecord(_Model):
     settings_file: str = ""
     plan: PlanRecord = Field(default_factory=PlanRecord)
     executor: str = ""
-    cluster: dict[str, Any] | None = None
+    cluster: ClusterRecord | None = None
     manager: ManagerRecord = Field(default_factory=ManagerRecord)
     workers: dict[str, WorkerRecord] = Field(default_factory=dict)
     kernel_note: str | None = None

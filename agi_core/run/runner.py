@@ -23,7 +23,7 @@ from ..executors import ExecutionContext, Executor, JobSpec, Outcome, create_exe
 from ..kernels import select_kernels
 from ..modes import Mode
 from ..plan import GraphDriver
-from ..provenance import RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
+from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
 from .preflight import prepare
 from .recording import first_record, local_versions, not_run_fields, partition_fields, totals, worker_records
 from .result import RunResult
@@ -53,7 +53,7 @@ class Runner:
         self.writer = RecordWriter(self.run_dir)
         self.record: RunRecord | None = None
         self._worker_facts: dict[str, dict[str, Any]] = {}  # from the executor: versions, capabilities
-        self._where: dict[str, Any] = {}  # from the executor: e.g. the Dask scheduler
+        self._where: ClusterRecord | None = None  # from the executor: e.g. the Dask scheduler
 
     async def run(self) -> RunResult:
         """Run the plan; raise `RunError` (with the partial result) when any partition failed."""
@@ -120,7 +120,7 @@ class Runner:
     def _refresh(self, executor: Executor) -> None:
         """Rewrite the manifest once the executor knows where the run runs (e.g. the scheduler)."""
         assert self.record is not None
-        self.record.cluster = executor.describe() or None
+        self.record.cluster = executor.describe()
         self.writer.write(self.record)
 
     def _take(self, outcome: Outcome) -> None:
