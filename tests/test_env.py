@@ -16,7 +16,7 @@ def test_unknown_app_lists_known_apps():
     with pytest.raises(AppNotFoundError) as info:
         AgiEnv(app="toi", apps_path=TEST_APPS)
     assert "unknown app 'toi'" in str(info.value)
-    assert "known apps: toy" in info.value.fix and "did you mean 'toy'" in info.value.fix
+    assert "known apps: " in info.value.fix and ", toy" in info.value.fix and "did you mean 'toy'" in info.value.fix
 
 
 def test_bundled_example_is_found_by_default():
