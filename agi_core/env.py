@@ -120,7 +120,13 @@ class AgiEnv:
     def app_class(self) -> type[App]:
         """The app's `App` subclass (imported on first use)."""
         if self._app_class is None:
-            self._app_class = load_app_class(self.src_dir, self.module_name, self.class_name)
+            try:
+                self._app_class = load_app_class(self.src_dir, self.module_name, self.class_name)
+            except ModuleNotFoundError:
+                from .app_python import check_in_process
+
+                check_in_process(self)  # a declared dependency missing here: say which, and the fix
+                raise
         return self._app_class
 
     def code_hash(self) -> str:

@@ -261,3 +261,25 @@ def test_nanny_workers_started_inside_using_executable_run_the_app_python(built:
 
     assert asyncio.run(main()) == [(str(python), 42)]
     assert multiprocessing.spawn.get_executable() == os.fsencode(sys.executable)  # restored after the block
+
+
+def _run(env: AgiEnv, share: Path, root: str, mode: str) -> object:
+    import asyncio
+
+    from agi_core import AGI
+
+    cluster = {"workers_data_path": str(share), "install": {"root": root}, "workers": {"127.0.0.1": 2}}
+    return asyncio.run(AGI.run(env, mode=mode, n=4, cluster=cluster))
+
+
+def test_run_mode_0_stops_before_anything_and_the_pool_runs_in_the_app_environment(
+        built: tuple[list[AppPython], list[str], float], needsdep: AgiEnv, no_install: InstallSettings, share: Path) -> None:
+    """The defect: an app's declared dependency is there for its local runs, or the error says where it must go."""
+    with pytest.raises(AgiError, match="agi_testdep") as info:
+        _run(needsdep, share, no_install.root, "0")
+    assert "--mode p" in (info.value.fix or "")
+    assert not list(share.iterdir())  # nothing ran, no record
+    result = _run(needsdep, share, no_install.root, "p")
+    assert result.value == 4 * 42 + 6  # type: ignore[attr-defined]
+    pythons = {r["python"] for r in result.results.values()}  # type: ignore[attr-defined]
+    assert pythons == {str(built[0][0].executable)} and sys.executable not in pythons

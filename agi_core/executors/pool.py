@@ -66,10 +66,11 @@ class _SlotProcess:
 def _process_context(python: Path | None) -> Any:
     # fork starts a slot in milliseconds with the app already imported; spawn where another
     # interpreter (the app's environment) must run the slots, or fork is unsafe.
-    if python is None and sys.platform == "linux":
-        return multiprocessing.get_context("fork")
-    context = multiprocessing.get_context("spawn")
-    return context
+    if python is None:
+        return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    from ..app_python import spawn_context
+
+    return spawn_context(python)
 
 
 class PoolExecutor(Executor):

@@ -1,0 +1,68 @@
+"""Checks and preparations before a run starts anything: kernels, and the app's environment.
+
+Everything here fails early, before a run folder exists, with the reason and the fix: a missing
+compiled kernel, an app dependency missing where the partitions would run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..events import EventSink, Notice, Phase
+from ..hosts import is_local_host
+from ..kernels import select_kernels
+from ..modes import Mode
+
+if TYPE_CHECKING:
+    from ..env import AgiEnv
+    from .request import RunRequest
+
+__all__ = ["Prepared", "prepare"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    kernel_note: str = ""  # e.g. "rapids bit set but no usable GPU here: ran the CPU kernels"
+    python: Path | None = None  # the interpreter for worker processes on this machine; None: this one
+
+
+def prepare(env: AgiEnv, request: RunRequest, emit: EventSink) -> Prepared:
+    mode = request.run_mode
+    workers = request.cluster.worker_map()
+    workers_here = not mode & Mode.CLUSTER or all(is_local_host(host) for host in workers)
+    if mode & Mode.CYTHON and workers_here:  # remote hosts compiled theirs at `agi install`
+        _compile_kernels(env, emit)
+    note = ""
+    if not mode & Mode.CLUSTER:  # on a cluster, each worker picks its kernels (and records which)
+        note = select_kernels(env.module_name.split(".")[0], mode).note  # fails early if a kernel is missing
+    return Prepared(kernel_note=note, python=_worker_python(env, request, emit, workers_here))
+
+
+def _worker_python(env: AgiEnv, request: RunRequest, emit: EventSink, workers_here: bool) -> Path | None:
+    """The interpreter for worker processes on this machine: None (this one) when it has every
+    dependency of the app, else the app's own environment. Mode 0 runs in this process: a missing
+    dependency is an error naming it and the fix."""
+    from ..app_python import app_python, check_in_process
+
+    if request.executor == "sequential":
+        check_in_process(env)
+        return None
+    if not workers_here:
+        return None  # remote workers run the venv `agi install` built on their host
+    chosen = app_python(env, request.cluster.install, on_event=emit)
+    if chosen.source == "manager":
+        return None
+    emit(Notice(f"workers on this machine run {chosen.executable}: {chosen.reason}"))
+    return chosen.executable
+
+
+def _compile_kernels(env: AgiEnv, emit: EventSink) -> None:
+    """Compile the app's .pyx kernels in its source folder when missing or older than their source."""
+    from ..install.cython_build import build_in_place, stale_pyx
+
+    package_dir = env.src_dir / env.module_name.split(".")[0]
+    if stale_pyx(package_dir):
+        emit(Phase("compiling", f"the Cython kernels of {env.name} in {package_dir} (once; reused until the .pyx changes)"))
+        build_in_place(package_dir)
