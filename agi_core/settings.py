@@ -3,6 +3,9 @@
 Precedence, highest first: call arguments > the app's ``app_settings.toml`` > the profile it names
 (``[cluster] profile = "NAME"`` reads ``settings/NAME.toml``) > built-in defaults.
 
+The ``[cluster]`` models live in `agi_core.settings_schema` (re-exported here). Every value is checked
+when read, whatever the mode; an error names the file, the dotted key, what was expected and found.
+
 >>> doc = {"args": {}, "cluster": {"pool": True, "workers": {"127.0.0.1": 2}}}
 >>> ClusterSettings.model_validate(doc["cluster"]).workers["127.0.0.1"].count
 2
@@ -18,13 +21,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 
-from .errors import SettingsError
-from .hosts import is_local_host
-from .modes import Mode
+from . import paths
+from .errors import AgiError, SettingsError
+from .settings_schema import ClusterSettings, DaskSettings, InstallSettings, SshSettings, WorkerSpec
 
 __all__ = [
     "ClusterSettings",
@@ -34,106 +37,10 @@ __all__ = [
     "Settings",
     "SshSettings",
     "WorkerSpec",
-    "default_share",
     "load_settings",
     "parse_assignment",
     "save_settings_values",
 ]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class WorkerSpec(_Strict):
-    """One host of the worker map: how many worker processes (slots) it runs, and what they offer."""
-
-    count: int = Field(ge=0, description="worker processes on this host, one slot each")
-    capacity: float = Field(default=1.0, gt=0, description="relative speed of one slot")
-    capabilities: tuple[str, ...] = Field(default=(), description='e.g. ["gpu"]')
-
-
-class SshSettings(_Strict):
-    user: str | None = None
-    key: str | None = Field(default=None, description="client private key")
-    known_hosts: str = "~/.ssh/known_hosts"
-    port: int = Field(default=22, ge=1, le=65535)
-    connect_timeout: float = Field(default=10.0, gt=0)
-    command_timeout: float = Field(default=600.0, gt=0)
-
-
-class InstallSettings(_Strict):
-    python: str | None = Field(default=None, description='Python version for worker venvs, e.g. "3.11"')
-    root: str = Field(default="~/.agi", description="agi's folder on each host: uv, wheelhouse, venvs")
-    venv: str = Field(default="{root}/venvs/{app}", description="the app's venv on each host")
-    concurrency: int = Field(default=32, ge=1, description="hosts installed at the same time")
-    source: Literal["wheelhouse", "index"] = "wheelhouse"
-    index_url: str | None = None
-
-    def venv_path(self, app: str) -> str:
-        return self.venv.format(root=self.root.rstrip("/"), app=app)
-
-
-class DaskSettings(_Strict):
-    """Ports, timeouts and knobs of the Dask processes agi starts (see docs/cluster.md)."""
-
-    scheduler_port: int = Field(default=8786, ge=0, le=65535, description="used when `scheduler` names no port")
-    dashboard_port: int | None = Field(default=8787, ge=0, le=65535, description="None: no dashboard")
-    worker_ports: str | None = Field(default=None, description='e.g. "9000:9099"; None: any free port')
-    nanny_ports: str | None = Field(default=None, description='e.g. "9100:9199"; None: any free port')
-    connect_timeout: float = Field(default=10.0, gt=0, description="seconds: comm connect timeout")
-    tcp_timeout: float = Field(default=30.0, ge=11, description="seconds until a silent peer counts as gone (>= 11)")
-    start_timeout: float = Field(default=60.0, gt=0, description="seconds to wait for every worker to join")
-    local_directory: str = Field(default="/tmp/agi-dask", description="workers' scratch folder on each host")
-    retries: int = Field(default=1, ge=0, description="Dask retries of a task whose worker failed it")
-    max_tasks_per_slot: int = Field(default=16, ge=1, description="tiny partitions are batched into at most this many tasks per slot")
-    profile: bool = Field(default=False, description="Dask's statistical profiler in workers (the dashboard's "
-                          "Profile page); it samples every 10 ms and slowed NumPy kernels by about 30% here")
-    malloc_trim_threshold: int | None = Field(
-        default=None, ge=0,
-        description="MALLOC_TRIM_THRESHOLD_ for worker processes; None keeps glibc's adaptive default. Dask's own "
-        "default (65536) returns memory sooner but makes NumPy code with large temporaries several times slower")
-
-
-class ClusterSettings(_Strict):
-    profile: str | None = Field(default=None, description="name of a profile in settings/")
-    pool: bool = False
-    cython: bool = False
-    cluster_enabled: bool = False
-    rapids: bool = False
-    scheduler: str | None = None
-    workers_data_path: str | None = Field(default=None, description="the cluster share")
-    workers: dict[str, WorkerSpec] = Field(default_factory=dict)
-    ssh: SshSettings = Field(default_factory=SshSettings)
-    install: InstallSettings = Field(default_factory=InstallSettings)
-    dask: DaskSettings = Field(default_factory=DaskSettings)
-    tls: bool = Field(default=False, description="TLS between manager, scheduler and workers")
-
-    @field_validator("workers", mode="before")
-    @classmethod
-    def _counts_as_specs(cls, value: Any) -> Any:
-        # `"10.0.0.2" = 2` is shorthand for `"10.0.0.2" = {count = 2}`.
-        if isinstance(value, Mapping):
-            return {host: {"count": spec} if isinstance(spec, int) and not isinstance(spec, bool) else spec
-                    for host, spec in value.items()}
-        return value
-
-    @property
-    def mode(self) -> Mode:
-        """The mode these settings switch on."""
-        bits = (self.pool, self.cython, self.cluster_enabled, self.rapids)
-        return Mode(sum(bit for on, bit in zip(bits, (1, 2, 4, 8), strict=True) if on))
-
-    def local_worker_count(self) -> int:
-        """Slots of the worker map on this machine, or the core count when it names none."""
-        local = sum(spec.count for host, spec in self.workers.items() if is_local_host(host))
-        return local or os.cpu_count() or 1
-
-
-def default_share() -> Path:
-    """The share used when ``workers_data_path`` is not set: ``$XDG_DATA_HOME/agi_core/share``."""
-    base = os.environ.get("XDG_DATA_HOME") or "~/.local/share"
-    return Path(base).expanduser() / "agi_core" / "share"
 
 
 @dataclass(frozen=True)
@@ -147,7 +54,7 @@ class Settings:
 
     @property
     def share(self) -> Path:
-        return Path(self.cluster.workers_data_path).expanduser() if self.cluster.workers_data_path else default_share()
+        return Path(self.cluster.workers_data_path).expanduser() if self.cluster.workers_data_path else paths.default_share()
 
     def as_dict(self) -> dict[str, Any]:
         return {"args": self.args.model_dump(mode="json"), "cluster": self.cluster.model_dump(mode="json")}
@@ -178,17 +85,33 @@ def _describe(value: Any) -> str:
     return f"{text[:60]}… ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"
 
 
+def _dotted(parts: list[str]) -> str:
+    """A TOML dotted key, quoting the parts that need it: ``cluster.workers."10.0.0.2".count``."""
+    return ".".join(part if part.replace("_", "a").replace("-", "a").isalnum() else json.dumps(part) for part in parts)
+
+
 def _format_validation(exc: ValidationError, *, origin: str, prefix: str) -> SettingsError:
-    lines = []
+    """One line per invalid value, naming the file, the key, what was expected and what was found.
+
+    A validator's own error (a `ValueError`, e.g. `HostAddressError`) is quoted as written, and
+    its fix (e.g. the accepted host forms) joins the error's fix.
+    """
+    lines, fixes = [], []
     for error in exc.errors():
-        key = ".".join([prefix, *(str(part) for part in error["loc"])]) if prefix else ".".join(map(str, error["loc"]))
+        # pydantic marks a mapping key (not its value) as the failing part with "[key]"
+        parts = [str(part) for part in error["loc"] if part != "[key]"]
+        key = _dotted([prefix, *parts] if prefix else parts)
+        cause = (error.get("ctx") or {}).get("error")
         if error["type"] == "extra_forbidden":
             lines.append(f"{origin}: unknown key '{key}'")
         elif error["type"] == "missing":
             lines.append(f"{origin}: missing key '{key}'")
         else:
-            lines.append(f"{origin}: key '{key}': {error['msg'].lower()}, found {_describe(error['input'])}")
-    return SettingsError("\n".join(lines), fix="correct the key(s) named above")
+            what = str(cause) if error["type"] == "value_error" and cause is not None else error["msg"].lower()
+            lines.append(f"{origin}: key '{key}': {what}, found {_describe(error['input'])}")
+        if isinstance(cause, AgiError) and cause.fix and cause.fix not in fixes:
+            fixes.append(cause.fix)
+    return SettingsError("\n".join(lines), fix="correct the key(s) named above" + (": " + "; ".join(fixes) if fixes else ""))
 
 
 def _validate_cluster(data: Any, origin: str) -> ClusterSettings:

@@ -29,7 +29,7 @@ def cluster_for(rig, **extra):
 
 
 def install(env, rig, **extra):
-    return asyncio.run(AGI.install(env, cluster=cluster_for(rig, **extra), progress=False))
+    return asyncio.run(AGI.install(env, cluster=cluster_for(rig, **extra)))
 
 
 def host_python(host, code):
@@ -185,23 +185,23 @@ def test_cython_bit_compiles_kernels_on_the_host_and_runs_them(rig_hosts, mandel
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     cluster = cluster_for(rig, workers={host.ip: 1}, scheduler=f"{host.ip}:8786", workers_data_path=str(tmp_path),
                           dask={"dashboard_port": None, "start_timeout": 30})
-    report = asyncio.run(AGI.install(mandelbrot_copy, cluster=cluster, modes_enabled="dc", progress=False))
+    report = asyncio.run(AGI.install(mandelbrot_copy, cluster=cluster, modes_enabled="dc"))
     assert report.hosts[0].status in ("installed", "updated"), report.hosts[0].cause
     built = host.run("ls /root/.agi/venvs/mandelbrot/lib/python3.11/site-packages/mandelbrot/")
     assert "kernels_cy.cpython-311-x86_64-linux-gnu.so" in built.stdout
-    result = asyncio.run(AGI.run(mandelbrot_copy, mode="dc", cluster=cluster, progress=False, width=120, height=90, bands=4))
+    result = asyncio.run(AGI.run(mandelbrot_copy, mode="dc", cluster=cluster, width=120, height=90, bands=4))
     record = json.loads(result.manifest.read_text())
     assert {(p["host"], p["kernel"]) for p in record["partitions"]} == {(host.name, "cython")}
 
 
 def test_hosts_can_install_from_a_package_index(rig_hosts, tmp_path):
     """[cluster.install] source = "index": only agi_core's and the app's wheels are uploaded."""
-    from agi_core.install.installer import default_cache_dir
+    from agi_core.paths import cache_dir
 
-    wheelhouse = next((default_cache_dir() / "wheelhouse").glob("cp311-*"), None)
+    wheelhouse = next(cache_dir("wheelhouse").glob("cp311-*"), None)
     if wheelhouse is None:
         install(AgiEnv(app="mandelbrot"), rig_hosts)  # fills the manager's wheelhouse
-        wheelhouse = next((default_cache_dir() / "wheelhouse").glob("cp311-*"))
+        wheelhouse = next(cache_dir("wheelhouse").glob("cp311-*"))
     index = tmp_path / "simple"  # a PEP 503 index on the shared filesystem, as a lab mirror would be
     for wheel in wheelhouse.glob("*.whl"):
         project = index / wheel.name.split("-")[0].lower().replace("_", "-")

@@ -46,7 +46,7 @@ def test_worker_map_is_replaced_not_merged(tmp_path):
     ("[args]\nwidth = \n", ["invalid TOML", "line 2"]),
     ('[args]\nwidth = "wide"\n', ["key 'args.width'", "valid integer", "'wide'"]),
     ("[cluster]\npool = 3\n", ["key 'cluster.pool'", "boolean", "3 (int)"]),
-    ('[cluster.workers]\n"10.0.0.2" = -1\n', ["cluster.workers.10.0.0.2.count", "greater than or equal to 0", "-1"]),
+    ('[cluster.workers]\n"10.0.0.2" = -1\n', ['cluster.workers."10.0.0.2".count', "greater than or equal to 0", "-1"]),
     ("[cluster]\npoool = true\n", ["unknown key 'cluster.poool'"]),
     ("[args]\nwidht = 3\n", ["unknown argument 'args.widht'"]),
     ("args = 3\n", ["[args] must be a table"]),
@@ -61,6 +61,38 @@ def test_errors_name_file_key_expected_and_found(tmp_path, text, expected):
     for part in expected:
         assert part in message, message
     assert info.value.fix
+
+
+@pytest.mark.parametrize("cluster_bit", ["false", "true"])
+def test_a_bad_scheduler_is_refused_whatever_the_mode(apps_copy, cluster_bit):
+    """Every value is checked when read, not when a mode first uses it."""
+    path = apps_copy / "toy_project" / "app_settings.toml"
+    path.write_text(f'[cluster]\ncluster_enabled = {cluster_bit}\nscheduler = "10.0.0.1:notaport"\n')
+    with pytest.raises(SettingsError) as info:
+        AgiEnv(app="toy", apps_path=apps_copy).settings()
+    assert info.value.message == (f"{path}: key 'cluster.scheduler': invalid host '10.0.0.1:notaport': "
+                                  "port 'notaport' is not a number from 1 to 65535, found '10.0.0.1:notaport' (str)")
+    assert "HOST:PORT" in info.value.fix and "[IPv6]:PORT" in info.value.fix  # the accepted forms
+
+
+def test_a_bad_worker_map_key_is_named(apps_copy):
+    path = apps_copy / "toy_project" / "app_settings.toml"
+    path.write_text('[cluster.workers]\n"10.0.0.2" = 1\n"node 3" = 2\n"[fe80::1]:2222" = 1\n')
+    with pytest.raises(SettingsError) as info:
+        AgiEnv(app="toy", apps_path=apps_copy).settings()
+    assert info.value.message == (f"{path}: key 'cluster.workers.\"node 3\"': invalid host 'node 3': "
+                                  "not a host name or address, found 'node 3' (str)")
+
+
+def test_host_strings_are_checked_in_call_overrides_and_assignments(tmp_path):
+    path = write(tmp_path / "app_settings.toml", "[args]\nwidth = 3\n")
+    with pytest.raises(SettingsError, match=r"call arguments: key 'cluster.scheduler': invalid host '\[::1\]:x'"):
+        load_settings(path, Args, cluster={"scheduler": "[::1]:x"})
+    with pytest.raises(SettingsError, match="key 'cluster.scheduler'"):
+        save_settings_values(path, ["cluster.scheduler=10.0.0.1:notaport"], Args, [])
+    assert path.read_text() == "[args]\nwidth = 3\n"
+    saved = save_settings_values(path, ['cluster.scheduler="[fe80::1]:8786"', 'cluster.workers."fe80::2"=1'], Args, [])
+    assert saved.cluster.scheduler_address().port == 8786 and list(saved.cluster.worker_map()) == ["fe80::2"]
 
 
 def test_unknown_argument_suggests_the_close_one(tmp_path):

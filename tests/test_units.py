@@ -55,7 +55,8 @@ def test_wheel_targets():
 def test_hosts_of_puts_the_scheduler_first():
     cluster = ClusterSettings.model_validate({"scheduler": "10.0.0.1:8786", "workers": {"10.0.0.2": 2, "10.0.0.1": 1}})
     assert hosts_of(cluster) == {"10.0.0.1": ["scheduler", "1 workers"], "10.0.0.2": ["2 workers"]}
-    assert hosts_of(ClusterSettings()) == {"127.0.0.1": ["workers"]}
+    default = ClusterSettings()
+    assert hosts_of(default) == {"127.0.0.1": [f"{default.local_worker_count()} workers"]}  # ClusterSettings.worker_map
 
 
 def test_cluster_spec_names_threads_and_ports():
@@ -87,3 +88,29 @@ def test_warm_cluster_mismatch_says_what_differs():
     assert "it has 127.0.0.1-1" in mismatch(state, one)
     tls = cluster_spec(ClusterSettings.model_validate({"workers": {"127.0.0.1": 2}, "tls": True}), Mode.CLUSTER)
     assert "tls" in mismatch(state, tls)
+
+
+def test_install_app_emits_host_steps_and_draws_nothing(toy_env, monkeypatch, capsys):
+    """The core reports each host's steps as `HostStep` events, and prints nothing."""
+    import asyncio
+
+    from agi_core.events import HostStep
+    from agi_core.install import installer
+    from agi_core.install.host import HostReport
+
+    async def fake_install_host(host, roles, ctx, on_event):
+        on_event(HostStep(host, "probe"))
+        ok = host != "10.0.0.3"
+        on_event(HostStep(host, "unchanged" if ok else "failed", done=True, failed=not ok))
+        return HostReport(host, roles, status="unchanged" if ok else "failed", cause=None if ok else "unreachable")
+
+    monkeypatch.setattr(installer, "install_host", fake_install_host)
+    cluster = ClusterSettings.model_validate({"scheduler": "10.0.0.2:8786", "workers": {"10.0.0.2": 1, "10.0.0.3": 1}})
+    events = []
+    with pytest.raises(installer.InstallError, match="10.0.0.3: unreachable") as info:
+        asyncio.run(installer.install_app(toy_env, cluster, Mode.CLUSTER, on_event=events.append))
+    assert [h.status for h in info.value.report.hosts] == ["unchanged", "failed"]
+    assert events[:2] == [HostStep("10.0.0.2", "waiting"), HostStep("10.0.0.3", "waiting")]
+    assert HostStep("10.0.0.3", "failed", done=True, failed=True) in events
+    assert capsys.readouterr() == ("", "")  # the core never prints
+

@@ -94,9 +94,24 @@ def _tree_hash(root: Path, paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def agi_code_hash() -> str:
-    root = agi_source_dir()
-    files = [root / "pyproject.toml", *(p for p in (root / "agi_core").rglob("*.py") if "__pycache__" not in p.parts)]
+#: Sub-packages of agi_core that workers never import: the command line and the test rig. They are
+#: left out of the code hash, so editing them does not re-install every host. (A worker module
+#: importing them would break this: tests check that none does.)
+MANAGER_ONLY_PACKAGES = ("cli", "testing")
+
+
+def agi_code_hash(root: Path | None = None) -> str:
+    """The hash of the agi_core code workers run: ``pyproject.toml`` and every module of
+    ``agi_core`` except `MANAGER_ONLY_PACKAGES`. A change re-installs agi_core on every host.
+
+    ``root`` is the source tree (default: `agi_source_dir`).
+    """
+    root = root or agi_source_dir()
+    package = root / "agi_core"
+    files = [root / "pyproject.toml", *(
+        p for p in package.rglob("*.py")
+        if "__pycache__" not in p.parts and p.relative_to(package).parts[0] not in MANAGER_ONLY_PACKAGES
+    )]
     return _tree_hash(root, files)
 
 

@@ -6,20 +6,19 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from .. import paths
 from ..capabilities import probe
 from ..env import AgiEnv
 from ..errors import AgiError
 from ..modes import Mode
-from ..settings import call_overrides
+from ..settings import ClusterSettings
 from ..ssh import HostSession, SshError, open_session
 from .artifacts import ArtifactBuilder, Target
 from .host import FINGERPRINT_FILE, InstallContext, expected_fingerprint, remote_paths, smoke_import
-from .installer import default_cache_dir, hosts_of
+from .installer import hosts_of
 
 __all__ = ["Check", "DoctorReport", "HostChecks", "doctor_app"]
 
@@ -66,17 +65,16 @@ def _manager_versions() -> dict[str, str]:
     return versions
 
 
-async def doctor_app(env: AgiEnv, *, scheduler: str | None = None, workers: Mapping[str, Any] | None = None,
-                     modes_enabled: Mode | int | str | None = None, cluster: Mapping[str, Any] | None = None) -> DoctorReport:
-    """Run every check on every host, concurrently. Never raises for a host's problem: it is a failed check."""
-    settings = env.settings(cluster=call_overrides(scheduler, workers, cluster))
-    modes = Mode.parse(modes_enabled) if modes_enabled is not None else settings.cluster.mode
-    ctx = InstallContext(env, settings.cluster, modes, ArtifactBuilder(env, default_cache_dir(), cython=bool(modes & Mode.CYTHON)))
-    share = settings.cluster.workers_data_path
+async def doctor_app(env: AgiEnv, settings: ClusterSettings, modes: Mode | None = None) -> DoctorReport:
+    """Run every check on every host of ``settings`` (resolved, as for `install_app`), concurrently.
+    Never raises for a host's problem: it is a failed check."""
+    mode = settings.mode if modes is None else modes
+    ctx = InstallContext(env, settings, mode, ArtifactBuilder(env, paths.cache_dir(), cython=bool(mode & Mode.CYTHON)))
+    share = settings.workers_data_path
     token_file, token = _write_token(Path(share).expanduser()) if share else (None, "")
     try:
-        hosts = hosts_of(settings.cluster)
-        limit = asyncio.Semaphore(settings.cluster.install.concurrency)
+        hosts = hosts_of(settings)
+        limit = asyncio.Semaphore(settings.install.concurrency)
 
         async def one(host: str) -> HostChecks:
             async with limit:
@@ -107,14 +105,14 @@ async def _check_host(host: str, roles: list[str], ctx: InstallContext, share: s
     try:
         session = await open_session(host, ctx.cluster.ssh)
     except SshError as exc:
-        checks.add("ssh", False, exc.message.removeprefix(f"{host}: "), exc.fix)
+        checks.add("ssh", False, exc.message.removeprefix(f"{exc.host}: "), exc.fix)
         return checks
     async with session:
         checks.add("ssh", True, "local" if type(session).__name__ == "LocalSession" else "connected")
         try:
             await _run_checks(session, checks, ctx, share, token)
         except SshError as exc:
-            checks.add("host", False, exc.message.removeprefix(f"{host}: "), exc.fix)
+            checks.add("host", False, exc.message.removeprefix(f"{exc.host}: "), exc.fix)
     return checks
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from ..capabilities import HostInfo, probe
 from ..env import AgiEnv
 from ..errors import AgiError
+from ..events import EventSink, HostStep, ignore
 from ..modes import Mode
 from ..settings import ClusterSettings
 from ..ssh import HostSession, SshError, open_session, shell_path
@@ -82,22 +83,26 @@ def expected_fingerprint(ctx: InstallContext, target: Target) -> dict[str, Any]:
             "deps_inputs": ctx.builder.inputs_hash(target), "python": target.python, "modes": int(ctx.modes & Mode.CYTHON)}
 
 
-async def install_host(host: str, roles: list[str], ctx: InstallContext, on_step: Callable[[str, str], None]) -> HostReport:
-    """Install ``host``; never raises: a failure is the report's status and cause."""
+async def install_host(host: str, roles: list[str], ctx: InstallContext, on_event: EventSink = ignore) -> HostReport:
+    """Install ``host``; never raises: a failure is the report's status and cause.
+
+    Each step is a `HostStep` event; the last one is ``done`` and names the outcome (installed,
+    updated, unchanged or failed), so whoever listens can draw progress without the core printing.
+    """
     report = HostReport(host, roles)
     start = time.perf_counter()
     try:
-        on_step(host, "connect")
+        on_event(HostStep(host, "connect"))
         async with await open_session(host, ctx.cluster.ssh) as session:
-            await _install(session, report, ctx, lambda step: on_step(host, step))
+            await _install(session, report, ctx, lambda step: on_event(HostStep(host, step)))
     except SshError as exc:
-        report.status, report.cause, report.fix = "failed", str(exc).removeprefix(f"{host}: "), exc.fix
+        report.status, report.cause, report.fix = "failed", exc.message.removeprefix(f"{exc.host}: "), exc.fix
     except AgiError as exc:
         report.status, report.cause, report.fix = "failed", exc.message, exc.fix
     except Exception as exc:  # noqa: BLE001 - one host's surprise must not stop the others; it is reported
         report.status, report.cause = "failed", f"{type(exc).__name__}: {exc}"
     report.seconds = time.perf_counter() - start
-    on_step(host, report.status)
+    on_event(HostStep(host, report.status, done=True, failed=not report.ok))
     return report
 
 

@@ -1,29 +1,26 @@
-"""Install an app on the scheduler host and every worker host, concurrently, with a live display."""
+"""Install an app on the scheduler host and every worker host, concurrently.
+
+The installer never prints: each host's steps are `HostStep` events passed to ``on_event``;
+`agi install` draws them as a live table (`agi_core.cli.install_view`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from .. import paths
 from ..env import AgiEnv
 from ..errors import AgiError
+from ..events import EventSink, HostStep, ignore
 from ..modes import Mode
-from ..settings import ClusterSettings, call_overrides
+from ..settings import ClusterSettings
 from .artifacts import ArtifactBuilder
 from .host import HostReport, InstallContext, install_host
 
-__all__ = ["InstallError", "InstallReport", "default_cache_dir", "hosts_of", "install_app"]
-
-
-def default_cache_dir() -> Path:
-    """Wheels, locks and wheelhouses built on the manager: ``$XDG_CACHE_HOME/agi_core``."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "agi_core"
+__all__ = ["InstallError", "InstallReport", "hosts_of", "install_app"]
 
 
 @dataclass
@@ -47,79 +44,54 @@ class InstallError(AgiError):
 
 
 def hosts_of(cluster: ClusterSettings) -> dict[str, list[str]]:
-    """Host → roles: the scheduler host first, then every worker host (this machine when none)."""
+    """Host → roles: the scheduler host first, then every host of the worker map (this machine
+    when none is configured: `ClusterSettings.worker_map`).
+
+    The scheduler's port is Dask's, not SSH's, so its host is named without it.
+    """
     roles: dict[str, list[str]] = {}
-    if cluster.scheduler:
-        host = cluster.scheduler.rsplit(":", 1)[0] if cluster.scheduler.count(":") == 1 else cluster.scheduler
-        roles.setdefault(host, []).append("scheduler")
-    for host, spec in (cluster.workers or {"127.0.0.1": None}).items():
-        roles.setdefault(host, []).append(f"{spec.count} workers" if spec is not None else "workers")
+    scheduler = cluster.scheduler_address()
+    if scheduler is not None:
+        roles.setdefault(str(scheduler.with_port(None)), []).append("scheduler")
+    for host, spec in cluster.worker_map().items():
+        roles.setdefault(host, []).append(f"{spec.count} workers")
     return roles
 
 
-class _Display:
-    """A live table of hosts and their current step (only on a terminal)."""
+def _fan_out(sinks: list[EventSink]) -> EventSink:
+    def emit(event: Event) -> None:
+        for sink in sinks:
+            sink(event)
 
-    def __init__(self, hosts: Mapping[str, list[str]], enabled: bool) -> None:
-        self.steps = {host: "waiting" for host in hosts}
-        self.started = {host: time.perf_counter() for host in hosts}
-        self.enabled = enabled
-        self._live: Any = None
-
-    def __enter__(self) -> _Display:
-        if self.enabled:
-            from rich.console import Console
-            from rich.live import Live
-
-            self._live = Live(self._render(), console=Console(stderr=True), refresh_per_second=8, transient=True)
-            self._live.start()
-        return self
-
-    def step(self, host: str, step: str) -> None:
-        self.steps[host] = step
-        if self._live is not None:
-            self._live.update(self._render())
-
-    def _render(self) -> Any:
-        from rich.spinner import Spinner
-        from rich.table import Table
-
-        table = Table(title="install", title_justify="left", show_edge=False)
-        table.add_column("host")
-        table.add_column("step")
-        table.add_column("time", justify="right")
-        for host, step in self.steps.items():
-            done = step in ("installed", "updated", "unchanged", "failed")
-            table.add_row(host, step if done else Spinner("dots", text=step),
-                          f"{time.perf_counter() - self.started[host]:.1f} s" if not done else "")
-        return table
-
-    def __exit__(self, *exc: object) -> None:
-        if self._live is not None:
-            self._live.stop()
+    return emit
 
 
 async def install_app(
-    env: AgiEnv, *, scheduler: str | None = None, workers: Mapping[str, Any] | None = None,
-    modes_enabled: Mode | int | str | None = None, cluster: Mapping[str, Any] | None = None,
-    cache_dir: Path | None = None, progress: bool | None = None,
+    env: AgiEnv, cluster: ClusterSettings, modes: Mode | None = None, *,
+    on_event: EventSink | None = None, cache_dir: Path | None = None,
 ) -> InstallReport:
-    """Install ``env``'s app on the scheduler host and every worker host; raise `InstallError`
-    (after every host has finished) when any failed."""
-    settings = env.settings(cluster=call_overrides(scheduler, workers, cluster))
-    modes = Mode.parse(modes_enabled) if modes_enabled is not None else settings.cluster.mode
-    hosts = hosts_of(settings.cluster)
-    builder = ArtifactBuilder(env, cache_dir or default_cache_dir(), cython=bool(modes & Mode.CYTHON))
-    ctx = InstallContext(env, settings.cluster, modes, builder)
-    limit = asyncio.Semaphore(settings.cluster.install.concurrency)
+    """Install ``env``'s app on the scheduler host and every worker host of ``cluster`` (resolved
+    settings: `AGI.install` resolves the call first); raise `InstallError` (after every host has
+    finished) when any failed. ``modes`` defaults to the settings' bits; its cython bit builds kernels.
+
+    ``on_event`` receives every host's `HostStep` events (a ``waiting`` step for each host first);
+    nothing is printed here: `agi install` draws them with `agi_core.cli.install_view.InstallView`.
+    """
+    mode = cluster.mode if modes is None else modes
+    hosts = hosts_of(cluster)
+    builder = ArtifactBuilder(env, cache_dir or paths.cache_dir(), cython=bool(mode & Mode.CYTHON))
+    ctx = InstallContext(env, cluster, mode, builder)
+    limit = asyncio.Semaphore(cluster.install.concurrency)
+    emit = on_event or ignore
     start = time.perf_counter()
-    with _Display(hosts, sys.stderr.isatty() if progress is None else progress) as display:
+    for host in hosts:
+        emit(HostStep(host, "waiting"))
 
-        async def one(host: str) -> HostReport:
-            async with limit:
-                return await install_host(host, hosts[host], ctx, display.step)
+    async def one(host: str) -> HostReport:
+        async with limit:
+            return await install_host(host, hosts[host], ctx, emit)
 
-        reports = await asyncio.gather(*(one(host) for host in hosts))
+    reports = await asyncio.gather(*(one(host) for host in hosts))
     report = InstallReport(list(reports), time.perf_counter() - start)
     if report.failed:
         raise InstallError(report)

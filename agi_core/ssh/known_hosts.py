@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,12 @@ class HostKeyInfo:
 
 def _pattern(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
+
+
+def _trust_command(target: SshTarget) -> str:
+    """The `agi hosts trust` line that records this target's key (its port too, when not 22)."""
+    port = f" --port {target.port}" if target.port != 22 else ""
+    return f"agi hosts trust {target.host}{port} --known-hosts {shlex.quote(str(target.known_hosts))}"
 
 
 def _known_keys(known_hosts: Path, host: str, port: int) -> list[str]:
@@ -74,13 +81,13 @@ async def describe_rejected_key(target: SshTarget) -> SshError:
         info = await fetch_host_key(target.host, target.port, target.known_hosts, timeout=target.connect_timeout)
     except SshError:
         return SshError(target.host, "host key not trusted", f"not in {target.known_hosts}",
-                        fix=f"check the host's key, then: agi hosts trust {target.host}")
+                        fix=f"check the host's key, then: {_trust_command(target)}")
     if info.other_known:
         return SshError(
             target.host, "host key CHANGED",
             f"{target.known_hosts} holds another key for it; the server now presents {info.algorithm} {info.fingerprint}",
             fix=f"if the host was reinstalled on purpose: ssh-keygen -R {_pattern(target.host, target.port)} -f {target.known_hosts}, "
-            f"then agi hosts trust {target.host}; otherwise someone may be intercepting the connection",
+            f"then {_trust_command(target)}; otherwise someone may be intercepting the connection",
         )
     return SshError(target.host, "unknown host key", f"{info.algorithm} {info.fingerprint} is not in {target.known_hosts}",
-                    fix=f"check the fingerprint, then: agi hosts trust {target.host}")
+                    fix=f"check the fingerprint, then: {_trust_command(target)}")

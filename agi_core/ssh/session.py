@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
-from ..hosts import is_local_host
+from ..hosts import HostAddress
 
 if TYPE_CHECKING:
     from ..settings import SshSettings
@@ -48,24 +48,21 @@ class SshTarget:
     command_timeout: float = 600.0
 
     @classmethod
-    def from_settings(cls, host: str, ssh: SshSettings) -> SshTarget:
-        # "user@host" and "host:port" in a worker map win over [cluster.ssh]
-        user, _, name = host.rpartition("@")
-        name, port = _split_port(name, ssh.port)
+    def from_settings(cls, host: str | HostAddress, ssh: SshSettings) -> SshTarget:
+        """The target for a worker-map key: its ``user@`` and ``:port`` win over ``[cluster.ssh]``.
+
+        >>> from agi_core.settings import SshSettings
+        >>> target = SshTarget.from_settings("[fe80::1]:2222", SshSettings(user="agi"))
+        >>> target.host, target.port, target.user
+        ('fe80::1', 2222, 'agi')
+        """
+        address = host if isinstance(host, HostAddress) else HostAddress.parse(host)
         return cls(
-            host=name, port=port, user=user or ssh.user,
+            host=address.host, port=address.port or ssh.port, user=address.user or ssh.user,
             key=Path(ssh.key).expanduser() if ssh.key else None,
             known_hosts=Path(ssh.known_hosts).expanduser(),
             connect_timeout=ssh.connect_timeout, command_timeout=ssh.command_timeout,
         )
-
-
-def _split_port(host: str, default: int) -> tuple[str, int]:
-    if host.count(":") == 1 and not host.startswith("["):
-        name, _, port = host.partition(":")
-        if port.isdigit():
-            return name, int(port)
-    return host, default
 
 
 @dataclass(frozen=True)
@@ -230,9 +227,10 @@ class SshSession(HostSession):
 
 async def open_session(host: str, ssh: SshSettings) -> HostSession:
     """A session on ``host``: local for this machine's names and addresses, SSH otherwise."""
-    if is_local_host(host.rpartition("@")[2].split(":")[0]):
+    address = HostAddress.parse(host)
+    if address.is_local:
         return LocalSession(host, timeout=ssh.command_timeout)
-    target = SshTarget.from_settings(host, ssh)
+    target = SshTarget.from_settings(address, ssh)
     return SshSession(target, await connect(target))
 
 

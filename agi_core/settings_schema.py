@@ -1,0 +1,160 @@
+"""The ``[cluster]`` table's schema: pydantic models that check every value, whatever the mode.
+
+A value is checked when it is read, not when a mode first uses it: a scheduler of
+``"10.0.0.1:notaport"`` is refused even while the cluster bit is off, so a typo never waits for the
+day the cluster is switched on. Host strings (the scheduler, the worker map's keys) go through
+`HostAddress.parse`, the one parser of ``[user@]host[:port]``. `agi_core.settings` re-exports
+these models; import them from there.
+
+>>> cluster = ClusterSettings.model_validate({"scheduler": "[fe80::1]:8786", "workers": {"agi@10.0.0.2:2222": 2}})
+>>> cluster.scheduler_address()
+HostAddress(host='fe80::1', user=None, port=8786)
+>>> {host: spec.count for host, spec in cluster.worker_map().items()}
+{'agi@10.0.0.2:2222': 2}
+>>> list(ClusterSettings().worker_map())
+['127.0.0.1']
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from .hosts import LOCAL_HOST, HostAddress, is_local_host
+from .modes import Mode
+
+__all__ = ["ClusterSettings", "DaskSettings", "InstallSettings", "SshSettings", "WorkerSpec"]
+
+
+def _host_string(value: str) -> str:
+    """A host string as written (less surrounding blanks), once `HostAddress.parse` accepts it.
+
+    Raises `HostAddressError` (a `ValueError`): pydantic reports it against the key that held the
+    value, and `settings._format_validation` adds the file name and the accepted forms.
+    """
+    HostAddress.parse(value)
+    return value.strip()
+
+
+#: A worker-map key: ``HOST``, ``USER@HOST``, ``HOST:SSH_PORT`` or ``[IPv6]:SSH_PORT``.
+HostKey = Annotated[str, AfterValidator(_host_string)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class WorkerSpec(_Strict):
+    """One host of the worker map: how many worker processes (slots) it runs, and what they offer."""
+
+    count: int = Field(ge=0, description="worker processes on this host, one slot each")
+    capacity: float = Field(default=1.0, gt=0, description="relative speed of one slot")
+    capabilities: tuple[str, ...] = Field(default=(), description='e.g. ["gpu"]')
+
+
+class SshSettings(_Strict):
+    user: str | None = None
+    key: str | None = Field(default=None, description="client private key")
+    known_hosts: str = "~/.ssh/known_hosts"
+    port: int = Field(default=22, ge=1, le=65535)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    command_timeout: float = Field(default=600.0, gt=0)
+
+
+class InstallSettings(_Strict):
+    python: str | None = Field(default=None, description='Python version for worker venvs, e.g. "3.11"')
+    root: str = Field(default="~/.agi", description="agi's folder on each host: uv, wheelhouse, venvs")
+    venv: str = Field(default="{root}/venvs/{app}", description="the app's venv on each host")
+    concurrency: int = Field(default=32, ge=1, description="hosts installed at the same time")
+    source: Literal["wheelhouse", "index"] = "wheelhouse"
+    index_url: str | None = None
+
+    def venv_path(self, app: str) -> str:
+        return self.venv.format(root=self.root.rstrip("/"), app=app)
+
+
+class DaskSettings(_Strict):
+    """Ports, timeouts and knobs of the Dask processes agi starts (see docs/cluster.md)."""
+
+    scheduler_port: int = Field(default=8786, ge=0, le=65535, description="used when `scheduler` names no port")
+    dashboard_port: int | None = Field(default=8787, ge=0, le=65535, description="None: no dashboard")
+    worker_ports: str | None = Field(default=None, description='e.g. "9000:9099"; None: any free port')
+    nanny_ports: str | None = Field(default=None, description='e.g. "9100:9199"; None: any free port')
+    connect_timeout: float = Field(default=10.0, gt=0, description="seconds: comm connect timeout")
+    tcp_timeout: float = Field(default=30.0, ge=11, description="seconds until a silent peer counts as gone (>= 11)")
+    start_timeout: float = Field(default=60.0, gt=0, description="seconds to wait for every worker to join")
+    local_directory: str = Field(default="/tmp/agi-dask", description="workers' scratch folder on each host")
+    retries: int = Field(default=1, ge=0, description="Dask retries of a task whose worker failed it")
+    max_tasks_per_slot: int = Field(default=16, ge=1, description="tiny partitions are batched into at most this many tasks per slot")
+    profile: bool = Field(default=False, description="Dask's statistical profiler in workers (the dashboard's "
+                          "Profile page); it samples every 10 ms and slowed NumPy kernels by about 30% here")
+    malloc_trim_threshold: int | None = Field(
+        default=None, ge=0,
+        description="MALLOC_TRIM_THRESHOLD_ for worker processes; None keeps glibc's adaptive default. Dask's own "
+        "default (65536) returns memory sooner but makes NumPy code with large temporaries several times slower")
+
+
+class ClusterSettings(_Strict):
+    profile: str | None = Field(default=None, description="name of a profile in settings/")
+    pool: bool = False
+    cython: bool = False
+    cluster_enabled: bool = False
+    rapids: bool = False
+    backend: str = Field(default="ssh", description='the cluster backend\'s registry name: how workers are started ("ssh", ...)')
+    scheduler: str | None = Field(default=None, description="HOST:PORT of the Dask scheduler (IPv6: [ADDR]:PORT)")
+    workers_data_path: str | None = Field(default=None, description="the cluster share")
+    workers: dict[HostKey, WorkerSpec] = Field(default_factory=dict, description="worker map: [USER@]HOST[:SSH_PORT] = count")
+    ssh: SshSettings = Field(default_factory=SshSettings)
+    install: InstallSettings = Field(default_factory=InstallSettings)
+    dask: DaskSettings = Field(default_factory=DaskSettings)
+    tls: bool = Field(default=False, description="TLS between manager, scheduler and workers")
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _counts_as_specs(cls, value: Any) -> Any:
+        # `"10.0.0.2" = 2` is shorthand for `"10.0.0.2" = {count = 2}`.
+        if isinstance(value, Mapping):
+            return {host: {"count": spec} if isinstance(spec, int) and not isinstance(spec, bool) else spec
+                    for host, spec in value.items()}
+        return value
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler_is_a_host(cls, value: str | None) -> str | None:
+        return None if value is None else _host_string(value)
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_is_a_name(cls, value: str) -> str:
+        # Only the form is checked here: which names exist is the backend registry's business.
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", value):
+            raise ValueError(f"invalid backend name {value!r}: expected a registry name such as 'ssh' "
+                             "(letters, digits, '_' or '-'; starting with a letter or '_')")
+        return value
+
+    @property
+    def mode(self) -> Mode:
+        """The mode these settings switch on."""
+        bits = (self.pool, self.cython, self.cluster_enabled, self.rapids)
+        return Mode(sum(bit for on, bit in zip(bits, (1, 2, 4, 8), strict=True) if on))
+
+    def scheduler_address(self) -> HostAddress | None:
+        """The configured scheduler, parsed (its port may be None: then ``dask.scheduler_port``)."""
+        return HostAddress.parse(self.scheduler) if self.scheduler else None
+
+    def worker_map(self) -> dict[str, WorkerSpec]:
+        """The worker map every layer uses: the configured ``workers``, or, when none is
+        configured, this machine (`LOCAL_HOST`) with `local_worker_count` slots.
+
+        The one place that default lives, so install, cluster start and the work plan agree.
+        """
+        return dict(self.workers) or {LOCAL_HOST: WorkerSpec(count=self.local_worker_count())}
+
+    def local_worker_count(self) -> int:
+        """Slots of the worker map on this machine, or the core count when it names none."""
+        local = sum(spec.count for host, spec in self.workers.items() if is_local_host(host))
+        return local or os.cpu_count() or 1
