@@ -87,7 +87,9 @@ def test_plan_using_a_slot_this_run_lacks_is_rejected():
 def test_tree_shows_slots_and_loads():
     from rich.console import Console
 
+    from agi_core.cli.plan_view import plan_tree
+
     console = Console(record=True, width=120)
-    console.print(make_plan().tree())
+    console.print(plan_tree(make_plan()))
     text = console.export_text()
     assert "6 partitions on 3 slots" in text and "g-0" in text and "p4" in text

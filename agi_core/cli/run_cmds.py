@@ -11,6 +11,7 @@ import click
 
 from .options import MODE_HELP, apps_path_option, env_for, overrides, set_option
 from .output import console, print_json
+from .plan_view import plan_tree
 
 __all__ = ["distrib_command", "print_run", "run_command"]
 
@@ -34,7 +35,7 @@ def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments:
     if as_json:
         sys.stdout.write(plan.to_json())
         return
-    console().print(plan.tree())
+    console().print(plan_tree(plan))
     if out:
         console(stderr=True).print(f"wrote {out}  (edit the assignment, then: agi run {app} --plan {out})")
 

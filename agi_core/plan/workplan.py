@@ -91,26 +91,6 @@ class WorkPlan:
     def makespan(self) -> float:
         return makespan(self.assignment, {p.id: p.weight for p in self.partitions}, self.slots)
 
-    def tree(self, *, per_slot: int = 12) -> Any:
-        """A `rich.tree.Tree`: slots with their load, then their partitions (the first ``per_slot``)."""
-        from rich.tree import Tree
-
-        parts = self.partition_map()
-        loads = self.loads()
-        root = Tree(f"[bold]{self.app}[/] work plan: {len(self.partitions)} partitions on {len(self.slots)} slots, "
-                    f"makespan {self.makespan():.4g}  [dim]fingerprint {self.fingerprint[:12]}[/]")
-        for slot in self.slots:
-            ids = self.assignment.get(slot.name, [])
-            branch = root.add(f"[cyan]{slot.name}[/]  {len(ids)} partitions, load {loads.get(slot.name, 0):.4g}"
-                              + (f"  [dim]{', '.join(slot.capabilities)}[/]" if slot.capabilities else ""))
-            for pid in ids[:per_slot]:
-                part = parts[pid]
-                extra = (f"  deps: {', '.join(part.deps)}" if part.deps else "") + (f"  needs: {', '.join(part.needs)}" if part.needs else "")
-                branch.add(f"{pid}  [dim]weight {part.weight:.4g}{extra}[/]")
-            if len(ids) > per_slot:
-                branch.add(f"[dim]… {len(ids) - per_slot} more[/]")
-        return root
-
     # -- JSON -------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
