@@ -65,10 +65,9 @@ def _manager_versions() -> dict[str, str]:
     return versions
 
 
-async def doctor_app(env: AgiEnv, settings: ClusterSettings, modes: Mode | None = None) -> DoctorReport:
+async def doctor_app(env: AgiEnv, settings: ClusterSettings, mode: Mode) -> DoctorReport:
     """Run every check on every host of ``settings`` (resolved, as for `install_app`), concurrently.
     Never raises for a host's problem: it is a failed check."""
-    mode = settings.mode if modes is None else modes
     ctx = InstallContext(env, settings, mode, ArtifactBuilder(env, paths.cache_dir(), cython=bool(mode & Mode.CYTHON)))
     share = settings.workers_data_path
     token_file, token = _write_token(Path(share).expanduser()) if share else (None, "")

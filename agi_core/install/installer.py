@@ -67,17 +67,16 @@ def _fan_out(sinks: list[EventSink]) -> EventSink:
 
 
 async def install_app(
-    env: AgiEnv, cluster: ClusterSettings, modes: Mode | None = None, *,
+    env: AgiEnv, cluster: ClusterSettings, mode: Mode, *,
     on_event: EventSink | None = None, cache_dir: Path | None = None,
 ) -> InstallReport:
     """Install ``env``'s app on the scheduler host and every worker host of ``cluster`` (resolved
     settings: `AGI.install` resolves the call first); raise `InstallError` (after every host has
-    finished) when any failed. ``modes`` defaults to the settings' bits; its cython bit builds kernels.
+    finished) when any failed. The cython bit of ``mode`` (resolved once, by `run.resolve`) builds kernels.
 
     ``on_event`` receives every host's `HostStep` events (a ``waiting`` step for each host first);
     nothing is printed here: `agi install` draws them with `agi_core.cli.install_view.InstallView`.
     """
-    mode = cluster.mode if modes is None else modes
     hosts = hosts_of(cluster)
     builder = ArtifactBuilder(env, cache_dir or paths.cache_dir(), cython=bool(mode & Mode.CYTHON))
     ctx = InstallContext(env, cluster, mode, builder)
