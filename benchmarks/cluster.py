@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agi_core import AGI, AgiEnv  # noqa: E402
-from agi_core.cluster.manage import cluster_down, cluster_up  # noqa: E402
 
 PLAIN_DASK = """
 from distributed import Client, LocalCluster
@@ -74,7 +73,7 @@ def median(values: list[float]) -> float:
 
 
 async def warm_comparisons(toy: AgiEnv, share: str, repeats: int) -> dict:
-    status = await cluster_up(toy, cluster={"workers": {"127.0.0.1": 2}, "dask": {"scheduler_port": 0, "dashboard_port": None}})
+    status = await AGI.cluster_up(toy, cluster={"workers": {"127.0.0.1": 2}, "dask": {"scheduler_port": 0, "dashboard_port": None}})
     try:
         await timed_run(toy, share, 2, n=10)  # warm the workers' imports
         noop_agi = [(await timed_run(toy, share, 2, n=2000))[1] for _ in range(repeats)]
@@ -83,7 +82,7 @@ async def warm_comparisons(toy: AgiEnv, share: str, repeats: int) -> dict:
         sleep_plain = [await plain_map(status.address, sleepy, 200) for _ in range(repeats)]
         first_warm = [(await timed_run(toy, share, 2, n=20))[0] for _ in range(repeats)]
     finally:
-        await cluster_down(toy)
+        await AGI.cluster_down(toy)
     return {"noop_agi": noop_agi, "noop_plain": noop_plain, "sleep_agi": sleep_agi, "sleep_plain": sleep_plain, "first_warm": first_warm}
 
 
@@ -91,12 +90,12 @@ async def mandelbrot_scaling(share: str, repeats: int) -> dict:
     env = AgiEnv(app="mandelbrot")
     times = {}
     for workers in (1, 2):
-        await cluster_up(env, cluster={"workers": {"127.0.0.1": workers}, "dask": {"scheduler_port": 0, "dashboard_port": None}})
+        await AGI.cluster_up(env, cluster={"workers": {"127.0.0.1": workers}, "dask": {"scheduler_port": 0, "dashboard_port": None}})
         try:
             await timed_run(env, share, workers, bands=8, width=200, height=150)  # warm imports
             times[workers] = [(await timed_run(env, share, workers))[1] for _ in range(repeats)]
         finally:
-            await cluster_down(env)
+            await AGI.cluster_down(env)
     return times
 
 

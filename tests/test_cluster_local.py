@@ -10,12 +10,17 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiError, RunError
-from agi_core.cluster import WarmClusters
+from agi_core.cluster import WarmClusters, spec_for
 from agi_core.cluster.manage import cluster_down, cluster_status, cluster_up
 
 
 def run(env, share, **kwargs):
-    return asyncio.run(AGI.run(env, cluster={"workers_data_path": str(share), **kwargs.pop("cluster", {})}, progress=False, **kwargs))
+    return asyncio.run(AGI.run(env, cluster={"workers_data_path": str(share), **kwargs.pop("cluster", {})}, **kwargs))
+
+
+def spec(env, mode="d", **cluster):
+    """The cluster spec the `agi cluster` commands resolve for ``env`` with these overrides."""
+    return spec_for(env.settings(cluster=cluster).cluster, mode, env.name, project_dir=env.project_dir)
 
 
 def dask_processes() -> list[str]:
@@ -65,8 +70,9 @@ def test_many_tiny_partitions_are_batched(toy_env, share, warm_dir):
 def test_warm_cluster_is_attached_and_a_mismatch_is_refused(toy_env, share, warm_dir):
     env = toy_env
     try:
-        status = asyncio.run(cluster_up(env, cluster={"workers": {"127.0.0.1": 2}, "dask": {"scheduler_port": 0, "dashboard_port": None}}))
-        assert status.running and [w["name"] for w in status.workers] == ["127.0.0.1-0", "127.0.0.1-1"]
+        free_ports = {"scheduler_port": 0, "dashboard_port": None}
+        status = asyncio.run(cluster_up("toy", spec(env, workers={"127.0.0.1": 2}, dask=free_ports)))
+        assert status.running and [w.name for w in status.workers] == ["127.0.0.1-0", "127.0.0.1-1"]
         result = run(env, share, mode="d", n=4, cluster={"workers": {"127.0.0.1": 2}})
         record = json.loads(result.manifest.read_text())
         assert record["cluster"]["warm"] is True and record["cluster"]["scheduler"] == status.address
@@ -75,11 +81,11 @@ def test_warm_cluster_is_attached_and_a_mismatch_is_refused(toy_env, share, warm
         assert "does not match" in str(info.value) and "127.0.0.1-1" in str(info.value)
         assert "agi cluster down" in info.value.fix
         with pytest.raises(AgiError, match="already runs"):
-            asyncio.run(cluster_up(env, cluster={"workers": {"127.0.0.1": 2}}))
+            asyncio.run(cluster_up("toy", spec(env, workers={"127.0.0.1": 2})))
     finally:
-        stopped = asyncio.run(cluster_down(env))
+        stopped = asyncio.run(cluster_down("toy"))
     assert stopped == 3  # scheduler + 2 workers
-    assert not asyncio.run(cluster_status(env)).running
+    assert not asyncio.run(cluster_status("toy")).running
     assert not dask_processes()
 
 
@@ -89,8 +95,8 @@ def test_tls_cluster_refuses_plain_clients(toy_env, share, warm_dir, tmp_path, m
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # a fresh CA for this test
     env = toy_env
     try:
-        status = asyncio.run(cluster_up(env, cluster={"workers": {"127.0.0.1": 2}, "tls": True,
-                                                      "dask": {"scheduler_port": 0, "dashboard_port": None, "connect_timeout": 3}}))
+        status = asyncio.run(cluster_up("toy", spec(env, workers={"127.0.0.1": 2}, tls=True,
+                                                    dask={"scheduler_port": 0, "dashboard_port": None, "connect_timeout": 3})))
         assert status.running and status.address.startswith("tls://")
         result = run(env, share, mode="d", n=4, cluster={"workers": {"127.0.0.1": 2}, "tls": True})
         assert result.value == 14 and json.loads(result.manifest.read_text())["cluster"]["scheduler"].startswith("tls://")
@@ -102,7 +108,7 @@ def test_tls_cluster_refuses_plain_clients(toy_env, share, warm_dir, tmp_path, m
         with pytest.raises((OSError, TimeoutError, asyncio.TimeoutError)):
             asyncio.run(plain())
     finally:
-        asyncio.run(cluster_down(env))
+        asyncio.run(cluster_down("toy"))
     key = tmp_path / "state" / "agi_core" / "tls" / "cluster.key"
     assert key.stat().st_mode & 0o777 == 0o600
 
@@ -134,3 +140,30 @@ def test_ctrl_c_stops_the_cluster_and_writes_the_record(share, tmp_path):
     time.sleep(0.5)
     assert not dask_processes()
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "worker processes survived Ctrl-C"
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_ipv6_scheduler_and_workers(toy_env, share, warm_dir):
+    cluster = {"scheduler": "::1", "workers": {"::1": 2}, "dask": {"scheduler_port": 0, "dashboard_port": None}}
+    result = run(toy_env, share, mode="d", n=4, cluster=cluster)  # embedded: in this process
+    record = json.loads(result.manifest.read_text())
+    assert record["cluster"]["scheduler"].startswith("tcp://[::1]:")
+    assert {p["worker"] for p in record["partitions"]} == {"::1-0", "::1-1"}
+    try:  # launched: detached processes given `--host [::1]`
+        status = asyncio.run(cluster_up("toy", spec(toy_env, **cluster)))
+        assert status.address.startswith("tcp://[::1]:") and [w.name for w in status.workers] == ["::1-0", "::1-1"]
+        assert json.loads(run(toy_env, share, mode="d", n=4, cluster=cluster).manifest.read_text())["cluster"]["warm"] is True
+    finally:
+        assert asyncio.run(cluster_down("toy")) == 3
+    assert not dask_processes()

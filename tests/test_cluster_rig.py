@@ -6,11 +6,12 @@ import asyncio
 import json
 import threading
 import time
+import warnings
 
 import pytest
 
 from agi_core import AGI, AgiEnv, AgiError
-from agi_core.cluster import WarmClusters
+from agi_core.cluster import WarmClusters, spec_for
 from tests.conftest import TEST_APPS
 
 pytestmark = pytest.mark.rig
@@ -31,7 +32,7 @@ def toy_installed(rig):
     """The toy app installed on every rig host (once for this module)."""
     rig.reset()
     env = AgiEnv(app="toy", apps_path=TEST_APPS)
-    report = asyncio.run(AGI.install(env, cluster=cluster_for(rig, "/tmp"), progress=False))
+    report = asyncio.run(AGI.install(env, cluster=cluster_for(rig, "/tmp")))
     assert all(h.ok for h in report.hosts)
     return env
 
@@ -48,7 +49,7 @@ def env(toy_installed, rig_hosts, tmp_path, monkeypatch):
 
 def run(env, rig, share, **kwargs):
     dask = kwargs.pop("dask", {})
-    return asyncio.run(AGI.run(env, cluster=cluster_for(rig, share, **dask), progress=False, **kwargs))
+    return asyncio.run(AGI.run(env, cluster=cluster_for(rig, share, **dask), **kwargs))
 
 
 def check_every_partition_once(result, n):
@@ -145,12 +146,13 @@ def test_warm_cluster_on_the_rig(env, rig_hosts, tmp_path):
 
     cluster = cluster_for(rig_hosts, tmp_path)
     try:
-        status = asyncio.run(cluster_up(env, cluster=cluster))
-        assert sorted(w["name"] for w in status.workers) == sorted(f"{h.ip}-0" for h in rig_hosts.hosts)
-        result = asyncio.run(AGI.run(env, mode="d", n=6, cluster=cluster, progress=False))
+        spec = spec_for(env.settings(cluster=cluster).cluster, "d", "toy", project_dir=env.project_dir)
+        status = asyncio.run(cluster_up("toy", spec))
+        assert sorted(w.name for w in status.workers) == sorted(f"{h.ip}-0" for h in rig_hosts.hosts)
+        result = asyncio.run(AGI.run(env, mode="d", n=6, cluster=cluster))
         assert json.loads(result.manifest.read_text())["cluster"]["warm"] is True
     finally:
-        asyncio.run(cluster_down(env, cluster=cluster))
+        asyncio.run(cluster_down("toy"))
     assert WarmClusters.default().load("toy") is None
 
 
@@ -170,7 +172,53 @@ def test_workers_that_never_join_are_named_with_their_log(env, rig_hosts, tmp_pa
 def test_tls_across_hosts(env, rig_hosts, tmp_path):
     cluster = cluster_for(rig_hosts, tmp_path)
     cluster["tls"] = True
-    result = asyncio.run(AGI.run(env, mode="d", n=6, cluster=cluster, progress=False))
+    result = asyncio.run(AGI.run(env, mode="d", n=6, cluster=cluster))
     record = check_every_partition_once(result, 6)
     assert record["cluster"]["scheduler"].startswith("tls://")
     assert rig_hosts.hosts[1].run("stat -c %a /root/.agi/tls/cluster.key").stdout.strip() == "600"
+
+
+def test_a_run_across_hosts_prints_no_dask_version_tables(env, rig_hosts, tmp_path):
+    """The rig's hosts run Debian's Python 3.11.2, this manager another 3.11: Dask's warning
+    about that patch level is silenced; agi's own check finds nothing wrong."""
+    import platform
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run(env, rig_hosts, tmp_path, mode="d", n=6)
+    check_every_partition_once(result, 6)
+    assert not [w for w in caught if "Mismatched versions" in str(w.message)]
+    facts = worker_facts_on_the_rig(env, rig_hosts, tmp_path)
+    assert sorted(facts) == sorted(f"{h.ip}-0" for h in rig_hosts.hosts)
+    for name, fact in facts.items():
+        assert fact.host == name.removesuffix("-0") and fact.app == "0.0.1"  # installed by `agi install`
+        assert fact.python.split(".")[:2] == platform.python_version().split(".")[:2] and fact.cores >= 1
+
+
+def test_a_real_version_mismatch_names_the_host(env, rig_hosts, tmp_path):
+    h2 = rig_hosts.hosts[1]
+    metadata = "/root/.agi/venvs/toy/lib/python3.11/site-packages/toy-0.0.1.dist-info/METADATA"
+    h2.run(f"sed -i 's/^Version: 0.0.1$/Version: 0.0.0/' {metadata}")
+    try:
+        with pytest.raises(AgiError) as info:
+            run(env, rig_hosts, tmp_path, mode="d", n=3)
+    finally:
+        h2.run(f"sed -i 's/^Version: 0.0.0$/Version: 0.0.1/' {metadata}")
+    message = str(info.value)
+    assert f"toy: 0.0.1 on this manager, 0.0.0 on {h2.ip} (worker {h2.ip}-0)" in message
+    assert "agi install toy" in info.value.fix
+
+
+def worker_facts_on_the_rig(env, rig, share):
+    import dask
+
+    from agi_core.cluster import dask_config, open_cluster, worker_facts
+
+    spec = spec_for(env.settings(cluster=cluster_for(rig, share)).cluster, "d", "toy", project_dir=env.project_dir)
+
+    async def facts():
+        with dask.config.set(dask_config(spec)):
+            async with open_cluster(spec) as handle:
+                return await worker_facts(handle.client, "toy")
+
+    return asyncio.run(facts())

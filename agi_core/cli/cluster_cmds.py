@@ -74,4 +74,4 @@ def _print_cluster(status: Any, as_json: bool) -> None:
         out.print(f"{status.app}: [yellow]not running[/]" + (f" — {status.problem}" if status.problem else ""))
         return
     out.print(f"{status.app}: [green]running[/] at {status.address}" + (f", dashboard {status.dashboard}" if status.dashboard else ""))
-    table(None, ["worker", "address", "threads"], ([w["name"], w["address"], w["nthreads"]] for w in status.workers))
+    table(None, ["worker", "address", "threads"], ([w.name, w.address, w.nthreads] for w in status.workers))

@@ -1,15 +1,23 @@
-"""Connect a Dask client to a cluster and check it: every worker joined, versions match."""
+"""Connect a Dask client to a cluster and check it: every worker joined, versions match.
+
+Dask's own version warning is silenced here, where the client connects, and only here: agi's
+check (`versions.check_versions`) speaks instead, about the differences that matter.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import AgiError
 from .backend import ClusterBackend
 from .spec import ClusterSpec
+from .versions import check_versions
 
-__all__ = ["config_yaml", "connect_client", "dask_config"]
+__all__ = ["config_yaml", "connect_client", "dask_config", "open_client"]
 
 
 def dask_config(spec: ClusterSpec) -> dict[str, Any]:
@@ -43,20 +51,41 @@ def config_yaml(spec: ClusterSpec) -> str:
     return yaml.safe_dump(nested)
 
 
-async def connect_client(backend: ClusterBackend, spec: ClusterSpec, *, wait: bool = True) -> Any:
-    """A connected asynchronous `distributed.Client`; raises `AgiError` naming workers that never joined."""
+@contextlib.contextmanager
+def _without_dask_version_warning() -> Iterator[None]:
+    """Ignore the `VersionMismatchWarning` the scheduler sends a connecting client (it flags
+    patch-level Python differences too); nothing else is filtered, and only for this block."""
+    from distributed.versions import VersionMismatchWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=VersionMismatchWarning)
+        yield
+
+
+async def open_client(address: str, *, security: Any = None, timeout: float = 10.0) -> Any:
+    """An asynchronous `distributed.Client` connected to ``address`` (not the default client).
+    Raises what `Client` raises when the scheduler cannot be reached (OSError, TimeoutError)."""
     from distributed import Client
 
+    with _without_dask_version_warning():
+        return await Client(address, asynchronous=True, timeout=timeout, security=security, set_as_default=False)
+
+
+async def connect_client(backend: ClusterBackend, spec: ClusterSpec, *, wait: bool = True) -> Any:
+    """A connected client, once every worker of ``spec`` joined and versions match.
+
+    Raises `AgiError` naming the scheduler it cannot reach, the workers that never joined (with
+    the backend's report on them), or the hosts whose versions differ.
+    """
     try:
-        client = await Client(backend.address, asynchronous=True, timeout=spec.dask.connect_timeout,
-                              security=backend.security(), set_as_default=False)
+        client = await open_client(backend.address, security=backend.security(), timeout=spec.dask.connect_timeout)
     except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
         raise AgiError(f"cannot reach the Dask scheduler at {backend.address}: {exc}",
                        fix="check that it runs (agi cluster status APP) and that its port is open") from None
     try:
         if wait:
             await _wait_for_workers(client, backend, spec)
-        await _check_versions(client)
+        await check_versions(client, app=spec.app, app_distribution=spec.app_distribution, app_version=spec.app_version)
     except BaseException:
         await client.close()
         raise
@@ -64,7 +93,8 @@ async def connect_client(backend: ClusterBackend, spec: ClusterSpec, *, wait: bo
 
 
 async def _wait_for_workers(client: Any, backend: ClusterBackend, spec: ClusterSpec) -> None:
-    expected = {w.name for w in spec.workers}
+    names = backend.worker_names()
+    expected = set(names.values())
     try:
         await client.wait_for_workers(len(expected), timeout=spec.dask.start_timeout)
         return
@@ -72,17 +102,8 @@ async def _wait_for_workers(client: Any, backend: ClusterBackend, spec: ClusterS
         pass
     joined = {str(w.get("name")) for w in (await client.scheduler.identity(n_workers=-1))["workers"].values()}
     missing = sorted(expected - joined)
-    hosts = sorted({w.host for w in spec.workers if w.name in missing})
-    report = getattr(backend, "missing_workers_report", None)
-    logs = await report(joined) if report else ""
+    hosts = sorted({w.host for w in spec.workers if names.get(w.slot) in missing})
+    logs = await backend.missing_workers_report(joined)
     raise AgiError(f"{len(missing)} worker(s) did not join within {spec.dask.start_timeout:g} s, on host(s) {', '.join(hosts)}: "
                    f"{', '.join(missing)}" + (f"\n{logs}" if logs else ""),
                    fix="check those hosts with `agi doctor APP` (venv installed? scheduler reachable from them?)")
-
-
-async def _check_versions(client: Any) -> None:
-    try:
-        await client.get_versions(check=True)
-    except ValueError as exc:
-        raise AgiError(f"package versions differ between the manager, the scheduler and the workers:\n{exc}",
-                       fix="re-install the workers with `agi install APP` from this manager") from None

@@ -1,16 +1,20 @@
-"""`InProcessCluster`: the embedded default for a worker map that names only this machine.
+"""`InProcessCluster`: the embedded cluster for a worker map that names only this machine.
 
-The scheduler runs in this process; each slot is a worker process managed by a Nanny, named after
-its slot. Nothing outlives the run: `close` stops it all.
+The scheduler runs in this process; each slot is a worker process managed by a Nanny (also in
+this process), named after its slot. Nothing outlives the run: `close` stops it all, and if
+this process is killed its worker processes are killed with it (`lifeline`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Any
 
+from ..errors import AgiError
 from .backend import ClusterBackend
-from .spec import ClusterSpec, host_address
+from .lifeline import MANAGER_PID_ENV, PRELOAD
+from .spec import ClusterSpec
 
 __all__ = ["InProcessCluster", "dashboard_address"]
 
@@ -23,37 +27,43 @@ def dashboard_address(port: int | None) -> str | None:
 
 
 class InProcessCluster(ClusterBackend):
-    def __init__(self, spec: ClusterSpec, *, worker_env: dict[str, str] | None = None) -> None:
-        self.spec = spec
-        self.worker_env = worker_env or {}
+    """Scheduler in this process, one Nanny-managed worker process per slot (this machine only)."""
+
+    def __init__(self, spec: ClusterSpec) -> None:
+        super().__init__(spec)
+        if not spec.local_only:
+            remote = sorted({w.host for w in spec.workers} | {spec.scheduler_host})
+            raise AgiError(f"the in-process cluster runs on this machine only, but the settings name {', '.join(remote)}",
+                           fix='use [cluster] backend = "ssh" for clusters that span hosts')
         self._cluster: Any = None
         self._security: Any = None
         if spec.tls:
             from .tls import ensure_tls_files, security_for
 
-            self._security = security_for(ensure_tls_files([host_address(spec.scheduler_host), *(w.address for w in spec.workers)]))
+            self._security = security_for(ensure_tls_files(spec.tls_names()))
 
     def security(self) -> Any:
         return self._security
 
     async def start(self) -> None:
-        import os
-
         from distributed import Nanny, Scheduler
         from distributed.deploy.spec import SpecCluster
 
-        host = host_address(self.spec.scheduler_host)
-        dashboard = dashboard_address(self.spec.dashboard_port)
-        scheduler = {"cls": Scheduler, "options": {"host": host, "port": self.spec.scheduler_port, "protocol": self.spec.protocol,
-                                                   "security": self._security,
+        spec = self.spec
+        dashboard = dashboard_address(spec.dashboard_port)
+        scheduler = {"cls": Scheduler, "options": {"host": spec.scheduler.url_host, "port": spec.scheduler_port,
+                                                   "protocol": spec.protocol, "security": self._security,
                                                    "dashboard": dashboard is not None, "dashboard_address": dashboard}}
+        threads = max(1, (os.cpu_count() or 1) // len(spec.workers))
         workers = {
             w.name: {"cls": Nanny, "options": {
-                "name": w.name, "host": w.address, "nthreads": w.nthreads or max(1, (os.cpu_count() or 1) // len(self.spec.workers)),
-                "local_directory": self.spec.dask.local_directory, "resources": {"GPU": 1} if w.gpu else None,
-                "env": self.worker_env, "silence_logs": 40, "dashboard": False, "security": self._security,
+                "name": w.name, "host": w.bind_host, "nthreads": w.nthreads or threads,
+                "local_directory": spec.dask.local_directory, "resources": {"GPU": 1} if w.gpu else None,
+                # the worker process dies with this one, even on SIGKILL
+                "env": {MANAGER_PID_ENV: str(os.getpid())}, "preload": [PRELOAD],
+                "silence_logs": 40, "dashboard": False, "security": self._security,
             }}
-            for w in self.spec.workers
+            for w in spec.workers
         }
         self._cluster = await SpecCluster(workers=workers, scheduler=scheduler, asynchronous=True, silence_logs=40, name="agi",
                                           security=self._security)

@@ -1,116 +1,128 @@
-"""`agi cluster up|status|down`: a warm cluster that outlives this process, reused by runs."""
+"""`agi cluster up|status|down`: a warm cluster that outlives this process, reused by runs.
+
+These functions take what the caller resolved (the app's name and its `ClusterSpec`, see
+`spec.spec_for`) and decide nothing about modes or settings; they return typed results.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..env import AgiEnv
 from ..errors import AgiError
-from ..modes import Mode
-from .client import connect_client, dask_config
-from .launched import LaunchedCluster
-from .spec import cluster_spec
-from .warm import WarmClusters, mismatch
+from .backend import ProcessRecord
+from .client import connect_client, dask_config, open_client
+from .registry import backend_class
+from .spec import ClusterSpec
+from .warm import WarmClusters, attach, mismatch
 
-__all__ = ["ClusterStatus", "cluster_down", "cluster_status", "cluster_up"]
+__all__ = ["ClusterStatus", "WorkerStatus", "cluster_down", "cluster_status", "cluster_up"]
 
 
-@dataclass
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A worker connected to the scheduler."""
+
+    name: str
+    address: str
+    host: str
+    nthreads: int
+
+
+@dataclass(frozen=True)
 class ClusterStatus:
+    """Whether an app's warm cluster runs, where, and what it runs."""
+
     app: str
     running: bool
     address: str | None
     dashboard: str | None
-    workers: list[dict[str, Any]]
-    processes: list[dict[str, Any]]
+    workers: tuple[WorkerStatus, ...]
+    processes: tuple[ProcessRecord, ...]
     problem: str | None = None
 
-
-def _resolve(env: AgiEnv, mode: Mode | int | str | None, cluster: Mapping[str, Any] | None) -> tuple[Any, Any, Mode]:
-    import os
-
-    settings = env.settings(cluster=cluster)
-    run_mode = (Mode.parse(mode) if mode is not None else settings.cluster.mode) | Mode.CLUSTER
-    return settings, cluster_spec(settings.cluster, run_mode, local_threads=os.cpu_count()), run_mode
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-async def cluster_up(env: AgiEnv, *, mode: Mode | int | str | None = None, cluster: Mapping[str, Any] | None = None,
-                     warm: WarmClusters | None = None) -> ClusterStatus:
-    """Start the app's cluster as detached processes and record it, so runs attach to it."""
+def _check_app(app: str, spec: ClusterSpec | None) -> None:
+    if spec is not None and spec.app and spec.app != app:
+        raise AgiError(f"the cluster spec is for '{spec.app}', not '{app}'", fix="build the spec for the same app")
+
+
+async def cluster_up(app: str, spec: ClusterSpec, *, warm: WarmClusters | None = None) -> ClusterStatus:
+    """Start ``spec``'s cluster as processes that outlive this one (its backend's `warm`), and
+    record it, so the app's runs attach to it. Raises `AgiError` when one already runs."""
     import dask
-    import distributed  # noqa: F401 - registers its config defaults
+    import distributed  # noqa: F401 - registers its config defaults before we override some
 
+    _check_app(app, spec)
     warm = warm or WarmClusters.default()
-    settings, spec, _ = _resolve(env, mode, cluster)
-    state = warm.load(env.name)
+    state = warm.load(app)
     if state is not None:
-        status = await cluster_status(env, mode=mode, cluster=cluster, warm=warm)
+        status = await cluster_status(app, spec, warm=warm)
         if status.running:
             reason = mismatch(state, spec)
-            raise AgiError(f"a warm cluster of '{env.name}' already runs at {state.get('address')}"
+            raise AgiError(f"a warm cluster of '{app}' already runs at {state.get('address')}"
                            + (f", with other settings ({reason})" if reason else ""),
-                           fix=f"use it, or stop it first: agi cluster down {env.name}")
-        await cluster_down(env, mode=mode, cluster=cluster, warm=warm)  # leftovers of a dead one
+                           fix=f"use it, or stop it first: agi cluster down {app}")
+        await cluster_down(app, spec, warm=warm)  # leftovers of a dead one
     if spec.embedded:  # a warm cluster needs a known port: the settings' one
-        spec = dataclasses.replace(spec, scheduler_port=settings.cluster.dask.scheduler_port,
-                                   dashboard_port=settings.cluster.dask.dashboard_port)
-    launched = LaunchedCluster(spec, settings.cluster, env.name)
+        spec = spec.with_ports(spec.dask.scheduler_port, spec.dask.dashboard_port)
+    backend = backend_class(spec.backend).warm(spec)
     with dask.config.set(dask_config(spec)):
-        await launched.start()
+        await backend.start()
         try:
-            client = await connect_client(launched, spec)
+            client = await connect_client(backend, spec)
             await client.close()
         except BaseException:
-            await launched.close()
+            await backend.close()
             raise
-    warm.save(env.name, spec, launched)
-    return await cluster_status(env, mode=mode, cluster=cluster, warm=warm)
+    warm.save(app, spec, backend)
+    return await cluster_status(app, spec, warm=warm)
 
 
-async def cluster_status(env: AgiEnv, *, mode: Mode | int | str | None = None, cluster: Mapping[str, Any] | None = None,
-                         warm: WarmClusters | None = None) -> ClusterStatus:
-    """Whether the app's warm cluster runs, and its workers."""
-    from distributed import Client
+async def cluster_status(app: str, spec: ClusterSpec | None = None, *, warm: WarmClusters | None = None) -> ClusterStatus:
+    """Whether the app's warm cluster runs, and its workers.
 
+    The state file records the spec the cluster was started with; ``spec`` is used only for
+    state files that lack it.
+    """
+    _check_app(app, spec)
     warm = warm or WarmClusters.default()
-    state = warm.load(env.name)
+    state = warm.load(app)
     if state is None:
-        return ClusterStatus(env.name, False, None, None, [], [], "no warm cluster (start one with `agi cluster up`)")
-    security = None
-    if state.get("identity", {}).get("tls"):
-        from .tls import ensure_tls_files, security_for
-
-        settings, spec, _ = _resolve(env, mode, cluster)
-        security = security_for(ensure_tls_files([spec.scheduler_host.rpartition("@")[2].split(":")[0], *(w.address for w in spec.workers)]))
+        return ClusterStatus(app, False, None, None, (), (), "no warm cluster (start one with `agi cluster up`)")
+    backend = attach(state, spec if "spec" not in state else None)
+    address, dashboard, processes = state["address"], state.get("dashboard"), backend.started()
     try:
-        client = await Client(state["address"], asynchronous=True, timeout=5, set_as_default=False, security=security)
+        client = await open_client(address, security=backend.security(), timeout=5)
     except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
-        return ClusterStatus(env.name, False, state["address"], state.get("dashboard"), [], state.get("processes", []),
-                             f"scheduler unreachable ({exc}); `agi cluster down {env.name}` cleans up")
+        return ClusterStatus(app, False, address, dashboard, (), processes,
+                             f"scheduler unreachable ({exc}); `agi cluster down {app}` cleans up")
     try:
         identity = await client.scheduler.identity(n_workers=-1)
-        workers = [{"name": w.get("name"), "address": address, "host": w.get("host"), "nthreads": w.get("nthreads")}
-                   for address, w in identity["workers"].items()]
     finally:
         await client.close()
-    return ClusterStatus(env.name, True, state["address"], state.get("dashboard"), sorted(workers, key=lambda w: str(w["name"])),
-                         state.get("processes", []))
+    workers = sorted((WorkerStatus(str(w.get("name")), worker_address, str(w.get("host")), int(w.get("nthreads") or 0))
+                      for worker_address, w in identity["workers"].items()), key=lambda w: w.name)
+    return ClusterStatus(app, True, address, dashboard, tuple(workers), processes)
 
 
-async def cluster_down(env: AgiEnv, *, mode: Mode | int | str | None = None, cluster: Mapping[str, Any] | None = None,
-                       warm: WarmClusters | None = None) -> int:
-    """Stop every process of the app's warm cluster (by process group, host by host); returns how many."""
+async def cluster_down(app: str, spec: ClusterSpec | None = None, *, warm: WarmClusters | None = None) -> int:
+    """Stop every process of the app's warm cluster (its backend's `close`) and forget it;
+    returns how many processes it stopped (0: there was no warm cluster).
+
+    Like `cluster_status`, it reaches the hosts with the spec the cluster was started with.
+    """
+    _check_app(app, spec)
     warm = warm or WarmClusters.default()
-    state = warm.load(env.name)
+    state = warm.load(app)
     if state is None:
         return 0
-    settings, spec, _ = _resolve(env, mode, cluster)
-    launched = LaunchedCluster.from_state(state, spec, settings.cluster, env.name)
-    count = len(launched.processes)
-    await launched.close()
-    warm.forget(env.name)
+    backend = attach(state, spec if "spec" not in state else None)
+    count = len(backend.started())
+    await backend.close()
+    warm.forget(app)
     return count

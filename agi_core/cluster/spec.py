@@ -1,58 +1,92 @@
-"""`ClusterSpec`: the Dask processes a run needs, declared from settings (hosts, names, ports, threads)."""
+"""`ClusterSpec`: everything a cluster backend needs to start a run's Dask processes, as one value.
+
+A backend is built from its spec alone (``Backend(spec)``): hosts, slot and worker names, ports,
+threads, TLS, and what launching on hosts needs (SSH settings, agi's folder and the app's venv on
+each host, the SSH fan-out). `cluster_spec` derives it from settings once; nothing downstream
+re-reads settings.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError
-from ..hosts import LOCAL_HOST, is_local_host
+from ..hosts import LOCAL_HOST, HostAddress, slot_name
 from ..modes import Mode
-from ..settings import ClusterSettings, DaskSettings, WorkerSpec
+from ..settings import ClusterSettings, DaskSettings, SshSettings
 
-__all__ = ["ClusterSpec", "WorkerProcess", "cluster_spec", "host_address"]
+__all__ = ["ClusterSpec", "WorkerProcess", "cluster_spec", "host_address", "spec_for"]
 
 
 def host_address(host: str) -> str:
     """The network address in a worker-map key: ``user@10.0.0.2:22`` → ``10.0.0.2``."""
-    name = host.rpartition("@")[2]
-    if name.count(":") == 1:
-        name = name.partition(":")[0]
-    return name
+    return HostAddress.parse(host).host
 
 
 @dataclass(frozen=True)
 class WorkerProcess:
-    """One Dask worker process = one slot, named like its slot."""
+    """One Dask worker process, serving one slot of the work plan."""
 
-    name: str  # "<host>-<k>"
-    host: str  # the worker-map key (how to reach the host)
-    address: str  # the IP/name Dask binds (--host)
+    slot: str  # the plan's slot name, "<worker-map key>-<k>"
+    name: str  # the name the Dask worker registers with (the slot's name for the ssh backend)
+    host: str  # the worker-map key (how to reach the host: [user@]host[:ssh_port])
+    address: str  # the IP or name Dask binds (--host); IPv6 without brackets
     nthreads: int  # 0: decided on the host (its cores / its worker count)
     gpu: bool
+
+    @property
+    def bind_host(self) -> str:
+        """The address as Dask's ``host`` options want it: IPv6 in brackets."""
+        return HostAddress(self.address).url_host
 
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    scheduler_host: str  # how to reach the scheduler's host
-    scheduler_port: int
+    """The Dask processes of a run and how to start them; see `cluster_spec`."""
+
+    app: str  # the app's name: its venv and log folder on each host
+    backend: str  # the registry name of the backend that starts it (`registry.known_backends`)
+    scheduler: HostAddress  # the scheduler's host (user: its SSH user); port: the Dask port (0: any free one)
     dashboard_port: int | None
     workers: tuple[WorkerProcess, ...]
     dask: DaskSettings
+    ssh: SshSettings
+    root: str  # agi's folder on each host (logs, TLS files, dask.yaml)
+    venv: str  # the app's venv on remote hosts (this machine runs the manager's Python)
+    fan_out: int  # hosts reached over SSH at the same time
     tls: bool
     embedded: bool  # no scheduler configured and only this machine: ports are picked freely
+    app_distribution: str | None = None  # the app's distribution name, for the version check
+    app_version: str | None = None  # the version the manager runs (its pyproject.toml)
 
     @property
     def protocol(self) -> str:
         return "tls" if self.tls else "tcp"
 
     @property
+    def scheduler_host(self) -> str:
+        """The scheduler's host as a session key (``[user@]host``: the SSH port comes from settings)."""
+        return str(HostAddress(self.scheduler.host, self.scheduler.user))
+
+    @property
+    def scheduler_port(self) -> int:
+        return self.scheduler.port or 0
+
+    @property
     def scheduler_address(self) -> str:
-        return f"{self.protocol}://{host_address(self.scheduler_host)}:{self.scheduler_port}"
+        """``tcp://10.0.0.1:8786``; IPv6 in brackets: ``tcp://[::1]:8786``."""
+        return f"{self.protocol}://{self.scheduler.url_host}:{self.scheduler_port}"
 
     @property
     def local_only(self) -> bool:
-        return is_local_host(host_address(self.scheduler_host)) and all(is_local_host(w.address) for w in self.workers)
+        """True when the scheduler and every worker are on this machine."""
+        return self.scheduler.is_local and all(HostAddress.parse(w.host).is_local for w in self.workers)
+
+    def with_ports(self, scheduler_port: int, dashboard_port: int | None) -> ClusterSpec:
+        return dataclasses.replace(self, scheduler=self.scheduler.with_port(scheduler_port), dashboard_port=dashboard_port)
 
     def hosts(self) -> dict[str, list[WorkerProcess]]:
         grouped: dict[str, list[WorkerProcess]] = {}
@@ -60,36 +94,89 @@ class ClusterSpec:
             grouped.setdefault(worker.host, []).append(worker)
         return grouped
 
+    def tls_names(self) -> list[str]:
+        """The addresses the cluster's TLS certificate must be valid for."""
+        return [self.scheduler.host, *(w.address for w in self.workers)]
+
     def identity(self) -> dict[str, Any]:
-        """What a warm cluster must match to be reused: scheduler, worker names and hosts, TLS."""
+        """What a warm cluster must match to be reused: backend, scheduler, worker names and hosts, TLS."""
         scheduler = "embedded (this machine)" if self.embedded else self.scheduler_address
-        return {"scheduler": scheduler, "tls": self.tls,
+        return {"backend": self.backend, "scheduler": scheduler, "tls": self.tls,
                 "workers": sorted([w.name, w.address, w.nthreads] for w in self.workers)}
 
+    # -- JSON (a warm cluster's state file records the spec it was started with) -------------
 
-def cluster_spec(cluster: ClusterSettings, mode: Mode, *, local_threads: int | None = None) -> ClusterSpec:
-    """The processes for ``cluster``'s worker map (this machine, one worker per core, when empty).
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["scheduler"] = {"host": self.scheduler.host, "user": self.scheduler.user, "port": self.scheduler.port}
+        data["dask"], data["ssh"] = self.dask.model_dump(mode="json"), self.ssh.model_dump(mode="json")
+        return data
 
-    Threads: one per worker, or with the pool bit the host's cores shared among its workers.
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ClusterSpec:
+        fields = dict(data)
+        fields["scheduler"] = HostAddress(**fields["scheduler"])
+        fields["workers"] = tuple(WorkerProcess(**w) for w in fields["workers"])
+        fields["dask"], fields["ssh"] = DaskSettings.model_validate(fields["dask"]), SshSettings.model_validate(fields["ssh"])
+        return cls(**fields)
+
+
+def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_distribution: str | None = None,
+                 app_version: str | None = None, local_threads: int | None = None) -> ClusterSpec:
+    """The processes for ``cluster``'s worker map (`ClusterSettings.worker_map`).
+
+    Threads: one per worker, or with the pool bit the host's cores shared among its workers
+    (``local_threads`` for this machine; decided on the host elsewhere). ``app`` names the
+    venv and logs on hosts; backends that launch processes there need it.
     """
-    workers_map = dict(cluster.workers) or {LOCAL_HOST: WorkerSpec(count=cluster.local_worker_count())}
-    scheduler = cluster.scheduler
-    remote = [host for host in workers_map if not is_local_host(host_address(host))]
+    workers_map = cluster.worker_map()
+    scheduler = cluster.scheduler_address()
+    remote = [host for host in workers_map if not HostAddress.parse(host).is_local]
     if scheduler is None and remote:
         raise SettingsError(f"the worker map names remote hosts ({', '.join(remote[:3])}) but no scheduler",
                             fix='set [cluster] scheduler = "HOST:PORT" (a host every worker can reach)')
     embedded = scheduler is None
-    host, port = (scheduler or LOCAL_HOST), cluster.dask.scheduler_port
-    if scheduler and scheduler.count(":") == 1 and scheduler.rpartition(":")[2].isdigit():
-        host, port = scheduler.rpartition(":")[0], int(scheduler.rpartition(":")[2])
+    if scheduler is None:
+        scheduler = HostAddress(LOCAL_HOST, port=0)
+    elif scheduler.port is None:
+        scheduler = scheduler.with_port(cluster.dask.scheduler_port)
     processes = []
-    for worker_host, spec in workers_map.items():
+    for host, worker in workers_map.items():
+        where = HostAddress.parse(host)
         threads = 0 if mode & Mode.POOL else 1
-        if threads == 0 and is_local_host(host_address(worker_host)) and local_threads:
-            threads = max(1, local_threads // max(spec.count, 1))
-        for k in range(spec.count):
-            processes.append(WorkerProcess(f"{worker_host}-{k}", worker_host, host_address(worker_host), threads, "gpu" in spec.capabilities))
+        if threads == 0 and where.is_local and local_threads:
+            threads = max(1, local_threads // max(worker.count, 1))
+        for k in range(worker.count):
+            slot = slot_name(host, k)
+            processes.append(WorkerProcess(slot, slot, host, where.host, threads, "gpu" in worker.capabilities))
     if not processes:
-        raise SettingsError("the worker map has no workers (every count is 0)", fix="give at least one host a count > 0 in [cluster.workers]")
-    return ClusterSpec(host, 0 if embedded else port, None if embedded else cluster.dask.dashboard_port, tuple(processes),
-                       cluster.dask, cluster.tls, embedded)
+        raise SettingsError("the worker map has no workers (every count is 0)",
+                            fix="give at least one host a count > 0 in [cluster.workers]")
+    return ClusterSpec(
+        app=app, backend=cluster.backend, scheduler=scheduler, dashboard_port=None if embedded else cluster.dask.dashboard_port,
+        workers=tuple(processes), dask=cluster.dask, ssh=cluster.ssh, root=cluster.install.root.rstrip("/") or "/",
+        venv=cluster.install.venv_path(app), fan_out=cluster.install.concurrency, tls=cluster.tls, embedded=embedded,
+        app_distribution=app_distribution, app_version=app_version,
+    )
+
+
+def spec_for(cluster: ClusterSettings, mode: Mode | int | str | None, app: str, *,
+             project_dir: Path | None = None) -> ClusterSpec:
+    """The spec of ``app``'s cluster under ``cluster`` settings, for ``mode`` (None: the mode the
+    settings switch on; the cluster bit is implied), with this machine's cores for local threads.
+
+    ``project_dir`` (the app's folder) names the app's distribution and version, so the version
+    check also compares the app installed on workers; without it, only agi's and Dask's packages
+    and Python are compared.
+    """
+    import os
+
+    from ..settings import read_toml
+
+    run_mode = (Mode.parse(mode) if mode is not None else cluster.mode) | Mode.CLUSTER
+    distribution = version = None
+    if project_dir is not None and (project_dir / "pyproject.toml").is_file():
+        project = read_toml(project_dir / "pyproject.toml").get("project", {})
+        distribution, version = str(project.get("name", app)), str(project.get("version", "0"))
+    return cluster_spec(cluster, run_mode, app=app, app_distribution=distribution, app_version=version,
+                        local_threads=os.cpu_count())

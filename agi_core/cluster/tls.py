@@ -1,6 +1,6 @@
 """TLS between manager, scheduler and workers: a private CA and one certificate for the cluster.
 
-Made on the manager with `cryptography` (kept under ``$XDG_STATE_HOME/agi_core/tls``, private
+Made on the manager with `cryptography` (kept in ``paths.state_dir("tls")``, private
 files 0600), copied to each host, and used by every Dask process and the client
 (``require_encryption``: nothing talks in the clear).
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from ..atomic import write_bytes_atomic
 
 __all__ = ["TlsFiles", "ensure_tls_files", "security_for"]
@@ -25,10 +25,6 @@ class TlsFiles:
     ca: Path
     cert: Path
     key: Path
-
-
-def _state_dir() -> Path:
-    return Path(os.environ.get("XDG_STATE_HOME") or "~/.local/state").expanduser() / "agi_core" / "tls"
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -43,7 +39,7 @@ def ensure_tls_files(names: list[str], folder: Path | None = None) -> TlsFiles:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    folder = folder or _state_dir()
+    folder = folder or paths.state_dir("tls")
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     files = TlsFiles(folder / "ca.pem", folder / "cluster.pem", folder / "cluster.key")
     wanted = sorted({*names, "127.0.0.1", "localhost"})

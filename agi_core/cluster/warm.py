@@ -1,36 +1,30 @@
 """Warm clusters: started by `agi cluster up`, recorded in a state file, reused by runs that match.
 
-The state file (``$XDG_STATE_HOME/agi_core/clusters/<app>.json``) holds the scheduler address, the
-cluster's identity (scheduler, worker names and hosts) and every process with its host and PID, so
-`agi cluster down` can stop them from any later process.
+The state file (``paths.state_dir("clusters")/<app>.json``) holds the backend's name, the spec
+the cluster was started with, its identity (what a run's spec must match to reuse it) and the
+backend's own state (scheduler address, every process with its host and PID), so `agi cluster
+down` can stop it from any later process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from ..atomic import write_json_atomic
 from ..errors import AgiError
-from ..settings import ClusterSettings
 from .backend import ClusterBackend
 from .client import connect_client
-from .inprocess import InProcessCluster
-from .launched import LaunchedCluster
+from .registry import backend_class
 from .spec import ClusterSpec
 
 __all__ = ["ClusterHandle", "WarmClusters", "open_cluster"]
-
-
-def _state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or "~/.local/state"
-    return Path(base).expanduser() / "agi_core" / "clusters"
 
 
 @dataclass
@@ -41,7 +35,7 @@ class WarmClusters:
 
     @classmethod
     def default(cls) -> WarmClusters:
-        return cls(_state_dir())
+        return cls(paths.state_dir("clusters"))
 
     def path(self, app: str) -> Path:
         return self.folder / f"{app}.json"
@@ -55,28 +49,43 @@ class WarmClusters:
             raise AgiError(f"{self.path(app)}: unreadable warm-cluster state ({exc})",
                            fix=f"stop its processes by hand if any run, then delete {self.path(app)}") from None
 
-    def save(self, app: str, spec: ClusterSpec, cluster: LaunchedCluster) -> None:
+    def save(self, app: str, spec: ClusterSpec, backend: ClusterBackend) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path(app), {"app": app, "identity": spec.identity(), "started": time.time(), **cluster.state()})
+        write_json_atomic(self.path(app), {"app": app, "backend": spec.backend, "identity": spec.identity(),
+                                           "spec": spec.to_json(), "started": time.time(), **backend.state()})
 
     def forget(self, app: str) -> None:
         self.path(app).unlink(missing_ok=True)
 
 
+def attach(state: dict[str, Any], spec: ClusterSpec | None = None) -> ClusterBackend:
+    """The backend of a recorded warm cluster (nothing started); ``spec`` defaults to the one it
+    was started with."""
+    if spec is None:
+        if "spec" not in state:
+            raise AgiError(f"the warm-cluster state of '{state.get('app')}' does not record its settings",
+                           fix="pass the app's cluster spec, or stop its processes by hand and delete the state file")
+        spec = ClusterSpec.from_json(state["spec"])
+    return backend_class(state.get("backend", spec.backend)).attach(spec, state)
+
+
 @dataclass
 class ClusterHandle:
-    """A connected client, and where the cluster came from."""
+    """A connected client, the backend it came from, and which Dask worker serves each slot."""
 
     client: Any
     backend: ClusterBackend
     warm: bool  # attached to a warm cluster (left running afterwards)
     note: str = ""
+    worker_names: dict[str, str] = field(default_factory=dict)  # slot → Dask worker name
 
 
 def mismatch(state: dict[str, Any], spec: ClusterSpec) -> str | None:
     """Why a warm cluster does not fit these settings, or None when it does."""
     have, want = state.get("identity", {}), spec.identity()
     reasons = []
+    if have.get("backend", "ssh") != want["backend"]:
+        reasons.append(f"backend {have.get('backend', 'ssh')} vs {want['backend']}")
     if have.get("scheduler") != want["scheduler"]:
         reasons.append(f"scheduler {have.get('scheduler')} vs {want['scheduler']}")
     if have.get("tls") != want["tls"]:
@@ -93,34 +102,35 @@ def mismatch(state: dict[str, Any], spec: ClusterSpec) -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def open_cluster(app: str, spec: ClusterSpec, cluster: ClusterSettings, *, warm: WarmClusters | None = None) -> AsyncIterator[ClusterHandle]:
-    """Attach to the app's warm cluster when it matches ``spec``; otherwise start one for this
-    block and stop it at the end (also on errors and Ctrl-C)."""
+async def open_cluster(spec: ClusterSpec, *, warm: WarmClusters | None = None) -> AsyncIterator[ClusterHandle]:
+    """Attach to the app's warm cluster when it matches ``spec``; otherwise start the spec's
+    backend for this block and stop it at the end (also on errors and Ctrl-C)."""
     warm = warm or WarmClusters.default()
-    state = warm.load(app)
+    state = warm.load(spec.app)
     note = ""
     if state is not None:
         reason = mismatch(state, spec)
         if reason:
-            raise AgiError(f"the warm cluster of '{app}' does not match these settings: {reason}",
-                           fix=f"stop it with `agi cluster down {app}` (or run with the settings it was started with)")
-        backend = LaunchedCluster.from_state(state, spec, cluster, app)
+            raise AgiError(f"the warm cluster of '{spec.app}' does not match these settings: {reason}",
+                           fix=f"stop it with `agi cluster down {spec.app}` (or run with the settings it was started with)")
+        backend = attach(state, spec)
         try:
             client = await connect_client(backend, spec)
         except AgiError as exc:
-            note = f"the warm cluster of '{app}' is not usable ({exc.message.splitlines()[0]}); started a cluster for this run"
+            note = (f"the warm cluster of '{spec.app}' is not usable ({exc.message.splitlines()[0]}); "
+                    "started a cluster for this run")
         else:
             try:
-                yield ClusterHandle(client, backend, warm=True)
+                yield ClusterHandle(client, backend, warm=True, worker_names=backend.worker_names())
             finally:
                 await client.close()
             return
-    backend = InProcessCluster(spec) if spec.local_only else LaunchedCluster(spec, cluster, app)
+    backend = backend_class(spec.backend)(spec)
     await backend.start()
     try:
         client = await connect_client(backend, spec)
         try:
-            yield ClusterHandle(client, backend, warm=False, note=note)
+            yield ClusterHandle(client, backend, warm=False, note=note, worker_names=backend.worker_names())
         finally:
             await client.close()
     finally:

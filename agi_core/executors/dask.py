@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -46,13 +45,13 @@ class DaskExecutor(Executor):
         import dask
         import distributed  # noqa: F401 - registers its config defaults before we override some
 
-        from ..cluster import cluster_spec, dask_config, open_cluster
+        from ..cluster import dask_config, open_cluster, spec_for
 
         if self._handle is not None:
             return
-        spec = cluster_spec(self.context.cluster, Mode(self.job.mode), local_threads=os.cpu_count())
+        spec = spec_for(self.context.cluster, Mode(self.job.mode), self.context.app, project_dir=self.job.src_dir.parent)
         self._stack.enter_context(dask.config.set(dask_config(spec)))
-        self._handle = await self._stack.enter_async_context(open_cluster(self.context.app, spec, self.context.cluster))
+        self._handle = await self._stack.enter_async_context(open_cluster(spec))
         backend = self._handle.backend
         self.context.emit(ClusterReady(backend.address, backend.dashboard, self._handle.warm, self._handle.note))
 

@@ -1,0 +1,84 @@
+"""Detached processes on hosts: started with ``setsid nohup``, found again by PID, stopped by group.
+
+Each process runs in its own session (its PID is its process group), so it survives the SSH
+connection and this process, and stopping its group stops its children too. Hosts are reached
+over SSH, or through a local shell for this machine; at most ``fan_out`` hosts at a time, so
+hundreds of hosts stay manageable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from ..settings import SshSettings
+from ..ssh import HostSession, SshError, open_session, shell_path
+from .backend import ProcessRecord
+
+__all__ = ["DetachedProcesses"]
+
+
+class DetachedProcesses:
+    """Sessions to hosts, and the detached processes started (or found) through them."""
+
+    def __init__(self, ssh: SshSettings, fan_out: int, processes: Iterable[ProcessRecord] = ()) -> None:
+        self.ssh = ssh
+        self.processes: list[ProcessRecord] = list(processes)
+        self._sessions: dict[str, HostSession] = {}
+        self._fan_out = asyncio.Semaphore(fan_out)
+
+    async def session(self, host: str) -> HostSession:
+        """The (cached) session to ``host``, a worker-map key; raises `SshError` naming the host."""
+        if host not in self._sessions:
+            async with self._fan_out:
+                if host not in self._sessions:
+                    self._sessions[host] = await open_session(host, self.ssh)
+        return self._sessions[host]
+
+    async def launch(self, host: str, role: str, name: str, command: str, *, log: str, env: str = "") -> ProcessRecord:
+        """Start ``command`` detached on ``host``, its output in ``log``; returns its record."""
+        session = await self.session(host)
+        folder = log.rsplit("/", 1)[0]
+        # `cd … || exit` and `env VAR=…` avoid the two traps of backgrounding over SSH (see test-rig.md)
+        script = (f"mkdir -p {shell_path(folder)} && cd {shell_path(folder)} || exit 1; "
+                  f"setsid nohup env {env} {command} > {shell_path(log)} 2>&1 < /dev/null & echo $!")
+        async with self._fan_out:
+            result = await session.run(script, what=f"starting the {role} {name}", timeout=30)
+        process = ProcessRecord(host, role, name, int(result.stdout.strip().splitlines()[-1]), log)
+        self.processes.append(process)
+        return process
+
+    async def alive(self, process: ProcessRecord) -> bool:
+        session = await self.session(process.host)
+        return (await session.run(f"kill -0 {process.pid}", check=False, timeout=10)).ok
+
+    async def tail(self, process: ProcessRecord, lines: int = 15) -> str:
+        """The end of the process's log, or why it cannot be read."""
+        try:
+            session = await self.session(process.host)
+            return (await session.run(f"tail -n {lines} {shell_path(process.log)}", check=False, timeout=10)).stdout
+        except SshError as exc:
+            return f"(cannot read the log: {exc.message})"
+
+    async def stop_all(self) -> None:
+        """Stop every process by its group, host by host: SIGTERM, then SIGKILL for what is left;
+        then close the sessions. Hosts that cannot be reached are skipped (they took their
+        processes with them, or will be cleaned up when they return)."""
+        by_host: dict[str, list[int]] = {}
+        for process in self.processes:
+            by_host.setdefault(process.host, []).append(process.pid)
+        self.processes = []
+
+        async def stop(host: str, pids: list[int]) -> None:
+            groups = " ".join(f"-{pid}" for pid in pids)
+            try:
+                session = await self.session(host)
+                await session.run(f"kill -TERM -- {groups} 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do "
+                                  f"kill -0 -- {groups} 2>/dev/null || exit 0; sleep 0.2; done; kill -KILL -- {groups} 2>/dev/null; true",
+                                  check=False, timeout=30)
+            except Exception:  # noqa: BLE001 - a host that is gone took its processes with it
+                pass
+
+        await asyncio.gather(*(stop(host, pids) for host, pids in by_host.items()))
+        sessions, self._sessions = self._sessions, {}
+        await asyncio.gather(*(session.close() for session in sessions.values()), return_exceptions=True)
