@@ -52,8 +52,7 @@ class AGI:
                           on_event: EventSink | None = None, on_outcome: Callable[[Outcome], None] | None = None) -> RunResult:
         """Run a resolved request (what a snippet or the web UI sends)."""
         env = env or request.env()
-        chosen = chosen_plan(env, request, plan)
-        return await Runner(env, request, chosen, emit=on_event or ignore, on_outcome=on_outcome).run()
+        return await Runner(env, request, chosen_plan(env, request, plan), emit=on_event or ignore, on_outcome=on_outcome).run()
 
     @staticmethod
     async def get_distrib(
@@ -78,7 +77,6 @@ class AGI:
         host (over SSH; this machine locally), concurrently. Returns an `InstallReport`; raises
         `InstallError` naming every host that failed, after all hosts have finished."""
         from .install import install_app
-
         request = resolve(env, scheduler=scheduler, workers=workers, mode=modes_enabled, cluster=cluster)
         return await install_app(env, request.cluster, request.run_mode, on_event=on_event or ignore)
 
@@ -87,24 +85,27 @@ class AGI:
                      modes_enabled: Mode | int | str | None = None, cluster: Hosts | None = None) -> Any:
         """Check every host without changing anything; returns a `DoctorReport` (``.ok``)."""
         from .install.doctor import doctor_app
-
         request = resolve(env, scheduler=scheduler, workers=workers, mode=modes_enabled, cluster=cluster)
         return await doctor_app(env, request.cluster, request.run_mode)
 
     @staticmethod
-    async def cluster_up(env: AgiEnv, *, mode: Mode | int | str | None = None, cluster: Hosts | None = None) -> Any:
+    async def cluster_up(env: AgiEnv, *, mode: Mode | int | str | None = None, cluster: Hosts | None = None,
+                         on_event: EventSink | None = None) -> Any:
         """Start the app's Dask cluster and leave it running (a warm cluster runs attach to)."""
         from .cluster import cluster_up, spec_for
+        from .run.preflight import local_worker_python
 
-        request = resolve(env, mode=mode, cluster=cluster)
-        return await cluster_up(env.name, spec_for(request.cluster, request.run_mode, env.name))
+        request = resolve(env, mode=mode, cluster=cluster, with_bits=Mode.CLUSTER)
+        python = local_worker_python(env, request, on_event or ignore)
+        return await cluster_up(env.name, spec_for(request.cluster, request.run_mode, env.name, project_dir=env.project_dir,
+                                                   local_python=python))
 
     @staticmethod
     async def cluster_status(env: AgiEnv, *, cluster: Hosts | None = None) -> Any:
         """Whether the app's warm cluster runs, and its workers."""
         from .cluster import cluster_status, spec_for
 
-        request = resolve(env, cluster=cluster)
+        request = resolve(env, cluster=cluster, with_bits=Mode.CLUSTER)
         return await cluster_status(env.name, spec_for(request.cluster, request.run_mode, env.name))
 
     @staticmethod
@@ -112,5 +113,5 @@ class AGI:
         """Stop every process of the app's warm cluster; returns how many were stopped."""
         from .cluster import cluster_down, spec_for
 
-        request = resolve(env, cluster=cluster)
+        request = resolve(env, cluster=cluster, with_bits=Mode.CLUSTER)
         return await cluster_down(env.name, spec_for(request.cluster, request.run_mode, env.name))

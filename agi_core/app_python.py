@@ -10,11 +10,9 @@ use (agi_core's worker dependencies and the app's, the manager's Dask stack pinn
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import importlib.metadata
-import io
 import json
 import os
 import shlex
@@ -22,12 +20,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from multiprocessing import context as mp_context
-from multiprocessing import popen_spawn_posix, reduction, resource_tracker, spawn, util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -43,12 +37,11 @@ if TYPE_CHECKING:
     from .env import AgiEnv
     from .settings import InstallSettings
 
-__all__ = ["AppPython", "app_python", "check_in_process", "missing_requirements", "spawn_context", "using_executable"]
+__all__ = ["AppPython", "app_python", "check_in_process", "missing_requirements"]
 
-ENV_SCHEMA = "agi.app-env.v1"
+ENV_SCHEMA = "agi.app-env.v2"  # v2: agi_core's editable metadata in the environment
 MARKER = ".agi-app-env.json"  # written last into an environment made here: what it holds
 _AGI_DIR = Path(__file__).resolve().parent  # the agi_core package the manager runs
-_SWAP = threading.Lock()  # guards using_executable's temporary swap of multiprocessing's spawn settings
 
 
 @dataclass(frozen=True)
@@ -213,6 +206,7 @@ def _build(venv: Path, env: AgiEnv, spec: dict[str, Any]) -> None:
     (venv / "agi-src" / "agi_core").symlink_to(_AGI_DIR, target_is_directory=True)
     # relative to site-packages, so the environment survives its rename from the temporary folder
     (_site_packages(venv) / "_agi_app.pth").write_text(f"../../../agi-src\n{env.src_dir}\n")
+    _editable_metadata(_site_packages(venv))
     (venv / "constraints.txt").write_text("\n".join(spec["constraints"]) + "\n")
     # byte-compiled once here, rather than by every worker that starts (or on each start, with PYTHONDONTWRITEBYTECODE)
     install = ("pip", "install", "-q", "--compile-bytecode", "--python", str(venv / "bin" / "python"),
@@ -227,73 +221,13 @@ def _build(venv: Path, env: AgiEnv, spec: dict[str, Any]) -> None:
                            f"make the package index reachable, or install them here: {_install_here(spec['requirements'])}")
 
 
-def _child_preparation(data: dict[str, Any]) -> dict[str, Any]:
-    """Spawn's preparation data for a child of another interpreter: it keeps its own sys.path (the manager's
-    would hide its packages) and does not re-import the manager's ``__main__`` (whose imports it may lack)."""
-    return {key: value for key, value in data.items() if key not in ("sys_path", "init_main_from_path", "init_main_from_name")}
+def _editable_metadata(site: Path) -> None:
+    """agi_core's distribution metadata, as an editable install has it: Dask's and agi's version
+    checks ask every worker for the installed version of agi-orchestrator."""
+    from . import __version__
+    from .install.artifacts import AGI_DISTRIBUTION
 
-
-class _AppPopen(popen_spawn_posix.Popen):
-    """CPython's spawn launcher (``popen_spawn_posix.Popen._launch``) for the interpreter the process names."""
-
-    _fds: list[int]
-
-    def _launch(self, process_obj: Any) -> None:
-        python = os.fsencode(process_obj._agi_python)
-        self._fds.append(tracker_fd := resource_tracker.getfd())  # type: ignore[arg-type]  # tracker: manager Python
-        fp = io.BytesIO()
-        mp_context.set_spawning_popen(self)
-        try:
-            reduction.dump(_child_preparation(spawn.get_preparation_data(process_obj._name)), fp)
-            reduction.dump(process_obj, fp)
-        finally:
-            mp_context.set_spawning_popen(None)
-        parent_r, child_w = os.pipe()
-        child_r, parent_w = os.pipe()
-        self.finalizer = util.Finalize(self, util.close_fds, [parent_r, parent_w])  # type: ignore[attr-defined]
-        try:
-            self._fds.extend([child_r, child_w])
-            command: list[Any] = [python, *spawn.get_command_line(tracker_fd=tracker_fd, pipe_handle=child_r)[1:]]
-            self.pid = util.spawnv_passfds(python, command, self._fds)
-            self.sentinel = parent_r
-            with open(parent_w, "wb", closefd=False) as f:
-                f.write(fp.getbuffer())
-        finally:
-            os.close(child_r)
-            os.close(child_w)
-
-
-class AppSpawnContext(mp_context.SpawnContext):
-    def __init__(self, python: Path) -> None:
-        self.python = str(python)
-
-    def Process(self, *args: Any, **kwargs: Any) -> mp_context.SpawnProcess:  # type: ignore[override]
-        process = mp_context.SpawnProcess(*args, **kwargs)
-        process._Popen, process._agi_python = _AppPopen, self.python  # type: ignore[attr-defined,method-assign]
-        return process
-
-
-def spawn_context(python: Path) -> AppSpawnContext:
-    """A multiprocessing context whose children run ``python`` (`AppPython.executable`) with its own packages.
-    Nothing process-wide changes: the interpreter rides on each process object (targets must import there)."""
-    return AppSpawnContext(python)
-
-
-@contextlib.contextmanager
-def using_executable(python: Path) -> Iterator[None]:
-    """Inside this block, multiprocessing's *default* spawn context starts ``python`` (for code that takes no
-    context, like Dask's Nanny): spawn's process-wide settings are swapped for the block only. Trade-off: any
-    thread's spawn during the block gets ``python``, and one after it (a Nanny restarting a dead worker) the
-    manager's interpreter again. Blocks cannot overlap: a second one raises `AgiError`."""
-    resource_tracker.ensure_running()  # on the manager's interpreter, before the swap
-    if not _SWAP.acquire(blocking=False):
-        raise AgiError("using_executable blocks cannot overlap", fix="start those processes one block after the other")
-    executable, prepare = spawn.get_executable(), spawn.get_preparation_data
-    spawn.set_executable(str(python))
-    spawn.get_preparation_data = lambda name: _child_preparation(prepare(name))
-    try:
-        yield
-    finally:
-        spawn.set_executable(executable)
-        spawn.get_preparation_data = prepare
-        _SWAP.release()
+    info = site / f"{AGI_DISTRIBUTION.replace('-', '_')}-{__version__}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {AGI_DISTRIBUTION}\nVersion: {__version__}\n")
+    (info / "INSTALLER").write_text("agi_core\n")

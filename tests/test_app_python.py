@@ -32,9 +32,8 @@ from agi_core.app_python import (
     app_python,
     check_in_process,
     missing_requirements,
-    spawn_context,
-    using_executable,
 )
+from agi_core.executors.app_spawn import spawn_context
 from agi_core.install.artifacts import uv_binary
 from agi_core.settings import InstallSettings
 
@@ -220,49 +219,6 @@ def test_spawn_context_runs_the_app_partition_with_the_other_interpreter(built: 
     assert multiprocessing.spawn.get_executable() == executable and multiprocessing.spawn.get_preparation_data is prepare
 
 
-def test_using_executable_swaps_only_inside_the_block(built: tuple[list[AppPython], list[str], float]) -> None:
-    python = built[0][0].executable
-    executable, prepare = multiprocessing.spawn.get_executable(), multiprocessing.spawn.get_preparation_data
-    context = multiprocessing.get_context("spawn")
-    code = "import sys, agi_testdep\nconn.send(sys.executable)\n"
-    with pytest.raises(RuntimeError, match="boom"), using_executable(python):
-        with pytest.raises(AgiError, match="cannot overlap"), using_executable(python):
-            pass
-        parent, child = context.Pipe()
-        process = context.Process(target=exec, args=(code, {"conn": child}))
-        process.start()
-        child.close()
-        assert parent.poll(60) and parent.recv() == str(python)
-        process.join(10)
-        raise RuntimeError("boom")
-    assert multiprocessing.spawn.get_executable() == executable and multiprocessing.spawn.get_preparation_data is prepare
-
-
-@pytest.mark.slow
-def test_nanny_workers_started_inside_using_executable_run_the_app_python(built: tuple[list[AppPython], list[str], float]) -> None:
-    import asyncio
-
-    from distributed import Client, Nanny, Scheduler
-    from distributed.deploy.spec import SpecCluster
-
-    python = built[0][0].executable
-
-    async def main() -> list[object]:
-        with using_executable(python):
-            cluster = await SpecCluster(workers={"w0": {"cls": Nanny, "options": {"nthreads": 1, "silence_logs": 40}}},
-                                        scheduler={"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": ":0"}},
-                                        asynchronous=True, silence_logs=40)
-        try:
-            async with Client(cluster, asynchronous=True) as client:
-                ran = await client.run(eval, "(__import__('sys').executable, __import__('agi_testdep').VALUE)")
-                return list(ran.values())
-        finally:
-            await cluster.close()  # type: ignore[misc]
-
-    assert asyncio.run(main()) == [(str(python), 42)]
-    assert multiprocessing.spawn.get_executable() == os.fsencode(sys.executable)  # restored after the block
-
-
 def _run(env: AgiEnv, share: Path, root: str, mode: str) -> object:
     import asyncio
 
@@ -283,3 +239,11 @@ def test_run_mode_0_stops_before_anything_and_the_pool_runs_in_the_app_environme
     assert result.value == 4 * 42 + 6  # type: ignore[attr-defined]
     pythons = {r["python"] for r in result.results.values()}  # type: ignore[attr-defined]
     assert pythons == {str(built[0][0].executable)} and sys.executable not in pythons
+
+
+def test_local_cluster_workers_run_in_the_app_environment(built: tuple[list[AppPython], list[str], float], needsdep: AgiEnv,
+                                                          no_install: InstallSettings, share: Path) -> None:
+    """Mode d on this machine: workers are launched with the app's Python instead of in-process ones."""
+    result = _run(needsdep, share, no_install.root, "d")
+    assert result.value == 4 * 42 + 6  # type: ignore[attr-defined]
+    assert {r["python"] for r in result.results.values()} == {str(built[0][0].executable)}  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agi_core import AGI, AgiError, RunError
+from agi_core import AGI, AgiError, Mode, RunError
 from agi_core.cluster import WarmClusters, spec_for
 from agi_core.cluster.manage import cluster_down, cluster_status, cluster_up
 
@@ -20,7 +20,7 @@ def run(env, share, **kwargs):
 
 def spec(env, mode="d", **cluster):
     """The cluster spec the `agi cluster` commands resolve for ``env`` with these overrides."""
-    return spec_for(env.settings(cluster=cluster).cluster, mode, env.name, project_dir=env.project_dir)
+    return spec_for(env.settings(cluster=cluster).cluster, Mode.parse(mode), env.name, project_dir=env.project_dir)
 
 
 def dask_processes() -> list[str]:

@@ -58,7 +58,7 @@ class LaunchedCluster(ClusterBackend):
 
     def _python(self, host: str) -> str:
         if HostAddress.parse(host).is_local:
-            return shlex.quote(sys.executable)
+            return shlex.quote(self.spec.local_python or sys.executable)
         return shell_path(f"{self.spec.venv}/bin/python")
 
     def _log(self, name: str) -> str:

@@ -12,36 +12,17 @@ Launched (detached) workers do not load it: a warm cluster is meant to outlive t
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import signal
-import sys
 from typing import Any
 
-__all__ = ["MANAGER_PID_ENV", "PRELOAD", "dask_setup", "die_with_parent"]
+from ..lifeline import die_with_parent
+
+__all__ = ["MANAGER_PID_ENV", "PRELOAD", "dask_setup"]
 
 #: the environment variable that carries the manager's PID into its worker processes
 MANAGER_PID_ENV = "AGI_MANAGER_PID"
 #: this module, as a Dask ``preload`` entry
 PRELOAD = __name__
-
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL this process when its parent exits; exit now if it already has.
-
-    A no-op where ``prctl`` does not exist (not Linux): Dask's pipe is then the only lifeline.
-    The signal is tied to the parent *thread* that started this process; Dask starts worker
-    processes from a thread that lives as long as the worker's Nanny.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the manager died before prctl took effect
-        os._exit(1)
 
 
 def dask_setup(worker: Any) -> None:

@@ -61,6 +61,7 @@ class ClusterSpec:
     embedded: bool  # no scheduler configured and only this machine: ports are picked freely
     app_distribution: str | None = None  # the app's distribution name, for the version check
     app_version: str | None = None  # the version the manager runs (its pyproject.toml)
+    local_python: str | None = None  # the interpreter of processes on this machine; None: the manager's
 
     @property
     def protocol(self) -> str:
@@ -160,23 +161,25 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
     )
 
 
-def spec_for(cluster: ClusterSettings, mode: Mode | int | str | None, app: str, *,
-             project_dir: Path | None = None) -> ClusterSpec:
-    """The spec of ``app``'s cluster under ``cluster`` settings, for ``mode`` (None: the mode the
-    settings switch on; the cluster bit is implied), with this machine's cores for local threads.
+def spec_for(cluster: ClusterSettings, mode: Mode, app: str, *, project_dir: Path | None = None,
+             local_python: Path | None = None) -> ClusterSpec:
+    """The spec of ``app``'s cluster under ``cluster`` settings, for ``mode`` (resolved by
+    `run.resolve`; the cluster bit is implied), with this machine's cores for local threads.
 
     ``project_dir`` (the app's folder) names the app's distribution and version, so the version
     check also compares the app installed on workers; without it, only agi's and Dask's packages
-    and Python are compared.
+    and Python are compared. ``local_python``: the app's environment, when workers on this
+    machine cannot run in the manager's Python (see `agi_core.app_python`).
     """
+    import dataclasses
     import os
 
     from ..settings import read_toml
 
-    run_mode = (Mode.parse(mode) if mode is not None else cluster.mode) | Mode.CLUSTER
     distribution = version = None
     if project_dir is not None and (project_dir / "pyproject.toml").is_file():
         project = read_toml(project_dir / "pyproject.toml").get("project", {})
         distribution, version = str(project.get("name", app)), str(project.get("version", "0"))
-    return cluster_spec(cluster, run_mode, app=app, app_distribution=distribution, app_version=version,
+    spec = cluster_spec(cluster, Mode(mode) | Mode.CLUSTER, app=app, app_distribution=distribution, app_version=version,
                         local_threads=os.cpu_count())
+    return dataclasses.replace(spec, local_python=str(local_python)) if local_python else spec

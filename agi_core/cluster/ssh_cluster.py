@@ -1,5 +1,5 @@
-"""`SshCluster`, the default backend (``ssh``): in-process when everything is on this machine,
-processes launched on the hosts over SSH otherwise.
+"""`SshCluster`, the default backend (``ssh``): in-process when everything is on this machine
+(and runs the manager's Python), processes launched on the hosts over SSH otherwise.
 
 The embedded cluster starts in about a second and leaves nothing behind; a cluster that spans
 hosts needs its processes started there. The choice depends on the spec only, so it is made
@@ -23,7 +23,10 @@ class SshCluster(ClusterBackend):
 
     def __init__(self, spec: ClusterSpec) -> None:
         super().__init__(spec)
-        self.inner: ClusterBackend = InProcessCluster(spec) if spec.local_only else LaunchedCluster(spec)
+        # In-process workers run the manager's Python: an app that needs its own environment
+        # gets launched processes on this machine too.
+        embedded = spec.local_only and spec.local_python is None
+        self.inner: ClusterBackend = InProcessCluster(spec) if embedded else LaunchedCluster(spec)
 
     @property  # type: ignore[override]
     def address(self) -> str:

@@ -37,6 +37,7 @@ class DaskExecutor(Executor):
         super().__init__(context)
         self._stack = contextlib.AsyncExitStack()
         self._handle: Any = None
+        self._facts: dict[str, dict[str, Any]] = {}
         self._futures: dict[Any, tuple[str, list[str]]] = {}  # future -> (slot, partition ids)
         self.max_tasks_per_slot = context.cluster.dask.max_tasks_per_slot
         self.retries_allowed = context.cluster.dask.retries
@@ -49,11 +50,29 @@ class DaskExecutor(Executor):
 
         if self._handle is not None:
             return
-        spec = spec_for(self.context.cluster, Mode(self.job.mode), self.context.app, project_dir=self.job.src_dir.parent)
+        spec = spec_for(self.context.cluster, Mode(self.job.mode), self.context.app, project_dir=self.job.src_dir.parent,
+                        local_python=self.context.python)
         self._stack.enter_context(dask.config.set(dask_config(spec)))
         self._handle = await self._stack.enter_async_context(open_cluster(spec))
         backend = self._handle.backend
         self.context.emit(ClusterReady(backend.address, backend.dashboard, self._handle.warm, self._handle.note))
+        self._facts = await self._worker_records(spec.app_distribution or self.context.app, spec.app_version or "")
+
+    async def _worker_records(self, distribution: str, source_version: str) -> dict[str, dict[str, Any]]:
+        """Each Dask worker's versions and capabilities, for the run record."""
+        from ..cluster import worker_facts
+
+        records = {}
+        for name, facts in (await worker_facts(self.client, distribution)).items():
+            versions = {"python": facts.python, "agi-orchestrator": facts.agi_core, "dask": facts.dask,
+                        "distributed": facts.distributed, distribution: facts.app or source_version}
+            records[name] = {"host": facts.host, "versions": {k: v for k, v in versions.items() if v},
+                             "capabilities": {"cores": facts.cores, "nthreads": facts.nthreads,
+                                              "memory_limit": facts.memory_limit, "gpus": facts.gpus}}
+        return records
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        return self._facts
 
     @property
     def client(self) -> Any:
@@ -67,9 +86,12 @@ class DaskExecutor(Executor):
                              note=self._handle.note, backend=self.context.cluster.backend)
 
     async def _addresses(self) -> dict[str, str]:
-        """Worker name (= slot name) → its current address, asked of the scheduler now."""
+        """Slot → the address of the Dask worker that serves it (the backend names the worker),
+        asked of the scheduler now."""
         identity = await self.client.scheduler.identity(n_workers=-1)
-        return {str(w.get("name")): address for address, w in identity["workers"].items()}
+        by_name = {str(w.get("name")): address for address, w in identity["workers"].items()}
+        names = self._handle.worker_names
+        return {slot: by_name[name] for slot, name in names.items() if name in by_name}
 
     async def execute(self, plan: WorkPlan, driver: GraphDriver) -> AsyncIterator[Outcome]:
         from distributed import as_completed

@@ -68,7 +68,7 @@ def _process_context(python: Path | None) -> Any:
     # interpreter (the app's environment) must run the slots, or fork is unsafe.
     if python is None:
         return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    from ..app_python import spawn_context
+    from .app_spawn import spawn_context
 
     return spawn_context(python)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..app import Partition
 from .base import JobSpec, Outcome
-from .lifeline import die_with_parent
+from ..lifeline import die_with_parent
 from .worker import PartitionRunner
 
 __all__ = ["Batch", "slot_main"]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..env import AgiEnv
     from .request import RunRequest
 
-__all__ = ["Prepared", "prepare"]
+__all__ = ["Prepared", "local_worker_python", "prepare"]
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,10 @@ def prepare(env: AgiEnv, request: RunRequest, emit: EventSink) -> Prepared:
     note = ""
     if not mode & Mode.CLUSTER:  # on a cluster, each worker picks its kernels (and records which)
         note = select_kernels(env.module_name.split(".")[0], mode).note  # fails early if a kernel is missing
-    return Prepared(kernel_note=note, python=_worker_python(env, request, emit, workers_here))
+    return Prepared(kernel_note=note, python=local_worker_python(env, request, emit))
 
 
-def _worker_python(env: AgiEnv, request: RunRequest, emit: EventSink, workers_here: bool) -> Path | None:
+def local_worker_python(env: AgiEnv, request: RunRequest, emit: EventSink) -> Path | None:
     """The interpreter for worker processes on this machine: None (this one) when it has every
     dependency of the app, else the app's own environment. Mode 0 runs in this process: a missing
     dependency is an error naming it and the fix."""
@@ -49,7 +49,7 @@ def _worker_python(env: AgiEnv, request: RunRequest, emit: EventSink, workers_he
     if request.executor == "sequential":
         check_in_process(env)
         return None
-    if not workers_here:
+    if request.run_mode & Mode.CLUSTER and not any(is_local_host(host) for host in request.cluster.worker_map()):
         return None  # remote workers run the venv `agi install` built on their host
     chosen = app_python(env, request.cluster.install, on_event=emit)
     if chosen.source == "manager":

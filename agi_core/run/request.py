@@ -92,10 +92,11 @@ def resolve(
     env: AgiEnv, *, scheduler: str | None = None, workers: Mapping[str, Any] | None = None,
     mode: Mode | int | str | None = None, args: Mapping[str, Any] | None = None,
     cluster: Mapping[str, Any] | None = None, app_args: Mapping[str, Any] | None = None,
-    plan: str | Path | None = None, use_cache: bool = True, resume: str | None = None,
+    plan: str | Path | None = None, use_cache: bool = True, resume: str | None = None, with_bits: Mode = Mode(0),
 ) -> RunRequest:
     """Build the request of one call: settings file < profile < call arguments; the mode is the
-    call's when given, else the one the settings' ``[cluster]`` bits switch on.
+    call's when given, else the one the settings' ``[cluster]`` bits switch on, plus ``with_bits``
+    (``agi cluster up`` always has the cluster bit).
 
     App arguments may come as ``args=`` or as keywords (``app_args``), not both for one key.
     """
@@ -103,7 +104,7 @@ def resolve(
     if clash:
         raise SettingsError(f"argument(s) {', '.join(clash)} given both in args= and as keywords", fix="give each once")
     settings = env.settings(args={**(args or {}), **(app_args or {})}, cluster=call_overrides(scheduler, workers, cluster))
-    run_mode = Mode.parse(mode) if mode is not None else settings.cluster.mode
+    run_mode = (Mode.parse(mode) if mode is not None else settings.cluster.mode) | with_bits
     return RunRequest(
         app=env.name, apps_path=tuple(str(p) for p in env.apps_paths) if env.apps_path_given else None,
         args=settings.args.model_dump(mode="json"), mode=int(run_mode), cluster=settings.cluster,

@@ -109,6 +109,7 @@ class Runner:
             for pid, count in (await executor.retries()).items():
                 if pid in self.outcomes:
                     self.outcomes[pid].retries = count
+                    self.writer.add(partition_fields(self.outcomes[pid]))  # the record keeps the latest line
         except BaseException:
             executor.kill()
             raise

@@ -2,7 +2,10 @@
 
 On Linux the kernel does it: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` in the child. A pipe's end of
 file is not enough on its own: forked siblings inherit each other's pipe ends, so a dead
-manager's pipes may never close.
+manager's pipes may never close, and a thread watching a pipe cannot run while a partition holds
+the GIL. Used by pool slots (`executors.slot_process`) and embedded Dask workers
+(`cluster.lifeline`). The signal is tied to the parent *thread* that started the child: both
+start their children from threads that live as long as the children should.
 """
 
 from __future__ import annotations
