@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiError, Mode, RunError
+from agi_core.events import HostStep
 from agi_core.cluster import WarmClusters, spec_for
 from agi_core.cluster.manage import cluster_down, cluster_status, cluster_up
 
@@ -71,8 +72,11 @@ def test_warm_cluster_is_attached_and_a_mismatch_is_refused(toy_env, share, warm
     env = toy_env
     try:
         free_ports = {"scheduler_port": 0, "dashboard_port": None}
-        status = asyncio.run(cluster_up("toy", spec(env, workers={"127.0.0.1": 2}, dask=free_ports)))
+        events = []
+        status = asyncio.run(cluster_up("toy", spec(env, workers={"127.0.0.1": 2}, dask=free_ports), emit=events.append))
         assert status.running and [w.name for w in status.workers] == ["127.0.0.1-0", "127.0.0.1-1"]
+        steps = [(e.host, e.step, e.done) for e in events if isinstance(e, HostStep)]  # the core reports, never prints
+        assert ("127.0.0.1", "starting the scheduler", False) in steps and steps[-1] == ("127.0.0.1", "started", True)
         result = run(env, share, mode="d", n=4, cluster={"workers": {"127.0.0.1": 2}})
         record = json.loads(result.manifest.read_text())
         assert record["cluster"]["warm"] is True and record["cluster"]["scheduler"] == status.address

@@ -29,8 +29,18 @@ def cluster_up_command(ctx: click.Context, app: str, mode: str | None, assignmen
     """Start APP's scheduler and workers (from its settings) and leave them running."""
     from ..agi import AGI
 
+    import sys
+
+    from .install_view import InstallView
+    from .run_view import RunView
+
     _, cluster = overrides(assignments)
-    status = asyncio.run(AGI.cluster_up(env_for(ctx, app), mode=mode, cluster=cluster or None))
+    env = env_for(ctx, app)
+    if sys.stderr.isatty():  # a live row per host while the processes start
+        with InstallView() as hosts, RunView(enabled=True) as notes:
+            status = asyncio.run(AGI.cluster_up(env, mode=mode, cluster=cluster or None, on_event=lambda e: (hosts(e), notes(e))))
+    else:
+        status = asyncio.run(AGI.cluster_up(env, mode=mode, cluster=cluster or None))
     _print_cluster(status, False)
 
 

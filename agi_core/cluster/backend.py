@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
+from ..events import EventSink, ignore
 
 if TYPE_CHECKING:
     from .spec import ClusterSpec
@@ -60,8 +61,9 @@ class ClusterBackend(abc.ABC):
     # -- life cycle -------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def start(self) -> None:
-        """Start the scheduler and launch every worker of ``spec``; set `address`.
+    async def start(self, emit: EventSink = ignore) -> None:
+        """Start the scheduler and launch every worker of ``spec``; set `address`. ``emit``
+        receives progress events (`HostStep` per host, `Phase`): the core never prints.
 
         Returns once the scheduler accepts connections; the client waits for the workers (and
         asks `missing_workers_report` about those that never join). On failure, stop whatever

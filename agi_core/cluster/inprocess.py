@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from ..errors import AgiError
+from ..events import EventSink, Phase, ignore
 from .backend import ClusterBackend
 from .lifeline import MANAGER_PID_ENV, PRELOAD
 from .spec import ClusterSpec
@@ -45,10 +46,11 @@ class InProcessCluster(ClusterBackend):
     def security(self) -> Any:
         return self._security
 
-    async def start(self) -> None:
+    async def start(self, emit: EventSink = ignore) -> None:
         from distributed import Nanny, Scheduler
         from distributed.deploy.spec import SpecCluster
 
+        emit(Phase("cluster", f"starting an embedded Dask cluster of {len(self.spec.workers)} worker(s) on this machine"))
         spec = self.spec
         dashboard = dashboard_address(spec.dashboard_port)
         scheduler = {"cls": Scheduler, "options": {"host": spec.scheduler.url_host, "port": spec.scheduler_port,

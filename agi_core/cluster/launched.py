@@ -17,6 +17,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..errors import AgiError
+from ..events import EventSink, HostStep, ignore
 from ..hosts import HostAddress
 from ..ssh import HostSession, shell_path
 from .backend import ClusterBackend, ProcessRecord
@@ -87,16 +88,18 @@ class LaunchedCluster(ClusterBackend):
 
     # -- start / stop -----------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, emit: EventSink = ignore) -> None:
         try:
-            await self._start()
+            await self._start(emit)
         except BaseException:
             await self.close()
             raise
 
-    async def _start(self) -> None:
+    async def _start(self, emit: EventSink) -> None:
         spec = self.spec
         hosts = {spec.scheduler_host, *(w.host for w in spec.workers)}
+        for host in hosts:
+            emit(HostStep(host, "connecting"))
         sessions = await asyncio.gather(*(self.hosts.session(host) for host in hosts))  # fail early, naming unreachable hosts
         config = config_yaml(spec)
         await asyncio.gather(*(session.write_text(self._config_file(), config) for session in sessions))
@@ -105,6 +108,7 @@ class LaunchedCluster(ClusterBackend):
         # The scheduler writes its real address (port 0 = any free port) to this file.
         scheduler_file = self._log("scheduler").removesuffix(".log") + ".json"
         session = await self.hosts.session(spec.scheduler_host)
+        emit(HostStep(spec.scheduler_host, "starting the scheduler"))
         await session.run(f"rm -f {shell_path(scheduler_file)}", what="clearing the scheduler file")
         scheduler = await self._launch(
             spec.scheduler_host, "scheduler", "scheduler",
@@ -115,7 +119,11 @@ class LaunchedCluster(ClusterBackend):
         )
         self.address = await self._wait_for_scheduler(scheduler, scheduler_file)
         self.dashboard = f"http://{spec.scheduler.url_host}:{spec.dashboard_port}/status" if dashboard else None
+        for host, workers in spec.hosts().items():
+            emit(HostStep(host, f"starting {len(workers)} worker(s)"))
         await asyncio.gather(*(self._launch(w.host, "worker", w.name, self._worker_command(w)) for w in spec.workers))
+        for host in hosts:
+            emit(HostStep(host, "started", done=True))
 
     def _worker_command(self, worker: WorkerProcess) -> str:
         dask = self.spec.dask

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import AgiError
+from ..events import EventSink, ignore
 from .backend import ProcessRecord
 from .client import connect_client, dask_config, open_client
 from .registry import backend_class
@@ -51,9 +52,10 @@ def _check_app(app: str, spec: ClusterSpec | None) -> None:
         raise AgiError(f"the cluster spec is for '{spec.app}', not '{app}'", fix="build the spec for the same app")
 
 
-async def cluster_up(app: str, spec: ClusterSpec, *, warm: WarmClusters | None = None) -> ClusterStatus:
+async def cluster_up(app: str, spec: ClusterSpec, *, warm: WarmClusters | None = None, emit: EventSink = ignore) -> ClusterStatus:
     """Start ``spec``'s cluster as processes that outlive this one (its backend's `warm`), and
-    record it, so the app's runs attach to it. Raises `AgiError` when one already runs."""
+    record it, so the app's runs attach to it. Raises `AgiError` when one already runs. ``emit``
+    receives each host's progress."""
     import dask
     import distributed  # noqa: F401 - registers its config defaults before we override some
 
@@ -72,7 +74,7 @@ async def cluster_up(app: str, spec: ClusterSpec, *, warm: WarmClusters | None =
         spec = spec.with_ports(spec.dask.scheduler_port, spec.dask.dashboard_port)
     backend = backend_class(spec.backend).warm(spec)
     with dask.config.set(dask_config(spec)):
-        await backend.start()
+        await backend.start(emit)
         try:
             client = await connect_client(backend, spec)
             await client.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..events import EventSink, ignore
 from .backend import ClusterBackend, ProcessRecord
 from .inprocess import InProcessCluster
 from .launched import LaunchedCluster
@@ -36,8 +37,8 @@ class SshCluster(ClusterBackend):
     def dashboard(self) -> str | None:
         return self.inner.dashboard
 
-    async def start(self) -> None:
-        await self.inner.start()
+    async def start(self, emit: EventSink = ignore) -> None:
+        await self.inner.start(emit)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -19,6 +19,7 @@ from typing import Any
 from .. import paths
 from ..atomic import write_json_atomic
 from ..errors import AgiError
+from ..events import EventSink, ignore
 from .backend import ClusterBackend
 from .client import connect_client
 from .registry import backend_class
@@ -102,9 +103,11 @@ def mismatch(state: dict[str, Any], spec: ClusterSpec) -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def open_cluster(spec: ClusterSpec, *, warm: WarmClusters | None = None) -> AsyncIterator[ClusterHandle]:
+async def open_cluster(spec: ClusterSpec, *, warm: WarmClusters | None = None,
+                       emit: EventSink = ignore) -> AsyncIterator[ClusterHandle]:
     """Attach to the app's warm cluster when it matches ``spec``; otherwise start the spec's
-    backend for this block and stop it at the end (also on errors and Ctrl-C)."""
+    backend for this block (``emit`` receives its progress) and stop it at the end (also on
+    errors and Ctrl-C)."""
     warm = warm or WarmClusters.default()
     state = warm.load(spec.app)
     note = ""
@@ -126,7 +129,7 @@ async def open_cluster(spec: ClusterSpec, *, warm: WarmClusters | None = None) -
                 await client.close()
             return
     backend = backend_class(spec.backend)(spec)
-    await backend.start()
+    await backend.start(emit)
     try:
         client = await connect_client(backend, spec)
         try:

@@ -53,7 +53,7 @@ class DaskExecutor(Executor):
         spec = spec_for(self.context.cluster, Mode(self.job.mode), self.context.app, project_dir=self.job.src_dir.parent,
                         local_python=self.context.python)
         self._stack.enter_context(dask.config.set(dask_config(spec)))
-        self._handle = await self._stack.enter_async_context(open_cluster(spec))
+        self._handle = await self._stack.enter_async_context(open_cluster(spec, emit=self.context.emit))
         backend = self._handle.backend
         self.context.emit(ClusterReady(backend.address, backend.dashboard, self._handle.warm, self._handle.note))
         self._facts = await self._worker_records(spec.app_distribution or self.context.app, spec.app_version or "")
