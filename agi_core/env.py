@@ -76,9 +76,9 @@ class AgiEnv:
         if apps_path is None:
             self.apps_paths = default_apps_paths()
         elif isinstance(apps_path, (str, Path)):
-            self.apps_paths = [Path(apps_path).expanduser()]
+            self.apps_paths = [Path(apps_path).expanduser().absolute()]
         else:
-            self.apps_paths = [Path(p).expanduser() for p in apps_path]
+            self.apps_paths = [Path(p).expanduser().absolute() for p in apps_path]
         self.verbose = verbose
         self.name = app.removesuffix(_PROJECT_SUFFIX)
         known = discover_apps(self.apps_paths)
@@ -93,7 +93,7 @@ class AgiEnv:
         self.project_dir = known[self.name]
         self.settings_file = self.project_dir / "app_settings.toml"
         self.profile_dirs = (
-            [Path(settings_path).expanduser()] if settings_path else [self.project_dir.parent.parent / "settings"]
+            [Path(settings_path).expanduser().absolute()] if settings_path else [self.project_dir.parent.parent / "settings"]
         )
         self.src_dir, self.module_name, self.class_name = self._locate_app_class()
         self._app_class: type[App] | None = None

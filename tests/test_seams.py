@@ -163,3 +163,13 @@ def test_scale_20000_partitions_pool_and_cluster_record_every_one(share):
         record = read_record(result.manifest)
         assert record.totals.ok == 20000 and len({p.id for p in record.partitions}) == 20000
         assert {p.slot for p in record.partitions} == {"127.0.0.1-0", "127.0.0.1-1"}
+
+
+def test_a_relative_apps_path_works_for_workers_that_start_elsewhere(share, monkeypatch, tmp_path):
+    """Launched workers start in their log folder: the app's folder must be absolute in the job."""
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(ROOT)
+    env = AgiEnv(app="toy", apps_path="tests/apps")
+    assert env.src_dir.is_absolute() and env.src_dir == TEST_APPS / "toy_project" / "src"
+    assert resolve(env).apps_path == (str(TEST_APPS),)

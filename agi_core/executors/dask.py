@@ -133,8 +133,9 @@ class DaskExecutor(Executor):
                 for outcome in outcomes:
                     skipped = driver.complete(outcome.id, ok=outcome.ok, result=outcome.result)
                     yield outcome
-                    for other in skipped_outcomes(driver, skipped, slot_of):
-                        yield other
+                    if skipped:
+                        for other in skipped_outcomes(driver, skipped, slot_of):
+                            yield other
                 for outcome in submit_ready():
                     yield outcome
         finally:

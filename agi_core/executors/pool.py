@@ -14,6 +14,7 @@ import heapq
 import multiprocessing
 import os
 import sys
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,10 +35,10 @@ class _SlotProcess:
     """A worker process for one slot and the pipe to it. One batch is in flight at a time: the
     manager never blocks on a pipe the worker is not reading."""
 
-    def __init__(self, name: str, job: JobSpec, context: Any) -> None:
+    def __init__(self, name: str, job: JobSpec, context: Any, parts: dict[str, Partition]) -> None:
         self.name = name
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=slot_main, args=(child, job, name, os.getpid()),
+        self.process = context.Process(target=slot_main, args=(child, job, name, os.getpid(), parts),
                                        name=f"agi-slot-{name}", daemon=True)
         self.process.start()
         child.close()
@@ -45,7 +46,7 @@ class _SlotProcess:
         self.dead = ""  # why it cannot run partitions any more
 
     def send(self, batch: Batch) -> None:
-        self.in_flight = [part.id for part, _ in batch]
+        self.in_flight = [pid for pid, _ in batch]
         self.conn.send(batch)
 
     def kill(self) -> None:
@@ -61,6 +62,31 @@ class _SlotProcess:
             pass
         await asyncio.get_running_loop().run_in_executor(None, self.process.join, 5)
         self.kill()
+
+
+class _ReadyQueue:
+    """A slot's ready partitions, in the plan's order. Ready partitions mostly arrive in rank
+    order (all of a plan without dependencies at once): those go to a deque, popped in O(1);
+    a partition that arrives out of order goes to a heap."""
+
+    def __init__(self) -> None:
+        self._run: deque[tuple[int, str]] = deque()
+        self._heap: list[tuple[int, str]] = []
+
+    def extend(self, ranked: list[tuple[int, str]]) -> None:
+        for item in sorted(ranked):
+            if not self._heap and (not self._run or item > self._run[-1]):
+                self._run.append(item)
+            else:
+                heapq.heappush(self._heap, item)
+
+    def pop(self) -> str:
+        if self._heap and (not self._run or self._heap[0] < self._run[0]):
+            return heapq.heappop(self._heap)[1]
+        return self._run.popleft()[1]
+
+    def __len__(self) -> int:
+        return len(self._run) + len(self._heap)
 
 
 def _process_context(python: Path | None) -> Any:
@@ -85,9 +111,11 @@ class PoolExecutor(Executor):
     async def start(self, plan: WorkPlan) -> None:
         """Start the slot processes (before any thread starts in this process, so forks stay clean)."""
         context = _process_context(self.context.python)
+        parts = plan.partition_map()
         for slot in plan.slots:
-            if plan.assignment.get(slot.name) and slot.name not in self._slots:
-                self._slots[slot.name] = _SlotProcess(slot.name, self.job, context)
+            ids = plan.assignment.get(slot.name)
+            if ids and slot.name not in self._slots:
+                self._slots[slot.name] = _SlotProcess(slot.name, self.job, context, {pid: parts[pid] for pid in ids})
 
     async def execute(self, plan: WorkPlan, driver: GraphDriver) -> AsyncIterator[Outcome]:
         await self.start(plan)
@@ -96,7 +124,7 @@ class PoolExecutor(Executor):
         slot_of = plan.slot_of()
         parts = plan.partition_map()
         rank = {pid: k for ids in plan.assignment.values() for k, pid in enumerate(ids)}
-        ready: dict[str, list[tuple[int, str]]] = {name: [] for name in self._slots}
+        ready = {name: _ReadyQueue() for name in self._slots}
         for name, slot in self._slots.items():
             loop.add_reader(slot.conn.fileno(), self._receive, slot, inbox)
         try:
@@ -117,8 +145,9 @@ class PoolExecutor(Executor):
                 for outcome in outcomes:
                     skipped = driver.complete(outcome.id, ok=outcome.ok, result=outcome.result)
                     yield outcome
-                    for other in skipped_outcomes(driver, skipped, slot_of):
-                        yield other
+                    if skipped:
+                        for other in skipped_outcomes(driver, skipped, slot_of):
+                            yield other
                 for outcome in self._refill(driver, ready, rank, slot_of) + self._dispatch(driver, ready, parts, slot_of):
                     yield outcome
         finally:
@@ -127,13 +156,15 @@ class PoolExecutor(Executor):
                     loop.remove_reader(slot.conn.fileno())
 
     @staticmethod
-    def _refill(driver: GraphDriver, ready: dict[str, list[tuple[int, str]]], rank: dict[str, int],
-                slot_of: dict[str, str]) -> list[Outcome]:
+    def _refill(driver: GraphDriver, ready: dict[str, _ReadyQueue], rank: dict[str, int], slot_of: dict[str, str]) -> list[Outcome]:
+        arrived: dict[str, list[tuple[int, str]]] = {}
         for pid in driver.ready():
-            heapq.heappush(ready[slot_of[pid]], (rank[pid], pid))
+            arrived.setdefault(slot_of[pid], []).append((rank[pid], pid))
+        for slot, ranked in arrived.items():
+            ready[slot].extend(ranked)
         return known_outcomes(driver, slot_of)
 
-    def _dispatch(self, driver: GraphDriver, ready: dict[str, list[tuple[int, str]]], parts: dict[str, Partition],
+    def _dispatch(self, driver: GraphDriver, ready: dict[str, _ReadyQueue], parts: dict[str, Partition],
                   slot_of: dict[str, str]) -> list[Outcome]:
         """Send the next batch to every idle slot; partitions of a dead slot fail at once."""
         failed: list[Outcome] = []
@@ -142,14 +173,14 @@ class PoolExecutor(Executor):
             if slot.in_flight or not queue:
                 continue
             size = min(_MAX_BATCH, max(1, len(queue) // 4))
-            ids = [heapq.heappop(queue)[1] for _ in range(min(size, len(queue)))]
+            ids = [queue.pop() for _ in range(min(size, len(queue)))]
             if slot.dead:
                 for pid in ids:
                     failed.append(Outcome(pid, name, "failed", error=slot.dead))
                     skipped = driver.complete(pid, ok=False)
                     failed += skipped_outcomes(driver, skipped, slot_of)
                 continue
-            slot.send([(parts[pid], driver.inputs(pid) if parts[pid].deps else {}) for pid in ids])
+            slot.send([(pid, driver.inputs(pid) if parts[pid].deps else {}) for pid in ids])
         return failed
 
     @staticmethod

@@ -23,11 +23,12 @@ __all__ = ["Batch", "slot_main"]
 
 _FLUSH_S = 0.1
 
-#: what the manager sends: (partition, its dependencies' results) pairs; None means "stop"
-Batch = list[tuple[Partition, dict[str, Any]]]
+#: what the manager sends: (partition id, its dependencies' results) pairs; None means "stop".
+#: The slot's partitions themselves are given once, when the process starts (free with fork).
+Batch = list[tuple[str, dict[str, Any]]]
 
 
-def slot_main(conn: Connection, job: JobSpec, name: str, parent_pid: int) -> None:
+def slot_main(conn: Connection, job: JobSpec, name: str, parent_pid: int, parts: dict[str, Partition]) -> None:
     """Load the app once, then run each batch the manager sends until it sends ``None``."""
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager handles Ctrl-C and stops us
@@ -35,7 +36,8 @@ def slot_main(conn: Connection, job: JobSpec, name: str, parent_pid: int) -> Non
     while (batch := conn.recv()) is not None:
         pending: list[Outcome] = []
         last_send = time.monotonic()
-        for part, inputs in batch:
+        for pid, inputs in batch:
+            part = parts[pid]
             try:
                 runner = runner or PartitionRunner(job)
                 outcome = runner.run(part, name, inputs)

@@ -112,7 +112,11 @@ class WorkPlan:
                           for s in self.slots]}
         lines = [f" {json.dumps(key)}: {json.dumps(value)}" for key, value in head.items()]
         assignment = ",\n".join(f"  {json.dumps(slot)}: {json.dumps(ids)}" for slot, ids in self.assignment.items())
-        partitions = ",\n".join(f"  {to_json(p).decode()}" for p in self.partitions)
+        # One encoder call for every partition, then a line break before each: `},{"id":` cannot
+        # occur inside a JSON string (its quote would be escaped), and whitespace between JSON
+        # tokens is always allowed, so the text stays the same data.
+        partitions = to_json(self.partitions)[1:-1].replace(b'},{"id":', b'},\n  {"id":').decode() if self.partitions else ""
+        partitions = f"  {partitions}" if partitions else partitions
         return "{\n" + ",\n".join(lines) + f',\n "assignment": {{\n{assignment}\n }},\n "partitions": [\n{partitions}\n ]\n}}\n'
 
     def save(self, path: Path) -> None:
