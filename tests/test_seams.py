@@ -173,3 +173,23 @@ def test_a_relative_apps_path_works_for_workers_that_start_elsewhere(share, monk
     env = AgiEnv(app="toy", apps_path="tests/apps")
     assert env.src_dir.is_absolute() and env.src_dir == TEST_APPS / "toy_project" / "src"
     assert resolve(env).apps_path == (str(TEST_APPS),)
+
+
+@pytest.mark.parametrize("age, expected", [(5.0, "running"), (120.0, "abandoned")])
+def test_a_running_record_of_another_host_is_judged_by_its_heartbeat(share, age, expected):
+    import time
+
+    from agi_core.provenance import AppRecord, ManagerRecord, RunRecord
+    from agi_core.provenance.writer import HEARTBEAT_FILE, LOG_FILE
+
+    run_dir = share / "runs" / "toy" / "20261123-100000-aaaaaa"
+    run_dir.mkdir(parents=True)
+    record = RunRecord(run_id=run_dir.name, status="running", app=AppRecord(name="toy"),
+                       manager=ManagerRecord(host="another-host", pid=4242))
+    record.partitions = []
+    (run_dir / "manifest.json").write_text(record.dump_json())
+    (run_dir / HEARTBEAT_FILE).write_text(f"{time.time() - age}\n")
+    (run_dir / LOG_FILE).write_text('{"id": "p0", "status": "ok"}\n{"id": "p1", "sta')  # a cut last line is ignored
+    found = read_record(run_dir / "manifest.json")
+    assert found.status == expected and [p.id for p in found.partitions] == ["p0"]
+    assert ("another-host" in (found.error or "")) == (expected == "abandoned")  # the error says whose heartbeat stopped

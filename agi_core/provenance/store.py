@@ -22,9 +22,10 @@ from ..errors import AgiError
 from .model import READABLE_SCHEMAS, AppRecord, PartitionRecord, RunRecord
 from .writer import HEARTBEAT_FILE, LOG_FILE, MANIFEST_FILE
 
-__all__ = ["STALE_S", "RunStore", "iso", "new_run_id", "read_record"]
+__all__ = ["PID_REUSE_S", "STALE_S", "RunStore", "iso", "new_run_id", "read_record"]
 
-STALE_S = 30.0  # a running record whose heartbeat is older than this is abandoned
+STALE_S = 30.0  # a running record of another host whose heartbeat is older than this is abandoned
+PID_REUSE_S = 600.0  # on this host, a live pid with a heartbeat this old is another process now
 
 
 def new_run_id() -> str:
@@ -98,13 +99,22 @@ def _judge(record: RunRecord, run_dir: Path) -> None:
     if beat:
         record.heartbeat = iso(beat)
     manager = record.manager
-    same_host = manager.host == platform.node() and manager.pid > 0
-    if same_host and not _pid_alive(manager.pid):
-        record.status, why = "abandoned", f"its manager (pid {manager.pid} on {manager.host}) is gone"
-    elif beat and time.time() - beat > STALE_S:
-        record.status, why = "abandoned", f"no heartbeat from its manager ({manager.host} pid {manager.pid}) since {iso(beat)}"
+    age = time.time() - beat if beat else 0.0
+    if manager.host == platform.node() and manager.pid > 0:
+        # This host can ask the kernel: a live manager may be busy in a long call that holds
+        # the GIL (its heartbeat thread waits), so only a dead pid, or a pid long silent (reused
+        # by another process since), means abandoned.
+        if not _pid_alive(manager.pid):
+            why = f"its manager (pid {manager.pid} on {manager.host}) is gone"
+        elif age > PID_REUSE_S:
+            why = f"no heartbeat from its manager (pid {manager.pid}) since {iso(beat)}"
+        else:
+            return
+    elif age > STALE_S:
+        why = f"no heartbeat from its manager ({manager.host} pid {manager.pid}) since {iso(beat)}"
     else:
         return
+    record.status = "abandoned"
     record.error = record.error or f"abandoned: {why}; the partitions it finished are kept"
 
 
