@@ -2,7 +2,7 @@
 
 The scheduler runs in this process; each slot is a worker process managed by a Nanny (also in
 this process), named after its slot. Nothing outlives the run: `close` stops it all, and if
-this process is killed its worker processes are killed with it (`lifeline`).
+this process is killed its worker processes are killed with it (`agi_core.lifeline`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import AgiError
 from ..events import EventSink, Phase, ignore
 from .backend import ClusterBackend
-from .lifeline import MANAGER_PID_ENV, PRELOAD
+from ..lifeline import MANAGER_PID_ENV, PRELOAD
 from .spec import ClusterSpec
 
 __all__ = ["InProcessCluster", "dashboard_address"]

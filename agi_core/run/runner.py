@@ -66,8 +66,6 @@ class Runner:
         self.record.kernel_note = ready.kernel_note or None
         self.record.out_dir = str(self.run_dir / "out")
         self.writer.write(self.record)
-        self.emit(RunStarted(self.run_id, self.env.name, self.request.mode, len(self.plan.partitions),
-                             {slot: len(ids) for slot, ids in self.plan.assignment.items() if ids}, str(self.run_dir)))
         job = JobSpec(self.env.src_dir, self.env.module_name, self.env.class_name, self.request.args, self.request.mode,
                       self.run_dir / "out")
         context = ExecutionContext(self.run_id, self.env.name, job, self.request.cluster, self.emit, ready.python)
@@ -103,7 +101,11 @@ class Runner:
             self.emit(Phase("starting", executor.name))
             await executor.start(self.plan)
             self._refresh(executor)
-            self.writer.start_heartbeat()  # after the executor started: pool slots fork before any thread exists
+            # Only now may threads start (the heartbeat; a listener's progress display): pool
+            # slots fork in `start`, and a fork must not copy a lock another thread holds.
+            self.writer.start_heartbeat()
+            self.emit(RunStarted(self.run_id, self.env.name, self.request.mode, len(self.plan.partitions),
+                                 {slot: len(ids) for slot, ids in self.plan.assignment.items() if ids}, str(self.run_dir)))
             self.emit(Phase("running", executor.name))
             async for outcome in executor.execute(self.plan, driver):
                 self._take(outcome)
