@@ -25,15 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from .errors import AgiError
 from .events import EventSink, Notice, ignore
 from .paths import cache_dir
 from .settings import read_toml
 
 if TYPE_CHECKING:
+    from packaging.requirements import Requirement
+
     from .env import AgiEnv
     from .settings import InstallSettings
 
@@ -54,6 +53,8 @@ class AppPython:
 
 
 def _declared(project_dir: Path) -> list[Requirement]:
+    from packaging.requirements import InvalidRequirement, Requirement  # imported on first need: ~25 ms
+
     pyproject = project_dir / "pyproject.toml"
     try:
         return [Requirement(r) for r in read_toml(pyproject).get("project", {}).get("dependencies", [])]
@@ -67,6 +68,8 @@ def _dist(name: str, path: list[str] | None = None) -> importlib.metadata.Distri
 
 def _unmet(requirements: list[Requirement], path: list[str] | None = None) -> list[tuple[str, str]]:
     """(requirement, what is there instead) for each of ``requirements`` that ``path`` does not meet."""
+    from packaging.requirements import Requirement
+
     unmet = []
     for req in requirements:
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
@@ -95,8 +98,41 @@ def _install_here(requirements: list[str]) -> str:
     return f"{python} -m pip install {packages}" if _dist("pip") else f"uv pip install --python {python} {packages}"
 
 
+def _manager_meets_all(project_dir: Path) -> bool:
+    """Whether this interpreter meets every dependency of the app, remembered between runs.
+
+    The verdict is kept (positive ones only) under a key made of the app's pyproject.toml, this
+    interpreter, and the modification times of the folders on ``sys.path``: installing, upgrading
+    or removing a package changes its site-packages folder, hence the key. A run then checks in
+    about a millisecond instead of parsing requirements (what `agi run` startup would feel).
+    """
+    digest = hashlib.sha256(f"{ENV_SCHEMA}\0{sys.executable}\0{sys.version}".encode())
+    try:
+        digest.update((project_dir / "pyproject.toml").read_bytes())
+    except OSError:
+        return False
+    for entry in sys.path:
+        try:
+            digest.update(f"\0{entry}\0{os.stat(entry or '.').st_mtime_ns}".encode())
+        except OSError:
+            continue
+    verdict = cache_dir("checks", digest.hexdigest()[:32])
+    if verdict.exists():
+        return True
+    if _unmet(_declared(project_dir)):
+        return False
+    try:
+        verdict.parent.mkdir(parents=True, exist_ok=True)
+        verdict.touch()
+    except OSError:
+        pass  # a read-only cache only costs the next run the full check
+    return True
+
+
 def check_in_process(env: AgiEnv) -> None:
     """Raise `AgiError` before any partition runs when this process lacks a dependency of the app (mode 0)."""
+    if _manager_meets_all(env.project_dir):
+        return
     if unmet := _unmet(_declared(env.project_dir)):
         needs = ", ".join(f"{req} ({state})" for req, state in unmet)
         raise AgiError(f"app '{env.name}' needs {needs} in {sys.executable}, and mode 0 runs in this process",
@@ -137,6 +173,8 @@ def _installed_problem(venv: Path, requirements: list[Requirement]) -> str | Non
 def app_python(env: AgiEnv, install: InstallSettings, *, on_event: EventSink | None = None) -> AppPython:
     """The interpreter for this app's pool slots and local Dask workers: a few ms, or seconds when it makes one
     (blocking: from async code, call it with ``asyncio.to_thread``)."""
+    if _manager_meets_all(env.project_dir):
+        return AppPython(Path(sys.executable), "manager", "the manager's Python has every dependency of the app")
     requirements = _declared(env.project_dir)
     if not (unmet := _unmet(requirements)):
         return AppPython(Path(sys.executable), "manager", "the manager's Python has every dependency of the app")
@@ -150,6 +188,9 @@ def app_python(env: AgiEnv, install: InstallSettings, *, on_event: EventSink | N
 
 def _cached_env(env: AgiEnv, requirements: list[Requirement], missing: str, emit: EventSink) -> Path:
     """The environment made with uv for these inputs: reused when its marker is there, else built under a lock."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
     from . import __version__
     from .install.artifacts import MANAGER_ONLY, MATCHED_PACKAGES, agi_source_dir
 

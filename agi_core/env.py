@@ -148,16 +148,21 @@ class AgiEnv:
         return str(read_toml(self.project_dir / "pyproject.toml").get("project", {}).get("version", "0"))
 
     def git_commit(self) -> str | None:
-        """The commit of the repository holding the app, with ``+dirty`` when it has local changes."""
+        """The commit of the repository holding the app, with ``+dirty`` when it has local changes.
+
+        One ``git status`` gives both (its ``branch.oid`` header is the commit): a run pays for one
+        process, not two.
+        """
         try:
-            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=self.project_dir, capture_output=True, text=True, timeout=5)
-            if head.returncode != 0:
-                return None
-            dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=self.project_dir,
-                                   capture_output=True, text=True, timeout=5)
+            status = subprocess.run(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=normal", "--", "."],
+                                    cwd=self.project_dir, capture_output=True, text=True, timeout=5)
         except (OSError, subprocess.TimeoutExpired):
             return None
-        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+        lines = status.stdout.splitlines() if status.returncode == 0 else []
+        commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+        if commit is None or commit == "(initial)":
+            return None
+        return commit + ("+dirty" if any(not line.startswith("#") for line in lines) else "")
 
     # -- settings ---------------------------------------------------------------------------
 

@@ -247,3 +247,19 @@ def test_local_cluster_workers_run_in_the_app_environment(built: tuple[list[AppP
     result = _run(needsdep, share, no_install.root, "d")
     assert result.value == 4 * 42 + 6  # type: ignore[attr-defined]
     assert {r["python"] for r in result.results.values()} == {str(built[0][0].executable)}  # type: ignore[attr-defined]
+
+
+def test_the_manager_check_is_remembered_until_the_app_or_the_interpreter_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                                   apps_copy: Path) -> None:
+    from agi_core.app_python import _manager_meets_all
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    project = apps_copy / "toy_project"
+    assert _manager_meets_all(project)
+    assert len(list((tmp_path / "cache" / "agi_core" / "checks").iterdir())) == 1  # the verdict, kept
+    assert _manager_meets_all(project)
+    text = (project / "pyproject.toml").read_text().replace("dependencies = []", 'dependencies = ["agi_testdep>=1.0"]')
+    (project / "pyproject.toml").write_text(text)
+    assert not _manager_meets_all(project)  # a new dependency is a new key: checked again, and missing
+    monkeypatch.syspath_prepend(str(tmp_path))  # another interpreter setup (sys.path) is another key too
+    assert not _manager_meets_all(project)

@@ -41,3 +41,25 @@ def test_app_without_single_package_is_a_clear_error(tmp_path):
     with pytest.raises(AppNotFoundError) as info:
         AgiEnv(app="empty", apps_path=tmp_path / "apps")
     assert "[tool.agi]" in info.value.fix
+
+
+def test_git_commit_names_the_commit_and_says_dirty(tmp_path):
+    import shutil
+    import subprocess
+
+    from agi_core import AgiEnv
+    from tests.conftest import TEST_APPS
+
+    repo = tmp_path / "repo"
+    shutil.copytree(TEST_APPS / "toy_project", repo / "apps" / "toy_project", ignore=shutil.ignore_patterns("__pycache__"))
+    env = AgiEnv(app="toy", apps_path=repo / "apps")
+    assert env.git_commit() is None  # not in a repository
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    assert env.git_commit() is None  # a repository without a commit
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "toy"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert env.git_commit() == head
+    (repo / "apps" / "toy_project" / "app_settings.toml").write_text("[args]\nn = 2\n")
+    assert env.git_commit() == head + "+dirty"
