@@ -3,14 +3,15 @@
 >>> from agi_core import AGI, AgiEnv, Mode
 >>> Mode.parse("dp")
 <Mode.POOL|CLUSTER: 5>
+
+The public names are imported when first used: an app's ``from agi_core import App`` (in every
+worker process) loads the app contract, not the whole orchestrator.
 """
 
-from .agi import AGI, RunResult
-from .app import App, Partition, WorkContext
-from .env import AgiEnv
-from .errors import AgiError, AppNotFoundError, ModeError, PlanError, RunError, SettingsError
-from .modes import Mode
-from .plan import WorkPlan
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -30,3 +31,31 @@ __all__ = [
     "WorkContext",
     "WorkPlan",
 ]
+
+# public name -> the module that defines it
+_WHERE = {
+    "AGI": ".agi", "RunResult": ".run", "App": ".app", "Partition": ".app", "WorkContext": ".app", "AgiEnv": ".env",
+    "AgiError": ".errors", "AppNotFoundError": ".errors", "ModeError": ".errors", "PlanError": ".errors",
+    "RunError": ".errors", "SettingsError": ".errors", "Mode": ".modes", "WorkPlan": ".plan",
+}
+
+if TYPE_CHECKING:
+    from .agi import AGI
+    from .app import App, Partition, WorkContext
+    from .env import AgiEnv
+    from .errors import AgiError, AppNotFoundError, ModeError, PlanError, RunError, SettingsError
+    from .modes import Mode
+    from .plan import WorkPlan
+    from .run import RunResult
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'agi_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value  # once found, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "__version__"])

@@ -13,19 +13,36 @@ from typing import Any
 import click
 
 from ..errors import AgiError
-from .apps_cmds import apps_command, settings_command
-from .cluster_cmds import cluster_group
-from .hosts_cmds import doctor_command, hosts_group, install_command
 from .options import apps_path_option
 from .output import console, print_error
-from .run_cmds import distrib_command, run_command
-from .runs_cmds import runs_group
 
 __all__ = ["cli", "main"]
 
 
+#: command name -> "module:attribute" under agi_core.cli; a command's module is imported only when
+#: that command runs (or `--help` lists it), so `agi run` does not load every other command
+_COMMANDS = {
+    "apps": "apps_cmds:apps_command", "settings": "apps_cmds:settings_command", "distrib": "run_cmds:distrib_command",
+    "run": "run_cmds:run_command", "install": "hosts_cmds:install_command", "doctor": "hosts_cmds:doctor_command",
+    "hosts": "hosts_cmds:hosts_group", "cluster": "cluster_cmds:cluster_group", "runs": "runs_cmds:runs_group",
+}
+
+
 class _Group(click.Group):
-    """Turns `AgiError` into a message with its fix and exit code 1; Ctrl-C into exit code 130."""
+    """Turns `AgiError` into a message with its fix and exit code 1; Ctrl-C into exit code 130.
+    Loads each command's module on first use (see `_COMMANDS`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        import importlib
+
+        module, _, attribute = _COMMANDS[name].partition(":")
+        command: click.Command = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -60,11 +77,6 @@ def cli(ctx: click.Context, verbose: int) -> None:
       agi hosts trust HOST; agi install APP; agi doctor APP; agi cluster up APP; agi run APP --mode dp
     """
     ctx.ensure_object(dict)["verbose"] = verbose
-
-
-for _command in (apps_command, settings_command, distrib_command, run_command, install_command, doctor_command,
-                 hosts_group, cluster_group, runs_group):
-    cli.add_command(_command)
 
 
 def main() -> None:
