@@ -102,9 +102,10 @@ def _manager_meets_all(project_dir: Path) -> bool:
     """Whether this interpreter meets every dependency of the app, remembered between runs.
 
     The verdict is kept (positive ones only) under a key made of the app's pyproject.toml, this
-    interpreter, and the modification times of the folders on ``sys.path``: installing, upgrading
-    or removing a package changes its site-packages folder, hence the key. A run then checks in
-    about a millisecond instead of parsing requirements (what `agi run` startup would feel).
+    interpreter, ``sys.path``, and the modification times of its site-packages folders:
+    installing, upgrading or removing a package changes its folder, hence the key. (Other folders
+    on the path, such as the current one, change all the time and hold no installed packages.)
+    A run then checks in well under a millisecond instead of parsing requirements.
     """
     digest = hashlib.sha256(f"{ENV_SCHEMA}\0{sys.executable}\0{sys.version}".encode())
     try:
@@ -112,10 +113,12 @@ def _manager_meets_all(project_dir: Path) -> bool:
     except OSError:
         return False
     for entry in sys.path:
-        try:
-            digest.update(f"\0{entry}\0{os.stat(entry or '.').st_mtime_ns}".encode())
-        except OSError:
-            continue
+        digest.update(f"\0{entry}".encode())
+        if entry.endswith(("site-packages", "dist-packages")):
+            try:
+                digest.update(f"\0{os.stat(entry).st_mtime_ns}".encode())
+            except OSError:
+                continue
     verdict = cache_dir("checks", digest.hexdigest()[:32])
     if verdict.exists():
         return True

@@ -45,7 +45,7 @@ HostKey = Annotated[str, AfterValidator(_host_string)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
 
 class WorkerSpec(_Strict):

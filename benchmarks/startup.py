@@ -41,9 +41,12 @@ def main() -> None:
         bare = [sys.executable, "-c", "pass"]
         run = lambda cmd: subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)  # noqa: E731
         run(agi)  # warm the file cache
-        agi_times = timed(lambda: run(agi), options.repeats)
-        plain_times = timed(lambda: run(plain), options.repeats)
-        bare_times = timed(lambda: run(bare), options.repeats)
+        # Interleaved, so a change in the machine's load during the benchmark hits all three alike.
+        agi_times, plain_times, bare_times = [], [], []
+        for _ in range(options.repeats):
+            agi_times += timed(lambda: run(agi), 1)
+            plain_times += timed(lambda: run(plain), 1)
+            bare_times += timed(lambda: run(bare), 1)
     a, p = summary(agi_times), summary(plain_times)
     write("startup", {
         "command": "agi run mandelbrot --mode 0 (one 16x16 partition)",

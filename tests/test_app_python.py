@@ -263,3 +263,11 @@ def test_the_manager_check_is_remembered_until_the_app_or_the_interpreter_change
     assert not _manager_meets_all(project)  # a new dependency is a new key: checked again, and missing
     monkeypatch.syspath_prepend(str(tmp_path))  # another interpreter setup (sys.path) is another key too
     assert not _manager_meets_all(project)
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    (project / "pyproject.toml").write_text(text.replace('["agi_testdep>=1.0"]', "[]"))
+    checks = tmp_path / "cache" / "agi_core" / "checks"
+    assert _manager_meets_all(project) and len(list(checks.iterdir())) == 2
+    os.utime(site, ns=(1, 1))  # a package installed or removed there: the verdict is taken again
+    assert _manager_meets_all(project) and len(list(checks.iterdir())) == 3

@@ -160,3 +160,16 @@ def test_results_stream_back_as_data_not_text(toy_env, share):
     result = run(toy_env, share, mode="p", n=3)
     assert isinstance(result.results["p2"], dict) and result.results["p2"]["square"] == 4
     assert isinstance(result.plan, WorkPlan)
+
+
+def test_a_slot_process_that_dies_mid_batch_fails_only_what_it_had_not_reported(toy_env, share):
+    """Partitions reported before the crash stay ok; the crashed one and the rest of its slot fail."""
+    with pytest.raises(RunError) as info:
+        run(toy_env, share, mode="p", n=8, sleep=0.15, crash_on=[1], workers={"127.0.0.1": 1})
+    outcomes = info.value.result.outcomes
+    assert sorted(o.id for o in outcomes) == [f"p{i}" for i in range(8)]  # each partition exactly once
+    by_id = {o.id: o for o in outcomes}
+    order = info.value.result.plan.assignment["127.0.0.1-0"]  # heaviest first: p7, p6, ..., p1, p0
+    crashed_at = order.index("p1")
+    assert all(by_id[pid].status == "ok" for pid in order[:crashed_at])
+    assert all(by_id[pid].status == "failed" and "died (exit code 3)" in by_id[pid].error for pid in order[crashed_at:])

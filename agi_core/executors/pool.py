@@ -42,11 +42,13 @@ class _SlotProcess:
                                        name=f"agi-slot-{name}", daemon=True)
         self.process.start()
         child.close()
-        self.in_flight: list[str] = []
+        self.busy = False  # a batch was sent and its end not yet reported
+        self.in_flight: dict[str, None] = {}  # partitions sent and not reported yet, in order
         self.dead = ""  # why it cannot run partitions any more
 
     def send(self, batch: Batch) -> None:
-        self.in_flight = [pid for pid, _ in batch]
+        self.in_flight = dict.fromkeys(pid for pid, _ in batch)
+        self.busy = True
         self.conn.send(batch)
 
     def kill(self) -> None:
@@ -135,11 +137,13 @@ class PoolExecutor(Executor):
             while not driver.finished:
                 name, outcomes, batch_done = await inbox.get()
                 slot = self._slots[name]
-                if outcomes is None:  # the process died: everything it held fails
+                if outcomes is None:  # the process died: what it had not reported fails
                     outcomes = [Outcome(pid, name, "failed", error=slot.dead) for pid in slot.in_flight]
                     batch_done = True
+                for outcome in outcomes:
+                    slot.in_flight.pop(outcome.id, None)
                 if batch_done:  # keep the slot busy while this process records what it sent
-                    slot.in_flight = []
+                    slot.busy = False
                     for outcome in self._dispatch(driver, ready, parts, slot_of):
                         yield outcome
                 for outcome in outcomes:
@@ -170,7 +174,7 @@ class PoolExecutor(Executor):
         failed: list[Outcome] = []
         for name, queue in ready.items():
             slot = self._slots[name]
-            if slot.in_flight or not queue:
+            if slot.busy or not queue:
                 continue
             size = min(_MAX_BATCH, max(1, len(queue) // 4))
             ids = [queue.pop() for _ in range(min(size, len(queue)))]

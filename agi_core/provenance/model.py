@@ -36,7 +36,7 @@ RunStatus = Literal["running", "ok", "failed", "interrupted", "abandoned", "unre
 
 class _Model(BaseModel):
     # Unknown keys are ignored, so records from newer versions of agi_core still read.
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class AppRecord(_Model):
@@ -147,7 +147,7 @@ class RunRecord(_Model):
     partitions: list[PartitionRecord] = Field(default_factory=list)
     path: str | None = Field(default=None, exclude=True)  # where it was read from (not written)
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
     def dump_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=1)

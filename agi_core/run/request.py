@@ -39,7 +39,7 @@ REQUEST_SCHEMA = "agi.request.v1"
 class RunRequest(BaseModel):
     """A call's inputs, resolved: the app, its validated args, the mode, the cluster settings."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True, defer_build=True)
 
     schema_: str = Field(default=REQUEST_SCHEMA, alias="schema")
     app: str

@@ -17,6 +17,7 @@ class ToyArgs(BaseModel):
     n: int = 6
     sleep: float = 0.0  # seconds each partition sleeps
     fail_on: list[int] = []  # partitions that raise
+    crash_on: list[int] = []  # partitions that kill their worker process (os._exit)
     chain: bool = False  # partition i depends on i-1 (a DAG)
     need_gpu: list[int] = []  # partitions that need the "gpu" capability
     write_files: bool = False  # each partition writes out_dir/part-i.txt
@@ -41,6 +42,8 @@ class Toy(App):
         i = part.payload["i"]
         if ctx.args.sleep:
             time.sleep(ctx.args.sleep)
+        if i in ctx.args.crash_on:
+            os._exit(3)
         if i in ctx.args.fail_on:
             raise ValueError(f"toy failure in partition {i}")
         if ctx.args.write_files:
