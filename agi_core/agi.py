@@ -20,7 +20,7 @@ from .events import EventSink, ignore
 from .executors import Outcome
 from .modes import Mode
 from .plan import WorkPlan
-from .run import RunRequest, RunResult, Runner, chosen_plan, fresh_plan, resolve
+from .run import Runner, RunRequest, RunResult, chosen_plan, fresh_plan, resolve
 
 __all__ = ["AGI", "RunResult"]
 

@@ -74,3 +74,33 @@ def test_sigkilled_manager_leaves_an_abandoned_record_with_its_finished_partitio
     assert record.totals.not_run == 48 - len(done)
     listed = RunStore(share).list("toy")
     assert [r.status for r in listed] == ["abandoned"]
+
+
+TETHER = """
+import asyncio, sys
+from agi_core.ssh import LocalSession
+async def main():
+    await LocalSession("127.0.0.1").tether(f"cat > /dev/null; touch {sys.argv[1]}")
+    print("ready", flush=True)
+    await asyncio.sleep(60)
+asyncio.run(main())
+"""
+
+
+def test_a_tethered_command_acts_when_its_holder_is_sigkilled(tmp_path):
+    """The watch that stops a run's launched processes when their manager dies (here: this machine's shell)."""
+    fired = tmp_path / "fired"
+    holder = subprocess.Popen([sys.executable, "-c", TETHER, str(fired)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        assert not fired.exists()  # held: nothing happens
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    deadline = time.time() + 10
+    while time.time() < deadline and not fired.exists():
+        time.sleep(0.05)
+    assert fired.exists()

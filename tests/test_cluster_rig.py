@@ -222,3 +222,43 @@ def worker_facts_on_the_rig(env, rig, share):
                 return await worker_facts(handle.client, "toy")
 
     return asyncio.run(facts())
+
+
+MANAGER = """
+import asyncio, json, sys
+from agi_core import AGI, AgiEnv
+asyncio.run(AGI.run(AgiEnv(app="toy", apps_path=sys.argv[1]), mode="d", n=24, sleep=0.5, write_files=True,
+                    cluster=json.loads(sys.argv[2])))
+"""
+
+
+def test_a_run_cluster_dies_with_its_sigkilled_manager(env, rig_hosts, tmp_path):
+    """Processes a run launched on hosts are tethered to its manager (warm clusters are not)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    share = tmp_path / "share"
+    manager = subprocess.Popen([sys.executable, "-c", MANAGER, str(TEST_APPS), json.dumps(cluster_for(rig_hosts, share))],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(list(share.glob("runs/toy/*/out/part-*.txt"))) < 2:
+            time.sleep(0.1)
+        assert list(share.glob("runs/toy/*/out/part-*.txt")), "the run never started"
+        running = [h.name for h in rig_hosts.hosts if h.run("pgrep -f 'distributed[.]cli' || true").stdout.strip()]
+        assert len(running) == 3  # scheduler and workers up on every host
+        os.kill(manager.pid, signal.SIGKILL)
+        manager.wait(10)
+    finally:
+        if manager.poll() is None:
+            manager.kill()
+    deadline = time.monotonic() + 20
+    left = ["?"]
+    while time.monotonic() < deadline and left:
+        left = [h.name for h in rig_hosts.hosts if h.run("pgrep -f 'distributed[.]cli' || true").stdout.strip()]
+        time.sleep(0.2)
+    assert not left, f"processes of the killed manager's cluster still run on {left}"

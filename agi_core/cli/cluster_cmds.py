@@ -27,10 +27,9 @@ def cluster_group() -> None:
 @click.pass_context
 def cluster_up_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...]) -> None:
     """Start APP's scheduler and workers (from its settings) and leave them running."""
-    from ..agi import AGI
-
     import sys
 
+    from ..agi import AGI
     from .install_view import InstallView
     from .run_view import RunView
 

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Iterable
 
 from ..settings import SshSettings
-from ..ssh import HostSession, SshError, open_session, shell_path
+from ..ssh import HostSession, SshError, Tether, open_session, shell_path
 from .backend import ProcessRecord
 
 __all__ = ["DetachedProcesses"]
@@ -26,6 +26,7 @@ class DetachedProcesses:
         self.processes: list[ProcessRecord] = list(processes)
         self._sessions: dict[str, HostSession] = {}
         self._fan_out = asyncio.Semaphore(fan_out)
+        self._tethers: list[Tether] = []
 
     async def session(self, host: str) -> HostSession:
         """The (cached) session to ``host``, a worker-map key; raises `SshError` naming the host."""
@@ -60,6 +61,19 @@ class DetachedProcesses:
         except SshError as exc:
             return f"(cannot read the log: {exc.message})"
 
+    async def tether_all(self) -> None:
+        """Tie every process started so far to this one: on each host, a watch that stops them
+        (SIGTERM, then SIGKILL) when this process lets go of it, or dies, even by SIGKILL (its
+        SSH connection, or its pipe, closes). Not for warm clusters, which are meant to outlive us."""
+        by_host: dict[str, list[int]] = {}
+        for process in self.processes:
+            by_host.setdefault(process.host, []).append(process.pid)
+        for host, pids in by_host.items():
+            groups = " ".join(f"-{pid}" for pid in pids)
+            session = await self.session(host)
+            self._tethers.append(await session.tether(
+                f"cat > /dev/null; kill -TERM -- {groups} 2>/dev/null; sleep 3; kill -KILL -- {groups} 2>/dev/null; true"))
+
     async def stop_all(self) -> None:
         """Stop every process by its group, host by host: SIGTERM, then SIGKILL for what is left;
         then close the sessions. Hosts that cannot be reached are skipped (they took their
@@ -80,5 +94,7 @@ class DetachedProcesses:
                 pass
 
         await asyncio.gather(*(stop(host, pids) for host, pids in by_host.items()))
+        tethers, self._tethers = self._tethers, []
+        await asyncio.gather(*(tether.release() for tether in tethers))
         sessions, self._sessions = self._sessions, {}
         await asyncio.gather(*(session.close() for session in sessions.values()), return_exceptions=True)

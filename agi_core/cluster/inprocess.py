@@ -13,8 +13,8 @@ from typing import Any
 
 from ..errors import AgiError
 from ..events import EventSink, Phase, ignore
-from .backend import ClusterBackend
 from ..lifeline import MANAGER_PID_ENV, PRELOAD
+from .backend import ClusterBackend
 from .spec import ClusterSpec
 
 __all__ = ["InProcessCluster", "dashboard_address"]

@@ -32,8 +32,11 @@ __all__ = ["LaunchedCluster"]
 class LaunchedCluster(ClusterBackend):
     """Detached ``dask scheduler`` and ``dask worker`` processes, started over each host's session."""
 
-    def __init__(self, spec: ClusterSpec) -> None:
+    def __init__(self, spec: ClusterSpec, *, tethered: bool = True) -> None:
+        """``tethered``: the processes stop when this process dies (a cluster for one run); a
+        warm cluster is not tethered."""
         super().__init__(spec)
+        self.tethered = tethered
         if not spec.app:
             raise AgiError("a launched cluster needs the app's name (its venv on each host)",
                            fix="build the spec with cluster_spec(..., app=NAME)")
@@ -122,6 +125,8 @@ class LaunchedCluster(ClusterBackend):
         for host, workers in spec.hosts().items():
             emit(HostStep(host, f"starting {len(workers)} worker(s)"))
         await asyncio.gather(*(self._launch(w.host, "worker", w.name, self._worker_command(w)) for w in spec.workers))
+        if self.tethered:
+            await self.hosts.tether_all()
         for host in hosts:
             emit(HostStep(host, "started", done=True))
 
@@ -181,14 +186,14 @@ class LaunchedCluster(ClusterBackend):
 
     @classmethod
     def warm(cls, spec: ClusterSpec) -> LaunchedCluster:
-        return cls(spec)
+        return cls(spec, tethered=False)
 
     def state(self) -> dict[str, Any]:
         return {"address": self.address, "dashboard": self.dashboard, "processes": [asdict(p) for p in self.hosts.processes]}
 
     @classmethod
     def attach(cls, spec: ClusterSpec, state: dict[str, Any]) -> LaunchedCluster:
-        launched = cls(spec)
+        launched = cls(spec, tethered=False)
         launched.hosts.processes = [ProcessRecord(**p) for p in state.get("processes", [])]
         launched.address = state.get("address", spec.scheduler_address)
         launched.dashboard = state.get("dashboard")

@@ -15,8 +15,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ..app import Partition
-from .base import JobSpec, Outcome
 from ..lifeline import die_with_parent
+from .base import JobSpec, Outcome
 from .worker import PartitionRunner
 
 __all__ = ["Batch", "slot_main"]

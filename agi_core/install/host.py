@@ -21,7 +21,7 @@ from ..events import EventSink, HostStep, ignore
 from ..modes import Mode
 from ..settings import ClusterSettings
 from ..ssh import HostSession, SshError, open_session, shell_path
-from .artifacts import Artifacts, ArtifactBuilder, Target, uv_binary
+from .artifacts import ArtifactBuilder, Artifacts, Target, uv_binary
 
 __all__ = ["FINGERPRINT_SCHEMA", "HostReport", "InstallContext", "install_host", "remote_paths"]
 

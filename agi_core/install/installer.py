@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import paths
 from ..env import AgiEnv
 from ..errors import AgiError
-from ..events import EventSink, HostStep, ignore
+from ..events import Event, EventSink, HostStep, ignore
 from ..modes import Mode
 from ..settings import ClusterSettings
 from .artifacts import ArtifactBuilder

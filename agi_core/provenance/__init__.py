@@ -1,6 +1,17 @@
 """Run records (provenance): typed models, the writer a run keeps up to date, the store that reads them."""
 
-from .model import RUN_SCHEMA, AppRecord, ClusterRecord, ManagerRecord, ModeRecord, PartitionRecord, PlanRecord, RunRecord, Totals, WorkerRecord
+from .model import (
+    RUN_SCHEMA,
+    AppRecord,
+    ClusterRecord,
+    ManagerRecord,
+    ModeRecord,
+    PartitionRecord,
+    PlanRecord,
+    RunRecord,
+    Totals,
+    WorkerRecord,
+)
 from .store import RunStore, iso, new_run_id, read_record
 from .writer import RecordWriter
 

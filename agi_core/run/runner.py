@@ -12,8 +12,8 @@ import gc
 import logging
 import time
 import traceback
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..app import WorkContext

@@ -1,7 +1,8 @@
 """Reaching hosts: one session per host (SSH, or a local shell for this machine), strict host keys."""
 
+from .connect import connect, open_session
 from .known_hosts import HostKeyInfo, fetch_host_key, trust_host
-from .session import CommandResult, HostSession, LocalSession, SshError, SshSession, SshTarget, open_session, shell_path
+from .session import CommandResult, HostSession, LocalSession, SshError, SshSession, SshTarget, Tether, shell_path
 
 __all__ = [
     "CommandResult",
@@ -11,6 +12,8 @@ __all__ = [
     "SshError",
     "SshSession",
     "SshTarget",
+    "Tether",
+    "connect",
     "fetch_host_key",
     "open_session",
     "shell_path",

@@ -12,7 +12,7 @@ import asyncio
 import os
 import shlex
 import shutil
-import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,7 @@ from ..hosts import HostAddress
 if TYPE_CHECKING:
     from ..settings import SshSettings
 
-__all__ = ["CommandResult", "HostSession", "LocalSession", "SshError", "SshSession", "SshTarget", "open_session", "shell_path"]
+__all__ = ["CommandResult", "HostSession", "LocalSession", "SshError", "SshSession", "SshTarget", "Tether", "shell_path"]
 
 
 class SshError(AgiError):
@@ -93,6 +93,13 @@ class HostSession(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    @abc.abstractmethod
+    async def tether(self, command: str) -> Tether:
+        """Start ``command`` with its standard input held by this process: it reads end of file
+        (``cat > /dev/null`` returns) when the tether is released *or this process dies*, however
+        it dies, because the kernel then closes the pipe or the SSH connection. A watch on the
+        manager, for processes that must not outlive it."""
+
     async def run(self, command: str, *, check: bool = True, timeout: float | None = None, input: str | None = None,
                   what: str | None = None) -> CommandResult:
         """Run ``command`` with bash; with ``check``, a non-zero exit is an `SshError` naming ``what``."""
@@ -124,6 +131,19 @@ class HostSession(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class Tether:
+    """A running tethered command (see `HostSession.tether`); `release` ends it."""
+
+    def __init__(self, release: Callable[[], Awaitable[None]]) -> None:
+        self._release = release
+
+    async def release(self) -> None:
+        try:
+            await asyncio.wait_for(self._release(), 10)
+        except (asyncio.TimeoutError, OSError, Exception):  # noqa: BLE001 - a gone host has already let go
+            pass
 
 
 def shell_path(remote: str) -> str:
@@ -165,6 +185,18 @@ class LocalSession(HostSession):
 
     async def close(self) -> None:
         pass
+
+    async def tether(self, command: str) -> Tether:
+        process = await asyncio.create_subprocess_exec("bash", "-c", command, stdin=asyncio.subprocess.PIPE,
+                                                       stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                                                       start_new_session=True)  # not killed with us: it acts when we die
+
+        async def release() -> None:
+            assert process.stdin is not None
+            process.stdin.close()
+            await process.wait()
+
+        return Tether(release)
 
 
 def _kill_group(pid: int) -> None:
@@ -215,6 +247,15 @@ class SshSession(HostSession):
         await self._sftp.put(str(local), tmp, preserve=True)
         await self._sftp.posix_rename(tmp, relative)
 
+    async def tether(self, command: str) -> Tether:
+        process = await self._connection.create_process(f"bash -c {shlex.quote(command)}", stderr=None)
+
+        async def release() -> None:
+            process.stdin.write_eof()
+            await process.wait_closed()
+
+        return Tether(release)
+
     async def close(self) -> None:
         if self._sftp is not None:
             self._sftp.exit()
@@ -223,53 +264,3 @@ class SshSession(HostSession):
             await asyncio.wait_for(self._connection.wait_closed(), 5)
         except (asyncio.TimeoutError, OSError):
             pass  # a host that vanished cannot say goodbye
-
-
-async def open_session(host: str, ssh: SshSettings) -> HostSession:
-    """A session on ``host``: local for this machine's names and addresses, SSH otherwise."""
-    address = HostAddress.parse(host)
-    if address.is_local:
-        return LocalSession(host, timeout=ssh.command_timeout)
-    target = SshTarget.from_settings(address, ssh)
-    return SshSession(target, await connect(target))
-
-
-async def connect(target: SshTarget) -> Any:
-    """Open an asyncssh connection with strict host-key checking, mapping failures to `SshError`."""
-    import asyncssh
-
-    from .known_hosts import describe_rejected_key
-
-    host = target.host
-    if target.key is not None and not target.key.is_file():
-        raise SshError(host, "client key not found", str(target.key), fix="set [cluster.ssh] key to an existing private key")
-    known_hosts: Any = str(target.known_hosts) if target.known_hosts.is_file() else asyncssh.import_known_hosts("")
-    options: dict[str, Any] = {
-        "port": target.port, "known_hosts": known_hosts, "connect_timeout": target.connect_timeout,
-        "config": None,  # settings, not ~/.ssh/config, decide how hosts are reached
-    }
-    if target.user:
-        options["username"] = target.user
-    if target.key is not None:
-        options["client_keys"] = [str(target.key)]
-        options["agent_path"] = None
-    try:
-        return await asyncssh.connect(host, **options)
-    except asyncssh.HostKeyNotVerifiable:
-        raise await describe_rejected_key(target) from None
-    except asyncssh.PermissionDenied:
-        who = target.user or os.environ.get("USER", "the current user")
-        raise SshError(host, "authentication refused", f"user {who}, key {target.key or 'default keys'}",
-                       fix=f"add the client's public key to ~{who}/.ssh/authorized_keys on {host}, or set [cluster.ssh] user/key") from None
-    except ConnectionRefusedError:
-        raise SshError(host, "connection refused", f"nothing listens on port {target.port}",
-                       fix=f"start sshd on {host}, or set [cluster.ssh] port") from None
-    except (asyncio.TimeoutError, TimeoutError):
-        raise SshError(host, f"timeout after {target.connect_timeout:g} s", f"no answer on port {target.port}",
-                       fix=f"check that {host} is up and reachable (network, firewall), or raise [cluster.ssh] connect_timeout") from None
-    except socket.gaierror as exc:
-        raise SshError(host, "name not resolved", str(exc.strerror or exc), fix=f"check the spelling of '{host}', or use its IP address") from None
-    except OSError as exc:
-        raise SshError(host, "unreachable", exc.strerror or str(exc), fix=f"check the network route to {host}") from None
-    except asyncssh.Error as exc:
-        raise SshError(host, "SSH error", str(exc.reason), fix="see `agi doctor APP` and the host's sshd log") from None
