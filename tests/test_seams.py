@@ -193,3 +193,9 @@ def test_a_running_record_of_another_host_is_judged_by_its_heartbeat(share, age,
     found = read_record(run_dir / "manifest.json")
     assert found.status == expected and [p.id for p in found.partitions] == ["p0"]
     assert ("another-host" in (found.error or "")) == (expected == "abandoned")  # the error says whose heartbeat stopped
+
+
+def test_an_unknown_cluster_backend_fails_before_anything_runs(toy_env, share):
+    with pytest.raises(AgiError, match="unknown cluster backend 'nosuch'") as info:
+        asyncio.run(AGI.run(toy_env, mode="d", n=2, cluster={"workers_data_path": str(share), "backend": "nosuch"}))
+    assert "ssh" in (info.value.fix or "") and not list(share.iterdir())

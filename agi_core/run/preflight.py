@@ -30,6 +30,10 @@ class Prepared:
 
 def prepare(env: AgiEnv, request: RunRequest, emit: EventSink) -> Prepared:
     mode = request.run_mode
+    if mode & Mode.CLUSTER:  # an unknown backend, or one whose package is missing, fails here
+        from ..cluster.registry import backend_class
+
+        backend_class(request.cluster.backend)
     workers = request.cluster.worker_map()
     workers_here = not mode & Mode.CLUSTER or all(is_local_host(host) for host in workers)
     if mode & Mode.CYTHON and workers_here:  # remote hosts compiled theirs at `agi install`
