@@ -52,6 +52,9 @@ def main() -> None:
         "command": "agi run mandelbrot --mode 0 (one 16x16 partition)",
         "agi_run": a, "plain_script": p, "bare_python": summary(bare_times),
         "ratios": {"agi_over_plain_script": round(a["median_s"] / p["median_s"], 3)},
+        # Compiled bytecode changes both sides a lot where PYTHONDONTWRITEBYTECODE is set (this
+        # machine): compare ratios only between runs with the same setting and caches.
+        "bytecode_writing_disabled": bool(sys.flags.dont_write_bytecode),
     })
 
 
