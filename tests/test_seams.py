@@ -199,3 +199,10 @@ def test_an_unknown_cluster_backend_fails_before_anything_runs(toy_env, share):
     with pytest.raises(AgiError, match="unknown cluster backend 'nosuch'") as info:
         asyncio.run(AGI.run(toy_env, mode="d", n=2, cluster={"workers_data_path": str(share), "backend": "nosuch"}))
     assert "ssh" in (info.value.fix or "") and not list(share.iterdir())
+
+
+def test_a_request_to_resume_is_refused_until_the_cache_exists(toy_env, share):
+    request = resolve(toy_env, mode=0, cluster={"workers_data_path": str(share)}, resume="20261101-120000-abcdef")
+    with pytest.raises(AgiError, match="cannot resume run 20261101-120000-abcdef"):
+        asyncio.run(AGI.run_request(request))
+    assert not list(share.iterdir())

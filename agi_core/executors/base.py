@@ -10,7 +10,7 @@ yields one `Outcome` per partition as soon as it is known. The runner calls, in 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..provenance import ClusterRecord
     from ..settings import ClusterSettings
 
-__all__ = ["ExecutionContext", "Executor", "JobSpec", "Outcome", "known_outcomes", "skipped_outcomes"]
+__all__ = ["ExecutionContext", "Executor", "JobSpec", "Outcome", "known_outcomes", "settle", "skipped_outcomes"]
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,16 @@ class Executor(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def settle(driver: GraphDriver, outcomes: Iterable[Outcome], slot_of: Mapping[str, str]) -> Iterator[Outcome]:
+    """Tell the driver how each of ``outcomes`` went, and give each back, followed by the outcomes
+    of the partitions its failure skipped: the one loop every executor runs on what comes back."""
+    for outcome in outcomes:
+        skipped = driver.complete(outcome.id, ok=outcome.ok, result=outcome.result)
+        yield outcome
+        if skipped:
+            yield from skipped_outcomes(driver, skipped, slot_of)
 
 
 def skipped_outcomes(driver: GraphDriver, ids: list[str], slot_of: Mapping[str, str]) -> list[Outcome]:

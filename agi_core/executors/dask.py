@@ -21,7 +21,7 @@ from ..errors import AgiError
 from ..events import ClusterReady
 from ..modes import Mode
 from ..provenance import ClusterRecord
-from .base import ExecutionContext, Executor, Outcome, known_outcomes, skipped_outcomes
+from .base import ExecutionContext, Executor, Outcome, known_outcomes, settle
 from .worker import pack, run_batch, unpack
 
 if TYPE_CHECKING:
@@ -130,12 +130,8 @@ class DaskExecutor(Executor):
                         raise AgiError(f"lost the Dask scheduler at {self.client.scheduler.address}: {type(exc).__name__}: {exc}",
                                        fix="check the scheduler host; the run's record lists what finished") from None
                     outcomes = [Outcome(pid, slot, "failed", error=f"{type(exc).__name__}: {exc}") for pid in ids]
-                for outcome in outcomes:
-                    skipped = driver.complete(outcome.id, ok=outcome.ok, result=outcome.result)
+                for outcome in settle(driver, outcomes, slot_of):
                     yield outcome
-                    if skipped:
-                        for other in skipped_outcomes(driver, skipped, slot_of):
-                            yield other
                 for outcome in submit_ready():
                     yield outcome
         finally:

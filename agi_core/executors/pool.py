@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..app import Partition
-from .base import ExecutionContext, Executor, JobSpec, Outcome, known_outcomes, skipped_outcomes
+from .base import ExecutionContext, Executor, JobSpec, Outcome, known_outcomes, settle, skipped_outcomes
 from .slot_process import Batch, slot_main
 
 if TYPE_CHECKING:
@@ -146,12 +146,8 @@ class PoolExecutor(Executor):
                     slot.busy = False
                     for outcome in self._dispatch(driver, ready, parts, slot_of):
                         yield outcome
-                for outcome in outcomes:
-                    skipped = driver.complete(outcome.id, ok=outcome.ok, result=outcome.result)
+                for outcome in settle(driver, outcomes, slot_of):
                     yield outcome
-                    if skipped:
-                        for other in skipped_outcomes(driver, skipped, slot_of):
-                            yield other
                 for outcome in self._refill(driver, ready, rank, slot_of) + self._dispatch(driver, ready, parts, slot_of):
                     yield outcome
         finally:

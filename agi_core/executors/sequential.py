@@ -10,7 +10,7 @@ import heapq
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from .base import Executor, Outcome, known_outcomes, skipped_outcomes
+from .base import Executor, Outcome, known_outcomes, settle
 from .worker import PartitionRunner
 
 if TYPE_CHECKING:
@@ -43,11 +43,10 @@ class SequentialExecutor(Executor):
         while ready:
             _, pid = heapq.heappop(ready)
             await asyncio.sleep(0)  # a cancellation (Ctrl-C) lands between partitions
-            outcome = self._runner.run(parts[pid], slot_of[pid], driver.inputs(pid))
-            skipped = driver.complete(pid, ok=outcome.ok, result=outcome.result)
-            yield outcome
-            for other in skipped_outcomes(driver, skipped, slot_of) + refill():
-                yield other
+            for outcome in settle(driver, [self._runner.run(parts[pid], slot_of[pid], driver.inputs(pid))], slot_of):
+                yield outcome
+            for outcome in refill():
+                yield outcome
 
     async def close(self) -> None:
         pass

@@ -50,7 +50,9 @@ class RunRequest(BaseModel):
     settings_file: str
     settings_hash: str
     plan_file: str | None = Field(default=None, description="run this (edited) work plan instead of a fresh one")
-    use_cache: bool = Field(default=True, description="reuse cached partition results (read by the result cache)")
+    # The result cache reads these two; until it exists, `use_cache` changes nothing and a
+    # request with `resume` is refused before anything runs (see `run.preflight`).
+    use_cache: bool = Field(default=True, description="reuse cached partition results")
     resume: str | None = Field(default=None, description="run id whose unfinished partitions this run completes")
 
     @property
