@@ -148,13 +148,14 @@ class ClusterSettings(_Strict):
 
     def worker_map(self) -> dict[str, WorkerSpec]:
         """The worker map every layer uses: the configured ``workers``, or, when none is
-        configured, this machine (`LOCAL_HOST`) with `local_worker_count` slots.
+        configured, this machine (`LOCAL_HOST`) with one slot per core (`local_worker_map`).
 
         The one place that default lives, so install, cluster start and the work plan agree.
         """
-        return dict(self.workers) or {LOCAL_HOST: WorkerSpec(count=self.local_worker_count())}
+        return dict(self.workers) or self.local_worker_map()
 
-    def local_worker_count(self) -> int:
-        """Slots of the worker map on this machine, or the core count when it names none."""
-        local = sum(spec.count for host, spec in self.workers.items() if is_local_host(host))
-        return local or os.cpu_count() or 1
+    def local_worker_map(self) -> dict[str, WorkerSpec]:
+        """The entries of the worker map that name this machine, or `LOCAL_HOST` with one slot
+        per core when it names none: the slots of runs without the cluster bit."""
+        local = {host: spec for host, spec in self.workers.items() if is_local_host(host) and spec.count}
+        return local or {LOCAL_HOST: WorkerSpec(count=os.cpu_count() or 1)}

@@ -132,11 +132,11 @@ def test_failed_save_writes_nothing(tmp_path, assignment):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app_settings.toml"]  # no temporary left
 
 
-def test_mode_from_bits_and_local_worker_count():
+def test_mode_from_bits_and_local_worker_map():
     cluster = ClusterSettings.model_validate({"pool": True, "rapids": True, "workers": {"127.0.0.1": 3, "10.0.0.2": 5}})
     assert int(cluster.mode) == 9
-    assert cluster.local_worker_count() == 3
-    assert ClusterSettings().local_worker_count() >= 1  # no local entry: the core count
+    assert sum(spec.count for spec in cluster.local_worker_map().values()) == 3
+    assert list(ClusterSettings().local_worker_map()) == ["127.0.0.1"]  # no local entry: this machine, a slot per core
 
 
 def test_env_settings_reads_the_app_file(toy_env):

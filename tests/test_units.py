@@ -56,7 +56,7 @@ def test_hosts_of_puts_the_scheduler_first():
     cluster = ClusterSettings.model_validate({"scheduler": "10.0.0.1:8786", "workers": {"10.0.0.2": 2, "10.0.0.1": 1}})
     assert hosts_of(cluster) == {"10.0.0.1": ["scheduler", "1 workers"], "10.0.0.2": ["2 workers"]}
     default = ClusterSettings()
-    assert hosts_of(default) == {"127.0.0.1": [f"{default.local_worker_count()} workers"]}  # ClusterSettings.worker_map
+    assert hosts_of(default) == {"127.0.0.1": [f"{default.worker_map()['127.0.0.1'].count} workers"]}  # ClusterSettings.worker_map
 
 
 def test_cluster_spec_names_threads_and_ports():

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError
-from ..hosts import LOCAL_HOST, is_local_host, slot_name
+from ..hosts import slot_name
 from ..modes import Mode
 
 if TYPE_CHECKING:
     from ..app import Partition
-    from ..settings import WorkerSpec
+    from ..settings import ClusterSettings, WorkerSpec
 
 __all__ = ["Slot", "balance", "makespan", "slots_for", "slots_for_mode"]
 
@@ -50,24 +50,18 @@ def slots_for(workers: Mapping[str, WorkerSpec]) -> list[Slot]:
     ]
 
 
-def slots_for_mode(workers: Mapping[str, WorkerSpec], mode: Mode, *, local_capabilities: tuple[str, ...] = ()) -> list[Slot]:
-    """The slots a run in ``mode`` has, from the worker map (``ClusterSettings.worker_map()``).
+def slots_for_mode(cluster: ClusterSettings, mode: Mode, *, local_capabilities: tuple[str, ...] = ()) -> list[Slot]:
+    """The slots a run in ``mode`` has.
 
-    The cluster bit: every worker of the map. Otherwise this machine's entries of the map (or
-    `LOCAL_HOST` with one slot per core): all their slots with the pool bit, the first one
-    without it. The names are the same as the cluster's on this machine, so a plan written
-    for ``--mode p`` runs unchanged under ``--mode dp``.
+    The cluster bit: every worker of the worker map (`ClusterSettings.worker_map`). Otherwise
+    this machine's entries of it (`ClusterSettings.local_worker_map`): all their slots with the
+    pool bit, the first one without it. The names are the cluster's on this machine, so a plan
+    written for ``--mode p`` runs unchanged under ``--mode dp``.
     """
     if mode & Mode.CLUSTER:
-        return slots_for(workers)
-    local = {host: spec for host, spec in workers.items() if is_local_host(host) and spec.count}
-    if not local:
-        import os
-
-        from ..settings import WorkerSpec
-
-        local = {LOCAL_HOST: WorkerSpec(count=os.cpu_count() or 1)}
-    slots = [Slot(s.name, s.host, s.capacity, tuple(dict.fromkeys(s.capabilities + local_capabilities))) for s in slots_for(local)]
+        return slots_for(cluster.worker_map())
+    slots = [Slot(s.name, s.host, s.capacity, tuple(dict.fromkeys(s.capabilities + local_capabilities)))
+             for s in slots_for(cluster.local_worker_map())]
     return slots if mode & Mode.POOL else slots[:1]
 
 

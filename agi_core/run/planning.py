@@ -25,7 +25,7 @@ def fresh_plan(env: AgiEnv, request: RunRequest) -> WorkPlan:
         raise PlanError(f"{env.app_class.__name__}.plan() returned {type(partitions).__name__}, not a list of Partition",
                         fix="return a list of agi_core.Partition")
     local_capabilities = ("gpu",) if gpu_visible() else ()
-    slots = slots_for_mode(request.cluster.worker_map(), request.run_mode, local_capabilities=local_capabilities)
+    slots = slots_for_mode(request.cluster, request.run_mode, local_capabilities=local_capabilities)
     return build_plan(env.name, request.args, partitions, slots)
 
 
