@@ -4,7 +4,7 @@ import pytest
 
 from agi_core import Mode, SettingsError
 from agi_core.capabilities import HostInfo
-from agi_core.cluster.spec import cluster_spec, host_address
+from agi_core.cluster.spec import cluster_spec
 from agi_core.cluster.warm import mismatch
 from agi_core.install.artifacts import Target, _requirement_name
 from agi_core.install.installer import hosts_of
@@ -40,7 +40,6 @@ def test_ssh_target_reads_user_and_port_from_the_worker_map_key():
     assert str(target.key).endswith(".ssh/id_test") and "~" not in str(target.known_hosts)
     plain = SshTarget.from_settings("10.0.0.3", ssh)
     assert (plain.host, plain.port, plain.user) == ("10.0.0.3", 22, "agi")
-    assert host_address("root@10.0.0.2:2222") == "10.0.0.2"
 
 
 def test_wheel_targets():

@@ -18,12 +18,7 @@ from ..hosts import LOCAL_HOST, HostAddress, slot_name
 from ..modes import Mode
 from ..settings import ClusterSettings, DaskSettings, SshSettings
 
-__all__ = ["ClusterSpec", "WorkerProcess", "cluster_spec", "host_address", "spec_for"]
-
-
-def host_address(host: str) -> str:
-    """The network address in a worker-map key: ``user@10.0.0.2:22`` → ``10.0.0.2``."""
-    return HostAddress.parse(host).host
+__all__ = ["ClusterSpec", "WorkerProcess", "cluster_spec", "spec_for"]
 
 
 @dataclass(frozen=True)
