@@ -173,3 +173,14 @@ def test_a_slot_process_that_dies_mid_batch_fails_only_what_it_had_not_reported(
     crashed_at = order.index("p1")
     assert all(by_id[pid].status == "ok" for pid in order[:crashed_at])
     assert all(by_id[pid].status == "failed" and "died (exit code 3)" in by_id[pid].error for pid in order[crashed_at:])
+
+
+def test_a_result_that_cannot_travel_back_fails_its_partition_and_the_record_says_so(toy_env, share):
+    with pytest.raises(RunError) as info:
+        run(toy_env, share, mode="p", n=4, unpicklable_on=[2], workers={"127.0.0.1": 2})
+    by_id = {o.id: o for o in info.value.result.outcomes}
+    assert by_id["p2"].status == "failed" and "cannot be sent back" in by_id["p2"].error
+    assert [by_id[p].status for p in ("p0", "p1", "p3")] == ["ok", "ok", "ok"]
+    record = json.loads(info.value.result.manifest.read_text())
+    line = next(p for p in record["partitions"] if p["id"] == "p2")
+    assert line["status"] == "failed" and "cannot be sent back" in line["error"] and "result_location" not in line

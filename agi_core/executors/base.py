@@ -36,7 +36,7 @@ class JobSpec:
     out_dir: Path
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What happened to one partition. ``result`` is the value `App.work` returned.
 
@@ -58,6 +58,7 @@ class Outcome:
     retries: int = 0
     outputs: tuple[str, ...] = ()  # files it declared with ctx.output(), relative to the run's out/
     result: Any = field(default=None, repr=False)
+    line: bytes = field(default=b"", repr=False)  # its record line, made where it ran (`provenance.lines`)
 
     @property
     def ok(self) -> bool:
@@ -67,7 +68,7 @@ class Outcome:
         # Positional fields: pickles several times faster than the generic dataclass path,
         # which matters when a pool slot sends back 50,000 outcomes.
         return (Outcome, (self.id, self.slot, self.status, self.host, self.worker, self.start, self.end, self.kernel,
-                          self.device, self.error, self.note, self.retries, self.outputs, self.result))
+                          self.device, self.error, self.note, self.retries, self.outputs, self.result, self.line))
 
     @property
     def duration(self) -> float:

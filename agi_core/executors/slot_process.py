@@ -60,6 +60,6 @@ def _send(conn: Connection, outcomes: list[Outcome], *, done: bool) -> None:
         try:
             pickle.dumps(outcome.result)
         except Exception as exc:  # noqa: BLE001 - any pickling failure is that partition's failure
-            outcome.status, outcome.result = "failed", None
+            outcome.status, outcome.result, outcome.line = "failed", None, b""  # the manager writes its line
             outcome.error = f"the result of partition '{outcome.id}' cannot be sent back: {type(exc).__name__}: {exc}"
     conn.send((outcomes, done))

@@ -18,6 +18,7 @@ from ..app import App, Partition, WorkContext
 from ..env import load_app_class
 from ..kernels import KernelChoice, select_kernels
 from ..modes import Mode
+from ..provenance.lines import partition_line
 from .base import JobSpec, Outcome
 
 __all__ = ["PartitionRunner", "pack", "run_batch", "unpack"]
@@ -44,7 +45,9 @@ class PartitionRunner:
         return WorkContext(args=self.args, kernels=self.kernels.module, kernel_kind=self.kernels.kind, device=self.kernels.device,
                            out_dir=self.job.out_dir, log=log, slot=slot, deps=deps if deps is not None else {})
 
-    def run(self, part: Partition, slot: str, deps: Mapping[str, Any] | None = None) -> Outcome:
+    def run(self, part: Partition, slot: str, deps: Mapping[str, Any] | None = None, *, worker: str | None = None) -> Outcome:
+        """Run one partition; the outcome carries its result and its record line (made here,
+        where the partition ran). ``worker``: the name to record (a Dask worker's)."""
         ctx = self.context(slot, deps)
         kernels = self.kernels
         start = time.time()
@@ -52,8 +55,10 @@ class PartitionRunner:
             result, status, error = self.app.work(part, ctx), "ok", None
         except Exception:  # noqa: BLE001 - a partition's failure is data for the record, not a crash
             result, status, error = None, "failed", traceback.format_exc()
-        return Outcome(part.id, slot, status, self.host, self.worker, start, time.time(), kernels.kind, kernels.device, error,
-                       kernels.note, 0, tuple(ctx.outputs), result)
+        outcome = Outcome(part.id, slot, status, self.host, worker or self.worker, start, time.time(), kernels.kind, kernels.device,
+                          error, kernels.note, 0, tuple(ctx.outputs), result)
+        outcome.line = partition_line(outcome)
+        return outcome
 
 
 @functools.lru_cache(maxsize=4)
@@ -83,9 +88,7 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
     inputs = {dep: unpack(packed)[0].result for dep, packed in deps.items()}
     outcomes = []
     for part in unpack(packed_parts):
-        outcome = runner.run(part, slot, inputs)
-        outcome.worker = worker
-        outcomes.append(outcome)
+        outcomes.append(runner.run(part, slot, inputs, worker=worker))
     return pack(outcomes)
 
 

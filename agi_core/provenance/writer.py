@@ -49,11 +49,10 @@ class RecordWriter:
         """Write the whole manifest atomically (at the start, on phase changes, at the end)."""
         write_text_atomic(self.manifest, record.dump_json())
 
-    def add(self, partition: dict[str, Any]) -> None:
-        """Queue one partition's outcome (the fields of a `PartitionRecord`) for the log; the
-        heartbeat thread flushes it. Plain data, so 100,000 of them cost well under a second."""
-        line = to_json(partition, fallback=str)
-        self._line_of[partition["id"]] = line
+    def add(self, pid: str, line: bytes) -> None:
+        """Queue one partition's record line (`lines.partition_line`) for the log; the heartbeat
+        thread flushes it. The latest line of a partition is the one the final record keeps."""
+        self._line_of[pid] = line
         self._lines.append(line)  # atomic; `flush` swaps the list before writing it, so none is lost
 
     def flush(self) -> None:

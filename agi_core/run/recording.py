@@ -26,10 +26,7 @@ if TYPE_CHECKING:
     from ..plan import WorkPlan
     from .request import RunRequest
 
-__all__ = ["first_record", "local_versions", "not_run_fields", "partition_fields", "totals", "worker_records"]
-
-#: where a partition's result is when it came back to the manager (the cache will name its path)
-RETURNED = "run result"
+__all__ = ["first_record", "local_versions", "not_run_fields", "totals", "worker_records"]
 
 
 def first_record(env: AgiEnv, request: RunRequest, plan: WorkPlan, run_id: str, started: float) -> RunRecord:
@@ -46,28 +43,6 @@ def first_record(env: AgiEnv, request: RunRequest, plan: WorkPlan, run_id: str, 
         manager=ManagerRecord(host=platform.node(), pid=os.getpid(), python=platform.python_version(), platform=platform.platform()),
         started=iso(started), totals=Totals(partitions=len(plan.partitions), not_run=len(plan.partitions)),
     )
-
-
-def partition_fields(outcome: Outcome) -> dict[str, Any]:
-    """One outcome as the fields of its `PartitionRecord` (plain data: fast to log as JSON).
-    Fields at their default (no error, no retries, no outputs, ...) are left out: readers fill
-    them in, and a record of 100,000 partitions stays smaller and faster to write."""
-    fields = {"id": outcome.id, "slot": outcome.slot, "status": outcome.status, "worker": outcome.worker, "host": outcome.host,
-              "start": outcome.start, "end": outcome.end, "duration_s": max(0.0, outcome.end - outcome.start),
-              "kernel": outcome.kernel, "device": outcome.device}
-    if outcome.status in ("ok", "cached"):
-        fields["result_location"] = RETURNED
-    if outcome.status == "cached":
-        fields["cache_hit"] = True
-    if outcome.retries:
-        fields["retries"] = outcome.retries
-    if outcome.error:
-        fields["error"] = outcome.error
-    if outcome.note:
-        fields["note"] = outcome.note
-    if outcome.outputs:
-        fields["outputs"] = outcome.outputs
-    return fields
 
 
 def not_run_fields(pid: str, slot_of: Mapping[str, str]) -> dict[str, Any]:

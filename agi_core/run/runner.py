@@ -24,8 +24,9 @@ from ..kernels import select_kernels
 from ..modes import Mode
 from ..plan import GraphDriver
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
+from ..provenance.lines import partition_line
 from .preflight import prepare
-from .recording import first_record, local_versions, not_run_fields, partition_fields, totals, worker_records
+from .recording import first_record, local_versions, not_run_fields, totals, worker_records
 from .result import RunResult
 
 if TYPE_CHECKING:
@@ -112,7 +113,8 @@ class Runner:
             for pid, count in (await executor.retries()).items():
                 if pid in self.outcomes:
                     self.outcomes[pid].retries = count
-                    self.writer.add(partition_fields(self.outcomes[pid]))  # the record keeps the latest line
+                    self.outcomes[pid].line = b""
+                    self.writer.add(pid, partition_line(self.outcomes[pid]))  # the record keeps the latest line
         except BaseException:
             executor.kill()
             raise
@@ -130,7 +132,7 @@ class Runner:
     def _take(self, outcome: Outcome) -> None:
         self.outcomes[outcome.id] = outcome
         self._not_ok += outcome.status not in ("ok", "cached")
-        self.writer.add(partition_fields(outcome))
+        self.writer.add(outcome.id, outcome.line or partition_line(outcome))
         if self.emit is not ignore:  # 100,000 events nobody reads cost a third of a second
             self.emit(PartitionDone(outcome.id, outcome.slot, outcome.status, outcome.host, outcome.worker,
                                     outcome.duration, outcome.error))

@@ -18,6 +18,7 @@ class ToyArgs(BaseModel):
     sleep: float = 0.0  # seconds each partition sleeps
     fail_on: list[int] = []  # partitions that raise
     crash_on: list[int] = []  # partitions that kill their worker process (os._exit)
+    unpicklable_on: list[int] = []  # partitions whose result cannot be pickled (a lambda)
     chain: bool = False  # partition i depends on i-1 (a DAG)
     need_gpu: list[int] = []  # partitions that need the "gpu" capability
     write_files: bool = False  # each partition writes out_dir/part-i.txt
@@ -44,6 +45,8 @@ class Toy(App):
             time.sleep(ctx.args.sleep)
         if i in ctx.args.crash_on:
             os._exit(3)
+        if i in ctx.args.unpicklable_on:
+            return {"square": i * i, "f": lambda: i}
         if i in ctx.args.fail_on:
             raise ValueError(f"toy failure in partition {i}")
         if ctx.args.write_files:
