@@ -97,7 +97,8 @@ class AGI:
 
         request = resolve(env, mode=mode, cluster=cluster, with_bits=Mode.CLUSTER)
         python = local_worker_python(env, request, on_event or ignore)
-        spec = spec_for(request.cluster, request.run_mode, env.name, project_dir=env.project_dir, local_python=python)
+        spec = spec_for(request.cluster, request.run_mode, env.name, app_distribution=env.distribution,
+                        app_version=env.version(), local_python=python)
         return await cluster_up(env.name, spec, emit=on_event or ignore)
 
     @staticmethod

@@ -98,8 +98,9 @@ def _install_here(requirements: list[str]) -> str:
     return f"{python} -m pip install {packages}" if _dist("pip") else f"uv pip install --python {python} {packages}"
 
 
-def _manager_meets_all(project_dir: Path) -> bool:
-    """Whether this interpreter meets every dependency of the app, remembered between runs.
+def _unmet_here(project_dir: Path) -> list[tuple[str, str]]:
+    """The app's dependencies this interpreter does not meet (as `_unmet`); an empty answer is
+    remembered between runs.
 
     The verdict is kept (positive ones only) under a key made of the app's pyproject.toml, this
     interpreter, ``sys.path``, and the modification times of its site-packages folders:
@@ -111,7 +112,7 @@ def _manager_meets_all(project_dir: Path) -> bool:
     try:
         digest.update((project_dir / "pyproject.toml").read_bytes())
     except OSError:
-        return False
+        return _unmet(_declared(project_dir))  # the error for a missing pyproject comes from there
     for entry in sys.path:
         digest.update(f"\0{entry}".encode())
         if entry.endswith(("site-packages", "dist-packages")):
@@ -121,22 +122,20 @@ def _manager_meets_all(project_dir: Path) -> bool:
                 continue
     verdict = cache_dir("checks", digest.hexdigest()[:32])
     if verdict.exists():
-        return True
-    if _unmet(_declared(project_dir)):
-        return False
+        return []
+    if unmet := _unmet(_declared(project_dir)):
+        return unmet
     try:
         verdict.parent.mkdir(parents=True, exist_ok=True)
         verdict.touch()
     except OSError:
         pass  # a read-only cache only costs the next run the full check
-    return True
+    return []
 
 
 def check_in_process(env: AgiEnv) -> None:
     """Raise `AgiError` before any partition runs when this process lacks a dependency of the app (mode 0)."""
-    if _manager_meets_all(env.project_dir):
-        return
-    if unmet := _unmet(_declared(env.project_dir)):
+    if unmet := _unmet_here(env.project_dir):
         needs = ", ".join(f"{req} ({state})" for req, state in unmet)
         raise AgiError(f"app '{env.name}' needs {needs} in {sys.executable}, and mode 0 runs in this process",
                        fix=f"install it here: {_install_here([req for req, _ in unmet])} — or run with --mode p, "
@@ -176,11 +175,9 @@ def _installed_problem(venv: Path, requirements: list[Requirement]) -> str | Non
 def app_python(env: AgiEnv, install: InstallSettings, *, on_event: EventSink | None = None) -> AppPython:
     """The interpreter for this app's pool slots and local Dask workers: a few ms, or seconds when it makes one
     (blocking: from async code, call it with ``asyncio.to_thread``)."""
-    if _manager_meets_all(env.project_dir):
+    if not (unmet := _unmet_here(env.project_dir)):
         return AppPython(Path(sys.executable), "manager", "the manager's Python has every dependency of the app")
     requirements = _declared(env.project_dir)
-    if not (unmet := _unmet(requirements)):
-        return AppPython(Path(sys.executable), "manager", "the manager's Python has every dependency of the app")
     missing = ", ".join(req for req, _ in unmet)
     venv = Path(install.venv_path(env.name)).expanduser()
     if (problem := _installed_problem(venv, requirements)) is None:

@@ -119,7 +119,7 @@ def test_ipv6_addresses_are_bracketed():
 
 def test_spec_for_resolves_the_mode_and_reads_the_app(toy_env):
     cluster = settings(workers={"127.0.0.1": 2}, pool=True)
-    spec = spec_for(cluster, cluster.mode, "toy", project_dir=toy_env.project_dir)  # the settings' mode (pool bit: threads)
+    spec = spec_for(cluster, cluster.mode, "toy", app_distribution=toy_env.distribution, app_version=toy_env.version())  # the settings' mode (pool bit: threads)
     assert (spec.app, spec.app_distribution, spec.app_version) == ("toy", "toy", "0.0.1")
     assert all(w.nthreads >= 1 for w in spec.workers)
     assert {w.nthreads for w in spec_for(cluster, Mode.CLUSTER, "toy").workers} == {1}

@@ -21,7 +21,7 @@ def run(env, share, **kwargs):
 
 def spec(env, mode="d", **cluster):
     """The cluster spec the `agi cluster` commands resolve for ``env`` with these overrides."""
-    return spec_for(env.settings(cluster=cluster).cluster, Mode.parse(mode), env.name, project_dir=env.project_dir)
+    return spec_for(env.settings(cluster=cluster).cluster, Mode.parse(mode), env.name, app_distribution=env.distribution, app_version=env.version())
 
 
 def dask_processes() -> list[str]:

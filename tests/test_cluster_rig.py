@@ -146,7 +146,7 @@ def test_warm_cluster_on_the_rig(env, rig_hosts, tmp_path):
 
     cluster = cluster_for(rig_hosts, tmp_path)
     try:
-        spec = spec_for(env.settings(cluster=cluster).cluster, Mode.CLUSTER, "toy", project_dir=env.project_dir)
+        spec = spec_for(env.settings(cluster=cluster).cluster, Mode.CLUSTER, "toy", app_distribution=env.distribution, app_version=env.version())
         status = asyncio.run(cluster_up("toy", spec))
         assert sorted(w.name for w in status.workers) == sorted(f"{h.ip}-0" for h in rig_hosts.hosts)
         result = asyncio.run(AGI.run(env, mode="d", n=6, cluster=cluster))
@@ -214,7 +214,7 @@ def worker_facts_on_the_rig(env, rig, share):
 
     from agi_core.cluster import dask_config, open_cluster, worker_facts
 
-    spec = spec_for(env.settings(cluster=cluster_for(rig, share)).cluster, Mode.CLUSTER, "toy", project_dir=env.project_dir)
+    spec = spec_for(env.settings(cluster=cluster_for(rig, share)).cluster, Mode.CLUSTER, "toy", app_distribution=env.distribution, app_version=env.version())
 
     async def facts():
         with dask.config.set(dask_config(spec)):

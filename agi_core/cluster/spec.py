@@ -156,25 +156,19 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
     )
 
 
-def spec_for(cluster: ClusterSettings, mode: Mode, app: str, *, project_dir: Path | None = None,
-             local_python: Path | None = None) -> ClusterSpec:
+def spec_for(cluster: ClusterSettings, mode: Mode, app: str, *, app_distribution: str | None = None,
+             app_version: str | None = None, local_python: Path | None = None) -> ClusterSpec:
     """The spec of ``app``'s cluster under ``cluster`` settings, for ``mode`` (resolved by
     `run.resolve`; the cluster bit is implied), with this machine's cores for local threads.
 
-    ``project_dir`` (the app's folder) names the app's distribution and version, so the version
-    check also compares the app installed on workers; without it, only agi's and Dask's packages
-    and Python are compared. ``local_python``: the app's environment, when workers on this
-    machine cannot run in the manager's Python (see `agi_core.app_python`).
+    ``app_distribution`` and ``app_version`` (`AgiEnv.distribution`, `AgiEnv.version`) let the
+    version check compare the app installed on workers; without them, only agi's and Dask's
+    packages and Python are compared. ``local_python``: the app's environment, when workers on
+    this machine cannot run in the manager's Python (see `agi_core.app_python`).
     """
     import dataclasses
     import os
 
-    from ..settings import read_toml
-
-    distribution = version = None
-    if project_dir is not None and (project_dir / "pyproject.toml").is_file():
-        project = read_toml(project_dir / "pyproject.toml").get("project", {})
-        distribution, version = str(project.get("name", app)), str(project.get("version", "0"))
-    spec = cluster_spec(cluster, Mode(mode) | Mode.CLUSTER, app=app, app_distribution=distribution, app_version=version,
+    spec = cluster_spec(cluster, Mode(mode) | Mode.CLUSTER, app=app, app_distribution=app_distribution, app_version=app_version,
                         local_threads=os.cpu_count())
     return dataclasses.replace(spec, local_python=str(local_python)) if local_python else spec

@@ -86,6 +86,8 @@ class ExecutionContext:
     cluster: ClusterSettings
     emit: EventSink
     python: Path | None = None
+    app_distribution: str | None = None  # the app's [project] name and version, for the cluster's version check
+    app_version: str | None = None
 
 
 class Executor(abc.ABC):

@@ -50,8 +50,8 @@ class DaskExecutor(Executor):
 
         if self._handle is not None:
             return
-        spec = spec_for(self.context.cluster, Mode(self.job.mode), self.context.app, project_dir=self.job.src_dir.parent,
-                        local_python=self.context.python)
+        spec = spec_for(self.context.cluster, Mode(self.job.mode), self.context.app, app_distribution=self.context.app_distribution,
+                        app_version=self.context.app_version, local_python=self.context.python)
         self._stack.enter_context(dask.config.set(dask_config(spec)))
         self._handle = await self._stack.enter_async_context(open_cluster(spec, emit=self.context.emit))
         backend = self._handle.backend

@@ -14,11 +14,12 @@ from .base import ExecutionContext, Executor
 
 __all__ = ["create_executor", "executor_name", "known_executors"]
 
-#: name -> "module:Class"; a new executor is one module and one line here
+#: name -> dotted path of the class (as `cluster.registry.known_backends`); a new executor is one
+#: module and one line here
 known_executors: dict[str, str] = {
-    "sequential": "agi_core.executors.sequential:SequentialExecutor",
-    "pool": "agi_core.executors.pool:PoolExecutor",
-    "dask": "agi_core.executors.dask:DaskExecutor",
+    "sequential": "agi_core.executors.sequential.SequentialExecutor",
+    "pool": "agi_core.executors.pool.PoolExecutor",
+    "dask": "agi_core.executors.dask.DaskExecutor",
 }
 
 
@@ -35,6 +36,6 @@ def create_executor(name: str, context: ExecutionContext) -> Executor:
         target = known_executors[name]
     except KeyError:
         raise AgiError(f"unknown executor '{name}'", fix=f"use one of: {', '.join(known_executors)}") from None
-    module_name, _, class_name = target.partition(":")
+    module_name, _, class_name = target.rpartition(".")
     cls: type[Executor] = getattr(importlib.import_module(module_name), class_name)
     return cls(context)

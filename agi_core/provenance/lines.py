@@ -13,7 +13,7 @@ from pydantic_core import to_json
 if TYPE_CHECKING:
     from ..executors import Outcome
 
-__all__ = ["RETURNED", "partition_fields", "partition_line"]
+__all__ = ["RETURNED", "not_run_line", "partition_fields", "partition_line"]
 
 #: where a partition's result is when it came back to the manager (the cache will name its path)
 RETURNED = "run result"
@@ -44,3 +44,8 @@ def partition_fields(outcome: Outcome) -> dict[str, Any]:
 def partition_line(outcome: Outcome) -> bytes:
     """The outcome's record line (JSON, one line)."""
     return to_json(partition_fields(outcome), fallback=str)
+
+
+def not_run_line(pid: str, slot: str | None) -> bytes:
+    """The record line of a partition that never ran (the run failed or was interrupted first)."""
+    return to_json({"id": pid, "slot": slot, "status": "not run"})

@@ -13,13 +13,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-from pydantic_core import to_json
 
 from ..atomic import write_bytes_atomic, write_text_atomic
+from .lines import not_run_line
 from .model import RunRecord
 
 __all__ = ["HEARTBEAT_FILE", "HEARTBEAT_S", "LOG_FILE", "MANIFEST_FILE", "RecordWriter"]
@@ -79,19 +77,19 @@ class RecordWriter:
             except OSError:  # a share that hiccups: the next beat tries again
                 pass
 
-    def finish(self, record: RunRecord, partitions: Iterable[tuple[str, Callable[[], dict[str, Any]]]]) -> None:
+    def finish(self, record: RunRecord, partitions: Iterable[tuple[str, str | None]]) -> None:
         """Stop the heartbeat, write the complete record, and remove the log and heartbeat.
 
-        ``partitions`` lists the plan's partitions in order, each with the fields to record when
-        it has no outcome. The partition list is spliced in as the JSON already made for the log:
-        no model per partition, so 100,000 partitions cost a fraction of a second.
+        ``partitions``: the plan's (partition id, slot) pairs, in order; those without a line
+        are recorded as not run. The partition list is spliced in as the JSON already made for
+        the log: no model per partition, so 100,000 partitions cost a fraction of a second.
         """
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         with self._lock:
             self._lines = []
-        lines = [self._line_of.get(pid) or to_json(fields()) for pid, fields in partitions]
+        lines = [self._line_of.get(pid) or not_run_line(pid, slot) for pid, slot in partitions]
         head = record.model_dump_json(by_alias=True, indent=1, exclude={"partitions"}).encode()
         body = head[: head.rindex(b"}")].rstrip() + b',\n "partitions": [\n  ' + b",\n  ".join(lines) + b"\n ]\n}\n"
         write_bytes_atomic(self.manifest, body)

@@ -6,7 +6,7 @@ import importlib.metadata
 import os
 import platform
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..modes import Mode
 from ..provenance import (
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..plan import WorkPlan
     from .request import RunRequest
 
-__all__ = ["first_record", "local_versions", "not_run_fields", "totals", "worker_records"]
+__all__ = ["first_record", "local_versions", "totals", "worker_records"]
 
 
 def first_record(env: AgiEnv, request: RunRequest, plan: WorkPlan, run_id: str, started: float) -> RunRecord:
@@ -43,11 +43,6 @@ def first_record(env: AgiEnv, request: RunRequest, plan: WorkPlan, run_id: str, 
         manager=ManagerRecord(host=platform.node(), pid=os.getpid(), python=platform.python_version(), platform=platform.platform()),
         started=iso(started), totals=Totals(partitions=len(plan.partitions), not_run=len(plan.partitions)),
     )
-
-
-def not_run_fields(pid: str, slot_of: Mapping[str, str]) -> dict[str, Any]:
-    """The record of a partition that never ran (the run failed or was interrupted first)."""
-    return {"id": pid, "slot": slot_of.get(pid), "status": "not run"}
 
 
 def totals(plan: WorkPlan, outcomes: Iterable[Outcome]) -> Totals:

@@ -13,7 +13,6 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..app import WorkContext
@@ -26,7 +25,7 @@ from ..plan import GraphDriver
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
 from ..provenance.lines import partition_line
 from .preflight import prepare
-from .recording import first_record, local_versions, not_run_fields, totals, worker_records
+from .recording import first_record, local_versions, totals, worker_records
 from .result import RunResult
 
 if TYPE_CHECKING:
@@ -69,7 +68,8 @@ class Runner:
         self.writer.write(self.record)
         job = JobSpec(self.env.src_dir, self.env.module_name, self.env.class_name, self.request.args, self.request.mode,
                       self.run_dir / "out")
-        context = ExecutionContext(self.run_id, self.env.name, job, self.request.cluster, self.emit, ready.python)
+        context = ExecutionContext(self.run_id, self.env.name, job, self.request.cluster, self.emit, ready.python,
+                                   app_distribution=self.env.distribution, app_version=self.env.version())
         executor = create_executor(self.request.executor, context)
         value = None
         try:
@@ -166,7 +166,7 @@ class Runner:
             "totals": totals(self.plan, self.outcomes.values()),
         })
         slot_of = self.plan.slot_of()
-        self.writer.finish(self.record, ((p.id, partial(not_run_fields, p.id, slot_of)) for p in self.plan.partitions))
+        self.writer.finish(self.record, ((p.id, slot_of.get(p.id)) for p in self.plan.partitions))
         self.emit(RunFinished(self.run_id, status, round(ended - self.started, 6), self.record.totals.model_dump()))
 
     def _failure_message(self) -> str:
