@@ -39,7 +39,8 @@ class Partition:
 
     ``weight`` is its expected cost (any unit, only ratios matter); ``payload`` is JSON-able data the
     worker needs; ``deps`` are ids of partitions whose results this one receives; ``needs`` are
-    capabilities a slot must have (e.g. ``"gpu"``).
+    capabilities a slot must have (e.g. ``"gpu"``); ``reads`` names the args its result depends
+    on, for its cache key (None: all of them), so changing another arg does not recompute it.
     """
 
     id: str
@@ -47,11 +48,12 @@ class Partition:
     payload: Any = None
     deps: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
+    reads: tuple[str, ...] | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Positional fields: the generic path for slotted dataclasses is several times slower,
         # and plans of 100,000 partitions travel to worker processes.
-        return (Partition, (self.id, self.weight, self.payload, self.deps, self.needs))
+        return (Partition, (self.id, self.weight, self.payload, self.deps, self.needs, self.reads))
 
 
 @dataclass(slots=True)

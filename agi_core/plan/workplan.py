@@ -36,7 +36,10 @@ SCHEMA = "agi.workplan.v1"
 
 
 def _partition_json(part: Partition) -> dict[str, Any]:
-    return {"id": part.id, "weight": part.weight, "deps": list(part.deps), "needs": list(part.needs), "payload": part.payload}
+    data = {"id": part.id, "weight": part.weight, "deps": list(part.deps), "needs": list(part.needs), "payload": part.payload}
+    if part.reads is not None:
+        data["reads"] = list(part.reads)
+    return data
 
 
 def fingerprint_of(app: str, args: Mapping[str, Any], partitions: Sequence[Partition]) -> str:
@@ -44,7 +47,8 @@ def fingerprint_of(app: str, args: Mapping[str, Any], partitions: Sequence[Parti
     try:
         # Lists, not dicts, per partition: the same information, encoded twice as fast.
         canonical = json.dumps(
-            [SCHEMA, app, args, [[p.id, p.weight, p.deps, p.needs, p.payload] for p in partitions]],
+            [SCHEMA, app, args, [[p.id, p.weight, p.deps, p.needs, p.payload] + ([p.reads] if p.reads is not None else [])
+                                 for p in partitions]],
             sort_keys=True, separators=(",", ":"),
         )
     except TypeError as exc:
@@ -137,7 +141,8 @@ class WorkPlan:
         try:
             slots = [Slot(s["name"], s["host"], float(s.get("capacity", 1.0)), tuple(s.get("capabilities", ()))) for s in data["slots"]]
             partitions = [
-                Partition(p["id"], float(p.get("weight", 1.0)), p.get("payload"), tuple(p.get("deps", ())), tuple(p.get("needs", ())))
+                Partition(p["id"], float(p.get("weight", 1.0)), p.get("payload"), tuple(p.get("deps", ())), tuple(p.get("needs", ())),
+                          tuple(p["reads"]) if p.get("reads") is not None else None)
                 for p in data["partitions"]
             ]
             assignment = {str(slot): [str(pid) for pid in ids] for slot, ids in data["assignment"].items()}
