@@ -11,16 +11,17 @@ arguments into a `RunRequest` and hands it to the part that does the work.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .env import AgiEnv
+from .errors import SettingsError
 from .events import EventSink, ignore
 from .executors import Outcome
 from .modes import Mode
 from .plan import WorkPlan
-from .run import Runner, RunRequest, RunResult, chosen_plan, fresh_plan, resolve
+from .run import Runner, RunRequest, RunResult, chosen_plan, fresh_plan, resolve, resume_request
 
 __all__ = ["AGI", "RunResult"]
 
@@ -35,16 +36,33 @@ class AGI:
     async def run(
         env: AgiEnv, *, scheduler: str | None = None, workers: Hosts | None = None, mode: Mode | int | str | None = None,
         plan: WorkPlan | str | Path | None = None, args: Mapping[str, Any] | None = None, cluster: Hosts | None = None,
+        use_cache: bool = True, refresh: Iterable[str] = (), resume: str | None = None,
         on_event: EventSink | None = None, on_outcome: Callable[[Outcome], None] | None = None, **app_args: Any,
     ) -> RunResult:
         """Run the app: plan (or take ``plan``), execute by mode, reduce, and write the run record.
+
+        Results are cached on the share: a partition whose key (code, args it reads, payload,
+        dependencies, kernel) is in the cache is not computed again. ``use_cache=False`` neither
+        reads nor writes the cache; ``refresh`` names partitions to compute again anyway.
+        ``resume`` (a run id, or ``"last"``) runs a failed, interrupted or abandoned run again
+        with its own request and plan: only what did not finish is computed. It takes no other
+        argument but ``cluster`` (to find the share) and the callbacks.
 
         ``on_outcome`` gets each partition's `Outcome` (its result as data) as soon as it arrives.
         Raises `RunError` (with the partial result on ``.result``) when a partition fails, after
         every other partition has run. Ctrl-C stops the workers and still writes the record.
         """
         request = resolve(env, scheduler=scheduler, workers=workers, mode=mode, args=args, cluster=cluster, app_args=app_args,
-                          plan=plan if isinstance(plan, str | Path) else None)
+                          plan=plan if isinstance(plan, str | Path) else None, use_cache=use_cache, refresh=tuple(refresh))
+        if resume is not None:
+            given = [name for name, value in (("scheduler", scheduler), ("workers", workers), ("mode", mode), ("plan", plan),
+                                              ("args", args or app_args), ("refresh", tuple(refresh))) if value]
+            if given or not use_cache:
+                raise SettingsError(f"resume re-runs run {resume} with its own request; "
+                                    f"{', '.join(given) or 'use_cache=False'} cannot be given with it",
+                                    fix="resume without them, or start a new run")
+            request = resume_request(env, request, resume)
+            plan = None
         return await AGI.run_request(request, env=env, plan=plan, on_event=on_event, on_outcome=on_outcome)
 
     @staticmethod

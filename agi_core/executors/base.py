@@ -34,6 +34,13 @@ class JobSpec:
     args: Mapping[str, Any]
     mode: int
     out_dir: Path
+    run_id: str = ""
+    #: where workers store the results they compute (``<share>/cache/<app>``); None: no cache
+    cache_dir: Path | None = None
+    #: the kernel kind the keys were made for: a worker running another kind does not store
+    cache_kernel: str = ""
+    #: partitions whose entries are replaced (``--refresh``), not kept
+    refresh: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -41,7 +48,9 @@ class Outcome:
     """What happened to one partition. ``result`` is the value `App.work` returned.
 
     ``status``: ``ok``, ``failed``, ``skipped`` (a dependency did not succeed) or ``cached`` (its
-    result was known before dispatch).
+    result was known before dispatch). ``cache``: ``hit``, ``miss``, ``stored`` or ``corrupt``
+    (its entry could not be trusted, and it was computed again), empty without the cache;
+    ``key`` its cache key; ``location`` where its result is kept (a cache entry's path).
     """
 
     id: str
@@ -59,6 +68,9 @@ class Outcome:
     outputs: tuple[str, ...] = ()  # files it declared with ctx.output(), relative to the run's out/
     result: Any = field(default=None, repr=False)
     line: bytes = field(default=b"", repr=False)  # its record line, made where it ran (`provenance.lines`)
+    cache: str = ""
+    key: str = ""
+    location: str = ""
 
     @property
     def ok(self) -> bool:
@@ -68,7 +80,8 @@ class Outcome:
         # Positional fields: pickles several times faster than the generic dataclass path,
         # which matters when a pool slot sends back 50,000 outcomes.
         return (Outcome, (self.id, self.slot, self.status, self.host, self.worker, self.start, self.end, self.kernel,
-                          self.device, self.error, self.note, self.retries, self.outputs, self.result, self.line))
+                          self.device, self.error, self.note, self.retries, self.outputs, self.result, self.line, self.cache,
+                           self.key, self.location))
 
     @property
     def duration(self) -> float:
@@ -88,6 +101,7 @@ class ExecutionContext:
     python: Path | None = None
     app_distribution: str | None = None  # the app's [project] name and version, for the cluster's version check
     app_version: str | None = None
+    keys: Mapping[str, str] = field(default_factory=dict)  # partition id -> cache key; empty without the cache
 
 
 class Executor(abc.ABC):

@@ -108,7 +108,10 @@ class DaskExecutor(Executor):
             independent: dict[str, list[str]] = {}
             for pid in driver.ready():
                 if parts[pid].deps or driver.has_dependents(pid):
-                    deps = {dep: dag_futures[dep] for dep in parts[pid].deps}
+                    # a dependency found in the cache has no future: its result travels as data
+                    inputs = driver.inputs(pid)
+                    deps = {dep: dag_futures[dep] if dep in dag_futures else pack([Outcome(dep, "", "cached", result=inputs[dep])])
+                            for dep in parts[pid].deps}
                     future = self._submit(job_json, [pid], slot_of[pid], deps, addresses, parts, key=pid)
                     dag_futures[pid] = future
                     pending.add(future)
@@ -142,7 +145,9 @@ class DaskExecutor(Executor):
     def _submit(self, job_json: str, ids: list[str], slot: str, deps: dict[str, Any], addresses: dict[str, str],
                 parts: dict[str, Any], *, key: str) -> Any:
         address = addresses.get(slot)
-        future = self.client.submit(run_batch, job_json, pack([parts[pid] for pid in ids]), slot, deps, key=f"agi-{self.context.run_id}-{key}",
+        keys = self.context.keys
+        batch = pack([(parts[pid], keys.get(pid, "")) for pid in ids])
+        future = self.client.submit(run_batch, job_json, batch, slot, deps, key=f"agi-{self.context.run_id}-{key}",
                                     workers=[address] if address else None, allow_other_workers=True,
                                     retries=self.retries_allowed, pure=False)
         self._futures[future] = (slot, ids)

@@ -35,10 +35,10 @@ class _SlotProcess:
     """A worker process for one slot and the pipe to it. One batch is in flight at a time: the
     manager never blocks on a pipe the worker is not reading."""
 
-    def __init__(self, name: str, job: JobSpec, context: Any, parts: dict[str, Partition]) -> None:
+    def __init__(self, name: str, job: JobSpec, context: Any, parts: dict[str, Partition], keys: dict[str, str]) -> None:
         self.name = name
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=slot_main, args=(child, job, name, os.getpid(), parts),
+        self.process = context.Process(target=slot_main, args=(child, job, name, os.getpid(), parts, keys),
                                        name=f"agi-slot-{name}", daemon=True)
         self.process.start()
         child.close()
@@ -114,10 +114,12 @@ class PoolExecutor(Executor):
         """Start the slot processes (before any thread starts in this process, so forks stay clean)."""
         context = _process_context(self.context.python)
         parts = plan.partition_map()
+        keys = self.context.keys
         for slot in plan.slots:
             ids = plan.assignment.get(slot.name)
             if ids and slot.name not in self._slots:
-                self._slots[slot.name] = _SlotProcess(slot.name, self.job, context, {pid: parts[pid] for pid in ids})
+                self._slots[slot.name] = _SlotProcess(slot.name, self.job, context, {pid: parts[pid] for pid in ids},
+                                                      {pid: keys[pid] for pid in ids if pid in keys})
 
     async def execute(self, plan: WorkPlan, driver: GraphDriver) -> AsyncIterator[Outcome]:
         await self.start(plan)

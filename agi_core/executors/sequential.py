@@ -31,6 +31,7 @@ class SequentialExecutor(Executor):
         slot_of = plan.slot_of()
         rank = {pid: k for k, pid in enumerate(pid for ids in plan.assignment.values() for pid in ids)}
         parts = plan.partition_map()
+        keys = self.context.keys
         ready: list[tuple[int, str]] = []
 
         def refill() -> list[Outcome]:
@@ -43,7 +44,8 @@ class SequentialExecutor(Executor):
         while ready:
             _, pid = heapq.heappop(ready)
             await asyncio.sleep(0)  # a cancellation (Ctrl-C) lands between partitions
-            for outcome in settle(driver, [self._runner.run(parts[pid], slot_of[pid], driver.inputs(pid))], slot_of):
+            outcome = self._runner.run(parts[pid], slot_of[pid], driver.inputs(pid), key=keys.get(pid, ""))
+            for outcome in settle(driver, [outcome], slot_of):
                 yield outcome
             for outcome in refill():
                 yield outcome

@@ -24,12 +24,13 @@ __all__ = ["Batch", "slot_main"]
 _FLUSH_S = 0.1
 
 #: what the manager sends: (partition id, its dependencies' results) pairs; None means "stop".
-#: The slot's partitions themselves are given once, when the process starts (free with fork).
+#: The slot's partitions and their cache keys are given once, when the process starts (free with fork).
 Batch = list[tuple[str, dict[str, Any]]]
 
 
-def slot_main(conn: Connection, job: JobSpec, name: str, parent_pid: int, parts: dict[str, Partition]) -> None:
-    """Load the app once, then run each batch the manager sends until it sends ``None``."""
+def slot_main(conn: Connection, job: JobSpec, name: str, parent_pid: int, parts: dict[str, Partition], keys: dict[str, str]) -> None:
+    """Load the app once, then run each batch the manager sends until it sends ``None``.
+    ``keys``: the cache keys of this slot's partitions (empty without the cache)."""
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager handles Ctrl-C and stops us
     runner: PartitionRunner | None = None
@@ -40,7 +41,7 @@ def slot_main(conn: Connection, job: JobSpec, name: str, parent_pid: int, parts:
             part = parts[pid]
             try:
                 runner = runner or PartitionRunner(job)
-                outcome = runner.run(part, name, inputs)
+                outcome = runner.run(part, name, inputs, key=keys.get(pid, ""))
             except Exception:  # noqa: BLE001 - loading the app failed: this partition's failure
                 outcome = Outcome(part.id, name, "failed", error=traceback.format_exc())
             pending.append(outcome)

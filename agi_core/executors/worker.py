@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..app import App, Partition, WorkContext
+from ..cache import CacheStore
 from ..env import load_app_class
 from ..kernels import KernelChoice, select_kernels
 from ..modes import Mode
@@ -37,6 +38,8 @@ class PartitionRunner:
         self.worker = f"{self.host}:{os.getpid()}"
         self._loggers: dict[str, logging.Logger] = {}
         job.out_dir.mkdir(parents=True, exist_ok=True)
+        self.cache = CacheStore(job.cache_dir) if job.cache_dir is not None else None
+        self._refresh = frozenset(job.refresh)
 
     def context(self, slot: str, deps: Mapping[str, Any] | None = None) -> WorkContext:
         log = self._loggers.get(slot)
@@ -45,9 +48,11 @@ class PartitionRunner:
         return WorkContext(args=self.args, kernels=self.kernels.module, kernel_kind=self.kernels.kind, device=self.kernels.device,
                            out_dir=self.job.out_dir, log=log, slot=slot, deps=deps if deps is not None else {})
 
-    def run(self, part: Partition, slot: str, deps: Mapping[str, Any] | None = None, *, worker: str | None = None) -> Outcome:
+    def run(self, part: Partition, slot: str, deps: Mapping[str, Any] | None = None, *, worker: str | None = None,
+            key: str = "") -> Outcome:
         """Run one partition; the outcome carries its result and its record line (made here,
-        where the partition ran). ``worker``: the name to record (a Dask worker's)."""
+        where the partition ran). ``worker``: the name to record (a Dask worker's). With a cache
+        ``key``, a result is stored in the cache from here: it need not pass through the manager."""
         ctx = self.context(slot, deps)
         kernels = self.kernels
         start = time.time()
@@ -57,22 +62,48 @@ class PartitionRunner:
             result, status, error = None, "failed", traceback.format_exc()
         outcome = Outcome(part.id, slot, status, self.host, worker or self.worker, start, time.time(), kernels.kind, kernels.device,
                           error, kernels.note, 0, tuple(ctx.outputs), result)
+        if key and self.cache is not None:
+            self._store(outcome, key)
         outcome.line = partition_line(outcome)
         return outcome
+
+    def _store(self, outcome: Outcome, key: str) -> None:
+        """Put an ok result in the cache; a failure to store is noted, never the partition's failure."""
+        outcome.key, outcome.cache = key, "miss"
+        if outcome.status != "ok":
+            return
+        if outcome.kernel != self.job.cache_kernel:
+            outcome.note = _joined(outcome.note, f"not cached: it ran the {outcome.kernel} kernels, its key is for {self.job.cache_kernel}")
+            return
+        assert self.cache is not None
+        try:
+            path = self.cache.put(key, outcome.result, partition=outcome.id, out_dir=self.job.out_dir, outputs=outcome.outputs,
+                                  replace=outcome.id in self._refresh, run_id=self.job.run_id, kernel=outcome.kernel,
+                                  worker=outcome.worker)
+        except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
+            outcome.note = _joined(outcome.note, f"not cached: {type(exc).__name__}: {exc}")
+            return
+        outcome.cache, outcome.location = "stored", str(path)
+
+
+def _joined(note: str, more: str) -> str:
+    return f"{note}; {more}" if note else more
 
 
 @functools.lru_cache(maxsize=4)
 def _runner(job_json: str) -> PartitionRunner:
     """One runner per job and worker process: the app is imported and set up once, not per task."""
     data = json.loads(job_json)
-    job = JobSpec(Path(data["src_dir"]), data["module_name"], data["class_name"], data["args"], data["mode"], Path(data["out_dir"]))
+    paths = {name: Path(data[name]) if data.get(name) is not None else None for name in ("src_dir", "out_dir", "cache_dir")}
+    job = JobSpec(**{**data, **paths, "refresh": tuple(data.get("refresh", ()))})
     return PartitionRunner(job, prefer_installed=True)
 
 
 def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, bytes]) -> bytes:
     """Dask task: run a batch of partitions in order on this worker.
 
-    Partitions come and outcomes go as one pickle each (`pack`): Dask serialises a list element
+    Partitions come, with their cache keys ("" without the cache), and outcomes go as one pickle
+    each (`pack`): Dask serialises a list element
     by element, which made 100,000 tiny partitions cost 100,000 frames each way. Dependencies
     arrive as their tasks' packed outcomes (the graph driver submits a partition only once they
     all succeeded). Each outcome names the Dask worker that really ran it (which differs from
@@ -87,8 +118,8 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
         worker = runner.worker
     inputs = {dep: unpack(packed)[0].result for dep, packed in deps.items()}
     outcomes = []
-    for part in unpack(packed_parts):
-        outcomes.append(runner.run(part, slot, inputs, worker=worker))
+    for part, key in unpack(packed_parts):
+        outcomes.append(runner.run(part, slot, inputs, worker=worker, key=key))
     return pack(outcomes)
 
 

@@ -15,11 +15,14 @@ costs one pass.
 ['b', 'c']
 >>> driver.finished
 True
+>>> driver = GraphDriver([Partition("a"), Partition("b", deps=("a",))], known={"a": Known(1)})
+>>> [pid for pid, _ in driver.take_known()], driver.ready(), driver.inputs("b")
+(['a'], ['b'], {'a': 1})
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +47,13 @@ class GraphDriver:
 
     ``lookup(partition, inputs)`` is asked, when a partition becomes ready, whether its result is
     already known; a known partition is never handed out by `ready` and is reported by
-    `take_known` instead, and counts as succeeded for its dependents.
+    `take_known` instead, and counts as succeeded for its dependents. ``known`` are results known
+    from the start (the cache knows every key before anything runs): they are done at once, and
+    `take_known` reports them first.
     """
 
-    def __init__(self, partitions: Sequence[Partition], *, lookup: Lookup | None = None) -> None:
+    def __init__(self, partitions: Sequence[Partition], *, lookup: Lookup | None = None,
+                 known: Mapping[str, Known] | None = None) -> None:
         self._parts = {p.id: p for p in partitions}
         self._order = [p.id for p in partitions]
         self._lookup = lookup
@@ -58,10 +64,20 @@ class GraphDriver:
                 self._waiting[part.id] = len(part.deps)
                 for dep in part.deps:
                     self._dependents.setdefault(dep, []).append(part.id)
-        self._fresh: list[str] = [pid for pid in self._order if pid not in self._waiting]
         self._results: dict[str, Any] = {}  # results of done partitions that others still need
         self._known: list[tuple[str, Known]] = []
         self._open = len(self._order)  # neither done, failed nor skipped
+        self._known_ids = frozenset(known or ())
+        if known:
+            for pid in self._order:
+                if pid in known:
+                    self._known.append((pid, known[pid]))
+                    self._open -= 1
+                    if pid in self._dependents:
+                        self._results[pid] = known[pid].result
+                    for child in self._dependents.get(pid, ()):
+                        self._waiting[child] -= 1
+        self._fresh: list[str] = [pid for pid in self._order if not self._waiting.get(pid) and not (known and pid in known)]
 
     # -- questions --------------------------------------------------------------------------
 
@@ -130,7 +146,7 @@ class GraphDriver:
         stack = list(roots)
         while stack:
             pid = stack.pop()
-            if self._waiting.get(pid, 0) < 0:  # already skipped through another failed parent
+            if self._waiting.get(pid, 0) < 0 or pid in self._known_ids:  # already skipped, or done from the start
                 continue
             self._waiting[pid] = -1
             self._open -= 1

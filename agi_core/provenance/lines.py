@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RETURNED", "not_run_line", "partition_fields", "partition_line"]
 
-#: where a partition's result is when it came back to the manager (the cache will name its path)
+#: where a partition's result is when it came back to the manager and is not in the cache
 RETURNED = "run result"
 
 
@@ -27,9 +27,13 @@ def partition_fields(outcome: Outcome) -> dict[str, Any]:
               "start": outcome.start, "end": outcome.end, "duration_s": max(0.0, outcome.end - outcome.start),
               "kernel": outcome.kernel, "device": outcome.device}
     if outcome.status in ("ok", "cached"):
-        fields["result_location"] = RETURNED
+        fields["result_location"] = outcome.location or RETURNED
     if outcome.status == "cached":
         fields["cache_hit"] = True
+    if outcome.cache:
+        fields["cache"] = outcome.cache
+    if outcome.key:
+        fields["cache_key"] = outcome.key
     if outcome.retries:
         fields["retries"] = outcome.retries
     if outcome.error:

@@ -104,6 +104,8 @@ class PartitionRecord(_Model):
     device: str = ""
     retries: int = 0
     cache_hit: bool = False
+    cache: str | None = None  # hit, miss, stored, corrupt; None: the run did not use the cache
+    cache_key: str | None = None
     error: str | None = None
     note: str = ""
     result_location: str | None = None  # "run result" (returned to the manager) or a cache path
@@ -137,6 +139,9 @@ class RunRecord(_Model):
     manager: ManagerRecord = Field(default_factory=ManagerRecord)
     workers: dict[str, WorkerRecord] = Field(default_factory=dict)
     kernel_note: str | None = None
+    cache: str | None = None  # the cache folder the run used; None: --no-cache
+    resumed_from: str | None = None  # the run this one resumed
+    refreshed: list[str] = Field(default_factory=list)  # partitions recomputed on request (--refresh)
     started: str = ""
     ended: str | None = None
     duration_s: float = 0.0

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AgiError
 from ..events import EventSink, Notice, Phase
 from ..hosts import is_local_host
 from ..kernels import select_kernels
@@ -30,9 +29,6 @@ class Prepared:
 
 
 def prepare(env: AgiEnv, request: RunRequest, emit: EventSink) -> Prepared:
-    if request.resume is not None:
-        raise AgiError(f"cannot resume run {request.resume}: resuming needs the result cache, which this agi_core does not have yet",
-                       fix="run again without resume (the whole plan runs)")
     mode = request.run_mode
     if mode & Mode.CLUSTER:  # an unknown backend, or one whose package is missing, fails here
         from ..cluster.registry import backend_class

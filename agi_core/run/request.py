@@ -50,10 +50,9 @@ class RunRequest(BaseModel):
     settings_file: str
     settings_hash: str
     plan_file: str | None = Field(default=None, description="run this (edited) work plan instead of a fresh one")
-    # The result cache reads these two; until it exists, `use_cache` changes nothing and a
-    # request with `resume` is refused before anything runs (see `run.preflight`).
-    use_cache: bool = Field(default=True, description="reuse cached partition results")
-    resume: str | None = Field(default=None, description="run id whose unfinished partitions this run completes")
+    use_cache: bool = Field(default=True, description="reuse cached partition results, and store new ones")
+    refresh: tuple[str, ...] = Field(default=(), description="partitions computed again even when cached")
+    resume: str | None = Field(default=None, description="the run whose unfinished partitions this run completes")
 
     @property
     def run_mode(self) -> Mode:
@@ -94,7 +93,7 @@ def resolve(
     env: AgiEnv, *, scheduler: str | None = None, workers: Mapping[str, Any] | None = None,
     mode: Mode | int | str | None = None, args: Mapping[str, Any] | None = None,
     cluster: Mapping[str, Any] | None = None, app_args: Mapping[str, Any] | None = None,
-    plan: str | Path | None = None, use_cache: bool = True, resume: str | None = None, with_bits: Mode = Mode(0),
+    plan: str | Path | None = None, use_cache: bool = True, refresh: tuple[str, ...] = (), with_bits: Mode = Mode(0),
 ) -> RunRequest:
     """Build the request of one call: settings file < profile < call arguments; the mode is the
     call's when given, else the one the settings' ``[cluster]`` bits switch on, plus ``with_bits``
@@ -111,5 +110,5 @@ def resolve(
         app=env.name, apps_path=tuple(str(p) for p in env.apps_paths) if env.apps_path_given else None,
         args=settings.args.model_dump(mode="json"), mode=int(run_mode), cluster=settings.cluster,
         settings_file=str(settings.path), settings_hash=settings.hash,
-        plan_file=str(plan) if plan is not None else None, use_cache=use_cache, resume=resume,
+        plan_file=str(plan) if plan is not None else None, use_cache=use_cache, refresh=tuple(refresh),
     )

@@ -12,7 +12,7 @@ import gc
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..app import WorkContext
@@ -24,6 +24,7 @@ from ..modes import Mode
 from ..plan import GraphDriver
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
 from ..provenance.lines import partition_line
+from .caching import RunCache
 from .preflight import prepare
 from .recording import first_record, local_versions, totals, worker_records
 from .result import RunResult
@@ -55,6 +56,7 @@ class Runner:
         self._worker_facts: dict[str, dict[str, Any]] = {}  # from the executor: versions, capabilities
         self._where: ClusterRecord | None = None  # from the executor: e.g. the Dask scheduler
         self._not_ok = 0  # partitions that failed or were skipped
+        self.cache: RunCache | None = None
 
     async def run(self) -> RunResult:
         """Run the plan; raise `RunError` (with the partial result) when any partition failed."""
@@ -65,11 +67,19 @@ class Runner:
         self.record = first_record(self.env, self.request, self.plan, self.run_id, self.started)
         self.record.kernel_note = ready.kernel_note or None
         self.record.out_dir = str(self.run_dir / "out")
+        self.record.resumed_from = self.request.resume
+        if self.request.use_cache:
+            self.cache = RunCache.open(self.env, self.request, self.plan, self.run_dir)
+            self.record.cache = str(self.cache.store.root)
+            self.record.refreshed = list(self.request.refresh)
         self.writer.write(self.record)
+        cache = self.cache
         job = JobSpec(self.env.src_dir, self.env.module_name, self.env.class_name, self.request.args, self.request.mode,
-                      self.run_dir / "out")
+                      self.run_dir / "out", run_id=self.run_id, cache_dir=cache.store.root if cache else None,
+                      cache_kernel=cache.keys.kernel if cache else "", refresh=self.request.refresh)
         context = ExecutionContext(self.run_id, self.env.name, job, self.request.cluster, self.emit, ready.python,
-                                   app_distribution=self.env.distribution, app_version=self.env.version())
+                                   app_distribution=self.env.distribution, app_version=self.env.version(),
+                                   keys=cache.keys.keys if cache else {})
         executor = create_executor(self.request.executor, context)
         value = None
         try:
@@ -94,22 +104,33 @@ class Runner:
         return result
 
     async def _execute(self, executor: Executor) -> None:
-        driver = GraphDriver(self.plan.partitions)
+        known = {}
+        if self.cache is not None:
+            self.emit(Phase("cache", f"looking up {len(self.plan.partitions)} partitions in {self.cache.store.root}"))
+            known = self.cache.load(self.plan, self.run_dir / "out", self.emit)
+        driver = GraphDriver(self.plan.partitions, known=known)
+        todo = _without(self.plan, known)
         # The plan's objects live as long as the run: keep the garbage collector from scanning
         # them again and again (measured: seconds of a 100,000-partition run on a busy machine).
         gc.freeze()
         try:
-            self.emit(Phase("starting", executor.name))
-            await executor.start(self.plan)
-            self._refresh(executor)
+            if todo.partitions:  # nothing to start when every result is in the cache
+                self.emit(Phase("starting", executor.name))
+                await executor.start(todo)
+                self._refresh(executor)
             # Only now may threads start (the heartbeat; a listener's progress display): pool
             # slots fork in `start`, and a fork must not copy a lock another thread holds.
             self.writer.start_heartbeat()
             self.emit(RunStarted(self.run_id, self.env.name, self.request.mode, len(self.plan.partitions),
                                  {slot: len(ids) for slot, ids in self.plan.assignment.items() if ids}, str(self.run_dir)))
-            self.emit(Phase("running", executor.name))
-            async for outcome in executor.execute(self.plan, driver):
-                self._take(outcome)
+            assert self.cache is not None or not known
+            for pid, _ in driver.take_known():
+                self._take(self.cache.hits[pid])  # type: ignore[union-attr]
+            if todo.partitions:
+                self.emit(Phase("running", f"{executor.name}: {len(todo.partitions)} partitions to compute"
+                                + (f", {len(known)} from the cache" if known else "")))
+                async for outcome in executor.execute(todo, driver):
+                    self._take(outcome)
             for pid, count in (await executor.retries()).items():
                 if pid in self.outcomes:
                     self.outcomes[pid].retries = count
@@ -130,6 +151,8 @@ class Runner:
         self.writer.write(self.record)
 
     def _take(self, outcome: Outcome) -> None:
+        if self.cache is not None and self.cache.corrupt:
+            self.cache.mark(outcome)
         self.outcomes[outcome.id] = outcome
         self._not_ok += outcome.status not in ("ok", "cached")
         self.writer.add(outcome.id, outcome.line or partition_line(outcome))
@@ -179,3 +202,14 @@ class Runner:
                     + (f"; {skipped} skipped for failed dependencies" if skipped else "")
                     + f"; {sum(o.ok for o in self.outcomes.values())} succeeded\n{(first.error or '').rstrip()}")
         return self.error or "the run failed"
+
+
+def _without(plan: WorkPlan, done: Mapping[str, object]) -> WorkPlan:
+    """The part of ``plan`` still to run: its partitions not in ``done`` (those found in the
+    cache), on the same slots. Dependencies on done partitions stay: the driver has their results."""
+    if not done:
+        return plan
+    from ..plan import WorkPlan
+
+    return WorkPlan(plan.app, plan.args, plan.slots, [p for p in plan.partitions if p.id not in done],
+                    {slot: [pid for pid in ids if pid not in done] for slot, ids in plan.assignment.items()}, plan.fingerprint)

@@ -22,6 +22,8 @@ class ToyArgs(BaseModel):
     chain: bool = False  # partition i depends on i-1 (a DAG)
     need_gpu: list[int] = []  # partitions that need the "gpu" capability
     write_files: bool = False  # each partition writes out_dir/part-i.txt
+    offset: int = 0  # added to every square: the one arg results read (see `reads` below)
+    fail_while: str = ""  # a path: partitions in fail_on fail only while this file exists
 
 
 class Toy(App):
@@ -35,6 +37,9 @@ class Toy(App):
                 payload={"i": i},
                 deps=(f"p{i - 1}",) if args.chain and i > 0 else (),
                 needs=("gpu",) if i in args.need_gpu else (),
+                # Results depend on the offset (and, through the key, on deps and payload); the
+                # other args only inject faults or delays, so changing them recomputes nothing.
+                reads=("offset", "write_files"),
             )
             for i in range(args.n)
         ]
@@ -47,11 +52,11 @@ class Toy(App):
             os._exit(3)
         if i in ctx.args.unpicklable_on:
             return {"square": i * i, "f": lambda: i}
-        if i in ctx.args.fail_on:
+        if i in ctx.args.fail_on and (not ctx.args.fail_while or os.path.exists(ctx.args.fail_while)):
             raise ValueError(f"toy failure in partition {i}")
         if ctx.args.write_files:
             ctx.output(f"part-{i}.txt").write_text(f"{i} {os.getpid()}")
-        return {"square": i * i, "pid": os.getpid(), "deps": {k: v["square"] for k, v in ctx.deps.items()}, "slot": ctx.slot}
+        return {"square": i * i + ctx.args.offset, "pid": os.getpid(), "deps": {k: v["square"] for k, v in ctx.deps.items()}, "slot": ctx.slot}
 
     def reduce(self, results: dict[str, Any], ctx: WorkContext) -> int:
         return sum(r["square"] for r in results.values())

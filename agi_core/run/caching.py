@@ -1,0 +1,93 @@
+"""The result cache, seen from one run: keys for its plan, the entries it can reuse, and what the
+record says about each partition (``hit``, ``miss``, ``stored``, ``corrupt``).
+
+Before anything runs, every partition gets its key (`agi_core.cache.plan_keys`), the keys are
+written to ``<run>/cache_keys.json`` (what `agi runs show --why` compares, and what `agi cache gc`
+keeps while the run runs), and every entry found is loaded and checked. Loaded results are known
+to the graph driver from the start; only the rest is handed to an executor, whose workers store
+what they compute straight into the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..atomic import write_bytes_atomic
+from ..cache import CacheStore, CorruptEntry, RunKeys, kernel_kind_for_mode, plan_keys
+from ..events import EventSink, Notice
+from ..executors import Outcome
+from ..plan import Known
+from ..provenance.lines import partition_line
+
+if TYPE_CHECKING:
+    from ..env import AgiEnv
+    from ..plan import WorkPlan
+    from .request import RunRequest
+
+__all__ = ["KEYS_FILE", "RunCache"]
+
+KEYS_FILE = "cache_keys.json"
+
+
+@dataclass
+class RunCache:
+    """The cache of one run: its store, the plan's keys, what was found, and what to refresh."""
+
+    store: CacheStore
+    keys: RunKeys
+    refresh: frozenset[str] = frozenset()
+    hits: dict[str, Outcome] = field(default_factory=dict)  # found and checked, with their results
+    corrupt: dict[str, str] = field(default_factory=dict)  # partition -> why its entry was not used
+
+    @classmethod
+    def open(cls, env: AgiEnv, request: RunRequest, plan: WorkPlan, run_dir: Path) -> RunCache:
+        """Key the plan and write the keys beside the run's record."""
+        keys = plan_keys(plan.partitions, code=env.code_hash(), args=request.args, kernel=kernel_kind_for_mode(request.mode))
+        write_bytes_atomic(run_dir / KEYS_FILE, keys.to_json())
+        unknown = sorted(set(request.refresh) - set(keys.keys))
+        if unknown:
+            from ..errors import PlanError
+
+            raise PlanError(f"--refresh names partition(s) {', '.join(unknown[:5])} that the plan does not have",
+                            fix="see the partition ids with `agi distrib APP`")
+        return cls(CacheStore.for_app(request.share, env.name), keys, frozenset(request.refresh))
+
+    def load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, Known]:
+        """Load every usable entry of the plan's keys, restoring their output files into
+        ``out_dir``; a corrupt entry is removed (the partition is computed again) and reported."""
+        slot_of = plan.slot_of()
+        wanted = {key: pid for pid, key in self.keys.keys.items() if pid not in self.refresh}
+        known: dict[str, Known] = {}
+        for key in self.store.existing(wanted):
+            pid = wanted[key]
+            try:
+                entry = self.store.load(key)
+                self.store.restore(entry, out_dir)
+            except FileNotFoundError:
+                continue  # removed since we looked (gc, clear): computed again
+            except CorruptEntry as exc:
+                self.corrupt[pid] = str(exc)
+                self.store.discard(key)
+                continue
+            known[pid] = Known(entry.result, source=str(entry.path))
+            outcome = Outcome(pid, slot_of.get(pid, ""), "cached", note="result from the cache", result=entry.result,
+                              outputs=tuple(entry.outputs), cache="hit", key=key, location=str(entry.path),
+                              kernel=str(entry.header.get("kernel", "")))
+            outcome.line = partition_line(outcome)
+            self.hits[pid] = outcome
+        if self.corrupt:
+            emit(Notice(f"{len(self.corrupt)} cache entr{'y was' if len(self.corrupt) == 1 else 'ies were'} corrupt and will be "
+                        f"recomputed: {next(iter(self.corrupt.values()))}"))
+        return known
+
+    def mark(self, outcome: Outcome) -> None:
+        """Say in a computed partition's outcome that its cache entry was corrupt (it was found
+        and removed before the run), so the record reports it."""
+        why = self.corrupt.get(outcome.id)
+        if why is not None:
+            outcome.cache = "corrupt"
+            outcome.note = f"{outcome.note}; " if outcome.note else ""
+            outcome.note += f"its cache entry was corrupt and not used ({why}); computed again"
+            outcome.line = partition_line(outcome)
