@@ -25,6 +25,7 @@ _COMMANDS = {
     "apps": "apps_cmds:apps_command", "settings": "apps_cmds:settings_command", "distrib": "run_cmds:distrib_command",
     "run": "run_cmds:run_command", "install": "hosts_cmds:install_command", "doctor": "hosts_cmds:doctor_command",
     "hosts": "hosts_cmds:hosts_group", "cluster": "cluster_cmds:cluster_group", "runs": "runs_cmds:runs_group",
+    "cache": "cache_cmds:cache_group",
 }
 
 
@@ -72,6 +73,7 @@ def cli(ctx: click.Context, verbose: int) -> None:
       agi run mandelbrot --mode p   the same on a process pool
       agi run mandelbrot --mode dc  on a Dask cluster of this machine, Cython kernels
       agi runs show last            the record of the last run
+      agi cache list                what the result cache holds
     \b
     Many machines: set [cluster] scheduler and [cluster.workers] in the app's settings, then
       agi hosts trust HOST; agi install APP; agi doctor APP; agi cluster up APP; agi run APP --mode dp

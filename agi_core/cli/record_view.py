@@ -1,5 +1,6 @@
 """`agi runs show`'s rendering of one `RunRecord`: a header, a summary by slot, the failures in
 full and the slowest partitions; every partition's row only when asked (a run may have 100,000).
+With ``--why`` / ``--dump-keys``: why a partition was computed, and what its cache key was made of.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from .output import console, table
 if TYPE_CHECKING:
     from ..provenance import PartitionRecord, RunRecord
 
-__all__ = ["MAX_FAILURES", "MAX_SLOTS", "SLOWEST", "STATUS_COLOURS", "print_record", "seconds", "status_text"]
+__all__ = ["MAX_FAILURES", "MAX_SLOTS", "SLOWEST", "STATUS_COLOURS", "print_key_dump", "print_record", "print_why", "seconds",
+           "status_text"]
 
 MAX_FAILURES = 20  # failures shown in full (all of them with --all)
 MAX_SLOTS = 40  # slots in the summary table (the busiest; all of them with --all)
@@ -149,3 +151,44 @@ def _all_rows(parts: list[PartitionRecord]) -> None:
     table(f"{len(parts)} partitions", ["id", "status", "slot", "worker", "host", "kernel", "device", "duration", "outputs"], (
         [p.id, status_text(p.status), p.slot, p.worker, p.host, p.kernel, p.device,
          seconds(p.duration_s) if p.status in ("ok", "failed") else "", ", ".join(p.outputs)] for p in parts))
+
+
+def print_why(data: dict[str, Any]) -> None:
+    """``agi runs show RUN --why ID``: the partition's status and key in the run, the earlier
+    run it is compared with, and each reason its key changed (or why an unchanged key was computed)."""
+    out = console()
+    pid = escape(data["partition"])
+    cache = data["cache"] or "not used"
+    out.print(f"[bold]{pid}[/] in {escape(data['app'])} run {data['run_id']}: {status_text(data['status'])}, cache {escape(cache)}"
+              + ("  (refreshed on request)" if data.get("refreshed") else ""))
+    out.print(f"key {data['key'] or '-'}")
+    if data.get("note"):
+        out.print(f"note: {escape(data['note'])}")
+    earlier = data.get("earlier")
+    if earlier:
+        out.print(f"compared with run {earlier['run_id']} ({escape(earlier['status'])}; there {pid} was "
+                  f"{escape(str(earlier['partition_status'] or '-'))}, cache {escape(str(earlier['partition_cache'] or 'not used'))})"
+                  f", key {earlier['key']}")
+    if data.get("reasons"):
+        out.print(f"[bold]why its key changed[/] (since run {earlier['run_id']}):")
+        for reason in data["reasons"]:
+            text = reason.lstrip()
+            out.print(f"  {reason[: len(reason) - len(text)]}- {escape(text)}")
+    out.print(f"[bold]verdict:[/] {escape(data['verdict'])}")
+
+
+def print_key_dump(run_id: str, dump: dict[str, Any]) -> None:
+    """``agi runs show RUN --dump-keys``: what each partition's cache key was made from (as
+    Nextflow's ``-dump-hashes``): the parts every key shares, then per partition its key, the args
+    it reads with their values, its payload digest and its dependencies' keys."""
+    out = console()
+    out.print(f"[bold]cache keys of run {run_id}[/]: format {dump['format']}, code {dump['code']}, kernel {escape(dump['kernel'])}")
+    for pid, part in dump["partitions"].items():
+        out.print(f"[bold]{escape(pid)}[/] {part['key']}")
+        if part["reads"] is None:
+            out.print("  reads: all args")
+        for name, value in part["args"].items():
+            out.print(f"  args.{escape(name)} = {escape(repr(value))}")
+        out.print(f"  payload {part['payload']}")
+        for dep, key in part["deps"].items():
+            out.print(f"  dep {escape(dep)} {key}")

@@ -1,4 +1,5 @@
-"""``agi runs list|show``: the run records on a share."""
+"""``agi runs list|show|prune``: the run records on a share; ``show --why`` explains a partition's
+cache key, ``show --dump-keys`` prints what each key was made from."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .cache_cmds import DURATION
 from .options import apps_path_option, env_for, json_option
 from .output import console, print_json, table
 
 if TYPE_CHECKING:
+    from ..cache import RunKeys
     from ..provenance import RunRecord, RunStore
 
 __all__ = ["runs_group"]
@@ -24,7 +27,7 @@ _SHARE_OPTION = click.option("--share", type=click.Path(file_okay=False, path_ty
 @click.group("runs")
 @apps_path_option
 def runs_group() -> None:
-    """Read the run records on the share."""
+    """Read the run records on the share, and prune old ones."""
 
 
 def _store(ctx: click.Context, app: str | None, share: Path | None) -> RunStore:
@@ -77,19 +80,249 @@ def runs_list(ctx: click.Context, app: str | None, share: Path | None, limit: in
 @apps_path_option
 @_SHARE_OPTION
 @click.option("--all", "all_partitions", is_flag=True, help="Also every partition's row, every slot and every failure.")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+@click.option("--why", "why", metavar="ID", default=None,
+              help="Why partition ID was computed in RUN (or taken from the cache): what changed in its cache key "
+                   "since the latest earlier run that had it, or why an unchanged key was computed anyway.")
+@click.option("--dump-keys", is_flag=True,
+              help="Print what every partition's cache key (only ID's, with --why) was made from: the args it reads "
+                   "with their values, its payload digest, its dependencies' keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON (with --why / --dump-keys: their data).")
 @click.pass_context
-def runs_show(ctx: click.Context, run: str, app: str | None, share: Path | None, all_partitions: bool, as_json: bool) -> None:
+def runs_show(ctx: click.Context, run: str, app: str | None, share: Path | None, all_partitions: bool, why: str | None,
+              dump_keys: bool, as_json: bool) -> None:
     """Show one run record. RUN is a run id, a unique prefix of one, `last`, or a record's path.
 
     \b
     Shown: the run's status, mode, versions and fingerprints; a summary by slot; every failure
     (the first 20 without --all) with its traceback; the 10 slowest partitions.
+    \b
+    agi runs show last --why p3      why p3 was computed (or was a hit) in the last run
+    agi runs show last --dump-keys   the parts of every partition's cache key
     """
-    from .record_view import print_record
+    from .record_view import print_key_dump, print_record, print_why
 
     record = _store(ctx, app, share).find(run)
-    if as_json:
-        print_json(record.model_dump(mode="json", by_alias=True))
+    if why is None and not dump_keys:
+        if as_json:
+            print_json(record.model_dump(mode="json", by_alias=True))
+            return
+        print_record(record, all_partitions=all_partitions)
         return
-    print_record(record, all_partitions=all_partitions)
+    explained = why_data(record, why) if why is not None else None
+    dump = None
+    if dump_keys:
+        keys = _keys_of(record)
+        if keys is None:
+            from ..errors import AgiError
+
+            raise AgiError(f"run {record.run_id} has no cache keys ({_no_keys_reason(record)})",
+                           fix="only runs that used the cache have keys: run without --no-cache")
+        dump = key_dump(keys, [why] if why is not None else None)
+    if as_json:
+        if explained is None:
+            print_json(dump)
+        else:
+            print_json(explained if dump is None else {**explained, "keys": dump})
+        return
+    if explained is not None:
+        print_why(explained)
+    if dump is not None:
+        print_key_dump(record.run_id, dump)
+
+
+# -- --why and --dump-keys ---------------------------------------------------------------------
+
+
+def _run_dir(record: RunRecord) -> Path:
+    return Path(str(record.path)).parent
+
+
+def _keys_of(record: RunRecord) -> RunKeys | None:
+    from ..cache.maintenance import read_run_keys
+
+    return read_run_keys(_run_dir(record))
+
+
+def _no_keys_reason(record: RunRecord) -> str:
+    if record.cache is None:
+        return "it ran with --no-cache: it neither used nor stored cache entries"
+    return "its cache_keys.json is missing or unreadable"
+
+
+def key_dump(keys: RunKeys, pids: list[str] | None = None) -> dict[str, Any]:
+    """What each key of ``pids`` (default: all) was made from, as ``--dump-keys`` prints it."""
+    from ..errors import AgiError
+
+    unknown = [pid for pid in pids or () if pid not in keys.keys]
+    if unknown:
+        raise AgiError(f"the run's cache keys have no partition {unknown[0]}", fix="see its partitions with --all")
+    parts = {}
+    for pid in pids if pids is not None else list(keys.keys):
+        reads, payload, deps = keys.parts.get(pid, [None, "", []])
+        names = sorted(keys.args) if reads is None else list(reads)
+        parts[pid] = {"key": keys.keys[pid], "reads": reads, "args": {name: keys.args.get(name, "<absent>") for name in names},
+                      "payload": payload, "deps": {dep: keys.keys.get(dep, "") for dep in deps}}
+    return {"format": keys.format, "code": keys.code, "kernel": keys.kernel, "partitions": parts}
+
+
+def why_data(record: RunRecord, pid: str) -> dict[str, Any]:
+    """Why ``pid`` was computed in ``record``'s run (or taken from the cache): its cache status
+    and key there, the latest earlier run of the app whose keys have it, `explain`'s reasons
+    when the key changed, and what made an unchanged key miss."""
+    from ..cache import explain
+    from ..errors import AgiError
+
+    part = next((p for p in record.partitions if p.id == pid), None)
+    if part is None:
+        ids = ", ".join(p.id for p in record.partitions[:5])
+        raise AgiError(f"run {record.run_id} has no partition '{pid}'",
+                       fix=f"its partitions are {ids}{', …' if len(record.partitions) > 5 else ''} (agi runs show {record.run_id} --all)")
+    data: dict[str, Any] = {"run_id": record.run_id, "app": record.app.name, "partition": pid, "status": part.status,
+                            "cache": part.cache, "key": part.cache_key, "note": part.note or None,
+                            "refreshed": pid in record.refreshed, "location": part.result_location,
+                            "earlier": None, "key_changed": None, "reasons": [], "verdict": ""}
+    keys = _keys_of(record)
+    if keys is None or pid not in keys.keys:
+        why = _no_keys_reason(record) if keys is None else "its cache keys have no such partition"
+        data["verdict"] = f"run {record.run_id} has no cache key for {pid}: {why}; it was computed"
+        return data
+    data["key"] = keys.keys[pid]
+    earlier, old = _earlier(record, pid)
+    if part.cache == "hit":
+        stored_by = _stored_by(part.result_location)
+        source = f"its result came from the cache (entry stored by run {stored_by})" if stored_by else "its result came from the cache"
+    else:
+        source = ""
+    if earlier is None or old is None:
+        data["verdict"] = (f"no earlier recorded run of {record.app.name} had partition {pid} in its cache keys; "
+                           + (source or "nothing cached could hold it, so it was computed"))
+        return data
+    old_part = next((p for p in earlier.partitions if p.id == pid), None)
+    data["earlier"] = {"run_id": earlier.run_id, "status": earlier.status, "key": old.keys[pid],
+                       "partition_status": old_part.status if old_part else None,
+                       "partition_cache": old_part.cache if old_part else None,
+                       "note": (old_part.note or None) if old_part else None}
+    reasons = explain(pid, old=old, new=keys)
+    data["key_changed"] = bool(reasons)
+    data["reasons"] = reasons
+    if reasons:
+        data["verdict"] = (f"its key changed since run {earlier.run_id}"
+                           + (f"; {source}: an entry with the new key was in the cache already" if source else ", so it was computed"))
+    elif source:
+        data["verdict"] = f"its key is unchanged since run {earlier.run_id}; {source}"
+    else:
+        data["verdict"] = f"its key is unchanged since run {earlier.run_id}; " + _why_computed(record, part, old_part, earlier.run_id)
+    return data
+
+
+def _why_computed(record: RunRecord, part: Any, old_part: Any, earlier: str) -> str:
+    """Why a partition whose key did not change was not taken from the cache."""
+    if part.status in ("skipped", "not run"):
+        return f"it was not computed in this run (status: {part.status})"
+    if part.cache == "corrupt":
+        return "its cache entry was corrupt, so it was removed and the partition computed again" + (
+            f" ({part.note})" if part.note else "")
+    if part.id in record.refreshed:
+        return f"it was recomputed on request (--refresh {part.id})"
+    if old_part is None:
+        return f"run {earlier} has its key but no record of the partition, so no entry is known to have been stored"
+    if old_part.status != "ok" and old_part.status != "cached":
+        return f"run {earlier} did not store its result (the partition's status there: {old_part.status}), so it was computed"
+    if old_part.cache not in ("stored", "hit"):
+        why = f": {old_part.note}" if old_part.note else ""
+        return f"run {earlier} did not store its result{why}, so it was computed"
+    return (f"its entry (which run {earlier} {'stored' if old_part.cache == 'stored' else 'used'}) was missing when this run "
+            "started: removed since by `agi cache gc` or `agi cache clear` (or by a run that found it corrupt), so it was computed")
+
+
+def _stored_by(location: str | None) -> str | None:
+    """The run that stored the cache entry at ``location`` (from its header), if it is still there."""
+    import json
+
+    if not location:
+        return None
+    try:
+        with open(location, "rb") as handle:
+            return json.loads(handle.readline()).get("run_id") or None
+    except (OSError, ValueError):
+        return None
+
+
+def _earlier(record: RunRecord, pid: str) -> tuple[RunRecord | None, RunKeys | None]:
+    """The latest run of the same app, before ``record``'s, whose cache keys have ``pid``."""
+    from ..provenance import RunStore
+
+    manifest = Path(str(record.path))
+    store = RunStore(manifest.parents[3])
+    mine = (record.started, record.run_id)
+    for other in store.list(manifest.parent.parent.name):  # newest first
+        if (other.started, other.run_id) >= mine or other.status == "unreadable":
+            continue
+        keys = _keys_of(other)
+        if keys is not None and pid in keys.keys:
+            return other, keys
+    return None, None
+
+
+# -- prune -------------------------------------------------------------------------------------
+
+
+@runs_group.command("prune")
+@click.argument("app", required=False)
+@apps_path_option
+@_SHARE_OPTION
+@click.option("--keep", type=click.IntRange(min=0), default=None, help="Keep the newest N runs of each app; remove the others.")
+@click.option("--older-than", type=DURATION, default=None, help="Remove runs that ended longer ago than this (12h, 7d, 4w).")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@click.pass_context
+def runs_prune(ctx: click.Context, app: str | None, share: Path | None, keep: int | None, older_than: float | None, dry_run: bool,
+               yes: bool, as_json: bool) -> None:
+    """Remove old run folders (records, plans, out/ files) of APP, or of every app.
+
+    \b
+    --keep N: per app, keep the newest N runs. --older-than D: remove runs that ended more than
+    D ago (an abandoned run: its last heartbeat). Given both, a run goes only when both say so.
+    Never removed: a run still running (a dead manager's run reads `abandoned` and can go), a
+    record that cannot be read. Cache entries are never touched: `agi cache gc` manages them.
+    """
+    from ..cache.maintenance import apply_prune, format_size, plan_prune
+    from ..errors import AgiError
+    from .cache_cmds import app_name, share_for
+
+    if keep is None and older_than is None:
+        raise AgiError("say which runs to remove: --keep N or --older-than DURATION",
+                       fix="e.g. agi runs prune --keep 20, or agi runs prune --older-than 30d")
+    root = share_for(ctx, app, share)
+    plan = plan_prune(root, app_name(ctx, app, share) if app else None, keep=keep, older_than=older_than)
+    if not dry_run and plan.remove and not yes:
+        if not as_json:
+            _print_prune(plan, "would remove")
+        click.confirm(f"Remove {len(plan.remove)} run folder{'s' if len(plan.remove) != 1 else ''} "
+                      f"({format_size(plan.freed)})?", abort=True, err=True)
+    done = plan if dry_run else apply_prune(plan)
+    if as_json:
+        print_json({"share": str(root), "dry_run": dry_run, **done.to_json()})
+        return
+    _print_prune(done, "would remove" if dry_run else "removed", summary=True)
+
+
+def _print_prune(plan: Any, verb: str, summary: bool = False) -> None:
+    from ..cache.maintenance import format_size
+    from .record_view import status_text
+
+    out = console()
+    if plan.remove:
+        table(f"{verb} {len(plan.remove)} run{'s' if len(plan.remove) != 1 else ''}",
+              ["app", "run", "status", "started", "size", "why"],
+              ([run.app, run.run_id, status_text(run.status), run.started, format_size(run.size), why] for run, why in plan.remove))
+    if not summary:
+        return
+    for run in plan.running:
+        out.print(f"[cyan]kept {run.app} run {run.run_id}: it is still running[/]")
+    for run in plan.unreadable:
+        out.print(f"[yellow]kept {run.app} run {run.run_id}: its record cannot be read (remove {run.path} by hand)[/]")
+    out.print(f"{verb} {len(plan.remove)} run{'s' if len(plan.remove) != 1 else ''}, "
+              f"{format_size(plan.freed)} {'would be ' if verb != 'removed' else ''}freed; {plan.kept + len(plan.running) + len(plan.unreadable)} kept "
+              "(cache entries are not touched: agi cache gc)")

@@ -1,0 +1,306 @@
+"""``agi cache list|show|clear|gc``: the result cache on a share (``<share>/cache/<app>/``)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.markup import escape
+
+from .options import apps_path_option, env_for, json_option
+from .output import console, print_json, table
+
+if TYPE_CHECKING:
+    from ..cache.maintenance import GcPlan
+
+__all__ = ["DURATION", "SIZE", "ago", "app_name", "cache_group", "share_for", "when"]
+
+
+class _Duration(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        from ..cache.maintenance import parse_duration
+
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class _Size(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from ..cache.maintenance import parse_size
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = _Duration()  # 30m, 12h, 7d
+SIZE = _Size()  # 500M, 2G
+
+SHARE_OPTION = click.option("--share", type=click.Path(file_okay=False, path_type=Path),
+                            help="The share to use (default: the app's workers_data_path, else the local default share).")
+
+
+def share_for(ctx: click.Context, app: str | None, share: Path | None) -> Path:
+    """``--share``, else APP's share (its workers_data_path), else the local default share."""
+    from ..paths import default_share
+
+    if share:
+        return share
+    if app:
+        return Path(env_for(ctx, app).settings().share)
+    return default_share()
+
+
+def app_name(ctx: click.Context, app: str, share: Path | None) -> str:
+    """The app's name: with --share the app need not be found in the apps folders."""
+    return app.removesuffix("_project") if share else env_for(ctx, app).name
+
+
+def when(timestamp: float | None) -> str:
+    """A local time for people: ``2026-11-23 19:10:26``."""
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "-"
+
+
+def ago(timestamp: float | None, now: float | None = None) -> str:
+    """How long ago, for people: ``40s ago``, ``12m ago``, ``3.5h ago``, ``2d ago``."""
+    if not timestamp:
+        return "-"
+    seconds = max(0.0, (time.time() if now is None else now) - timestamp)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}".removesuffix(".0") + f"{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+@click.group("cache")
+@apps_path_option
+def cache_group() -> None:
+    """The result cache on the share: list, inspect, clear, and collect garbage.
+
+    \b
+    Entries live under <share>/cache/APP/, one per partition result, by content key; a run
+    reuses every entry whose key it computes (see docs/cache.md).
+    """
+
+
+@cache_group.command("list")
+@click.argument("app", required=False)
+@apps_path_option
+@SHARE_OPTION
+@click.option("--limit", "-n", default=50, show_default=True, help="With APP: show the most recently used entries only (0: all).")
+@json_option
+@click.pass_context
+def cache_list(ctx: click.Context, app: str | None, share: Path | None, limit: int, as_json: bool) -> None:
+    """Summarise the cache of every app, or list APP's entries (most recently used first)."""
+    from ..cache import CacheStore
+    from ..cache.maintenance import cache_apps, format_size
+
+    root = share_for(ctx, app, share)
+    if app:
+        name = app_name(ctx, app, share)
+        store = CacheStore.for_app(root, name)
+        infos = sorted(store.entries(), key=lambda i: i.used, reverse=True)
+        shown = infos[: limit or None]
+        if as_json:
+            print_json([{"key": i.key, "partition": i.header.get("partition"), "size": i.size, "used": i.used,
+                         "outputs": len(i.header.get("outputs", ())), "run_id": i.header.get("run_id"),
+                         "kernel": i.header.get("kernel"), "path": str(i.path)} for i in shown])
+            return
+        if not infos:
+            console(stderr=True).print(f"no cache entries of {escape(name)} under {escape(str(store.root))}")
+            return
+        total = sum(i.size for i in infos)
+        table(f"{len(infos)} entries of {name}, {format_size(total)}, in {store.root}",
+              ["key", "partition", "size", "last used", "outputs", "stored by run"],
+              ([i.key[:12], i.header.get("partition", ""), format_size(i.size), f"{when(i.used)} ({ago(i.used)})",
+                len(i.header.get("outputs", ())) or "", i.header.get("run_id", "")] for i in shown))
+        if len(shown) < len(infos):
+            console().print(f"… {len(infos) - len(shown)} less recently used entries (--limit 0 shows every one)")
+        return
+    summary = []
+    for name in cache_apps(root):
+        infos = list(CacheStore.for_app(root, name).entries())
+        used = [i.used for i in infos]
+        summary.append({"app": name, "entries": len(infos), "size": sum(i.size for i in infos),
+                        "oldest_use": min(used, default=None), "newest_use": max(used, default=None),
+                        "path": str(CacheStore.for_app(root, name).root)})
+    if as_json:
+        print_json(summary)
+        return
+    if not summary:
+        console(stderr=True).print(f"no cache under {escape(str(root / 'cache'))}")
+        return
+    table(f"cache under {root / 'cache'}", ["app", "entries", "size", "oldest use", "newest use"], (
+        [s["app"], s["entries"], format_size(s["size"]), f"{when(s['oldest_use'])} ({ago(s['oldest_use'])})",
+         f"{when(s['newest_use'])} ({ago(s['newest_use'])})"] for s in summary))
+
+
+@cache_group.command("show")
+@click.argument("key")
+@click.option("--app", default=None, help="Look in APP's cache only (default: every app's on the share).")
+@apps_path_option
+@SHARE_OPTION
+@json_option
+@click.pass_context
+def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None, as_json: bool) -> None:
+    """Show one entry's header, and whether it loads and matches its checksums.
+
+    KEY is a key or a unique prefix of one (at least 4 characters). Checking does not count as a use.
+    """
+    from ..cache import CacheStore
+    from ..cache.maintenance import cache_apps, check_entry, format_size
+    from ..errors import AgiError
+
+    if len(key) < 4:
+        raise AgiError(f"give at least 4 characters of the key, not {key!r}", fix="copy it from `agi cache list APP`")
+    root = share_for(ctx, app, share)
+    names = [app_name(ctx, app, share)] if app else cache_apps(root)
+    found = []
+    for name in names:
+        store = CacheStore.for_app(root, name)
+        folder = store.root / key[:2]
+        keys = [p.name.removesuffix(".entry") for p in folder.glob(f"{key}*.entry")] if folder.is_dir() else []
+        found += [(name, store, k) for k in keys]
+    if not found:
+        raise AgiError(f"no cache entry with a key starting with {key!r} under {root / 'cache'}"
+                       + (f" (app {names[0]})" if app else ""), fix="list the entries with `agi cache list APP`")
+    if len(found) > 1:
+        raise AgiError(f"{len(found)} cache entries have a key starting with {key!r}: "
+                       + ", ".join(f"{k[:12]} ({name})" for name, _, k in found[:5]), fix="give more characters of the key")
+    name, store, full = found[0]
+    info = store.find(full)
+    problem = check_entry(store, full)
+    header = info.header
+    if as_json:
+        print_json({"app": name, "key": full, "path": str(info.path), "size": info.size, "used": info.used, "header": header,
+                    "ok": problem is None, "problem": problem})
+        return
+    out = console()
+    out.print(f"[bold]{escape(name)}[/] cache entry {full}")
+    out.print(f"partition {escape(str(header.get('partition', '-')))}  stored by run {escape(str(header.get('run_id') or '-'))}  "
+              f"kernel {escape(str(header.get('kernel') or '-'))}  worker {escape(str(header.get('worker') or '-'))}")
+    out.print(f"created {when(header.get('created'))}  last used {when(info.used)} ({ago(info.used)})")
+    outputs = header.get("outputs", ())
+    out.print(f"size {format_size(info.size)} (result {format_size(int(header.get('size', 0)))}"
+              + (f", {len(outputs)} output file{'s' if len(outputs) != 1 else ''}" if outputs else "") + ")"
+              + f"  sha256 {header.get('sha256', '-')}")
+    for item in outputs:
+        out.print(f"output: {escape(item['path'])}  {format_size(item.get('size', 0))}  sha256 {str(item.get('sha256', ''))[:16]}…")
+    out.print(f"path: {escape(str(info.path))}")
+    if problem is None:
+        out.print("[green]check: ok[/] (loads, and the result and outputs match their checksums)")
+    else:
+        out.print(f"[red]check: corrupt[/]: {escape(problem)} (a run would not use it; it recomputes the partition)")
+
+
+@cache_group.command("clear")
+@click.argument("app")
+@apps_path_option
+@SHARE_OPTION
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@click.pass_context
+def cache_clear(ctx: click.Context, app: str, share: Path | None, yes: bool, as_json: bool) -> None:
+    """Remove every cache entry of APP (the next run computes everything again)."""
+    from ..cache import CacheStore
+    from ..cache.maintenance import format_size, live_keys
+
+    root = share_for(ctx, app, share)
+    name = app_name(ctx, app, share)
+    store = CacheStore.for_app(root, name)
+    infos = list(store.entries())
+    size = sum(i.size for i in infos)
+    if not infos and not store.root.exists():
+        if as_json:
+            print_json({"app": name, "removed": 0, "size": 0, "path": str(store.root)})
+        else:
+            console().print(f"no cache of {escape(name)} under {escape(str(root / 'cache'))}: nothing to remove")
+        return
+    running = sorted(set(live_keys(root, [name]).get(name, {}).values()))
+    if running:
+        console(stderr=True).print(
+            f"[yellow]warning:[/] {len(running)} run{'s' if len(running) != 1 else ''} of {escape(name)} "
+            f"{'are' if len(running) != 1 else 'is'} running ({', '.join(running[:3])}); what they stored is removed too "
+            "(they are not disturbed, but the next run computes it again)")
+    if not yes:
+        click.confirm(f"Remove {len(infos)} cache entries of {name} ({format_size(size)}) from {store.root}?", abort=True, err=True)
+    removed = store.clear()
+    if as_json:
+        print_json({"app": name, "removed": removed, "size": size, "path": str(store.root), "running": running})
+        return
+    console().print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'} of {escape(name)} ({format_size(size)}) "
+                    f"from {escape(str(store.root))}")
+
+
+@cache_group.command("gc")
+@click.argument("app", required=False)
+@apps_path_option
+@SHARE_OPTION
+@click.option("--older-than", type=DURATION, default=None, help="Remove entries unused for longer than this (30m, 12h, 7d).")
+@click.option("--max-size", type=SIZE, default=None,
+              help="Then remove the least recently used entries until the rest fits in this (500M, 2G; "
+                   "APP's entries, or every app's together).")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@json_option
+@click.pass_context
+def cache_gc(ctx: click.Context, app: str | None, share: Path | None, older_than: float | None, max_size: int | None,
+             dry_run: bool, as_json: bool) -> None:
+    """Remove old or least recently used cache entries, of APP or of every app.
+
+    \b
+    Never removed: an entry whose key a running run holds (its record reads `running`; a dead
+    manager's run reads `abandoned` and holds nothing), nor one used after gc looked at it.
+    Also removed: leftovers older than an hour (.tmp-* files of an unfinished write, output
+    folders that no entry names). Without --older-than and --max-size, only the leftovers go.
+    """
+    from ..cache.maintenance import apply_gc, cache_apps, collect_gc
+
+    root = share_for(ctx, app, share)
+    apps = [app_name(ctx, app, share)] if app else cache_apps(root)
+    plan = collect_gc(root, apps, older_than=older_than, max_size=max_size)
+    done = plan if dry_run else apply_gc(root, plan)
+    if as_json:
+        print_json({"share": str(root), "apps": apps, "dry_run": dry_run, **done.to_json()})
+        return
+    _print_gc(root, apps, done, dry_run)
+
+
+def _print_gc(root: Path, apps: list[str], done: GcPlan, dry_run: bool) -> None:
+    from ..cache.maintenance import format_size
+
+    out = console()
+    verb = "would remove" if dry_run else "removed"
+    if not apps:
+        out.print(f"no cache under {escape(str(root / 'cache'))}")
+        return
+    if done.older_than is None and done.max_size is None:
+        out.print("no --older-than or --max-size: only leftovers (old temporary files, unnamed output folders) are collected")
+    if done.remove:
+        table(f"{verb} {len(done.remove)} entr{'y' if len(done.remove) == 1 else 'ies'}",
+              ["app", "key", "partition", "size", "last used", "why"],
+              ([item.app, item.key[:12], item.partition, format_size(item.size), ago(item.used), why] for item, why in done.remove))
+    for app, path, size in done.leftovers:
+        out.print(f"{verb} leftover {escape(str(path))} ({format_size(size)})")
+    if done.protected:
+        runs = sorted({done.live_runs.get(item.key, "?") for item in done.protected})
+        out.print(f"[yellow]kept {len(done.protected)} entr{'y' if len(done.protected) == 1 else 'ies'} "
+                  f"({format_size(sum(i.size for i in done.protected))}) that running run(s) {', '.join(runs[:5])} hold[/]")
+    kept = len(done.kept) + len(done.protected)
+    out.print(f"{verb} {len(done.remove)} entries and {len(done.leftovers)} leftovers: {format_size(done.freed)} "
+              f"{'would be ' if dry_run else ''}freed; {kept} entries ({format_size(done.kept_size)}) kept")
+    if done.max_size is not None and done.kept_size > done.max_size:
+        out.print(f"[yellow]the cache is still over --max-size {format_size(done.max_size)}: running runs hold the rest[/]")
