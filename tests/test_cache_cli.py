@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import platform
@@ -190,15 +189,6 @@ def test_help_of_the_cache_and_prune_commands():
     assert "running run" in " ".join(run_agi("cache", "gc", "--help").stdout.split())
     shown = " ".join(run_agi("runs", "show", "--help").stdout.split())
     assert "--why ID" in shown and "--dump-keys" in shown
-
-
-def test_maintenance_examples_and_keys_file_name():
-    from agi_core.cache import maintenance
-    from agi_core.run.caching import KEYS_FILE
-
-    assert maintenance.KEYS_FILE == KEYS_FILE
-    result = doctest.testmod(maintenance)
-    assert result.failed == 0 and result.attempted > 0
 
 
 # -- runs prune --------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def test_dag_dependencies_cross_slots_and_failures_skip_dependents(toy_env, shar
     slots = {result.plan.slot_of()[f"p{i}"] for i in range(6)}
     assert len(slots) == 2  # the chain really crosses slots
     with pytest.raises(RunError) as info:
-        run(toy_env, share, mode=0, n=5, chain=True, fail_on=[2])
+        run(toy_env, share, mode=0, n=5, chain=True, fail_on=[2], use_cache=False)  # fail_on is not a cache key input
     statuses = {o.id: o.status for o in info.value.result.outcomes}
     assert statuses == {"p0": "ok", "p1": "ok", "p2": "failed", "p3": "skipped", "p4": "skipped"}
 

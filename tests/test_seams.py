@@ -121,8 +121,8 @@ def test_record_v2_lists_workers_with_versions_and_partition_outputs(share):
         assert worker.versions["python"] and worker.versions["agi-orchestrator"] and worker.versions["toy"] == "0.0.1"
     part = next(p for p in record.partitions if p.id == "p2")
     assert part.outputs == ["part-2.txt"] and (result.out_dir / "part-2.txt").is_file()
-    assert part.result_location == "run result"
-    assert sorted(p.name for p in result.run_dir.iterdir()) == ["manifest.json", "out", "plan.json"]  # log folded, removed
+    assert part.cache == "stored" and part.result_location == str(share / "cache" / "toy" / part.cache_key[:2] / f"{part.cache_key}.entry")
+    assert sorted(p.name for p in result.run_dir.iterdir()) == ["cache_keys.json", "manifest.json", "out", "plan.json"]  # log folded, removed
 
 
 def test_v1_records_still_read(share):
@@ -158,7 +158,7 @@ def test_scale_20000_partitions_pool_and_cluster_record_every_one(share):
     env = AgiEnv(app="noop", apps_path=TEST_APPS)
     cluster = {"workers_data_path": str(share), "workers": {"127.0.0.1": 2}}
     for mode in ("p", "d"):
-        result = asyncio.run(AGI.run(env, mode=mode, n=20000, cluster=cluster))
+        result = asyncio.run(AGI.run(env, mode=mode, n=20000, cluster=cluster, use_cache=False))  # the executors, not the cache
         assert result.value == 20000
         record = read_record(result.manifest)
         assert record.totals.ok == 20000 and len({p.id for p in record.partitions}) == 20000
@@ -201,8 +201,13 @@ def test_an_unknown_cluster_backend_fails_before_anything_runs(toy_env, share):
     assert "ssh" in (info.value.fix or "") and not list(share.iterdir())
 
 
-def test_a_request_to_resume_is_refused_until_the_cache_exists(toy_env, share):
-    request = resolve(toy_env, mode=0, cluster={"workers_data_path": str(share)}, resume="20261101-120000-abcdef")
-    with pytest.raises(AgiError, match="cannot resume run 20261101-120000-abcdef"):
-        asyncio.run(AGI.run_request(request))
+def test_resuming_an_unknown_or_finished_run_is_refused_before_anything_runs(toy_env, share):
+    cluster = {"workers_data_path": str(share)}
+    with pytest.raises(AgiError, match="no run '20261101-120000-abcdef'"):
+        asyncio.run(AGI.run(toy_env, resume="20261101-120000-abcdef", cluster=cluster))
     assert not list(share.iterdir())
+    done = asyncio.run(AGI.run(toy_env, mode=0, n=2, cluster=cluster))
+    with pytest.raises(AgiError, match=f"cannot resume run {done.run_id}: it finished ok"):
+        asyncio.run(AGI.run(toy_env, resume=done.run_id, cluster=cluster))
+    with pytest.raises(AgiError, match="cannot be given with it"):
+        asyncio.run(AGI.run(toy_env, resume=done.run_id, cluster=cluster, n=3))

@@ -27,11 +27,13 @@ from typing import Any
 from ..app import Partition
 from ..errors import PlanError
 
-__all__ = ["CACHE_FORMAT", "KEYS_SCHEMA", "RunKeys", "explain", "kernel_kind_for_mode", "plan_keys"]
+__all__ = ["CACHE_FORMAT", "KEYS_FILE", "KEYS_SCHEMA", "RunKeys", "explain", "kernel_kind_for_mode", "plan_keys"]
 
 #: bump when the way results are keyed or stored changes: every older entry then misses
 CACHE_FORMAT = 1
 KEYS_SCHEMA = "agi.cache-keys.v1"
+#: every run's keys, beside its record: what `agi runs show --why` compares and `agi cache gc` keeps
+KEYS_FILE = "cache_keys.json"
 
 
 def kernel_kind_for_mode(mode: int) -> str:

@@ -36,12 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AgiError
-from .keys import RunKeys
+from .keys import KEYS_FILE, RunKeys
 from .store import CacheStore, EntryInfo
 
 __all__ = [
     "GRACE_S",
-    "KEYS_FILE",
     "GcPlan",
     "PrunePlan",
     "RunFolder",
@@ -59,9 +58,6 @@ __all__ = [
     "read_run_keys",
 ]
 
-#: ``<run>/cache_keys.json``: the same name as `agi_core.run.caching.KEYS_FILE` (the run package
-#: sits above this one, so the name is repeated here; a test checks they agree)
-KEYS_FILE = "cache_keys.json"
 #: how old a temporary file, an unnamed output folder, or the keys of a run without a readable
 #: record must be before gc takes them for leftovers (a worker or a run may be writing them)
 GRACE_S = 3600.0

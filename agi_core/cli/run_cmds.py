@@ -46,21 +46,35 @@ def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments:
 @click.option("--mode", "-m", default=None, help=MODE_HELP)
 @set_option()
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), help="Run this (edited) work plan as it is.")
+@click.option("--no-cache", "no_cache", is_flag=True,
+              help="Neither reuse nor store cached partition results (everything is computed).")
+@click.option("--refresh", "refresh", multiple=True, metavar="ID",
+              help="Compute this partition again even if its result is cached (repeat it, or give ids separated by commas).")
+@click.option("--resume", "resume", metavar="RUN",
+              help="Run a failed, interrupted or abandoned run again with its own args and plan: "
+                   "only what did not finish is computed. RUN is a run id, a unique prefix, or 'last'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @click.pass_context
 def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...], plan_file: Path | None,
-                as_json: bool, progress: bool | None) -> None:
-    """Run an app and write its record under the share (runs/APP/RUN_ID/)."""
+                no_cache: bool, refresh: tuple[str, ...], resume: str | None, as_json: bool, progress: bool | None) -> None:
+    """Run an app and write its record under the share (runs/APP/RUN_ID/).
+
+    Partition results are cached under the share (cache/APP/): a partition whose code, args,
+    payload, dependencies and kernel are unchanged is not computed again. `agi runs show RUN
+    --why ID` says why a partition was computed.
+    """
     from ..agi import AGI
     from ..errors import RunError
     from .run_view import RunView
 
     args, cluster = overrides(assignments)
     env = env_for(ctx, app)
+    ids = tuple(pid.strip() for item in refresh for pid in item.split(",") if pid.strip())
     try:
         with RunView(enabled=sys.stderr.isatty() if progress is None else progress) as view:
-            result = asyncio.run(AGI.run(env, mode=mode, args=args, cluster=cluster or None, plan=plan_file, on_event=view))
+            result = asyncio.run(AGI.run(env, mode=mode, args=args, cluster=cluster or None, plan=plan_file, use_cache=not no_cache,
+                                         refresh=ids, resume=resume, on_event=view))
     except RunError as exc:
         if exc.result is not None:
             print_run(exc.result, as_json)

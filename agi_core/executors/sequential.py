@@ -44,8 +44,8 @@ class SequentialExecutor(Executor):
         while ready:
             _, pid = heapq.heappop(ready)
             await asyncio.sleep(0)  # a cancellation (Ctrl-C) lands between partitions
-            outcome = self._runner.run(parts[pid], slot_of[pid], driver.inputs(pid), key=keys.get(pid, ""))
-            for outcome in settle(driver, [outcome], slot_of):
+            ran = self._runner.run(parts[pid], slot_of[pid], driver.inputs(pid), key=keys.get(pid, ""))
+            for outcome in settle(driver, [ran], slot_of):
                 yield outcome
             for outcome in refill():
                 yield outcome

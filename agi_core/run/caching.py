@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..atomic import write_bytes_atomic
 from ..cache import CacheStore, CorruptEntry, RunKeys, kernel_kind_for_mode, plan_keys
+from ..cache.keys import KEYS_FILE
 from ..events import EventSink, Notice
 from ..executors import Outcome
 from ..plan import Known
@@ -26,9 +27,7 @@ if TYPE_CHECKING:
     from ..plan import WorkPlan
     from .request import RunRequest
 
-__all__ = ["KEYS_FILE", "RunCache"]
-
-KEYS_FILE = "cache_keys.json"
+__all__ = ["RunCache"]
 
 
 @dataclass
