@@ -1,0 +1,235 @@
+"""The result cache and resume, end to end: real runs, real worker processes, real files on the share."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agi_core import AGI, AgiEnv
+from agi_core.app import Partition
+from agi_core.cache import CacheStore, plan_keys
+from agi_core.errors import AgiError, PlanError, RunError
+from agi_core.plan import GraphDriver, Known
+from agi_core.provenance import RunStore, read_record
+from tests.conftest import ROOT, TEST_APPS, run_agi
+
+
+def run(env, share, **kwargs):
+    cluster = {"workers_data_path": str(share), **kwargs.pop("cluster", {})}
+    return asyncio.run(AGI.run(env, cluster=cluster, **kwargs))
+
+
+def caches(result) -> dict[str, str | None]:
+    return {p.id: p.cache for p in read_record(result.manifest).partitions}
+
+
+def squares(n: int, offset: int = 0) -> dict[str, int]:
+    return {f"p{i}": i * i + offset for i in range(n)}
+
+
+# -- keys and the driver (pure logic) ---------------------------------------------------------
+
+
+def test_keys_chain_through_dependencies_and_ignore_args_a_partition_does_not_read():
+    parts = [Partition("a", payload={"x": 1}, reads=("alpha",)), Partition("b", payload=2, deps=("a",), reads=("beta",)),
+             Partition("c", payload=3, reads=())]
+    base = plan_keys(parts, code="c0de", args={"alpha": 1, "beta": 1}, kernel="python")
+    alpha = plan_keys(parts, code="c0de", args={"alpha": 2, "beta": 1}, kernel="python")
+    assert alpha.keys["a"] != base.keys["a"] and alpha.keys["b"] != base.keys["b"] and alpha.keys["c"] == base.keys["c"]
+    beta = plan_keys(parts, code="c0de", args={"alpha": 1, "beta": 2}, kernel="python")
+    assert beta.keys["a"] == base.keys["a"] and beta.keys["b"] != base.keys["b"]
+    for changed in (plan_keys(parts, code="other", args={"alpha": 1, "beta": 1}, kernel="python"),
+                    plan_keys(parts, code="c0de", args={"alpha": 1, "beta": 1}, kernel="cython")):
+        assert set(changed.keys.values()).isdisjoint(base.keys.values())
+    with pytest.raises(PlanError, match="partition 'z' reads arg.s. gamma"):
+        plan_keys([Partition("z", reads=("gamma",))], code="c", args={"alpha": 1}, kernel="python")
+
+
+def test_driver_with_known_results_never_counts_them_twice_when_an_ancestor_fails():
+    parts = [Partition("a"), Partition("b", deps=("a",)), Partition("c", deps=("b",)), Partition("d", deps=("a",))]
+    driver = GraphDriver(parts, known={"b": Known({"v": 2})})
+    assert [pid for pid, _ in driver.take_known()] == ["b"] and sorted(driver.ready()) == ["a", "c"]
+    assert driver.inputs("c") == {"b": {"v": 2}}
+    assert driver.complete("a", ok=False) == ["d"]  # b was known already: not skipped
+    assert not driver.finished
+    driver.complete("c", ok=True)
+    assert driver.finished
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0, "p"])
+def test_an_unchanged_rerun_computes_nothing_and_restores_outputs(toy_env, share, mode):
+    first = run(toy_env, share, mode=mode, n=6, chain=True, write_files=True)
+    assert set(caches(first).values()) == {"stored"}
+    again = run(toy_env, share, mode=mode, n=6, chain=True, write_files=True)
+    record = read_record(again.manifest)
+    assert set(caches(again).values()) == {"hit"} and record.totals.cached == 6 and record.totals.ok == 0
+    assert again.value == first.value and {pid: r["square"] for pid, r in again.results.items()} == squares(6)
+    assert sorted(p.name for p in again.out_dir.iterdir()) == [f"part-{i}.txt" for i in range(6)]
+    assert (again.out_dir / "part-3.txt").read_text() == (first.out_dir / "part-3.txt").read_text()
+    assert record.cache == str(share / "cache" / "toy")
+
+
+def test_a_changed_arg_recomputes_only_what_reads_it(toy_env, share):
+    run(toy_env, share, mode=0, n=4)
+    assert set(caches(run(toy_env, share, mode=0, n=4, sleep=0.01)).values()) == {"hit"}  # no partition reads sleep
+    changed = run(toy_env, share, mode=0, n=5, offset=7)  # every partition reads offset; p4 is new
+    assert set(caches(changed).values()) == {"stored"}
+    assert {pid: r["square"] for pid, r in changed.results.items()} == squares(5, 7)
+
+
+def test_no_cache_neither_reads_nor_writes_and_refresh_recomputes_named_partitions(toy_env, share):
+    off = run(toy_env, share, mode=0, n=3, use_cache=False)
+    assert set(caches(off).values()) == {None} and not (share / "cache").exists() and read_record(off.manifest).cache is None
+    run(toy_env, share, mode=0, n=3)
+    refreshed = run(toy_env, share, mode=0, n=3, refresh=["p1"])
+    assert caches(refreshed) == {"p0": "hit", "p1": "stored", "p2": "hit"} and read_record(refreshed.manifest).refreshed == ["p1"]
+    with pytest.raises(PlanError, match="--refresh names partition.s. p9"):
+        run(toy_env, share, mode=0, n=3, refresh=["p9"])
+
+
+def test_a_corrupt_entry_is_reported_recomputed_and_stored_again(toy_env, share):
+    first = run(toy_env, share, mode="p", n=4)
+    entry = Path(read_record(first.manifest).partitions[2].result_location)
+    data = entry.read_bytes()
+    entry.write_bytes(data[:-5] + b"xxxxx")  # same size, wrong checksum
+    again = run(toy_env, share, mode="p", n=4)
+    record = read_record(again.manifest)
+    bad = next(p for p in record.partitions if p.id == first.outcomes[2].id)
+    assert bad.cache == "corrupt" and "checksum" in bad.note and bad.status == "ok"
+    assert sorted(p.cache for p in record.partitions) == ["corrupt", "hit", "hit", "hit"]
+    assert {pid: r["square"] for pid, r in again.results.items()} == squares(4)
+    assert CacheStore(share / "cache" / "toy").load(bad.cache_key).result["square"] == again.results[bad.id]["square"]
+    entry.write_bytes(b"not an entry")  # a partial write from a crash
+    assert caches(run(toy_env, share, mode=0, n=4))[bad.id] == "corrupt"
+
+
+@pytest.mark.parametrize("mode", [0, "p", "d"])
+def test_a_failed_node_then_resume_recomputes_only_it_and_its_skipped_descendants(toy_env, share, tmp_path, mode):
+    flag = tmp_path / "failing"
+    flag.touch()
+    cluster = {"workers": {"127.0.0.1": 2}, "dask": {"scheduler_port": 0, "dashboard_port": None}}
+    with pytest.raises(RunError) as info:  # p0 -> p1 -> ... -> p5, and p2 fails while the flag exists
+        run(toy_env, share, mode=mode, n=6, chain=True, fail_on=[2], fail_while=str(flag), cluster=cluster)
+    failed = info.value.result
+    assert caches(failed) == {"p0": "stored", "p1": "stored", "p2": "miss", "p3": None, "p4": None, "p5": None}
+    flag.unlink()
+    resumed = run(toy_env, share, resume=failed.run_id, cluster=cluster)
+    record = read_record(resumed.manifest)
+    assert record.resumed_from == failed.run_id and record.args == read_record(failed.manifest).args
+    assert caches(resumed) == {"p0": "hit", "p1": "hit", "p2": "stored", "p3": "stored", "p4": "stored", "p5": "stored"}
+    assert {pid: r["square"] for pid, r in resumed.results.items()} == squares(6)
+
+
+def _agi_process(share: Path, *args: str, state: Path | None = None) -> subprocess.Popen[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    if state is not None:
+        env["XDG_STATE_HOME"] = str(state)
+    return subprocess.Popen([sys.executable, "-m", "agi_core.cli", *args, "--apps-path", str(TEST_APPS),
+                             "--set", f"cluster.workers_data_path={share}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _entries(share: Path) -> int:
+    return sum(1 for _ in (share / "cache" / "toy").glob("*/*.entry"))
+
+
+def _wait_for_entries(share: Path, count: int, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while _entries(share) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, f"only {_entries(share)} cache entries after {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGKILL, "abandoned"), (signal.SIGINT, "interrupted")])
+def test_the_manager_stopped_then_resume_computes_only_what_was_not_finished(share, stop, status):
+    n = 12
+    manager = _agi_process(share, "run", "toy", "--mode", "p", "--set", f"n={n}", "--set", "sleep=0.4")
+    _wait_for_entries(share, 4, manager)
+    manager.send_signal(stop)
+    manager.wait(timeout=30)
+    time.sleep(0.2)  # the slots die with their manager (PDEATHSIG, or stopped by it)
+    finished = _entries(share)
+    assert 4 <= finished < n
+    killed = RunStore(share).find("last")
+    assert killed.status == status
+    out = run_agi("run", "toy", "--resume", "last", "--apps-path", str(TEST_APPS), "--set", f"cluster.workers_data_path={share}",
+                  "--json")
+    assert out.returncode == 0, out.stderr
+    resumed = read_record(Path(json.loads(out.stdout)["manifest"]))
+    assert resumed.resumed_from == killed.run_id and resumed.status == "ok"
+    statuses = [p.cache for p in resumed.partitions]
+    assert statuses.count("hit") == finished and statuses.count("stored") == n - finished
+
+
+def test_the_scheduler_killed_then_resume_completes_on_a_new_cluster(share, tmp_path):
+    state = tmp_path / "state"
+    cluster = ["--set", "cluster.workers={\"127.0.0.1\" = 2}", "--set", "cluster.dask.scheduler_port=0",
+               "--set", "cluster.dask.dashboard_port=0"]
+    up = _agi_process(share, "cluster", "up", "toy", *cluster, state=state)
+    assert up.wait(timeout=120) == 0, up.communicate()
+    try:
+        manager = _agi_process(share, "run", "toy", "--mode", "d", "--set", "n=10", "--set", "sleep=0.5", *cluster, state=state)
+        _wait_for_entries(share, 2, manager)
+        schedulers = subprocess.run(["pgrep", "-f", "distributed.cli.dask_scheduler|dask scheduler"], capture_output=True,
+                                    text=True).stdout.split()
+        assert schedulers, "no scheduler process found"
+        for pid in schedulers:
+            os.kill(int(pid), signal.SIGKILL)
+        _, err = manager.communicate(timeout=120)
+        assert manager.returncode != 0 and "scheduler" in err, err
+    finally:
+        subprocess.run([sys.executable, "-m", "agi_core.cli", "cluster", "down", "toy", "--apps-path", str(TEST_APPS), *cluster],
+                       cwd=ROOT, env={**os.environ, "XDG_STATE_HOME": str(state)}, capture_output=True, timeout=120)
+    finished = _entries(share)
+    resume = _agi_process(share, "run", "toy", "--resume", "last", "--json", state=state)
+    out, err = resume.communicate(timeout=180)
+    assert resume.returncode == 0, err
+    resumed = read_record(Path(json.loads(out)["manifest"]))
+    statuses = [p.cache for p in resumed.partitions]
+    assert statuses.count("hit") == finished and statuses.count("stored") == 10 - finished and resumed.status == "ok"
+
+
+def test_two_runs_at_once_share_the_cache_without_torn_entries(share):
+    args = ["run", "toy", "--mode", "p", "--set", "n=16", "--set", "sleep=0.05", "--set", "write_files=true", "--json"]
+    runs = [_agi_process(share, *args) for _ in range(2)]
+    outputs = [p.communicate(timeout=180) for p in runs]
+    assert all(p.returncode == 0 for p in runs), [err for _, err in outputs]
+    store = CacheStore(share / "cache" / "toy")
+    entries = list(store.entries())
+    assert len(entries) == 16  # one entry per key, whoever wrote it first
+    for info in entries:
+        entry = store.load(info.key)  # checks size and checksum: nothing torn
+        store.restore(entry, Path(share) / "check")
+        assert entry.result["square"] == int(entry.header["partition"][1:]) ** 2
+    assert not list((share / "cache" / "toy").glob("*/.tmp-*"))  # no leftovers
+    for out, _ in outputs:
+        record = read_record(Path(json.loads(out)["manifest"]))
+        assert record.status == "ok" and {p.cache for p in record.partitions} <= {"stored", "hit"}
+
+
+def test_resume_refuses_a_run_that_did_not_use_the_cache(toy_env, share):
+    with pytest.raises(RunError) as info:
+        run(toy_env, share, mode=0, n=3, fail_on=[1], use_cache=False)
+    with pytest.raises(AgiError, match="--no-cache"):
+        run(toy_env, share, resume=info.value.result.run_id)
+
+
+def test_the_heat_dag_reruns_from_the_cache(share):
+    env = AgiEnv(app="heat", apps_path=[ROOT / "apps"])
+    small = {"sizes": [12, 16], "alphas": [0.5, 1.0], "t_end": 0.02}
+    first = run(env, share, mode=0, **small)
+    again = run(env, share, mode="p", **small)
+    assert set(caches(again).values()) == {"hit"} and again.value.keys() == first.value.keys()
+    assert sorted(p.name for p in again.out_dir.iterdir()) == sorted(p.name for p in first.out_dir.iterdir())
