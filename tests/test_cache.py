@@ -100,12 +100,13 @@ def test_no_cache_neither_reads_nor_writes_and_refresh_recomputes_named_partitio
 
 def test_a_corrupt_entry_is_reported_recomputed_and_stored_again(toy_env, share):
     first = run(toy_env, share, mode="p", n=4)
-    entry = Path(read_record(first.manifest).partitions[2].result_location)
+    damaged = read_record(first.manifest).partitions[2]
+    entry = Path(damaged.result_location)
     data = entry.read_bytes()
     entry.write_bytes(data[:-5] + b"xxxxx")  # same size, wrong checksum
     again = run(toy_env, share, mode="p", n=4)
     record = read_record(again.manifest)
-    bad = next(p for p in record.partitions if p.id == first.outcomes[2].id)
+    bad = next(p for p in record.partitions if p.id == damaged.id)
     assert bad.cache == "corrupt" and "checksum" in bad.note and bad.status == "ok"
     assert sorted(p.cache for p in record.partitions) == ["corrupt", "hit", "hit", "hit"]
     assert {pid: r["square"] for pid, r in again.results.items()} == squares(4)

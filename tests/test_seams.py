@@ -51,19 +51,12 @@ def test_driver_skips_every_descendant_of_a_failure_once_and_keeps_independent_b
     assert driver.finished
 
 
-def test_driver_lookup_hook_resolves_known_results_before_dispatch():
-    asked = []
-
-    def lookup(part, inputs):
-        asked.append((part.id, dict(inputs)))
-        return Known(result=10) if part.id in ("a", "b") else None
-
-    driver = GraphDriver(diamond(), lookup=lookup)
-    assert driver.ready() == ["e", "c"]  # a is known, which makes b ready, and b is known too
-    assert [(pid, known.result) for pid, known in driver.take_known()] == [("a", 10), ("b", 10)]
-    assert ("b", {"a": 10}) in asked  # the hook sees the dependencies' results (for cache keys)
+def test_driver_starts_with_known_results_done_and_feeding_their_dependents():
+    driver = GraphDriver(diamond(), known={"a": Known(result=10), "b": Known(result=20)})
+    assert driver.ready() == ["c", "e"]  # c waited only on a; e has no deps; d still waits on c
+    assert [(pid, known.result) for pid, known in driver.take_known()] == [("a", 10), ("b", 20)]
     driver.complete("c", ok=True, result=3)
-    assert driver.ready() == ["d"] and driver.inputs("d") == {"b": 10, "c": 3}
+    assert driver.ready() == ["d"] and driver.inputs("d") == {"b": 20, "c": 3} and driver.result("b") == 20
 
 
 # -- request and registry -------------------------------------------------------------------------

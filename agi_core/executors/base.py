@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..provenance import ClusterRecord
     from ..settings import ClusterSettings
 
-__all__ = ["ExecutionContext", "Executor", "JobSpec", "Outcome", "known_outcomes", "settle", "skipped_outcomes"]
+__all__ = ["ExecutionContext", "Executor", "JobSpec", "Outcome", "settle", "skipped_outcomes"]
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,8 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def execute(self, plan: WorkPlan, driver: GraphDriver) -> AsyncIterator[Outcome]:
         """Run every partition the driver hands out; yield outcomes in completion order,
-        including ``skipped`` and ``cached`` ones."""
+        including ``skipped`` ones. (Results known from the start, e.g. cache hits, are not
+        in ``plan``: the runner reports them.)"""
 
     async def retries(self) -> dict[str, int]:
         """Partition id → how often it was retried after its worker died (for the record)."""
@@ -167,9 +168,3 @@ def skipped_outcomes(driver: GraphDriver, ids: list[str], slot_of: Mapping[str, 
     """Outcomes for partitions the driver skipped after a failure, naming the failed dependency."""
     return [Outcome(pid, slot_of.get(pid, ""), "skipped", error=f"dependency {driver.failed_dependency(pid)} did not succeed")
             for pid in ids]
-
-
-def known_outcomes(driver: GraphDriver, slot_of: Mapping[str, str]) -> list[Outcome]:
-    """Outcomes for partitions whose results the driver found known before dispatch."""
-    return [Outcome(pid, slot_of.get(pid, ""), "cached", note=f"result from the {known.source}", result=known.result)
-            for pid, known in driver.take_known()]

@@ -4,9 +4,9 @@ The executor opens the cluster (attaching to a warm one when it matches) in `sta
 in `close`. Partitions go to their slot's worker (``workers=[address]``,
 ``allow_other_workers=True``, so a lost worker's partitions run elsewhere). Partitions that take
 part in no dependency are batched, at most ``max_tasks_per_slot`` tasks per slot, so Dask's ~1 ms
-per-task overhead never dominates. Partitions in a DAG are one task each, submitted when the
-graph driver says they are ready, with their dependencies' futures as arguments, so Dask moves
-the data between workers and the skip rule lives in one place.
+per-task overhead never dominates. Partitions in a DAG are one task each, all submitted at once
+with their dependencies' futures as arguments, so Dask runs each node as soon as its inputs exist
+and moves the data between workers; results come back in one gather per group of finished tasks.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..errors import AgiError
 from ..events import ClusterReady
 from ..modes import Mode
 from ..provenance import ClusterRecord
-from .base import ExecutionContext, Executor, Outcome, known_outcomes, settle
+from .base import ExecutionContext, Executor, Outcome, settle
 from .worker import pack, run_batch, unpack
 
 if TYPE_CHECKING:
@@ -100,47 +100,73 @@ class DaskExecutor(Executor):
         addresses = await self._addresses()
         job_json = json.dumps(asdict(self.job), default=str)
         slot_of = plan.slot_of()
-        parts = plan.partition_map()
-        dag_futures: dict[str, Any] = {}
-        pending = as_completed(loop=self.client.loop)
-
-        def submit_ready() -> list[Outcome]:
-            independent: dict[str, list[str]] = {}
-            for pid in driver.ready():
-                if parts[pid].deps or driver.has_dependents(pid):
-                    # a dependency found in the cache has no future: its result travels as data
-                    inputs = driver.inputs(pid)
-                    deps = {dep: dag_futures[dep] if dep in dag_futures else pack([Outcome(dep, "", "cached", result=inputs[dep])])
-                            for dep in parts[pid].deps}
-                    future = self._submit(job_json, [pid], slot_of[pid], deps, addresses, parts, key=pid)
-                    dag_futures[pid] = future
-                    pending.add(future)
-                else:
-                    independent.setdefault(slot_of[pid], []).append(pid)
-            for future in self._submit_batches(job_json, independent, addresses, parts):
-                pending.add(future)
-            return known_outcomes(driver, slot_of)
-
+        pending = as_completed(self._submit_all(job_json, plan, driver, addresses), loop=self.client.loop)
+        done: set[str] = set()  # partitions whose outcome was given (a skip can overtake its task)
         try:
-            for outcome in submit_ready():
-                yield outcome
-            async for future in pending:
-                slot, ids = self._futures[future]
-                try:
-                    outcomes = unpack(await future)
-                except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the task's partitions failed
-                    if self.client.status not in ("running", "newly-created"):
-                        raise AgiError(f"lost the Dask scheduler at {self.client.scheduler.address}: {type(exc).__name__}: {exc}",
-                                       fix="check the scheduler host; the run's record lists what finished") from None
-                    outcomes = [Outcome(pid, slot, "failed", error=f"{type(exc).__name__}: {exc}") for pid in ids]
-                for outcome in settle(driver, outcomes, slot_of):
-                    yield outcome
-                for outcome in submit_ready():
-                    yield outcome
+            async for first in pending:
+                # Whatever else finished meanwhile comes back in the same gather: one round trip
+                # for many partitions instead of one each.
+                for arrived in await self._collect([first, *pending.next_batch(block=False)]):
+                    if arrived.id in done:  # skipped here already, when its failed dependency arrived
+                        continue
+                    for outcome in settle(driver, [arrived], slot_of):
+                        done.add(outcome.id)
+                        yield outcome
         finally:
             unfinished = [f for f in self._futures if not f.done()]
             if unfinished:
                 await self.client.cancel(unfinished, force=True)
+
+    def _submit_all(self, job_json: str, plan: WorkPlan, driver: GraphDriver, addresses: dict[str, str]) -> list[Any]:
+        """Submit every partition at once, as plain Dask would: independent ones in batches per
+        slot, DAG nodes one task each with their dependencies' futures as arguments (Dask runs
+        a node when its inputs exist, on the workers, without asking the manager). A node whose
+        dependency failed is skipped by its worker (`run_batch`), and by the driver here."""
+        from ..plan import topological_order
+
+        slot_of = plan.slot_of()
+        parts = plan.partition_map()
+        linked = {p.id for p in plan.partitions if p.deps or driver.has_dependents(p.id)}
+        independent: dict[str, list[str]] = {}
+        for pid in driver.ready():
+            if pid not in linked:
+                independent.setdefault(slot_of[pid], []).append(pid)
+        futures = self._submit_batches(job_json, independent, addresses, parts)
+        dag_futures: dict[str, Any] = {}
+        order = topological_order([p for p in plan.partitions if p.id in linked])[0] if linked else []
+        for pid in order:
+            # a dependency found in the cache has no future: its result travels as data
+            deps = {dep: dag_futures[dep] if dep in dag_futures else pack([Outcome(dep, "", "cached", result=driver.result(dep))])
+                    for dep in parts[pid].deps}
+            dag_futures[pid] = self._submit(job_json, [pid], slot_of[pid], deps, addresses, parts, key=pid)
+            futures.append(dag_futures[pid])
+        return futures
+
+    async def _collect(self, finished: list[Any]) -> list[Outcome]:
+        """The outcomes of finished tasks: one gather for those that succeeded, and failed
+        outcomes for the partitions of tasks that raised (e.g. KilledWorker)."""
+        outcomes: list[Outcome] = []
+        ok = [future for future in finished if future.status == "finished"]
+        if ok:
+            try:
+                values = await self.client.gather(ok)
+            except Exception:  # noqa: BLE001 - one result was lost meanwhile: take them one by one below
+                values = None
+            if values is not None:
+                for value in values:
+                    outcomes += unpack(value)
+                finished = [future for future in finished if future.status != "finished"]
+        for future in finished:
+            slot, ids = self._futures[future]
+            try:
+                outcomes += unpack(await future)
+            except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the task's partitions failed
+                if self.client.status not in ("running", "newly-created"):
+                    raise AgiError(f"lost the Dask scheduler at {self.client.scheduler.address}: {type(exc).__name__}: {exc}",
+                                   fix="check the scheduler host; the run's record lists what finished; "
+                                       "`agi run APP --resume RUN` computes only the rest") from None
+                outcomes += [Outcome(pid, slot, "failed", error=f"{type(exc).__name__}: {exc}") for pid in ids]
+        return outcomes
 
     def _submit(self, job_json: str, ids: list[str], slot: str, deps: dict[str, Any], addresses: dict[str, str],
                 parts: dict[str, Any], *, key: str) -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..app import Partition
-from .base import ExecutionContext, Executor, JobSpec, Outcome, known_outcomes, settle, skipped_outcomes
+from .base import ExecutionContext, Executor, JobSpec, Outcome, settle, skipped_outcomes
 from .slot_process import Batch, slot_main
 
 if TYPE_CHECKING:
@@ -132,8 +132,7 @@ class PoolExecutor(Executor):
         for name, slot in self._slots.items():
             loop.add_reader(slot.conn.fileno(), self._receive, slot, inbox)
         try:
-            for outcome in self._refill(driver, ready, rank, slot_of):
-                yield outcome
+            self._refill(driver, ready, rank, slot_of)
             for outcome in self._dispatch(driver, ready, parts, slot_of):
                 yield outcome
             while not driver.finished:
@@ -150,7 +149,8 @@ class PoolExecutor(Executor):
                         yield outcome
                 for outcome in settle(driver, outcomes, slot_of):
                     yield outcome
-                for outcome in self._refill(driver, ready, rank, slot_of) + self._dispatch(driver, ready, parts, slot_of):
+                self._refill(driver, ready, rank, slot_of)
+                for outcome in self._dispatch(driver, ready, parts, slot_of):
                     yield outcome
         finally:
             for slot in self._slots.values():
@@ -158,13 +158,12 @@ class PoolExecutor(Executor):
                     loop.remove_reader(slot.conn.fileno())
 
     @staticmethod
-    def _refill(driver: GraphDriver, ready: dict[str, _ReadyQueue], rank: dict[str, int], slot_of: dict[str, str]) -> list[Outcome]:
+    def _refill(driver: GraphDriver, ready: dict[str, _ReadyQueue], rank: dict[str, int], slot_of: dict[str, str]) -> None:
         arrived: dict[str, list[tuple[int, str]]] = {}
         for pid in driver.ready():
             arrived.setdefault(slot_of[pid], []).append((rank[pid], pid))
         for slot, ranked in arrived.items():
             ready[slot].extend(ranked)
-        return known_outcomes(driver, slot_of)
 
     def _dispatch(self, driver: GraphDriver, ready: dict[str, _ReadyQueue], parts: dict[str, Partition],
                   slot_of: dict[str, str]) -> list[Outcome]:

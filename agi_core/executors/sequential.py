@@ -10,7 +10,7 @@ import heapq
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from .base import Executor, Outcome, known_outcomes, settle
+from .base import Executor, Outcome, settle
 from .worker import PartitionRunner
 
 if TYPE_CHECKING:
@@ -34,21 +34,18 @@ class SequentialExecutor(Executor):
         keys = self.context.keys
         ready: list[tuple[int, str]] = []
 
-        def refill() -> list[Outcome]:
+        def refill() -> None:
             for pid in driver.ready():
                 heapq.heappush(ready, (rank[pid], pid))
-            return known_outcomes(driver, slot_of)
 
-        for outcome in refill():
-            yield outcome
+        refill()
         while ready:
             _, pid = heapq.heappop(ready)
             await asyncio.sleep(0)  # a cancellation (Ctrl-C) lands between partitions
             ran = self._runner.run(parts[pid], slot_of[pid], driver.inputs(pid), key=keys.get(pid, ""))
             for outcome in settle(driver, [ran], slot_of):
                 yield outcome
-            for outcome in refill():
-                yield outcome
+            refill()
 
     async def close(self) -> None:
         pass

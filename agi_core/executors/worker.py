@@ -105,8 +105,8 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
     Partitions come, with their cache keys ("" without the cache), and outcomes go as one pickle
     each (`pack`): Dask serialises a list element
     by element, which made 100,000 tiny partitions cost 100,000 frames each way. Dependencies
-    arrive as their tasks' packed outcomes (the graph driver submits a partition only once they
-    all succeeded). Each outcome names the Dask worker that really ran it (which differs from
+    arrive as their tasks' packed outcomes; when one of them did not succeed, the batch is
+    skipped. Each outcome names the Dask worker that really ran it (which differs from
     ``slot`` when Dask moved the task after a failure).
     """
     from distributed import get_worker
@@ -116,7 +116,12 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
         worker = str(get_worker().name)
     except ValueError:  # not on a Dask worker (direct call in a test)
         worker = runner.worker
-    inputs = {dep: unpack(packed)[0].result for dep, packed in deps.items()}
+    inputs = {}
+    for dep, packed in deps.items():
+        done = unpack(packed)[0]
+        if not done.ok:  # DAG nodes are submitted up front: a failed dependency means skip
+            return pack([Outcome(part.id, slot, "skipped", error=f"dependency {dep} did not succeed") for part, _ in unpack(packed_parts)])
+        inputs[dep] = done.result
     outcomes = []
     for part, key in unpack(packed_parts):
         outcomes.append(runner.run(part, slot, inputs, worker=worker, key=key))

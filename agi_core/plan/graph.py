@@ -1,8 +1,9 @@
 """`GraphDriver`: the one place that decides which partitions may run now.
 
-Every executor asks it the same three things: which partitions are ready (all their dependencies
-succeeded), which are skipped (a dependency failed, transitively), and which results are already
-known before dispatch (a ``lookup`` hook: the result cache fills it). Executors only dispatch.
+Every executor asks it the same things: which partitions are ready (all their dependencies
+succeeded), which are skipped (a dependency failed, transitively), and the results their
+dependencies gave. Results known before anything runs (the result cache's hits) are given to it
+at the start: they count as done, and feed their dependents. Executors only dispatch.
 
 The driver is linear in partitions + dependency edges; a plan of 100,000 independent partitions
 costs one pass.
@@ -22,7 +23,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,24 +40,17 @@ class Known:
     source: str = "cache"
 
 
-Lookup = Callable[[Partition, dict[str, Any]], Known | None]
-
-
 class GraphDriver:
     """Tracks the partitions of one run: waiting, ready, running, done.
 
-    ``lookup(partition, inputs)`` is asked, when a partition becomes ready, whether its result is
-    already known; a known partition is never handed out by `ready` and is reported by
-    `take_known` instead, and counts as succeeded for its dependents. ``known`` are results known
-    from the start (the cache knows every key before anything runs): they are done at once, and
-    `take_known` reports them first.
+    ``known`` are results known from the start (the cache knows every key before anything
+    runs): they are done at once, never handed out by `ready`, reported by `take_known`, and
+    count as succeeded for their dependents.
     """
 
-    def __init__(self, partitions: Sequence[Partition], *, lookup: Lookup | None = None,
-                 known: Mapping[str, Known] | None = None) -> None:
+    def __init__(self, partitions: Sequence[Partition], *, known: Mapping[str, Known] | None = None) -> None:
         self._parts = {p.id: p for p in partitions}
         self._order = [p.id for p in partitions]
-        self._lookup = lookup
         self._waiting: dict[str, int] = {}
         self._dependents: dict[str, list[str]] = {}
         for part in partitions:
@@ -101,24 +95,16 @@ class GraphDriver:
 
     def ready(self) -> list[str]:
         """Partitions that may run now and were not handed out before, in plan order among those
-        that became ready together. Known partitions are resolved here (see `take_known`)."""
-        out: list[str] = []
-        while self._fresh:
-            batch, self._fresh = self._fresh, []
-            if self._lookup is None:
-                out.extend(batch)
-                continue
-            for pid in batch:
-                found = self._lookup(self._parts[pid], self.inputs(pid))
-                if found is None:
-                    out.append(pid)
-                else:
-                    self._known.append((pid, found))
-                    self._finish(pid, True, found.result)  # may make dependents fresh: loop again
+        that became ready together."""
+        out, self._fresh = self._fresh, []
         return out
 
+    def result(self, pid: str) -> Any:
+        """The result of a done partition that others depend on (KeyError otherwise)."""
+        return self._results[pid]
+
     def take_known(self) -> list[tuple[str, Known]]:
-        """The partitions `ready` found already known since the last call."""
+        """The partitions known from the start, once."""
         known, self._known = self._known, []
         return known
 

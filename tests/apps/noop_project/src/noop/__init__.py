@@ -13,13 +13,22 @@ class NoopArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     n: int = 1000
+    layers: int = 0  # > 0: a DAG of that many layers, each node depending on two of the layer before
 
 
 class Noop(App):
     Args = NoopArgs
 
     def plan(self, args: NoopArgs) -> list[Partition]:
-        return [Partition(id=f"n{i}", payload=i) for i in range(args.n)]
+        if args.layers <= 0:
+            return [Partition(id=f"n{i}", payload=i) for i in range(args.n)]
+        width = max(1, args.n // args.layers)
+        parts = []
+        for i in range(args.n):
+            layer, k = divmod(i, width)
+            deps = () if layer == 0 else tuple(dict.fromkeys(f"n{(layer - 1) * width + j % width}" for j in (k, k + 1)))
+            parts.append(Partition(id=f"n{i}", payload=i, deps=deps))
+        return parts
 
     def work(self, part: Partition, ctx: WorkContext) -> int:
         return part.payload
