@@ -53,7 +53,7 @@ async def timed_run(env: AgiEnv, share: str, workers: int, **args) -> tuple[floa
     """(seconds to the first outcome, seconds in all) of one AGI.run in mode 4."""
     start = time.perf_counter()
     first: list[float] = []
-    await AGI.run(env, mode="d", cluster={"workers_data_path": share, "workers": {"127.0.0.1": workers}},
+    await AGI.run(env, mode="d", cluster={"workers_data_path": share, "workers": {"127.0.0.1": workers}}, use_cache=False,
                   on_outcome=lambda _: first or first.append(time.perf_counter() - start), **args)
     return first[0], time.perf_counter() - start
 
@@ -111,7 +111,7 @@ def main() -> None:
         first_cold = [asyncio.run(timed_run(toy, share, 2, n=20))[0] for _ in range(options.repeats)]
         scaling = asyncio.run(mandelbrot_scaling(share, options.repeats))
         agi_cmd = [sys.executable, "-m", "agi_core.cli", "--apps-path", str(ROOT / "tests" / "apps"), "run", "toy", "--mode", "d",
-                   "--no-progress", "--set", "n=1", "--set", f'cluster.workers_data_path="{share}"', "--set", 'cluster.workers."127.0.0.1"=2']
+                   "--no-progress", "--no-cache", "--set", "n=1", "--set", f'cluster.workers_data_path="{share}"', "--set", 'cluster.workers."127.0.0.1"=2']
         plain_cmd = [sys.executable, "-c", PLAIN_DASK]
         whole_agi, whole_plain = [], []
         for _ in range(options.repeats + 2):

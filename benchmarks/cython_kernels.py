@@ -47,7 +47,7 @@ def main() -> None:
         env = AgiEnv(app="mandelbrot", apps_path=apps)
         args = env.settings().args
         cluster = {"workers_data_path": f"{tmp}/share"}
-        run = lambda mode: asyncio.run(AGI.run(env, mode=mode, cluster=cluster))  # noqa: E731
+        run = lambda mode: asyncio.run(AGI.run(env, mode=mode, cluster=cluster, use_cache=False))  # noqa: E731
 
         images = {mode: (run(mode).out_dir / "mandelbrot.png").read_bytes() for mode in MODES}  # warm-up, and the check
         times: dict[int, list[float]] = {mode: [] for mode in MODES}

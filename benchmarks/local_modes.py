@@ -58,7 +58,7 @@ def main() -> None:
     workers = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as share:
         cluster = {"workers_data_path": share}
-        run = lambda mode: asyncio.run(AGI.run(env, mode=mode, cluster=cluster))  # noqa: E731
+        run = lambda mode: asyncio.run(AGI.run(env, mode=mode, cluster=cluster, use_cache=False))  # noqa: E731
         run(0)  # warm the file cache and imports
         mode0 = timed(lambda: run(0), options.repeats)
         pool = timed(lambda: run(1), options.repeats)

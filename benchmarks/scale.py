@@ -3,8 +3,10 @@
 Pool bit (`AGI.run` mode 1, 2 slots) and cluster bit (mode 4 on a warm local cluster of 2
 workers), each against its plain baseline in the same run: a `ProcessPoolExecutor.map` with
 chunks for the pool, `client.map` over batches on the same cluster for Dask. The run's whole cost
-is measured (plan, balance, dispatch, record with every partition). Linear means the 100,000 run
-costs about 10x the 10,000 one.
+is measured (plan, balance, dispatch, record with every partition), without the result cache:
+this is the orchestration's own cost (storing a cache entry costs one file creation per
+partition, 0.1-1.5 ms on this machine's disk; see benchmarks/cache.py). Linear means the
+100,000 run costs about 10x the 10,000 one.
 
 Usage: python benchmarks/scale.py [--repeats 3] [--sizes 1000,10000,100000]
 """
@@ -40,7 +42,7 @@ def identity_batch(items: list[int]) -> list[int]:
 
 
 def run_pool(env: AgiEnv, share: str, n: int) -> None:
-    result = asyncio.run(AGI.run(env, mode="p", n=n, cluster={"workers_data_path": share, "workers": WORKERS}))
+    result = asyncio.run(AGI.run(env, mode="p", n=n, cluster={"workers_data_path": share, "workers": WORKERS}, use_cache=False))
     assert result.value == n
 
 
@@ -61,7 +63,7 @@ async def dask_rounds(env: AgiEnv, share: str, sizes: list[int], repeats: int) -
             for n in sizes:
                 for _ in range(repeats):
                     start = time.perf_counter()
-                    result = await AGI.run(env, mode="d", n=n, cluster=cluster)
+                    result = await AGI.run(env, mode="d", n=n, cluster=cluster, use_cache=False)
                     assert result.value == n
                     times[n]["agi"].append(time.perf_counter() - start)
                     start = time.perf_counter()

@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as share:
-        agi = [sys.executable, "-m", "agi_core.cli", "run", "mandelbrot", "--mode", "0", "--no-progress",
+        agi = [sys.executable, "-m", "agi_core.cli", "run", "mandelbrot", "--mode", "0", "--no-progress", "--no-cache",
                "--set", "width=16", "--set", "height=16", "--set", "bands=1", "--set", f'cluster.workers_data_path="{share}"']
         plain = [sys.executable, "-c", PLAIN.format(src=str(ROOT / "apps/mandelbrot_project/src"), out=f"{share}/plain.png")]
         bare = [sys.executable, "-c", "pass"]
