@@ -2,8 +2,9 @@
 graph driver that decides which partitions may run."""
 
 from .balancing import Slot, balance, makespan, slots_for, slots_for_mode
+from .dag import bottom_levels, check_dependencies, dependency_graph, topological_order
 from .graph import GraphDriver, Known
-from .workplan import WorkPlan, build_plan, topological_order
+from .workplan import WorkPlan, build_plan
 
-__all__ = ["GraphDriver", "Known", "Slot", "WorkPlan", "balance", "build_plan", "makespan", "slots_for", "slots_for_mode",
-           "topological_order"]
+__all__ = ["GraphDriver", "Known", "Slot", "WorkPlan", "balance", "bottom_levels", "build_plan", "check_dependencies",
+           "dependency_graph", "makespan", "slots_for", "slots_for_mode", "topological_order"]

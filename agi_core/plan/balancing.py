@@ -11,6 +11,13 @@ realistic many-partition inputs, in O(n log n): one sort, then one heap operatio
 {'a-0': ['p0', 'p3', 'p5'], 'a-1': ['p1', 'p2', 'p4']}
 >>> makespan(plan, {p.id: p.weight for p in parts}, slots)
 9.0
+
+With ``deps``, critical path first: ``a`` is light but ``b`` and ``c`` wait for it, so it goes
+(and runs) first; ``c`` goes where its input ``b`` is, as that slot finishes as early as another.
+
+>>> dag = [Partition("big", 3), Partition("a", 1), Partition("b", 2, deps=("a",)), Partition("c", 1, deps=("b",))]
+>>> balance(dag, slots)
+{'a-0': ['a', 'b', 'c'], 'a-1': ['big']}
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import TYPE_CHECKING
 from ..errors import PlanError
 from ..hosts import slot_name
 from ..modes import Mode
+from .dag import bottom_levels
 
 if TYPE_CHECKING:
     from ..app import Partition
@@ -65,17 +73,29 @@ def slots_for_mode(cluster: ClusterSettings, mode: Mode, *, local_capabilities: 
     return slots if mode & Mode.POOL else slots[:1]
 
 
-def balance(partitions: Sequence[Partition], slots: Sequence[Slot]) -> dict[str, list[str]]:
+def balance(partitions: Sequence[Partition], slots: Sequence[Slot], *,
+            levels: Mapping[str, float] | None = None) -> dict[str, list[str]]:
     """Assign every partition to exactly one slot so the slowest slot finishes as early as possible.
 
     Each partition goes, heaviest first, to the eligible slot where it would finish first
     (``(load + weight) / capacity``). A partition whose ``needs`` no slot offers is an error.
     Partitions with needs are placed before the rest so the unconstrained ones fill around them.
     Within a slot, partitions keep the order in which they were placed (heaviest first).
+
+    With ``deps`` (a DAG), critical path first: partitions are taken by bottom level (the heaviest
+    path from them to the end of the graph, `dag.bottom_levels`; ``levels`` if the caller already
+    has them), then weight. They are placed by the same rule, and among slots where a partition
+    would finish equally early, it goes to the one holding its largest input (the dependency with
+    the largest weight), so that result need not travel. Each slot's list is in bottom-level
+    order: the order its executor starts the partitions that are ready, critical ones first.
     """
     if not slots:
         raise PlanError("no slots to assign partitions to: the worker map has no workers",
                         fix="give at least one host a worker count > 0 in [cluster.workers]")
+    if levels is None and any(p.deps for p in partitions):
+        levels = bottom_levels(partitions)
+    if levels is not None:
+        return _balance_dag(partitions, slots, levels)
     # Slots with the same capacity and capabilities are interchangeable: one heap per group,
     # keyed by load, so choosing a slot costs O(groups + log slots) whatever the slot count.
     groups: dict[tuple[float, frozenset[str]], list[tuple[float, int]]] = {}
@@ -98,11 +118,7 @@ def balance(partitions: Sequence[Partition], slots: Sequence[Slot]) -> dict[str,
         weight = float(part.weight)
         candidates = eligible(part.needs)
         if not candidates:
-            raise PlanError(
-                f"partition '{part.id}' needs {', '.join(part.needs)}, which no slot offers",
-                fix="add a host with those capabilities to [cluster.workers], e.g. "
-                f'"10.0.0.5" = {{count = 1, capabilities = {list(part.needs)!r}}}'.replace("'", '"'),
-            )
+            raise _unmet(part)
         if len(candidates) == 1:
             best = candidates[0][1]
         else:
@@ -111,6 +127,100 @@ def balance(partitions: Sequence[Partition], slots: Sequence[Slot]) -> dict[str,
         heapq.heapreplace(best, (load + weight, index))
         assignment[slots[index].name].append(part.id)
     return assignment
+
+
+#: slots whose finish times differ by less than this fraction count as equally good
+TIE = 1e-9
+
+
+def _balance_dag(partitions: Sequence[Partition], slots: Sequence[Slot], levels: Mapping[str, float]) -> dict[str, list[str]]:
+    """`balance` for a DAG: by bottom level, and to the slot of the largest input on a tie.
+
+    A slot may now be picked that is not the top of its group's heap, so each slot's load is kept
+    in an array and the heaps hold lazy entries: an entry whose load is not its slot's current
+    load is stale and dropped when it reaches the top. One push per placement: O(n log n).
+    """
+    load = [0.0] * len(slots)
+    capacity = [slot.capacity for slot in slots]
+    group_of: list[list[tuple[float, int]]] = []
+    groups: dict[tuple[float, frozenset[str]], list[tuple[float, int]]] = {}
+    for index, slot in enumerate(slots):
+        heap = groups.setdefault((slot.capacity, frozenset(slot.capabilities)), [])
+        heap.append((0.0, index))
+        group_of.append(heap)
+    for heap in groups.values():
+        heapq.heapify(heap)
+    group_list = list(groups.items())
+    eligible_cache: dict[tuple[str, ...], tuple[list[tuple[float, list[tuple[float, int]]]], set[int]]] = {}
+
+    def eligible(needs: tuple[str, ...]) -> tuple[list[tuple[float, list[tuple[float, int]]]], set[int]]:
+        if needs not in eligible_cache:
+            chosen = [(cap, heap) for (cap, caps), heap in group_list if caps.issuperset(needs)]
+            eligible_cache[needs] = chosen, {i for i, slot in enumerate(slots) if frozenset(slot.capabilities).issuperset(needs)}
+        return eligible_cache[needs]
+
+    weight_of = {p.id: float(p.weight) for p in partitions}
+    # Sorted from `bottom_levels`' order, dependencies first: the sort is stable, so that order
+    # breaks the last ties, and an input is placed (and runs) before its users even at weight 0.
+    by_id = {p.id: p for p in partitions}
+    ranked = [by_id[pid] for pid in levels]
+    ranked.sort(key=lambda p: (not p.needs, -levels[p.id], -weight_of[p.id]))
+    placed: dict[str, int] = {}
+    lists: list[list[str]] = [[] for _ in slots]
+    heappop, heappush, heapreplace = heapq.heappop, heapq.heappush, heapq.heapreplace
+    for part in ranked:
+        pid = part.id
+        weight = weight_of[pid]
+        candidates, allowed = eligible_cache.get(part.needs) or eligible(part.needs)
+        if len(candidates) == 1:
+            cap, best_heap = candidates[0]
+            while best_heap[0][0] != load[best_heap[0][1]]:  # stale: its slot was chosen off the top since
+                heappop(best_heap)
+            best_finish = (best_heap[0][0] + weight) / cap
+        elif candidates:
+            best_heap, best_finish = candidates[0][1], float("inf")
+            for cap, heap in candidates:
+                while heap[0][0] != load[heap[0][1]]:
+                    heappop(heap)
+                finish = (heap[0][0] + weight) / cap
+                if finish < best_finish:
+                    best_heap, best_finish = heap, finish
+        else:
+            raise _unmet(part)
+        index = best_heap[0][1]
+        deps = part.deps
+        if deps:
+            # The largest input already placed (the first listed among equally large ones).
+            home, largest = -1, -1.0
+            for dep in deps:
+                where = placed.get(dep, -1)
+                if where >= 0 and weight_of[dep] > largest:
+                    home, largest = where, weight_of[dep]
+            if home >= 0 and home != index and home in allowed and (load[home] + weight) / capacity[home] <= best_finish * (1 + TIE):
+                index = home
+        placed[pid] = index
+        lists[index].append(pid)
+        if weight:
+            load[index] += weight
+            if index == best_heap[0][1]:
+                heapreplace(best_heap, (load[index], index))
+            else:
+                heappush(group_of[index], (load[index], index))
+    # Each slot's list is already in bottom-level order (the order its executor starts ready
+    # partitions in), except where partitions with needs were placed ahead of the rest.
+    if any(part.needs for part in partitions):
+        position = {pid: k for k, pid in enumerate(levels)}
+        for ids in lists:
+            ids.sort(key=lambda pid: (-levels[pid], -weight_of[pid], position[pid]))
+    return {slot.name: ids for slot, ids in zip(slots, lists, strict=True)}
+
+
+def _unmet(part: Partition) -> PlanError:
+    return PlanError(
+        f"partition '{part.id}' needs {', '.join(part.needs)}, which no slot offers",
+        fix="add a host with those capabilities to [cluster.workers], e.g. "
+        f'"10.0.0.5" = {{count = 1, capabilities = {list(part.needs)!r}}}'.replace("'", '"'),
+    )
 
 
 def makespan(assignment: Mapping[str, Sequence[str]], weights: Mapping[str, float], slots: Sequence[Slot]) -> float:

@@ -29,6 +29,7 @@ from ..app import Partition
 from ..atomic import write_text_atomic
 from ..errors import PlanError
 from .balancing import Slot, balance, makespan
+from .dag import bottom_levels, dependency_problems, topological_order
 
 __all__ = ["SCHEMA", "WorkPlan", "build_plan", "topological_order"]
 
@@ -164,16 +165,14 @@ class WorkPlan:
 
     # -- validation -------------------------------------------------------------------------
 
-    def check(self, *, origin: str = "plan", verify_fingerprint: bool = True) -> None:
-        """Structural checks: unique ids, known deps without cycles, every partition in exactly one
-        existing slot that offers what it needs, and a fingerprint that matches the partitions."""
-        problems: list[str] = []
+    def check(self, *, origin: str = "plan", verify_fingerprint: bool = True, dependencies: bool = True) -> None:
+        """Structural checks: unique ids, known deps without cycles (`dag.dependency_problems`;
+        ``dependencies=False`` when the caller has just checked them), every partition in exactly
+        one existing slot that offers what it needs, and a fingerprint that matches the partitions."""
         ids = [p.id for p in self.partitions]
-        problems += [f"partition '{pid}' is defined {n} times" for pid, n in Counter(ids).items() if n > 1]
         known = set(ids)
-        linked = [part for part in self.partitions if part.deps]
-        for part in linked:
-            problems += [f"partition '{part.id}' depends on unknown partition '{dep}'" for dep in part.deps if dep not in known]
+        graph = dependency_problems(self.partitions) if dependencies else []
+        problems = [problem.message for problem in graph]
         slot_names = {s.name: s for s in self.slots}
         problems += [f"slot '{name}' is defined more than once" for name, n in Counter(s.name for s in self.slots).items() if n > 1]
         placed: Counter[str] = Counter()
@@ -191,14 +190,14 @@ class WorkPlan:
                 missing = needs.get(pid, set()) - caps
                 if missing and slot in slot_names:
                     problems.append(f"partition '{pid}' needs {', '.join(sorted(missing))} but slot '{slot}' does not offer it")
-        if not problems and linked:
-            problems += _cycles(self.partitions)
         if not problems and verify_fingerprint and fingerprint_of(self.app, self.args, self.partitions) != self.fingerprint:
             problems.append("the partitions or args were edited: the fingerprint no longer matches them")
         if problems:
             shown = problems[:20] + ([f"… and {len(problems) - 20} more"] if len(problems) > 20 else [])
+            only_graph = len(graph) == len(problems)
             raise PlanError(f"{origin}: invalid work plan:\n  " + "\n  ".join(shown),
-                            fix="edit only the assignment (each partition in exactly one slot), or write a new plan with `agi distrib`")
+                            fix=graph[0].fix if only_graph else
+                            "edit only the assignment (each partition in exactly one slot), or write a new plan with `agi distrib`")
 
     def check_current(self, fresh: WorkPlan, *, origin: str = "plan") -> None:
         """Check that this (possibly edited) plan still fits the app as it plans today: same
@@ -218,38 +217,17 @@ class WorkPlan:
 
 
 def build_plan(app: str, args: Mapping[str, Any], partitions: Sequence[Partition], slots: Sequence[Slot]) -> WorkPlan:
-    """Balance ``partitions`` over ``slots`` and wrap the result as a checked `WorkPlan`."""
+    """Balance ``partitions`` over ``slots`` and wrap the result as a checked `WorkPlan`.
+
+    With ``deps``, the dependency graph is checked once (duplicate ids, unknown ids, cycles) while
+    computing the bottom levels that `balance` orders by."""
     partitions = list(partitions)
+    origin = f"the plan of app '{app}'"
     fingerprint = fingerprint_of(app, args, partitions)
-    plan = WorkPlan(app, dict(args), list(slots), partitions, balance(partitions, slots), fingerprint)
-    plan.check(origin=f"the plan of app '{app}'", verify_fingerprint=False)
+    levels = bottom_levels(partitions, origin=origin) if any(p.deps for p in partitions) else None
+    plan = WorkPlan(app, dict(args), list(slots), partitions, balance(partitions, slots, levels=levels), fingerprint)
+    plan.check(origin=origin, verify_fingerprint=False, dependencies=levels is None)
     return plan
-
-
-def topological_order(partitions: Sequence[Partition]) -> tuple[list[str], list[str]]:
-    """Kahn's algorithm: ids with every dependency before its dependents, and the ids left over
-    (they form cycles). Dependencies outside ``partitions`` are taken as already done."""
-    present = {p.id for p in partitions}
-    waiting = {p.id: sum(1 for dep in p.deps if dep in present) for p in partitions}
-    dependents: dict[str, list[str]] = {}
-    for part in partitions:
-        for dep in part.deps:
-            dependents.setdefault(dep, []).append(part.id)
-    ready = [pid for pid, n in waiting.items() if n == 0]
-    order: list[str] = []
-    while ready:
-        pid = ready.pop()
-        order.append(pid)
-        for child in dependents.get(pid, ()):
-            waiting[child] -= 1
-            if waiting[child] == 0:
-                ready.append(child)
-    return order, sorted(pid for pid, n in waiting.items() if n > 0)
-
-
-def _cycles(partitions: Sequence[Partition]) -> list[str]:
-    stuck = topological_order(partitions)[1]
-    return [f"partitions {', '.join(stuck[:10])} form a dependency cycle"] if stuck else []
 
 
 def _changes(old: WorkPlan, new: WorkPlan) -> list[str]:
