@@ -22,9 +22,13 @@ __all__ = ["distrib_command", "print_run", "run_command"]
 @click.option("--mode", "-m", default=None, help=MODE_HELP)
 @set_option()
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the plan to this JSON file (to edit, then `agi run --plan`).")
+@click.option("--graph", "-g", type=click.Path(dir_okay=False, path_type=Path),
+              help="Draw the plan's dependency graph to this image (.png, .svg, .pdf): one colour per slot, "
+                   "left to right by generation. Needs matplotlib.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON instead of a tree.")
 @click.pass_context
-def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...], out: Path | None, as_json: bool) -> None:
+def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...], out: Path | None,
+                    graph: Path | None, as_json: bool) -> None:
     """Compute the balanced work plan of a run, without running it."""
     from ..agi import AGI
 
@@ -32,12 +36,18 @@ def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments:
     plan = asyncio.run(AGI.get_distrib(env_for(ctx, app), mode=mode, args=args, cluster=cluster or None))
     if out:
         plan.save(out)
+    if graph:
+        from ..plan.drawing import draw_plan
+
+        draw_plan(plan, graph)
     if as_json:
         sys.stdout.write(plan.to_json())
-        return
-    console().print(plan_tree(plan))
-    if out:
+    else:
+        console().print(plan_tree(plan))
+    if out and not as_json:
         console(stderr=True).print(f"wrote {out}  (edit the assignment, then: agi run {app} --plan {out})")
+    if graph:
+        console(stderr=True).print(f"wrote {graph}")
 
 
 @click.command("run")
