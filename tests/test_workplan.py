@@ -66,8 +66,17 @@ def test_not_json_is_a_clear_error():
 
 def test_dependency_cycle_is_rejected():
     parts = [Partition("a", deps=("b",)), Partition("b", deps=("a",))]
-    with pytest.raises(PlanError, match="dependency cycle"):
+    with pytest.raises(PlanError, match="partitions a → b → a form a dependency cycle"):
         build_plan("toy", {}, parts, SLOTS[:1])
+
+
+def test_edited_deps_are_checked_with_the_assignment():
+    # An unknown dependency and a missing assignment are both reported, with the generic fix.
+    text = edited(make_plan(), lambda d: (d["partitions"][3].update(deps=["nope"]), d["assignment"]["h-0"].pop()))
+    with pytest.raises(PlanError) as info:
+        WorkPlan.from_json(text, origin="plan.json")
+    assert "partition 'p3' depends on unknown partition 'nope'" in str(info.value)
+    assert "is not assigned to any slot" in str(info.value) and "edit only the assignment" in info.value.fix
 
 
 def test_stale_plan_names_what_changed():
