@@ -137,8 +137,10 @@ def _analyse(partitions: Sequence[Partition], *, every: bool = False) -> tuple[l
     deps_of = {p.id: p.deps for p in partitions}
     order, on_cycle = _depth_first(partitions, deps_of, every=every)
     if on_cycle is not None:
-        problems.append(Problem(f"partitions {ARROW.join(_cycle_through(partitions, on_cycle))} form a dependency cycle",
-                                _FIX_CYCLE))
+        cycle = _cycle_through(partitions, on_cycle)
+        shown = ARROW.join(cycle) if len(cycle) <= 12 else f"{ARROW.join(cycle[:6])}{ARROW}…{ARROW}{ARROW.join(cycle[-3:])}"
+        size = f" ({len(cycle) - 1} partitions)" if len(cycle) > 12 else ""
+        problems.append(Problem(f"partitions {shown} form a dependency cycle{size}", _FIX_CYCLE))
     return problems, order, deps_of
 
 
@@ -154,10 +156,11 @@ def _raise(problems: Sequence[Problem], origin: str | None) -> None:
 
 
 def _depth_first(partitions: Sequence[Partition], deps_of: Mapping[str, Sequence[str]], *,
-                 every: bool = False) -> tuple[list[str], str | None]:
+                 every: bool = False) -> tuple[list[str], list[str] | None]:
     """Post-order over the deps: ids with their dependencies first. Only partitions in the graph
     (with deps, or a dependency of one), unless ``every``. Returns the order and, if the walk met
-    a cycle, an id on it (the order is then incomplete). Unknown dependencies are skipped."""
+    a cycle, the ids on the walk's path around it (the order is then incomplete). Unknown
+    dependencies are skipped."""
     state: dict[str, bool] = {}  # False: on the current path; True: done
     order: list[str] = []
     emit = order.append
@@ -185,8 +188,9 @@ def _depth_first(partitions: Sequence[Partition], deps_of: Mapping[str, Sequence
                         break
                     state[dep] = True
                     emit(dep)
-                elif seen is False:
-                    return order, dep
+                elif seen is False:  # back on the path: the path from `dep` to here is a cycle
+                    path = [pid for pid, _ in stack]
+                    return order, path[path.index(dep):]
             else:
                 stack.pop()
                 state[node] = True
@@ -194,16 +198,17 @@ def _depth_first(partitions: Sequence[Partition], deps_of: Mapping[str, Sequence
     return order, None
 
 
-def _cycle_through(partitions: Sequence[Partition], start: str) -> list[str]:
-    """The partitions of a cycle through ``start`` in the direction results flow, beginning with
-    the one listed first in ``partitions`` and ending where it began."""
+def _cycle_through(partitions: Sequence[Partition], around: Sequence[str]) -> list[str]:
+    """The partitions of a cycle among ``around`` (ids the walk found on one), with networkx, in
+    the direction results flow, beginning with the one listed first in ``partitions`` and ending
+    where it began. Only those ids make the graph: an error on a big plan stays quick."""
     import networkx as nx
 
-    graph = dependency_graph(partitions)
-    edges = nx.find_cycle(graph, source=start)
-    nodes = [u for u, _ in edges]
-    # `source` only says where the search starts: the cycle found may be further down.
-    position = {p.id: k for k, p in enumerate(partitions)}
+    members = set(around)
+    graph = nx.DiGraph()
+    graph.add_edges_from((dep, p.id) for p in partitions if p.id in members for dep in p.deps if dep in members)
+    nodes = [u for u, _ in nx.find_cycle(graph, source=around[0])]
+    position = {p.id: k for k, p in enumerate(partitions) if p.id in members}
     first = min(range(len(nodes)), key=lambda k: position[nodes[k]])
     nodes = nodes[first:] + nodes[:first]
     return [*nodes, nodes[0]]
