@@ -195,7 +195,7 @@ def test_distrib_graph_writes_a_png(tmp_path):
                   "--set", "args.chain=true", "--set", "args.n=8", "--graph", str(image))
     assert out.returncode == 0, out.stderr
     assert f"wrote {image}" in out.stderr
-    assert "8 partitions on 2 slots" in out.stdout
+    assert "8 partitions on 2 slots" in out.stdout and "critical path 36" in out.stdout  # 1 + 2 + … + 8: a chain
     data = image.read_bytes()
     assert data.startswith(PNG) and 5_000 < len(data) < 5_000_000
 

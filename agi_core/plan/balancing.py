@@ -196,7 +196,8 @@ def _balance_dag(partitions: Sequence[Partition], slots: Sequence[Slot], levels:
                 where = placed.get(dep, -1)
                 if where >= 0 and weight_of[dep] > largest:
                     home, largest = where, weight_of[dep]
-            if home >= 0 and home != index and home in allowed and (load[home] + weight) / capacity[home] <= best_finish * (1 + TIE):
+            if (home >= 0 and home != index and home in allowed
+                    and (load[home] + weight) / capacity[home] <= best_finish * (1 + TIE)):
                 index = home
         placed[pid] = index
         lists[index].append(pid)

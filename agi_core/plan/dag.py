@@ -120,7 +120,8 @@ def dependency_graph(partitions: Sequence[Partition]) -> nx.DiGraph:
 # -- internals ----------------------------------------------------------------------------------
 
 
-def _analyse(partitions: Sequence[Partition], *, every: bool = False) -> tuple[list[Problem], list[str], dict[str, tuple[str, ...]]]:
+def _analyse(partitions: Sequence[Partition], *,
+             every: bool = False) -> tuple[list[Problem], list[str], dict[str, tuple[str, ...]]]:
     """The problems, and when there are none the order `_depth_first` gives (every id if
     ``every``, else those with deps or depended on), with each id's deps."""
     ids = [p.id for p in partitions]
@@ -151,7 +152,8 @@ def _raise(problems: Sequence[Problem], origin: str | None) -> None:
     if len(lines) == 1:
         message = lines[0]
     else:
-        message = "invalid work plan:\n  " + "\n  ".join(lines[:20] + ([f"… and {len(lines) - 20} more"] if len(lines) > 20 else []))
+        shown = lines[:20] + ([f"… and {len(lines) - 20} more"] if len(lines) > 20 else [])
+        message = "invalid work plan:\n  " + "\n  ".join(shown)
     raise PlanError(f"{origin}: {message}" if origin else message, fix=problems[0].fix)
 
 
