@@ -94,8 +94,10 @@ def test_no_cache_neither_reads_nor_writes_and_refresh_recomputes_named_partitio
     run(toy_env, share, mode=0, n=3)
     refreshed = run(toy_env, share, mode=0, n=3, refresh=["p1"])
     assert caches(refreshed) == {"p0": "hit", "p1": "stored", "p2": "hit"} and read_record(refreshed.manifest).refreshed == ["p1"]
+    runs = sorted((share / "runs" / "toy").iterdir())
     with pytest.raises(PlanError, match="--refresh names partition.s. p9"):
         run(toy_env, share, mode=0, n=3, refresh=["p9"])
+    assert sorted((share / "runs" / "toy").iterdir()) == runs  # refused before a run folder was made
 
 
 def test_a_corrupt_entry_is_reported_recomputed_and_stored_again(toy_env, share):

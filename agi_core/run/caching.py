@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..atomic import write_bytes_atomic
 from ..cache import CacheStore, CorruptEntry, RunKeys, kernel_kind_for_mode, plan_keys
 from ..cache.keys import KEYS_FILE
+from ..errors import PlanError
 from ..events import EventSink, Notice
 from ..executors import Outcome
 from ..plan import Known
@@ -41,17 +42,20 @@ class RunCache:
     corrupt: dict[str, str] = field(default_factory=dict)  # partition -> why its entry was not used
 
     @classmethod
-    def open(cls, env: AgiEnv, request: RunRequest, plan: WorkPlan, run_dir: Path) -> RunCache:
-        """Key the plan and write the keys beside the run's record."""
-        keys = plan_keys(plan.partitions, code=env.code_hash(), args=request.args, kernel=kernel_kind_for_mode(request.mode))
-        write_bytes_atomic(run_dir / KEYS_FILE, keys.to_json())
+    def open(cls, env: AgiEnv, request: RunRequest, plan: WorkPlan, *, kernel: str | None = None) -> RunCache:
+        """Key the plan. ``kernel``: the kernel kind the partitions will run (known for local
+        runs); by default the one the mode asks for (on a cluster, each worker picks its own)."""
+        keys = plan_keys(plan.partitions, code=env.code_hash(), args=request.args,
+                         kernel=kernel or kernel_kind_for_mode(request.mode))
         unknown = sorted(set(request.refresh) - set(keys.keys))
         if unknown:
-            from ..errors import PlanError
-
             raise PlanError(f"--refresh names partition(s) {', '.join(unknown[:5])} that the plan does not have",
                             fix="see the partition ids with `agi distrib APP`")
         return cls(CacheStore.for_app(request.share, env.name), keys, frozenset(request.refresh))
+
+    def write_keys(self, run_dir: Path) -> None:
+        """Keep the keys beside the run's record (for `agi runs show --why` and `agi cache gc`)."""
+        write_bytes_atomic(run_dir / KEYS_FILE, self.keys.to_json())
 
     def load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, Known]:
         """Load every usable entry of the plan's keys, restoring their output files into

@@ -26,6 +26,7 @@ __all__ = ["Prepared", "local_worker_python", "prepare"]
 class Prepared:
     kernel_note: str = ""  # e.g. "rapids bit set but no usable GPU here: ran the CPU kernels"
     python: Path | None = None  # the interpreter for worker processes on this machine; None: this one
+    kernel_kind: str | None = None  # the kernels local workers run; None on a cluster (each worker picks)
 
 
 def prepare(env: AgiEnv, request: RunRequest, emit: EventSink) -> Prepared:
@@ -38,10 +39,11 @@ def prepare(env: AgiEnv, request: RunRequest, emit: EventSink) -> Prepared:
     workers_here = not mode & Mode.CLUSTER or all(is_local_host(host) for host in workers)
     if mode & Mode.CYTHON and workers_here:  # remote hosts compiled theirs at `agi install`
         _compile_kernels(env, emit)
-    note = ""
+    note, kind = "", None
     if not mode & Mode.CLUSTER:  # on a cluster, each worker picks its kernels (and records which)
-        note = select_kernels(env.module_name.split(".")[0], mode).note  # fails early if a kernel is missing
-    return Prepared(kernel_note=note, python=local_worker_python(env, request, emit))
+        chosen = select_kernels(env.module_name.split(".")[0], mode)  # fails early if a kernel is missing
+        note, kind = chosen.note, chosen.kind
+    return Prepared(kernel_note=note, python=local_worker_python(env, request, emit), kernel_kind=kind)
 
 
 def local_worker_python(env: AgiEnv, request: RunRequest, emit: EventSink) -> Path | None:

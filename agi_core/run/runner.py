@@ -61,6 +61,8 @@ class Runner:
     async def run(self) -> RunResult:
         """Run the plan; raise `RunError` (with the partial result) when any partition failed."""
         ready = prepare(self.env, self.request, self.emit)
+        if self.request.use_cache:  # a bad `reads` or --refresh id fails here, before the run folder exists
+            self.cache = RunCache.open(self.env, self.request, self.plan, kernel=ready.kernel_kind)
         self.run_dir.mkdir(parents=True)
         (self.run_dir / "out").mkdir()
         self.plan.save(self.run_dir / "plan.json")
@@ -68,8 +70,8 @@ class Runner:
         self.record.kernel_note = ready.kernel_note or None
         self.record.out_dir = str(self.run_dir / "out")
         self.record.resumed_from = self.request.resume
-        if self.request.use_cache:
-            self.cache = RunCache.open(self.env, self.request, self.plan, self.run_dir)
+        if self.cache is not None:
+            self.cache.write_keys(self.run_dir)
             self.record.cache = str(self.cache.store.root)
             self.record.refreshed = list(self.request.refresh)
         self.writer.write(self.record)
