@@ -236,3 +236,11 @@ def test_the_heat_dag_reruns_from_the_cache(share):
     again = run(env, share, mode="p", **small)
     assert set(caches(again).values()) == {"hit"} and again.value.keys() == first.value.keys()
     assert sorted(p.name for p in again.out_dir.iterdir()) == sorted(p.name for p in first.out_dir.iterdir())
+
+
+def test_files_written_without_ctx_output_are_named_in_a_warning(toy_env, share):
+    result = run(toy_env, share, mode="p", n=3, stray_files=True, write_files=True)
+    [warning] = read_record(result.manifest).warnings
+    assert "stray-0.txt, stray-1.txt, stray-2.txt" in warning and "ctx.output" in warning and "part-0.txt" not in warning
+    shown = run_agi("runs", "show", result.run_id, "--share", str(share))
+    assert "warning:" in shown.stdout and "stray-0.txt" in shown.stdout, shown.stdout + shown.stderr

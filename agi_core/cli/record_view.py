@@ -102,6 +102,8 @@ def _header(record: RunRecord) -> None:
         out.print(escape(cluster_line(cluster.scheduler, cluster.dashboard, cluster.warm, cluster.note)))
     if record.kernel_note:
         out.print(f"kernels: {escape(record.kernel_note)}")
+    for warning in record.warnings:
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 def _summary(record: RunRecord, parts: list[PartitionRecord], all_slots: bool) -> None:

@@ -139,6 +139,7 @@ class RunRecord(_Model):
     manager: ManagerRecord = Field(default_factory=ManagerRecord)
     workers: dict[str, WorkerRecord] = Field(default_factory=dict)
     kernel_note: str | None = None
+    warnings: list[str] = Field(default_factory=list)  # things the user should know, e.g. undeclared outputs
     cache: str | None = None  # the cache folder the run used; None: --no-cache
     resumed_from: str | None = None  # the run this one resumed
     refreshed: list[str] = Field(default_factory=list)  # partitions recomputed on request (--refresh)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..app import WorkContext
 from ..errors import RunError
-from ..events import EventSink, PartitionDone, Phase, RunFinished, RunStarted, ignore
+from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
 from ..executors import ExecutionContext, Executor, JobSpec, Outcome, create_executor
 from ..kernels import select_kernels
 from ..modes import Mode
@@ -86,6 +86,7 @@ class Runner:
         value = None
         try:
             await self._execute(executor)
+            self._check_outputs()
             if not self._not_ok:
                 self.emit(Phase("reducing"))
                 value = self._reduce(job)
@@ -176,6 +177,24 @@ class Runner:
         except Exception:  # noqa: BLE001 - recorded and raised as the run's failure
             self.error = "App.reduce failed:\n" + traceback.format_exc()
             return None
+
+    def _check_outputs(self) -> None:
+        """Files partitions left in out/ without declaring them (``ctx.output``) are neither
+        recorded nor cached: a cache hit could not bring them back. Say so, in the record."""
+        if self.cache is None:
+            return
+        out_dir = self.run_dir / "out"
+        declared = {name for outcome in self.outcomes.values() for name in outcome.outputs}
+        stray = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()
+                       and p.relative_to(out_dir).as_posix() not in declared)
+        if stray:
+            assert self.record is not None
+            shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
+            warning = (f"partitions wrote {shown} into out/ without ctx.output(): those files are not cached, "
+                       "and a re-run that takes their partitions from the cache will not have them; "
+                       "name them with ctx.output(name)")
+            self.record.warnings.append(warning)
+            self.emit(Notice(warning))
 
     def _finish(self, status: str, error: str | None, executor: Executor) -> None:
         assert self.record is not None

@@ -23,6 +23,7 @@ class ToyArgs(BaseModel):
     need_gpu: list[int] = []  # partitions that need the "gpu" capability
     write_files: bool = False  # each partition writes out_dir/part-i.txt
     offset: int = 0  # added to every square: the one arg results read (see `reads` below)
+    stray_files: bool = False  # each partition writes out_dir/stray-i.txt without declaring it
     fail_while: str = ""  # a path: partitions in fail_on fail only while this file exists
 
 
@@ -54,6 +55,8 @@ class Toy(App):
             return {"square": i * i, "f": lambda: i}
         if i in ctx.args.fail_on and (not ctx.args.fail_while or os.path.exists(ctx.args.fail_while)):
             raise ValueError(f"toy failure in partition {i}")
+        if ctx.args.stray_files:
+            (ctx.out_dir / f"stray-{i}.txt").write_text(str(i))
         if ctx.args.write_files:
             ctx.output(f"part-{i}.txt").write_text(f"{i} {os.getpid()}")
         return {"square": i * i + ctx.args.offset, "pid": os.getpid(), "deps": {k: v["square"] for k, v in ctx.deps.items()}, "slot": ctx.slot}
