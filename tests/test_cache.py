@@ -127,7 +127,8 @@ def test_a_failed_node_then_resume_recomputes_only_it_and_its_skipped_descendant
     failed = info.value.result
     assert caches(failed) == {"p0": "stored", "p1": "stored", "p2": "miss", "p3": None, "p4": None, "p5": None}
     flag.unlink()
-    resumed = run(toy_env, share, resume=failed.run_id, cluster=cluster)
+    run(AgiEnv(app="noop", apps_path=TEST_APPS), share, mode=0, n=2)  # "last" is the newest run of *this* app
+    resumed = run(toy_env, share, resume="last", cluster=cluster)
     record = read_record(resumed.manifest)
     assert record.resumed_from == failed.run_id and record.args == read_record(failed.manifest).args
     assert caches(resumed) == {"p0": "hit", "p1": "hit", "p2": "stored", "p3": "stored", "p4": "stored", "p5": "stored"}

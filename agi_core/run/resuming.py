@@ -23,9 +23,17 @@ RESUMABLE = ("failed", "interrupted", "abandoned")
 
 
 def resume_request(env: AgiEnv, base: RunRequest, run: str) -> RunRequest:
-    """The request that resumes ``run`` (an id, a unique prefix, ``last`` or a run folder), found
-    under the share of ``base`` (the caller's resolved request, which gives nothing else)."""
-    record = RunStore(base.share).find(run)
+    """The request that resumes ``run`` (an id, a unique prefix, a run folder, or ``last``: the
+    newest run of this app), found under the share of ``base`` (the caller's resolved request,
+    which gives nothing else)."""
+    store = RunStore(base.share)
+    if run in ("last", "latest"):  # the newest run of this app, not of any app
+        records = store.list(env.name)
+        if not records:
+            raise AgiError(f"no runs of app '{env.name}' under {store.root}", fix=f"run it first: agi run {env.name}")
+        record = records[0]
+    else:
+        record = store.find(run)
     if record.app.name != env.name:
         raise AgiError(f"run {record.run_id} is a run of app '{record.app.name}', not '{env.name}'",
                        fix=f"agi run {record.app.name} --resume {record.run_id}")
@@ -40,7 +48,7 @@ def resume_request(env: AgiEnv, base: RunRequest, run: str) -> RunRequest:
     if not old.use_cache:
         raise AgiError(f"cannot resume run {record.run_id}: it ran with --no-cache, so none of its results were kept",
                        fix=f"run it again: agi run {env.name}")
-    run_dir = RunStore(base.share).run_dir(record.app.name, record.run_id)
+    run_dir = store.run_dir(record.app.name, record.run_id)
     plan_file = run_dir / record.plan.file
     if not plan_file.is_file():
         raise AgiError(f"cannot resume run {record.run_id}: its plan {plan_file} is missing", fix=f"run it again: agi run {env.name}")
