@@ -245,3 +245,11 @@ def test_files_written_without_ctx_output_are_named_in_a_warning(toy_env, share)
     assert "stray-0.txt, stray-1.txt, stray-2.txt" in warning and "ctx.output" in warning and "part-0.txt" not in warning
     shown = run_agi("runs", "show", result.run_id, "--share", str(share))
     assert "warning:" in shown.stdout and "stray-0.txt" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_a_declared_output_that_was_never_written_is_not_cached_and_leaves_nothing(tmp_path):
+    store = CacheStore(tmp_path / "cache")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(FileNotFoundError):
+        store.put("cd" * 32, 1, partition="p", out_dir=tmp_path / "out", outputs=["missing.png"])
+    assert [p.name for p in (tmp_path / "cache" / "cd").iterdir()] == []

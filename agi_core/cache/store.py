@@ -197,14 +197,17 @@ class CacheStore:
             assert out_dir is not None
             files = f"{key}.files-{token}"
             staging = folder / f".tmp-{files}"
-            for name in outputs:
-                source = out_dir / name
-                data = source.read_bytes()
-                described.append({"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-                copy = staging / name
-                copy.parent.mkdir(parents=True, exist_ok=True)
-                copy.write_bytes(data)
-            os.rename(staging, folder / files)
+            try:
+                for name in outputs:
+                    data = (out_dir / name).read_bytes()  # a declared output that was never written fails here
+                    described.append({"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+                    copy = staging / name
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    copy.write_bytes(data)
+                os.rename(staging, folder / files)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
         header = {"schema": ENTRY_SCHEMA, "key": key, "partition": partition, "created": time.time(), "size": len(body),
                   "sha256": hashlib.sha256(body).hexdigest(), "outputs": described, "files": files, **extra}
         tmp = folder / f".tmp-{key}-{token}"
