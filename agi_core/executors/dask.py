@@ -133,12 +133,15 @@ class DaskExecutor(Executor):
                 independent.setdefault(slot_of[pid], []).append(pid)
         futures = self._submit_batches(job_json, independent, addresses, parts)
         dag_futures: dict[str, Any] = {}
+        rank = {pid: k for ids in plan.assignment.values() for k, pid in enumerate(ids)}
         order = topological_order([p for p in plan.partitions if p.id in linked])[0] if linked else []
         for pid in order:
             # a dependency found in the cache has no future: its result travels as data
             deps = {dep: dag_futures[dep] if dep in dag_futures else pack([Outcome(dep, "", "cached", result=driver.result(dep))])
                     for dep in parts[pid].deps}
-            dag_futures[pid] = self._submit(job_json, [pid], slot_of[pid], deps, addresses, parts, key=pid)
+            # each slot's list is in plan order (critical path first): among ready nodes, Dask
+            # runs the higher priority first
+            dag_futures[pid] = self._submit(job_json, [pid], slot_of[pid], deps, addresses, parts, key=pid, priority=-rank[pid])
             futures.append(dag_futures[pid])
         return futures
 
@@ -169,13 +172,13 @@ class DaskExecutor(Executor):
         return outcomes
 
     def _submit(self, job_json: str, ids: list[str], slot: str, deps: dict[str, Any], addresses: dict[str, str],
-                parts: dict[str, Any], *, key: str) -> Any:
+                parts: dict[str, Any], *, key: str, priority: int = 0) -> Any:
         address = addresses.get(slot)
         keys = self.context.keys
         batch = pack([(parts[pid], keys.get(pid, "")) for pid in ids])
         future = self.client.submit(run_batch, job_json, batch, slot, deps, key=f"agi-{self.context.run_id}-{key}",
                                     workers=[address] if address else None, allow_other_workers=True,
-                                    retries=self.retries_allowed, pure=False)
+                                    retries=self.retries_allowed, pure=False, priority=priority)
         self._futures[future] = (slot, ids)
         return future
 
