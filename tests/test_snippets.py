@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def _run_snippet(path: Path, cwd: Path, env: dict[str, str] | None = None) -> su
     cwd.mkdir(exist_ok=True)
     full_env = {k: v for k, v in os.environ.items() if k != "AGI_STRICT_SNIPPETS"} | (env or {})
     return subprocess.run([sys.executable, str(path)], cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=180, check=False)
 
 
 def _fields(stdout: str) -> dict[str, str]:
@@ -152,9 +153,9 @@ def test_install_snippet_compiles(tmp_path):
 def test_render_is_pure_and_rejects_unknown_kinds():
     env = AgiEnv(app="toy", apps_path=TEST_APPS)
     request = resolve(env, mode="p")
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    when = datetime(2026, 1, 1, tzinfo=UTC)
     assert render_snippet("run", request, env, generated=when) == render_snippet("run", request, env, generated=when)
     with pytest.raises(SettingsError, match="unknown snippet kind"):
         render_snippet("deploy", request, env)
