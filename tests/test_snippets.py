@@ -178,3 +178,13 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_app_found_in_cwd_apps_is_named_by_absolute_path(tmp_path):
+    """`agi snippet` run where ./apps holds the app: the snippet names that folder absolutely."""
+    done = run_agi("snippet", "toy", "distrib", cwd=TEST_APPS.parent)
+    assert done.returncode == 0, done.stderr
+    assert f"apps_path=[{str(TEST_APPS)!r}]" in done.stdout
+    bundled = run_agi("snippet", "mandelbrot", "distrib", cwd=tmp_path)
+    assert bundled.returncode == 0, bundled.stderr
+    assert "env = AgiEnv(app='mandelbrot')" in bundled.stdout
