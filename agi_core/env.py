@@ -27,12 +27,12 @@ __all__ = ["AgiEnv", "default_apps_paths", "discover_apps"]
 _PROJECT_SUFFIX = "_project"
 _CODE_SUFFIXES = {".py", ".pyx", ".pxd", ".toml", ".c", ".cu"}
 # The examples that ship with agi_core (source checkout: <repo>/apps).
-_BUNDLED_APPS = Path(__file__).resolve().parent.parent / "apps"
+BUNDLED_APPS = Path(__file__).resolve().parent.parent / "apps"
 
 
 def default_apps_paths() -> list[Path]:
     """Where apps are looked for when no ``apps_path`` is given: ``./apps``, then the bundled examples."""
-    paths = [Path.cwd() / "apps", _BUNDLED_APPS]
+    paths = [Path.cwd() / "apps", BUNDLED_APPS]
     unique: list[Path] = []
     for path in paths:
         if path.is_dir() and path.resolve() not in [p.resolve() for p in unique]:

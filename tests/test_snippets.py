@@ -171,15 +171,6 @@ def test_cli_help_and_errors(tmp_path):
     assert unknown.returncode == 1 and "did you mean 'n'" in unknown.stderr
 
 
-@pytest.mark.parametrize("name", ["agi_core.snippets.render", "agi_core.snippets.check"])
-def test_docstring_examples(name):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0
-
-
 def test_app_found_in_cwd_apps_is_named_by_absolute_path(tmp_path):
     """`agi snippet` run where ./apps holds the app: the snippet names that folder absolutely."""
     done = run_agi("snippet", "toy", "distrib", cwd=TEST_APPS.parent)

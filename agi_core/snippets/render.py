@@ -56,12 +56,12 @@ def _literal(name: str, value: Any, indent: int) -> str:
 def _apps_path(request: RunRequest, env: AgiEnv) -> list[str] | None:
     """The apps folders the snippet names: the explicit ones, else the app's folder when it was
     found in ``./apps`` (relative to where `agi` ran); None for the bundled examples."""
-    from ..env import _BUNDLED_APPS  # the one folder that is found from any directory
+    from ..env import BUNDLED_APPS  # the one folder that is found from any directory
 
     if request.apps_path is not None:
         return [str(Path(p).absolute()) for p in request.apps_path]
     folder = env.project_dir.parent.absolute()
-    return None if folder.resolve() == _BUNDLED_APPS.resolve() else [str(folder)]
+    return None if folder.resolve() == BUNDLED_APPS.resolve() else [str(folder)]
 
 
 def _worker_map(request: RunRequest) -> dict[str, Any]:
