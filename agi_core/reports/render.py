@@ -1,0 +1,359 @@
+"""Render a run's report into its run folder: ``gantt.png``, ``load.png``, ``dag.png`` (when the plan
+has dependencies) and ``report.pdf`` (a summary page, then the same pictures).
+
+* The Gantt chart has one row per worker and one bar per computed partition, from its recorded
+  start to its end: failures red, retried partitions outlined and hatched, partitions that started
+  but never ended (an interrupted or abandoned run) grey up to the run's last sign of life. Cache
+  hits did no work: they are not drawn, only counted in the title. Each row is drawn with one
+  ``broken_barh`` call per kind of bar, so 100,000 partitions make a handful of artists.
+* The load chart compares, per slot, the planned load (``plan.json``: weight / capacity, as
+  `WorkPlan.loads` gives it) with the busy time recorded, each as a share of its total so the two
+  are comparable.
+* The DAG picture is `agi_core.plan.drawing.draw_plan`'s.
+
+matplotlib is imported only here, when drawing, and used through `Figure` objects on the Agg
+canvas: pyplot's global state is never touched. Every file is written beside its final name and
+renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AgiError
+
+if TYPE_CHECKING:
+    from ..plan.workplan import WorkPlan
+    from ..provenance import PartitionRecord, RunRecord
+
+__all__ = ["REPORT_FILES", "write_report"]
+
+#: the files a report writes into the run folder (dag.png only when the plan has dependencies)
+REPORT_FILES = ("gantt.png", "load.png", "dag.png", "report.pdf")
+
+MAX_FAILURES = 12  # failures listed on the summary page
+MAX_ROW_LABELS = 60  # Gantt rows (workers) and load bars (slots) with their names written
+_WIDTH = 110  # characters per summary line
+
+_COLOURS = {"ok": "#4C72B0", "failed": "#D62728", "unfinished": "#9A9A9A", "retried": "#FF8C00"}
+
+
+def _matplotlib() -> tuple[Any, Any, Any]:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.backends.backend_pdf import PdfPages
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise AgiError("run reports need matplotlib, which is not installed", fix="pip install matplotlib") from None
+    return Figure, FigureCanvasAgg, PdfPages
+
+
+def _timestamp(text: str | None) -> float:
+    if not text:
+        return 0.0
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _is_hit(part: PartitionRecord) -> bool:
+    return part.status == "cached" or part.cache_hit or part.cache == "hit"
+
+
+def _first_line(error: str | None) -> str:
+    """The line of an error that says what went wrong: a traceback's last line, else its first."""
+    lines = [line.strip() for line in (error or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
+
+
+class _Timeline:
+    """The record's partitions as bars per worker, and the counts the titles and summary give."""
+
+    def __init__(self, record: RunRecord) -> None:
+        parts = record.partitions
+        started = [p.start for p in parts if p.start > 0 and not _is_hit(p)]
+        ends = [p.end for p in parts if p.end > 0]
+        self.t0 = min(started) if started else _timestamp(record.started)
+        last = max([*ends, *started, _timestamp(record.ended), _timestamp(record.heartbeat)], default=0.0)
+        self.horizon = max(last, self.t0)
+        self.hits = self.failed = self.retried = self.unfinished = self.computed = 0
+        self.busy: dict[str, float] = defaultdict(float)  # per slot, seconds
+        self.bars: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+        self.slowest: tuple[float, str] = (0.0, "")
+        self.total_busy = 0.0
+        for part in parts:
+            if part.retries:
+                self.retried += 1
+            if _is_hit(part):
+                self.hits += 1
+                continue
+            if part.start <= 0:
+                continue  # skipped, not run
+            row = part.worker or part.slot or part.host or "(unknown worker)"
+            if part.end > 0:
+                end = max(part.end, part.start)
+                kind = "failed" if part.status == "failed" else "ok"
+                self.computed += 1
+                self.failed += kind == "failed"
+            else:
+                end, kind = self.horizon, "unfinished"
+                self.unfinished += 1
+            span = end - part.start
+            self.busy[part.slot or row] += span
+            self.total_busy += span
+            if kind != "unfinished" and span >= self.slowest[0]:
+                self.slowest = (span, part.id)
+            self.bars[row][kind].append((part.start - self.t0, span))
+            if part.retries:
+                self.bars[row]["retried"].append((part.start - self.t0, span))
+
+    @property
+    def span(self) -> float:
+        return self.horizon - self.t0
+
+
+# -- the pictures ------------------------------------------------------------------------------
+
+
+def _gantt(record: RunRecord, line: _Timeline) -> Any:
+    Figure, FigureCanvasAgg, _ = _matplotlib()
+    from matplotlib.patches import Patch
+
+    rows = sorted(line.bars, key=lambda w: (record.workers[w].host if w in record.workers else "", w))
+    height = min(max(3.0, 0.32 * len(rows) + 2.0), 30.0)
+    figure = Figure(figsize=(11, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    # A bar is at least a thousandth of the axis wide, so the shortest partitions stay visible.
+    least = line.span / 1000 if line.span > 0 else 1e-3
+    for y, row in enumerate(rows):
+        for kind in ("ok", "failed", "unfinished"):
+            bars = line.bars[row].get(kind)
+            if bars:
+                collection = ax.broken_barh([(x, max(w, least)) for x, w in bars], (y - 0.4, 0.8),
+                                            facecolors=_COLOURS[kind], edgecolors="none")
+                collection.set_rasterized(True)
+        retried = line.bars[row].get("retried")
+        if retried:
+            collection = ax.broken_barh([(x, max(w, least)) for x, w in retried], (y - 0.45, 0.9), facecolors="none",
+                                        edgecolors=_COLOURS["retried"], linewidths=1.2, hatch="///")
+            collection.set_rasterized(True)
+    ax.set_ylim(len(rows) - 0.5 if rows else 0.5, -0.5)
+    if len(rows) <= MAX_ROW_LABELS:
+        ax.set_yticks(range(len(rows)), [_row_label(record, row) for row in rows], fontsize=7)
+    else:
+        ax.set_yticks([])
+        ax.set_ylabel(f"{len(rows)} workers")
+    ax.set_xlim(0, max(line.span, least) * 1.01)
+    ax.set_xlabel("seconds since the first partition started")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(handles=[Patch(facecolor=_COLOURS["ok"], label="ok"), Patch(facecolor=_COLOURS["failed"], label="failed"),
+                       Patch(facecolor="none", edgecolor=_COLOURS["retried"], hatch="///", label="retried"),
+                       Patch(facecolor=_COLOURS["unfinished"], label="never ended")],
+              loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.set_title(f"{record.app.name} run {record.run_id} ({record.status}): {len(record.partitions)} partitions, "
+                 f"{line.computed} computed, {line.hits} cache hits (not drawn), {line.failed} failed, "
+                 f"{line.retried} retried, {line.unfinished} never ended", fontsize=9)
+    return figure
+
+
+def _row_label(record: RunRecord, row: str) -> str:
+    worker = record.workers.get(row)
+    return f"{row} ({worker.slot})" if worker and worker.slot else row
+
+
+def _load(record: RunRecord, line: _Timeline, plan: WorkPlan | None, plan_note: str) -> Any:
+    Figure, FigureCanvasAgg, _ = _matplotlib()
+    import numpy as np
+
+    planned = plan.loads() if plan is not None else {}
+    slots = list(planned) + [s for s in record.plan.slots if s not in planned]
+    slots += sorted(s for s in line.busy if s not in slots)
+    plan_total = sum(planned.values()) or 1.0
+    busy_total = sum(line.busy.values()) or 1.0
+    plan_share = np.array([planned.get(s, 0.0) / plan_total * 100 for s in slots])
+    busy_share = np.array([line.busy.get(s, 0.0) / busy_total * 100 for s in slots])
+    width = min(max(8.0, 0.35 * len(slots) + 3.0), 30.0)
+    figure = Figure(figsize=(width, 5), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    x = np.arange(len(slots))
+    if plan is not None:
+        ax.bar(x - 0.2, plan_share, 0.4, label="planned (weight / capacity)", color="#8FBBD9")
+    ax.bar(x + 0.2 if plan is not None else x, busy_share, 0.4, label="actual (busy time recorded)", color="#4C72B0")
+    if len(slots) <= MAX_ROW_LABELS:
+        ax.set_xticks(x, slots, rotation=45 if len(slots) > 6 else 0, ha="right" if len(slots) > 6 else "center", fontsize=7)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{len(slots)} slots")
+    ax.set_ylabel("share of the run's total, %")
+    ax.set_ylim(0, max([*plan_share, *busy_share, 1.0]) * 1.3)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", ncols=2)
+    ax.grid(axis="y", alpha=0.3)
+    note = f"; {plan_note}" if plan_note else ""
+    ax.set_title(f"load per slot, planned against actual, each as a share of its total{note}\n"
+                 f"busy {line.total_busy:.3f} s in all; {line.hits} cache hits did no work", fontsize=9)
+    return figure
+
+
+def _image_page(path: Path, title: str) -> Any:
+    Figure, FigureCanvasAgg, _ = _matplotlib()
+    from matplotlib.image import imread
+
+    image = imread(str(path))
+    step = max(1, max(image.shape[:2]) // 3000)  # keep a page's image at most ~3000 pixels a side
+    figure = Figure(figsize=(11.69, 8.27), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    ax.imshow(image[::step, ::step], interpolation="antialiased")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    return figure
+
+
+# -- the summary page --------------------------------------------------------------------------
+
+
+def summary_lines(record: RunRecord, line: _Timeline, plan_note: str = "") -> list[str]:
+    """The summary page's text: who, what, where, how long, what failed."""
+    out = [f"{record.app.name} {record.app.version}  run {record.run_id}", "",
+           f"status      {record.status}" + (f": {_first_line(record.error)}" if record.error else ""),
+           f"started     {record.started or '?'}", f"ended       {record.ended or '(never: ' + record.status + ')'}",
+           f"duration    {record.duration_s:.3f} s", f"mode        {record.mode.value} {record.mode.letters}".rstrip(),
+           f"executor    {record.executor or '?'}"]
+    args = json.dumps(record.args, sort_keys=True, default=str)
+    wrapped = textwrap.wrap(args, _WIDTH - 12) or ["{}"]
+    out += [f"{'args' if k == 0 else '':<12}{text}" for k, text in enumerate(wrapped[:6])]
+    if len(wrapped) > 6:
+        out.append(" " * 12 + "…")
+    out += [f"code        {record.app.code_hash[:16]}  git {record.app.git_commit or '-'}",
+            f"settings    {record.settings_hash[:16]}  plan {record.plan.fingerprint[:16]}" + (f" ({plan_note})" if plan_note else ""),
+            f"cache       {record.cache or 'not used (--no-cache)'}"]
+    if record.resumed_from:
+        out.append(f"resumed     from run {record.resumed_from}")
+    if record.manager.host:
+        out.append(f"manager     {record.manager.host} pid {record.manager.pid}, python {record.manager.python}")
+    hosts: dict[str, dict[str, Any]] = {}
+    for worker in record.workers.values():
+        entry = hosts.setdefault(worker.host or "?", {"workers": 0, "slots": set(), "versions": {}})
+        entry["workers"] += 1
+        entry["slots"].add(worker.slot)
+        entry["versions"].update(worker.versions)
+    out += ["", f"hosts ({len(hosts)})"]
+    for host, entry in sorted(hosts.items())[:12]:
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(entry["versions"].items()))
+        out += textwrap.wrap(f"{host}: {entry['workers']} worker(s), {len(entry['slots'])} slot(s); {versions}", _WIDTH,
+                             initial_indent="  ", subsequent_indent="      ")
+    if len(hosts) > 12:
+        out.append(f"  … {len(hosts) - 12} more hosts")
+    totals = record.totals
+    out += ["", "totals", f"  partitions {totals.partitions}: ok {totals.ok}, cache hits {totals.cached}, failed {totals.failed}, "
+            f"skipped {totals.skipped}, not run {totals.not_run}; retried {line.retried}, never ended {line.unfinished}"]
+    if line.computed:
+        out.append(f"  busy {line.total_busy:.3f} s over {line.computed} computed partitions "
+                   f"(mean {line.total_busy / line.computed:.4f} s, slowest {line.slowest[1]} {line.slowest[0]:.4f} s)")
+    failures = [p for p in record.partitions if p.status == "failed"]
+    if failures:
+        out += ["", f"failures ({len(failures)})"]
+        for part in failures[:MAX_FAILURES]:
+            where = "/".join(x for x in (part.slot or "", part.host) if x)
+            out += textwrap.wrap(f"{part.id}" + (f" on {where}" if where else "") + (f" after {part.retries} retries" if part.retries else "")
+                                 + f": {_first_line(part.error) or '(no error recorded)'}", _WIDTH,
+                                 initial_indent="  ", subsequent_indent="      ")[:3]
+        if len(failures) > MAX_FAILURES:
+            out.append(f"  … {len(failures) - MAX_FAILURES} more (agi runs show {record.run_id} --all)")
+    for warning in record.warnings[:5]:
+        out += textwrap.wrap(f"warning: {warning}", _WIDTH)[:2]
+    return out
+
+
+def _summary_page(lines: list[str]) -> Any:
+    Figure, FigureCanvasAgg, _ = _matplotlib()
+    figure = Figure(figsize=(8.27, 11.69), dpi=100)
+    FigureCanvasAgg(figure)
+    limit = 78
+    shown = lines[:limit] + ([f"… {len(lines) - limit} more lines"] if len(lines) > limit else [])
+    figure.text(0.05, 0.97, shown[0], fontsize=12, weight="bold", family="monospace", va="top")
+    for k, text in enumerate(shown[1:], start=1):
+        figure.text(0.05, 0.97 - k * 0.0118, text[:_WIDTH + 12], fontsize=7, family="monospace", va="top")
+    return figure
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def _replace_into(figure: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        figure.savefig(tmp, format=path.suffix.lstrip("."))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_plan(run_dir: Path, record: RunRecord) -> tuple[WorkPlan | None, str]:
+    from ..plan.workplan import WorkPlan
+
+    path = run_dir / (record.plan.file or "plan.json")
+    if not path.is_file():
+        return None, f"no {path.name} in the run folder: no planned load"
+    try:
+        return WorkPlan.load(path), ""
+    except AgiError as exc:
+        return None, f"{path.name} unreadable ({exc.message.splitlines()[0][:80]}): no planned load"
+
+
+def write_report(record: RunRecord, run_dir: Path | None = None) -> list[Path]:
+    """Write ``record``'s report into ``run_dir`` (default: the folder its manifest was read from).
+    Returns the paths written: gantt.png, load.png, dag.png (when the plan has deps), report.pdf."""
+    Figure, FigureCanvasAgg, PdfPages = _matplotlib()
+    if run_dir is None:
+        if not record.path:
+            raise AgiError(f"run {record.run_id}: no run folder to write the report into", fix="pass run_dir")
+        run_dir = Path(record.path).parent
+    run_dir = Path(run_dir)
+    line = _Timeline(record)
+    plan, plan_note = _read_plan(run_dir, record)
+    written: list[Path] = []
+    gantt = _gantt(record, line)
+    _replace_into(gantt, run_dir / "gantt.png")
+    written.append(run_dir / "gantt.png")
+    load = _load(record, line, plan, plan_note)
+    _replace_into(load, run_dir / "load.png")
+    written.append(run_dir / "load.png")
+    dag_page = None
+    if plan is not None and any(p.deps for p in plan.partitions):
+        from ..plan.drawing import draw_plan
+
+        dag = run_dir / "dag.png"
+        tmp = run_dir / f".dag.tmp{os.getpid()}.png"
+        try:
+            draw_plan(plan, tmp)
+            os.replace(tmp, dag)
+        finally:
+            tmp.unlink(missing_ok=True)
+        written.append(dag)
+        dag_page = _image_page(dag, f"{record.app.name} run {record.run_id}: the plan's dependency graph")
+    pdf = run_dir / "report.pdf"
+    tmp = run_dir / f".report.pdf.tmp{os.getpid()}"
+    try:
+        with PdfPages(tmp, metadata={"Title": f"{record.app.name} run {record.run_id}", "Creator": "agi_core"}) as pages:
+            pages.savefig(_summary_page(summary_lines(record, line, plan_note)))
+            pages.savefig(gantt)
+            pages.savefig(load)
+            if dag_page is not None:
+                pages.savefig(dag_page)
+        os.replace(tmp, pdf)
+    finally:
+        tmp.unlink(missing_ok=True)
+    written.append(pdf)
+    return written
