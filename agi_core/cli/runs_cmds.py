@@ -326,3 +326,123 @@ def _print_prune(plan: Any, verb: str, summary: bool = False) -> None:
     out.print(f"{verb} {len(plan.remove)} run{'s' if len(plan.remove) != 1 else ''}, "
               f"{format_size(plan.freed)} {'would be ' if verb != 'removed' else ''}freed; {plan.kept + len(plan.running) + len(plan.unreadable)} kept "
               "(cache entries are not touched: agi cache gc)")
+
+
+# -- report, export, verify, import ------------------------------------------------------------
+
+
+@runs_group.command("report")
+@click.argument("run")
+@click.option("--app", default=None, help="Read APP's share (its workers_data_path).")
+@apps_path_option
+@_SHARE_OPTION
+@json_option
+@click.pass_context
+def runs_report(ctx: click.Context, run: str, app: str | None, share: Path | None, as_json: bool) -> None:
+    """Write RUN's report into its run folder: gantt.png (partitions per worker over time), load.png
+    (planned against actual load per slot), dag.png (when the plan has dependencies) and report.pdf
+    (a summary page, then those pictures). Needs matplotlib.
+
+    RUN is a run id, a unique prefix of one, `last`, or a record's path.
+    """
+    from ..reports import write_report
+
+    record = _store(ctx, app, share).find(run)
+    written = write_report(record)
+    if as_json:
+        print_json({"run_id": record.run_id, "app": record.app.name, "files": [str(p) for p in written]})
+        return
+    for path in written:
+        click.echo(str(path))
+
+
+@runs_group.command("export")
+@click.argument("run")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The bundle to write (.tar.gz).")
+@click.option("--with-cache", is_flag=True, help="Also pack the cache entries the run used or stored (and their output files).")
+@click.option("--sign", "sign", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="KEYFILE",
+              help="Sign SHA256SUMS with this Ed25519 private key (OpenSSH or PEM); the bundle carries its public key.")
+@click.option("--app", default=None, help="Read APP's share (its workers_data_path).")
+@apps_path_option
+@_SHARE_OPTION
+@json_option
+@click.pass_context
+def runs_export(ctx: click.Context, run: str, out: Path, with_cache: bool, sign: Path | None, app: str | None, share: Path | None,
+                as_json: bool) -> None:
+    """Pack RUN into one bundle: its record, plan, cache keys, report files and out/ files (and with
+    --with-cache its cache entries), with a SHA256SUMS of every file (signed with --sign).
+
+    \b
+    agi runs export last --out run.tar.gz --sign ~/.ssh/id_ed25519
+    agi runs verify run.tar.gz --key ~/.ssh/id_ed25519.pub
+    agi runs import run.tar.gz --share /other/share
+    """
+    from ..provenance.bundle import export_run
+
+    record = _store(ctx, app, share).find(run)
+    done = export_run(record, out, with_cache=with_cache, sign_key=sign)
+    if as_json:
+        print_json({"bundle": str(done.path), "run_id": record.run_id, "app": record.app.name, "files": done.files, "size": done.size,
+                    "cache_entries": done.entries, "missing_entries": done.missing_entries, "signed": done.signed})
+        return
+    out_console = console()
+    for location in done.missing_entries:
+        out_console.print(f"[yellow]cache entry gone, not packed: {location}[/]")
+    click.echo(f"{done.path}: run {record.run_id} of {record.app.name}, {done.files} files"
+               + (f" ({done.entries} cache entries)" if with_cache else "") + f", {done.size} bytes"
+               + (", signed" if done.signed else ""))
+
+
+@runs_group.command("verify")
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="PUBKEY",
+              help="Check the signature against this Ed25519 public key (OpenSSH or PEM); without it, against the key "
+                   "the bundle carries, which shows it is intact but not who signed it.")
+@json_option
+def runs_verify(bundle: Path, key: Path | None, as_json: bool) -> None:
+    """Check a bundle's every checksum and its signature; name each file changed, added or removed.
+    Exits non-zero on any problem."""
+    from ..errors import AgiError
+    from ..provenance.bundle import verify_bundle
+
+    check = verify_bundle(bundle, key)
+    if as_json:
+        print_json(check.to_json())
+        if not check.ok:
+            raise SystemExit(1)
+        return
+    click.echo(f"{bundle}: run {check.run_id or '?'} of {check.app or '?'}, {check.files} files"
+               + (f" ({check.entries} cache entries)" if check.entries else ""))
+    click.echo(f"signature: {check.signature}")
+    if check.ok:
+        click.echo("ok: every checksum matches")
+        return
+    for message in check.messages():
+        click.echo(message)
+    problems = len(check.messages())
+    raise AgiError(f"{bundle} failed verification: {problems} problem{'s' * (problems != 1)}",
+                   fix="do not trust or import this bundle; export the run again")
+
+
+@runs_group.command("import")
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="PUBKEY",
+              help="Require the bundle's signature to check against this Ed25519 public key.")
+@click.option("--share", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The share to import into (default: the local default share).")
+@json_option
+def runs_import(bundle: Path, key: Path | None, share: Path | None, as_json: bool) -> None:
+    """Verify a bundle, then unpack its run into <share>/runs/<app>/<run_id>/ and its cache entries
+    into <share>/cache/<app>/. An existing run folder is never overwritten, nor an existing entry."""
+    from ..paths import default_share
+    from ..provenance.bundle import import_bundle
+
+    done = import_bundle(bundle, share or default_share(), key)
+    if as_json:
+        print_json({"run_dir": str(done.run_dir), "app": done.app, "run_id": done.run_id, "entries_added": done.entries_added,
+                    "entries_kept": done.entries_kept, "signature": done.verification.signature})
+        return
+    click.echo(f"signature: {done.verification.signature}")
+    click.echo(f"imported run {done.run_id} of {done.app} into {done.run_dir}"
+               + (f"; cache entries: {done.entries_added} added, {done.entries_kept} already there"
+                  if done.entries_added or done.entries_kept else ""))

@@ -1,0 +1,492 @@
+"""Run bundles: one ``.tar.gz`` that carries a run to another machine or share, checkably.
+
+Layout of a bundle::
+
+    run/manifest.json, run/plan.json, run/cache_keys.json, run/partitions.jsonl, the report files
+    run/out/...                       the run's output files
+    cache/<xx>/<key>.entry            with ``--with-cache``: the cache entries the run used or stored,
+    cache/<xx>/<key>.files-*/...      and their output files
+    SHA256SUMS                        ``sha256sum`` format, one line per file above
+    SHA256SUMS.sig, SHA256SUMS.pub    when signed: an Ed25519 signature of SHA256SUMS, and the
+                                      public key (OpenSSH format) that checks it
+
+`verify_bundle` checks every checksum (naming each file changed, added or removed), refuses
+members that are not plain files or folders or whose names are absolute or contain ``..``, and
+checks the signature: against the key given, else against the embedded one (which proves the
+bundle is intact, not who made it). `import_bundle` verifies, then unpacks into
+``<share>/runs/<app>/<run_id>/`` (never over an existing run) and ``<share>/cache/<app>/`` (never
+over an existing entry). Exports and imports are written under temporary names and renamed into
+place, so a failure leaves nothing half-written.
+
+Signing needs the ``cryptography`` package (imported only when signing or checking a signature).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any
+
+from ..errors import AgiError
+from .writer import HEARTBEAT_FILE, LOG_FILE, MANIFEST_FILE
+
+if TYPE_CHECKING:
+    from .model import RunRecord
+
+__all__ = ["PUB_FILE", "RUN_FILES", "SIG_FILE", "SUMS_FILE", "ExportResult", "ImportResult", "Verification", "export_run",
+           "import_bundle", "verify_bundle"]
+
+SUMS_FILE = "SHA256SUMS"
+SIG_FILE = "SHA256SUMS.sig"
+PUB_FILE = "SHA256SUMS.pub"
+#: the files of a run folder a bundle carries when they exist (besides out/)
+RUN_FILES = (MANIFEST_FILE, "plan.json", "cache_keys.json", LOG_FILE, HEARTBEAT_FILE, "gantt.png", "load.png", "dag.png", "report.pdf")
+_CHUNK = 1 << 20
+
+
+# -- keys --------------------------------------------------------------------------------------
+
+
+def _crypto() -> Any:
+    try:
+        from cryptography.hazmat.primitives import serialization
+    except ImportError:
+        raise AgiError("signed bundles need the cryptography package, which is not installed",
+                       fix="pip install cryptography") from None
+    return serialization
+
+
+def load_private_key(path: Path) -> Any:
+    """An Ed25519 private key from an OpenSSH or PEM file (unencrypted)."""
+    serialization = _crypto()
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise AgiError(f"{path}: cannot read the signing key: {exc.strerror}", fix="check the path") from None
+    try:
+        if b"OPENSSH PRIVATE KEY" in data:
+            key = serialization.load_ssh_private_key(data, password=None)
+        else:
+            key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise AgiError(f"{path}: the signing key is protected by a passphrase",
+                       fix="use an unencrypted Ed25519 key: ssh-keygen -t ed25519 -N '' -f KEYFILE") from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise AgiError(f"{path}: not a readable private key ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                       fix="give an Ed25519 key in OpenSSH or PEM format: ssh-keygen -t ed25519 -N '' -f KEYFILE") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise AgiError(f"{path}: a {type(key).__name__.removeprefix('_')} key, not an Ed25519 one",
+                       fix="sign with an Ed25519 key: ssh-keygen -t ed25519 -N '' -f KEYFILE")
+    return key
+
+
+def _public_from_bytes(data: bytes, origin: str) -> Any:
+    """An Ed25519 public key from OpenSSH (``ssh-ed25519 AAAA… comment``) or PEM text; a private
+    key file gives its public half."""
+    serialization = _crypto()
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        if b"PRIVATE KEY" in data:
+            return load_private_key(Path(origin)).public_key()
+        if data.lstrip().startswith(b"ssh-"):
+            key = serialization.load_ssh_public_key(data.strip().splitlines()[0])
+        else:
+            key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise AgiError(f"{origin}: not a readable public key ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                       fix="give an Ed25519 public key in OpenSSH (KEYFILE.pub) or PEM format") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise AgiError(f"{origin}: not an Ed25519 public key", fix="bundles are signed with Ed25519 keys")
+    return key
+
+
+def _openssh_public(key: Any) -> bytes:
+    serialization = _crypto()
+    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b" agi-bundle\n"
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    files: int
+    size: int
+    entries: int = 0  # cache entries included
+    missing_entries: list[str] = field(default_factory=list)  # entries the record names that are gone (gc)
+    signed: bool = False
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _files_of(run_dir: Path, record: RunRecord, with_cache: bool) -> tuple[dict[str, Path], int, list[str]]:
+    """Archive name → file on disk; the number of cache entries; the entries that are gone."""
+    files: dict[str, Path] = {}
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_file() and not path.is_symlink():
+            files[f"run/{name}"] = path
+    out = run_dir / "out"
+    if out.is_dir():
+        for path in sorted(out.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                files[f"run/out/{path.relative_to(out).as_posix()}"] = path
+    entries, missing = 0, []
+    if with_cache:
+        seen: set[str] = set()
+        for part in record.partitions:
+            location = part.result_location or ""
+            if not location.endswith(".entry") or location in seen:
+                continue
+            seen.add(location)
+            entry = Path(location)
+            if not entry.is_file():
+                missing.append(location)
+                continue
+            base = f"cache/{entry.parent.name}"
+            files[f"{base}/{entry.name}"] = entry
+            entries += 1
+            try:
+                with open(entry, "rb") as handle:
+                    named = json.loads(handle.readline()).get("files")
+            except (OSError, ValueError):
+                named = None
+            if named and "/" not in str(named) and str(named) not in ("..", "."):
+                folder = entry.parent / str(named)
+                for path in sorted(folder.rglob("*")) if folder.is_dir() else ():
+                    if path.is_file() and not path.is_symlink():
+                        files[f"{base}/{named}/{path.relative_to(folder).as_posix()}"] = path
+    return files, entries, missing
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    return info
+
+
+def export_run(record: RunRecord, out: Path, *, with_cache: bool = False, sign_key: Path | None = None) -> ExportResult:
+    """Pack ``record``'s run folder (and with ``with_cache`` the cache entries it used) into the
+    bundle ``out``, with SHA256SUMS and, given ``sign_key``, its Ed25519 signature."""
+    if not record.path:
+        raise AgiError(f"run {record.run_id}: its record was not read from a run folder", fix="export a run read from a share")
+    run_dir = Path(record.path).parent
+    key = load_private_key(sign_key) if sign_key else None  # fail before writing anything
+    files, entries, missing = _files_of(run_dir, record, with_cache)
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    sums: list[str] = []
+    try:
+        with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+            for name, path in files.items():
+                digest = hashlib.sha256()
+                with open(path, "rb") as handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    data = handle.read(size)  # the bytes hashed are the bytes packed
+                digest.update(data)
+                info = _tarinfo(name, len(data))
+                info.mtime = int(path.stat().st_mtime)
+                tar.addfile(info, io.BytesIO(data))
+                sums.append(f"{digest.hexdigest()}  {name}\n")
+            text = "".join(sorted(sums, key=lambda line: line[66:])).encode()
+            tar.addfile(_tarinfo(SUMS_FILE, len(text)), io.BytesIO(text))
+            if key is not None:
+                signature = key.sign(text)
+                public = _openssh_public(key.public_key())
+                tar.addfile(_tarinfo(SIG_FILE, len(signature)), io.BytesIO(signature))
+                tar.addfile(_tarinfo(PUB_FILE, len(public)), io.BytesIO(public))
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise AgiError(f"cannot write the bundle {out}: {exc.strerror or exc}", fix="check the folder exists and is writable") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(out, len(files), out.stat().st_size, entries, missing, key is not None)
+
+
+# -- verify ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Verification:
+    bundle: Path
+    files: int = 0
+    changed: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # unsafe members, a missing SHA256SUMS, a bad signature
+    signed: bool = False
+    signature: str = "not signed"  # what was checked, in words
+    app: str = ""
+    run_id: str = ""
+    entries: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.changed or self.added or self.removed or self.problems)
+
+    def messages(self) -> list[str]:
+        return ([f"changed: {name}" for name in self.changed] + [f"added (not in {SUMS_FILE}): {name}" for name in self.added]
+                + [f"removed (in {SUMS_FILE}, not in the bundle): {name}" for name in self.removed] + self.problems)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bundle": str(self.bundle), "ok": self.ok, "app": self.app, "run_id": self.run_id, "files": self.files,
+                "cache_entries": self.entries, "changed": self.changed, "added": self.added, "removed": self.removed,
+                "problems": self.problems, "signed": self.signed, "signature": self.signature}
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why an archive member name must not be unpacked, or None."""
+    path = PurePosixPath(name)
+    if not name or path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "an absolute path"
+    if ".." in path.parts or "\\" in name:
+        return "a path with '..'" if ".." in path.parts else "a path with a backslash"
+    return None
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str | None]]:
+    for member in tar:
+        why = unsafe_name(member.name)
+        if why is None and not (member.isfile() or member.isdir()):
+            why = "not a plain file or folder (a link or device)"
+        yield member, why
+
+
+def _open_bundle(bundle: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(bundle, "r:*")
+    except FileNotFoundError:
+        raise AgiError(f"{bundle}: no such bundle", fix="check the path") from None
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise AgiError(f"{bundle}: not a readable bundle ({exc})", fix="make it again with `agi runs export RUN --out FILE`") from None
+
+
+def _hash_member(tar: tarfile.TarFile, member: tarfile.TarInfo, sink: IO[bytes] | None = None) -> str:
+    digest = hashlib.sha256()
+    handle = tar.extractfile(member)
+    assert handle is not None
+    while chunk := handle.read(_CHUNK):
+        digest.update(chunk)
+        if sink is not None:
+            sink.write(chunk)
+    return digest.hexdigest()
+
+
+def _parse_sums(text: bytes) -> dict[str, str]:
+    sums: dict[str, str] = {}
+    for line in text.decode("utf-8", "replace").splitlines():
+        if not line.strip():
+            continue
+        digest, _, name = line.partition(" ")
+        sums[name[1:] if name.startswith(("*", " ")) else name] = digest.lower()
+    return sums
+
+
+def verify_bundle(bundle: Path, key: Path | None = None) -> Verification:
+    """Check ``bundle``: see the module docstring. Never raises for a bad bundle's content: every
+    problem is in the result (`Verification.ok`); raises `AgiError` when it cannot be read at all."""
+    bundle = Path(bundle)
+    result = Verification(bundle)
+    found: dict[str, str] = {}
+    special: dict[str, bytes] = {}
+    manifest: bytes | None = None
+    try:
+        with _open_bundle(bundle) as tar:
+            for member, why in _members(tar):
+                if why:
+                    result.problems.append(f"unsafe member {member.name!r}: {why}")
+                    continue
+                if member.isdir():
+                    continue
+                if member.name in found or member.name in special:
+                    result.problems.append(f"member {member.name!r} appears more than once")
+                    continue
+                if member.name in (SUMS_FILE, SIG_FILE, PUB_FILE):
+                    handle = tar.extractfile(member)
+                    special[member.name] = handle.read() if handle else b""
+                    continue
+                if member.name == f"run/{MANIFEST_FILE}":
+                    buffer = io.BytesIO()
+                    found[member.name] = _hash_member(tar, member, buffer)
+                    manifest = buffer.getvalue()
+                else:
+                    found[member.name] = _hash_member(tar, member)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise AgiError(f"{bundle}: the bundle is damaged ({exc})", fix="make it again with `agi runs export RUN --out FILE`") from None
+    result.files = len(found)
+    result.entries = sum(1 for name in found if name.startswith("cache/") and name.endswith(".entry"))
+    if SUMS_FILE not in special:
+        result.problems.append(f"no {SUMS_FILE} in the bundle: not an agi bundle, or it lost its checksums")
+    else:
+        sums = _parse_sums(special[SUMS_FILE])
+        result.changed = sorted(name for name in found if name in sums and sums[name] != found[name])
+        result.added = sorted(name for name in found if name not in sums)
+        result.removed = sorted(name for name in sums if name not in found)
+    if manifest is None:
+        result.problems.append(f"no run/{MANIFEST_FILE} in the bundle")
+    else:
+        try:
+            data = json.loads(manifest)
+            result.app, result.run_id = str(data["app"]["name"]), str(data["run_id"])
+        except (ValueError, KeyError, TypeError):
+            result.problems.append(f"run/{MANIFEST_FILE} is not a readable run record")
+    _check_signature(result, special, key)
+    return result
+
+
+def _check_signature(result: Verification, special: dict[str, bytes], key: Path | None) -> None:
+    from_key = None
+    if key is not None:
+        try:
+            data = Path(key).read_bytes()
+        except OSError as exc:
+            raise AgiError(f"{key}: cannot read the key: {exc.strerror}", fix="check the path") from None
+        from_key = _public_from_bytes(data, str(key))
+    if SIG_FILE not in special:
+        if key is not None:
+            result.problems.append(f"the bundle is not signed (no {SIG_FILE}), but --key was given")
+        return
+    result.signed = True
+    if SUMS_FILE not in special:
+        result.signature = "not checked: nothing to check it against"
+        return
+    if from_key is not None:
+        public, source = from_key, f"the key {key}"
+    elif PUB_FILE in special:
+        public = _public_from_bytes(special[PUB_FILE], f"{result.bundle}:{PUB_FILE}")
+        source = f"the key embedded in the bundle ({PUB_FILE}): this shows the bundle is intact, not who signed it (use --key)"
+    else:
+        result.problems.append(f"the bundle is signed but carries no {PUB_FILE}: check it with --key PUBKEY")
+        result.signature = "not checked: no key"
+        return
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        public.verify(special[SIG_FILE], special[SUMS_FILE])
+    except InvalidSignature:
+        result.signature = f"BAD: the signature does not match {source.split(':')[0]}"
+        result.problems.append(f"bad signature: {SIG_FILE} was not made by {source.split(':')[0]} over this {SUMS_FILE}")
+        return
+    result.signature = f"good, checked against {source}"
+
+
+# -- import ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    run_dir: Path
+    app: str
+    run_id: str
+    verification: Verification
+    entries_added: int = 0
+    entries_kept: int = 0  # already in the cache: left as they were
+
+
+def _safe_component(value: str, what: str) -> str:
+    if not value or value in (".", "..") or value.startswith(".") or "/" in value or "\\" in value or "\0" in value:
+        raise AgiError(f"the bundle's {what} {value!r} cannot name a folder", fix="the bundle's manifest is not one agi wrote")
+    return value
+
+
+def import_bundle(bundle: Path, share: Path, key: Path | None = None) -> ImportResult:
+    """Verify ``bundle``, then unpack its run into ``<share>/runs/<app>/<run_id>/`` and its cache
+    entries into ``<share>/cache/<app>/``. Refuses an existing run folder; keeps existing entries."""
+    bundle, share = Path(bundle), Path(share)
+    check = verify_bundle(bundle, key)
+    if not check.ok:
+        shown = check.messages()
+        raise AgiError(f"{bundle} failed verification, nothing imported: " + "; ".join(shown[:5])
+                       + (f"; … {len(shown) - 5} more" if len(shown) > 5 else ""),
+                       fix=f"see every problem with `agi runs verify {bundle}`")
+    app = _safe_component(check.app, "app name")
+    run_id = _safe_component(check.run_id, "run id")
+    target = share / "runs" / app / run_id
+    if target.exists():
+        raise AgiError(f"run {run_id} of {app} is already on this share: {target}",
+                       fix="it was imported before; remove that folder first to import it again")
+    sums = {}
+    staging = share / "runs" / f".tmp-import-{secrets.token_hex(4)}"
+    result = ImportResult(target, app, run_id, check)
+    try:
+        staging.mkdir(parents=True)
+        with _open_bundle(bundle) as tar:
+            for member, why in _members(tar):
+                if why:
+                    raise AgiError(f"{bundle}: unsafe member {member.name!r}: {why}", fix="do not import this bundle")
+                if member.isdir():
+                    continue
+                if member.name == SUMS_FILE:
+                    handle = tar.extractfile(member)
+                    sums = _parse_sums(handle.read() if handle else b"")
+                    continue
+                if not member.name.startswith(("run/", "cache/")):
+                    continue
+                dest = staging / member.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with open(dest, "wb") as sink:
+                    digest = _hash_member(tar, member, sink)
+                os.utime(dest, (member.mtime, member.mtime))
+                if sums and sums.get(member.name) != digest:  # the bundle changed since it was verified
+                    raise AgiError(f"{bundle}: {member.name} changed while it was imported", fix="import it again")
+        _place_entries(staging / "cache", share / "cache" / app, result)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staging / "run", target)
+        except OSError as exc:
+            raise AgiError(f"cannot create {target}: {exc.strerror}", fix="it may have appeared meanwhile; check the share") from None
+    except OSError as exc:
+        raise AgiError(f"cannot import into {share}: {exc.strerror or exc}", fix="check the share is writable") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _place_entries(staged: Path, cache: Path, result: ImportResult) -> None:
+    """Move each staged cache entry (its files folder first, then the entry) into ``cache``,
+    never over an entry already there."""
+    if not staged.is_dir():
+        return
+    for entry in sorted(staged.glob("*/*.entry")):
+        final = cache / entry.parent.name / entry.name
+        if final.exists():
+            result.entries_kept += 1
+            continue
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(entry, "rb") as handle:
+                named = json.loads(handle.readline()).get("files")
+        except (OSError, ValueError):
+            named = None
+        if named and unsafe_name(str(named)) is None and "/" not in str(named):
+            folder = entry.parent / str(named)
+            if folder.is_dir() and not (final.parent / str(named)).exists():
+                os.rename(folder, final.parent / str(named))
+        try:
+            os.link(entry, final)  # fails if another writer stored the key meanwhile: theirs stays
+        except FileExistsError:
+            result.entries_kept += 1
+            continue
+        except OSError:
+            os.rename(entry, final)  # a filesystem without hard links
+        result.entries_added += 1
