@@ -73,7 +73,8 @@ def test_export_import_into_another_share_then_show_and_report_work_there(share,
         assert name in names, name
     entries = [n for n in names if n.startswith("cache/") and n.endswith(".entry")]
     assert len(entries) == 3 and len([n for n in names if ".files-" in n]) == 3  # p0..p2 stored, each with its file
-    sums = dict(reversed(line.split("  ", 1)) for line in tarfile.open(bundle).extractfile("SHA256SUMS").read().decode().splitlines())
+    with tarfile.open(bundle) as tar:
+        sums = dict(reversed(line.split("  ", 1)) for line in tar.extractfile("SHA256SUMS").read().decode().splitlines())
     assert set(sums) == set(names) - {"SHA256SUMS"}
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
 

@@ -256,8 +256,8 @@ def summary_lines(record: RunRecord, line: _Timeline, plan_note: str = "") -> li
     if len(hosts) > 12:
         out.append(f"  … {len(hosts) - 12} more hosts")
     totals = record.totals
-    out += ["", "totals", f"  partitions {totals.partitions}: ok {totals.ok}, cache hits {totals.cached}, failed {totals.failed}, "
-            f"skipped {totals.skipped}, not run {totals.not_run}; retried {line.retried}, never ended {line.unfinished}"]
+    out += ["", "totals", (f"  partitions {totals.partitions}: ok {totals.ok}, cache hits {totals.cached}, failed {totals.failed}, "
+                           f"skipped {totals.skipped}, not run {totals.not_run}; retried {line.retried}, never ended {line.unfinished}")]
     if line.computed:
         out.append(f"  busy {line.total_busy:.3f} s over {line.computed} computed partitions "
                    f"(mean {line.total_busy / line.computed:.4f} s, slowest {line.slowest[1]} {line.slowest[0]:.4f} s)")
@@ -315,7 +315,7 @@ def _read_plan(run_dir: Path, record: RunRecord) -> tuple[WorkPlan | None, str]:
 def write_report(record: RunRecord, run_dir: Path | None = None) -> list[Path]:
     """Write ``record``'s report into ``run_dir`` (default: the folder its manifest was read from).
     Returns the paths written: gantt.png, load.png, dag.png (when the plan has deps), report.pdf."""
-    Figure, FigureCanvasAgg, PdfPages = _matplotlib()
+    PdfPages = _matplotlib()[2]
     if run_dir is None:
         if not record.path:
             raise AgiError(f"run {record.run_id}: no run folder to write the report into", fix="pass run_dir")
