@@ -179,6 +179,19 @@ def _files_of(run_dir: Path, record: RunRecord, with_cache: bool) -> tuple[dict[
     return files, entries, missing
 
 
+class _Hashing:
+    """A file object that hashes what is read from it (`tarfile.addfile` reads exactly the size)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        return data
+
+
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = size, 0o644, 0
@@ -199,15 +212,13 @@ def export_run(record: RunRecord, out: Path, *, with_cache: bool = False, sign_k
     try:
         with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
             for name, path in files.items():
-                digest = hashlib.sha256()
                 with open(path, "rb") as handle:
-                    size = os.fstat(handle.fileno()).st_size
-                    data = handle.read(size)  # the bytes hashed are the bytes packed
-                digest.update(data)
-                info = _tarinfo(name, len(data))
-                info.mtime = int(path.stat().st_mtime)
-                tar.addfile(info, io.BytesIO(data))
-                sums.append(f"{digest.hexdigest()}  {name}\n")
+                    stat = os.fstat(handle.fileno())
+                    info = _tarinfo(name, stat.st_size)
+                    info.mtime = int(stat.st_mtime)
+                    reader = _Hashing(handle)  # the bytes hashed are the bytes packed, read once
+                    tar.addfile(info, reader)
+                sums.append(f"{reader.digest.hexdigest()}  {name}\n")
             text = "".join(sorted(sums, key=lambda line: line[66:])).encode()
             tar.addfile(_tarinfo(SUMS_FILE, len(text)), io.BytesIO(text))
             if key is not None:
