@@ -27,7 +27,7 @@ _SHARE_OPTION = click.option("--share", type=click.Path(file_okay=False, path_ty
 @click.group("runs")
 @apps_path_option
 def runs_group() -> None:
-    """Read the run records on the share, and prune old ones."""
+    """Read the run records on the share: list, show (--why), report; export, verify and import bundles; prune old runs."""
 
 
 def _store(ctx: click.Context, app: str | None, share: Path | None) -> RunStore:
