@@ -1,3 +1,4 @@
+import itertools
 import random
 
 import pytest
@@ -13,6 +14,17 @@ def lower_bound(weights, slots):
     return max(max(weights) / max(s.capacity for s in slots), sum(weights) / total_capacity)
 
 
+def optimum(weights, n_slots):
+    """The best makespan over every assignment of ``weights`` to ``n_slots`` equal slots."""
+    best = float("inf")
+    for choice in itertools.product(range(n_slots), repeat=len(weights)):
+        loads = [0.0] * n_slots
+        for weight, slot in zip(weights, choice):
+            loads[slot] += weight
+        best = min(best, max(loads))
+    return best
+
+
 @settings(max_examples=200, deadline=None)
 @given(weights=st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), min_size=1, max_size=200),
        n_slots=st.integers(min_value=1, max_value=12))
@@ -23,10 +35,12 @@ def test_every_partition_exactly_once_and_list_scheduling_bound(weights, n_slots
     placed = [pid for ids in plan.values() for pid in ids]
     assert sorted(placed) == sorted(p.id for p in parts)
     assert set(plan) == {s.name for s in slots}
-    # Greedy list scheduling never exceeds total/m + max; LPT is within 4/3 of optimal.
+    # Greedy list scheduling never exceeds total/m + max; LPT is within (4/3 - 1/3m) of the
+    # optimum, which small cases find by trying every assignment.
     span = makespan(plan, {p.id: p.weight for p in parts}, slots)
     assert span <= sum(weights) / n_slots + max(weights) + 1e-6
-    assert span <= 4 / 3 * lower_bound(weights, slots) * (1 + 1e-9) + max(weights) / 3 + 1e-6
+    if n_slots ** len(weights) <= 20_000:
+        assert span <= (4 / 3 - 1 / (3 * n_slots)) * optimum(weights, n_slots) * (1 + 1e-9) + 1e-6
 
 
 @settings(max_examples=100, deadline=None)
@@ -73,3 +87,12 @@ def test_deterministic():
     parts = [Partition(f"p{i}", float(i % 5)) for i in range(50)]
     slots = [Slot(f"h-{k}", "h") for k in range(4)]
     assert balance(parts, slots) == balance(parts, slots)
+
+
+def test_one_slot_too_few_pairs_the_two_lightest():
+    """7 partitions on 6 slots: the best plan pairs the two lightest (a case an earlier,
+    too tight, bound in the property test rejected)."""
+    weights = [108527.0, 108527.0] + [116871.0] * 5
+    parts = [Partition(f"p{i}", w) for i, w in enumerate(weights)]
+    slots = [Slot(f"h-{k}", "h") for k in range(6)]
+    assert makespan(balance(parts, slots), {p.id: p.weight for p in parts}, slots) == 2 * 108527.0
