@@ -90,6 +90,12 @@ def test_export_import_into_another_share_then_show_and_report_work_there(share,
     assert sorted(p.relative_to(other / "cache" / "toy").as_posix() for p in (other / "cache" / "toy").glob("*/*.entry")) == \
         sorted(n.removeprefix("cache/") for n in entries)
     assert not [p for p in (other / "runs").iterdir() if p.name.startswith(".tmp")]
+    from agi_core.provenance import read_record
+
+    moved = read_record(run_dir / "manifest.json")  # its paths follow it to the new share
+    assert moved.out_dir == str(run_dir / "out") and moved.cache == str(other / "cache" / "toy")
+    stored = [p.result_location for p in moved.partitions if p.cache == "stored"]
+    assert stored and all(Path(location).is_file() for location in stored)
     shown = agi("runs", "show", failed_run, "--share", str(other))
     assert shown.returncode == 0, shown.stderr
     assert failed_run in shown.stdout and "failed" in shown.stdout and "toy failure in partition 3" in shown.stdout

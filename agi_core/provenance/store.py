@@ -61,10 +61,26 @@ def read_record(path: Path) -> RunRecord:
         raise AgiError(f"{path}: unreadable run record ({type(exc).__name__}: {str(exc).splitlines()[0]})",
                        fix="inspect or remove that run's folder") from None
     record.path = str(path)
+    _reroot(record, path.parent)
     if record.status == "running":
         _fold_log(record, path.parent)
         _judge(record, path.parent)
     return record
+
+
+def _reroot(record: RunRecord, run_dir: Path) -> None:
+    """Point the record's paths at where it is now: a record moved to another share (`agi runs
+    import`, a copied share) names its out/ folder and cache entries where it was written."""
+    out_dir = str(run_dir / "out")
+    if not record.out_dir or record.out_dir == out_dir:
+        return
+    record.out_dir = out_dir
+    if record.cache and run_dir.parent.parent.name == "runs":  # only inside a share's layout is its cache known
+        old_cache = record.cache
+        record.cache = str(run_dir.parent.parent.parent / "cache" / record.app.name)  # <share>/runs/<app>/<run>
+        for part in record.partitions:
+            if part.result_location and part.result_location.startswith(old_cache):
+                part.result_location = record.cache + part.result_location[len(old_cache):]
 
 
 def _fold_log(record: RunRecord, run_dir: Path) -> None:
