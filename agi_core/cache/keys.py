@@ -22,12 +22,13 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..app import Partition
 from ..errors import PlanError
 
-__all__ = ["CACHE_FORMAT", "KEYS_FILE", "KEYS_SCHEMA", "RunKeys", "explain", "kernel_kind_for_mode", "plan_keys"]
+__all__ = ["CACHE_FORMAT", "KEYS_FILE", "KEYS_SCHEMA", "RunKeys", "explain", "kernel_kind_for_mode", "plan_keys", "read_run_keys"]
 
 #: bump when the way results are keyed or stored changes: every older entry then misses
 CACHE_FORMAT = 1
@@ -156,3 +157,12 @@ def explain(pid: str, *, old: RunKeys, new: RunKeys, depth: int = 0, _seen: set[
 
 def _names(reads: list[str] | None) -> str:
     return "all args" if reads is None else ", ".join(reads) or "no args"
+
+
+def read_run_keys(run_dir: Path) -> RunKeys | None:
+    """A run's keys (``<run>/cache_keys.json``), or None when it has none (a --no-cache run, or
+    one that stopped before keying its plan) or they cannot be read."""
+    try:
+        return RunKeys.from_json((Path(run_dir) / KEYS_FILE).read_bytes())
+    except (OSError, ValueError, KeyError):
+        return None

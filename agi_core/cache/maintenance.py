@@ -1,6 +1,6 @@
-"""Keeping the share tidy: `agi cache gc` for cache entries, `agi runs prune` for run folders.
+"""Keeping the cache tidy: `agi cache gc` (run folders: `agi_core.provenance.pruning`).
 
-Both first decide (a plan that ``--dry-run`` prints as it is), then act; neither prompts nor prints.
+It first decides (a plan that ``--dry-run`` prints as it is), then acts; it neither prompts nor prints.
 
 Safety, for ``gc``: an entry whose key a *running* run has (its record reads ``running``, not
 ``abandoned``; keys from its ``cache_keys.json``) is never removed, and neither are the keys of a
@@ -8,15 +8,7 @@ run folder whose record is not written yet or cannot be read while its keys file
 `GRACE_S` (a run starting). An entry used again after gc looked at it (its mtime moved) is kept.
 Temporary files (``.tmp-*``) and output folders no entry names (``<key>.files-*``) are removed
 only once they are older than `GRACE_S`: a worker storing an entry makes both for a moment.
-For ``prune``: a run that is still running is never removed, nor a record that cannot be read
-(it may be a newer agi_core's); cache entries are not touched (gc manages them).
 
->>> parse_duration("90m"), parse_duration("1.5h"), parse_duration("7d")
-(5400.0, 5400.0, 604800.0)
->>> parse_size("500M"), parse_size("2G"), parse_size("1024")
-(524288000, 2147483648, 1024)
->>> format_size(1536), format_size(3 * 1024**3)
-('1.5 KiB', '3.0 GiB')
 >>> entries = [_Item("toy", "a" * 64, 100, 10.0), _Item("toy", "b" * 64, 100, 20.0), _Item("toy", "c" * 64, 100, 30.0)]
 >>> plan = plan_gc(entries, live={"a" * 64}, older_than=None, max_size=150, now=40.0)
 >>> [(e.key[0], why) for e, why in plan.remove], [e.key[0] for e in plan.protected]
@@ -31,65 +23,28 @@ import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import AgiError
-from .keys import KEYS_FILE, RunKeys
+from ..quantities import disk_usage, format_age
+from .keys import KEYS_FILE, read_run_keys
 from .store import CacheStore, EntryInfo
 
 __all__ = [
     "GRACE_S",
     "GcPlan",
-    "PrunePlan",
-    "RunFolder",
     "apply_gc",
-    "apply_prune",
     "cache_apps",
     "check_entry",
     "collect_gc",
-    "format_size",
     "live_keys",
-    "parse_duration",
-    "parse_size",
     "plan_gc",
-    "plan_prune",
-    "read_run_keys",
 ]
 
 #: how old a temporary file, an unnamed output folder, or the keys of a run without a readable
 #: record must be before gc takes them for leftovers (a worker or a run may be writing them)
 GRACE_S = 3600.0
-
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``30s``, ``30m``, ``12h``, ``7d``, ``2w`` (a bare number is seconds)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
-    if not match:
-        raise ValueError(f"{text!r} is not a duration: write a number and a unit s, m, h, d or w (30m, 12h, 7d)")
-    return float(match[1]) * _DURATION_UNITS[match[2] or "s"]
-
-
-def parse_size(text: str) -> int:
-    """Bytes in ``500M``, ``2G``, ``1.5T``, ``100k`` (powers of 1024; ``MB``, ``MiB`` mean the same)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
-    if not match:
-        raise ValueError(f"{text!r} is not a size: write a number and a unit K, M, G or T (500M, 2G)")
-    return int(float(match[1]) * _SIZE_UNITS[match[2]])
-
-
-def format_size(size: float) -> str:
-    """``512 B``, ``1.5 KiB``, ``3.0 GiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
-
 
 def cache_apps(share: Path) -> list[str]:
     """The apps that have a cache folder on ``share``."""
@@ -232,7 +187,7 @@ def plan_gc(entries: Sequence[_Item], *, live: set[str], older_than: float | Non
             if item.key in live:
                 plan.protected.append(item)
             else:
-                plan.remove.append((item, f"unused for {_age(now - item.used)}"))
+                plan.remove.append((item, f"unused for {format_age(now - item.used)}"))
         else:
             remaining.append(item)
     if max_size is not None:
@@ -262,7 +217,7 @@ def collect_gc(share: Path, apps: Sequence[str], *, older_than: float | None, ma
         infos = list(store.entries())
         items += [_item(app, info) for info in infos]
         leftovers += [(app, path, size) for path, size in _leftovers(store, infos, now)]
-    leftovers += [("", path, _du(path)) for path in _removing(Path(share) / "cache", now)]
+    leftovers += [("", path, disk_usage(path)) for path in _removing(Path(share) / "cache", now)]
     live = {key for keys in held.values() for key in keys}
     plan = plan_gc(items, live=live, older_than=older_than, max_size=max_size, now=now)
     plan.leftovers = leftovers
@@ -322,7 +277,7 @@ def _leftovers(store: CacheStore, infos: Sequence[EntryInfo], now: float) -> Ite
             name = path.name
             leftover = name.startswith(".tmp-") or (".files-" in name and (folder, name) not in named)
             if leftover and now - _newest(path) > GRACE_S:
-                yield path, _du(path)
+                yield path, disk_usage(path)
 
 
 def _removing(root: Path, now: float) -> Iterable[Path]:
@@ -347,153 +302,3 @@ def _newest(path: Path) -> float:
                 except FileNotFoundError:
                     pass
     return newest
-
-
-def _du(path: Path) -> int:
-    """Bytes in ``path`` (a file, or a folder's files)."""
-    try:
-        if not path.is_dir() or path.is_symlink():
-            return path.lstat().st_size
-    except FileNotFoundError:
-        return 0
-    total = 0
-    for base, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(base, name)).st_size
-            except FileNotFoundError:
-                pass
-    return total
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}".replace(".0" + unit, unit)
-    return f"{seconds:.0f}s"
-
-
-# -- prune ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunFolder:
-    """A run folder as prune weighs it."""
-
-    app: str
-    run_id: str
-    path: Path
-    status: str
-    started: str
-    last: float  # when it ended (or last showed life); 0.0 when unknown
-    size: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"app": self.app, "run_id": self.run_id, "path": str(self.path), "status": self.status, "started": self.started,
-                "ended": self.last or None, "size": self.size}
-
-
-@dataclass
-class PrunePlan:
-    remove: list[tuple[RunFolder, str]] = field(default_factory=list)
-    running: list[RunFolder] = field(default_factory=list)  # would have gone, but still running
-    unreadable: list[RunFolder] = field(default_factory=list)  # never removed: remove by hand
-    kept: int = 0
-
-    @property
-    def freed(self) -> int:
-        return sum(run.size for run, _ in self.remove)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"removed": [run.to_json() | {"reason": why} for run, why in self.remove],
-                "running": [run.to_json() for run in self.running],
-                "unreadable": [run.to_json() for run in self.unreadable], "kept": self.kept, "freed": self.freed}
-
-
-def plan_prune(share: Path, app: str | None = None, *, keep: int | None = None, older_than: float | None = None,
-               now: float | None = None) -> PrunePlan:
-    """Which run folders to remove: per app, all but the newest ``keep``, and/or those that ended
-    more than ``older_than`` seconds ago (given both, a run goes only when both say so). A running
-    run and an unreadable record are never chosen."""
-    from ..provenance import RunStore
-
-    if keep is None and older_than is None:
-        raise AgiError("prune needs --keep N or --older-than DURATION", fix="e.g. agi runs prune --keep 20")
-    now = time.time() if now is None else now
-    store = RunStore(Path(share))
-    by_app: dict[str, list[Any]] = {}
-    for record in store.list(app):  # newest first
-        by_app.setdefault(Path(str(record.path)).parent.parent.name, []).append(record)
-    plan = PrunePlan()
-    for name, records in sorted(by_app.items()):
-        for rank, record in enumerate(records):
-            run_dir = Path(str(record.path)).parent
-            last = _last_sign(record, run_dir)
-            reasons = []
-            if keep is not None:
-                if rank < keep:
-                    plan.kept += 1
-                    continue
-                reasons.append(f"not among the newest {keep}")
-            if older_than is not None:
-                if not last or now - last <= older_than:
-                    plan.kept += 1
-                    continue
-                reasons.append(f"ended {_age(now - last)} ago")
-            folder = RunFolder(name, record.run_id, run_dir, record.status, record.started, last, _du(run_dir))
-            if record.status == "running":
-                plan.running.append(folder)
-            elif record.status == "unreadable":
-                plan.unreadable.append(folder)
-            else:
-                plan.remove.append((folder, "; ".join(reasons)))
-    return plan
-
-
-def apply_prune(plan: PrunePlan) -> PrunePlan:
-    """Remove the run folders of ``plan`` (the manifest first, so listings drop the run at once);
-    a run found running when its turn comes is kept. Returns what was removed."""
-    from ..provenance import read_record
-
-    done = PrunePlan(running=list(plan.running), unreadable=list(plan.unreadable), kept=plan.kept)
-    for run, why in plan.remove:
-        manifest = run.path / "manifest.json"
-        try:
-            if read_record(manifest).status == "running":
-                done.running.append(run)
-                continue
-        except AgiError:
-            if manifest.exists():
-                done.unreadable.append(run)
-                continue
-        try:
-            manifest.unlink()
-        except FileNotFoundError:
-            pass
-        shutil.rmtree(run.path, ignore_errors=True)
-        done.remove.append((run, why))
-    return done
-
-
-def _last_sign(record: Any, run_dir: Path) -> float:
-    """When a run ended; for one that never recorded its end (abandoned), its last heartbeat,
-    else the last write of its manifest."""
-    for stamp in (record.ended, record.heartbeat):
-        if stamp:
-            try:
-                return datetime.fromisoformat(stamp).timestamp()
-            except ValueError:
-                pass
-    try:
-        return (run_dir / "manifest.json").stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def read_run_keys(run_dir: Path) -> RunKeys | None:
-    """A run's keys (``<run>/cache_keys.json``), or None when it has none (a --no-cache run, or
-    one that stopped before keying its plan) or they cannot be read."""
-    try:
-        return RunKeys.from_json((Path(run_dir) / KEYS_FILE).read_bytes())
-    except (OSError, ValueError, KeyError):
-        return None

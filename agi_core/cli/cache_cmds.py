@@ -23,7 +23,7 @@ class _Duration(click.ParamType):
     name = "DURATION"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        from ..cache.maintenance import parse_duration
+        from ..quantities import parse_duration
 
         if isinstance(value, float):
             return value
@@ -37,7 +37,7 @@ class _Size(click.ParamType):
     name = "SIZE"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        from ..cache.maintenance import parse_size
+        from ..quantities import parse_size
 
         if isinstance(value, int):
             return value
@@ -107,7 +107,8 @@ def cache_group() -> None:
 def cache_list(ctx: click.Context, app: str | None, share: Path | None, limit: int, as_json: bool) -> None:
     """Summarise the cache of every app, or list APP's entries (most recently used first)."""
     from ..cache import CacheStore
-    from ..cache.maintenance import cache_apps, format_size
+    from ..cache.maintenance import cache_apps
+    from ..quantities import format_size
 
     root = share_for(ctx, app, share)
     if app:
@@ -162,8 +163,9 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
     KEY is a key or a unique prefix of one (at least 4 characters). Checking does not count as a use.
     """
     from ..cache import CacheStore
-    from ..cache.maintenance import cache_apps, check_entry, format_size
+    from ..cache.maintenance import cache_apps, check_entry
     from ..errors import AgiError
+    from ..quantities import format_size
 
     if len(key) < 4:
         raise AgiError(f"give at least 4 characters of the key, not {key!r}", fix="copy it from `agi cache list APP`")
@@ -217,7 +219,8 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
 def cache_clear(ctx: click.Context, app: str, share: Path | None, yes: bool, as_json: bool) -> None:
     """Remove every cache entry of APP (the next run computes everything again)."""
     from ..cache import CacheStore
-    from ..cache.maintenance import format_size, live_keys
+    from ..cache.maintenance import live_keys
+    from ..quantities import format_size
 
     root = share_for(ctx, app, share)
     name = app_name(ctx, app, share)
@@ -280,7 +283,7 @@ def cache_gc(ctx: click.Context, app: str | None, share: Path | None, older_than
 
 
 def _print_gc(root: Path, apps: list[str], done: GcPlan, dry_run: bool) -> None:
-    from ..cache.maintenance import format_size
+    from ..quantities import format_size
 
     out = console()
     verb = "would remove" if dry_run else "removed"

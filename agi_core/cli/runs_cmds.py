@@ -138,7 +138,7 @@ def _run_dir(record: RunRecord) -> Path:
 
 
 def _keys_of(record: RunRecord) -> RunKeys | None:
-    from ..cache.maintenance import read_run_keys
+    from ..cache.keys import read_run_keys
 
     return read_run_keys(_run_dir(record))
 
@@ -287,8 +287,9 @@ def runs_prune(ctx: click.Context, app: str | None, share: Path | None, keep: in
     Never removed: a run still running (a dead manager's run reads `abandoned` and can go), a
     record that cannot be read. Cache entries are never touched: `agi cache gc` manages them.
     """
-    from ..cache.maintenance import apply_prune, format_size, plan_prune
     from ..errors import AgiError
+    from ..provenance.pruning import apply_prune, plan_prune
+    from ..quantities import format_size
     from .cache_cmds import app_name, share_for
 
     if keep is None and older_than is None:
@@ -309,7 +310,7 @@ def runs_prune(ctx: click.Context, app: str | None, share: Path | None, keep: in
 
 
 def _print_prune(plan: Any, verb: str, summary: bool = False) -> None:
-    from ..cache.maintenance import format_size
+    from ..quantities import format_size
     from .record_view import status_text
 
     out = console()
