@@ -9,6 +9,7 @@ from .model import (
     PartitionRecord,
     PlanRecord,
     RunRecord,
+    StepRecord,
     Totals,
     WorkerRecord,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "RecordWriter",
     "RunRecord",
     "RunStore",
+    "StepRecord",
     "Totals",
     "WorkerRecord",
     "iso",

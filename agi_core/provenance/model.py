@@ -24,6 +24,7 @@ __all__ = [
     "PartitionRecord",
     "PlanRecord",
     "RunRecord",
+    "StepRecord",
     "Totals",
     "WorkerRecord",
 ]
@@ -121,6 +122,15 @@ class Totals(_Model):
     not_run: int = 0
 
 
+class StepRecord(_Model):
+    """The pipeline step a run came from (``agi steps run`` passes it to the step's process)."""
+
+    pipeline: str = ""  # the lab_steps.toml file
+    pipeline_run: str = ""  # the pipeline run's id
+    step: str = ""  # the step's id
+    ledger: str | None = Field(default=None, exclude=True)  # where the run announces itself to the pipeline
+
+
 class RunRecord(_Model):
     """Everything recorded about one run (``<share>/runs/<app>/<run_id>/manifest.json``)."""
 
@@ -143,6 +153,7 @@ class RunRecord(_Model):
     cache: str | None = None  # the cache folder the run used; None: --no-cache
     resumed_from: str | None = None  # the run this one resumed
     refreshed: list[str] = Field(default_factory=list)  # partitions recomputed on request (--refresh)
+    step: StepRecord | None = None  # the pipeline step this run came from
     started: str = ""
     ended: str | None = None
     duration_s: float = 0.0

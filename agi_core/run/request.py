@@ -26,6 +26,7 @@ from ..errors import SettingsError
 from ..executors import executor_name
 from ..modes import Mode
 from ..paths import default_share
+from ..provenance import StepRecord
 from ..settings import ClusterSettings, call_overrides
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class RunRequest(BaseModel):
     use_cache: bool = Field(default=True, description="reuse cached partition results, and store new ones")
     refresh: tuple[str, ...] = Field(default=(), description="partitions computed again even when cached")
     resume: str | None = Field(default=None, description="the run whose unfinished partitions this run completes")
+    step: StepRecord | None = Field(default=None, description="the pipeline step this run belongs to")
 
     @property
     def run_mode(self) -> Mode:
@@ -100,7 +102,11 @@ def resolve(
     (``agi cluster up`` always has the cluster bit).
 
     App arguments may come as ``args=`` or as keywords (``app_args``), not both for one key.
+    The pipeline step the run belongs to comes from the environment (`run.step`), where
+    ``agi steps run`` puts it.
     """
+    from .step import step_from_environment
+
     clash = sorted(set(args or {}) & set(app_args or {}))
     if clash:
         raise SettingsError(f"argument(s) {', '.join(clash)} given both in args= and as keywords", fix="give each once")
@@ -111,4 +117,5 @@ def resolve(
         args=settings.args.model_dump(mode="json"), mode=int(run_mode), cluster=settings.cluster,
         settings_file=str(settings.path), settings_hash=settings.hash,
         plan_file=str(plan) if plan is not None else None, use_cache=use_cache, refresh=tuple(refresh),
+        step=step_from_environment(),
     )

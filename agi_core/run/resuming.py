@@ -52,4 +52,4 @@ def resume_request(env: AgiEnv, base: RunRequest, run: str) -> RunRequest:
     plan_file = run_dir / record.plan.file
     if not plan_file.is_file():
         raise AgiError(f"cannot resume run {record.run_id}: its plan {plan_file} is missing", fix=f"run it again: agi run {env.name}")
-    return old.model_copy(update={"resume": record.run_id, "plan_file": str(plan_file), "refresh": ()})
+    return old.model_copy(update={"resume": record.run_id, "plan_file": str(plan_file), "refresh": (), "step": base.step})

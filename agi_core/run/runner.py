@@ -28,6 +28,7 @@ from .caching import RunCache
 from .preflight import prepare
 from .recording import first_record, local_versions, totals, worker_records
 from .result import RunResult
+from .step import announce
 
 if TYPE_CHECKING:
     from ..env import AgiEnv
@@ -70,11 +71,13 @@ class Runner:
         self.record.kernel_note = ready.kernel_note or None
         self.record.out_dir = str(self.run_dir / "out")
         self.record.resumed_from = self.request.resume
+        self.record.step = self.request.step
         if self.cache is not None:
             self.cache.write_keys(self.run_dir)
             self.record.cache = str(self.cache.store.root)
             self.record.refreshed = list(self.request.refresh)
         self.writer.write(self.record)
+        announce(self.request.step, self.record, self.writer.manifest)
         cache = self.cache
         job = JobSpec(self.env.src_dir, self.env.module_name, self.env.class_name, self.request.args, self.request.mode,
                       self.run_dir / "out", run_id=self.run_id, cache_dir=cache.store.root if cache else None,
@@ -211,6 +214,7 @@ class Runner:
         })
         slot_of = self.plan.slot_of()
         self.writer.finish(self.record, ((p.id, slot_of.get(p.id)) for p in self.plan.partitions))
+        announce(self.request.step, self.record, self.writer.manifest)
         self.emit(RunFinished(self.run_id, status, round(ended - self.started, 6), self.record.totals.model_dump()))
 
     def _failure_message(self) -> str:
