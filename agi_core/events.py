@@ -28,6 +28,8 @@ __all__ = [
     "Phase",
     "RunFinished",
     "RunStarted",
+    "StepFinished",
+    "StepStarted",
     "ignore",
 ]
 
@@ -123,3 +125,29 @@ class HostStep(Event):
     step: str
     done: bool = False
     failed: bool = False
+
+
+@dataclass(frozen=True)
+class StepStarted(Event):
+    """A pipeline step's process started (``agi steps run``)."""
+
+    kind: ClassVar[str] = "step_started"
+    pipeline_run: str
+    step: str
+    step_kind: str
+    app: str | None = None
+    log: str = ""
+
+
+@dataclass(frozen=True)
+class StepFinished(Event):
+    """A pipeline step ended: ``status`` is ok, failed, skipped (a dependency failed), reused
+    (``--resume``: it succeeded before) or interrupted; ``run_ids`` are the runs it made."""
+
+    kind: ClassVar[str] = "step_finished"
+    pipeline_run: str
+    step: str
+    status: str
+    duration_s: float = 0.0
+    run_ids: tuple[str, ...] = ()
+    reason: str | None = None

@@ -1,8 +1,10 @@
-"""Reports of a run: pictures and a PDF made from its record and plan (`agi runs report RUN`).
+"""Reports: pictures and a PDF made from a run's record and plan (`agi runs report RUN`), or from
+a pipeline run's record (`agi steps report`).
 
-See `render.write_report` and docs/reports.md.
+See `render.write_report`, `pipeline.write_pipeline_report` and docs/reports.md.
 """
 
+from .pipeline import PIPELINE_REPORT_FILES, write_pipeline_report
 from .render import REPORT_FILES, write_report
 
-__all__ = ["REPORT_FILES", "write_report"]
+__all__ = ["PIPELINE_REPORT_FILES", "REPORT_FILES", "write_pipeline_report", "write_report"]
