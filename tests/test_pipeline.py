@@ -92,7 +92,9 @@ def test_failed_step_stops_its_dependants_and_resume_reuses_ok_steps_and_the_cac
     flag = tmp_path / "still-broken"
     flag.touch()
     _toy_step(tmp_path, apps_copy, share, "compute", "--set", "fail_on=[2]", "--set", f"fail_while={flag}", "--set", "n=4")
-    _python_step(tmp_path, "after", "print('after compute')\n", "--deps", "compute")
+    reader = ("from agi_core.pipeline import step_inputs\n(run,) = step_inputs()['compute']\n"
+              "open('after.txt', 'w').write(f'{run.run_id} {run.status} {run.totals.partitions}')\n")
+    _python_step(tmp_path, "after", reader, "--deps", "compute")
     _python_step(tmp_path, "other", "print('independent')\n")
 
     done = _agi(tmp_path, "steps", "run")
@@ -117,6 +119,7 @@ def test_failed_step_stops_its_dependants_and_resume_reuses_ok_steps_and_the_cac
     assert steps["compute"]["status"] == steps["after"]["status"] == "ok"
     manifest = json.loads(Path(steps["compute"]["runs"][0]["manifest"]).read_text())
     assert manifest["totals"]["cached"] == 3 and manifest["totals"]["ok"] == 1  # only the failed partition ran
+    assert (tmp_path / "after.txt").read_text() == f"{manifest['run_id']} ok 4"  # it read its dep's run
     again = _agi(tmp_path, "steps", "run", "--resume", second["pipeline_run"])
     assert again.returncode == 1 and "nothing to resume" in again.stderr
 

@@ -96,6 +96,9 @@ class PipelineRecord(BaseModel):
     def step(self, step_id: str) -> StepRun | None:
         return next((step for step in self.steps if step.id == step_id), None)
 
+    def steps_by_id(self) -> dict[str, StepRun]:
+        return {step.id: step for step in self.steps}
+
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for step in self.steps:

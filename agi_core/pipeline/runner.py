@@ -30,6 +30,7 @@ from ..provenance import StepRecord
 from ..run.step import step_environment
 from ..snippets import STRICT_ENV
 from .authoring import staleness
+from .inputs import inputs_environment
 from .model import Pipeline, PipelineError, Step
 from .record import PipelineRecord, PipelineStore, StepRun, StepRunRef, now_iso
 from .steps_file import load_pipeline
@@ -124,7 +125,9 @@ class _PipelineRun:
         log = self.run_dir / "logs" / f"{step.id}.log"
         ledger = self.run_dir / "ledger" / f"{step.id}.jsonl"
         tag = StepRecord(pipeline=str(self.file), pipeline_run=self.record.pipeline_run, step=step.id, ledger=str(ledger))
-        env = {**os.environ, **step_environment(tag), "PYTHONUNBUFFERED": "1"}
+        by_id = self.record.steps_by_id()
+        inputs = {dep: [run.manifest for run in by_id[dep].runs] for dep in step.deps if dep in by_id}
+        env = {**os.environ, **step_environment(tag), **inputs_environment(inputs), "PYTHONUNBUFFERED": "1"}
         if step.id in self.stale:
             env[STRICT_ENV] = "0"  # --allow-stale: the snippet warns (into its log) instead of refusing
         entry.status, entry.started = "running", now_iso()
