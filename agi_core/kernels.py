@@ -2,7 +2,9 @@
 
 An app keeps the same functions in ``kernels.py`` (reference), ``kernels_cy`` (compiled Cython) and
 ``kernels_gpu.py`` (GPU). The rapids bit prefers the GPU module where a GPU is usable and falls back
-to the CPU kernels elsewhere; the record says which one ran.
+to the CPU kernels elsewhere; the record says which one ran. A kernel module that runs its own
+threads (OpenMP) may expose ``set_threads(n)``: it is told 1 when the pool bit already runs one
+partition per core, and 0 (its own default: every core) otherwise.
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ def _optional(name: str) -> ModuleType | None:
 
 def select_kernels(package: str, mode: Mode) -> KernelChoice:
     """The kernel module of ``package`` that ``mode`` asks for, on this machine."""
+    choice = _select(package, mode)
+    set_threads = getattr(choice.module, "set_threads", None)
+    if callable(set_threads):  # threads inside a kernel on top of a partition per core would oversubscribe
+        set_threads(1 if mode & Mode.POOL else 0)
+    return choice
+
+
+def _select(package: str, mode: Mode) -> KernelChoice:
     note = ""
     if mode & Mode.RAPIDS:
         gpu = _optional(f"{package}.kernels_gpu") if gpu_visible() else None
