@@ -53,7 +53,12 @@ class WorkerSpec(_Strict):
 
     count: int = Field(ge=0, description="worker processes on this host, one slot each")
     capacity: float = Field(default=1.0, gt=0, description="relative speed of one slot")
-    capabilities: tuple[str, ...] = Field(default=(), description='e.g. ["gpu"]')
+    capabilities: tuple[str, ...] = Field(default=(), description='e.g. ["gpu"]: every worker of this host offers them '
+                                          '(declared by hand: hosts that cannot be probed, a simulated GPU)')
+    gpus: int | None = Field(default=None, ge=0, description="NVIDIA GPUs of this host; None: as `agi install` / `agi doctor` "
+                             "found them (nvidia-smi). Worker k < gpus owns GPU k (CUDA_VISIBLE_DEVICES=k)")
+    env: dict[str, str] = Field(default_factory=dict, description="environment of this host's worker processes, "
+                                'e.g. {NUMBA_ENABLE_CUDASIM = "1"} for a simulated GPU')
 
 
 class SshSettings(_Strict):
@@ -103,7 +108,11 @@ class ClusterSettings(_Strict):
     pool: bool = False
     cython: bool = False
     cluster_enabled: bool = False
-    rapids: bool = False
+    rapids: bool | Literal["require"] = Field(
+        default=False, description='GPU kernels where a worker has a GPU, CPU kernels (recorded) elsewhere; "require": a '
+        "worker without a GPU is an error raised before anything runs")
+    gpu_speed: float = Field(default=1.0, gt=0, description="how many times faster a GPU slot runs a partition that "
+                             'prefers "gpu" (with the rapids bit); measure it with the app\'s kernel benchmark')
     backend: str = Field(default="ssh", description='the cluster backend\'s registry name: how workers are started ("ssh", ...)')
     scheduler: str | None = Field(default=None, description="HOST:PORT of the Dask scheduler (IPv6: [ADDR]:PORT)")
     workers_data_path: str | None = Field(default=None, description="the cluster share")

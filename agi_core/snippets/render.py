@@ -69,7 +69,7 @@ def _worker_map(request: RunRequest) -> dict[str, Any]:
     workers: dict[str, Any] = {}
     for host, spec in request.cluster.workers.items():
         data = spec.model_dump(mode="json")
-        plain = data.get("capacity") == 1.0 and not data.get("capabilities")
+        plain = data.get("capacity") == 1.0 and not data.get("capabilities") and data.get("gpus") is None and not data.get("env")
         workers[str(host)] = data["count"] if plain else data
     return workers
 
