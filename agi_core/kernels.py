@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from .errors import AgiError
+from .gpus import gpu_here, simulated
 from .modes import Mode
 
 __all__ = ["KernelChoice", "gpu_visible", "select_kernels"]
@@ -44,7 +46,13 @@ def _optional(name: str) -> ModuleType | None:
 
 
 def select_kernels(package: str, mode: Mode) -> KernelChoice:
-    """The kernel module of ``package`` that ``mode`` asks for, on this machine."""
+    """The kernel module of ``package`` that ``mode`` asks for, in this process.
+
+    With the rapids bit: the GPU module where this process may use a GPU (`gpus.gpu_here`: one is
+    visible and ``CUDA_VISIBLE_DEVICES`` leaves it to this worker, or numba's CUDA simulator is
+    on) and ``kernels_gpu.available()`` agrees; else the CPU kernels, with a note for the record
+    that says why (``no GPU on h2: ran the CPU kernels``).
+    """
     choice = _select(package, mode)
     set_threads = getattr(choice.module, "set_threads", None)
     if callable(set_threads):  # threads inside a kernel on top of a partition per core would oversubscribe
@@ -55,10 +63,14 @@ def select_kernels(package: str, mode: Mode) -> KernelChoice:
 def _select(package: str, mode: Mode) -> KernelChoice:
     note = ""
     if mode & Mode.RAPIDS:
-        gpu = _optional(f"{package}.kernels_gpu") if gpu_visible() else None
+        here, why_not = gpu_here()
+        gpu = _optional(f"{package}.kernels_gpu") if here else None
         if gpu is not None and getattr(gpu, "available", lambda: True)():
-            return KernelChoice(gpu, "gpu", "cuda:0")
-        note = "rapids bit set but no usable GPU here: ran the CPU kernels"
+            return KernelChoice(gpu, "gpu", "cuda:0 (simulator)" if simulated() else "cuda:0", "CUDA simulator" if simulated() else "")
+        if here:
+            why_not = (f"the GPU of {socket.gethostname()} is not usable by {package}'s GPU kernels "
+                       + ("(no kernels_gpu module)" if gpu is None else "(kernels_gpu.available() is false: numba-cuda or cuDF missing?)"))
+        note = f"{why_not}: ran the CPU kernels"
     if mode & Mode.CYTHON:
         compiled = _optional(f"{package}.kernels_cy")
         if compiled is None:

@@ -24,7 +24,7 @@ __all__ = ["Prepared", "local_worker_python", "prepare"]
 
 @dataclass(frozen=True)
 class Prepared:
-    kernel_note: str = ""  # e.g. "rapids bit set but no usable GPU here: ran the CPU kernels"
+    kernel_note: str = ""  # e.g. "no GPU on h2: ran the CPU kernels"
     python: Path | None = None  # the interpreter for worker processes on this machine; None: this one
     kernel_kind: str | None = None  # the kernels local workers run; None on a cluster (each worker picks)
 
