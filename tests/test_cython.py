@@ -20,7 +20,17 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiEnv, AgiError
-from agi_core.install.cython_build import build_in_place, find_pyx, stale_pyx
+from agi_core.install.cython_build import (
+    COMPILE_ARGS,
+    OPENMP_ARGS,
+    build_in_place,
+    compile_args,
+    find_pyx,
+    openmp_supported,
+    stale_pyx,
+)
+from agi_core.kernels import select_kernels
+from agi_core.modes import Mode
 from tests.conftest import ROOT, TEST_APPS
 
 _MISSING = [name for name in ("Cython", "setuptools", "numpy") if importlib.util.find_spec(name) is None]
@@ -122,6 +132,48 @@ def test_bit_for_bit_also_when_numpy_runs_without_its_simd_loops(compiled_app):
     assert done.returncode == 0, done.stderr
     rule, differing = done.stdout.split()
     assert differing == "0", f"{differing} pixels differ with NumPy's SIMD loops off (rule {rule})"
+
+
+def test_rows_on_any_number_of_threads_give_the_same_counts(compiled_app):
+    import numpy as np
+
+    reference, compiled = _kernels(compiled_app)
+    args = AgiEnv(app="mandelbrot", apps_path=compiled_app).app_class.Args(bands=1, **VIEWS["seahorse"])
+    re, im = args.axes()
+    expected = reference.escape_counts(re, im, args.max_iter)
+    try:
+        for threads in (1, 3, 0):  # 3: more threads than this machine may have cores
+            compiled.set_threads(threads)
+            assert np.array_equal(compiled.escape_counts(re, im, args.max_iter), expected), f"{threads=}"
+        with pytest.raises(ValueError, match="threads must be 0"):
+            compiled.set_threads(-1)
+    finally:
+        compiled.set_threads(0)
+    # strided and non-float64 inputs are taken as the NumPy kernel takes them
+    assert np.array_equal(compiled.escape_counts(re[::2], im[::3].astype(np.float32).astype(np.float64), 50),
+                          reference.escape_counts(re[::2], im[::3], 50))
+    assert compiled.escape_counts(re[:0], im, 10).shape == (len(im), 0)
+
+
+def test_the_pool_bit_gives_the_kernel_one_thread(compiled_app):
+    """A partition per core already: OpenMP threads inside each would oversubscribe the cores."""
+    _, compiled = _kernels(compiled_app)
+    assert select_kernels("mandelbrot", Mode(3)).module is compiled and compiled.get_threads() == 1
+    assert select_kernels("mandelbrot", Mode(2)).module is compiled and compiled.get_threads() == 0
+
+
+def test_kernels_with_prange_are_built_with_openmp_where_the_compiler_has_it(compiled_app, tmp_path):
+    pyx = compiled_app / "mandelbrot_project" / "src" / "mandelbrot" / "kernels_cy.pyx"
+    plain = tmp_path / "plain.pyx"
+    plain.write_text("def f(int i):\n    return i\n")
+    assert compile_args(plain) == ([*COMPILE_ARGS], [])
+    if not openmp_supported():
+        assert compile_args(pyx) == ([*COMPILE_ARGS], []), "without OpenMP the prange loops build, and run in order"
+        pytest.skip("this C compiler has no OpenMP (-fopenmp)")
+    assert compile_args(pyx) == ([*COMPILE_ARGS, *OPENMP_ARGS], [*OPENMP_ARGS])
+    module = pyx.with_name(f"kernels_cy{EXT}")
+    linked = subprocess.run(["ldd", str(module)], capture_output=True, text=True, check=False).stdout
+    assert "libgomp" in linked or "libomp" in linked, linked
 
 
 @pytest.mark.parametrize("mode", ["c", "pc"])

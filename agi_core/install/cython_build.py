@@ -15,6 +15,7 @@ are left alone, and only the finished extension module is moved next to its ``.p
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -28,12 +29,15 @@ from pathlib import Path
 
 from ..errors import AgiError
 
-__all__ = ["COMPILE_ARGS", "build_in_place", "find_pyx", "stale_pyx"]
+__all__ = ["COMPILE_ARGS", "OPENMP_ARGS", "build_in_place", "compile_args", "find_pyx", "openmp_supported", "stale_pyx"]
 
 # Built on the host that runs them, so tuned for its CPU; -ffp-contract=off: no fused multiply-adds
 # that the source does not ask for, so a kernel's arithmetic is exactly what its source says; -g0:
 # no debug info (a smaller module, a faster build).
 COMPILE_ARGS = ("-O3", "-march=native", "-ffp-contract=off", "-g0")
+# Added to compiling and linking a .pyx that uses OpenMP (``cython.parallel``: prange), where the
+# compiler has it (gcc does; Apple's clang does not): without it, prange loops run in order.
+OPENMP_ARGS = ("-fopenmp",)
 
 # Exit codes of the child build.
 _CYTHON_FAILED, _C_FAILED = 3, 4
@@ -50,7 +54,8 @@ try:
     include.append(numpy.get_include())
 except ImportError:
     pass
-extension = Extension(spec["name"], [spec["pyx"]], include_dirs=include, extra_compile_args=spec["args"])
+extension = Extension(spec["name"], [spec["pyx"]], include_dirs=include, extra_compile_args=spec["args"],
+                      extra_link_args=spec["link_args"])
 try:
     modules = cythonize([extension], build_dir=spec["tmp"], quiet=True, language_level=3, force=True)
 except BaseException as exc:
@@ -84,6 +89,31 @@ def stale_pyx(package_dir: Path) -> list[Path]:
     return [p for p in find_pyx(package_dir) if not _compiled(p).is_file() or _compiled(p).stat().st_mtime < p.stat().st_mtime]
 
 
+def _uses_openmp(pyx: Path) -> bool:
+    text = pyx.read_text(errors="replace")
+    return "cython.parallel" in text or "cimport openmp" in text
+
+
+@functools.cache
+def openmp_supported() -> bool:
+    """Whether the C compiler that builds extensions here (``$CC``, else Python's) compiles and links OpenMP."""
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    with tempfile.TemporaryDirectory(prefix="agi-openmp-") as tmp:
+        source = Path(tmp) / "omp.c"
+        source.write_text("#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
+        try:
+            done = subprocess.run([*cc, *OPENMP_ARGS, str(source), "-o", str(Path(tmp) / "omp")], capture_output=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return done.returncode == 0
+
+
+def compile_args(pyx: Path) -> tuple[list[str], list[str]]:
+    """Compiler and linker arguments for ``pyx`` on this host."""
+    openmp = list(OPENMP_ARGS) if _uses_openmp(pyx) and openmp_supported() else []
+    return [*COMPILE_ARGS, *openmp], openmp
+
+
 def _c_compiler() -> str | None:
     cc = shlex.split(os.environ.get("CC", "")) or ["cc"]
     return shutil.which(cc[-1]) or shutil.which("gcc") or shutil.which("clang")
@@ -111,7 +141,8 @@ def build_in_place(package_dir: Path) -> list[Path]:
     for pyx in sources:
         name = ".".join([package_dir.name, *pyx.relative_to(package_dir).with_suffix("").parts])
         with tempfile.TemporaryDirectory(prefix="agi-cython-") as tmp:
-            spec = {"name": name, "pyx": str(pyx), "tmp": tmp, "args": list(COMPILE_ARGS)}
+            args, link_args = compile_args(pyx)
+            spec = {"name": name, "pyx": str(pyx), "tmp": tmp, "args": args, "link_args": link_args}
             try:
                 done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], cwd=tmp, check=False,
                                       capture_output=True, text=True, errors="replace", timeout=900)
