@@ -40,7 +40,9 @@ class Partition:
     ``weight`` is its expected cost (any unit, only ratios matter); ``payload`` is JSON-able data the
     worker needs; ``deps`` are ids of partitions whose results this one receives; ``needs`` are
     capabilities a slot must have (e.g. ``"gpu"``); ``reads`` names the args its result depends
-    on, for its cache key (None: all of them), so changing another arg does not recompute it.
+    on, for its cache key (None: all of them), so changing another arg does not recompute it;
+    ``prefers`` are capabilities that make a slot better for it: with the rapids bit, a
+    ``prefers=("gpu",)`` partition counts as ``[cluster] gpu_speed`` times faster on a GPU slot.
     """
 
     id: str
@@ -49,11 +51,12 @@ class Partition:
     deps: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
     reads: tuple[str, ...] | None = None
+    prefers: tuple[str, ...] = ()
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Positional fields: the generic path for slotted dataclasses is several times slower,
         # and plans of 100,000 partitions travel to worker processes.
-        return (Partition, (self.id, self.weight, self.payload, self.deps, self.needs, self.reads))
+        return (Partition, (self.id, self.weight, self.payload, self.deps, self.needs, self.reads, self.prefers))
 
 
 @dataclass(slots=True)

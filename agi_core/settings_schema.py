@@ -60,6 +60,14 @@ class WorkerSpec(_Strict):
     env: dict[str, str] = Field(default_factory=dict, description="environment of this host's worker processes, "
                                 'e.g. {NUMBA_ENABLE_CUDASIM = "1"} for a simulated GPU')
 
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in env if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)]
+        if bad:
+            raise ValueError(f"invalid environment variable name(s) {bad}: letters, digits and '_', not starting with a digit")
+        return env
+
 
 class SshSettings(_Strict):
     user: str | None = None

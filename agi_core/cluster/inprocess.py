@@ -62,7 +62,7 @@ class InProcessCluster(ClusterBackend):
                 "name": w.name, "host": w.bind_host, "nthreads": w.nthreads or threads,
                 "local_directory": spec.dask.local_directory, "resources": {"GPU": 1} if w.gpu else None,
                 # the worker process dies with this one, even on SIGKILL
-                "env": {MANAGER_PID_ENV: str(os.getpid())}, "preload": [PRELOAD],
+                "env": {**dict(w.env), MANAGER_PID_ENV: str(os.getpid())}, "preload": [PRELOAD],
                 "silence_logs": 40, "dashboard": False, "security": self._security,
             }}
             for w in spec.workers

@@ -85,9 +85,11 @@ class LaunchedCluster(ClusterBackend):
                 await session.put(local, f"{folder}/{name}")
             await session.run(f"chmod 600 {shell_path(folder + '/cluster.key')}", what="protecting the TLS key")
 
-    async def _launch(self, host: str, role: str, name: str, command: str) -> ProcessRecord:
-        env = f"DASK_CONFIG={shell_path(self._config_file())} PYTHONUNBUFFERED=1"
-        return await self.hosts.launch(host, role, name, command, log=self._log(name), env=env)
+    async def _launch(self, host: str, role: str, name: str, command: str, env: tuple[tuple[str, str], ...] = ()) -> ProcessRecord:
+        """Start one process detached; ``env``: its own variables (a worker's GPU, the host's `env` setting)."""
+        variables = f"DASK_CONFIG={shell_path(self._config_file())} PYTHONUNBUFFERED=1"
+        variables += "".join(f" {key}={shlex.quote(value)}" for key, value in env)
+        return await self.hosts.launch(host, role, name, command, log=self._log(name), env=variables)
 
     # -- start / stop -----------------------------------------------------------------------
 
@@ -124,7 +126,7 @@ class LaunchedCluster(ClusterBackend):
         self.dashboard = f"http://{spec.scheduler.url_host}:{spec.dashboard_port}/status" if dashboard else None
         for host, workers in spec.hosts().items():
             emit(HostStep(host, f"starting {len(workers)} worker(s)"))
-        await asyncio.gather(*(self._launch(w.host, "worker", w.name, self._worker_command(w)) for w in spec.workers))
+        await asyncio.gather(*(self._launch(w.host, "worker", w.name, self._worker_command(w), w.env) for w in spec.workers))
         if self.tethered:
             await self.hosts.tether_all()
         for host in hosts:

@@ -9,11 +9,13 @@ re-reads settings.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError
+from ..gpus import Gpu, gpu_workers, gpus_of, worker_env
 from ..hosts import LOCAL_HOST, HostAddress, slot_name
 from ..modes import Mode
 from ..settings import ClusterSettings, DaskSettings, SshSettings
@@ -30,7 +32,8 @@ class WorkerProcess:
     host: str  # the worker-map key (how to reach the host: [user@]host[:ssh_port])
     address: str  # the IP or name Dask binds (--host); IPv6 without brackets
     nthreads: int  # 0: decided on the host (its cores / its worker count)
-    gpu: bool
+    gpu: bool  # it owns a GPU: Dask resource GPU=1 (`gpus.gpu_workers`)
+    env: tuple[tuple[str, str], ...] = ()  # its environment: the host's `env` setting, CUDA_VISIBLE_DEVICES
 
     @property
     def bind_host(self) -> str:
@@ -98,7 +101,8 @@ class ClusterSpec:
         """What a warm cluster must match to be reused: backend, scheduler, worker names and hosts, TLS."""
         scheduler = "embedded (this machine)" if self.embedded else self.scheduler_address
         return {"backend": self.backend, "scheduler": scheduler, "tls": self.tls,
-                "workers": sorted([w.name, w.address, w.nthreads] for w in self.workers)}
+                "workers": sorted([w.name, w.address, w.nthreads] + ([w.gpu, dict(w.env)] if w.gpu or w.env else [])
+                                  for w in self.workers)}
 
     # -- JSON (a warm cluster's state file records the spec it was started with) -------------
 
@@ -112,18 +116,21 @@ class ClusterSpec:
     def from_json(cls, data: dict[str, Any]) -> ClusterSpec:
         fields = dict(data)
         fields["scheduler"] = HostAddress(**fields["scheduler"])
-        fields["workers"] = tuple(WorkerProcess(**w) for w in fields["workers"])
+        fields["workers"] = tuple(WorkerProcess(**{**w, "env": tuple(tuple(kv) for kv in w.get("env", ()))}) for w in fields["workers"])
         fields["dask"], fields["ssh"] = DaskSettings.model_validate(fields["dask"]), SshSettings.model_validate(fields["ssh"])
         return cls(**fields)
 
 
 def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_distribution: str | None = None,
-                 app_version: str | None = None, local_threads: int | None = None) -> ClusterSpec:
+                 app_version: str | None = None, local_threads: int | None = None,
+                 gpus: Mapping[str, Sequence[Gpu]] | None = None) -> ClusterSpec:
     """The processes for ``cluster``'s worker map (`ClusterSettings.worker_map`).
 
     Threads: one per worker, or with the pool bit the host's cores shared among its workers
     (``local_threads`` for this machine; decided on the host elsewhere). ``app`` names the
-    venv and logs on hosts; backends that launch processes there need it.
+    venv and logs on hosts; backends that launch processes there need it. ``gpus``: each host's
+    GPUs (`gpus.gpus_of`); the workers that own one (`gpus.gpu_workers`) get the Dask resource
+    ``GPU=1`` and their own ``CUDA_VISIBLE_DEVICES``, as the work plan's slots say.
     """
     workers_map = cluster.worker_map()
     scheduler = cluster.scheduler_address()
@@ -142,9 +149,11 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
         threads = 0 if mode & Mode.POOL else 1
         if threads == 0 and where.is_local and local_threads:
             threads = max(1, local_threads // max(worker.count, 1))
-        for k in range(worker.count):
+        host_gpus = (gpus or {}).get(host, ())
+        for k, gpu in enumerate(gpu_workers(worker, host_gpus)):
             slot = slot_name(host, k)
-            processes.append(WorkerProcess(slot, slot, host, where.host, threads, "gpu" in worker.capabilities))
+            env = tuple(worker_env(worker, gpu, len(host_gpus)).items())
+            processes.append(WorkerProcess(slot, slot, host, where.host, threads, gpu is not None, env))
     if not processes:
         raise SettingsError("the worker map has no workers (every count is 0)",
                             fix="give at least one host a count > 0 in [cluster.workers]")
@@ -164,11 +173,12 @@ def spec_for(cluster: ClusterSettings, mode: Mode, app: str, *, app_distribution
     ``app_distribution`` and ``app_version`` (`AgiEnv.distribution`, `AgiEnv.version`) let the
     version check compare the app installed on workers; without them, only agi's and Dask's
     packages and Python are compared. ``local_python``: the app's environment, when workers on
-    this machine cannot run in the manager's Python (see `agi_core.app_python`).
+    this machine cannot run in the manager's Python (see `agi_core.app_python`). The hosts' GPUs
+    are this machine's (probed now) and those `agi install` / `agi doctor` found elsewhere.
     """
     import dataclasses
     import os
 
     spec = cluster_spec(cluster, Mode(mode) | Mode.CLUSTER, app=app, app_distribution=app_distribution, app_version=app_version,
-                        local_threads=os.cpu_count())
+                        local_threads=os.cpu_count(), gpus=gpus_of(cluster.worker_map()))
     return dataclasses.replace(spec, local_python=str(local_python)) if local_python else spec

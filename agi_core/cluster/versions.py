@@ -139,6 +139,7 @@ class WorkerFacts:
     nthreads: int
     memory_limit: int  # bytes; 0: no limit
     gpus: float  # its "GPU" resource
+    gpu: Mapping[str, Any] | None = None  # what it sees: `gpus.worker_gpu_facts` (models, CUDA_VISIBLE_DEVICES, numba.cuda, cuDF)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,8 +147,11 @@ class WorkerFacts:
 
 async def worker_facts(client: Any, app_distribution: str) -> dict[str, WorkerFacts]:
     """Every connected worker's facts, keyed by Dask worker name."""
+    from ..gpus import worker_gpu_facts
+
     _, workers, identity = await _participants(client, [AGI_DISTRIBUTION, app_distribution])
     cores = await client.run(os.cpu_count, on_error="return")
+    gpu = await client.run(worker_gpu_facts, on_error="return")
     facts = {}
     for address, worker in workers.items():
         info, versions, count = identity[address], worker.packages, cores.get(address)
@@ -159,5 +163,6 @@ async def worker_facts(client: Any, app_distribution: str) -> dict[str, WorkerFa
             app=versions.get(app_distribution), cores=count if isinstance(count, int) else None,
             nthreads=int(info.get("nthreads") or 0), memory_limit=int(info.get("memory_limit") or 0),
             gpus=float((info.get("resources") or {}).get("GPU", 0)),
+            gpu=gpu.get(address) if isinstance(gpu.get(address), dict) else None,
         )
     return facts

@@ -57,6 +57,18 @@ class DaskExecutor(Executor):
         backend = self._handle.backend
         self.context.emit(ClusterReady(backend.address, backend.dashboard, self._handle.warm, self._handle.note))
         self._facts = await self._worker_records(spec.app_distribution or self.context.app, spec.app_version or "")
+        if self.job.mode & Mode.RAPIDS and self.context.cluster.rapids == "require":
+            self._require_gpus()
+
+    def _require_gpus(self) -> None:
+        """``rapids = "require"``: every worker must see a GPU (or numba's simulator), checked on the
+        workers themselves before anything is submitted; the error names the hosts."""
+        without = sorted({facts["host"] for facts in self._facts.values()
+                          if not (facts["capabilities"].get("gpu_models") or facts["capabilities"].get("gpu_simulated"))})
+        if without:
+            raise AgiError(f'rapids = "require", but workers see no GPU: no GPU on {", ".join(without)}',
+                           fix="check those hosts with `agi doctor APP` (nvidia-smi, the driver, CUDA_VISIBLE_DEVICES), "
+                               "remove them from the worker map, or set rapids = true to run the CPU kernels there")
 
     async def _worker_records(self, distribution: str, source_version: str) -> dict[str, dict[str, Any]]:
         """Each Dask worker's versions and capabilities, for the run record."""
@@ -68,7 +80,7 @@ class DaskExecutor(Executor):
                         "distributed": facts.distributed, distribution: facts.app or source_version}
             records[name] = {"host": facts.host, "versions": {k: v for k, v in versions.items() if v},
                              "capabilities": {"cores": facts.cores, "nthreads": facts.nthreads,
-                                              "memory_limit": facts.memory_limit, "gpus": facts.gpus}}
+                                              "memory_limit": facts.memory_limit, "gpus": facts.gpus, **(facts.gpu or {})}}
         return records
 
     def workers(self) -> dict[str, dict[str, Any]]:

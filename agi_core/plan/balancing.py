@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError
+from ..gpus import GPU, gpu_workers
 from ..hosts import slot_name
 from ..modes import Mode
 from .dag import bottom_levels
 
 if TYPE_CHECKING:
     from ..app import Partition
+    from ..gpus import Gpu
     from ..settings import ClusterSettings, WorkerSpec
 
 __all__ = ["Slot", "balance", "makespan", "slots_for", "slots_for_mode"]
@@ -49,32 +51,45 @@ class Slot:
     capabilities: tuple[str, ...] = field(default=())
 
 
-def slots_for(workers: Mapping[str, WorkerSpec]) -> list[Slot]:
-    """One slot per worker process of the worker map, named by `slot_name`: ``<host>-<k>``."""
-    return [
-        Slot(slot_name(host, k), host, spec.capacity, tuple(spec.capabilities))
-        for host, spec in workers.items()
-        for k in range(spec.count)
-    ]
+def slots_for(workers: Mapping[str, WorkerSpec], gpus: Mapping[str, Sequence[Gpu]] | None = None) -> list[Slot]:
+    """One slot per worker process of the worker map, named by `slot_name`: ``<host>-<k>``.
+
+    A slot whose worker owns a GPU (`gpus.gpu_workers`: declared, or among the host's ``gpus``
+    as probed) offers ``"gpu"``.
+
+    >>> from agi_core.settings import WorkerSpec
+    >>> from agi_core.gpus import Gpu
+    >>> [(s.name, s.capabilities) for s in slots_for({"h": WorkerSpec(count=2)}, {"h": [Gpu(0, "T4", 15360)]})]
+    [('h-0', ('gpu',)), ('h-1', ())]
+    """
+    slots = []
+    for host, spec in workers.items():
+        owners = gpu_workers(spec, (gpus or {}).get(host, ()))
+        plain = tuple(spec.capabilities)
+        with_gpu = plain if GPU in plain else (*plain, GPU)
+        slots += [Slot(slot_name(host, k), host, spec.capacity, with_gpu if owners[k] else plain) for k in range(spec.count)]
+    return slots
 
 
-def slots_for_mode(cluster: ClusterSettings, mode: Mode, *, local_capabilities: tuple[str, ...] = ()) -> list[Slot]:
+def slots_for_mode(cluster: ClusterSettings, mode: Mode, *, local_capabilities: tuple[str, ...] = (),
+                   gpus: Mapping[str, Sequence[Gpu]] | None = None) -> list[Slot]:
     """The slots a run in ``mode`` has.
 
     The cluster bit: every worker of the worker map (`ClusterSettings.worker_map`). Otherwise
     this machine's entries of it (`ClusterSettings.local_worker_map`): all their slots with the
     pool bit, the first one without it. The names are the cluster's on this machine, so a plan
-    written for ``--mode p`` runs unchanged under ``--mode dp``.
+    written for ``--mode p`` runs unchanged under ``--mode dp``. ``gpus``: each host's GPUs
+    (`gpus.gpus_of`), for the cluster's slots.
     """
     if mode & Mode.CLUSTER:
-        return slots_for(cluster.worker_map())
+        return slots_for(cluster.worker_map(), gpus)
     slots = [Slot(s.name, s.host, s.capacity, tuple(dict.fromkeys(s.capabilities + local_capabilities)))
              for s in slots_for(cluster.local_worker_map())]
     return slots if mode & Mode.POOL else slots[:1]
 
 
-def balance(partitions: Sequence[Partition], slots: Sequence[Slot], *,
-            levels: Mapping[str, float] | None = None) -> dict[str, list[str]]:
+def balance(partitions: Sequence[Partition], slots: Sequence[Slot], *, levels: Mapping[str, float] | None = None,
+            speeds: Mapping[str, float] | None = None) -> dict[str, list[str]]:
     """Assign every partition to exactly one slot so the slowest slot finishes as early as possible.
 
     Each partition goes, heaviest first, to the eligible slot where it would finish first
@@ -88,14 +103,25 @@ def balance(partitions: Sequence[Partition], slots: Sequence[Slot], *,
     would finish equally early, it goes to the one holding its largest input (the dependency with
     the largest weight), so that result need not travel. Each slot's list is in bottom-level
     order: the order its executor starts the partitions that are ready, critical ones first.
+
+    ``speeds`` maps a capability to how many times faster a slot offering it runs the partitions
+    that prefer it (``{"gpu": 8.0}``): such a partition costs ``weight / 8`` there, so it goes to a
+    GPU slot unless the GPU slots are 8 times as loaded; preferring partitions are placed before
+    the unconstrained ones, so the GPU slots get them first.
+
+    >>> from agi_core.app import Partition
+    >>> gpu = [Slot("g-0", "g", capabilities=("gpu",)), Slot("c-0", "c")]
+    >>> balance([Partition(f"p{i}", 1, prefers=("gpu",)) for i in range(5)], gpu, speeds={"gpu": 4.0})
+    {'g-0': ['p0', 'p1', 'p2', 'p3'], 'c-0': ['p4']}
     """
     if not slots:
         raise PlanError("no slots to assign partitions to: the worker map has no workers",
                         fix="give at least one host a worker count > 0 in [cluster.workers]")
     if levels is None and any(p.deps for p in partitions):
         levels = bottom_levels(partitions)
+    speeds = {cap: float(speed) for cap, speed in (speeds or {}).items() if speed != 1.0}
     if levels is not None:
-        return _balance_dag(partitions, slots, levels)
+        return _balance_dag(partitions, slots, levels, speeds)
     # Slots with the same capacity and capabilities are interchangeable: one heap per group,
     # keyed by load, so choosing a slot costs O(groups + log slots) whatever the slot count.
     groups: dict[tuple[float, frozenset[str]], list[tuple[float, int]]] = {}
@@ -104,36 +130,53 @@ def balance(partitions: Sequence[Partition], slots: Sequence[Slot], *,
     for heap in groups.values():
         heapq.heapify(heap)
     group_list = list(groups.items())
-    eligible_cache: dict[tuple[str, ...], list[tuple[float, list[tuple[float, int]]]]] = {}
+    Candidates = list[tuple[float, float, list[tuple[float, int]]]]  # (capacity, speed-up, heap) per eligible group
+    eligible_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], Candidates] = {}
 
-    def eligible(needs: tuple[str, ...]) -> list[tuple[float, list[tuple[float, int]]]]:
-        if needs not in eligible_cache:
-            eligible_cache[needs] = [(cap, heap) for (cap, caps), heap in group_list if caps.issuperset(needs)]
-        return eligible_cache[needs]
+    def eligible(needs: tuple[str, ...], prefers: tuple[str, ...]) -> Candidates:
+        key = (needs, prefers)
+        if key not in eligible_cache:
+            eligible_cache[key] = [(cap, _speedup(caps, prefers, speeds), heap) for (cap, caps), heap in group_list
+                                   if caps.issuperset(needs)]
+        return eligible_cache[key]
 
-    order = sorted(range(len(partitions)), key=lambda i: (not partitions[i].needs, -partitions[i].weight))
+    if speeds:
+        order = sorted(range(len(partitions)),
+                       key=lambda i: (not partitions[i].needs, not partitions[i].prefers, -partitions[i].weight))
+    else:
+        order = sorted(range(len(partitions)), key=lambda i: (not partitions[i].needs, -partitions[i].weight))
     assignment: dict[str, list[str]] = {slot.name: [] for slot in slots}
     for i in order:
         part = partitions[i]
         weight = float(part.weight)
-        candidates = eligible(part.needs)
+        candidates = eligible(part.needs, part.prefers if speeds else ())
         if not candidates:
             raise _unmet(part)
         if len(candidates) == 1:
-            best = candidates[0][1]
+            _, speed, best = candidates[0]
         else:
-            best = min(candidates, key=lambda c: (c[1][0][0] + weight) / c[0])[1]
+            _, speed, best = min(candidates, key=lambda c: (c[2][0][0] + weight / c[1]) / c[0])
         load, index = best[0]
-        heapq.heapreplace(best, (load + weight, index))
+        heapq.heapreplace(best, (load + weight / speed, index))
         assignment[slots[index].name].append(part.id)
     return assignment
+
+
+def _speedup(capabilities: frozenset[str], prefers: tuple[str, ...], speeds: Mapping[str, float]) -> float:
+    """How many times faster a slot with ``capabilities`` runs a partition that ``prefers`` them."""
+    factor = 1.0
+    for capability in prefers:
+        if capability in capabilities:
+            factor *= speeds.get(capability, 1.0)
+    return factor
 
 
 #: slots whose finish times differ by less than this fraction count as equally good
 TIE = 1e-9
 
 
-def _balance_dag(partitions: Sequence[Partition], slots: Sequence[Slot], levels: Mapping[str, float]) -> dict[str, list[str]]:
+def _balance_dag(partitions: Sequence[Partition], slots: Sequence[Slot], levels: Mapping[str, float],
+                 speeds: Mapping[str, float]) -> dict[str, list[str]]:
     """`balance` for a DAG: by bottom level, and to the slot of the largest input on a tie.
 
     A slot may now be picked that is not the top of its group's heap, so each slot's load is kept
@@ -151,43 +194,51 @@ def _balance_dag(partitions: Sequence[Partition], slots: Sequence[Slot], levels:
     for heap in groups.values():
         heapq.heapify(heap)
     group_list = list(groups.items())
-    eligible_cache: dict[tuple[str, ...], tuple[list[tuple[float, list[tuple[float, int]]]], set[int]]] = {}
+    slot_caps = [frozenset(slot.capabilities) for slot in slots]
+    Candidates = list[tuple[float, float, list[tuple[float, int]]]]  # (capacity, speed-up, heap) per eligible group
+    eligible_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[Candidates, set[int]]] = {}
 
-    def eligible(needs: tuple[str, ...]) -> tuple[list[tuple[float, list[tuple[float, int]]]], set[int]]:
-        if needs not in eligible_cache:
-            chosen = [(cap, heap) for (cap, caps), heap in group_list if caps.issuperset(needs)]
-            eligible_cache[needs] = chosen, {i for i, slot in enumerate(slots) if frozenset(slot.capabilities).issuperset(needs)}
-        return eligible_cache[needs]
+    def eligible(needs: tuple[str, ...], prefers: tuple[str, ...]) -> tuple[Candidates, set[int]]:
+        key = (needs, prefers)
+        if key not in eligible_cache:
+            chosen = [(cap, _speedup(caps, prefers, speeds), heap) for (cap, caps), heap in group_list if caps.issuperset(needs)]
+            eligible_cache[key] = chosen, {i for i, caps in enumerate(slot_caps) if caps.issuperset(needs)}
+        return eligible_cache[key]
 
     weight_of = {p.id: float(p.weight) for p in partitions}
     # Sorted from `bottom_levels`' order, dependencies first: the sort is stable, so that order
     # breaks the last ties, and an input is placed (and runs) before its users even at weight 0.
     by_id = {p.id: p for p in partitions}
     ranked = [by_id[pid] for pid in levels]
-    ranked.sort(key=lambda p: (not p.needs, -levels[p.id], -weight_of[p.id]))
+    if speeds:
+        ranked.sort(key=lambda p: (not p.needs, not p.prefers, -levels[p.id], -weight_of[p.id]))
+    else:
+        ranked.sort(key=lambda p: (not p.needs, -levels[p.id], -weight_of[p.id]))
     placed: dict[str, int] = {}
     lists: list[list[str]] = [[] for _ in slots]
     heappop, heappush, heapreplace = heapq.heappop, heapq.heappush, heapq.heapreplace
     for part in ranked:
         pid = part.id
         weight = weight_of[pid]
-        candidates, allowed = eligible_cache.get(part.needs) or eligible(part.needs)
+        prefers = part.prefers if speeds else ()
+        candidates, allowed = eligible_cache.get((part.needs, prefers)) or eligible(part.needs, prefers)
         if len(candidates) == 1:
-            cap, best_heap = candidates[0]
+            cap, best_speed, best_heap = candidates[0]
             while best_heap[0][0] != load[best_heap[0][1]]:  # stale: its slot was chosen off the top since
                 heappop(best_heap)
-            best_finish = (best_heap[0][0] + weight) / cap
+            best_finish = (best_heap[0][0] + weight / best_speed) / cap
         elif candidates:
-            best_heap, best_finish = candidates[0][1], float("inf")
-            for cap, heap in candidates:
+            best_heap, best_speed, best_finish = candidates[0][2], 1.0, float("inf")
+            for cap, speed, heap in candidates:
                 while heap[0][0] != load[heap[0][1]]:
                     heappop(heap)
-                finish = (heap[0][0] + weight) / cap
+                finish = (heap[0][0] + weight / speed) / cap
                 if finish < best_finish:
-                    best_heap, best_finish = heap, finish
+                    best_heap, best_speed, best_finish = heap, speed, finish
         else:
             raise _unmet(part)
         index = best_heap[0][1]
+        cost = weight / best_speed
         deps = part.deps
         if deps:
             # The largest input already placed (the first listed among equally large ones).
@@ -196,13 +247,14 @@ def _balance_dag(partitions: Sequence[Partition], slots: Sequence[Slot], levels:
                 where = placed.get(dep, -1)
                 if where >= 0 and weight_of[dep] > largest:
                     home, largest = where, weight_of[dep]
-            if (home >= 0 and home != index and home in allowed
-                    and (load[home] + weight) / capacity[home] <= best_finish * (1 + TIE)):
-                index = home
+            if home >= 0 and home != index and home in allowed:
+                home_cost = weight / _speedup(slot_caps[home], prefers, speeds) if prefers else weight
+                if (load[home] + home_cost) / capacity[home] <= best_finish * (1 + TIE):
+                    index, cost = home, home_cost
         placed[pid] = index
         lists[index].append(pid)
-        if weight:
-            load[index] += weight
+        if cost:
+            load[index] += cost
             if index == best_heap[0][1]:
                 heapreplace(best_heap, (load[index], index))
             else:

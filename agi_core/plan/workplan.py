@@ -40,6 +40,8 @@ def _partition_json(part: Partition) -> dict[str, Any]:
     data = {"id": part.id, "weight": part.weight, "deps": list(part.deps), "needs": list(part.needs), "payload": part.payload}
     if part.reads is not None:
         data["reads"] = list(part.reads)
+    if part.prefers:
+        data["prefers"] = list(part.prefers)
     return data
 
 
@@ -49,7 +51,7 @@ def fingerprint_of(app: str, args: Mapping[str, Any], partitions: Sequence[Parti
         # Lists, not dicts, per partition: the same information, encoded twice as fast.
         canonical = json.dumps(
             [SCHEMA, app, args, [[p.id, p.weight, p.deps, p.needs, p.payload] + ([p.reads] if p.reads is not None else [])
-                                 for p in partitions]],
+                                 + ([{"prefers": p.prefers}] if p.prefers else []) for p in partitions]],
             sort_keys=True, separators=(",", ":"),
         )
     except TypeError as exc:
@@ -143,7 +145,7 @@ class WorkPlan:
             slots = [Slot(s["name"], s["host"], float(s.get("capacity", 1.0)), tuple(s.get("capabilities", ()))) for s in data["slots"]]
             partitions = [
                 Partition(p["id"], float(p.get("weight", 1.0)), p.get("payload"), tuple(p.get("deps", ())), tuple(p.get("needs", ())),
-                          tuple(p["reads"]) if p.get("reads") is not None else None)
+                          tuple(p["reads"]) if p.get("reads") is not None else None, tuple(p.get("prefers") or ()))
                 for p in data["partitions"]
             ]
             assignment = {str(slot): [str(pid) for pid in ids] for slot, ids in data["assignment"].items()}
@@ -216,16 +218,17 @@ class WorkPlan:
             )
 
 
-def build_plan(app: str, args: Mapping[str, Any], partitions: Sequence[Partition], slots: Sequence[Slot]) -> WorkPlan:
+def build_plan(app: str, args: Mapping[str, Any], partitions: Sequence[Partition], slots: Sequence[Slot], *,
+               speeds: Mapping[str, float] | None = None) -> WorkPlan:
     """Balance ``partitions`` over ``slots`` and wrap the result as a checked `WorkPlan`.
 
     With ``deps``, the dependency graph is checked once (duplicate ids, unknown ids, cycles) while
-    computing the bottom levels that `balance` orders by."""
+    computing the bottom levels that `balance` orders by. ``speeds``: see `balance` (``prefers``)."""
     partitions = list(partitions)
     origin = f"the plan of app '{app}'"
     fingerprint = fingerprint_of(app, args, partitions)
     levels = bottom_levels(partitions, origin=origin) if any(p.deps for p in partitions) else None
-    plan = WorkPlan(app, dict(args), list(slots), partitions, balance(partitions, slots, levels=levels), fingerprint)
+    plan = WorkPlan(app, dict(args), list(slots), partitions, balance(partitions, slots, levels=levels, speeds=speeds), fingerprint)
     plan.check(origin=origin, verify_fingerprint=False, dependencies=levels is None)
     return plan
 

@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError
-from ..kernels import gpu_visible
-from ..plan import WorkPlan, build_plan, slots_for_mode
+from ..gpus import GPU, gpu_here, gpus_of
+from ..modes import Mode
+from ..plan import Slot, WorkPlan, build_plan, slots_for_mode
 
 if TYPE_CHECKING:
     from ..env import AgiEnv
     from .request import RunRequest
 
-__all__ = ["chosen_plan", "fresh_plan"]
+__all__ = ["check_gpu_slots", "chosen_plan", "fresh_plan", "request_slots"]
 
 
 def fresh_plan(env: AgiEnv, request: RunRequest) -> WorkPlan:
@@ -24,9 +25,40 @@ def fresh_plan(env: AgiEnv, request: RunRequest) -> WorkPlan:
     if not isinstance(partitions, list | tuple):
         raise PlanError(f"{env.app_class.__name__}.plan() returned {type(partitions).__name__}, not a list of Partition",
                         fix="return a list of agi_core.Partition")
-    local_capabilities = ("gpu",) if gpu_visible() else ()
-    slots = slots_for_mode(request.cluster, request.run_mode, local_capabilities=local_capabilities)
-    return build_plan(env.name, request.args, partitions, slots)
+    slots = request_slots(request)
+    check_gpu_slots(request, slots, [p.id for p in partitions if GPU in p.needs])
+    speeds = {GPU: request.cluster.gpu_speed} if request.run_mode & Mode.RAPIDS else None
+    return build_plan(env.name, request.args, partitions, slots, speeds=speeds)
+
+
+def request_slots(request: RunRequest) -> list[Slot]:
+    """The slots of the request's mode, each offering ``"gpu"`` when its worker owns a GPU: on a
+    cluster as `gpus.gpu_workers` decides from the hosts' probed or declared GPUs, locally when
+    this process may use one (a GPU, or numba's CUDA simulator)."""
+    mode = request.run_mode
+    if mode & Mode.CLUSTER:
+        return slots_for_mode(request.cluster, mode, gpus=gpus_of(request.cluster.worker_map()))
+    return slots_for_mode(request.cluster, mode, local_capabilities=(GPU,) if gpu_here()[0] else ())
+
+
+def check_gpu_slots(request: RunRequest, slots: list[Slot], needing: list[str]) -> None:
+    """Before anything runs: partitions that need a GPU have GPU slots, and ``rapids = "require"``
+    finds a GPU on every worker. ``needing``: the ids of the partitions that need one. The errors
+    name the hosts without a GPU."""
+    without: dict[str, int] = {}
+    for slot in slots:
+        if GPU not in slot.capabilities:
+            without[slot.host] = without.get(slot.host, 0) + 1
+    hosts = ", ".join(f"{host} ({count} worker{'s' if count > 1 else ''})" for host, count in without.items())
+    how = ("GPUs are found by `agi install` / `agi doctor` (nvidia-smi on each host); declare a host's GPU by hand with "
+           '[cluster.workers] "HOST" = {count = 1, capabilities = ["gpu"]}')
+    if needing and sum(without.values()) == len(slots):
+        more = f" (and {len(needing) - 1} more)" if len(needing) > 1 else ""
+        raise PlanError(f"partition '{needing[0]}'{more} needs gpu, but no worker has a GPU: no GPU on {hosts}", fix=how)
+    if request.run_mode & Mode.RAPIDS and request.cluster.rapids == "require" and without:
+        raise PlanError(f'rapids = "require", but workers have no GPU: no GPU on {hosts}',
+                        fix=f"{how}; or remove those hosts from the worker map, or set rapids = true to run the CPU "
+                            "kernels there (the record says so)")
 
 
 def chosen_plan(env: AgiEnv, request: RunRequest, given: WorkPlan | str | Path | None = None) -> WorkPlan:

@@ -6,7 +6,7 @@ import importlib.metadata
 import os
 import platform
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..modes import Mode
 from ..provenance import (
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..plan import WorkPlan
     from .request import RunRequest
 
-__all__ = ["first_record", "local_versions", "totals", "worker_records"]
+__all__ = ["first_record", "local_capabilities", "local_versions", "totals", "worker_records"]
 
 
 def first_record(env: AgiEnv, request: RunRequest, plan: WorkPlan, run_id: str, started: float) -> RunRecord:
@@ -64,6 +64,17 @@ def local_versions(app_distribution: str, app_version: str) -> dict[str, str]:
             pass
     versions[app_distribution] = app_version
     return versions
+
+
+def local_capabilities(mode: Mode) -> dict[str, Any]:
+    """This machine's cores and, with the rapids bit, its GPUs (`gpus.worker_gpu_facts`): what the
+    record says of workers that ran here."""
+    facts: dict[str, Any] = {"cores": os.cpu_count()}
+    if mode & Mode.RAPIDS:
+        from ..gpus import worker_gpu_facts
+
+        facts.update(worker_gpu_facts())
+    return facts
 
 
 def worker_records(outcomes: Iterable[Outcome], facts: Mapping[str, WorkerRecord], local: WorkerRecord | None) -> dict[str, WorkerRecord]:

@@ -26,7 +26,7 @@ from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, Worke
 from ..provenance.lines import partition_line
 from .caching import RunCache
 from .preflight import prepare
-from .recording import first_record, local_versions, totals, worker_records
+from .recording import first_record, local_capabilities, local_versions, totals, worker_records
 from .result import RunResult
 from .step import announce
 
@@ -204,7 +204,8 @@ class Runner:
         ended = time.time()
         local = None
         if self.request.executor != "dask":
-            local = WorkerRecord(versions=local_versions(self.env.distribution, self.env.version()))
+            local = WorkerRecord(versions=local_versions(self.env.distribution, self.env.version()),
+                                 capabilities=local_capabilities(Mode(self.request.mode)))
         facts = {name: WorkerRecord.model_validate(data) for name, data in self._worker_facts.items()}
         self.record = self.record.model_copy(update={
             "status": status, "error": error, "ended": iso(ended), "duration_s": round(ended - self.started, 6),
