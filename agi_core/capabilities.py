@@ -1,4 +1,4 @@
-"""What a host offers: OS, CPU architecture, Python, cores, memory, GPU, C compiler, uv.
+"""What a host offers: OS, CPU architecture, Python, cores, memory, GPUs, C compiler, uv.
 
 One shell script, one round trip: the probe prints ``key=value`` lines that `HostInfo.parse` reads.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from .gpus import Gpu, parse_gpus
 
 if TYPE_CHECKING:
     from .ssh import HostSession
@@ -31,7 +33,8 @@ UV=$(command -v uv || true); [ -z "$UV" ] && [ -x "$AGI_ROOT/bin/uv" ] && UV="$A
 echo "uv=$UV"
 [ -n "$UV" ] && echo "uv_version=$("$UV" --version 2>/dev/null | awk '{print $2}')"
 if command -v nvidia-smi >/dev/null 2>&1; then
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu=/'
+  T=""; command -v timeout >/dev/null 2>&1 && T="timeout 10"
+  $T nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits 2>/dev/null | sed 's/^/gpu=/'
 fi
 true
 """
@@ -54,7 +57,8 @@ class HostInfo:
     cc: str = ""
     uv: str = ""
     uv_version: str = ""
-    gpus: list[str] = field(default_factory=list)
+    gpus: list[str] = field(default_factory=list)  # "NVIDIA H100 80GB HBM3, 81559 MiB", one per GPU
+    devices: list[Gpu] = field(default_factory=list)  # the same GPUs, with their index
 
     @classmethod
     def parse(cls, host: str, text: str) -> HostInfo:
@@ -65,7 +69,8 @@ class HostInfo:
             if not sep:
                 continue
             if key == "gpu":
-                info.gpus.append(value)
+                info.devices += parse_gpus(value)
+                info.gpus = [gpu.describe() for gpu in info.devices]
             elif key == "cores":
                 info.cores = int(value) if value.isdigit() else 0
             elif key == "memory_kb":

@@ -85,6 +85,8 @@ class InstallSettings(_Strict):
     concurrency: int = Field(default=32, ge=1, description="hosts installed at the same time")
     source: Literal["wheelhouse", "index"] = "wheelhouse"
     index_url: str | None = None
+    find_links: list[str] = Field(default_factory=list, description="folders of extra wheels (e.g. private packages) the "
+                                  "manager may lock and download from, beside the package index")
 
     def venv_path(self, app: str) -> str:
         return self.venv.format(root=self.root.rstrip("/"), app=app)

@@ -21,8 +21,8 @@ cores=16
 memory_kb=131072000
 cc=/usr/bin/cc
 uv=
-gpu=NVIDIA H100 80GB HBM3, 81559 MiB
-gpu=NVIDIA H100 80GB HBM3, 81559 MiB
+gpu=0, NVIDIA H100 80GB HBM3, 81559
+gpu=1, NVIDIA H100 80GB HBM3, 81559
 """
 
 
@@ -30,7 +30,8 @@ def test_probe_output_is_parsed():
     info = HostInfo.parse("10.0.0.2", PROBE)
     assert (info.os, info.arch, info.hostname, info.cores) == ("Linux", "x86_64", "h2", 16)
     assert info.python_minor == "3.11" and info.glibc == (2, 36) and info.memory_gb == 125.0
-    assert info.uv == "" and len(info.gpus) == 2
+    assert info.uv == "" and info.gpus == ["NVIDIA H100 80GB HBM3, 81559 MiB"] * 2
+    assert [(gpu.index, gpu.memory_mib) for gpu in info.devices] == [(0, 81559), (1, 81559)]
 
 
 def test_ssh_target_reads_user_and_port_from_the_worker_map_key():

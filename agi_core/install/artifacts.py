@@ -3,7 +3,8 @@
 For each host *target* (Python minor version, CPU architecture, glibc), build once and cache:
 the agi_core wheel, the app wheel, a lock of their dependencies pinned for that target (with the
 manager's own Dask stack versions, so workers match the manager), and a wheelhouse holding every
-pinned wheel, so hosts without internet install offline.
+pinned wheel, so hosts without internet install offline. A GPU host (with the rapids bit) is a
+target of its own, whose lock and wheelhouse add the app's ``gpu`` extra; the others' never hold it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import importlib.metadata
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,8 @@ MATCHED_PACKAGES = ("dask", "distributed", "cloudpickle", "msgpack", "tornado", 
 AGI_DISTRIBUTION = "agi-orchestrator"
 # Needed by the manager only (SSH client, installer): workers do not get them.
 MANAGER_ONLY = ("asyncssh", "uv")
+#: the app's extra that GPU hosts install when the rapids bit is enabled (numba-cuda, cudf-cu12, …)
+GPU_EXTRA = "gpu"
 
 
 class BuildError(AgiError):
@@ -40,11 +44,12 @@ class Target:
     python: str  # "3.11"
     arch: str  # "x86_64"
     glibc: tuple[int, int] | None
+    gpu: bool = False  # a GPU host with the rapids bit: the app's `gpu` extra too (its own lock and wheelhouse)
 
     @property
     def key(self) -> str:
         libc = f"glibc{self.glibc[0]}.{self.glibc[1]}" if self.glibc else "nolibc"
-        return f"cp{self.python.replace('.', '')}-{self.arch}-{libc}"
+        return f"cp{self.python.replace('.', '')}-{self.arch}-{libc}" + ("-gpu" if self.gpu else "")
 
     def uv_platform(self) -> str:
         major, minor = self.glibc or (2, 17)
@@ -144,22 +149,31 @@ async def _run(*command: str, what: str, cwd: Path | None = None, env: dict[str,
 class ArtifactBuilder:
     """Builds and caches wheels, locks and wheelhouses under ``cache_dir``; one build per target."""
 
-    def __init__(self, env: AgiEnv, cache_dir: Path, *, cython: bool = False) -> None:
+    def __init__(self, env: AgiEnv, cache_dir: Path, *, cython: bool = False, find_links: Sequence[str] = ()) -> None:
         self.env = env
         self.cache_dir = cache_dir
         self.cython = cython
+        self.find_links = [str(Path(link).expanduser()) for link in find_links]
         self._locks: dict[str, asyncio.Lock] = {}
         self._built: dict[str, Artifacts] = {}
         self.app_hash = env.code_hash()
         self.agi_hash = agi_code_hash()
 
-    def requirements(self) -> list[str]:
-        """Dependencies of agi_core and the app (plus Cython and setuptools when kernels get compiled)."""
+    def requirements(self, target: Target | None = None) -> list[str]:
+        """Dependencies of agi_core and the app (plus Cython and setuptools when kernels get
+        compiled, plus the app's ``gpu`` extra for a GPU ``target``)."""
         agi = [req for req in read_toml(agi_source_dir() / "pyproject.toml")["project"].get("dependencies", [])
                if _requirement_name(req) not in MANAGER_ONLY]
-        app = read_toml(self.env.project_dir / "pyproject.toml").get("project", {}).get("dependencies", [])
+        project = read_toml(self.env.project_dir / "pyproject.toml").get("project", {})
+        app = project.get("dependencies", [])
         extra = ["cython>=3.0", "setuptools>=68"] if self.cython else []
-        return sorted({*agi, *app, *extra})
+        gpu = project.get("optional-dependencies", {}).get(GPU_EXTRA, []) if target is not None and target.gpu else []
+        return sorted({*agi, *app, *extra, *gpu})
+
+    def gpu_extra(self) -> list[str]:
+        """The app's ``gpu`` extra (``[project.optional-dependencies] gpu``): what GPU hosts get."""
+        return list(read_toml(self.env.project_dir / "pyproject.toml").get("project", {})
+                    .get("optional-dependencies", {}).get(GPU_EXTRA, []))
 
     def constraints(self) -> list[str]:
         pins = []
@@ -172,7 +186,7 @@ class ArtifactBuilder:
 
     def inputs_hash(self, target: Target) -> str:
         """What the lock depends on: requirements, pins and target. Equal inputs give an equal lock."""
-        text = "\n".join([target.key, *self.requirements(), "--", *self.constraints()])
+        text = "\n".join([target.key, *self.requirements(target), "--", *self.constraints(), "--", *self.find_links])
         return hashlib.sha256(text.encode()).hexdigest()
 
     async def build(self, target: Target) -> Artifacts:
@@ -193,10 +207,11 @@ class ArtifactBuilder:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             requirements = lock_path.with_suffix(".in")
             constraints = lock_path.with_suffix(".constraints")
-            requirements.write_text("\n".join(self.requirements()) + "\n")
+            requirements.write_text("\n".join(self.requirements(target)) + "\n")
             constraints.write_text("\n".join(self.constraints()) + "\n")
             tmp = lock_path.with_suffix(".tmp")
-            await _run(uv, "pip", "compile", "-q", str(requirements), "-c", str(constraints), "--python-version", target.python,
+            links = [arg for link in self.find_links for arg in ("--find-links", link)]
+            await _run(uv, "pip", "compile", "-q", str(requirements), "-c", str(constraints), *links, "--python-version", target.python,
                        "--python-platform", target.uv_platform(), "--no-header", "--no-annotate", "-o", str(tmp),
                        what="locking the dependencies (uv pip compile)")
             os.replace(tmp, lock_path)
@@ -208,7 +223,8 @@ class ArtifactBuilder:
             abi = f"cp{target.python.replace('.', '')}"
             await _run(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
                        "--python-version", target.python, "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",
-                       *platforms, "-d", str(wheelhouse), "-r", str(lock_path),
+                       *platforms, *[arg for link in self.find_links for arg in ("--find-links", link)],
+                       "-d", str(wheelhouse), "-r", str(lock_path),
                        what="downloading the wheelhouse (pip download)")
             done.touch()
         for wheel in (agi_wheel, app_wheel):  # our own wheels sit beside the dependencies

@@ -10,14 +10,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import paths
-from ..capabilities import probe
+from ..capabilities import HostInfo, probe
 from ..env import AgiEnv
 from ..errors import AgiError
+from ..gpus import GPU, gpu_workers, remember_gpus
 from ..modes import Mode
 from ..settings import ClusterSettings
 from ..ssh import HostSession, SshError, open_session
-from .artifacts import ArtifactBuilder, Target
-from .host import FINGERPRINT_FILE, InstallContext, expected_fingerprint, remote_paths, smoke_import
+from .artifacts import ArtifactBuilder
+from .host import (
+    FINGERPRINT_FILE,
+    InstallContext,
+    expected_fingerprint,
+    host_target,
+    probe_gpu_libraries,
+    remote_paths,
+    smoke_import,
+    worker_environment,
+)
 from .installer import hosts_of
 
 __all__ = ["Check", "DoctorReport", "HostChecks", "doctor_app"]
@@ -68,7 +78,8 @@ def _manager_versions() -> dict[str, str]:
 async def doctor_app(env: AgiEnv, settings: ClusterSettings, mode: Mode) -> DoctorReport:
     """Run every check on every host of ``settings`` (resolved, as for `install_app`), concurrently.
     Never raises for a host's problem: it is a failed check."""
-    ctx = InstallContext(env, settings, mode, ArtifactBuilder(env, paths.cache_dir(), cython=bool(mode & Mode.CYTHON)))
+    ctx = InstallContext(env, settings, mode, ArtifactBuilder(env, paths.cache_dir(), cython=bool(mode & Mode.CYTHON),
+                                                              find_links=settings.install.find_links))
     share = settings.workers_data_path
     token_file, token = _write_token(Path(share).expanduser()) if share else (None, "")
     try:
@@ -129,7 +140,7 @@ async def _run_checks(session: HostSession, checks: HostChecks, ctx: InstallCont
         import json
 
         data = json.loads(stored)
-        target = Target(ctx.cluster.install.python or info.python_minor, info.arch, info.glibc)
+        target = host_target(ctx, checks.host, info)
         wanted = expected_fingerprint(ctx, target)
         stale = [key for key, value in wanted.items() if data.get(key) != value]
         checks.add("venv", not stale, f"{venv}" + (f" is stale ({', '.join(stale)} changed)" if stale else ", fingerprint current"),
@@ -143,12 +154,45 @@ async def _run_checks(session: HostSession, checks: HostChecks, ctx: InstallCont
             mismatched = [f"{n} {versions.get(n)} (manager {manager[n]})" for n in manager if versions.get(n) != manager[n]]
             checks.add("versions", not mismatched, ", ".join(mismatched) or f"dask {versions.get('dask')}, distributed {versions.get('distributed')}",
                        "install the same dask/distributed on the manager, then " + fix_install if mismatched else None)
-    wants_gpu = bool(ctx.modes & Mode.RAPIDS)
-    checks.add("gpu", bool(info.gpus) or not wants_gpu, ", ".join(info.gpus) or "none",
-               "this host will run the CPU kernels" if wants_gpu and not info.gpus else None)
+    remember_gpus(checks.host, info.devices)  # the plan and the cluster give this host's workers its GPUs
+    _check_gpu(checks, ctx, info)
+    await _check_gpu_libraries(session, checks, ctx, info, venv if stored is not None else None)
     if share:
         seen = await session.read_text(f"{share}/.agi-doctor/{token}")
         same = seen is not None and seen.strip() == token
         checks.add("share", same, share + (" is the manager's share" if same else " is not the manager's share here"),
                    None if same else f"mount the manager's share at {share} on {session.host}")
 
+
+
+def _check_gpu(checks: HostChecks, ctx: InstallContext, info: HostInfo) -> None:
+    """The host's GPUs as nvidia-smi lists them, and which of its workers own one."""
+    spec = ctx.cluster.worker_map().get(checks.host)
+    owners = sum(1 for gpu in gpu_workers(spec, info.devices) if gpu) if spec is not None else 0
+    declared = spec is not None and (GPU in spec.capabilities or spec.gpus is not None)
+    found = ", ".join(info.gpus) or "none found"
+    detail = found + (f"; {owners} of {spec.count} workers own a GPU" if spec is not None else "") + (" (declared)" if declared else "")
+    wants_gpu = bool(ctx.modes & Mode.RAPIDS) and spec is not None
+    require = ctx.cluster.rapids == "require"
+    short = wants_gpu and spec is not None and owners < spec.count
+    fix = None
+    if short:
+        fix = ('rapids = "require" fails on this host: give it a GPU, or remove it from the worker map' if require
+               else "its workers without a GPU run the CPU kernels (the record says so)")
+    checks.add("gpu", not (short and require), detail, fix)
+
+
+async def _check_gpu_libraries(session: HostSession, checks: HostChecks, ctx: InstallContext, info: HostInfo,
+                               venv: str | None) -> None:
+    """On a GPU host with the rapids bit: can numba.cuda use the GPU, does cuDF import (in a child
+    of the app's venv; never on a host without a GPU)."""
+    if venv is None or not ctx.modes & Mode.RAPIDS or not host_target(ctx, checks.host, info).gpu:
+        return
+    found = await probe_gpu_libraries(session, venv, worker_environment(ctx, checks.host))
+    usable = bool(found.get("numba_cuda")) or bool(found.get("cudf"))
+    detail = f"numba.cuda {_said(found.get('numba_cuda'))}, cuDF {_said(found.get('cudf'))}"
+    checks.add("gpu libraries", usable, detail, None if usable else f"agi install {ctx.env.name} (the app's gpu extra)")
+
+
+def _said(value: object) -> str:
+    return {True: "usable", False: "broken", None: "not installed"}.get(value, str(value))  # type: ignore[call-overload]

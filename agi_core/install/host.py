@@ -18,12 +18,13 @@ from ..capabilities import HostInfo, probe
 from ..env import AgiEnv
 from ..errors import AgiError
 from ..events import EventSink, HostStep, ignore
+from ..gpus import LIBRARY_PROBE, gpu_workers, remember_gpus
 from ..modes import Mode
 from ..settings import ClusterSettings
 from ..ssh import HostSession, SshError, open_session, shell_path
 from .artifacts import ArtifactBuilder, Artifacts, Target, uv_binary
 
-__all__ = ["FINGERPRINT_SCHEMA", "HostReport", "InstallContext", "install_host", "remote_paths"]
+__all__ = ["FINGERPRINT_SCHEMA", "HostReport", "InstallContext", "host_target", "install_host", "probe_gpu_libraries", "remote_paths"]
 
 FINGERPRINT_SCHEMA = "agi.install.v1"
 FINGERPRINT_FILE = ".agi-install.json"
@@ -45,6 +46,7 @@ class HostReport:
     uploaded_bytes: int = 0
     info: HostInfo | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    gpu_libraries: dict[str, Any] = field(default_factory=dict)  # GPU hosts: numba.cuda usable, cuDF imports
 
     @property
     def ok(self) -> bool:
@@ -111,8 +113,9 @@ async def _install(session: HostSession, report: HostReport, ctx: InstallContext
     step("probe")
     info = await probe(session, agi_root=paths["root"])
     report.info = info
+    remember_gpus(report.host, info.devices)  # the plan and the cluster give this host's workers its GPUs
     _check_host(info, ctx)
-    target = Target(ctx.cluster.install.python or info.python_minor, info.arch, info.glibc)
+    target = host_target(ctx, report.host, info)
     venv = paths["venv"]
     wanted = expected_fingerprint(ctx, target)
     current = _parse_json(await session.read_text(f"{venv}/{FINGERPRINT_FILE}"))
@@ -152,11 +155,41 @@ async def _install(session: HostSession, report: HostReport, ctx: InstallContext
 
     step("check")
     report.versions = await smoke_import(session, venv, ctx.package)
+    if target.gpu:  # only where there is a GPU: a host without one never loads a GPU library
+        report.gpu_libraries = await probe_gpu_libraries(session, venv, worker_environment(ctx, report.host))
     await session.write_text(f"{venv}/{FINGERPRINT_FILE}", json.dumps({**wanted, "installed_at": time.time(), "versions": report.versions}))
     if current and venv_ok and not rebuild_venv and current.get("deps_inputs") == wanted["deps_inputs"]:
         report.status, report.detail = "updated", "re-installed " + (", ".join(reinstall) or "nothing")
     else:
         report.status, report.detail = "installed", f"venv {venv}"
+
+
+def host_target(ctx: InstallContext, host: str, info: HostInfo) -> Target:
+    """What ``host`` installs: its Python, platform and, with the rapids bit, whether it is a GPU
+    host (one of its workers owns a GPU, probed or declared: `gpus.gpu_workers`) that gets the
+    app's ``gpu`` extra. Hosts without a GPU never download or install it."""
+    spec = ctx.cluster.worker_map().get(host)
+    gpu = bool(ctx.modes & Mode.RAPIDS) and spec is not None and any(gpu_workers(spec, info.devices))
+    return Target(ctx.cluster.install.python or info.python_minor, info.arch, info.glibc, gpu=gpu and bool(ctx.builder.gpu_extra()))
+
+
+def worker_environment(ctx: InstallContext, host: str) -> dict[str, str]:
+    """The ``env`` setting of ``host``'s workers (e.g. numba's CUDA simulator), for checks that
+    must see what the workers will see."""
+    spec = ctx.cluster.worker_map().get(host)
+    return dict(spec.env) if spec is not None else {}
+
+
+async def probe_gpu_libraries(session: HostSession, venv: str, env: dict[str, str]) -> dict[str, Any]:
+    """Whether numba.cuda can use the host's GPU and whether cuDF imports, in a child of the venv's
+    Python (`gpus.LIBRARY_PROBE`): ``{"numba_cuda": bool | None, "cudf": bool | None, ...}``."""
+    variables = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
+    result = await session.run(f"env {variables} {shell_path(venv)}/bin/python -c {shlex.quote(LIBRARY_PROBE)}",
+                               what="GPU library probe", check=False, timeout=180)
+    try:
+        return json.loads(result.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"numba_cuda": None, "cudf": None, "error": (result.stderr or result.stdout).strip()[-300:]}
 
 
 def _check_host(info: HostInfo, ctx: InstallContext) -> None:

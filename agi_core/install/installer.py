@@ -78,7 +78,8 @@ async def install_app(
     nothing is printed here: `agi install` draws them with `agi_core.cli.install_view.InstallView`.
     """
     hosts = hosts_of(cluster)
-    builder = ArtifactBuilder(env, cache_dir or paths.cache_dir(), cython=bool(mode & Mode.CYTHON))
+    builder = ArtifactBuilder(env, cache_dir or paths.cache_dir(), cython=bool(mode & Mode.CYTHON),
+                              find_links=cluster.install.find_links)
     ctx = InstallContext(env, cluster, mode, builder)
     limit = asyncio.Semaphore(cluster.install.concurrency)
     emit = on_event or ignore
