@@ -211,3 +211,30 @@ def test_real_gpu_image_equals_the_reference(app_src, tmp_path):
     with np.load(tmp_path / "gpu.npz") as counts:
         differing = {view: int((counts[f"{view}/gpu"] != counts[f"{view}/reference"]).sum()) for view in GPU_VIEWS}
     assert differing == dict.fromkeys(GPU_VIEWS, 0), f"pixels that differ on the GPU, per view: {differing}"
+
+
+_RUNS = r"""
+import asyncio, json, sys
+from pathlib import Path
+from agi_core import AGI, AgiEnv
+apps, share = Path(sys.argv[1]), sys.argv[2]
+env = AgiEnv(app="mandelbrot", apps_path=apps)
+size = {"width": 600, "height": 400, "bands": 8}
+runs = {mode: asyncio.run(AGI.run(env, mode=mode, cluster={"workers_data_path": share}, use_cache=False, **size)) for mode in (0, 8)}
+print(json.dumps({"same_image": (runs[0].out_dir / "mandelbrot.png").read_bytes() == (runs[8].out_dir / "mandelbrot.png").read_bytes(),
+                  "kernels": sorted({o.kernel for o in runs[8].outcomes}), "devices": sorted({o.device for o in runs[8].outcomes})}))
+"""
+
+
+@pytest.mark.gpu
+def test_real_gpu_run_in_mode_8_gives_the_mode_0_image(app_src, tmp_path):
+    reason = _gpu_here()
+    if reason:
+        pytest.skip(reason)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    done = subprocess.run([sys.executable, "-c", _RUNS, str(app_src.parent.parent), str(tmp_path / "share")],
+                          env=env, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    facts = json.loads(done.stdout.splitlines()[-1])
+    assert facts["kernels"] == ["gpu"] and facts["devices"][0].startswith("cuda"), facts
+    assert facts["same_image"], facts
