@@ -12,6 +12,7 @@ import click
 
 from .options import MODE_HELP, apps_path_option, apps_paths, json_option, set_option
 from .output import console, print_json, table
+from .steps_import_cmd import import_command
 
 __all__ = ["steps_group"]
 
@@ -95,11 +96,12 @@ def steps_add(ctx: click.Context, app: str, kind: str, step_id: str | None, deps
               mode: str | None, assignments: tuple[str, ...], no_cache: bool, file: Path) -> None:
     """Add APP's KIND snippet (as `agi snippet APP KIND` prints it) as a step."""
     from ..pipeline import snippet_step
+    from ..pipeline.model import id_from
 
     if no_cache and kind != "run":
         raise click.UsageError("--no-cache applies to run steps only")
     paths = apps_paths(ctx)
-    step = snippet_step(step_id or f"{kind}-{app}", kind, app, apps_path=[str(p) for p in paths] if paths else None,
+    step = snippet_step(step_id or id_from(f"{kind}-{app}"), kind, app, apps_path=[str(p) for p in paths] if paths else None,
                         mode=mode, assignments=assignments, no_cache=no_cache, description=description, deps=_deps(deps))
     _add(file, step, step_id is not None)
 
@@ -115,8 +117,9 @@ def steps_add_python(source: Path, step_id: str | None, deps: tuple[str, ...], d
     pipeline file's folder as working directory. When the file changes, the step is stale until
     `agi steps refresh ID` copies it again."""
     from ..pipeline import python_step
+    from ..pipeline.model import id_from
 
-    _add(file, python_step(step_id or source.stem.replace(" ", "_"), source, description=description, deps=_deps(deps)),
+    _add(file, python_step(step_id or id_from(source.stem), source, description=description, deps=_deps(deps)),
          step_id is not None)
 
 
@@ -332,3 +335,6 @@ def steps_report(run: str, file: Path) -> None:
     out = console()
     for path in write_pipeline_report(record, store.run_dir(record)):
         out.print(str(path))
+
+
+steps_group.add_command(import_command)  # `agi steps import`: AGILAB's files (its own module)
