@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import AgiError
-from .model import AGI_KINDS, Step
+from .model import AGI_KINDS, Step, check_step_id
 
 __all__ = ["python_step", "refreshed", "snippet_step", "staleness"]
 
@@ -41,6 +41,7 @@ def snippet_step(step_id: str, kind: str, app: str, *, apps_path: Sequence[str |
 
     if kind not in AGI_KINDS:
         raise AgiError(f"unknown step kind {kind!r}", fix=f"use one of: {', '.join(AGI_KINDS)} (or `agi steps add-python FILE`)")
+    check_step_id(step_id)
     paths = [str(Path(p).absolute()) for p in apps_path] if apps_path else None
     env = _env(app, paths)
     args, cluster = assignments_to_overrides(list(assignments))
@@ -57,6 +58,7 @@ def _sha256(path: Path) -> str:
 
 def python_step(step_id: str, file: Path, *, description: str = "", deps: Sequence[str] = ()) -> Step:
     """A step that runs the Python in ``file`` (copied into the pipeline; `refreshed` copies it again)."""
+    check_step_id(step_id)
     file = Path(file)
     try:
         code = file.read_text()

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import AgiError
 
-__all__ = ["AGI_KINDS", "STEPS_SCHEMA", "Pipeline", "PipelineError", "Step", "StepKind"]
+__all__ = ["AGI_KINDS", "STEPS_SCHEMA", "Pipeline", "PipelineError", "Step", "StepKind", "check_step_id", "id_from"]
 
 STEPS_SCHEMA = "agi.lab_steps.v1"
 StepKind = Literal["install", "distrib", "run", "python"]
@@ -35,6 +35,24 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 class PipelineError(AgiError):
     """``lab_steps.toml`` is invalid (duplicate ids, unknown deps, cycles), or a step cannot run."""
+
+
+def check_step_id(step_id: str) -> str:
+    """``step_id`` when it is a valid step id; else a `PipelineError` that says what is allowed."""
+    if not _ID.match(step_id):
+        raise PipelineError(f"step id {step_id!r} is not valid: it must start with a letter or digit and hold only "
+                            "letters, digits, _ . -", fix="choose another id (--id)")
+    return step_id
+
+
+def id_from(text: str) -> str:
+    """A valid step id made from ``text`` (a file name, an app): other characters become ``_``.
+
+    >>> id_from("my plot (v2)")
+    'my_plot_v2'
+    """
+    cleaned = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_.-]", "_", text)).strip("_.-")
+    return cleaned or "step"
 
 
 class Step(BaseModel):
