@@ -140,14 +140,20 @@ def worker_env(spec: WorkerSpec, gpu: WorkerGpu | None, host_gpus: int) -> dict[
 
 
 def gpu_here(environ: Mapping[str, str] = os.environ, *, host: str | None = None) -> tuple[bool, str]:
-    """Whether this process may run GPU kernels: a GPU is visible (or numba's simulator is on) and
-    ``CUDA_VISIBLE_DEVICES`` does not hide them all. When not, the reason, naming the host, for
-    the record (``no GPU on h2``)."""
+    """Whether this process may run GPU kernels: ``CUDA_VISIBLE_DEVICES`` does not hide every GPU
+    from it, and a GPU is visible or numba's simulator is on. When not, the reason, naming the
+    host, for the record.
+
+    >>> gpu_here({"NUMBA_ENABLE_CUDASIM": "1"}, host="h1")
+    (True, '')
+    >>> gpu_here({"NUMBA_ENABLE_CUDASIM": "1", "CUDA_VISIBLE_DEVICES": ""}, host="h1")[0]
+    False
+    """
     host = host or socket.gethostname()
+    if environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return False, f"no GPU on {host} for this worker (CUDA_VISIBLE_DEVICES is empty: the host's GPUs belong to other workers)"
     if simulated(environ):
         return True, ""
-    if environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
-        return False, f"no GPU on {host} for this worker (CUDA_VISIBLE_DEVICES is empty: its GPUs belong to other workers)"
     if os.path.exists("/dev/nvidiactl") or shutil.which(NVIDIA_SMI[0]) is not None:
         return True, ""
     return False, f"no GPU on {host}"
