@@ -1,41 +1,18 @@
-"""``agi steps``: the pipeline kept in ``lab_steps.toml``: add, list, show, refresh, remove, run."""
+"""``agi steps``: the pipeline kept in ``lab_steps.toml``: add, list, show, refresh, remove (running
+it: `steps_run_cmds`)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from .options import MODE_HELP, apps_path_option, apps_paths, json_option, set_option
 from .output import console, print_json, table
-from .steps_import_cmd import import_command
+from .steps_options import deps_list, deps_option, file_option
 
 __all__ = ["steps_group"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-FILE_ENV = "AGI_STEPS_FILE"
-
-
-def _file_option(function: F) -> F:
-    return click.option("--file", "-f", "file", type=click.Path(dir_okay=False, path_type=Path), envvar=FILE_ENV,
-                        default="lab_steps.toml", show_default=True,
-                        help=f"The pipeline file (or set {FILE_ENV}).")(function)
-
-
-def _deps(values: tuple[str, ...]) -> list[str]:
-    """``--deps a,b --deps c`` → [a, b, c]."""
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
-
-
-def _deps_option(function: F) -> F:
-    return click.option("--deps", "-d", multiple=True, metavar="IDS",
-                        help="Steps that must succeed first (comma-separated or repeated). Default: none, so the step "
-                             "may run at the same time as the others.")(function)
-
 
 def _free_id(taken: list[str], base: str) -> str:
     candidate, n = base, 2
@@ -85,12 +62,12 @@ def steps_group() -> None:
 @click.argument("kind", type=click.Choice(["install", "distrib", "run"]))
 @apps_path_option
 @click.option("--id", "step_id", default=None, help="The step's id. Default: KIND-APP (made unique).")
-@_deps_option
+@deps_option
 @click.option("--description", default="", help="What the step is for. Default: 'KIND APP'.")
 @click.option("--mode", "-m", default=None, help=MODE_HELP)
 @set_option()
 @click.option("--no-cache", "no_cache", is_flag=True, help="run steps: neither reuse nor store cached results.")
-@_file_option
+@file_option
 @click.pass_context
 def steps_add(ctx: click.Context, app: str, kind: str, step_id: str | None, deps: tuple[str, ...], description: str,
               mode: str | None, assignments: tuple[str, ...], no_cache: bool, file: Path) -> None:
@@ -102,16 +79,16 @@ def steps_add(ctx: click.Context, app: str, kind: str, step_id: str | None, deps
         raise click.UsageError("--no-cache applies to run steps only")
     paths = apps_paths(ctx)
     step = snippet_step(step_id or id_from(f"{kind}-{app}"), kind, app, apps_path=[str(p) for p in paths] if paths else None,
-                        mode=mode, assignments=assignments, no_cache=no_cache, description=description, deps=_deps(deps))
+                        mode=mode, assignments=assignments, no_cache=no_cache, description=description, deps=deps_list(deps))
     _add(file, step, step_id is not None)
 
 
 @steps_group.command("add-python")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--id", "step_id", default=None, help="The step's id. Default: the file's name without .py.")
-@_deps_option
+@deps_option
 @click.option("--description", default="", help="What the step is for.")
-@_file_option
+@file_option
 def steps_add_python(source: Path, step_id: str | None, deps: tuple[str, ...], description: str, file: Path) -> None:
     """Add a Python file as a step. Its code is copied into the pipeline; the step runs with the
     pipeline file's folder as working directory. When the file changes, the step is stale until
@@ -119,7 +96,7 @@ def steps_add_python(source: Path, step_id: str | None, deps: tuple[str, ...], d
     from ..pipeline import python_step
     from ..pipeline.model import id_from
 
-    _add(file, python_step(step_id or id_from(source.stem), source, description=description, deps=_deps(deps)),
+    _add(file, python_step(step_id or id_from(source.stem), source, description=description, deps=deps_list(deps)),
          step_id is not None)
 
 
@@ -128,7 +105,7 @@ def _status_cell(last: tuple[str, str] | None) -> str:
 
 
 @steps_group.command("list")
-@_file_option
+@file_option
 @json_option
 def steps_list(file: Path, as_json: bool) -> None:
     """The steps, in run order, with their deps, last status and staleness."""
@@ -155,7 +132,7 @@ def steps_list(file: Path, as_json: bool) -> None:
 
 @steps_group.command("show")
 @click.argument("step_id", metavar="ID")
-@_file_option
+@file_option
 @json_option
 def steps_show(step_id: str, file: Path, as_json: bool) -> None:
     """One step: its fields, staleness, last status, and its code."""
@@ -183,7 +160,7 @@ def steps_show(step_id: str, file: Path, as_json: bool) -> None:
 @steps_group.command("refresh")
 @click.argument("step_ids", metavar="[IDS]...", nargs=-1)
 @click.option("--all", "all_steps", is_flag=True, help="Refresh every step.")
-@_file_option
+@file_option
 def steps_refresh(step_ids: tuple[str, ...], all_steps: bool, file: Path) -> None:
     """Generate steps again from today's settings (python steps: copy their file again), keeping
     their ids, descriptions and deps. Use it on stale steps."""
@@ -214,7 +191,7 @@ def steps_refresh(step_ids: tuple[str, ...], all_steps: bool, file: Path) -> Non
 @steps_group.command("remove")
 @click.argument("step_id", metavar="ID")
 @click.option("--force", is_flag=True, help="Also remove ID from the deps of the steps that depend on it.")
-@_file_option
+@file_option
 def steps_remove(step_id: str, force: bool, file: Path) -> None:
     """Remove a step. Steps that depend on it keep it from being removed, unless --force."""
     from ..pipeline import PipelineError, load_pipeline, save_pipeline
@@ -231,110 +208,13 @@ def steps_remove(step_id: str, force: bool, file: Path) -> None:
     console(stderr=True).print(f"removed step [bold]{step_id}[/] from {file}")
 
 
-def _render_event(event: Any) -> None:
-    from rich.markup import escape
+def _register() -> None:
+    """The commands kept in their own modules: running (`steps_run_cmds`), importing AGILAB's files."""
+    from .steps_import_cmd import import_command
+    from .steps_run_cmds import steps_report, steps_run, steps_runs
 
-    from ..events import StepFinished, StepStarted
-
-    out = console(stderr=True)
-    if isinstance(event, StepStarted):
-        what = f"{event.step_kind} {event.app}" if event.app else event.step_kind
-        out.print(f"[cyan]▶[/] {event.step}  ({what})")
-    elif isinstance(event, StepFinished):
-        mark = {"ok": "[green]✓[/]", "reused": "[green]↺[/]", "failed": "[red]✗[/]", "skipped": "[yellow]–[/]"}.get(event.status, "•")
-        runs = f"  run {', '.join(event.run_ids)}" if event.run_ids and event.status != "reused" else ""
-        took = f" {event.duration_s:.1f} s" if event.duration_s else ""
-        reason = f": {escape(event.reason.splitlines()[0])}" if event.reason and event.status not in ("ok",) else ""
-        out.print(f"{mark} {event.step}  {event.status}{took}{runs}{reason}")
+    for command in (steps_run, steps_runs, steps_report, import_command):
+        steps_group.add_command(command)
 
 
-def _summary(record: Any) -> None:
-    table(f"pipeline run {record.pipeline_run}: {record.status} in {record.duration_s:.1f} s",
-          ["step", "status", "s", "runs", "note"],
-          [(s.id, s.status, f"{s.duration_s:.1f}" if s.duration_s else "", ", ".join(s.run_ids),
-            (s.reason or s.stale or "").splitlines()[0] if (s.reason or s.stale) else "") for s in record.steps])
-
-
-@steps_group.command("run")
-@click.argument("step_ids", metavar="[IDS]...", nargs=-1)
-@click.option("--all", "all_steps", is_flag=True, help="Run every step (the default when no ids are given).")
-@click.option("--from", "from_step", metavar="ID", default=None, help="Run ID and every step that depends on it.")
-@click.option("--resume", "resume", metavar="RUN", is_flag=False, flag_value="last", default=None,
-              help="Run a failed or interrupted pipeline run again (default: the last one): its ok steps are not run "
-                   "again, and the runs of the others reuse what they cached.")
-@click.option("--allow-stale", is_flag=True, help="Run stale steps as they are (each warns in its log).")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="At most this many steps at the same time. Default: 4, or AGI_STEPS_JOBS.")
-@_file_option
-@json_option
-def steps_run(step_ids: tuple[str, ...], all_steps: bool, from_step: str | None, resume: str | None, allow_stale: bool,
-              jobs: int | None, file: Path, as_json: bool) -> None:
-    """Run steps in dependency order, independent steps at the same time.
-
-    With no ids (or --all): every step. With ids: those steps only. With --from ID: ID and every
-    step after it. A step that fails stops the steps that depend on it; the others finish. The
-    pipeline run's record (agi.pipeline.v1), each step's script, log and run ids are kept in
-    pipeline_runs/<id>/ beside the pipeline file; `agi steps runs` lists them.
-
-    \b
-    Examples:
-      agi steps run
-      agi steps run render plot
-      agi steps run --from render
-      agi steps run --resume
-    """
-    from ..pipeline import DEFAULT_JOBS, PipelineRunError, run_pipeline
-
-    if all_steps and (step_ids or from_step):
-        raise click.UsageError("--all runs every step: give it without ids or --from")
-    jobs = jobs or int(os.environ.get("AGI_STEPS_JOBS") or DEFAULT_JOBS)
-    try:
-        record = asyncio.run(run_pipeline(file, steps=step_ids, from_step=from_step, resume=resume, allow_stale=allow_stale,
-                                          jobs=jobs, emit=None if as_json else _render_event))
-    except PipelineRunError as exc:
-        if as_json:
-            print_json(exc.record.model_dump(by_alias=True))
-        else:
-            _summary(exc.record)
-        raise
-    if as_json:
-        print_json(record.model_dump(by_alias=True))
-    else:
-        _summary(record)
-
-
-@steps_group.command("runs")
-@_file_option
-@click.option("--limit", "-n", default=20, show_default=True, help="Show at most this many (0: all).")
-@json_option
-def steps_runs(file: Path, limit: int, as_json: bool) -> None:
-    """The pipeline runs of this pipeline file, newest first."""
-    from ..pipeline import PipelineStore
-
-    records = PipelineStore(file).list()
-    records = records[:limit] if limit else records
-    if as_json:
-        print_json([r.model_dump(by_alias=True) for r in records])
-        return
-    table(f"pipeline runs of {file}", ["run", "status", "started", "s", "selection", "steps"],
-          [(r.pipeline_run, r.status, r.started[:19], f"{r.duration_s:.1f}", r.selection,
-            " ".join(f"{k}={v}" for k, v in sorted(r.counts().items()))) for r in records])
-
-
-@steps_group.command("report")
-@click.argument("run", default="last")
-@_file_option
-def steps_report(run: str, file: Path) -> None:
-    """Write gantt.png (steps over time), dag.png (the steps and their deps, by status) and
-    report.pdf (a summary page, then both) into the pipeline run's folder."""
-    from ..pipeline import PipelineStore
-    from ..reports import write_pipeline_report
-
-    store = PipelineStore(file)
-    record = store.find(run)
-    out = console()
-    for path in write_pipeline_report(record, store.run_dir(record)):
-        out.print(str(path))
-
-
-steps_group.add_command(import_command)  # `agi steps import`: AGILAB's files (its own module)
+_register()

@@ -135,7 +135,7 @@ class _PipelineRun:
         self._save()
         self.emit(StepStarted(self.record.pipeline_run, step.id, step.kind, step.app, str(log)))
         began = time.monotonic()
-        with open(log, "wb") as out:
+        with open(log, "wb") as out:  # noqa: ASYNC230 -- a local file, opened once per step
             process = await asyncio.create_subprocess_exec(sys.executable, str(script), cwd=str(self.file.parent),
                                                            stdin=asyncio.subprocess.DEVNULL, stdout=out,
                                                            stderr=asyncio.subprocess.STDOUT, env=env)
