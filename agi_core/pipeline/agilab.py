@@ -322,7 +322,10 @@ def _check_cycles(path: Path, stages: list[_Stage], steps: list[Step]) -> None:
     except nx.NetworkXNoCycle:
         return
     where = {stage.step_id: stage for stage in stages}
-    first = where[cycle[0][0]]
-    names = " → ".join([where[edge[0]].name for edge in cycle] + [first.name])
+    ring = [where[edge[0]] for edge in cycle]
+    start = ring.index(min(ring, key=stages.index))  # name it from its first stage in the file: the same every time
+    ring = ring[start:] + ring[:start]
+    first = ring[0]
+    names = " → ".join(stage.name for stage in [*ring, first])
     raise _fail(f"{first.where}: the stages' depends_on form a cycle: {names}",
                 f"remove one of these depends_on in {path.name}, then import it again")
