@@ -233,3 +233,21 @@ def test_import_help_explains_with_an_example():
     done = run_agi("steps", "import", "--help")
     assert done.returncode == 0
     assert "lab_stages.toml" in done.stdout and "Example:" in done.stdout and "--replace" in done.stdout
+
+
+def test_the_docs_example_imports_and_runs(tmp_path):
+    # docs/pipelines.md "Coming from AGILAB": its lab_stages.toml, `agi steps import`, then `agi steps run`
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "pipelines.md").read_text()
+    section = docs.split("## Coming from AGILAB", 1)[1]
+    (tmp_path / "lab_stages.toml").write_text(section.split('```toml title="lab_stages.toml"\n', 1)[1].split("```", 1)[0])
+    shown = section.split("```console\n", 1)[1].split("```", 1)[0].splitlines()
+    env = {"XDG_DATA_HOME": str(tmp_path / "data")}  # the run's default share: here, not in ~
+
+    done = run_agi("steps", "import", "lab_stages.toml", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    printed = [line.rstrip() for line in done.stdout.splitlines()]
+    assert printed == shown[1:shown.index("$ agi steps run")]
+
+    ran = run_agi("steps", "run", cwd=tmp_path, env=env, timeout=180)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "pipeline run" in ran.stdout and "ok" in ran.stdout
