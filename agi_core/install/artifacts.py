@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import importlib.metadata
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -237,13 +238,20 @@ class ArtifactBuilder:
                          sha256_file(lock_path), files)
 
     async def _wheel(self, uv: str, project: Path, out: Path, label: str) -> Path:
-        wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
-        if not wheels:
-            tmp = out.with_name(out.name + ".tmp")
-            await _run(uv, "build", "-q", "--wheel", "-o", str(tmp), str(project), what=f"building the {label} wheel (uv build)")
-            os.replace(tmp, out)
-            wheels = sorted(out.glob("*.whl"))
-        return wheels[0]
+        """The wheel of ``project`` in ``out``, built once: targets built at the same time (a GPU
+        host's and a CPU host's) wait for one build, and another process's build is taken as is."""
+        async with self._locks.setdefault(str(out), asyncio.Lock()):
+            wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
+            if not wheels:
+                tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+                shutil.rmtree(tmp, ignore_errors=True)
+                await _run(uv, "build", "-q", "--wheel", "-o", str(tmp), str(project), what=f"building the {label} wheel (uv build)")
+                try:
+                    os.replace(tmp, out)
+                except OSError:  # another process finished the same build first: same inputs, same wheel
+                    shutil.rmtree(tmp, ignore_errors=True)
+                wheels = sorted(out.glob("*.whl"))
+            return wheels[0]
 
 
 def _wheel_project(filename: str) -> str:
