@@ -251,3 +251,25 @@ def test_the_docs_example_imports_and_runs(tmp_path):
     ran = run_agi("steps", "run", cwd=tmp_path, env=env, timeout=180)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "pipeline run" in ran.stdout and "ok" in ran.stdout
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    (("env = AgiEnv(apps_dir='/a', active_app=Path('/a/flight_project'), install_type=1)\n"
+      "AGI.install(env, modes_enabled=AGI.PYTHON_MODE | AGI.DASK_MODE, verbose=1, scheduler='127.0.0.1', workers={'127.0.0.1': 2})"),
+     ("install", "flight", "/a", 5, ['cluster.scheduler="127.0.0.1"', 'cluster.workers={"127.0.0.1" = 2}'], ["verbose"])),
+    ("ARGS = {'files': '*.csv', 'ratio': 0.5}\nAGI.get_distrib(app_env, **ARGS)",
+     ("distrib", None, None, None, ['files="*.csv"', "ratio=0.5"], [])),
+    ("AGI.run(env, request=RunRequest(params={'n': 2}, stages=[{'name': 'a'}]))", "RunRequest stages"),
+    ("AGI.install(env)\nAGI.run(env)", "it calls AGI 2 times (install, run)"),
+    ("AGI.serve(env)", "AGI.serve has no agi_core step kind"),
+    ("N = 1\nN = 2\nAGI.run(env, n=N)", "`N` is assigned more than once"),
+    ("AGI.run(env, label=f'{x}')", "is not a literal value"),
+])
+def test_agilab_calls_are_read_without_running_them(code, expected):
+    from agi_core.pipeline.agilab_code import read_agi_call
+
+    call = read_agi_call(code)
+    if isinstance(expected, str):
+        assert isinstance(call, str) and expected in call
+    else:
+        assert (call.kind, call.app, call.apps_path, call.mode, call.assignments, call.dropped) == expected
