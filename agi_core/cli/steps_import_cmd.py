@@ -8,14 +8,14 @@ import click
 
 from .options import apps_path_option, apps_paths
 from .output import console, table
+from .steps_options import file_option
 
 __all__ = ["import_command"]
 
 
 @click.command("import")
 @click.argument("source", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--file", "-f", "file", type=click.Path(dir_okay=False, path_type=Path), envvar="AGI_STEPS_FILE",
-              default="lab_steps.toml", show_default=True, help="The pipeline file to add the steps to (or set AGI_STEPS_FILE).")
+@file_option
 @click.option("--replace", is_flag=True, help="Replace the whole pipeline file with the imported steps (default: add "
               "them; an id already in the file is an error).")
 @apps_path_option
