@@ -273,3 +273,13 @@ def test_agilab_calls_are_read_without_running_them(code, expected):
         assert isinstance(call, str) and expected in call
     else:
         assert (call.kind, call.app, call.apps_path, call.mode, call.assignments, call.dropped) == expected
+
+
+def test_a_file_with_no_code_to_import_is_an_error_that_writes_nothing(tmp_path):
+    # AGILAB's oldest lab_steps.toml held prose in C: nothing to run, so nothing is written
+    (tmp_path / "old.toml").write_text('[[steps]]\nD = "Load"\nC = "Load JSON cases and validate them."\n'
+                                       'E = "case_id"\nR = "validated_cases"\n')
+    done = run_agi("steps", "import", "old.toml", cwd=tmp_path)
+    assert done.returncode == 1 and "no stage has Python code to import" in done.stderr
+    assert "module steps stage 1" in done.stdout and "not Python" in done.stdout
+    assert not (tmp_path / "lab_steps.toml").exists()

@@ -43,6 +43,16 @@ def import_command(ctx: click.Context, source: Path, file: Path, replace: bool) 
 
     paths = apps_paths(ctx)
     result = import_agilab(source, apps_path=[str(p) for p in paths] if paths else None)
+
+    def stage(where: str) -> str:  # the tables' titles name the file already
+        return where.removeprefix(f"{source}: ")
+
+    notes = [(stage(where), "python step: " + why) for where, why in result.as_python]
+    notes += [(stage(where), "skipped: " + why) for where, why in result.skipped]
+    if not result.steps:
+        table(f"not converted ({source})", ["stage", "why"], notes)
+        raise PipelineError(f"{source}: no stage has Python code to import; {file} is unchanged",
+                            fix="import a lab_stages.toml whose stages have code (C); the table above says why each was skipped")
     if replace:
         pipeline = Pipeline(steps=result.steps)
     else:
@@ -58,11 +68,6 @@ def import_command(ctx: click.Context, source: Path, file: Path, replace: bool) 
     table(f"{len(result.steps)} step(s) from {source} ({schema}) {'replaced' if replace else 'added to'} {file}",
           ["id", "kind", "app", "deps", "description"],
           [(s.id, s.kind, s.app or "", ", ".join(s.deps), s.description) for s in result.steps])
-    def stage(where: str) -> str:  # the title names the file already
-        return where.removeprefix(f"{source}: ")
-
-    notes = [(stage(where), "python step: " + why) for where, why in result.as_python]
-    notes += [(stage(where), "skipped: " + why) for where, why in result.skipped]
     if notes:
         table("not converted", ["stage", "why"], notes)
     else:
