@@ -219,11 +219,21 @@ from pathlib import Path
 from agi_core import AGI, AgiEnv
 apps, share = Path(sys.argv[1]), sys.argv[2]
 env = AgiEnv(app="mandelbrot", apps_path=apps)
-size = {"width": 600, "height": 400, "bands": 8}
-runs = {mode: asyncio.run(AGI.run(env, mode=mode, cluster={"workers_data_path": share}, use_cache=False, **size)) for mode in (0, 8)}
-print(json.dumps({"same_image": (runs[0].out_dir / "mandelbrot.png").read_bytes() == (runs[8].out_dir / "mandelbrot.png").read_bytes(),
+size = json.loads(sys.argv[3])
+runs = {mode: asyncio.run(AGI.run(env, mode=mode, cluster={"workers_data_path": share}, use_cache=False, **size)) for mode in (0, 2, 8)}
+images = {mode: (run.out_dir / "mandelbrot.png").read_bytes() for mode, run in runs.items()}
+print(json.dumps({"same_image": images[0] == images[2] == images[8],
                   "kernels": sorted({o.kernel for o in runs[8].outcomes}), "devices": sorted({o.device for o in runs[8].outcomes})}))
 """
+
+
+def test_a_mode_8_run_on_the_simulator_gives_the_images_of_modes_0_and_2(app_src, tmp_path):
+    """Through the app: bands, colouring and PNG from the simulated-GPU kernels, byte for byte those of NumPy and Cython."""
+    size = {"width": 48, "height": 32, "bands": 3, "max_iter": 60}
+    out = _python(_RUNS, str(app_src.parent.parent), str(tmp_path / "share"), json.dumps(size), env={"NUMBA_ENABLE_CUDASIM": "1"})
+    facts = json.loads(out.splitlines()[-1])
+    assert facts["kernels"] == ["gpu"] and facts["devices"] == ["cuda:0 (simulator)"], facts
+    assert facts["same_image"], facts
 
 
 @pytest.mark.gpu
@@ -232,7 +242,8 @@ def test_real_gpu_run_in_mode_8_gives_the_mode_0_image(app_src, tmp_path):
     if reason:
         pytest.skip(reason)
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    done = subprocess.run([sys.executable, "-c", _RUNS, str(app_src.parent.parent), str(tmp_path / "share")],
+    size = {"width": 600, "height": 400, "bands": 8}
+    done = subprocess.run([sys.executable, "-c", _RUNS, str(app_src.parent.parent), str(tmp_path / "share"), json.dumps(size)],
                           env=env, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     facts = json.loads(done.stdout.splitlines()[-1])
