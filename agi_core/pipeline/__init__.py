@@ -9,6 +9,7 @@ runs of the steps it depends on. See docs/pipelines.md.
 
 from __future__ import annotations
 
+from .agilab import ImportResult, import_agilab
 from .authoring import python_step, refreshed, snippet_step, staleness
 from .inputs import step_inputs
 from .model import AGI_KINDS, STEPS_SCHEMA, Pipeline, PipelineError, Step, StepKind
@@ -20,6 +21,7 @@ __all__ = [
     "AGI_KINDS",
     "DEFAULT_FILE",
     "DEFAULT_JOBS",
+    "ImportResult",
     "PIPELINE_SCHEMA",
     "STEPS_SCHEMA",
     "Pipeline",
@@ -30,6 +32,7 @@ __all__ = [
     "Step",
     "StepKind",
     "StepRun",
+    "import_agilab",
     "load_pipeline",
     "python_step",
     "refreshed",
