@@ -207,6 +207,6 @@ def test_the_rapids_bit_in_this_process_uses_the_simulated_gpu(tmp_path):
             "rec = json.loads(r.manifest.read_text()); "
             "print(json.dumps([[p['kernel'], p['device']] for p in rec['partitions']] + [rec['kernel_note']]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}, timeout=300)
+                         env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [["gpu", "cuda:0 (simulator)"]] * 2 + ["CUDA simulator"]
