@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -172,3 +173,36 @@ def test_ipv6_scheduler_and_workers(toy_env, share, warm_dir):
     finally:
         assert asyncio.run(cluster_down("toy")) == 3
     assert not dask_processes()
+
+
+def _listening(pids: set[int]) -> set[tuple[str, int]]:
+    """The (ip, port) TCP sockets that ``pids`` and their descendants listen on."""
+    import psutil
+
+    tree = set(pids)
+    for pid in pids:
+        try:
+            tree |= {child.pid for child in psutil.Process(pid).children(recursive=True)}
+        except psutil.NoSuchProcess:
+            pass
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.pid in tree}
+
+
+def test_a_local_clusters_http_ports_listen_on_loopback_only(toy_env, share, warm_dir):
+    # Dask serves /info, /health and worker logs over HTTP: on 0.0.0.0 that is anyone on the network.
+    try:  # launched (warm): scheduler and workers as detached processes
+        status = asyncio.run(cluster_up("toy", spec(toy_env, workers={"127.0.0.1": 2}, dask={"scheduler_port": 0})))
+        sockets = _listening({p.pid for p in status.processes})
+    finally:
+        asyncio.run(cluster_down("toy"))
+    # scheduler (tcp + http) and per worker: nanny-less worker tcp + http
+    assert len(sockets) >= 4 and {ip for ip, _ in sockets} == {"127.0.0.1"}, sockets
+
+    seen: list[set[tuple[str, int]]] = []
+
+    def on_event(event):
+        if event.kind == "cluster_ready":  # embedded: the scheduler in this process, nannies and workers its children
+            seen.append(_listening({os.getpid()}))
+
+    run(toy_env, share, mode="d", n=4, workers={"127.0.0.1": 2}, on_event=on_event)
+    assert seen and len(seen[0]) >= 4 and {ip for ip, _ in seen[0]} == {"127.0.0.1"}, seen

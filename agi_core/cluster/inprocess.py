@@ -17,14 +17,24 @@ from ..lifeline import MANAGER_PID_ENV, PRELOAD
 from .backend import ClusterBackend
 from .spec import ClusterSpec
 
-__all__ = ["InProcessCluster", "dashboard_address"]
+__all__ = ["InProcessCluster", "dashboard_address", "http_address"]
 
 
-def dashboard_address(port: int | None) -> str | None:
-    """A dashboard only when asked for and when bokeh (which serves it) is installed."""
+def dashboard_address(port: int | None, host: str) -> str | None:
+    """A dashboard only when asked for and when bokeh (which serves it) is installed, bound to
+    ``host`` (the scheduler's own interface), never to every interface."""
     if port is None or importlib.util.find_spec("bokeh") is None:
         return None
-    return f":{port}"
+    return http_address(host, port)
+
+
+def http_address(host: str, port: int) -> str:
+    """Where a Dask process serves HTTP (dashboard, /health, /info, logs): ``host:port``.
+
+    Dask binds a bare ``:port`` to 0.0.0.0, which serves cluster info and logs to the whole
+    network; naming the process's own interface keeps a local cluster on loopback. Dask cannot
+    parse an IPv6 address here: for one, the port alone is returned (0.0.0.0, as before)."""
+    return str(port) if ":" in host.strip("[]") else f"{host}:{port}"
 
 
 class InProcessCluster(ClusterBackend):
@@ -52,10 +62,13 @@ class InProcessCluster(ClusterBackend):
 
         emit(Phase("cluster", f"starting an embedded Dask cluster of {len(self.spec.workers)} worker(s) on this machine"))
         spec = self.spec
-        dashboard = dashboard_address(spec.dashboard_port)
+        dashboard = dashboard_address(spec.dashboard_port, spec.scheduler.host)
+        # Without an explicit address, Dask's HTTP servers bind the process's own host (here loopback);
+        # an IPv6 dashboard is given as (host, port), which Dask reads where it cannot read "[::1]:port".
+        http = [(spec.scheduler.host, spec.dashboard_port)] if dashboard and spec.scheduler.is_ipv6 else dashboard
         scheduler = {"cls": Scheduler, "options": {"host": spec.scheduler.url_host, "port": spec.scheduler_port,
                                                    "protocol": spec.protocol, "security": self._security,
-                                                   "dashboard": dashboard is not None, "dashboard_address": dashboard}}
+                                                   "dashboard": dashboard is not None, "dashboard_address": http}}
         threads = max(1, (os.cpu_count() or 1) // len(spec.workers))
         workers = {
             w.name: {"cls": Nanny, "options": {

@@ -23,7 +23,7 @@ from ..ssh import HostSession, shell_path
 from .backend import ClusterBackend, ProcessRecord
 from .client import config_yaml
 from .detached import DetachedProcesses
-from .inprocess import dashboard_address
+from .inprocess import dashboard_address, http_address
 from .spec import ClusterSpec, WorkerProcess
 
 __all__ = ["LaunchedCluster"]
@@ -109,7 +109,9 @@ class LaunchedCluster(ClusterBackend):
         config = config_yaml(spec)
         await asyncio.gather(*(session.write_text(self._config_file(), config) for session in sessions))
         await asyncio.gather(*(self._upload_tls(session) for session in sessions))
-        dashboard = dashboard_address(spec.dashboard_port)
+        dashboard = dashboard_address(spec.dashboard_port, spec.scheduler.host)
+        # The scheduler's HTTP server (/health, /info, the dashboard when bokeh is there) binds its own interface.
+        http = dashboard or http_address(spec.scheduler.host, 0)
         # The scheduler writes its real address (port 0 = any free port) to this file.
         scheduler_file = self._log("scheduler").removesuffix(".log") + ".json"
         session = await self.hosts.session(spec.scheduler_host)
@@ -120,7 +122,7 @@ class LaunchedCluster(ClusterBackend):
             f"{self._python(spec.scheduler_host)} -m distributed.cli.dask_scheduler "
             f"--host {shlex.quote(spec.scheduler.url_host)} --port {spec.scheduler_port} "
             f"--scheduler-file {shell_path(scheduler_file)} --protocol {spec.protocol}{self._tls_flags()} "
-            + (f"--dashboard-address {dashboard}" if dashboard else "--no-dashboard"),
+            + f"--dashboard-address {shlex.quote(http)}" + ("" if dashboard else " --no-dashboard"),
         )
         self.address = await self._wait_for_scheduler(scheduler, scheduler_file)
         self.dashboard = f"http://{spec.scheduler.url_host}:{spec.dashboard_port}/status" if dashboard else None
@@ -137,7 +139,8 @@ class LaunchedCluster(ClusterBackend):
         count = sum(1 for w in self.spec.workers if w.host == worker.host)
         threads = str(worker.nthreads) if worker.nthreads else f"$(( $(nproc) / {count} > 0 ? $(nproc) / {count} : 1 ))"
         flags = [f"--name {shlex.quote(worker.name)}", f"--host {shlex.quote(worker.bind_host)}", f"--nthreads {threads}",
-                 "--nworkers 1", f"--local-directory {shell_path(dask.local_directory)}", "--death-timeout 60", "--no-dashboard"]
+                 "--nworkers 1", f"--local-directory {shell_path(dask.local_directory)}", "--death-timeout 60", "--no-dashboard",
+                 f"--dashboard-address {shlex.quote(http_address(worker.address, 0))}"]  # its HTTP port: its own interface
         if dask.worker_ports:
             flags.append(f"--worker-port {dask.worker_ports}")
         if dask.nanny_ports:
