@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import paths
 from .errors import AgiError, SettingsError
-from .settings_schema import ClusterSettings, DaskSettings, InstallSettings, SshSettings, WorkerSpec
+from .settings_schema import ClusterSettings, DaskSettings, InstallSettings, SlurmSettings, SshSettings, WorkerSpec
 
 __all__ = [
     "ClusterSettings",
@@ -35,6 +35,7 @@ __all__ = [
     "call_overrides",
     "InstallSettings",
     "Settings",
+    "SlurmSettings",
     "SshSettings",
     "WorkerSpec",
     "load_settings",
