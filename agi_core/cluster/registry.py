@@ -42,6 +42,8 @@ known_backends: dict[str, dict[str, str]] = {
     "inprocess": {"class": "agi_core.cluster.inprocess.InProcessCluster", "err": "pip install agi-orchestrator"},
     # Always detached processes, also on this machine (what `agi cluster up` starts).
     "launched": {"class": "agi_core.cluster.launched.LaunchedCluster", "err": "pip install agi-orchestrator"},
+    # Workers as Slurm batch jobs through dask-jobqueue; the scheduler on this machine (docs/slurm.md).
+    "slurm": {"class": "agi_core.cluster.slurm.SlurmCluster", "err": "pip install dask-jobqueue"},
 }
 
 

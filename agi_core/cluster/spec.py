@@ -18,7 +18,7 @@ from ..errors import SettingsError
 from ..gpus import Gpu, gpu_workers, gpus_of, worker_env
 from ..hosts import LOCAL_HOST, HostAddress, slot_name
 from ..modes import Mode
-from ..settings import ClusterSettings, DaskSettings, SshSettings
+from ..settings import ClusterSettings, DaskSettings, SlurmSettings, SshSettings
 
 __all__ = ["ClusterSpec", "WorkerProcess", "cluster_spec", "spec_for"]
 
@@ -60,6 +60,7 @@ class ClusterSpec:
     app_distribution: str | None = None  # the app's distribution name, for the version check
     app_version: str | None = None  # the version the manager runs (its pyproject.toml)
     local_python: str | None = None  # the interpreter of processes on this machine; None: the manager's
+    slurm: SlurmSettings | None = None  # backend "slurm": the jobs that run the workers (`cluster.slurm`)
 
     @property
     def protocol(self) -> str:
@@ -100,9 +101,12 @@ class ClusterSpec:
     def identity(self) -> dict[str, Any]:
         """What a warm cluster must match to be reused: backend, scheduler, worker names and hosts, TLS."""
         scheduler = "embedded (this machine)" if self.embedded else self.scheduler_address
-        return {"backend": self.backend, "scheduler": scheduler, "tls": self.tls,
-                "workers": sorted([w.name, w.address, w.nthreads] + ([w.gpu, dict(w.env)] if w.gpu or w.env else [])
-                                  for w in self.workers)}
+        identity = {"backend": self.backend, "scheduler": scheduler, "tls": self.tls,
+                    "workers": sorted([w.name, w.address, w.nthreads] + ([w.gpu, dict(w.env)] if w.gpu or w.env else [])
+                                      for w in self.workers)}
+        if self.slurm is not None:  # the jobs' resources too: a warm cluster of 1 GB jobs does not fit 8 GB ones
+            identity["slurm"] = self.slurm.model_dump(mode="json", exclude={"login", "pending_timeout"})
+        return identity
 
     # -- JSON (a warm cluster's state file records the spec it was started with) -------------
 
@@ -110,6 +114,7 @@ class ClusterSpec:
         data = dataclasses.asdict(self)
         data["scheduler"] = {"host": self.scheduler.host, "user": self.scheduler.user, "port": self.scheduler.port}
         data["dask"], data["ssh"] = self.dask.model_dump(mode="json"), self.ssh.model_dump(mode="json")
+        data["slurm"] = None if self.slurm is None else self.slurm.model_dump(mode="json")
         return data
 
     @classmethod
@@ -118,6 +123,8 @@ class ClusterSpec:
         fields["scheduler"] = HostAddress(**fields["scheduler"])
         fields["workers"] = tuple(WorkerProcess(**{**w, "env": tuple(tuple(kv) for kv in w.get("env", ()))}) for w in fields["workers"])
         fields["dask"], fields["ssh"] = DaskSettings.model_validate(fields["dask"]), SshSettings.model_validate(fields["ssh"])
+        if fields.get("slurm") is not None:
+            fields["slurm"] = SlurmSettings.model_validate(fields["slurm"])
         return cls(**fields)
 
 
@@ -131,11 +138,16 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
     venv and logs on hosts; backends that launch processes there need it. ``gpus``: each host's
     GPUs (`gpus.gpus_of`); the workers that own one (`gpus.gpu_workers`) get the Dask resource
     ``GPU=1`` and their own ``CUDA_VISIBLE_DEVICES``, as the work plan's slots say.
+
+    With ``backend = "slurm"`` the workers are the slots of its jobs; the scheduler runs on this
+    machine (the `[cluster] scheduler` host, when set, names the address jobs reach it at), each
+    worker gets ``cores / processes`` threads with the pool bit, and a GPU only with the rapids bit.
     """
     workers_map = cluster.worker_map()
     scheduler = cluster.scheduler_address()
+    slurm = cluster.slurm if cluster.backend == "slurm" else None
     remote = [host for host in workers_map if not HostAddress.parse(host).is_local]
-    if scheduler is None and remote:
+    if scheduler is None and remote and slurm is None:
         raise SettingsError(f"the worker map names remote hosts ({', '.join(remote[:3])}) but no scheduler",
                             fix='set [cluster] scheduler = "HOST:PORT" (a host every worker can reach)')
     embedded = scheduler is None
@@ -147,13 +159,16 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
     for host, worker in workers_map.items():
         where = HostAddress.parse(host)
         threads = 0 if mode & Mode.POOL else 1
-        if threads == 0 and where.is_local and local_threads:
+        if threads == 0 and slurm is not None:
+            threads = max(1, slurm.cores // slurm.processes)
+        elif threads == 0 and where.is_local and local_threads:
             threads = max(1, local_threads // max(worker.count, 1))
         host_gpus = (gpus or {}).get(host, ())
         for k, gpu in enumerate(gpu_workers(worker, host_gpus)):
             slot = slot_name(host, k)
             env = tuple(worker_env(worker, gpu, len(host_gpus)).items())
-            processes.append(WorkerProcess(slot, slot, host, where.host, threads, gpu is not None, env))
+            owns_gpu = gpu is not None and (slurm is None or bool(mode & Mode.RAPIDS))  # Slurm: --gres only with the rapids bit
+            processes.append(WorkerProcess(slot, slot, host, where.host, threads, owns_gpu, env))
     if not processes:
         raise SettingsError("the worker map has no workers (every count is 0)",
                             fix="give at least one host a count > 0 in [cluster.workers]")
@@ -161,7 +176,7 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
         app=app, backend=cluster.backend, scheduler=scheduler, dashboard_port=None if embedded else cluster.dask.dashboard_port,
         workers=tuple(processes), dask=cluster.dask, ssh=cluster.ssh, root=cluster.install.root.rstrip("/") or "/",
         venv=cluster.install.venv_path(app), fan_out=cluster.install.concurrency, tls=cluster.tls, embedded=embedded,
-        app_distribution=app_distribution, app_version=app_version,
+        app_distribution=app_distribution, app_version=app_version, slurm=slurm,
     )
 
 

@@ -71,6 +71,7 @@ class Outcome:
     cache: str = ""
     key: str = ""
     location: str = ""
+    job_id: str = ""  # the batch job (Slurm's SLURM_JOB_ID) whose worker ran it; "" outside a batch job
 
     @property
     def ok(self) -> bool:
@@ -81,7 +82,7 @@ class Outcome:
         # which matters when a pool slot sends back 50,000 outcomes.
         return (Outcome, (self.id, self.slot, self.status, self.host, self.worker, self.start, self.end, self.kernel,
                           self.device, self.error, self.note, self.retries, self.outputs, self.result, self.line, self.cache,
-                           self.key, self.location))
+                           self.key, self.location, self.job_id))
 
     @property
     def duration(self) -> float:

@@ -36,6 +36,7 @@ class PartitionRunner:
         self.kernels: KernelChoice = select_kernels(job.module_name.split(".")[0], Mode(job.mode))
         self.host = socket.gethostname()
         self.worker = f"{self.host}:{os.getpid()}"
+        self.job_id = os.environ.get("SLURM_JOB_ID", "")  # a worker in a Slurm job: the record names the job
         self._loggers: dict[str, logging.Logger] = {}
         job.out_dir.mkdir(parents=True, exist_ok=True)
         self.cache = CacheStore(job.cache_dir) if job.cache_dir is not None else None
@@ -62,6 +63,7 @@ class PartitionRunner:
             result, status, error = None, "failed", traceback.format_exc()
         outcome = Outcome(part.id, slot, status, self.host, worker or self.worker, start, time.time(), kernels.kind, kernels.device,
                           error, kernels.note, 0, tuple(ctx.outputs), result)
+        outcome.job_id = self.job_id
         if key and self.cache is not None:
             self._store(outcome, key)
         outcome.line = partition_line(outcome)

@@ -40,6 +40,8 @@ def partition_fields(outcome: Outcome) -> dict[str, Any]:
         fields["error"] = outcome.error
     if outcome.note:
         fields["note"] = outcome.note
+    if outcome.job_id:
+        fields["job_id"] = outcome.job_id
     if outcome.outputs:
         fields["outputs"] = outcome.outputs
     return fields

@@ -86,6 +86,7 @@ class WorkerRecord(_Model):
     slot: str = ""
     kernel: str = ""
     device: str = ""
+    job_id: str | None = None  # the batch job (Slurm) it ran in; None outside one
     versions: dict[str, str] = Field(default_factory=dict)  # python, agi_core, dask, distributed, the app
     capabilities: dict[str, Any] = Field(default_factory=dict)  # cores, memory, gpus, resources
 
@@ -111,6 +112,7 @@ class PartitionRecord(_Model):
     note: str = ""
     result_location: str | None = None  # "run result" (returned to the manager) or a cache path
     outputs: list[str] = Field(default_factory=list)  # files it declared with ctx.output(), relative to out/
+    job_id: str | None = None  # the batch job (Slurm) whose worker ran it, on node `host`; None outside one
 
 
 class Totals(_Model):

@@ -85,6 +85,7 @@ def worker_records(outcomes: Iterable[Outcome], facts: Mapping[str, WorkerRecord
         if outcome.worker and outcome.worker not in workers:
             base = facts.get(outcome.worker) or local or WorkerRecord()
             workers[outcome.worker] = base.model_copy(update={"host": outcome.host or base.host, "slot": outcome.slot,
-                                                              "kernel": outcome.kernel, "device": outcome.device})
+                                                              "kernel": outcome.kernel, "device": outcome.device,
+                                                              "job_id": outcome.job_id or base.job_id})
     return workers
 

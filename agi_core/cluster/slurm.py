@@ -1,0 +1,292 @@
+"""`SlurmCluster` (backend ``slurm``): Dask workers as Slurm batch jobs, through dask-jobqueue.
+
+Each of ``[cluster.slurm] jobs`` jobs runs ``processes`` Dask workers, one plan slot each
+(``slurm-0`` …; `SlurmSettings.worker_map`), in the Python of the shared filesystem
+(``[cluster.slurm] python``, or the venv `agi install` builds there). For a run, dask-jobqueue's
+`SLURMCluster` runs the scheduler in this process and submits the jobs; a warm cluster (`agi
+cluster up`) has a detached scheduler on this machine (`LaunchedCluster` without workers) and the
+same jobs submitted as dask-jobqueue `SLURMJob`s, so both outlive this process and `agi cluster
+down` stops them from their recorded state. Either way, `start` returns once every job runs (or
+fails naming Slurm's reason after ``pending_timeout``), and `close` cancels the jobs and waits
+until Slurm no longer lists them.
+
+Worker ``k`` of job ``j`` registers as ``agi-<app>-<j>`` (``agi-<app>-<j>-<k>`` with several
+processes per job); `worker_names` maps the plan's slots to those names.
+
+>>> slot_worker_names("mandelbrot", jobs=2, processes=1)
+{'slurm-0': 'agi-mandelbrot-0', 'slurm-1': 'agi-mandelbrot-1'}
+>>> slot_worker_names("mandelbrot", jobs=1, processes=2)
+{'slurm-0': 'agi-mandelbrot-0-0', 'slurm-1': 'agi-mandelbrot-0-1'}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shlex
+import socket
+from pathlib import Path
+from typing import Any
+
+from dask_jobqueue import SLURMCluster as JobqueueCluster  # the registry turns its absence into a fix
+from dask_jobqueue.slurm import SLURMJob
+
+from ..errors import AgiError
+from ..events import EventSink, Phase, ignore
+from ..hosts import HostAddress, slot_name
+from ..settings_schema import SLURM_HOST, SlurmSettings
+from .backend import ClusterBackend, ProcessRecord
+from .client import config_yaml
+from .inprocess import dashboard_address, http_address
+from .launched import LaunchedCluster
+from .slurm_queue import cancel_jobs, check_slurm, job_states, wait_until_running
+from .spec import ClusterSpec
+
+__all__ = ["SlurmCluster", "slot_worker_names"]
+
+#: seconds `close` waits for cancelled jobs to leave Slurm's queue
+CANCEL_WAIT = 30.0
+
+
+def job_name(app: str) -> str:
+    """The Slurm job name (``-J``) of an app's worker jobs, and the prefix of their Dask worker names."""
+    return f"agi-{app}"
+
+
+def slot_worker_names(app: str, *, jobs: int, processes: int) -> dict[str, str]:
+    """Slot → the Dask worker name that serves it (see the module's docstring)."""
+    names = {}
+    for j in range(jobs):
+        for k in range(processes):
+            names[slot_name(SLURM_HOST, j * processes + k)] = f"{job_name(app)}-{j}" + (f"-{k}" if processes > 1 else "")
+    return names
+
+
+class SlurmCluster(ClusterBackend):
+    """A scheduler on this machine and ``[cluster.slurm] jobs`` worker jobs submitted to Slurm."""
+
+    def __init__(self, spec: ClusterSpec, *, warm: bool = False) -> None:
+        """``warm``: a cluster that outlives this process (detached scheduler, jobs left running)."""
+        super().__init__(spec)
+        if spec.slurm is None:
+            raise AgiError("the slurm backend needs the [cluster.slurm] settings in its spec",
+                           fix='build the spec with cluster_spec() from settings whose [cluster] backend = "slurm"')
+        if spec.tls:
+            raise AgiError("[cluster] tls = true is not supported with the slurm backend yet",
+                           fix="set [cluster] tls = false (keep the cluster's network private), or use the ssh backend")
+        if not spec.app:
+            raise AgiError("a Slurm cluster needs the app's name (its jobs, logs and venv)", fix="build the spec with cluster_spec(..., app=NAME)")
+        self.slurm: SlurmSettings = spec.slurm
+        self.warm_cluster = warm
+        self.jobs: dict[str, str] = {}  # Dask worker-name prefix of each job → its Slurm job id
+        self.nodes: dict[str, str] = {}  # job id → the node it runs on
+        self._cluster: Any = None  # dask_jobqueue.SLURMCluster (a run's cluster)
+        self._scheduler: LaunchedCluster | None = None  # the detached scheduler (a warm cluster)
+        self.address = ""
+
+    # -- where things are ---------------------------------------------------------------------
+
+    @property
+    def log_directory(self) -> Path:
+        """The jobs' output files (on the shared filesystem: the manager runs on the cluster)."""
+        folder = self.slurm.log_directory or f"{self.spec.root}/logs/{self.spec.app}/slurm"
+        return Path(os.path.expanduser(folder))
+
+    @property
+    def python(self) -> str:
+        """The workers' Python: ``[cluster.slurm] python``, else the venv `agi install` built."""
+        return os.path.expanduser(self.slurm.python or f"{self.spec.venv}/bin/python")
+
+    def _bind_host(self) -> str:
+        """The address the scheduler listens on, which the jobs must reach: ``[cluster] scheduler``'s
+        host when set, else the interface's address, else this machine's hostname."""
+        if not self.spec.embedded:
+            return self.spec.scheduler.host
+        if self.slurm.interface:
+            from distributed.utils import get_ip_interface
+
+            try:
+                return str(get_ip_interface(self.slurm.interface))
+            except (KeyError, ValueError) as exc:
+                raise AgiError(f"[cluster.slurm] interface = {self.slurm.interface!r}: {exc}",
+                               fix="name an interface of this machine that the compute nodes reach (ip -br addr)") from None
+        return socket.gethostname()
+
+    def job_options(self) -> dict[str, Any]:
+        """The keyword arguments of dask-jobqueue's `SLURMJob` (and `SLURMCluster`) for these settings."""
+        slurm, spec = self.slurm, self.spec
+        threads = max(1, spec.workers[0].nthreads) if spec.workers else 1
+        gpu = any(w.gpu for w in spec.workers)
+        return {
+            "queue": slurm.partition, "account": slurm.account, "walltime": slurm.walltime,
+            # --cpus-per-task is the job's cores; each worker gets its share as threads only with the pool bit
+            "job_cpu": slurm.cores, "cores": slurm.processes * threads, "processes": slurm.processes,
+            "memory": slurm.memory, "job_name": job_name(spec.app), "python": shlex.quote(self.python),
+            "interface": slurm.interface, "log_directory": str(self.log_directory),
+            "local_directory": spec.dask.local_directory, "death_timeout": 60,
+            "job_extra_directives": [*slurm.job_extra, *([f"--gres=gpu:{slurm.gpus}"] if gpu else [])],
+            "worker_extra_args": ["--no-dashboard", *(["--resources", "GPU=1"] if gpu else [])],
+            "job_script_prologue": [f"export DASK_CONFIG={shlex.quote(str(self.log_directory / 'dask.yaml'))}",
+                                    "export PYTHONUNBUFFERED=1"],
+        }
+
+    def job_script(self) -> str:
+        """The batch script of one worker job (what `sbatch` gets), for docs and debugging."""
+        return SLURMJob(scheduler=self.address or "tcp://SCHEDULER:8786", name=f"{job_name(self.spec.app)}-0", **self.job_options()).job_script()
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    async def start(self, emit: EventSink = ignore) -> None:
+        try:
+            await self._start(emit)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self, emit: EventSink) -> None:
+        await check_slurm(self.slurm.partition)
+        self.log_directory.mkdir(parents=True, exist_ok=True)
+        (self.log_directory / "dask.yaml").write_text(config_yaml(self.spec))
+        host = self._bind_host()
+        names = [f"{job_name(self.spec.app)}-{j}" for j in range(self.slurm.jobs)]
+        if self.warm_cluster:
+            await self._start_detached(host, names, emit)
+        else:
+            await self._start_jobqueue(host, emit)
+        emit(Phase("cluster", f"{len(self.jobs)} Slurm job(s) queued: {', '.join(self.jobs.values())}; "
+                              f"waiting up to {self.slurm.pending_timeout:g} s for them to run"))
+        states = await wait_until_running(list(self.jobs.values()), self.slurm.pending_timeout)
+        self.nodes = {job_id: state.node for job_id, state in states.items()}
+
+    async def _start_jobqueue(self, host: str, emit: EventSink) -> None:
+        spec = self.spec
+        dashboard = dashboard_address(spec.dashboard_port, host)
+        scheduler: dict[str, Any] = {"port": spec.scheduler_port, "dashboard": dashboard is not None,
+                                     "dashboard_address": dashboard or http_address(host, 0)}
+        if spec.embedded and self.slurm.interface:
+            scheduler["interface"] = self.slurm.interface
+        else:
+            scheduler["host"] = host
+        emit(Phase("cluster", f"starting a Dask scheduler here and submitting {self.slurm.jobs} Slurm job(s)"))
+        self._cluster = JobqueueCluster(asynchronous=True, name=job_name(spec.app), scheduler_options=scheduler,
+                                        silence_logs=40, **self.job_options())
+        await self._cluster  # the scheduler
+        self.address = self._cluster.scheduler_address
+        self.dashboard = self._cluster.dashboard_link if dashboard else None
+        self._cluster.scale(jobs=self.slurm.jobs)
+        try:
+            await self._cluster  # submits the jobs (sbatch)
+        except RuntimeError as exc:
+            raise _submit_error(exc) from None
+        finally:
+            self.jobs = {name: job.job_id for name, job in self._cluster.workers.items() if job.job_id}
+        if len(self.jobs) < self.slurm.jobs:
+            raise AgiError(f"only {len(self.jobs)} of {self.slurm.jobs} Slurm job(s) were submitted", fix="see `squeue` and sbatch's message")
+
+    async def _start_detached(self, host: str, names: list[str], emit: EventSink) -> None:
+        self._scheduler = LaunchedCluster(self._scheduler_spec(host), tethered=False)
+        await self._scheduler.start(emit)
+        self.address, self.dashboard = self._scheduler.address, self._scheduler.dashboard
+        emit(Phase("cluster", f"submitting {len(names)} Slurm job(s)"))
+        jobs = [SLURMJob(scheduler=self.address, name=name, **self.job_options()) for name in names]
+        results = await asyncio.gather(*(job.start() for job in jobs), return_exceptions=True)
+        self.jobs = {job.name: job.job_id for job in jobs if job.job_id}
+        failed = [result for result in results if isinstance(result, BaseException)]
+        if failed:
+            raise _submit_error(failed[0]) if isinstance(failed[0], RuntimeError) else failed[0]
+
+    def _scheduler_spec(self, host: str) -> ClusterSpec:
+        """The spec of the detached scheduler: this machine at ``host``, no workers."""
+        return dataclasses.replace(self.spec, workers=(), scheduler=HostAddress(host, port=self.spec.scheduler_port))
+
+    async def close(self) -> None:
+        """Cancel every job (``scancel``), stop the scheduler, and wait (up to `CANCEL_WAIT` s)
+        until Slurm lists none of the jobs any more."""
+        job_ids = [job_id for job_id in self.jobs.values() if job_id]
+        self.jobs = {}
+        await cancel_jobs(job_ids)
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            try:
+                await asyncio.wait_for(cluster.close(), 30)
+            except Exception:  # noqa: BLE001 - its jobs are cancelled already; a slow scheduler close must not hide that
+                pass
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            await scheduler.close()
+        await _wait_gone(job_ids)
+
+    # -- what a client needs ----------------------------------------------------------------
+
+    def worker_names(self) -> dict[str, str]:
+        return slot_worker_names(self.spec.app, jobs=self.slurm.jobs, processes=self.slurm.processes)
+
+    async def missing_workers_report(self, joined: set[str]) -> str:
+        """For each job whose workers never joined: its Slurm state and the end of its error file."""
+        try:
+            states = await job_states(self.jobs.values())
+        except AgiError as exc:
+            states, problem = {}, exc.message
+        else:
+            problem = ""
+        parts = [problem] if problem else []
+        for name, job_id in self.jobs.items():
+            if any(worker.startswith(name) for worker in joined):
+                continue
+            state = states.get(job_id)
+            where = f"{state.state} on {state.node or '-'} ({state.reason})" if state else "no longer queued"
+            err = self.log_directory / f"{job_name(self.spec.app)}-{job_id}.err"
+            tail = "\n".join(err.read_text(errors="replace").splitlines()[-15:]) if err.exists() else "(no output file yet)"
+            parts.append(f"--- Slurm job {job_id} ({name}): {where}; {err}:\n{tail}")
+        return "\n".join(parts)
+
+    def started(self) -> tuple[ProcessRecord, ...]:
+        scheduler = self._scheduler.started() if self._scheduler is not None else ()
+        jobs = tuple(ProcessRecord(self.nodes.get(job_id) or SLURM_HOST, "worker", name, int(job_id),
+                                   str(self.log_directory / f"{job_name(self.spec.app)}-{job_id}.err"))
+                     for name, job_id in self.jobs.items() if job_id.isdigit())
+        return (*scheduler, *jobs)
+
+    # -- warm clusters ----------------------------------------------------------------------
+
+    @classmethod
+    def warm(cls, spec: ClusterSpec) -> SlurmCluster:
+        return cls(spec, warm=True)
+
+    def state(self) -> dict[str, Any]:
+        scheduler = self._scheduler.state() if self._scheduler is not None else {"processes": []}
+        return {**scheduler, "address": self.address, "dashboard": self.dashboard, "jobs": dict(self.jobs), "nodes": dict(self.nodes)}
+
+    @classmethod
+    def attach(cls, spec: ClusterSpec, state: dict[str, Any]) -> SlurmCluster:
+        backend = cls(spec, warm=True)
+        backend.address, backend.dashboard = state.get("address", ""), state.get("dashboard")
+        backend.jobs, backend.nodes = dict(state.get("jobs", {})), dict(state.get("nodes", {}))
+        host = HostAddress.parse(backend.address.split("://")[-1]).host if backend.address else "127.0.0.1"
+        backend._scheduler = LaunchedCluster.attach(backend._scheduler_spec(host), state)
+        return backend
+
+
+def _submit_error(exc: BaseException) -> AgiError:
+    """sbatch's refusal (dask-jobqueue raises it as a RuntimeError holding the command's output)."""
+    text = str(exc)
+    words = text.split("stderr:", 1)[-1].strip() or text.strip()
+    return AgiError(f"Slurm refused the worker job (sbatch): {words}",
+                    fix="check [cluster.slurm] partition, account, cores, memory, gpus and job_extra against what the "
+                        "partition offers (`sinfo -o '%P %c %m %G'`)")
+
+
+async def _wait_gone(job_ids: list[str], timeout: float = CANCEL_WAIT) -> None:
+    """Wait until Slurm lists none of ``job_ids`` as queued or running (a cancelled job is
+    COMPLETING while its processes are killed); gives up quietly after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while job_ids and loop.time() < deadline:
+        try:
+            states = await job_states(job_ids)
+        except AgiError:
+            return
+        if not any(s.state in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED") for s in states.values()):
+            return
+        await asyncio.sleep(0.3)
