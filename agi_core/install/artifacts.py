@@ -28,8 +28,8 @@ __all__ = ["Artifacts", "ArtifactBuilder", "Target", "agi_source_dir", "sha256_f
 # Packages Dask compares between client, scheduler and workers: pinned to the manager's versions.
 MATCHED_PACKAGES = ("dask", "distributed", "cloudpickle", "msgpack", "tornado", "toolz", "numpy", "lz4", "pandas")
 AGI_DISTRIBUTION = "agi-orchestrator"
-# Needed by the manager only (SSH client, installer): workers do not get them.
-MANAGER_ONLY = ("asyncssh", "uv")
+# Needed by the manager only (SSH client, installer, Slurm job submission): workers do not get them.
+MANAGER_ONLY = ("asyncssh", "uv", "dask-jobqueue")
 #: the app's extra that GPU hosts install when the rapids bit is enabled (numba-cuda, cudf-cu12, …)
 GPU_EXTRA = "gpu"
 
