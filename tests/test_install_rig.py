@@ -63,7 +63,7 @@ def test_cold_install_offline_then_noop_then_app_only(rig_hosts, mandelbrot_copy
         assert host.run("test -x /root/.agi/bin/uv").returncode == 0  # uv was put there
 
     again = install(mandelbrot_copy, rig)
-    assert [h.status for h in again.hosts] == ["unchanged"] * 3
+    assert [h.status for h in again.hosts] == ["unchanged"] * 3, [(h.host, h.detail) for h in again.hosts]
     assert sum(h.uploaded_files for h in again.hosts) == 0
 
     kernels = mandelbrot_copy.src_dir / "mandelbrot" / "kernels.py"
