@@ -1,0 +1,81 @@
+"""Background jobs (a run, an install, a pipeline run): each in its own thread and event loop, so a
+mode-0 run computing in its loop never stalls the server; their events are kept for SSE readers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import AgiError
+from ..events import Event
+
+__all__ = ["Job", "Jobs"]
+
+Work = Callable[["Job"], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Job:
+    """One background action and everything it reported so far."""
+
+    id: str
+    kind: str  # run, install, pipeline
+    title: str
+    app: str | None = None
+    status: str = "running"  # running, ok, failed
+    started: float = field(default_factory=time.time)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    fix: str | None = None
+
+    def emit(self, event: Event) -> None:
+        """The `EventSink` given to the core: events are stored with the time they arrived."""
+        self.events.append({**event.as_dict(), "t": round(time.time() - self.started, 4)})  # list.append is atomic
+
+    @property
+    def done(self) -> bool:
+        return self.status != "running"
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "title": self.title, "app": self.app, "status": self.status,
+                "error": self.error, "fix": self.fix, "result": self.result, "events": len(self.events)}
+
+
+class Jobs:
+    """The jobs of one UI server (kept on its app state, never module-level)."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def all(self) -> list[Job]:
+        return sorted(self._jobs.values(), key=lambda j: j.started, reverse=True)
+
+    def start(self, kind: str, title: str, work: Work, *, app: str | None = None) -> Job:
+        """Run ``work(job)`` in a new thread with its own event loop; returns at once."""
+        job = Job(id=uuid.uuid4().hex[:12], kind=kind, title=title, app=app)
+        self._jobs[job.id] = job
+
+        def body() -> None:
+            try:
+                job.result = asyncio.run(work(job)) or {}
+                job.status = "ok"
+            except AgiError as exc:
+                job.error, job.fix = exc.message, exc.fix
+                job.result = {**job.result, **getattr(exc, "ui_result", {})}
+                job.status = "failed"
+            except Exception as exc:  # shown to the user, with the traceback
+                job.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+                job.status = "failed"
+
+        threading.Thread(target=body, name=f"agi-ui-{kind}-{job.id}", daemon=True).start()
+        return job

@@ -1,0 +1,210 @@
+"""The settings editor's form: fields from the app's ``Args`` model (its JSON schema) and from the
+cluster settings, each with its value and where it came from; saving writes ``app_settings.toml``
+through `save_settings_values` (comments and unknown tables kept, nothing written on an error)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..env import AgiEnv
+from ..errors import SettingsError
+from ..settings import read_toml, save_settings_values
+
+__all__ = ["Field", "SaveOutcome", "cluster_fields", "form_fields", "save_form", "worker_rows"]
+
+#: the cluster keys the form edits: dotted key → (label, input kind, help)
+CLUSTER_KEYS: dict[str, tuple[str, str, str]] = {
+    "cluster.pool": ("pool", "toggle", "bit 1: a process per slot on this machine"),
+    "cluster.cython": ("cython", "toggle", "bit 2: compiled Cython kernels"),
+    "cluster.cluster_enabled": ("cluster", "toggle", "bit 4: a Dask cluster (scheduler + worker map)"),
+    "cluster.rapids": ("rapids", "rapids", "bit 8: GPU kernels where a worker has a GPU"),
+    "cluster.scheduler": ("scheduler", "text", "HOST:PORT of the Dask scheduler"),
+    "cluster.workers_data_path": ("share", "text", "the cluster share, same path on every node"),
+    "cluster.ssh.user": ("SSH user", "text", ""),
+    "cluster.ssh.key": ("SSH key", "text", "client private key"),
+    "cluster.ssh.port": ("SSH port", "integer", ""),
+    "cluster.install.python": ("Python", "text", 'worker venvs\' Python, e.g. "3.11"'),
+    "cluster.install.source": ("packages from", "choice:wheelhouse,index", "wheelhouse: no internet needed on hosts"),
+    "cluster.dask.dashboard_port": ("dashboard port", "integer", "empty: no dashboard"),
+}
+
+
+@dataclass
+class Field:
+    """One input of the form."""
+
+    key: str  # dotted: args.n, cluster.pool
+    label: str
+    kind: str  # integer, number, boolean, toggle, rapids, text, json, choice:a,b
+    value: Any
+    source: str  # call, app settings, profile NAME, default
+    help: str = ""
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.key
+
+    @property
+    def text(self) -> str:
+        """The value as the input shows it."""
+        if self.value is None:
+            return ""
+        if self.kind == "json":
+            return json.dumps(self.value)
+        return str(self.value)
+
+
+def _lookup(table: Mapping[str, Any], dotted: list[str]) -> tuple[bool, Any]:
+    node: Any = table
+    for part in dotted:
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _profile_cluster(env: AgiEnv, document: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    name = (document.get("cluster") or {}).get("profile")
+    for folder in env.profile_dirs if name else ():
+        path = folder / f"{name}.toml"
+        if path.is_file():
+            return name, read_toml(path).get("cluster", {})
+    return name, {}
+
+
+def _source(key: str, document: Mapping[str, Any], profile: tuple[str | None, Mapping[str, Any]]) -> str:
+    parts = key.split(".")
+    if _lookup(document, parts)[0]:
+        return "app settings"
+    if parts[0] == "cluster" and _lookup(profile[1], parts[1:])[0]:
+        return f"profile {profile[0]}"
+    return "default"
+
+
+def _arg_kind(schema: Mapping[str, Any]) -> str:
+    kind = schema.get("type")
+    if kind in ("integer", "number", "boolean"):
+        return kind
+    if kind == "string" and "enum" not in schema:
+        return "text"
+    if "enum" in schema:
+        return "choice:" + ",".join(map(str, schema["enum"]))
+    return "json"  # arrays, objects, unions: edited as JSON
+
+
+def form_fields(env: AgiEnv) -> list[Field]:
+    """The fields of the app's ``Args`` then the cluster keys, with today's values and sources."""
+    settings = env.settings()
+    document = settings.document
+    profile = _profile_cluster(env, document)
+    schema = env.app_class.Args.model_json_schema()
+    values = settings.args.model_dump(mode="json")
+    fields = [Field(f"args.{name}", name, _arg_kind(prop), values.get(name), _source(f"args.{name}", document, profile),
+                    prop.get("description", ""))
+              for name, prop in schema.get("properties", {}).items()]
+    return fields + cluster_fields(settings.cluster.model_dump(mode="json"), document, profile)
+
+
+def cluster_fields(cluster: Mapping[str, Any], document: Mapping[str, Any], profile: tuple[str | None, Mapping[str, Any]]) -> list[Field]:
+    fields = []
+    for key, (label, kind, help_text) in CLUSTER_KEYS.items():
+        fields.append(Field(key, label, kind, _lookup(cluster, key.split(".")[1:])[1], _source(key, document, profile), help_text))
+    return fields
+
+
+def worker_rows(env: AgiEnv) -> list[dict[str, Any]]:
+    """The worker map as rows (host, count), as configured (empty: this machine, one slot per core)."""
+    return [{"host": host, "count": spec.count} for host, spec in env.settings().cluster.workers.items()]
+
+
+@dataclass
+class SaveOutcome:
+    """What saving the form did: the keys written, or the errors by key (and nothing written)."""
+
+    saved: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+
+
+def _toml_literal(value: Any) -> str:
+    import tomlkit
+
+    return tomlkit.item(value).as_string()
+
+
+def _parse(field_: Field, raw: str | None) -> Any:
+    """The typed value of an input (raises ValueError naming what was expected)."""
+    if field_.kind in ("toggle", "boolean"):
+        return raw in ("on", "true", "1")
+    if field_.kind == "rapids":
+        return {"on": True, "off": False, "require": "require"}.get(raw or "off", raw)
+    text = (raw or "").strip()
+    if text == "":
+        return None
+    if field_.kind in ("integer", "number"):
+        try:  # given to the settings validator as typed, or as the text when it is no number (it names the key)
+            return int(text) if field_.kind == "integer" else float(text)
+        except ValueError:
+            return text
+    if field_.kind == "json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg}") from None
+    return text
+
+
+_KEY = re.compile(r"key '([^']+)'|(?:unknown|missing) (?:argument|key) '([^']+)'")
+
+
+def save_form(env: AgiEnv, form: Mapping[str, str], workers: list[tuple[str, str]] | None = None) -> SaveOutcome:
+    """Write the values of ``form`` that differ from today's into ``app_settings.toml``.
+
+    ``workers``: the worker-map rows (host, count); None leaves the map alone. An invalid value is
+    reported against its key and nothing is written.
+    """
+    outcome = SaveOutcome()
+    assignments: list[str] = []
+    for field_ in form_fields(env):
+        if field_.key not in form and field_.kind not in ("toggle", "boolean"):
+            continue
+        try:
+            value = _parse(field_, form.get(field_.key))
+        except ValueError as exc:
+            outcome.errors[field_.key] = str(exc)
+            continue
+        if value != field_.value and value is not None:
+            assignments.append(f"{field_.key}={_toml_literal(value)}")
+        elif value is None and field_.value is not None and field_.source == "app settings":
+            outcome.errors[field_.key] = "a value is required here (remove the key from the file to use the default)"
+    if workers is not None:
+        rows: dict[str, Any] = {}
+        for host, count in workers:
+            if not host.strip():
+                continue
+            try:
+                rows[host.strip()] = int(count)
+            except ValueError:
+                outcome.errors[f'cluster.workers."{host.strip()}"'] = f"count must be a whole number, found {count!r}"
+        if rows != {h: s.count for h, s in env.settings().cluster.workers.items()}:
+            assignments.append(f"cluster.workers={_toml_literal(rows)}")
+    if outcome.errors or not assignments:
+        outcome.message = "nothing to save" if not outcome.errors else "not saved: fix the values marked"
+        return outcome
+    try:
+        save_settings_values(env.settings_file, assignments, env.app_class.Args, env.profile_dirs)
+    except SettingsError as exc:
+        for line in exc.message.splitlines():
+            match = _KEY.search(line)
+            key = next((g for g in match.groups() if g), "") if match else ""
+            outcome.errors[key if "." in key else f"args.{key}" if key else "_"] = line.split(": ", 1)[-1]
+        outcome.message = "not saved: fix the values marked"
+        return outcome
+    outcome.saved = [a.split("=", 1)[0] for a in assignments]
+    outcome.message = f"saved {env.settings_file.name}: " + ", ".join(outcome.saved)
+    return outcome

@@ -1,0 +1,162 @@
+/* agi ui: small helpers and the live view of a job (run, install, pipeline) over server-sent events. */
+"use strict";
+const agi = (() => {
+  const SVG = "http://www.w3.org/2000/svg";
+  const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+
+  function tab(button) {
+    button.parentElement.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b === button));
+  }
+
+  function copy(button) {
+    const code = button.closest(".snippet").querySelector("code").textContent;
+    const done = () => { button.textContent = "Copied ✓"; setTimeout(() => (button.textContent = "Copy"), 1500); };
+    if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(code).then(done); return; }
+    const area = document.createElement("textarea");
+    area.value = code; document.body.appendChild(area); area.select(); document.execCommand("copy"); area.remove(); done();
+  }
+
+  function addWorker() {
+    const row = document.createElement("div");
+    row.className = "worker-row";
+    row.innerHTML = '<input name="worker_host" placeholder="host or user@host" aria-label="host">' +
+      '<input name="worker_count" type="number" min="0" value="1" aria-label="workers">' +
+      '<button type="button" class="btn small ghost" onclick="this.parentElement.remove()">✕</button>';
+    document.getElementById("worker-rows").appendChild(row);
+  }
+
+  /* Follow one job: progress, per-worker bars, a growing Gantt chart, host steps, step badges. */
+  function follow(el) {
+    el.dataset.following = "1";
+    const id = el.dataset.job;
+    const q = (sel) => el.querySelector(sel);
+    const st = {total: 0, done: 0, slots: {}, bars: [], hosts: {}, end: 0, drawn: false};
+
+    const slotRow = (slot) => {
+      if (!st.slots[slot]) {
+        st.slots[slot] = {n: 0, done: 0, failed: 0};
+        const row = document.createElement("div");
+        row.className = "worker"; row.dataset.slot = slot;
+        row.innerHTML = `<span class="w-name">${esc(slot)}</span><span class="w-track"><span class="w-bar"></span></span><span class="w-count"></span>`;
+        q(".workers").appendChild(row);
+      }
+      return st.slots[slot];
+    };
+    const paintSlot = (slot) => {
+      const s = st.slots[slot], row = q(`.worker[data-slot="${CSS.escape(slot)}"]`);
+      if (!row) return;
+      row.querySelector(".w-bar").style.width = `${s.n ? (100 * s.done) / s.n : 0}%`;
+      row.querySelector(".w-bar").classList.toggle("has-failed", s.failed > 0);
+      row.querySelector(".w-count").textContent = `${s.done}/${s.n || "?"}`;
+    };
+    const paintProgress = (force) => {
+      const pct = force ? 100 : st.total ? Math.floor((100 * st.done) / st.total) : 0;
+      q(".progress-bar").style.width = `${pct}%`;
+      q(".progress-text").textContent = st.total ? `${pct}% · ${st.done}/${st.total}` : `${pct}%`;
+      el.dataset.progress = pct;
+    };
+    let pending = false;
+    const drawGantt = () => {
+      pending = false;
+      const svg = q(".gantt"), slots = Object.keys(st.slots);
+      if (!st.bars.length || !slots.length) return;
+      const rowH = 16, left = 110, width = Math.max(320, svg.clientWidth || 600), span = Math.max(st.end, 1e-3);
+      const shown = st.bars.length > 4000 ? st.bars.slice(-4000) : st.bars;
+      svg.setAttribute("height", slots.length * rowH + 22);
+      svg.setAttribute("viewBox", `0 0 ${width} ${slots.length * rowH + 22}`);
+      const parts = [];
+      slots.forEach((s, i) => parts.push(`<text x="0" y="${i * rowH + 12}" class="lbl">${esc(s)}</text>`));
+      for (const b of shown) {
+        const i = slots.indexOf(b.slot), x = left + ((width - left - 8) * b.start) / span;
+        const w = Math.max(1.5, ((width - left - 8) * (b.end - b.start)) / span);
+        parts.push(`<rect x="${x.toFixed(1)}" y="${i * rowH + 2}" width="${w.toFixed(1)}" height="${rowH - 4}" rx="2" class="g ${b.status}"><title>${esc(b.id)} ${b.status} ${(b.end - b.start).toFixed(3)} s</title></rect>`);
+      }
+      parts.push(`<text x="${left}" y="${slots.length * rowH + 16}" class="axis">0 s</text><text x="${width - 8}" y="${slots.length * rowH + 16}" class="axis" text-anchor="end">${span.toFixed(2)} s</text>`);
+      svg.innerHTML = parts.join("");
+    };
+    const scheduleGantt = () => { if (!pending) { pending = true; requestAnimationFrame(drawGantt); } };
+    const stepItem = (step) => document.querySelector(`.step[data-step="${CSS.escape(step)}"]`);
+
+    const handle = (e) => {
+      switch (e.kind) {
+        case "phase": q(".phase").textContent = e.name + (e.detail ? ` · ${e.detail}` : ""); break;
+        case "run_started":
+          st.total = e.partitions;
+          for (const [slot, n] of Object.entries(e.slots || {})) { slotRow(slot).n = n; paintSlot(slot); }
+          break;
+        case "partition_done": {
+          const s = slotRow(e.slot);
+          s.done += 1; if (e.status === "failed") s.failed += 1; st.done += 1;
+          const end = e.t, start = Math.max(0, end - (e.duration_s || 0));
+          st.end = Math.max(st.end, end);
+          st.bars.push({id: e.id, slot: e.slot, start, end, status: e.status});
+          paintSlot(e.slot);
+          if (e.error) {
+            const box = document.createElement("div");
+            box.className = "alert error";
+            box.innerHTML = `<b>partition ${esc(e.id)}</b> on ${esc(e.slot)} ${esc(e.host)}<pre>${esc(e.error)}</pre>`;
+            q(".errors").appendChild(box);
+          }
+          break;
+        }
+        case "cluster_ready":
+          if (e.dashboard) q(".notices").insertAdjacentHTML("beforeend", `<div class="alert">Dask dashboard: <a href="${esc(e.dashboard)}" target="_blank" rel="noopener">${esc(e.dashboard)}</a></div>`);
+          break;
+        case "notice": q(".notices").insertAdjacentHTML("beforeend", `<div class="alert ${e.level === "warning" ? "warn" : ""}">${esc(e.text)}</div>`); break;
+        case "host_step": {
+          let row = q(`.host-row[data-host="${CSS.escape(e.host)}"]`);
+          if (!row) {
+            row = document.createElement("div"); row.className = "host-row"; row.dataset.host = e.host;
+            row.innerHTML = `<span class="h-name">${esc(e.host)}</span><span class="h-step"></span>`;
+            q(".hosts").appendChild(row);
+          }
+          row.querySelector(".h-step").textContent = e.step;
+          row.className = "host-row" + (e.failed ? " failed" : e.done ? " done" : " busy");
+          break;
+        }
+        case "run_finished": st.finished = true; break;
+        case "step_started": {
+          const item = stepItem(e.step);
+          if (item) { const b = item.querySelector("[data-status]"); b.textContent = "running"; b.className = "badge st-running"; }
+          q(".phase").textContent = `step ${e.step}`;
+          break;
+        }
+        case "step_finished": {
+          const item = stepItem(e.step);
+          st.done += 1;
+          if (item) {
+            const b = item.querySelector("[data-status]"); b.textContent = e.status; b.className = `badge st-${e.status}`;
+            item.querySelector("[data-runs]").innerHTML = (e.run_ids || []).map((r) => `<a href="/runs/${esc(item.dataset.app)}/${esc(r)}">record ${esc(r.slice(0, 15))}</a>`).join(" ");
+          }
+          break;
+        }
+      }
+    };
+
+    const source = new EventSource(`/api/jobs/${id}/events`);
+    let messages = 0;
+    source.onmessage = (m) => {
+      messages += 1; el.dataset.messages = messages;
+      for (const e of JSON.parse(m.data)) handle(e);
+      paintProgress(false); scheduleGantt();
+    };
+    source.addEventListener("end", (m) => {
+      source.close();
+      const job = JSON.parse(m.data);
+      el.dataset.status = job.status;
+      q(".spinner").classList.add("stopped");
+      const pill = q(".status"); pill.textContent = job.status; pill.classList.add(job.status);
+      if (job.status === "ok") paintProgress(true);
+      htmx.ajax("GET", `/jobs/${id}/result`, {target: q(".job-result"), swap: "innerHTML"});
+    });
+  }
+
+  function scan(root) {
+    (root || document).querySelectorAll("[data-job]:not([data-following])").forEach(follow);
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    scan(document);
+    document.body.addEventListener("htmx:afterSettle", (ev) => scan(ev.target.parentElement || document));
+  });
+  return {tab, copy, addWorker, follow};
+})();
