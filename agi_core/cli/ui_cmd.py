@@ -13,7 +13,7 @@ from .output import console
 
 __all__ = ["ui_command"]
 
-UI_PACKAGES = ("fastapi", "jinja2", "uvicorn")
+UI_PACKAGES = ("fastapi", "jinja2", "uvicorn", "multipart")
 
 
 def _check_installed() -> None:
