@@ -192,7 +192,7 @@ def test_a_failed_partition_comes_with_its_error(api):
 
 
 def test_steps_are_added_reordered_and_run(api, config):
-    assert api.post("/api/steps", json={"app": "toy", "kind": "run", "id": "first"}).json() == {"id": "first"}
+    assert api.post("/api/steps", json={"app": "toy", "kind": "run", "id": "first", "deps": []}).json() == {"id": "first"}
     assert api.post("/api/steps", json={"app": "toy", "kind": "distrib", "id": "second", "deps": []}).json() == {"id": "second"}
     assert "first" in config.steps_file.read_text()
     assert api.post("/api/steps/second", json={"move": -1}).json()["steps"] == ["second", "first"]

@@ -209,6 +209,7 @@ def test_add_a_step_and_it_is_in_lab_steps_toml(page, ui):
     api(page, ui, "POST", "/api/steps", {"app": "mandelbrot", "kind": "run", "id": "render"})
     text = ui["config"].steps_file.read_text()
     assert 'id = "square"' in text and "kind = \"run\"" in text and 'id = "render"' in text
+    assert 'deps = ["square"]' in text  # a step added without deps runs after the one before it
 
 
 def test_run_the_pipeline(page, ui):
@@ -217,6 +218,7 @@ def test_run_the_pipeline(page, ui):
     page.click("#run-all")
     finish(page, "#steps-panel")
     expect(page.locator("#steps-panel .job")).to_have_attribute("data-status", "ok")
+    expect(page.locator(".step")).to_have_count(2)
     for step in ("square", "render"):
         expect(page.locator(f'.step[data-step="{step}"] [data-status]')).to_have_text("ok")
     page.screenshot(path=str(ui["root"] / "screenshots" / "pipeline-run.png"), full_page=True)

@@ -48,10 +48,10 @@ def step_rows(config: UiConfig) -> list[StepRow]:
     return rows
 
 
-def add_step(config: UiConfig, app: str, kind: str = "run", *, step_id: str | None = None, deps: Sequence[str] = (),
+def add_step(config: UiConfig, app: str, kind: str = "run", *, step_id: str | None = None, deps: Sequence[str] | None = None,
              description: str = "") -> str:
-    """Add the snippet of ``kind`` for ``app``'s current settings as a step; returns its id. By
-    default it depends on the step before it, so a pipeline reads top to bottom."""
+    """Add the snippet of ``kind`` for ``app``'s current settings as a step; returns its id.
+    ``deps=None`` makes it depend on the last step, so a pipeline built on the page reads top to bottom."""
     file = _file(config)
     pipeline = load_pipeline(file, missing_ok=True)
     base = step_id or id_from(f"{kind}_{app}")
@@ -61,8 +61,8 @@ def add_step(config: UiConfig, app: str, kind: str = "run", *, step_id: str | No
     if new_id in pipeline.ids():
         raise PipelineError(f"there is already a step {new_id!r}", fix="choose another id")
     assignments = [f"cluster.workers_data_path={json.dumps(str(config.share))}"] if config.share else []
-    if not deps and step_id is None and pipeline.steps:
-        deps = [pipeline.steps[-1].id]
+    if deps is None:
+        deps = [pipeline.steps[-1].id] if pipeline.steps else []
     step = snippet_step(new_id, kind, app, apps_path=list(config.apps_path) if config.apps_path is not None else None,
                         assignments=assignments, description=description, deps=deps)
     save_pipeline(file, Pipeline(steps=[*pipeline.steps, step]))

@@ -100,9 +100,10 @@ def steps(request: Request) -> list[dict[str, Any]]:
 
 @router.post("/steps")
 def add(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-    """``{"app": "toy", "kind": "run", "id": "optional", "deps": []}``: a snippet step from today's settings."""
+    """``{"app": "toy", "kind": "run", "id": "optional", "deps": [...]}``: a snippet step from today's settings
+    (without ``deps``: after the last step)."""
     step_id = add_step(request.app.state.config, str(body.get("app")), str(body.get("kind", "run")), step_id=body.get("id"),
-                       deps=list(body.get("deps") or []))
+                       deps=None if body.get("deps") is None else [str(d) for d in body["deps"]])
     return {"id": step_id}
 
 

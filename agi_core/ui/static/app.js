@@ -144,6 +144,7 @@ const agi = (() => {
       source.close();
       const job = JSON.parse(m.data);
       el.dataset.status = job.status;
+      q(".phase").textContent = "";
       q(".spinner").classList.add("stopped");
       const pill = q(".status"); pill.textContent = job.status; pill.classList.add(job.status);
       if (job.status === "ok") paintProgress(true);
