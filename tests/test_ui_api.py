@@ -212,3 +212,9 @@ def test_pages_render(browser):
         response = browser.get(path)
         assert response.status_code == 200 and "alert error" not in response.text, path
         assert time.perf_counter() - started >= 0  # timings are measured in the browser tests' notes, not asserted
+
+
+def test_a_settings_file_that_does_not_validate_is_shown_as_an_error(browser, apps_copy):
+    (apps_copy / "toy_project" / "app_settings.toml").write_text("[args]\nn = 'six'\n")
+    page = browser.get("/orchestrate?app=toy").text
+    assert 'class="alert error"' in page and "args.n" in page and 'class="topbar"' in page

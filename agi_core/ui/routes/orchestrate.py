@@ -46,9 +46,12 @@ def orchestrate(request: Request, app: str | None = None) -> Response:
     if chosen is not None and chosen not in names:
         raise AgiError(f"unknown app {chosen!r}", fix=f"choose one of: {', '.join(names)}")
     env = env_for(config, chosen) if chosen else None
-    fields = form_fields(env) if env else []
+    try:  # a settings file that does not validate is shown as an error in its panel, not as a blank page
+        fields, workers, broken = (form_fields(env), worker_rows(env), None) if env else ([], [], None)
+    except AgiError as exc:
+        fields, workers, broken = [], [], exc
     return render(request, "orchestrate.html", page="orchestrate", apps=names, app=chosen, env=env, fields=fields,
-                  workers=worker_rows(env) if env else [], outcome=None, other_errors={})
+                  workers=workers, outcome=None, other_errors={}, broken=broken)
 
 
 @router.get("/orchestrate/{app}/settings")
