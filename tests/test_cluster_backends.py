@@ -38,7 +38,7 @@ def test_an_unknown_backend_lists_the_known_ones():
     with pytest.raises(AgiError) as info:
         backend_class("slurmm")
     assert "unknown cluster backend 'slurmm'" in str(info.value)
-    assert "inprocess, launched, ssh" in info.value.fix
+    assert "inprocess, launched, slurm, ssh" in info.value.fix
 
 
 def test_a_missing_package_names_the_backend_and_the_fix():
