@@ -183,6 +183,15 @@ def test_a_run_streams_its_events_and_is_listed(api):
     assert api.get("/api/runs", params={"status": "failed"}).json() == []
 
 
+def test_install_streams_each_hosts_steps_until_it_is_done(api):
+    job = wait(api, api.post("/api/install/toy").json())
+    assert job["status"] == "ok", job
+    steps = [e for e in job["stream"] if e["kind"] == "host_step"]
+    assert {"connect", "probe"} <= {e["step"] for e in steps}
+    last = steps[-1]
+    assert last["done"] and not last["failed"] and last["step"] in ("installed", "updated", "unchanged")
+
+
 def test_a_failed_partition_comes_with_its_error(api):
     api.post("/api/settings/toy", json={"set": ["args.fail_on=[2]"]})
     job = wait(api, api.post("/api/run/toy").json())

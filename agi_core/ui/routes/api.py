@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Request
 
 from ...errors import AgiError
 from ...settings import save_settings_values
-from ..actions import start_pipeline, start_run
+from ..actions import start_install, start_pipeline, start_run
 from ..apps import app_names, env_for
 from ..files import run_store, safe_name
 from ..plans import discard, move_partitions, plan_view
@@ -77,6 +77,13 @@ def run(request: Request, app: str, body: dict[str, Any] | None = Body(default=N
     ``/api/jobs/{id}/events``."""
     job = start_run(request.app.state.jobs, request.app.state.config, app, mode=(body or {}).get("mode"))
     return job.summary()
+
+
+@router.post("/install/{app}")
+def install(request: Request, app: str) -> dict[str, Any]:
+    """Install the app on every host of its worker map; follow ``/api/jobs/{id}/events`` (one
+    ``host_step`` event per step of each host, ``done`` when the host is finished)."""
+    return start_install(request.app.state.jobs, request.app.state.config, app).summary()
 
 
 @router.get("/runs")
