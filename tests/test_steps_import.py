@@ -243,12 +243,12 @@ def test_the_docs_example_imports_and_runs(tmp_path):
     shown = section.split("```console\n", 1)[1].split("```", 1)[0].splitlines()
     env = {"XDG_DATA_HOME": str(tmp_path / "data")}  # the run's default share: here, not in ~
 
-    done = run_agi("steps", "import", "lab_stages.toml", cwd=tmp_path, env=env)
+    done = run_agi("steps", "import", "lab_stages.toml", "--file", "agilab_steps.toml", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     printed = [line.rstrip() for line in done.stdout.splitlines()]
-    assert printed == shown[1:shown.index("$ agi steps run")]
+    assert printed == shown[1:shown.index("$ agi steps run --file agilab_steps.toml")]
 
-    ran = run_agi("steps", "run", cwd=tmp_path, env=env, timeout=180)
+    ran = run_agi("steps", "run", "--file", "agilab_steps.toml", cwd=tmp_path, env=env, timeout=180)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "pipeline run" in ran.stdout and "ok" in ran.stdout
 

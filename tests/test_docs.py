@@ -1,0 +1,92 @@
+"""The commands in the docs run, as written.
+
+Convention for writers (docs/*.md): in a ```console block, a line starting with ``$ `` is a command;
+the lines after it are sample output (not compared), except ``# exit N``, the exit status the command
+must have (default 0). A block with a title (```python title="FILE"```, ```toml title="FILE"```) is
+written to FILE before the page's commands run. Each page runs in order, in a fresh folder, with its own share (``XDG_DATA_HOME``) and
+the test environment's ``agi`` and ``python`` first on ``PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+_FENCE = re.compile(r"^```(\w*)(.*)$")
+_TITLE = re.compile(r'title="([^"]+)"')
+
+
+@dataclass
+class Command:
+    line: int
+    text: str
+    exit: int = 0
+
+
+@dataclass
+class Page:
+    files: dict[str, str] = field(default_factory=dict)
+    commands: list[Command] = field(default_factory=list)
+
+
+def read_page(path: Path) -> Page:
+    """The files and the commands (with their expected exit status) of one docs page."""
+    page, block, kind, title, body = Page(), False, "", None, []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fence = _FENCE.match(line)
+        if fence and not block:
+            block, kind, body = True, fence.group(1), []
+            found = _TITLE.search(fence.group(2))
+            title = found.group(1) if found else None
+            continue
+        if fence and block:
+            if title:
+                page.files[title] = "\n".join(body) + "\n"
+            block = False
+            continue
+        if not block:
+            continue
+        body.append(line)
+        if kind == "console" and line.startswith("$ "):
+            page.commands.append(Command(number, line[2:]))
+        elif kind == "console" and line.startswith("# exit ") and page.commands:
+            page.commands[-1].exit = int(line.removeprefix("# exit ").strip())
+    return page
+
+
+PAGES = sorted(p for p in DOCS.glob("*.md") if read_page(p).commands)
+
+
+def test_the_reader_sees_commands_files_and_exit_statuses(tmp_path):
+    doc = tmp_path / "page.md"
+    doc.write_text('```python title="a.py"\nprint(1)\n```\n\n```console\n$ python a.py\n1\n$ false\n# exit 1\n```\n'
+                   "```sh\n$ not-a-command\n```\n")
+    page = read_page(doc)
+    assert page.files == {"a.py": "print(1)\n"}
+    assert [(c.text, c.exit, c.line) for c in page.commands] == [("python a.py", 0, 6), ("false", 1, 8)]
+
+
+@pytest.mark.parametrize("path", PAGES, ids=[p.name for p in PAGES])
+def test_every_command_of_the_page_runs(path, tmp_path):
+    page = read_page(path)
+    work = tmp_path / "work"
+    work.mkdir()
+    for name, text in page.files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "COLUMNS": "200",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("AGI_STRICT_SNIPPETS", None)
+    for command in page.commands:
+        done = subprocess.run(["bash", "-c", command.text], cwd=work, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == command.exit, (
+            f"{path.name}:{command.line}: `{command.text}` exited {done.returncode}, not {command.exit}\n"
+            f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
