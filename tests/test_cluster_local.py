@@ -26,7 +26,7 @@ def spec(env, mode="d", **cluster):
 
 
 def dask_processes() -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if "distributed.cli.dask_" in line or "dask worker" in line or "dask scheduler" in line]
 
 

@@ -10,18 +10,21 @@ down` stops them from their recorded state. Either way, `start` returns once eve
 fails naming Slurm's reason after ``pending_timeout``), and `close` cancels the jobs and waits
 until Slurm no longer lists them.
 
-Worker ``k`` of job ``j`` registers as ``agi-<app>-<j>`` (``agi-<app>-<j>-<k>`` with several
-processes per job); `worker_names` maps the plan's slots to those names.
+The jobs are named ``agi-<app>`` in the queue. The Dask worker of job ``j`` registers as
+``slurm-<j>``, its slot's name, as on SSH clusters (a record whose worker is not its slot shows
+a partition that ran elsewhere); with several processes per job they are ``slurm-<j>-<k>``, and
+`worker_names` maps the plan's slots to them.
 
->>> slot_worker_names("mandelbrot", jobs=2, processes=1)
-{'slurm-0': 'agi-mandelbrot-0', 'slurm-1': 'agi-mandelbrot-1'}
->>> slot_worker_names("mandelbrot", jobs=1, processes=2)
-{'slurm-0': 'agi-mandelbrot-0-0', 'slurm-1': 'agi-mandelbrot-0-1'}
+>>> slot_worker_names(jobs=2, processes=1)
+{'slurm-0': 'slurm-0', 'slurm-1': 'slurm-1'}
+>>> slot_worker_names(jobs=1, processes=2)
+{'slurm-0': 'slurm-0-0', 'slurm-1': 'slurm-0-1'}
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -54,13 +57,25 @@ def job_name(app: str) -> str:
     return f"agi-{app}"
 
 
-def slot_worker_names(app: str, *, jobs: int, processes: int) -> dict[str, str]:
+def job_worker_name(j: int) -> str:
+    """The Dask worker name of job ``j`` (its workers' prefix with several processes per job)."""
+    return slot_name(SLURM_HOST, j)
+
+
+def slot_worker_names(*, jobs: int, processes: int) -> dict[str, str]:
     """Slot → the Dask worker name that serves it (see the module's docstring)."""
     names = {}
     for j in range(jobs):
         for k in range(processes):
-            names[slot_name(SLURM_HOST, j * processes + k)] = f"{job_name(app)}-{j}" + (f"-{k}" if processes > 1 else "")
+            names[slot_name(SLURM_HOST, j * processes + k)] = job_worker_name(j) + (f"-{k}" if processes > 1 else "")
     return names
+
+
+class _JobqueueCluster(JobqueueCluster):
+    """dask-jobqueue's `SLURMCluster`, its job ``j``'s worker named `job_worker_name` (``slurm-<j>``)."""
+
+    def _new_worker_name(self, worker_number: int) -> str:  # dask's documented hook for worker names
+        return job_worker_name(worker_number)
 
 
 class SlurmCluster(ClusterBackend):
@@ -79,7 +94,7 @@ class SlurmCluster(ClusterBackend):
             raise AgiError("a Slurm cluster needs the app's name (its jobs, logs and venv)", fix="build the spec with cluster_spec(..., app=NAME)")
         self.slurm: SlurmSettings = spec.slurm
         self.warm_cluster = warm
-        self.jobs: dict[str, str] = {}  # Dask worker-name prefix of each job → its Slurm job id
+        self.jobs: dict[str, str] = {}  # each job's Dask worker name (`job_worker_name`) → its Slurm job id
         self.nodes: dict[str, str] = {}  # job id → the node it runs on
         self._cluster: Any = None  # dask_jobqueue.SLURMCluster (a run's cluster)
         self._scheduler: LaunchedCluster | None = None  # the detached scheduler (a warm cluster)
@@ -133,7 +148,7 @@ class SlurmCluster(ClusterBackend):
 
     def job_script(self) -> str:
         """The batch script of one worker job (what `sbatch` gets), for docs and debugging."""
-        return SLURMJob(scheduler=self.address or "tcp://SCHEDULER:8786", name=f"{job_name(self.spec.app)}-0", **self.job_options()).job_script()
+        return SLURMJob(scheduler=self.address or "tcp://SCHEDULER:8786", name=job_worker_name(0), **self.job_options()).job_script()
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -149,7 +164,7 @@ class SlurmCluster(ClusterBackend):
         self.log_directory.mkdir(parents=True, exist_ok=True)
         (self.log_directory / "dask.yaml").write_text(config_yaml(self.spec))
         host = self._bind_host()
-        names = [f"{job_name(self.spec.app)}-{j}" for j in range(self.slurm.jobs)]
+        names = [job_worker_name(j) for j in range(self.slurm.jobs)]
         if self.warm_cluster:
             await self._start_detached(host, names, emit)
         else:
@@ -169,7 +184,7 @@ class SlurmCluster(ClusterBackend):
         else:
             scheduler["host"] = host
         emit(Phase("cluster", f"starting a Dask scheduler here and submitting {self.slurm.jobs} Slurm job(s)"))
-        self._cluster = JobqueueCluster(asynchronous=True, name=job_name(spec.app), scheduler_options=scheduler,
+        self._cluster = _JobqueueCluster(asynchronous=True, name=job_name(spec.app), scheduler_options=scheduler,
                                         silence_logs=40, **self.job_options())
         await self._cluster  # the scheduler
         self.address = self._cluster.scheduler_address
@@ -208,10 +223,9 @@ class SlurmCluster(ClusterBackend):
         await cancel_jobs(job_ids)
         cluster, self._cluster = self._cluster, None
         if cluster is not None:
-            try:
+            # its jobs are cancelled already: a slow or failing scheduler close must not hide that
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(cluster.close(), 30)
-            except Exception:  # noqa: BLE001 - its jobs are cancelled already; a slow scheduler close must not hide that
-                pass
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None:
             await scheduler.close()
@@ -220,7 +234,7 @@ class SlurmCluster(ClusterBackend):
     # -- what a client needs ----------------------------------------------------------------
 
     def worker_names(self) -> dict[str, str]:
-        return slot_worker_names(self.spec.app, jobs=self.slurm.jobs, processes=self.slurm.processes)
+        return slot_worker_names(jobs=self.slurm.jobs, processes=self.slurm.processes)
 
     async def missing_workers_report(self, joined: set[str]) -> str:
         """For each job whose workers never joined: its Slurm state and the end of its error file."""
@@ -232,7 +246,7 @@ class SlurmCluster(ClusterBackend):
             problem = ""
         parts = [problem] if problem else []
         for name, job_id in self.jobs.items():
-            if any(worker.startswith(name) for worker in joined):
+            if any(worker == name or worker.startswith(f"{name}-") for worker in joined):
                 continue
             state = states.get(job_id)
             where = f"{state.state} on {state.node or '-'} ({state.reason})" if state else "no longer queued"

@@ -52,7 +52,7 @@ async def slurm_command(args: Sequence[str], *, what: str, timeout: float = COMM
                                                    stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         process.kill()
         await process.wait()
         raise AgiError(f"Slurm did not answer `{' '.join(args)}` within {timeout:g} s ({what})", fix=_FIX_UNREACHABLE) from None

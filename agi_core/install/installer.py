@@ -15,8 +15,10 @@ from .. import paths
 from ..env import AgiEnv
 from ..errors import AgiError
 from ..events import Event, EventSink, HostStep, ignore
+from ..hosts import LOCAL_HOST
 from ..modes import Mode
 from ..settings import ClusterSettings
+from ..settings_schema import SLURM_HOST
 from .artifacts import ArtifactBuilder
 from .host import HostReport, InstallContext, install_host
 
@@ -48,7 +50,14 @@ def hosts_of(cluster: ClusterSettings) -> dict[str, list[str]]:
     when none is configured: `ClusterSettings.worker_map`).
 
     The scheduler's port is Dask's, not SSH's, so its host is named without it.
+
+    With ``backend = "slurm"``, one host: the login node (``[cluster.slurm] login``, else this
+    machine), which builds the venv once on the shared filesystem that every compute node sees
+    (``[cluster.install] root``); the scheduler runs in the manager's own Python.
     """
+    if cluster.backend == SLURM_HOST:
+        slurm = cluster.slurm
+        return {slurm.login or LOCAL_HOST: [f"{slurm.jobs * slurm.processes} Slurm workers (shared venv)"]}
     roles: dict[str, list[str]] = {}
     scheduler = cluster.scheduler_address()
     if scheduler is not None:
