@@ -254,3 +254,32 @@ def test_install_over_ssh_from_the_login_node(slurm, rig, tmp_path, reference_im
     result = asyncio.run(AGI.run(env, mode="d", cluster=cluster, on_event=record_workers(seen), **SMALL))
     assert image(result) == reference_image  # ... and run here, by the jobs
     assert len(seen) >= 2 and all(f"{venv}/bin/python -m distributed.cli.dask_worker" in line for line in seen), seen
+
+
+def test_ctrl_c_leaves_nothing_queued_or_running(slurm, tmp_path):  # noqa: F811
+    """`agi run` interrupted mid-run: exit 130, an interrupted record, no job queued, no worker left."""
+    import os
+    import signal
+
+    from tests.conftest import ROOT
+
+    share = tmp_path / "share"
+    settings = {"backend": '"slurm"', "workers_data_path": f'"{share}"', "install.root": f'"{tmp_path / "agi"}"',
+                "dask.scheduler_port": "0", "slurm.jobs": "2", "slurm.memory": '"512MB"', "slurm.partition": f'"{PARTITION}"',
+                "slurm.python": f'"{sys.executable}"', "slurm.log_directory": f'"{tmp_path / "logs"}"'}
+    sets = [arg for key, value in settings.items() for arg in ("--set", f"cluster.{key}={value}")]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agi_core.cli", "--apps-path", str(TEST_APPS), "run", "toy", "--mode", "d", "--set", "n=40",
+         "--set", "sleep=0.5", "--set", "write_files=true", *sets],
+        cwd=ROOT, env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and len(list(share.glob("runs/toy/*/out/part-*.txt"))) < 2 and process.poll() is None:
+        time.sleep(0.05)
+    assert len(slurm.queue()) == 2, "the run never started its jobs"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=90)
+    assert process.returncode == 130, stderr
+    [manifest] = share.glob("runs/toy/*/manifest.json")
+    record = json.loads(manifest.read_text())
+    assert record["status"] == "interrupted" and record["cluster"]["backend"] == "slurm"
+    assert slurm.queue() == [] and not dask_workers_left()

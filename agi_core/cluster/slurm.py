@@ -28,12 +28,30 @@ import contextlib
 import dataclasses
 import os
 import shlex
+import signal
 import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dask_jobqueue import SLURMCluster as JobqueueCluster  # the registry turns its absence into a fix
-from dask_jobqueue.slurm import SLURMJob
+
+@contextlib.contextmanager
+def _keeping_sigint() -> Iterator[None]:
+    """Put back the SIGINT handler after the block: importing dask-jobqueue replaces it with
+    ``sys.exit()`` (dask_jobqueue/runner.py), which would turn Ctrl-C of a run into a SystemExit
+    raised wherever the event loop happens to be, instead of our orderly interrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
+
+
+with _keeping_sigint():
+    from dask_jobqueue import SLURMCluster as JobqueueCluster  # noqa: E402 - the registry turns its absence into a fix
+    from dask_jobqueue.slurm import SLURMJob  # noqa: E402
 
 from ..errors import AgiError
 from ..events import EventSink, Phase, ignore
