@@ -283,3 +283,30 @@ def test_ctrl_c_leaves_nothing_queued_or_running(slurm, tmp_path):  # noqa: F811
     record = json.loads(manifest.read_text())
     assert record["status"] == "interrupted" and record["cluster"]["backend"] == "slurm"
     assert slurm.queue() == [] and not dask_workers_left()
+
+
+def test_gpu_jobs_get_their_gres_and_the_gpu_resource(slurm, tmp_path, monkeypatch):  # noqa: F811
+    """With the rapids bit, each job asks --gres=gpu:1 (the single-node Slurm declares 2 GPUs, no
+    device behind them) and its worker offers Dask's GPU resource; numba's CUDA simulator, exported
+    to the jobs by sbatch, stands in for the GPU itself. More GPUs than a node has: refused."""
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    env = AgiEnv(app="gpu_toy", apps_path=TEST_APPS)
+    queued: list[str] = []
+
+    def look(event: object) -> None:
+        if isinstance(event, PartitionDone) and not queued:
+            queued.extend(subprocess.run(["squeue", "-h", "-n", "agi-gpu_toy", "-o", "%b"], capture_output=True, text=True,
+                                         check=True).stdout.split())
+
+    cluster = slurm_cluster(tmp_path, gpus=1)
+    result = asyncio.run(AGI.run(env, mode="dr", cluster=cluster, n=4, need_gpu=[0, 1, 2, 3], on_event=look))
+    assert result.value == sum(sum(range(64)) * (i + 1) for i in range(4))
+    assert len(queued) == 2 and all(gres.endswith("gpu:1") for gres in queued), queued
+    record = json.loads(result.manifest.read_text())
+    assert {(p["kernel"], p["device"]) for p in record["partitions"]} == {("gpu", "cuda:0 (simulator)")}
+    assert [(w["capabilities"]["gpus"], w["capabilities"]["gpu_simulated"]) for w in record["workers"].values()] == [(1.0, True)] * 2
+    assert slurm.queue() == []
+    with pytest.raises(AgiError, match="Slurm refused the worker job") as info:
+        asyncio.run(AGI.run(env, mode="dr", cluster=slurm_cluster(tmp_path, gpus=3, jobs=1), n=2))
+    assert "gpus" in (info.value.fix or "")
+    assert slurm.queue() == []

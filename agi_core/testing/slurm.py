@@ -4,7 +4,7 @@ Debian's packages (``munge``, ``slurmctld``, ``slurmd``, ``slurm-client``), run 
 temporary folder: munged with its own key and socket, slurmctld and slurmd in the foreground,
 each started (and stopped) by its PID; no systemd, nothing in /etc touched. The ``slurm.conf`` is
 minimal: ``proctrack/linuxproc``, ``task/none``, ``select/cons_tres``, no accounting, one node
-(this hostname) whose CPUs and ``RealMemory`` are declared (``config_overrides``: a small machine
+(this hostname) whose CPUs, ``RealMemory`` and GPUs (``Gres=gpu:2``, plain files as devices) are declared (``config_overrides``: a small machine
 can still run a few one-core jobs at once), and one partition, ``debug``. Client commands find it
 through ``SLURM_CONF``.
 
@@ -64,6 +64,7 @@ class SingleNodeSlurm:
     node: str = field(default_factory=socket.gethostname)
     cpus: int = 8
     memory_mb: int = 8192
+    gpus: int = 2  # declared GPUs (gres), with no device behind them: jobs may ask --gres=gpu:N
     pids: dict[str, int] = field(default_factory=dict)
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -100,6 +101,13 @@ class SingleNodeSlurm:
         key = munge / "munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o600)
+        # GPUs without a GPU: Slurm only stat()s a gres's device files (task/none confines nothing),
+        # so plain files stand in for /dev/nvidia*: jobs may ask --gres=gpu:N, N up to `gpus`
+        devices = f / "dev"
+        devices.mkdir(exist_ok=True)
+        for index in range(self.gpus):
+            (devices / f"nvidia{index}").touch()
+        (f / "gres.conf").write_text(f"AutoDetect=off\nNodeName={self.node} Name=gpu File={devices}/nvidia[0-{self.gpus - 1}]\n")
         self.conf.write_text("\n".join([
             "ClusterName=agitest",
             f"SlurmctldHost={self.node}",
@@ -117,7 +125,8 @@ class SingleNodeSlurm:
             # the node's declared CPUs and memory count, not what slurmd finds (a 2-core test machine)
             "SlurmdParameters=config_overrides", "ReturnToService=2",
             "KillWait=2", "MinJobAge=30", "InactiveLimit=0", "SlurmctldTimeout=30", "SlurmdTimeout=60",
-            f"NodeName={self.node} CPUs={self.cpus} RealMemory={self.memory_mb} State=UNKNOWN",
+            "GresTypes=gpu",
+            f"NodeName={self.node} CPUs={self.cpus} RealMemory={self.memory_mb} Gres=gpu:{self.gpus} State=UNKNOWN",
             f"PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP",
             "",
         ]))
