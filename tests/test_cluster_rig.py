@@ -262,3 +262,45 @@ def test_a_run_cluster_dies_with_its_sigkilled_manager(env, rig_hosts, tmp_path)
         left = [h.name for h in rig_hosts.hosts if h.run("pgrep -f 'distributed[.]cli' || true").stdout.strip()]
         time.sleep(0.2)
     assert not left, f"processes of the killed manager's cluster still run on {left}"
+
+
+def test_the_port_matrix_is_all_a_run_needs(env, rig_hosts, tmp_path):
+    """Each host drops every inbound connection except those `agi cluster ports --firewall nft`
+    lists for it (from the manager's address on the rig's bridge): a run in mode 4 completes.
+    Controls: a connection the matrix does not list is dropped, and workers on unpinned ports
+    fail the run with an error that says the scheduler cannot reach them."""
+    import shutil
+
+    from agi_core.cluster.ports import firewall_rules, port_rules
+    from agi_core.settings import ClusterSettings
+
+    if shutil.which("nft") is None:
+        pytest.skip("needs nftables' nft (apt-get install nftables)")
+    share = tmp_path / "share"
+    pinned = {"worker_ports": "9000:9099", "nanny_ports": "9100:9199"}
+    rules = firewall_rules(port_rules(ClusterSettings.model_validate(cluster_for(rig_hosts, share, **pinned))), style="nft",
+                           manager=rig_hosts.bridge_ip)
+    assert set(rules) == {h.ip for h in rig_hosts.hosts}
+    try:
+        for host in rig_hosts.hosts:
+            script = tmp_path / f"{host.name}.nft"
+            script.write_text("\n".join([
+                "add table inet filter",
+                "add chain inet filter input { type filter hook input priority 0; policy drop; }",
+                "add rule inet filter input iif lo accept",
+                "add rule inet filter input ct state established,related accept",
+                *(line.removeprefix("nft ") for line in rules[host.ip]), ""]))
+            applied = host.run(["nft", "-f", str(script)])
+            assert applied.returncode == 0, applied.stderr
+        h1, h2 = rig_hosts.hosts[:2]
+        probe = h2.run(f"timeout 2 bash -c '</dev/tcp/{h1.ip}/22'")  # SSH is open to the manager only
+        assert probe.returncode == 124, "h2 reached h1's SSH port: the firewall is not in effect"
+        with pytest.raises(AgiError, match=r"the scheduler cannot reach 2 worker\(s\) that joined it") as info:
+            run(env, rig_hosts, share, mode="d", n=6)  # ports not pinned: outside the rules
+        assert "worker_ports" in (info.value.fix or "")
+        result = run(env, rig_hosts, share, mode="d", n=6, dask=pinned)
+        check_every_partition_once(result, 6)
+        assert len({p["host"] for p in json.loads(result.manifest.read_text())["partitions"]}) == 3
+    finally:
+        for host in rig_hosts.hosts:
+            host.run(["nft", "flush", "ruleset"])

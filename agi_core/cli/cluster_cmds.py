@@ -74,6 +74,46 @@ def cluster_down_command(ctx: click.Context, app: str, assignments: tuple[str, .
     console().print(f"stopped {count} processes" if count else f"no warm cluster of {app}")
 
 
+@cluster_group.command("ports")
+@click.argument("app")
+@apps_path_option
+@set_option()
+@click.option("--manager", metavar="ADDRESS", default=None,
+              help="This machine's address as the cluster sees it, for the firewall rules (default: <manager>).")
+@click.option("--firewall", type=click.Choice(["ufw", "nft"]), default=None,
+              help="Print the firewall commands (ufw, or nft for the inet filter table) to run on each host instead of the matrix.")
+@json_option
+@click.pass_context
+def cluster_ports_command(ctx: click.Context, app: str, assignments: tuple[str, ...], manager: str | None,
+                          firewall: str | None, as_json: bool) -> None:
+    """Show the TCP ports APP's cluster needs open, from its settings (nothing is contacted).
+
+    Each row is a connection: FROM opens it to TO's PORTS. Ports a process picks freely show as
+    Linux's ephemeral range; pin them with [cluster.dask] worker_ports and nanny_ports. With
+    --firewall, the rules to add on each host, e.g.:
+
+    \b
+        agi cluster ports mandelbrot --manager 10.0.0.9 --firewall ufw
+    """
+    from ..cluster.ports import firewall_rules, port_rules
+
+    _, cluster = overrides(assignments)
+    rules = port_rules(env_for(ctx, app).settings(cluster=cluster or None).cluster)
+    if as_json:
+        print_json([dataclasses.asdict(rule) for rule in rules])
+    elif not rules:
+        console().print("nothing to open: every process of this cluster runs on this machine")
+    elif firewall:
+        for host, lines in firewall_rules(rules, style=firewall, manager=manager).items():
+            click.echo(f"# on {host}")
+            click.echo("\n".join(lines))
+    else:
+        from rich.markup import escape  # "[cluster.dask]" is not a style
+
+        table(None, ["from", "to", "ports", "what", "setting"],
+              ([rule.source, rule.destination, rule.ports, rule.purpose, escape(rule.setting)] for rule in rules))
+
+
 def _print_cluster(status: Any, as_json: bool) -> None:
     if as_json:
         print_json(status.model_dump(mode="json") if hasattr(status, "model_dump") else dataclasses.asdict(status))

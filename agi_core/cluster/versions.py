@@ -101,12 +101,27 @@ async def _participants(client: Any, packages: list[str]) -> tuple[Participant, 
 
     identity = await client.scheduler.identity(n_workers=-1)
     scheduler = await client.scheduler.versions(packages=packages)
-    reports = await client.scheduler.broadcast(msg={"op": "versions", "packages": packages}, on_error="ignore")
+    reports = await client.scheduler.broadcast(msg={"op": "versions", "packages": packages}, on_error="return")
+    unanswered = {address: report for address, report in reports.items() if not isinstance(report, dict)}
+    if unanswered:
+        raise unreachable_workers_error(unanswered, identity["workers"])
     workers = {address: Participant("worker", str(info.get("name")), str(info.get("host") or get_address_host(address)),
                                     (reports.get(address) or {}).get("packages", {}))
                for address, info in identity["workers"].items()}
     return (Participant("scheduler", "scheduler", get_address_host(identity["address"]), scheduler.get("packages", {})),
             workers, identity["workers"])
+
+
+def unreachable_workers_error(errors: dict[str, Any], identity: dict[str, Any]) -> AgiError:
+    """Workers that joined the scheduler but that it cannot call back: their own connection in
+    works, a connection to their port does not (a firewall, most often, or a worker that bound an
+    address the scheduler cannot route to)."""
+    names = ", ".join(f"{identity.get(address, {}).get('name', address)} at {address} ({type(error).__name__}: {error})"
+                      for address, error in sorted(errors.items())[:5])
+    more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+    return AgiError(f"the scheduler cannot reach {len(errors)} worker(s) that joined it: {names}{more}",
+                    fix="open the workers' ports to the scheduler host (pin them with [cluster.dask] worker_ports; "
+                    "`agi cluster ports APP` lists every connection the cluster needs)")
 
 
 async def check_versions(client: Any, *, app: str, app_distribution: str | None = None, app_version: str | None = None) -> None:
