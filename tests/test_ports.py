@@ -32,7 +32,10 @@ def test_remote_hosts_need_ssh_scheduler_worker_and_nanny_ports():
 def test_slurm_rules_name_the_compute_nodes():
     rules = rules_of({"backend": "slurm", "slurm": {"login": "me@hpc-login"}, "dask": {"worker_ports": "9000:9010"}})
     assert rules[0] == (MANAGER, "hpc-login", "22")
-    assert ("compute nodes", MANAGER, "8786") in rules and ("compute nodes", "compute nodes", "9000:9010") in rules
+    assert ("compute nodes", MANAGER, ANY_PORT) in rules and ("compute nodes", "compute nodes", "9000:9010") in rules
+    assert not [r for r in rules if "browser" in r]  # no [cluster] scheduler: no dashboard
+    pinned = rules_of({"backend": "slurm", "scheduler": "login01:8786"})
+    assert ("compute nodes", MANAGER, "8786") in pinned and ("browser", MANAGER, "8787") in pinned
 
 
 def test_firewall_rules_per_host_in_ufw_and_nft():
@@ -57,3 +60,16 @@ def test_cli_prints_the_matrix_rules_and_json(tmp_path):
             "setting": "[cluster] scheduler"} in data
     alone = run_agi("cluster", "ports", "mandelbrot", cwd=tmp_path)
     assert "nothing to open" in alone.stdout
+
+
+def test_cluster_up_dry_run_starts_nothing_and_shows_the_job_script(tmp_path):
+    local = run_agi("cluster", "up", "mandelbrot", "--dry-run", "--set", 'cluster.workers={"127.0.0.1"=3}', cwd=tmp_path,
+                    env={"XDG_STATE_HOME": str(tmp_path / "state")})
+    assert local.returncode == 0, local.stderr
+    assert "scheduler on this machine (any free port), 3 worker(s)" in local.stdout and "127.0.0.1-2" in local.stdout
+    assert not (tmp_path / "state" / "agi_core" / "clusters").exists()  # nothing started, nothing recorded
+    slurm = run_agi("cluster", "up", "mandelbrot", "--dry-run", "--mode", "dr", "--set", 'cluster.backend="slurm"',
+                    "--set", "cluster.slurm.jobs=4", "--set", "cluster.slurm.gpus=1", "--set", 'cluster.slurm.memory="8GB"', cwd=tmp_path)
+    assert slurm.returncode == 0, slurm.stderr
+    assert "4 Slurm job(s)" in slurm.stdout and "#SBATCH --gres=gpu:1" in slurm.stdout and "#SBATCH --mem=8G" in slurm.stdout
+    assert "--resources GPU=1" in slurm.stdout

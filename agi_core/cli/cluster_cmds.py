@@ -24,8 +24,9 @@ def cluster_group() -> None:
 @apps_path_option
 @click.option("--mode", "-m", default=None, help="Mode whose pool bit sets worker threads (default: from settings).")
 @set_option()
+@click.option("--dry-run", is_flag=True, help="Print what would start (scheduler, workers; with Slurm, the job script) and start nothing.")
 @click.pass_context
-def cluster_up_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...]) -> None:
+def cluster_up_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...], dry_run: bool) -> None:
     """Start APP's scheduler and workers (from its settings) and leave them running."""
     import sys
 
@@ -35,6 +36,9 @@ def cluster_up_command(ctx: click.Context, app: str, mode: str | None, assignmen
 
     _, cluster = overrides(assignments)
     env = env_for(ctx, app)
+    if dry_run:
+        _print_spec(env, mode, cluster)
+        return
     if sys.stderr.isatty():  # a live row per host while the processes start
         with InstallView() as hosts, RunView(enabled=True) as notes:
             status = asyncio.run(AGI.cluster_up(env, mode=mode, cluster=cluster or None, on_event=lambda e: (hosts(e), notes(e))))
@@ -112,6 +116,29 @@ def cluster_ports_command(ctx: click.Context, app: str, assignments: tuple[str, 
 
         table(None, ["from", "to", "ports", "what", "setting"],
               ([rule.source, rule.destination, rule.ports, rule.purpose, escape(rule.setting)] for rule in rules))
+
+
+def _print_spec(env: Any, mode: str | None, cluster: dict[str, Any]) -> None:
+    """What `agi cluster up` would start, from the resolved settings; nothing is contacted."""
+    from rich.markup import escape
+
+    from ..cluster import spec_for
+    from ..modes import Mode
+    from ..run import resolve
+
+    request = resolve(env, mode=mode, cluster=cluster or None, with_bits=Mode.CLUSTER)
+    spec = spec_for(request.cluster, request.run_mode, env.name, app_distribution=env.distribution, app_version=env.version())
+    where = "this machine" if spec.embedded else spec.scheduler.host
+    port = f"port {spec.scheduler.port}" if spec.scheduler.port else "any free port"
+    console().print(escape(f"{env.name}: backend {spec.backend}, scheduler on {where} ({port}), {len(spec.workers)} worker(s)"))
+    if spec.slurm is not None:
+        from ..cluster.slurm import SlurmCluster
+
+        console().print(escape(f"{spec.slurm.jobs} Slurm job(s), each running this batch script:"))
+        click.echo(SlurmCluster(spec).job_script())
+        return
+    table(None, ["worker", "host", "threads", "gpu"],
+          ([w.name, w.host, w.nthreads or "cores / workers", "GPU=1" if w.gpu else ""] for w in spec.workers))
 
 
 def _print_cluster(status: Any, as_json: bool) -> None:

@@ -72,21 +72,23 @@ def port_rules(cluster: ClusterSettings) -> list[PortRule]:
     worker_setting = "[cluster.dask] worker_ports" + ("" if dask.worker_ports else ' (unset: any free port; set e.g. "9000:9099")')
     nanny_setting = "[cluster.dask] nanny_ports" + ("" if dask.nanny_ports else ' (unset: any free port; set e.g. "9100:9199")')
     rules: list[PortRule] = []
+    scheduler = cluster.scheduler_address()
     if cluster.backend == SLURM_HOST:
-        scheduler_port = str(dask.scheduler_port)
+        # like `spec_for`: without [cluster] scheduler, it binds any free port and has no dashboard
+        scheduler_port = str(scheduler.port or dask.scheduler_port) if scheduler else ANY_PORT
+        scheduler_setting = "[cluster] scheduler" + ("" if scheduler else ' (unset: any free port; set e.g. "login01:8786")')
         if cluster.slurm.login:
             rules.append(PortRule(MANAGER, _host(cluster.slurm.login), str(cluster.ssh.port), "SSH: agi install builds the shared venv",
                                   "[cluster.ssh] port"))
         rules += [
-            PortRule(COMPUTE_NODES, MANAGER, scheduler_port, "workers join the scheduler", "[cluster.dask] scheduler_port"),
+            PortRule(COMPUTE_NODES, MANAGER, scheduler_port, "workers join the scheduler", scheduler_setting),
             PortRule(MANAGER, COMPUTE_NODES, worker_ports, "scheduler and manager reach the workers", worker_setting),
             PortRule(COMPUTE_NODES, COMPUTE_NODES, worker_ports, "workers exchange results", worker_setting),
         ]
-        if dask.dashboard_port is not None:
+        if scheduler and dask.dashboard_port is not None:
             rules.append(PortRule(BROWSER, MANAGER, str(dask.dashboard_port), "Dask dashboard", "[cluster.dask] dashboard_port"))
         return rules
 
-    scheduler = cluster.scheduler_address()
     workers = [_host(host) for host in cluster.worker_map()]
     scheduler_host = scheduler.host if scheduler else MANAGER
     remote = [host for host in dict.fromkeys([scheduler_host, *workers]) if host != MANAGER and not is_local_host(host)]
