@@ -5,7 +5,9 @@ the lines after it are sample output (not compared), except ``# exit N``, the ex
 must have (default 0). A block with a title (```python title="FILE"```, ```toml title="FILE"```) is
 written to FILE before the page's commands run. Each page runs in order, in a fresh folder, with its own share and state (``XDG_DATA_HOME``,
 ``XDG_STATE_HOME``) and
-the test environment's ``agi`` and ``python`` first on ``PATH``.
+the test environment's ``agi`` and ``python`` first on ``PATH``. A page whose commands need a
+real Slurm says so with ``<!-- docs-test: needs slurm -->``: it runs against the session's
+single-node Slurm (`tests.slurm_fixtures`), or skips where that cannot run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.slurm_fixtures import slurm  # noqa: F401 - the single-node Slurm of pages that need one
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 _FENCE = re.compile(r"^```(\w*)(.*)$")
 _TITLE = re.compile(r'title="([^"]+)"')
@@ -31,16 +35,21 @@ class Command:
     exit: int = 0
 
 
+_NEEDS = re.compile(r"<!-- docs-test: needs (\w+) -->")
+
+
 @dataclass
 class Page:
     files: dict[str, str] = field(default_factory=dict)
     commands: list[Command] = field(default_factory=list)
+    needs: set[str] = field(default_factory=set)  # fixtures its commands need ("slurm")
 
 
 def read_page(path: Path) -> Page:
     """The files and the commands (with their expected exit status) of one docs page."""
     page, block, kind, title, body = Page(), False, "", None, []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
+        page.needs.update(_NEEDS.findall(line) if not block else ())
         fence = _FENCE.match(line)
         if fence and not block:
             block, kind, body = True, fence.group(1), []
@@ -67,16 +76,18 @@ PAGES = sorted(p for p in DOCS.glob("*.md") if read_page(p).commands)
 
 def test_the_reader_sees_commands_files_and_exit_statuses(tmp_path):
     doc = tmp_path / "page.md"
-    doc.write_text('```python title="a.py"\nprint(1)\n```\n\n```console\n$ python a.py\n1\n$ false\n# exit 1\n```\n'
+    doc.write_text('<!-- docs-test: needs slurm -->\n```python title="a.py"\nprint(1)\n```\n\n```console\n$ python a.py\n1\n$ false\n# exit 1\n```\n'
                    "```sh\n$ not-a-command\n```\n")
     page = read_page(doc)
-    assert page.files == {"a.py": "print(1)\n"}
-    assert [(c.text, c.exit, c.line) for c in page.commands] == [("python a.py", 0, 6), ("false", 1, 8)]
+    assert page.files == {"a.py": "print(1)\n"} and page.needs == {"slurm"}
+    assert [(c.text, c.exit, c.line) for c in page.commands] == [("python a.py", 0, 7), ("false", 1, 9)]
 
 
 @pytest.mark.parametrize("path", PAGES, ids=[p.name for p in PAGES])
-def test_every_command_of_the_page_runs(path, tmp_path):
+def test_every_command_of_the_page_runs(path, tmp_path, request):
     page = read_page(path)
+    for fixture in sorted(page.needs):
+        request.getfixturevalue(fixture)  # e.g. slurm: up for the session, SLURM_CONF set
     work = tmp_path / "work"
     work.mkdir()
     for name, text in page.files.items():

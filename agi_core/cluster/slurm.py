@@ -54,7 +54,7 @@ with _keeping_sigint():
     from dask_jobqueue.slurm import SLURMJob  # noqa: E402
 
 from ..errors import AgiError
-from ..events import EventSink, Phase, ignore
+from ..events import EventSink, Notice, Phase, ignore
 from ..hosts import HostAddress, slot_name
 from ..settings_schema import SLURM_HOST, SlurmSettings
 from .backend import ClusterBackend, ProcessRecord
@@ -68,6 +68,17 @@ __all__ = ["SlurmCluster", "slot_worker_names"]
 
 #: seconds `close` waits for cancelled jobs to leave Slurm's queue
 CANCEL_WAIT = 30.0
+
+
+def _is_loopback(host: str) -> bool:
+    """True when ``host`` (a name or an address) resolves to a loopback address only."""
+    import ipaddress
+
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
 
 
 def job_name(app: str) -> str:
@@ -191,6 +202,11 @@ class SlurmCluster(ClusterBackend):
                               f"waiting up to {self.slurm.pending_timeout:g} s for them to run"))
         states = await wait_until_running(list(self.jobs.values()), self.slurm.pending_timeout)
         self.nodes = {job_id: state.node for job_id, state in states.items()}
+        elsewhere = sorted({node for node in self.nodes.values() if node and node != socket.gethostname()})
+        if elsewhere and _is_loopback(host):
+            # Debian maps the hostname to 127.0.1.1: the jobs then wait for a scheduler they cannot reach
+            emit(Notice(f"the scheduler listens on {host}, a loopback address, but jobs run on {', '.join(elsewhere[:3])}: "
+                        "they cannot reach it; set [cluster.slurm] interface (e.g. \"ib0\") or [cluster] scheduler", level="warning"))
 
     async def _start_jobqueue(self, host: str, emit: EventSink) -> None:
         spec = self.spec

@@ -57,7 +57,7 @@ def hosts_of(cluster: ClusterSettings) -> dict[str, list[str]]:
     """
     if cluster.backend == SLURM_HOST:
         slurm = cluster.slurm
-        return {slurm.login or LOCAL_HOST: [f"{slurm.jobs * slurm.processes} Slurm workers (shared venv)"]}
+        return {slurm.login or LOCAL_HOST: [f"Slurm workers: {slurm.jobs * slurm.processes} (shared venv)"]}
     roles: dict[str, list[str]] = {}
     scheduler = cluster.scheduler_address()
     if scheduler is not None:
