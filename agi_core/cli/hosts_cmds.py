@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from ..errors import AgiError
 from .options import apps_path_option, cluster_options, cluster_overrides, env_for
@@ -56,7 +57,7 @@ def _print_install(report: Any, as_json: bool) -> None:
         return
     colour = {"installed": "green", "updated": "green", "unchanged": "cyan", "failed": "red"}
     table(f"install ({report.seconds:.1f} s)", ["host", "roles", "status", "detail", "python", "cores", "gpu", "uploaded", "time"], (
-        [h.host, ", ".join(h.roles), f"[{colour.get(h.status, 'white')}]{h.status}[/]", h.cause or h.detail,
+        [h.host, ", ".join(h.roles), f"[{colour.get(h.status, 'white')}]{h.status}[/]", escape(h.cause or h.detail or ""),
          h.info.python_version if h.info else "", h.info.cores if h.info else "", ", ".join(h.info.gpus) if h.info and h.info.gpus else "",
          f"{h.uploaded_files} files, {h.uploaded_bytes / 1e6:.1f} MB" if h.uploaded_files else "", f"{h.seconds:.1f} s"]
         for h in report.hosts))
@@ -83,7 +84,8 @@ def doctor_command(ctx: click.Context, app: str, scheduler: str | None, workers:
             {"host": h.host, "roles": h.roles, "ok": h.ok, "checks": [vars(c) for c in h.checks]} for h in report.hosts]})
     else:
         table("doctor", ["host", "check", "", "detail", "fix"], (
-            [h.host if i == 0 else "", c.name, "[green]ok[/]" if c.ok else "[red]FAIL[/]", c.detail, c.fix or ""]
+            # details and fixes name settings keys such as "[cluster.ssh] connect_timeout": not styles
+            [h.host if i == 0 else "", c.name, "[green]ok[/]" if c.ok else "[red]FAIL[/]", escape(c.detail or ""), escape(c.fix or "")]
             for h in report.hosts for i, c in enumerate(h.checks)))
     if not report.ok:
         bad = [h.host for h in report.hosts if not h.ok]

@@ -84,4 +84,9 @@ def cli(ctx: click.Context, verbose: int) -> None:
 
 def main() -> None:
     """Entry point of the ``agi`` console script."""
+    import warnings
+
+    # asyncssh still names DSA key classes at import; cryptography's deprecation notice about it
+    # is noise for a user who never uses DSA keys (they are refused by OpenSSH anyway)
+    warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh(\.|$)")
     cli(prog_name="agi")
