@@ -82,7 +82,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def job_name(app: str) -> str:
-    """The Slurm job name (``-J``) of an app's worker jobs, and the prefix of their Dask worker names."""
+    """The Slurm job name (``-J``) of an app's worker jobs, and of their output files."""
     return f"agi-{app}"
 
 
