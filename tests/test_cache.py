@@ -253,3 +253,22 @@ def test_a_declared_output_that_was_never_written_is_not_cached_and_leaves_nothi
     with pytest.raises(FileNotFoundError):
         store.put("cd" * 32, 1, partition="p", out_dir=tmp_path / "out", outputs=["missing.png"])
     assert [p.name for p in (tmp_path / "cache" / "cd").iterdir()] == []
+
+
+def test_a_bad_reads_name_is_an_error_with_the_cache_off_too(tmp_path, share):
+    """`Partition(reads=...)` naming an arg the app lacks fails before anything runs, whether the
+    cache is on or off (a typo must not wait for the day the cache is used)."""
+    project = tmp_path / "apps" / "typo_project"
+    (project / "src" / "typo").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "typo"\nversion = "0.0.1"\ndependencies = []\n')
+    (project / "src" / "typo" / "__init__.py").write_text(
+        "from pydantic import BaseModel\nfrom agi_core import App, Partition\n\n"
+        "class Args(BaseModel):\n    size: int = 3\n\n"
+        "class Typo(App):\n    Args = Args\n\n"
+        "    def plan(self, args):\n        return [Partition(f'p{i}', payload=i, reads=('sise',)) for i in range(args.size)]\n\n"
+        "    def work(self, part, ctx):\n        return part.payload\n\n"
+        "    def reduce(self, results, ctx):\n        return sum(results.values())\n")
+    env = AgiEnv(app="typo", apps_path=tmp_path / "apps")
+    for use_cache in (True, False):
+        with pytest.raises(PlanError, match=r"partition 'p0' reads arg\(s\) sise, which the app's Args do not have \(it has size\)"):
+            asyncio.run(AGI.run(env, mode=0, cluster={"workers_data_path": str(share)}, use_cache=use_cache))

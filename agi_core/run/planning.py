@@ -3,6 +3,7 @@ edited plan file, checked against what the app plans today."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from ..modes import Mode
 from ..plan import Slot, WorkPlan, build_plan, slots_for_mode
 
 if TYPE_CHECKING:
+    from ..app import Partition
     from ..env import AgiEnv
     from .request import RunRequest
 
@@ -25,10 +27,21 @@ def fresh_plan(env: AgiEnv, request: RunRequest) -> WorkPlan:
     if not isinstance(partitions, list | tuple):
         raise PlanError(f"{env.app_class.__name__}.plan() returned {type(partitions).__name__}, not a list of Partition",
                         fix="return a list of agi_core.Partition")
+    check_reads(partitions, set(env.app_class.Args.model_fields))
     slots = request_slots(request)
     check_gpu_slots(request, slots, [p.id for p in partitions if GPU in p.needs])
     speeds = {GPU: request.cluster.gpu_speed} if request.run_mode & Mode.RAPIDS else None
     return build_plan(env.name, request.args, partitions, slots, speeds=speeds)
+
+
+def check_reads(partitions: Sequence[Partition], arg_names: set[str]) -> None:
+    """Every name in a partition's ``reads`` is an arg of the app, with the cache on or off (the
+    cache keys rely on it; a typo must not wait for the day the cache is used)."""
+    for part in partitions:
+        unknown = [name for name in (getattr(part, "reads", None) or ()) if name not in arg_names]
+        if unknown:
+            raise PlanError(f"partition '{part.id}' reads arg(s) {', '.join(unknown)}, which the app's Args do not have "
+                            f"(it has {', '.join(sorted(arg_names)) or 'none'})", fix="correct Partition(reads=...) in App.plan()")
 
 
 def request_slots(request: RunRequest) -> list[Slot]:
