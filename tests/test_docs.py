@@ -103,3 +103,34 @@ def test_every_command_of_the_page_runs(path, tmp_path, request):
         assert done.returncode == command.exit, (
             f"{path.name}:{command.line}: `{command.text}` exited {done.returncode}, not {command.exit}\n"
             f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+
+
+def test_the_readmes_example_script_renders_the_image(tmp_path):
+    """The README's first set-up command (``./scripts/example``: the main job on the embedded
+    default, no configuration), in this test environment's venv, with its own share."""
+    root = DOCS.parent
+    env = {**os.environ, "AGI_VENV": str(Path(sys.executable).parent.parent), "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_STATE_HOME": str(tmp_path / "state")}
+    done = subprocess.run([str(root / "scripts" / "example"), "--set", "width=200", "--set", "height=150"], cwd=tmp_path, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [image] = (tmp_path / "data").glob("agi_core/share/runs/mandelbrot/*/out/mandelbrot.png")
+    assert image.stat().st_size > 0 and f"output: {image}" in done.stdout
+
+
+def test_every_shell_command_of_the_docs_is_run():
+    """Commands live in ```console blocks (run above); a ```sh block may only hold the set-up
+    commands that the README runs from a clone (this file's test runs ./scripts/example; CI runs
+    ./scripts/test)."""
+    setup = {"./scripts/example", "./scripts/test", "source .venv/bin/activate"}
+    unrun = []
+    for path in sorted(DOCS.glob("*.md")):
+        block = None
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            fence = _FENCE.match(line)
+            if fence:
+                block = None if block is not None else fence.group(1)
+            elif block in ("sh", "bash", "shell") and line.strip() and not line.lstrip().startswith("#"):
+                if line.split("#")[0].strip() not in setup:
+                    unrun.append(f"{path.name}:{number}: {line.strip()}")
+    assert not unrun, "shell commands no test runs (put them in a ```console block):\n" + "\n".join(unrun)
