@@ -88,6 +88,21 @@ def test_a_changed_arg_recomputes_only_what_reads_it(toy_env, share):
     assert {pid: r["square"] for pid, r in changed.results.items()} == squares(5, 7)
 
 
+@pytest.mark.parametrize("mode", [0, "p"])
+def test_refreshing_a_partition_whose_dependents_are_cached_runs_only_it(toy_env, share, mode):
+    run(toy_env, share, mode=mode, n=4, chain=True)
+    refreshed = run(toy_env, share, mode=mode, n=4, chain=True, refresh=["p1"])
+    assert caches(refreshed) == {"p0": "hit", "p1": "stored", "p2": "hit", "p3": "hit"}
+    assert refreshed.status == "ok" and refreshed.results["p3"] == run(toy_env, share, mode=0, n=4, chain=True).results["p3"]
+
+
+def test_the_driver_never_hands_out_a_known_child_of_a_refreshed_parent():
+    parts = [Partition("a"), Partition("b", deps=("a",)), Partition("c", deps=("b",))]
+    driver = GraphDriver(parts, known={"b": Known(2), "c": Known(3)})
+    assert driver.ready() == ["a"] and [pid for pid, _ in driver.take_known()] == ["b", "c"]
+    assert driver.complete("a", ok=True, result=1) == [] and driver.ready() == [] and driver.finished
+
+
 def test_no_cache_neither_reads_nor_writes_and_refresh_recomputes_named_partitions(toy_env, share):
     off = run(toy_env, share, mode=0, n=3, use_cache=False)
     assert set(caches(off).values()) == {None} and not (share / "cache").exists() and read_record(off.manifest).cache is None

@@ -122,7 +122,8 @@ class GraphDriver:
                 self._results[pid] = result
             for child in children:
                 self._waiting[child] -= 1
-                if self._waiting[child] == 0:
+                # a child known from the start (cached) is done already: a refreshed parent must not run it again
+                if self._waiting[child] == 0 and child not in self._known_ids:
                     self._fresh.append(child)
             return []
         return self._skip_below(children)
