@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import os
 import tomllib
 from collections.abc import Mapping
@@ -91,28 +92,37 @@ def _dotted(parts: list[str]) -> str:
     return ".".join(part if part.replace("_", "a").replace("-", "a").isalnum() else json.dumps(part) for part in parts)
 
 
+#: how pydantic names the branch of a union in an error's location: ``bool``, ``literal['require']``,
+#: ``function-after[...]``, ``list[str]``; never a settings key
+_UNION_BRANCH = re.compile(r"(bool|int|float|str|bytes|none|list|dict|tuple|set)(\[.*\])?|[a-z][a-z-]*\[.*\]")
+
+
 def _format_validation(exc: ValidationError, *, origin: str, prefix: str) -> SettingsError:
     """One line per invalid value, naming the file, the key, what was expected and what was found.
 
     A validator's own error (a `ValueError`, e.g. `HostAddressError`) is quoted as written, and
     its fix (e.g. the accepted host forms) joins the error's fix.
     """
-    lines, fixes = [], []
+    lines: dict[str, str] = {}  # key → its line; a union's branches (one error each) share one line
+    fixes: list[str] = []
     for error in exc.errors():
-        # pydantic marks a mapping key (not its value) as the failing part with "[key]"
-        parts = [str(part) for part in error["loc"] if part != "[key]"]
+        # pydantic marks a mapping key (not its value) as the failing part with "[key]", and each
+        # branch of a union (`bool | Literal["require"]`) with the branch's type: neither is a key
+        parts = [str(part) for part in error["loc"] if part != "[key]" and not _UNION_BRANCH.fullmatch(str(part))]
         key = _dotted([prefix, *parts] if prefix else parts)
         cause = (error.get("ctx") or {}).get("error")
         if error["type"] == "extra_forbidden":
-            lines.append(f"{origin}: unknown key '{key}'")
+            lines[key] = f"{origin}: unknown key '{key}'"
         elif error["type"] == "missing":
-            lines.append(f"{origin}: missing key '{key}'")
+            lines[key] = f"{origin}: missing key '{key}'"
         else:
             what = str(cause) if error["type"] == "value_error" and cause is not None else error["msg"].lower()
-            lines.append(f"{origin}: key '{key}': {what}, found {_describe(error['input'])}")
+            found = f", found {_describe(error['input'])}"
+            lines[key] = (lines[key].removesuffix(found) + f", or {what}{found}" if key in lines
+                          else f"{origin}: key '{key}': {what}{found}")
         if isinstance(cause, AgiError) and cause.fix and cause.fix not in fixes:
             fixes.append(cause.fix)
-    return SettingsError("\n".join(lines), fix="correct the key(s) named above" + (": " + "; ".join(fixes) if fixes else ""))
+    return SettingsError("\n".join(lines.values()), fix="correct the key(s) named above" + (": " + "; ".join(fixes) if fixes else ""))
 
 
 def _validate_cluster(data: Any, origin: str) -> ClusterSettings:

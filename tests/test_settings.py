@@ -51,6 +51,8 @@ def test_worker_map_is_replaced_not_merged(tmp_path):
     ("[args]\nwidht = 3\n", ["unknown argument 'args.widht'"]),
     ("args = 3\n", ["[args] must be a table"]),
     ('[cluster]\nprofile = "nope"\n', ["no profile named 'nope'"]),
+    # a union names its key once, with every branch's complaint (not pydantic's branch names)
+    ('[cluster]\nrapids = "always"\n', ["key 'cluster.rapids': input should be a valid boolean", "or input should be 'require', found 'always'"]),
 ])
 def test_errors_name_file_key_expected_and_found(tmp_path, text, expected):
     path = write(tmp_path / "app_settings.toml", text)

@@ -28,7 +28,7 @@ def snippet_command(ctx: click.Context, app: str, kind: str, mode: str | None, a
     (run) call, with the current settings filled in.
 
     The values are resolved exactly as `agi install|distrib|run` would resolve them with the same
-    --mode and --set (settings file < profile < --set), and written out in full: the app's folder,
+    --mode and --set (profile < settings file < --set), and written out in full: the app's folder,
     scheduler, worker map, mode, args and share. The snippet runs unchanged with `python FILE` from
     any directory and prints a short result (run: status, run id, value, record; distrib: the
     plan's fingerprint and partition count; install: each host's outcome); it exits non-zero on

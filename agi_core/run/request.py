@@ -97,7 +97,7 @@ def resolve(
     cluster: Mapping[str, Any] | None = None, app_args: Mapping[str, Any] | None = None,
     plan: str | Path | None = None, use_cache: bool = True, refresh: tuple[str, ...] = (), with_bits: Mode = Mode(0),
 ) -> RunRequest:
-    """Build the request of one call: settings file < profile < call arguments; the mode is the
+    """Build the request of one call: profile < settings file < call arguments; the mode is the
     call's when given, else the one the settings' ``[cluster]`` bits switch on, plus ``with_bits``
     (``agi cluster up`` always has the cluster bit).
 
