@@ -116,11 +116,15 @@ def pending_report(pending: Sequence[JobState], seconds: float) -> str:
     return f"{len(pending)} Slurm job(s) still pending after {seconds:g} s: {jobs}"
 
 
-async def wait_until_running(job_ids: Sequence[str], timeout: float, *, poll: float = 0.5) -> dict[str, JobState]:
+async def wait_until_running(job_ids: Sequence[str], timeout: float, *, poll: float = 2.0) -> dict[str, JobState]:
     """Wait until every job runs; their states. Raises `AgiError` with Slurm's reason for each
-    job still pending after ``timeout`` s, or naming the jobs that ended before they ran a worker."""
+    job still pending after ``timeout`` s, or naming the jobs that ended before they ran a worker.
+
+    ``squeue`` is asked after 0.1 s, then twice as late each time up to every ``poll`` s: an
+    idle cluster starts jobs within a second, a busy one is not asked more than it needs."""
     deadline = time.monotonic() + timeout
     start = time.monotonic()
+    pause = 0.1
     while True:
         states = await job_states(job_ids)
         gone = [job_id for job_id in job_ids if job_id not in states or states[job_id].state not in ("PENDING", "CONFIGURING", "RUNNING")]
@@ -136,7 +140,8 @@ async def wait_until_running(job_ids: Sequence[str], timeout: float, *, poll: fl
             raise AgiError(pending_report(waiting, round(time.monotonic() - start)),
                            fix="ask for less (cores, memory, gpus, walltime in [cluster.slurm]), pick another partition, "
                                "or wait longer: [cluster.slurm] pending_timeout")
-        await asyncio.sleep(poll)
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, poll)
 
 
 async def cancel_jobs(job_ids: Iterable[str]) -> None:
