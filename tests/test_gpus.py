@@ -192,6 +192,9 @@ def test_a_mixed_local_cluster_runs_gpu_partitions_on_the_gpu_worker_and_records
         assert (p["kernel"], p["device"]) == ("python", "cpu")
         assert p["note"].startswith(f"no GPU on {os.uname().nodename} for this worker"), p["note"]
     assert result.value == sum(sum(range(64)) * (i + 1) for i in range(6))  # the same numbers on either kernel
+    # the run's summary names each worker's kernel note once (what `agi runs show` prints as "kernels:")
+    kernel_notes = {p["note"].split("; ")[0] for p in parts.values()}  # after "; ": what the cache did
+    assert len(kernel_notes) == 2 and set(record["kernel_note"].split("; ")) == kernel_notes
     workers = {w["slot"]: w["capabilities"] for w in record["workers"].values()}
     assert (workers[gpu_slot]["gpus"], workers[gpu_slot]["cuda_visible_devices"], workers[gpu_slot]["gpu_simulated"]) == (1.0, "0", True)
     assert workers[gpu_slot]["numba_cuda"] is True

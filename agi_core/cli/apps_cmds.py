@@ -60,9 +60,14 @@ def settings_command(ctx: click.Context, app: str, assignments: tuple[str, ...],
     if as_json:
         print_json(data | {"file": str(settings.path), "mode": int(settings.cluster.mode), "share": str(settings.share)})
         return
+    from rich.markup import escape
+
+    # one row per key: sub-tables ([cluster.ssh], [cluster.dask], ...) are spelled out key by key
+    tables = [key for key, value in data["cluster"].items() if isinstance(value, dict) and key != "workers"]
     rows = [[f"args.{key}", value] for key, value in data["args"].items()]
-    rows += [[f"cluster.{key}", value] for key, value in data["cluster"].items() if key not in ("workers", "ssh", "install")]
+    rows += [[f"cluster.{key}", value] for key, value in data["cluster"].items() if key not in ("workers", *tables)]
     rows += [[f"cluster.workers.{host}", spec] for host, spec in data["cluster"]["workers"].items()]
-    rows += [[f"cluster.{table_name}.{key}", value] for table_name in ("ssh", "install") for key, value in data["cluster"][table_name].items()]
+    rows += [[f"cluster.{name}.{key}", value] for name in tables for key, value in data["cluster"][name].items()]
     rows += [["(mode)", str(settings.cluster.mode)], ["(share)", settings.share]]
-    table(f"{env.name} settings  [dim]{settings.path}[/]", ["key", "value"], rows)
+    table(f"{env.name} settings  [dim]{escape(str(settings.path))}[/]", ["key", "value"],
+          ([key, None if value is None else escape(str(value))] for key, value in rows))

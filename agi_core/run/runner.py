@@ -12,7 +12,7 @@ import gc
 import logging
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..app import WorkContext
@@ -207,7 +207,9 @@ class Runner:
             local = WorkerRecord(versions=local_versions(self.env.distribution, self.env.version()),
                                  capabilities=local_capabilities(Mode(self.request.mode)))
         facts = {name: WorkerRecord.model_validate(data) for name, data in self._worker_facts.items()}
+        notes = self.record.kernel_note or _kernel_notes(self.outcomes.values())
         self.record = self.record.model_copy(update={
+            "kernel_note": notes,
             "status": status, "error": error, "ended": iso(ended), "duration_s": round(ended - self.started, 6),
             "cluster": self._where or self.record.cluster,
             "workers": worker_records(self.outcomes.values(), facts, local),
@@ -228,6 +230,16 @@ class Runner:
                     + (f"; {skipped} skipped for failed dependencies" if skipped else "")
                     + f"; {sum(o.ok for o in self.outcomes.values())} succeeded\n{(first.error or '').rstrip()}")
         return self.error or "the run failed"
+
+
+def _kernel_notes(outcomes: Iterable[Outcome], shown: int = 5) -> str | None:
+    """On a cluster each worker picks its kernels and notes a fallback on its partitions ("no GPU
+    on h2: ran the CPU kernels"); the run's summary names each distinct one once, as a local
+    run's does. Cache notes ("not cached: ...", "result from the cache") are not about kernels."""
+    notes = dict.fromkeys(part for o in outcomes if o.note for part in o.note.split("; ")
+                          if not part.startswith(("not cached", "result from the cache")))
+    text = "; ".join(list(notes)[:shown]) + (f"; and {len(notes) - shown} more" if len(notes) > shown else "")
+    return text or None
 
 
 def _without(plan: WorkPlan, done: Mapping[str, object]) -> WorkPlan:
