@@ -327,3 +327,17 @@ def test_cluster_status_without_a_warm_cluster_exits_1(tmp_path):
     assert "toy: not running" in out.stdout
     down = run_agi("cluster", "down", "toy", "--apps-path", str(TEST_APPS), env={"XDG_STATE_HOME": str(tmp_path)})
     assert down.returncode == 0 and "no warm cluster of toy" in down.stdout
+
+
+def test_apps_copy_makes_an_editable_copy_found_first(tmp_path):
+    copied = run_agi("apps", "copy", "mandelbrot", cwd=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    project = tmp_path / "apps" / "mandelbrot_project"
+    assert (project / "pyproject.toml").exists() and not list(project.rglob("__pycache__")) and not list(project.rglob("*.so"))
+    listed = {a["name"]: a["path"] for a in json.loads(run_agi("apps", "--json", cwd=tmp_path).stdout)}
+    assert listed["mandelbrot"] == str(project)  # ./apps comes before the bundled examples
+    saved = run_agi("settings", "mandelbrot", "--set", "width=640", cwd=tmp_path)
+    assert saved.returncode == 0 and "width = 640" in (project / "app_settings.toml").read_text()
+    again = run_agi("apps", "copy", "mandelbrot", cwd=tmp_path)
+    assert again.returncode == 1 and "exists already: nothing copied" in again.stderr
+    assert run_agi("apps", "copy", "nope", cwd=tmp_path).returncode == 1

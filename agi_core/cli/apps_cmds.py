@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .options import SET_HELP, apps_path_option, apps_paths, env_for, json_option, set_option
@@ -10,12 +12,48 @@ from .output import console, print_error, print_json, table
 __all__ = ["apps_command", "settings_command"]
 
 
-@click.command("apps")
+@click.group("apps", invoke_without_command=True)
 @apps_path_option
 @json_option
 @click.pass_context
 def apps_command(ctx: click.Context, as_json: bool) -> None:
-    """List the apps found in the apps folders."""
+    """List the apps found in the apps folders (./apps, then the bundled examples); `agi apps
+    copy APP` makes an app of your own from one of them."""
+    if ctx.invoked_subcommand is None:
+        _list_apps(ctx, as_json)
+
+
+@apps_command.command("copy")
+@click.argument("app")
+@click.option("--to", "destination", type=click.Path(file_okay=False, path_type=Path), default=Path("apps"), show_default=True,
+              help="Folder to copy the app's project into (created if missing).")
+@apps_path_option
+@click.pass_context
+def copy_app_command(ctx: click.Context, app: str, destination: Path) -> None:
+    """Copy APP's project folder (e.g. a bundled example) into ./apps, to edit its code and
+    settings there; `agi` then finds the copy first. Build outputs are left behind.
+
+    \b
+        agi apps copy mandelbrot && agi settings mandelbrot --set width=800
+    """
+    import shutil
+
+    from ..errors import AgiError
+
+    source = env_for(ctx, app).project_dir
+    target = destination.absolute() / source.name
+    if target.exists():
+        raise AgiError(f"{target} exists already: nothing copied", fix="edit that copy, or remove it first, or pass --to DIR")
+    destination.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    # copied under another name, then renamed: an interrupted copy never looks like an app
+    shutil.copytree(source, partial, ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd", "build", "dist", "*.egg-info", ".venv"))
+    partial.rename(target)
+    console().print(f"copied {source} to {target}")
+
+
+def _list_apps(ctx: click.Context, as_json: bool) -> None:
     from ..env import default_apps_paths, discover_apps
     from ..settings import read_toml
 
