@@ -227,3 +227,24 @@ def test_a_settings_file_that_does_not_validate_is_shown_as_an_error(browser, ap
     (apps_copy / "toy_project" / "app_settings.toml").write_text("[args]\nn = 'six'\n")
     page = browser.get("/orchestrate?app=toy").text
     assert 'class="alert error"' in page and "args.n" in page and 'class="topbar"' in page
+
+
+@pytest.mark.parametrize("mode", ["0", "p"])
+def test_a_running_run_is_cancelled_like_ctrl_c(api, mode):
+    """POST /api/jobs/ID/cancel stops a run mid-way: the job ends ``cancelled``, its record says
+    ``interrupted`` and keeps the partitions that finished; an ended job cannot be cancelled."""
+    import time
+
+    api.post("/api/settings/toy", json={"set": ["args.n=40", "args.sleep=0.2"]})
+    job = api.post("/api/run/toy", json={"mode": mode}).json()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and api.get(f"/api/jobs/{job['id']}").json()["events"] < 6:  # started, a partition done
+        time.sleep(0.05)
+    assert api.post(f"/api/jobs/{job['id']}/cancel").status_code == 200
+    ended = wait(api, job)
+    assert ended["status"] == "cancelled" and ended["error"].startswith("cancelled from the UI"), ended
+    record = api.get(f"/api/runs/toy/{ended['result']['run_id']}").json()
+    assert record["status"] == "interrupted"
+    assert 0 < len([p for p in record["partitions"] if p["status"] == "ok"]) < 40
+    refused = api.post(f"/api/jobs/{job['id']}/cancel")
+    assert refused.status_code == 400 and "has ended already" in refused.json()["error"]

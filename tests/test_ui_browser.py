@@ -179,7 +179,9 @@ def test_a_runs_progress_reaches_100_percent_and_its_image_is_shown(page, ui):
     expect(page.locator("#run-panel .progress-text")).to_contain_text("100%")
     image = page.locator('#run-panel .job-result img[alt="out/mandelbrot.png"]')
     expect(image).to_be_visible()
-    assert image.evaluate("img => img.complete && img.naturalWidth") == 240
+    # visible first, loaded a moment later: wait for the pixels before reading their width
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=10_000)
+    assert image.evaluate("img => img.naturalWidth") == 240
     expect(page.locator("#run-panel .gantt rect")).to_have_count(16)
     expect(page.locator("#run-panel .worker")).not_to_have_count(0)
     ui["timings"]["mandelbrot run: SSE messages"] = int(job.get_attribute("data-messages"))
@@ -198,6 +200,21 @@ def test_progress_updates_arrive_while_a_run_runs(page, ui):
     messages = int(page.locator("#run-panel .job").get_attribute("data-messages"))
     assert messages > 3  # more than the run's start and end: progress streamed
     ui["timings"]["toy run (30 x 0.1 s): SSE messages per second"] = round(messages / elapsed, 1)
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0"]})
+
+
+def test_the_cancel_button_stops_a_run(page, ui):
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=40", "args.sleep=0.2", "cluster.pool=false"]})
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    page.click("#run-button")
+    expect(page.locator("#run-panel .gantt rect")).not_to_have_count(0)  # partitions are finishing
+    page.locator("#run-panel .job .cancel").click()
+    finish(page, "#run-panel")
+    expect(page.locator("#run-panel .job")).to_have_attribute("data-status", "cancelled")
+    expect(page.locator("#run-panel .job .cancel")).to_have_count(0)
+    expect(page.locator("#run-panel .job-result")).to_contain_text("cancelled from the UI")
+    run_id = api(page, ui, "GET", "/api/runs?app=toy")[0]["run_id"]
+    assert api(page, ui, "GET", f"/api/runs/toy/{run_id}")["status"] == "interrupted"
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0"]})
 
 

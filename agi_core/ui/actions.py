@@ -60,7 +60,7 @@ def start_install(jobs: Jobs, config: UiConfig, app: str) -> Job:
         report = await AGI.install(env, cluster=config.share_override() or None, on_event=job.emit)
         return {"app": app, "report": str(report)[:4000]}
 
-    return jobs.start("install", f"install {app}", work, app=app)
+    return jobs.start("install", f"install {app}", work, app=app, cancellable=False)  # never stopped half-way through a host
 
 
 def start_pipeline(jobs: Jobs, config: UiConfig, *, steps: tuple[str, ...] = (), from_step: str | None = None) -> Job:

@@ -28,12 +28,25 @@ class Job:
     kind: str  # run, install, pipeline
     title: str
     app: str | None = None
-    status: str = "running"  # running, ok, failed
+    status: str = "running"  # running, ok, failed, cancelled
     started: float = field(default_factory=time.time)
     events: list[dict[str, Any]] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     fix: str | None = None
+    cancellable: bool = True
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _task: asyncio.Task[dict[str, Any]] | None = field(default=None, repr=False)
+
+    def cancel(self) -> bool:
+        """Ask the job to stop, as Ctrl-C stops the CLI: the core records the run (or pipeline run)
+        as interrupted and stops what it started. False when it cannot be cancelled (done already,
+        or an install, which must not stop half-way through a host)."""
+        loop, task = self._loop, self._task
+        if self.done or not self.cancellable or loop is None or task is None:
+            return False
+        loop.call_soon_threadsafe(task.cancel)
+        return True
 
     def emit(self, event: Event) -> None:
         """The `EventSink` given to the core: events are stored with the time they arrived."""
@@ -44,7 +57,7 @@ class Job:
         return self.status != "running"
 
     def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "title": self.title, "app": self.app, "status": self.status,
+        return {"id": self.id, "kind": self.kind, "title": self.title, "app": self.app, "status": self.status, "cancellable": self.cancellable,
                 "error": self.error, "fix": self.fix, "result": self.result, "events": len(self.events)}
 
 
@@ -60,15 +73,24 @@ class Jobs:
     def all(self) -> list[Job]:
         return sorted(self._jobs.values(), key=lambda j: j.started, reverse=True)
 
-    def start(self, kind: str, title: str, work: Work, *, app: str | None = None) -> Job:
+    def start(self, kind: str, title: str, work: Work, *, app: str | None = None, cancellable: bool = True) -> Job:
         """Run ``work(job)`` in a new thread with its own event loop; returns at once."""
-        job = Job(id=uuid.uuid4().hex[:12], kind=kind, title=title, app=app)
+        job = Job(id=uuid.uuid4().hex[:12], kind=kind, title=title, app=app, cancellable=cancellable)
         self._jobs[job.id] = job
+
+        async def main() -> dict[str, Any]:
+            job._loop, job._task = asyncio.get_running_loop(), asyncio.current_task()  # type: ignore[assignment]
+            return await work(job)
 
         def body() -> None:
             try:
-                job.result = asyncio.run(work(job)) or {}
+                job.result = asyncio.run(main()) or {}
                 job.status = "ok"
+            except asyncio.CancelledError:
+                job.error, job.status = "cancelled from the UI: its record says interrupted", "cancelled"
+                started = next((e for e in reversed(job.events) if e["kind"] == "run_started"), None)
+                if started:  # the record of the run it stopped
+                    job.result = {**job.result, "run_id": started["run_id"], "app": started["app"]}
             except AgiError as exc:
                 job.error, job.fix = exc.message, exc.fix
                 job.result = {**job.result, **getattr(exc, "ui_result", {})}

@@ -37,6 +37,17 @@ def job_state(request: Request, job_id: str) -> dict:
     return job_of(request, job_id).summary()
 
 
+@router.post("/api/jobs/{job_id}/cancel")
+def cancel_job(request: Request, job_id: str) -> dict:
+    """Stop a running run or pipeline run, as Ctrl-C does: its record says ``interrupted`` and
+    everything it started is stopped. The job's event stream then ends with status ``cancelled``."""
+    job = job_of(request, job_id)
+    if not job.cancel():
+        why = "it has ended already" if job.done else "an install is never stopped half-way through a host"
+        raise AgiError(f"job {job_id} ({job.title}) cannot be cancelled: {why}", fix="wait for it to end")
+    return job.summary()
+
+
 async def _stream(request: Request, job: Job, start: int) -> AsyncIterator[str]:
     sent = start
     yield "retry: 1000\n\n"

@@ -146,6 +146,7 @@ const agi = (() => {
       el.dataset.status = job.status;
       q(".phase").textContent = "";
       q(".spinner").classList.add("stopped");
+      const cancel = q(".cancel"); if (cancel) cancel.remove();
       const pill = q(".status"); pill.textContent = job.status; pill.classList.add(job.status);
       if (job.status === "ok") paintProgress(true);
       htmx.ajax("GET", `/jobs/${id}/result`, {target: q(".job-result"), swap: "innerHTML"});
