@@ -16,8 +16,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import re
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from agi_core.errors import AgiError
-from agi_core.provenance.bundle import import_bundle, verify_bundle
+from agi_core.provenance.bundle import verify_bundle
+from agi_core.provenance.bundle_import import import_bundle
 from tests.conftest import TEST_APPS, run_agi
 
 

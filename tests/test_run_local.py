@@ -2,8 +2,8 @@
 
 import asyncio
 import json
-import socket
 import os
+import socket
 
 import pytest
 

@@ -436,7 +436,7 @@ def runs_import(bundle: Path, key: Path | None, share: Path | None, as_json: boo
     """Verify a bundle, then unpack its run into <share>/runs/<app>/<run_id>/ and its cache entries
     into <share>/cache/<app>/. An existing run folder is never overwritten, nor an existing entry."""
     from ..paths import default_share
-    from ..provenance.bundle import import_bundle
+    from ..provenance.bundle_import import import_bundle
 
     done = import_bundle(bundle, share or default_share(), key)
     if as_json:

@@ -13,12 +13,9 @@ Layout of a bundle::
 `verify_bundle` checks every checksum (naming each file changed, added or removed), refuses
 members that are not plain files or folders or whose names are absolute or contain ``..``, and
 checks the signature: against the key given, else against the embedded one (which proves the
-bundle is intact, not who made it). `import_bundle` verifies, then unpacks into
-``<share>/runs/<app>/<run_id>/`` (never over an existing run) and ``<share>/cache/<app>/`` (never
-over an existing entry). Exports and imports are written under temporary names and renamed into
-place, so a failure leaves nothing half-written.
-
-Signing needs the ``cryptography`` package (imported only when signing or checking a signature).
+bundle is intact, not who made it). `bundle_import.import_bundle` verifies, then unpacks it.
+Exports are written under a temporary name and renamed into place, so a failure leaves nothing
+half-written. Keys (Ed25519) are read by `signing`.
 """
 
 from __future__ import annotations
@@ -27,8 +24,6 @@ import hashlib
 import io
 import json
 import os
-import secrets
-import shutil
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,13 +31,14 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import AgiError
+from .signing import load_private_key, openssh_public, public_from_bytes
 from .writer import HEARTBEAT_FILE, LOG_FILE, MANIFEST_FILE
 
 if TYPE_CHECKING:
     from .model import RunRecord
 
-__all__ = ["PUB_FILE", "RUN_FILES", "SIG_FILE", "SUMS_FILE", "ExportResult", "ImportResult", "Verification", "export_run",
-           "import_bundle", "verify_bundle"]
+__all__ = ["PUB_FILE", "RUN_FILES", "SIG_FILE", "SUMS_FILE", "ExportResult", "Verification", "export_run", "hash_member",
+           "members", "open_bundle", "parse_sums", "verify_bundle"]
 
 SUMS_FILE = "SHA256SUMS"
 SIG_FILE = "SHA256SUMS.sig"
@@ -50,72 +46,6 @@ PUB_FILE = "SHA256SUMS.pub"
 #: the files of a run folder a bundle carries when they exist (besides out/)
 RUN_FILES = (MANIFEST_FILE, "plan.json", "cache_keys.json", LOG_FILE, HEARTBEAT_FILE, "gantt.png", "load.png", "dag.png", "report.pdf")
 _CHUNK = 1 << 20
-
-
-# -- keys --------------------------------------------------------------------------------------
-
-
-def _crypto() -> Any:
-    try:
-        from cryptography.hazmat.primitives import serialization
-    except ImportError:
-        raise AgiError("signed bundles need the cryptography package, which is not installed",
-                       fix="pip install cryptography") from None
-    return serialization
-
-
-def load_private_key(path: Path) -> Any:
-    """An Ed25519 private key from an OpenSSH or PEM file (unencrypted)."""
-    serialization = _crypto()
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise AgiError(f"{path}: cannot read the signing key: {exc.strerror}", fix="check the path") from None
-    try:
-        if b"OPENSSH PRIVATE KEY" in data:
-            key = serialization.load_ssh_private_key(data, password=None)
-        else:
-            key = serialization.load_pem_private_key(data, password=None)
-    except TypeError:
-        raise AgiError(f"{path}: the signing key is protected by a passphrase",
-                       fix="use an unencrypted Ed25519 key: ssh-keygen -t ed25519 -N '' -f KEYFILE") from None
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise AgiError(f"{path}: not a readable private key ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                       fix="give an Ed25519 key in OpenSSH or PEM format: ssh-keygen -t ed25519 -N '' -f KEYFILE") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise AgiError(f"{path}: a {type(key).__name__.removeprefix('_')} key, not an Ed25519 one",
-                       fix="sign with an Ed25519 key: ssh-keygen -t ed25519 -N '' -f KEYFILE")
-    return key
-
-
-def _public_from_bytes(data: bytes, origin: str) -> Any:
-    """An Ed25519 public key from OpenSSH (``ssh-ed25519 AAAA… comment``) or PEM text; a private
-    key file gives its public half."""
-    serialization = _crypto()
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    try:
-        if b"PRIVATE KEY" in data:
-            return load_private_key(Path(origin)).public_key()
-        if data.lstrip().startswith(b"ssh-"):
-            key = serialization.load_ssh_public_key(data.strip().splitlines()[0])
-        else:
-            key = serialization.load_pem_public_key(data)
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise AgiError(f"{origin}: not a readable public key ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                       fix="give an Ed25519 public key in OpenSSH (KEYFILE.pub) or PEM format") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise AgiError(f"{origin}: not an Ed25519 public key", fix="bundles are signed with Ed25519 keys")
-    return key
-
-
-def _openssh_public(key: Any) -> bytes:
-    serialization = _crypto()
-    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b" agi-bundle\n"
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -223,7 +153,7 @@ def export_run(record: RunRecord, out: Path, *, with_cache: bool = False, sign_k
             tar.addfile(_tarinfo(SUMS_FILE, len(text)), io.BytesIO(text))
             if key is not None:
                 signature = key.sign(text)
-                public = _openssh_public(key.public_key())
+                public = openssh_public(key.public_key())
                 tar.addfile(_tarinfo(SIG_FILE, len(signature)), io.BytesIO(signature))
                 tar.addfile(_tarinfo(PUB_FILE, len(public)), io.BytesIO(public))
         os.replace(tmp, out)
@@ -275,7 +205,7 @@ def unsafe_name(name: str) -> str | None:
     return None
 
 
-def _members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str | None]]:
+def members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str | None]]:
     for member in tar:
         why = unsafe_name(member.name)
         if why is None and not (member.isfile() or member.isdir()):
@@ -283,7 +213,7 @@ def _members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str | None
         yield member, why
 
 
-def _open_bundle(bundle: Path) -> tarfile.TarFile:
+def open_bundle(bundle: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(bundle, "r:*")
     except FileNotFoundError:
@@ -292,7 +222,7 @@ def _open_bundle(bundle: Path) -> tarfile.TarFile:
         raise AgiError(f"{bundle}: not a readable bundle ({exc})", fix="make it again with `agi runs export RUN --out FILE`") from None
 
 
-def _hash_member(tar: tarfile.TarFile, member: tarfile.TarInfo, sink: IO[bytes] | None = None) -> str:
+def hash_member(tar: tarfile.TarFile, member: tarfile.TarInfo, sink: IO[bytes] | None = None) -> str:
     digest = hashlib.sha256()
     handle = tar.extractfile(member)
     assert handle is not None
@@ -303,7 +233,7 @@ def _hash_member(tar: tarfile.TarFile, member: tarfile.TarInfo, sink: IO[bytes] 
     return digest.hexdigest()
 
 
-def _parse_sums(text: bytes) -> dict[str, str]:
+def parse_sums(text: bytes) -> dict[str, str]:
     sums: dict[str, str] = {}
     for line in text.decode("utf-8", "replace").splitlines():
         if not line.strip():
@@ -322,8 +252,8 @@ def verify_bundle(bundle: Path, key: Path | None = None) -> Verification:
     special: dict[str, bytes] = {}
     manifest: bytes | None = None
     try:
-        with _open_bundle(bundle) as tar:
-            for member, why in _members(tar):
+        with open_bundle(bundle) as tar:
+            for member, why in members(tar):
                 if why:
                     result.problems.append(f"unsafe member {member.name!r}: {why}")
                     continue
@@ -338,10 +268,10 @@ def verify_bundle(bundle: Path, key: Path | None = None) -> Verification:
                     continue
                 if member.name == f"run/{MANIFEST_FILE}":
                     buffer = io.BytesIO()
-                    found[member.name] = _hash_member(tar, member, buffer)
+                    found[member.name] = hash_member(tar, member, buffer)
                     manifest = buffer.getvalue()
                 else:
-                    found[member.name] = _hash_member(tar, member)
+                    found[member.name] = hash_member(tar, member)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise AgiError(f"{bundle}: the bundle is damaged ({exc})", fix="make it again with `agi runs export RUN --out FILE`") from None
     result.files = len(found)
@@ -349,7 +279,7 @@ def verify_bundle(bundle: Path, key: Path | None = None) -> Verification:
     if SUMS_FILE not in special:
         result.problems.append(f"no {SUMS_FILE} in the bundle: not an agi bundle, or it lost its checksums")
     else:
-        sums = _parse_sums(special[SUMS_FILE])
+        sums = parse_sums(special[SUMS_FILE])
         result.changed = sorted(name for name in found if name in sums and sums[name] != found[name])
         result.added = sorted(name for name in found if name not in sums)
         result.removed = sorted(name for name in sums if name not in found)
@@ -372,7 +302,7 @@ def _check_signature(result: Verification, special: dict[str, bytes], key: Path 
             data = Path(key).read_bytes()
         except OSError as exc:
             raise AgiError(f"{key}: cannot read the key: {exc.strerror}", fix="check the path") from None
-        from_key = _public_from_bytes(data, str(key))
+        from_key = public_from_bytes(data, str(key))
     if SIG_FILE not in special:
         if key is not None:
             result.problems.append(f"the bundle is not signed (no {SIG_FILE}), but --key was given")
@@ -384,7 +314,7 @@ def _check_signature(result: Verification, special: dict[str, bytes], key: Path 
     if from_key is not None:
         public, source = from_key, f"the key {key}"
     elif PUB_FILE in special:
-        public = _public_from_bytes(special[PUB_FILE], f"{result.bundle}:{PUB_FILE}")
+        public = public_from_bytes(special[PUB_FILE], f"{result.bundle}:{PUB_FILE}")
         source = f"the key embedded in the bundle ({PUB_FILE}): this shows the bundle is intact, not who signed it (use --key)"
     else:
         result.problems.append(f"the bundle is signed but carries no {PUB_FILE}: check it with --key PUBKEY")
@@ -399,105 +329,3 @@ def _check_signature(result: Verification, special: dict[str, bytes], key: Path 
         result.problems.append(f"bad signature: {SIG_FILE} was not made by {source.split(':')[0]} over this {SUMS_FILE}")
         return
     result.signature = f"good, checked against {source}"
-
-
-# -- import ------------------------------------------------------------------------------------
-
-
-@dataclass
-class ImportResult:
-    run_dir: Path
-    app: str
-    run_id: str
-    verification: Verification
-    entries_added: int = 0
-    entries_kept: int = 0  # already in the cache: left as they were
-
-
-def _safe_component(value: str, what: str) -> str:
-    if not value or value in (".", "..") or value.startswith(".") or "/" in value or "\\" in value or "\0" in value:
-        raise AgiError(f"the bundle's {what} {value!r} cannot name a folder", fix="the bundle's manifest is not one agi wrote")
-    return value
-
-
-def import_bundle(bundle: Path, share: Path, key: Path | None = None) -> ImportResult:
-    """Verify ``bundle``, then unpack its run into ``<share>/runs/<app>/<run_id>/`` and its cache
-    entries into ``<share>/cache/<app>/``. Refuses an existing run folder; keeps existing entries."""
-    bundle, share = Path(bundle), Path(share)
-    check = verify_bundle(bundle, key)
-    if not check.ok:
-        shown = check.messages()
-        raise AgiError(f"{bundle} failed verification, nothing imported: " + "; ".join(shown[:5])
-                       + (f"; … {len(shown) - 5} more" if len(shown) > 5 else ""),
-                       fix=f"see every problem with `agi runs verify {bundle}`")
-    app = _safe_component(check.app, "app name")
-    run_id = _safe_component(check.run_id, "run id")
-    target = share / "runs" / app / run_id
-    if target.exists():
-        raise AgiError(f"run {run_id} of {app} is already on this share: {target}",
-                       fix="it was imported before; remove that folder first to import it again")
-    sums = {}
-    staging = share / "runs" / f".tmp-import-{secrets.token_hex(4)}"
-    result = ImportResult(target, app, run_id, check)
-    try:
-        staging.mkdir(parents=True)
-        with _open_bundle(bundle) as tar:
-            for member, why in _members(tar):
-                if why:
-                    raise AgiError(f"{bundle}: unsafe member {member.name!r}: {why}", fix="do not import this bundle")
-                if member.isdir():
-                    continue
-                if member.name == SUMS_FILE:
-                    handle = tar.extractfile(member)
-                    sums = _parse_sums(handle.read() if handle else b"")
-                    continue
-                if not member.name.startswith(("run/", "cache/")):
-                    continue
-                dest = staging / member.name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with open(dest, "wb") as sink:
-                    digest = _hash_member(tar, member, sink)
-                os.utime(dest, (member.mtime, member.mtime))
-                if sums and sums.get(member.name) != digest:  # the bundle changed since it was verified
-                    raise AgiError(f"{bundle}: {member.name} changed while it was imported", fix="import it again")
-        _place_entries(staging / "cache", share / "cache" / app, result)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(staging / "run", target)
-        except OSError as exc:
-            raise AgiError(f"cannot create {target}: {exc.strerror}", fix="it may have appeared meanwhile; check the share") from None
-    except OSError as exc:
-        raise AgiError(f"cannot import into {share}: {exc.strerror or exc}", fix="check the share is writable") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return result
-
-
-def _place_entries(staged: Path, cache: Path, result: ImportResult) -> None:
-    """Move each staged cache entry (its files folder first, then the entry) into ``cache``,
-    never over an entry already there."""
-    if not staged.is_dir():
-        return
-    for entry in sorted(staged.glob("*/*.entry")):
-        final = cache / entry.parent.name / entry.name
-        if final.exists():
-            result.entries_kept += 1
-            continue
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(entry, "rb") as handle:
-                named = json.loads(handle.readline()).get("files")
-        except (OSError, ValueError):
-            named = None
-        if named and unsafe_name(str(named)) is None and "/" not in str(named):
-            folder = entry.parent / str(named)
-            if folder.is_dir() and not (final.parent / str(named)).exists():
-                os.rename(folder, final.parent / str(named))
-        try:
-            os.link(entry, final)  # fails if another writer stored the key meanwhile: theirs stays
-        except FileExistsError:
-            result.entries_kept += 1
-            continue
-        except OSError:
-            os.rename(entry, final)  # a filesystem without hard links
-        result.entries_added += 1

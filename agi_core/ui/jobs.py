@@ -95,7 +95,7 @@ class Jobs:
                 job.error, job.fix = exc.message, exc.fix
                 job.result = {**job.result, **getattr(exc, "ui_result", {})}
                 job.status = "failed"
-            except Exception as exc:  # shown to the user, with the traceback
+            except Exception as exc:  # noqa: BLE001 - shown to the user, with the traceback
                 job.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
                 job.status = "failed"
 
