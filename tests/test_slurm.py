@@ -310,3 +310,14 @@ def test_gpu_jobs_get_their_gres_and_the_gpu_resource(slurm, tmp_path, monkeypat
         asyncio.run(AGI.run(env, mode="dr", cluster=slurm_cluster(tmp_path, gpus=3, jobs=1), n=2))
     assert "gpus" in (info.value.fix or "")
     assert slurm.queue() == []
+
+
+def test_a_job_with_two_worker_processes_serves_two_slots(slurm, tmp_path):  # noqa: F811
+    env = AgiEnv(app="toy", apps_path=TEST_APPS)
+    result = run(env, tmp_path, "d", {"jobs": 1, "processes": 2, "cores": 2}, n=6)
+    record = json.loads(result.manifest.read_text())
+    assert result.value == sum(i * i for i in range(6))
+    served = {p["slot"]: p["worker"] for p in record["partitions"]}
+    assert served == {"slurm-0": "slurm-0-0", "slurm-1": "slurm-0-1"}  # each slot on its own process of the one job
+    assert len({p["job_id"] for p in record["partitions"]}) == 1
+    assert slurm.queue() == [] and not dask_workers_left()
