@@ -321,3 +321,18 @@ def test_a_job_with_two_worker_processes_serves_two_slots(slurm, tmp_path):  # n
     assert served == {"slurm-0": "slurm-0-0", "slurm-1": "slurm-0-1"}  # each slot on its own process of the one job
     assert len({p["job_id"] for p in record["partitions"]}) == 1
     assert slurm.queue() == [] and not dask_workers_left()
+
+
+def test_tls_between_the_scheduler_and_the_jobs(slurm, tmp_path, reference_image):  # noqa: F811
+    """``[cluster] tls``: the jobs read the cluster's CA and certificate from the shared log folder
+    (0600) and talk TLS only; the image is mode 0's."""
+    cluster = {**slurm_cluster(tmp_path), "tls": True}
+    result = asyncio.run(AGI.run(AgiEnv(app="mandelbrot"), mode="d", cluster=cluster, **SMALL))
+    assert image(result) == reference_image
+    record = json.loads(result.manifest.read_text())
+    assert record["cluster"]["scheduler"].startswith("tls://"), record["cluster"]
+    shared = tmp_path / "slurm-logs" / "tls"
+    spec = spec_for(ClusterSettings.model_validate(cluster), Mode.parse("d"), "mandelbrot")
+    assert f"--protocol tls:// --tls-ca-file {shared}/ca.pem" in SlurmCluster(spec).job_script()
+    assert {p.name: p.stat().st_mode & 0o777 for p in shared.iterdir()} == {"ca.pem": 0o600, "cluster.pem": 0o600, "cluster.key": 0o600}
+    assert slurm.queue() == [] and not dask_workers_left()

@@ -116,9 +116,6 @@ class SlurmCluster(ClusterBackend):
         if spec.slurm is None:
             raise AgiError("the slurm backend needs the [cluster.slurm] settings in its spec",
                            fix='build the spec with cluster_spec() from settings whose [cluster] backend = "slurm"')
-        if spec.tls:
-            raise AgiError("[cluster] tls = true is not supported with the slurm backend yet",
-                           fix="set [cluster] tls = false (keep the cluster's network private), or use the ssh backend")
         if not spec.app:
             raise AgiError("a Slurm cluster needs the app's name (its jobs, logs and venv)", fix="build the spec with cluster_spec(..., app=NAME)")
         self.slurm: SlurmSettings = spec.slurm
@@ -130,6 +127,35 @@ class SlurmCluster(ClusterBackend):
         self.address = ""
 
     # -- where things are ---------------------------------------------------------------------
+
+    @property
+    def tls_folder(self) -> Path:
+        """With ``[cluster] tls``: the CA, certificate and key the jobs read (the shared filesystem)."""
+        return self.log_directory / "tls"
+
+    def _shared_tls(self) -> Any:
+        from .tls import TlsFiles
+
+        folder = self.tls_folder
+        return TlsFiles(folder / "ca.pem", folder / "cluster.pem", folder / "cluster.key")
+
+    def _publish_tls(self) -> None:
+        """Copy this manager's cluster CA and certificate (`tls.ensure_tls_files`, which the
+        scheduler uses too) where the jobs read them; private files stay 0600."""
+        from ..atomic import write_bytes_atomic
+        from .tls import ensure_tls_files
+
+        made, shared = ensure_tls_files(self.spec.tls_names()), self._shared_tls()
+        self.tls_folder.mkdir(mode=0o700, exist_ok=True)
+        for source, target in ((made.ca, shared.ca), (made.cert, shared.cert), (made.key, shared.key)):
+            write_bytes_atomic(target, source.read_bytes(), mode=0o600)
+
+    def security(self) -> Any:
+        if not self.spec.tls:
+            return None
+        from .tls import ensure_tls_files, security_for
+
+        return security_for(ensure_tls_files(self.spec.tls_names()))
 
     @property
     def log_directory(self) -> Path:
@@ -173,11 +199,18 @@ class SlurmCluster(ClusterBackend):
             "worker_extra_args": ["--no-dashboard", *(["--resources", "GPU=1"] if gpu else [])],
             "job_script_prologue": [f"export DASK_CONFIG={shlex.quote(str(self.log_directory / 'dask.yaml'))}",
                                     "export PYTHONUNBUFFERED=1"],
+            **(self._tls_options() if spec.tls else {}),
         }
+
+    def _tls_options(self) -> dict[str, Any]:
+        from .tls import security_for
+
+        return {"security": security_for(self._shared_tls()), "protocol": "tls://"}
 
     def job_script(self) -> str:
         """The batch script of one worker job (what `sbatch` gets), for docs and debugging."""
-        return SLURMJob(scheduler=self.address or "tcp://SCHEDULER:8786", name=job_worker_name(0), **self.job_options()).job_script()
+        placeholder = f"{self.spec.protocol}://SCHEDULER:{self.spec.scheduler_port or 'PORT'}"
+        return SLURMJob(scheduler=self.address or placeholder, name=job_worker_name(0), **self.job_options()).job_script()
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -192,6 +225,8 @@ class SlurmCluster(ClusterBackend):
         await check_slurm(self.slurm.partition)
         self.log_directory.mkdir(parents=True, exist_ok=True)
         (self.log_directory / "dask.yaml").write_text(config_yaml(self.spec))
+        if self.spec.tls:
+            self._publish_tls()
         host = self._bind_host()
         names = [job_worker_name(j) for j in range(self.slurm.jobs)]
         if self.warm_cluster:
