@@ -142,9 +142,10 @@ def test_mandelbrot_on_slurm_same_image_as_mode_0(slurm, tmp_path, reference_ima
     assert slurm.queue() == [] and not dask_workers_left()  # nothing left queued or running
 
 
-def test_warm_cluster_is_reused_then_stopped(slurm, tmp_path, reference_image):  # noqa: F811
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_warm_cluster_is_reused_then_stopped(slurm, tmp_path, reference_image, tls):  # noqa: F811
     env = AgiEnv(app="mandelbrot")
-    cluster = slurm_cluster(tmp_path)
+    cluster = {**slurm_cluster(tmp_path), "tls": tls}
     spec = spec_for(env.settings(cluster=cluster).cluster, Mode.parse("d"), env.name, app_distribution=env.distribution,
                     app_version=env.version())
     try:
@@ -156,6 +157,7 @@ def test_warm_cluster_is_reused_then_stopped(slurm, tmp_path, reference_image): 
             result = asyncio.run(AGI.run(env, mode="d", cluster=cluster, **SMALL, use_cache=False))
             record = json.loads(result.manifest.read_text())
             assert record["cluster"]["warm"] is True and image(result) == reference_image
+            assert record["cluster"]["scheduler"].startswith("tls://" if tls else "tcp://")
             assert {p["job_id"] for p in record["partitions"]} == {str(job) for job in jobs.values()}
         assert asyncio.run(cluster_status("mandelbrot")).running
     finally:
