@@ -22,11 +22,17 @@ def test_a_cluster_on_this_machine_needs_no_open_port():
 def test_remote_hosts_need_ssh_scheduler_worker_and_nanny_ports():
     rules = rules_of({"scheduler": "10.0.0.1:7000", "workers": {"10.0.0.2": 1, "agi@10.0.0.3:2222": 1},
                       "ssh": {"port": 2200}, "dask": {"worker_ports": "9000:9099", "dashboard_port": None}})
-    assert (MANAGER, "10.0.0.1", "2200") in rules and (MANAGER, "10.0.0.3", "2200") in rules
+    assert (MANAGER, "10.0.0.1", "2200") in rules and (MANAGER, "10.0.0.3", "2222") in rules  # a key's own SSH port wins
     assert {(s, d) for s, d, p in rules if p == "7000"} == {(MANAGER, "10.0.0.1"), ("10.0.0.2", "10.0.0.1"), ("10.0.0.3", "10.0.0.1")}
     assert {s for s, d, p in rules if d == "10.0.0.2" and p == "9000:9099"} == {"10.0.0.1", MANAGER, "10.0.0.3"}
     assert ("10.0.0.1", "10.0.0.2", ANY_PORT) in rules  # nanny ports not pinned: the ephemeral range
     assert not [r for r in rules if r[1] == "browser" or r[0] == "browser"]  # no dashboard
+
+
+def test_workers_on_this_machine_are_the_managers():
+    rules = rules_of({"scheduler": "10.0.0.1:8786", "workers": {"127.0.0.1": 1, "10.0.0.2": 1}, "dask": {"worker_ports": "9000:9099"}})
+    assert ("10.0.0.1", MANAGER, "9000:9099") in rules and ("10.0.0.2", MANAGER, "9000:9099") in rules
+    assert (MANAGER, MANAGER, "22") not in rules and not [r for r in rules if "127.0.0.1" in r]
 
 
 def test_slurm_rules_name_the_compute_nodes():
@@ -39,14 +45,14 @@ def test_slurm_rules_name_the_compute_nodes():
 
 
 def test_firewall_rules_per_host_in_ufw_and_nft():
-    rules = port_rules(ClusterSettings.model_validate({"scheduler": "[fd00::1]:8786", "workers": {"[fd00::2]": 1},
+    rules = port_rules(ClusterSettings.model_validate({"scheduler": "[2001:db8::1]:8786", "workers": {"[2001:db8::2]": 1},
                                                        "dask": {"worker_ports": "9000:9099"}}))
-    nft = firewall_rules(rules, style="nft", manager="fd00::9")
-    assert "nft add rule inet filter input ip6 saddr fd00::9 tcp dport 9000-9099 accept" in nft["fd00::2"]
-    assert "nft add rule inet filter input tcp dport 8787 accept" in nft["fd00::1"]  # the dashboard, from anywhere
+    nft = firewall_rules(rules, style="nft", manager="2001:db8::9")
+    assert "nft add rule inet filter input ip6 saddr 2001:db8::9 tcp dport 9000-9099 accept" in nft["2001:db8::2"]
+    assert "nft add rule inet filter input tcp dport 8787 accept" in nft["2001:db8::1"]  # the dashboard, from anywhere
     ufw = firewall_rules(rules)
-    assert "ufw allow proto tcp from <manager> to any port 22" in ufw["fd00::1"]
-    assert len(ufw["fd00::2"]) == len(set(ufw["fd00::2"]))  # each rule once
+    assert "ufw allow proto tcp from <manager> to any port 22" in ufw["2001:db8::1"]
+    assert len(ufw["2001:db8::2"]) == len(set(ufw["2001:db8::2"]))  # each rule once
 
 
 def test_cli_prints_the_matrix_rules_and_json(tmp_path):

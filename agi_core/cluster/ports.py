@@ -63,6 +63,11 @@ def _host(text: str) -> str:
     return HostAddress.parse(text).host
 
 
+def _where(text: str) -> str:
+    """A host of the settings as the rules name it: `MANAGER` for this machine."""
+    return MANAGER if is_local_host(text) else _host(text)
+
+
 def port_rules(cluster: ClusterSettings) -> list[PortRule]:
     """The connections ``cluster``'s settings need, in the order a run makes them; empty when
     every process runs on this machine (nothing crosses a network)."""
@@ -89,14 +94,17 @@ def port_rules(cluster: ClusterSettings) -> list[PortRule]:
             rules.append(PortRule(BROWSER, MANAGER, str(dask.dashboard_port), "Dask dashboard", "[cluster.dask] dashboard_port"))
         return rules
 
-    workers = [_host(host) for host in cluster.worker_map()]
-    scheduler_host = scheduler.host if scheduler else MANAGER
-    remote = [host for host in dict.fromkeys([scheduler_host, *workers]) if host != MANAGER and not is_local_host(host)]
+    # this machine, however the settings name it, is the manager; a worker-map key may carry its SSH port
+    ssh_ports = {_where(key): HostAddress.parse(key).port or cluster.ssh.port for key in cluster.worker_map()}
+    workers = list(ssh_ports)
+    scheduler_host = _where(str(scheduler.with_port(None))) if scheduler else MANAGER
+    remote = [host for host in dict.fromkeys([scheduler_host, *workers]) if host != MANAGER]
     if not remote:
         return []
     scheduler_port = str(scheduler.port if scheduler and scheduler.port else dask.scheduler_port)
-    rules += [PortRule(MANAGER, host, str(cluster.ssh.port), "SSH: install, start and stop the Dask processes",
-                       "[cluster.ssh] port") for host in remote]
+    rules += [PortRule(MANAGER, host, str(ssh_ports.get(host, cluster.ssh.port)), "SSH: install, start and stop the Dask processes",
+                       "[cluster.ssh] port" if ssh_ports.get(host, cluster.ssh.port) == cluster.ssh.port else "[cluster.workers] key")
+              for host in remote]
     rules.append(PortRule(MANAGER, scheduler_host, scheduler_port, "the client submits work", "[cluster] scheduler"))
     rules += [PortRule(host, scheduler_host, scheduler_port, "the worker joins the scheduler", "[cluster] scheduler")
               for host in dict.fromkeys(workers) if host != scheduler_host]
