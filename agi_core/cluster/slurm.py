@@ -61,13 +61,10 @@ from .backend import ClusterBackend, ProcessRecord
 from .client import config_yaml
 from .inprocess import dashboard_address, http_address
 from .launched import LaunchedCluster
-from .slurm_queue import cancel_jobs, check_slurm, job_states, wait_until_running
+from .slurm_queue import cancel_jobs, check_slurm, job_states, submit_error, wait_gone, wait_until_running
 from .spec import ClusterSpec
 
 __all__ = ["SlurmCluster", "slot_worker_names"]
-
-#: seconds `close` waits for cancelled jobs to leave Slurm's queue
-CANCEL_WAIT = 30.0
 
 
 def _is_loopback(host: str) -> bool:
@@ -262,7 +259,7 @@ class SlurmCluster(ClusterBackend):
         try:
             await self._cluster  # submits the jobs (sbatch)
         except RuntimeError as exc:
-            raise _submit_error(exc) from None
+            raise submit_error(exc) from None
         finally:
             self.jobs = {name: job.job_id for name, job in self._cluster.workers.items() if job.job_id}
         if len(self.jobs) < self.slurm.jobs:
@@ -278,7 +275,7 @@ class SlurmCluster(ClusterBackend):
         self.jobs = {job.name: job.job_id for job in jobs if job.job_id}
         failed = [result for result in results if isinstance(result, BaseException)]
         if failed:
-            raise _submit_error(failed[0]) if isinstance(failed[0], RuntimeError) else failed[0]
+            raise submit_error(failed[0]) if isinstance(failed[0], RuntimeError) else failed[0]
 
     def _scheduler_spec(self, host: str) -> ClusterSpec:
         """The spec of the detached scheduler: this machine at ``host``, no workers."""
@@ -298,7 +295,7 @@ class SlurmCluster(ClusterBackend):
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None:
             await scheduler.close()
-        await _wait_gone(job_ids)
+        await wait_gone(job_ids)
 
     # -- what a client needs ----------------------------------------------------------------
 
@@ -349,27 +346,3 @@ class SlurmCluster(ClusterBackend):
         host = HostAddress.parse(backend.address.split("://")[-1]).host if backend.address else "127.0.0.1"
         backend._scheduler = LaunchedCluster.attach(backend._scheduler_spec(host), state)
         return backend
-
-
-def _submit_error(exc: BaseException) -> AgiError:
-    """sbatch's refusal (dask-jobqueue raises it as a RuntimeError holding the command's output)."""
-    text = str(exc)
-    words = text.split("stderr:", 1)[-1].strip() or text.strip()
-    return AgiError(f"Slurm refused the worker job (sbatch): {words}",
-                    fix="check [cluster.slurm] partition, account, cores, memory, gpus and job_extra against what the "
-                        "partition offers (`sinfo -o '%P %c %m %G'`)")
-
-
-async def _wait_gone(job_ids: list[str], timeout: float = CANCEL_WAIT) -> None:
-    """Wait until Slurm lists none of ``job_ids`` as queued or running (a cancelled job is
-    COMPLETING while its processes are killed); gives up quietly after ``timeout`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while job_ids and loop.time() < deadline:
-        try:
-            states = await job_states(job_ids)
-        except AgiError:
-            return
-        if not any(s.state in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED") for s in states.values()):
-            return
-        await asyncio.sleep(0.3)

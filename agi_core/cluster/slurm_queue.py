@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from ..errors import AgiError
 
-__all__ = ["JobState", "cancel_jobs", "check_slurm", "job_states", "parse_jobs", "parse_partitions", "pending_report",
-           "wait_until_running"]
+__all__ = ["CANCEL_WAIT", "JobState", "cancel_jobs", "check_slurm", "job_states", "parse_jobs", "parse_partitions",
+           "pending_report", "submit_error", "wait_gone", "wait_until_running"]
 
 #: seconds a Slurm client command may take (it retries an unreachable controller for a while)
 COMMAND_TIMEOUT = 60.0
@@ -153,3 +153,31 @@ async def cancel_jobs(job_ids: Iterable[str]) -> None:
             await slurm_command(["scancel", *ids], what="cancelling the worker jobs", timeout=30)
         except AgiError:
             pass
+
+
+#: seconds `wait_gone` waits for cancelled jobs to leave Slurm's queue
+CANCEL_WAIT = 30.0
+
+
+def submit_error(exc: BaseException) -> AgiError:
+    """sbatch's refusal (dask-jobqueue raises it as a RuntimeError holding the command's output)."""
+    text = str(exc)
+    words = text.split("stderr:", 1)[-1].strip() or text.strip()
+    return AgiError(f"Slurm refused the worker job (sbatch): {words}",
+                    fix="check [cluster.slurm] partition, account, cores, memory, gpus and job_extra against what the "
+                        "partition offers (`sinfo -o '%P %c %m %G'`)")
+
+
+async def wait_gone(job_ids: list[str], timeout: float = CANCEL_WAIT) -> None:
+    """Wait until Slurm lists none of ``job_ids`` as queued or running (a cancelled job is
+    COMPLETING while its processes are killed); gives up quietly after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while job_ids and loop.time() < deadline:
+        try:
+            states = await job_states(job_ids)
+        except AgiError:
+            return
+        if not any(s.state in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED") for s in states.values()):
+            return
+        await asyncio.sleep(0.3)
