@@ -49,9 +49,12 @@ def _toy_step(cwd: Path, apps: Path, share: Path, step_id: str, *options: str) -
 
 
 def _record(cwd: Path, run: str | None = None) -> dict:
-    runs = sorted((cwd / "pipeline_runs").glob("*/pipeline.json"))
-    path = next(p for p in runs if p.parent.name == run) if run else runs[-1]
-    return json.loads(path.read_text())
+    """The pipeline record ``run``, else the newest (by start time, as `agi steps runs` orders them:
+    two runs started within the same second have ids in random order)."""
+    records = [json.loads(p.read_text()) for p in (cwd / "pipeline_runs").glob("*/pipeline.json")]
+    if run:
+        return next(r for r in records if r["pipeline_run"] == run)
+    return max(records, key=lambda r: (r["started"], r["pipeline_run"]))
 
 
 def _steps(record: dict) -> dict[str, dict]:

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .render import _first_line, _image_page, _matplotlib, _replace_into, _summary_page, _timestamp
+from .pages import WIDTH, first_line, image_page, matplotlib_classes, replace_into, summary_page, timestamp
 
 if TYPE_CHECKING:
     from ..pipeline import PipelineRecord
@@ -23,7 +23,6 @@ __all__ = ["PIPELINE_REPORT_FILES", "write_pipeline_report"]
 PIPELINE_REPORT_FILES = ("gantt.png", "dag.png", "report.pdf")
 _STATUS_COLOURS = {"ok": "#4C72B0", "failed": "#D62728", "skipped": "#C0C0C0", "interrupted": "#FF8C00",
                    "running": "#9A9A9A", "pending": "#E0E0E0", "not_run": "#E0E0E0", "reused": "#8FBC8F"}
-_WIDTH = 110
 
 
 def _status(step: Any) -> str:
@@ -31,17 +30,17 @@ def _status(step: Any) -> str:
 
 
 def _gantt(record: PipelineRecord) -> Any:
-    Figure, FigureCanvasAgg, _ = _matplotlib()
+    Figure, FigureCanvasAgg, _ = matplotlib_classes()
     steps = record.steps
     figure = Figure(figsize=(11.69, max(3.0, 1.2 + 0.35 * len(steps))), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
-    origin = _timestamp(record.started)
+    origin = timestamp(record.started)
     for row, step in enumerate(steps):
-        start = _timestamp(step.started)
+        start = timestamp(step.started)
         status = _status(step)
         if start and origin:
-            end = _timestamp(step.ended) or start + step.duration_s
+            end = timestamp(step.ended) or start + step.duration_s
             ax.broken_barh([(start - origin, max(end - start, 1e-3))], (row - 0.4, 0.8), facecolors=_STATUS_COLOURS.get(status, "#777"))
         label = status if status != "ok" else f"{step.duration_s:.1f} s"
         ax.text(0, row, f"  {label}", va="center", fontsize=7)
@@ -57,7 +56,7 @@ def _gantt(record: PipelineRecord) -> Any:
 def _dag(record: PipelineRecord) -> Any:
     import networkx as nx
 
-    Figure, FigureCanvasAgg, _ = _matplotlib()
+    Figure, FigureCanvasAgg, _ = matplotlib_classes()
     graph = nx.DiGraph()
     graph.add_nodes_from(step.id for step in record.steps)
     graph.add_edges_from((dep, step.id) for step in record.steps for dep in step.deps if dep in graph)
@@ -83,7 +82,7 @@ def summary_lines(record: PipelineRecord) -> list[str]:
     """The summary page's text: the pipeline run, then one block per step."""
     out = [f"pipeline run {record.pipeline_run}", "",
            f"file        {record.file}",
-           f"status      {record.status}" + (f": {_first_line(record.error)}" if record.error else ""),
+           f"status      {record.status}" + (f": {first_line(record.error)}" if record.error else ""),
            f"selection   {record.selection}" + (f" (resumed from {record.resumed_from})" if record.resumed_from else ""),
            f"started     {record.started}", f"ended       {record.ended or '(never: ' + record.status + ')'}",
            f"duration    {record.duration_s:.1f} s   at most {record.jobs} steps at a time",
@@ -97,24 +96,24 @@ def summary_lines(record: PipelineRecord) -> list[str]:
         notes = [step.reason] if step.reason and step.status != "ok" else []
         notes += [f"stale when it ran: {step.stale}"] if step.stale else []
         for note in notes:
-            out += textwrap.wrap(_first_line(note), _WIDTH, initial_indent="      ", subsequent_indent="      ")[:2]
+            out += textwrap.wrap(first_line(note), WIDTH, initial_indent="      ", subsequent_indent="      ")[:2]
     return out
 
 
 def write_pipeline_report(record: PipelineRecord, run_dir: Path) -> list[Path]:
     """Write the report of pipeline run ``record`` into ``run_dir``; returns the paths written."""
-    PdfPages = _matplotlib()[2]
+    PdfPages = matplotlib_classes()[2]
     run_dir = Path(run_dir)
     gantt, dag = _gantt(record), _dag(record)
-    _replace_into(gantt, run_dir / "gantt.png")
-    _replace_into(dag, run_dir / "dag.png")
+    replace_into(gantt, run_dir / "gantt.png")
+    replace_into(dag, run_dir / "dag.png")
     pdf = run_dir / "report.pdf"
     tmp = run_dir / f".report.pdf.tmp{os.getpid()}"
     try:
         with PdfPages(tmp, metadata={"Title": f"pipeline run {record.pipeline_run}", "Creator": "agi_core"}) as pages:
-            pages.savefig(_summary_page(summary_lines(record)))
+            pages.savefig(summary_page(summary_lines(record)))
             pages.savefig(gantt)
-            pages.savefig(_image_page(run_dir / "dag.png", f"pipeline run {record.pipeline_run}: steps and deps"))
+            pages.savefig(image_page(run_dir / "dag.png", f"pipeline run {record.pipeline_run}: steps and deps"))
         os.replace(tmp, pdf)
     finally:
         tmp.unlink(missing_ok=True)

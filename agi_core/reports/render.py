@@ -11,7 +11,7 @@ has dependencies) and ``report.pdf`` (a summary page, then the same pictures).
   are comparable.
 * The DAG picture is `agi_core.plan.drawing.draw_plan`'s.
 
-matplotlib is imported only here, when drawing, and used through `Figure` objects on the Agg
+matplotlib is imported only when drawing (`pages.matplotlib_classes`), and used through `Figure` objects on the Agg
 canvas: pyplot's global state is never touched. Every file is written beside its final name and
 renamed into place.
 """
@@ -22,11 +22,11 @@ import json
 import os
 import textwrap
 from collections import defaultdict
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
+from .pages import WIDTH, first_line, image_page, matplotlib_classes, replace_into, summary_page, timestamp
 
 if TYPE_CHECKING:
     from ..plan.workplan import WorkPlan
@@ -39,40 +39,12 @@ REPORT_FILES = ("gantt.png", "load.png", "dag.png", "report.pdf")
 
 MAX_FAILURES = 12  # failures listed on the summary page
 MAX_ROW_LABELS = 60  # Gantt rows (workers) and load bars (slots) with their names written
-_WIDTH = 110  # characters per summary line
 
 _COLOURS = {"ok": "#4C72B0", "failed": "#D62728", "unfinished": "#9A9A9A", "retried": "#FF8C00"}
 
 
-def _matplotlib() -> tuple[Any, Any, Any]:
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.backends.backend_pdf import PdfPages
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise AgiError("run reports need matplotlib, which is not installed", fix="pip install matplotlib") from None
-    return Figure, FigureCanvasAgg, PdfPages
-
-
-def _timestamp(text: str | None) -> float:
-    if not text:
-        return 0.0
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return 0.0
-
-
 def _is_hit(part: PartitionRecord) -> bool:
     return part.status == "cached" or part.cache_hit or part.cache == "hit"
-
-
-def _first_line(error: str | None) -> str:
-    """The line of an error that says what went wrong: a traceback's last line, else its first."""
-    lines = [line.strip() for line in (error or "").strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
 class _Timeline:
@@ -82,8 +54,8 @@ class _Timeline:
         parts = record.partitions
         started = [p.start for p in parts if p.start > 0 and not _is_hit(p)]
         ends = [p.end for p in parts if p.end > 0]
-        self.t0 = min(started) if started else _timestamp(record.started)
-        last = max([*ends, *started, _timestamp(record.ended), _timestamp(record.heartbeat)], default=0.0)
+        self.t0 = min(started) if started else timestamp(record.started)
+        last = max([*ends, *started, timestamp(record.ended), timestamp(record.heartbeat)], default=0.0)
         self.horizon = max(last, self.t0)
         self.hits = self.failed = self.retried = self.unfinished = self.computed = 0
         self.busy: dict[str, float] = defaultdict(float)  # per slot, seconds
@@ -125,7 +97,7 @@ class _Timeline:
 
 
 def _gantt(record: RunRecord, line: _Timeline) -> Any:
-    Figure, FigureCanvasAgg, _ = _matplotlib()
+    Figure, FigureCanvasAgg, _ = matplotlib_classes()
     from matplotlib.patches import Patch
 
     rows = sorted(line.bars, key=lambda w: (record.workers[w].host if w in record.workers else "", w))
@@ -172,7 +144,7 @@ def _row_label(record: RunRecord, row: str) -> str:
 
 
 def _load(record: RunRecord, line: _Timeline, plan: WorkPlan | None, plan_note: str) -> Any:
-    Figure, FigureCanvasAgg, _ = _matplotlib()
+    Figure, FigureCanvasAgg, _ = matplotlib_classes()
     import numpy as np
 
     planned = plan.loads() if plan is not None else {}
@@ -205,33 +177,18 @@ def _load(record: RunRecord, line: _Timeline, plan: WorkPlan | None, plan_note: 
     return figure
 
 
-def _image_page(path: Path, title: str) -> Any:
-    Figure, FigureCanvasAgg, _ = _matplotlib()
-    from matplotlib.image import imread
-
-    image = imread(str(path))
-    step = max(1, max(image.shape[:2]) // 3000)  # keep a page's image at most ~3000 pixels a side
-    figure = Figure(figsize=(11.69, 8.27), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    ax = figure.add_subplot()
-    ax.imshow(image[::step, ::step], interpolation="antialiased")
-    ax.set_axis_off()
-    ax.set_title(title, fontsize=9)
-    return figure
-
-
 # -- the summary page --------------------------------------------------------------------------
 
 
 def summary_lines(record: RunRecord, line: _Timeline, plan_note: str = "") -> list[str]:
     """The summary page's text: who, what, where, how long, what failed."""
     out = [f"{record.app.name} {record.app.version}  run {record.run_id}", "",
-           f"status      {record.status}" + (f": {_first_line(record.error)}" if record.error else ""),
+           f"status      {record.status}" + (f": {first_line(record.error)}" if record.error else ""),
            f"started     {record.started or '?'}", f"ended       {record.ended or '(never: ' + record.status + ')'}",
            f"duration    {record.duration_s:.3f} s", f"mode        {record.mode.value} {record.mode.letters}".rstrip(),
            f"executor    {record.executor or '?'}"]
     args = json.dumps(record.args, sort_keys=True, default=str)
-    wrapped = textwrap.wrap(args, _WIDTH - 12) or ["{}"]
+    wrapped = textwrap.wrap(args, WIDTH - 12) or ["{}"]
     out += [f"{'args' if k == 0 else '':<12}{text}" for k, text in enumerate(wrapped[:6])]
     if len(wrapped) > 6:
         out.append(" " * 12 + "…")
@@ -251,7 +208,7 @@ def summary_lines(record: RunRecord, line: _Timeline, plan_note: str = "") -> li
     out += ["", f"hosts ({len(hosts)})"]
     for host, entry in sorted(hosts.items())[:12]:
         versions = ", ".join(f"{k} {v}" for k, v in sorted(entry["versions"].items()))
-        out += textwrap.wrap(f"{host}: {entry['workers']} worker(s), {len(entry['slots'])} slot(s); {versions}", _WIDTH,
+        out += textwrap.wrap(f"{host}: {entry['workers']} worker(s), {len(entry['slots'])} slot(s); {versions}", WIDTH,
                              initial_indent="  ", subsequent_indent="      ")
     if len(hosts) > 12:
         out.append(f"  … {len(hosts) - 12} more hosts")
@@ -267,37 +224,16 @@ def summary_lines(record: RunRecord, line: _Timeline, plan_note: str = "") -> li
         for part in failures[:MAX_FAILURES]:
             where = "/".join(x for x in (part.slot or "", part.host) if x)
             out += textwrap.wrap(f"{part.id}" + (f" on {where}" if where else "") + (f" after {part.retries} retries" if part.retries else "")
-                                 + f": {_first_line(part.error) or '(no error recorded)'}", _WIDTH,
+                                 + f": {first_line(part.error) or '(no error recorded)'}", WIDTH,
                                  initial_indent="  ", subsequent_indent="      ")[:3]
         if len(failures) > MAX_FAILURES:
             out.append(f"  … {len(failures) - MAX_FAILURES} more (agi runs show {record.run_id} --all)")
     for warning in record.warnings[:5]:
-        out += textwrap.wrap(f"warning: {warning}", _WIDTH)[:2]
+        out += textwrap.wrap(f"warning: {warning}", WIDTH)[:2]
     return out
 
 
-def _summary_page(lines: list[str]) -> Any:
-    Figure, FigureCanvasAgg, _ = _matplotlib()
-    figure = Figure(figsize=(8.27, 11.69), dpi=100)
-    FigureCanvasAgg(figure)
-    limit = 78
-    shown = lines[:limit] + ([f"… {len(lines) - limit} more lines"] if len(lines) > limit else [])
-    figure.text(0.05, 0.97, shown[0], fontsize=12, weight="bold", family="monospace", va="top")
-    for k, text in enumerate(shown[1:], start=1):
-        figure.text(0.05, 0.97 - k * 0.0118, text[:_WIDTH + 12], fontsize=7, family="monospace", va="top")
-    return figure
-
-
 # -- writing -----------------------------------------------------------------------------------
-
-
-def _replace_into(figure: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        figure.savefig(tmp, format=path.suffix.lstrip("."))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_plan(run_dir: Path, record: RunRecord) -> tuple[WorkPlan | None, str]:
@@ -315,7 +251,7 @@ def _read_plan(run_dir: Path, record: RunRecord) -> tuple[WorkPlan | None, str]:
 def write_report(record: RunRecord, run_dir: Path | None = None) -> list[Path]:
     """Write ``record``'s report into ``run_dir`` (default: the folder its manifest was read from).
     Returns the paths written: gantt.png, load.png, dag.png (when the plan has deps), report.pdf."""
-    PdfPages = _matplotlib()[2]
+    PdfPages = matplotlib_classes()[2]
     if run_dir is None:
         if not record.path:
             raise AgiError(f"run {record.run_id}: no run folder to write the report into", fix="pass run_dir")
@@ -325,10 +261,10 @@ def write_report(record: RunRecord, run_dir: Path | None = None) -> list[Path]:
     plan, plan_note = _read_plan(run_dir, record)
     written: list[Path] = []
     gantt = _gantt(record, line)
-    _replace_into(gantt, run_dir / "gantt.png")
+    replace_into(gantt, run_dir / "gantt.png")
     written.append(run_dir / "gantt.png")
     load = _load(record, line, plan, plan_note)
-    _replace_into(load, run_dir / "load.png")
+    replace_into(load, run_dir / "load.png")
     written.append(run_dir / "load.png")
     dag_page = None
     if plan is not None and any(p.deps for p in plan.partitions):
@@ -342,12 +278,12 @@ def write_report(record: RunRecord, run_dir: Path | None = None) -> list[Path]:
         finally:
             tmp.unlink(missing_ok=True)
         written.append(dag)
-        dag_page = _image_page(dag, f"{record.app.name} run {record.run_id}: the plan's dependency graph")
+        dag_page = image_page(dag, f"{record.app.name} run {record.run_id}: the plan's dependency graph")
     pdf = run_dir / "report.pdf"
     tmp = run_dir / f".report.pdf.tmp{os.getpid()}"
     try:
         with PdfPages(tmp, metadata={"Title": f"{record.app.name} run {record.run_id}", "Creator": "agi_core"}) as pages:
-            pages.savefig(_summary_page(summary_lines(record, line, plan_note)))
+            pages.savefig(summary_page(summary_lines(record, line, plan_note)))
             pages.savefig(gantt)
             pages.savefig(load)
             if dag_page is not None:
