@@ -104,7 +104,7 @@ async def _participants(client: Any, packages: list[str]) -> tuple[Participant, 
     reports = await client.scheduler.broadcast(msg={"op": "versions", "packages": packages}, on_error="return")
     unanswered = {address: report for address, report in reports.items() if not isinstance(report, dict)}
     if unanswered:
-        raise unreachable_workers_error(unanswered, identity["workers"])
+        raise _unreachable_workers_error(unanswered, identity["workers"])
     workers = {address: Participant("worker", str(info.get("name")), str(info.get("host") or get_address_host(address)),
                                     (reports.get(address) or {}).get("packages", {}))
                for address, info in identity["workers"].items()}
@@ -112,7 +112,7 @@ async def _participants(client: Any, packages: list[str]) -> tuple[Participant, 
             workers, identity["workers"])
 
 
-def unreachable_workers_error(errors: dict[str, Any], identity: dict[str, Any]) -> AgiError:
+def _unreachable_workers_error(errors: dict[str, Any], identity: dict[str, Any]) -> AgiError:
     """Workers that joined the scheduler but that it cannot call back: their own connection in
     works, a connection to their port does not (a firewall, most often, or a worker that bound an
     address the scheduler cannot route to)."""

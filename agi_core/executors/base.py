@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from ..provenance import ClusterRecord
     from ..settings import ClusterSettings
 
-__all__ = ["ExecutionContext", "Executor", "JobSpec", "Outcome", "settle", "skipped_outcomes"]
+__all__ = ["NOTE_SEPARATOR", "ExecutionContext", "Executor", "JobSpec", "Outcome", "settle", "skipped_outcomes"]
+
+#: joins an outcome's notes: its kernels' note first (a fallback taken), then what the cache did
+NOTE_SEPARATOR = "; "
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,10 @@ class Outcome:
         return (Outcome, (self.id, self.slot, self.status, self.host, self.worker, self.start, self.end, self.kernel,
                           self.device, self.error, self.note, self.retries, self.outputs, self.result, self.line, self.cache,
                            self.key, self.location, self.job_id))
+
+    def add_note(self, more: str) -> None:
+        """Append ``more`` to the note (`NOTE_SEPARATOR` between them)."""
+        self.note = f"{self.note}{NOTE_SEPARATOR}{more}" if self.note else more
 
     @property
     def duration(self) -> float:

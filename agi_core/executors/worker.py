@@ -75,7 +75,7 @@ class PartitionRunner:
         if outcome.status != "ok":
             return
         if outcome.kernel != self.job.cache_kernel:
-            outcome.note = _joined(outcome.note, f"not cached: it ran the {outcome.kernel} kernels, its key is for {self.job.cache_kernel}")
+            outcome.add_note(f"not cached: it ran the {outcome.kernel} kernels, its key is for {self.job.cache_kernel}")
             return
         assert self.cache is not None
         try:
@@ -83,13 +83,9 @@ class PartitionRunner:
                                   replace=outcome.id in self._refresh, run_id=self.job.run_id, kernel=outcome.kernel,
                                   worker=outcome.worker)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
-            outcome.note = _joined(outcome.note, f"not cached: {type(exc).__name__}: {exc}")
+            outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
             return
         outcome.cache, outcome.location = "stored", str(path)
-
-
-def _joined(note: str, more: str) -> str:
-    return f"{note}; {more}" if note else more
 
 
 @functools.lru_cache(maxsize=4)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..app import WorkContext
 from ..errors import RunError
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
-from ..executors import ExecutionContext, Executor, JobSpec, Outcome, create_executor
+from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, JobSpec, Outcome, create_executor
 from ..kernels import select_kernels
 from ..modes import Mode
 from ..plan import GraphDriver
@@ -236,9 +236,9 @@ def _kernel_notes(outcomes: Iterable[Outcome], shown: int = 5) -> str | None:
     """On a cluster each worker picks its kernels and notes a fallback on its partitions ("no GPU
     on h2: ran the CPU kernels"); the run's summary names each distinct one once, as a local
     run's does. Cache notes ("not cached: ...", "result from the cache") are not about kernels."""
-    notes = dict.fromkeys(part for o in outcomes if o.note for part in o.note.split("; ")
+    notes = dict.fromkeys(part for o in outcomes if o.note for part in o.note.split(NOTE_SEPARATOR)
                           if not part.startswith(("not cached", "result from the cache")))
-    text = "; ".join(list(notes)[:shown]) + (f"; and {len(notes) - shown} more" if len(notes) > shown else "")
+    text = NOTE_SEPARATOR.join(list(notes)[:shown]) + (f"; and {len(notes) - shown} more" if len(notes) > shown else "")
     return text or None
 
 
