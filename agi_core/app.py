@@ -22,6 +22,7 @@ computes one partition at a time (worker side), and optionally combines the resu
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,16 @@ class Partition:
     capabilities a slot must have (e.g. ``"gpu"``); ``reads`` names the args its result depends
     on, for its cache key (None: all of them), so changing another arg does not recompute it;
     ``prefers`` are capabilities that make a slot better for it: with the rapids bit, a
-    ``prefers=("gpu",)`` partition counts as ``[cluster] gpu_speed`` times faster on a GPU slot.
+    ``prefers=("gpu",)`` partition counts as ``[cluster] gpu_speed`` times faster on a GPU slot;
+    ``inputs`` are the files or folders it reads, whose state (size and modification time, or
+    content hash with ``[cache] inputs = "hash"``) enters its cache key, so a changed input file
+    recomputes it (relative paths are relative to the share, see docs/cache.md).
+
+    The weight is kept as a float, whatever number the app gives, so a plan written to JSON and
+    read back is the same plan:
+
+    >>> Partition("a", weight=3).weight
+    3.0
     """
 
     id: str
@@ -52,11 +62,21 @@ class Partition:
     needs: tuple[str, ...] = ()
     reads: tuple[str, ...] | None = None
     prefers: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if type(self.weight) is not float:  # an int weight read back from JSON as 3.0 must be the same plan
+            try:
+                object.__setattr__(self, "weight", float(self.weight))
+            except (TypeError, ValueError):
+                raise TypeError(f"partition {self.id!r}: weight must be a number, not {self.weight!r}") from None
+        if not math.isfinite(self.weight):  # JSON has no NaN or infinity: such a plan could not be saved
+            raise ValueError(f"partition {self.id!r}: weight must be a finite number, not {self.weight!r}")
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Positional fields: the generic path for slotted dataclasses is several times slower,
         # and plans of 100,000 partitions travel to worker processes.
-        return (Partition, (self.id, self.weight, self.payload, self.deps, self.needs, self.reads, self.prefers))
+        return (Partition, (self.id, self.weight, self.payload, self.deps, self.needs, self.reads, self.prefers, self.inputs))
 
 
 @dataclass(slots=True)

@@ -28,9 +28,10 @@ from pydantic import BaseModel, ValidationError
 
 from . import paths
 from .errors import AgiError, SettingsError
-from .settings_schema import ClusterSettings, DaskSettings, InstallSettings, SlurmSettings, SshSettings, WorkerSpec
+from .settings_schema import CacheSettings, ClusterSettings, DaskSettings, InstallSettings, SlurmSettings, SshSettings, WorkerSpec
 
 __all__ = [
+    "CacheSettings",
     "ClusterSettings",
     "DaskSettings",
     "call_overrides",
@@ -53,17 +54,23 @@ class Settings:
     args: BaseModel
     cluster: ClusterSettings
     document: dict[str, Any] = field(repr=False)
+    cache: CacheSettings = field(default_factory=CacheSettings)
 
     @property
     def share(self) -> Path:
         return Path(self.cluster.workers_data_path).expanduser() if self.cluster.workers_data_path else paths.default_share()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"args": self.args.model_dump(mode="json"), "cluster": self.cluster.model_dump(mode="json")}
+        return {"args": self.args.model_dump(mode="json"), "cluster": self.cluster.model_dump(mode="json"),
+                "cache": self.cache.model_dump(mode="json")}
 
     @property
     def hash(self) -> str:
-        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the args and the cluster settings: what makes a pipeline step stale. The
+        ``[cache]`` table is left out: it changes how results are reused, never what they are."""
+        data = self.as_dict()
+        del data["cache"]
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -132,6 +139,15 @@ def _validate_cluster(data: Any, origin: str) -> ClusterSettings:
         return ClusterSettings.model_validate(data)
     except ValidationError as exc:
         raise _format_validation(exc, origin=origin, prefix="cluster") from None
+
+
+def _validate_cache(data: Any, origin: str) -> CacheSettings:
+    if not isinstance(data, Mapping):
+        raise SettingsError(f"{origin}: [cache] must be a table, found {_describe(data)}", fix="make it a [cache] table")
+    try:
+        return CacheSettings.model_validate(data)
+    except ValidationError as exc:
+        raise _format_validation(exc, origin=origin, prefix="cache") from None
 
 
 def _validate_args(model: type[BaseModel], values: Mapping[str, Any], origins: Mapping[str, str]) -> BaseModel:
@@ -208,11 +224,12 @@ def load_settings(
     if cluster:
         layers = _merge(layers, cluster)
     resolved_cluster = _validate_cluster(layers, "call arguments" if cluster else origin)
+    resolved_cache = _validate_cache(document.get("cache", {}), origin)
 
     call_args = dict(args or {})
     origins = {key: origin for key in file_args} | {key: "call arguments" for key in call_args}
     resolved_args = _validate_args(args_model, {**file_args, **call_args}, origins)
-    return Settings(path=path, args=resolved_args, cluster=resolved_cluster, document=document)
+    return Settings(path=path, args=resolved_args, cluster=resolved_cluster, document=document, cache=resolved_cache)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,8 +267,9 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
         value = raw.strip()
     if len(path) == 1:
         path = ["args", *path]
-    if path[0] not in ("args", "cluster"):
-        raise SettingsError(f"invalid key {key!r}: settings live under 'args' or 'cluster'", fix=f"write args.{key} or cluster.{key}")
+    if path[0] not in ("args", "cluster", "cache"):
+        raise SettingsError(f"invalid key {key!r}: settings live under 'args', 'cluster' or 'cache'",
+                            fix=f"write args.{key}, cluster.{key} or cache.{key}")
     return path, value
 
 
@@ -270,6 +288,10 @@ def assignments_to_overrides(assignments: list[str]) -> tuple[dict[str, Any], di
     tables: dict[str, dict[str, Any]] = {"args": {}, "cluster": {}}
     for text in assignments:
         path, value = parse_assignment(text)
+        if path[0] not in tables:
+            raise SettingsError(f"--set {text}: the [{path[0]}] table is not a per-run setting",
+                                fix=f"save it in app_settings.toml with `agi settings APP --set {text}`"
+                                    + (", or give `agi run --audit FRACTION`" if path[:2] == ["cache", "audit"] else ""))
         node = tables[path[0]]
         for part in path[1:-1]:
             node = node.setdefault(part, {})
@@ -308,4 +330,4 @@ def save_settings_values(path: Path, assignments: list[str], args_model: type[Ba
         tmp.unlink()
         raise SettingsError(str(exc).replace(str(tmp), str(path)), fix=exc.fix) from None
     os.replace(tmp, path)
-    return Settings(path=path, args=settings.args, cluster=settings.cluster, document=settings.document)
+    return Settings(path=path, args=settings.args, cluster=settings.cluster, document=settings.document, cache=settings.cache)

@@ -27,7 +27,7 @@ from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field,
 from .hosts import LOCAL_HOST, HostAddress, is_local_host
 from .modes import Mode
 
-__all__ = ["SLURM_HOST", "ClusterSettings", "DaskSettings", "InstallSettings", "SlurmSettings", "SshSettings", "WorkerSpec"]
+__all__ = ["SLURM_HOST", "CacheSettings", "ClusterSettings", "DaskSettings", "InstallSettings", "SlurmSettings", "SshSettings", "WorkerSpec"]
 
 
 def _host_string(value: str) -> str:
@@ -46,6 +46,16 @@ HostKey = Annotated[str, AfterValidator(_host_string)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
+
+
+class CacheSettings(_Strict):
+    """The ``[cache]`` table: how partition results are reused across runs (docs/cache.md)."""
+
+    inputs: Literal["stamp", "hash"] = Field(
+        default="stamp", description='how a declared input file (Partition(inputs=...)) enters its partition\'s key: "stamp" = '
+        'size and modification time; "hash" = SHA-256 of the content (memoised on the share, so an unchanged file is read once)')
+    audit: float = Field(default=0.0, ge=0.0, le=1.0, description="share of the cache hits recomputed and compared with the "
+                         "cached result (at least one when > 0); a mismatch is reported and the fresh result is used")
 
 
 class WorkerSpec(_Strict):

@@ -42,6 +42,8 @@ def _partition_json(part: Partition) -> dict[str, Any]:
         data["reads"] = list(part.reads)
     if part.prefers:
         data["prefers"] = list(part.prefers)
+    if part.inputs:
+        data["inputs"] = list(part.inputs)
     return data
 
 
@@ -51,7 +53,8 @@ def fingerprint_of(app: str, args: Mapping[str, Any], partitions: Sequence[Parti
         # Lists, not dicts, per partition: the same information, encoded twice as fast.
         canonical = json.dumps(
             [SCHEMA, app, args, [[p.id, p.weight, p.deps, p.needs, p.payload] + ([p.reads] if p.reads is not None else [])
-                                 + ([{"prefers": p.prefers}] if p.prefers else []) for p in partitions]],
+                                 + ([{"prefers": p.prefers}] if p.prefers else [])
+                                 + ([{"inputs": p.inputs}] if p.inputs else []) for p in partitions]],
             sort_keys=True, separators=(",", ":"),
         )
     except TypeError as exc:
@@ -145,7 +148,8 @@ class WorkPlan:
             slots = [Slot(s["name"], s["host"], float(s.get("capacity", 1.0)), tuple(s.get("capabilities", ()))) for s in data["slots"]]
             partitions = [
                 Partition(p["id"], float(p.get("weight", 1.0)), p.get("payload"), tuple(p.get("deps", ())), tuple(p.get("needs", ())),
-                          tuple(p["reads"]) if p.get("reads") is not None else None, tuple(p.get("prefers") or ()))
+                          tuple(p["reads"]) if p.get("reads") is not None else None, tuple(p.get("prefers") or ()),
+                          tuple(p.get("inputs") or ()))
                 for p in data["partitions"]
             ]
             assignment = {str(slot): [str(pid) for pid in ids] for slot, ids in data["assignment"].items()}

@@ -27,7 +27,7 @@ from ..executors import executor_name
 from ..modes import Mode
 from ..paths import default_share
 from ..provenance import StepRecord
-from ..settings import ClusterSettings, call_overrides
+from ..settings import CacheSettings, ClusterSettings, call_overrides
 
 if TYPE_CHECKING:
     from ..env import AgiEnv
@@ -53,6 +53,7 @@ class RunRequest(BaseModel):
     plan_file: str | None = Field(default=None, description="run this (edited) work plan instead of a fresh one")
     use_cache: bool = Field(default=True, description="reuse cached partition results, and store new ones")
     refresh: tuple[str, ...] = Field(default=(), description="partitions computed again even when cached")
+    cache: CacheSettings = Field(default_factory=CacheSettings, description="the [cache] table (input stamps, audit share)")
     resume: str | None = Field(default=None, description="the run whose unfinished partitions this run completes")
     step: StepRecord | None = Field(default=None, description="the pipeline step this run belongs to")
 
@@ -96,10 +97,12 @@ def resolve(
     mode: Mode | int | str | None = None, args: Mapping[str, Any] | None = None,
     cluster: Mapping[str, Any] | None = None, app_args: Mapping[str, Any] | None = None,
     plan: str | Path | None = None, use_cache: bool = True, refresh: tuple[str, ...] = (), with_bits: Mode = Mode(0),
+    audit: float | None = None,
 ) -> RunRequest:
     """Build the request of one call: profile < settings file < call arguments; the mode is the
     call's when given, else the one the settings' ``[cluster]`` bits switch on, plus ``with_bits``
-    (``agi cluster up`` always has the cluster bit).
+    (``agi cluster up`` always has the cluster bit). ``audit``: the share of cache hits to
+    recompute and compare, instead of ``[cache] audit``.
 
     App arguments may come as ``args=`` or as keywords (``app_args``), not both for one key.
     The pipeline step the run belongs to comes from the environment (`run.step`), where
@@ -112,10 +115,17 @@ def resolve(
         raise SettingsError(f"argument(s) {', '.join(clash)} given both in args= and as keywords", fix="give each once")
     settings = env.settings(args={**(args or {}), **(app_args or {})}, cluster=call_overrides(scheduler, workers, cluster))
     run_mode = (Mode.parse(mode) if mode is not None else settings.cluster.mode) | with_bits
+    cache = settings.cache
+    if audit is not None:
+        try:
+            cache = CacheSettings.model_validate({**cache.model_dump(), "audit": audit})
+        except ValueError:
+            raise SettingsError(f"audit {audit!r}: expected a fraction of the cache hits between 0 and 1",
+                                fix="give e.g. --audit 0.05 (5% of the hits), or --audit 1 (all of them)") from None
     return RunRequest(
         app=env.name, apps_path=tuple(str(p) for p in env.apps_paths) if env.apps_path_given else None,
         args=settings.args.model_dump(mode="json"), mode=int(run_mode), cluster=settings.cluster,
         settings_file=str(settings.path), settings_hash=settings.hash,
-        plan_file=str(plan) if plan is not None else None, use_cache=use_cache, refresh=tuple(refresh),
+        plan_file=str(plan) if plan is not None else None, use_cache=use_cache, refresh=tuple(refresh), cache=cache,
         step=step_from_environment(),
     )
