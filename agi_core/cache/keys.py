@@ -2,7 +2,8 @@
 
 A partition's key is the SHA-256 of: the cache format version, the app's code hash, the kernel
 kind (python, cython, gpu), the partition's id, the args it reads (`Partition.reads`; all of them
-by default), its payload, and the keys of its dependencies. Chaining the dependencies' keys makes
+by default), its payload, the stamps of its declared input files (`Partition.inputs`, see
+`agi_core.cache.inputs`), and the keys of its dependencies. Chaining the dependencies' keys makes
 a change anywhere upstream change every key below it, without looking at any result: every key
 of a plan is known before anything runs.
 
@@ -27,6 +28,7 @@ from typing import Any
 
 from ..app import Partition
 from ..errors import PlanError
+from .inputs import InputStamper, describe_change, folder_entries
 
 __all__ = ["CACHE_FORMAT", "KEYS_FILE", "KEYS_SCHEMA", "RunKeys", "explain", "kernel_kind_for_mode", "plan_keys", "read_run_keys"]
 
@@ -50,15 +52,21 @@ class RunKeys:
     kernel: str
     args: dict[str, Any]
     keys: dict[str, str]
-    #: pid -> [reads (None: all args), payload digest, dependency ids]
+    #: pid -> [reads (None: all args), payload digest, dependency ids] and, when it declares
+    #: input files, [..., declared input paths]
     parts: dict[str, list[Any]] = field(default_factory=dict)
     format: int = CACHE_FORMAT
+    #: every declared input's stamp (and each file's inside a declared folder), by path as declared
+    inputs: dict[str, str] = field(default_factory=dict)
+    #: how they were stamped: "stamp" (size, mtime) or "hash" (size, SHA-256)
+    inputs_mode: str = "stamp"
 
     def to_json(self) -> bytes:
         from pydantic_core import to_json
 
         return to_json({"schema": KEYS_SCHEMA, "format": self.format, "code": self.code, "kernel": self.kernel,
-                        "args": self.args, "keys": self.keys, "parts": self.parts})
+                        "args": self.args, "keys": self.keys, "parts": self.parts, "inputs": self.inputs,
+                        "inputs_mode": self.inputs_mode})
 
     @classmethod
     def from_json(cls, data: bytes | str) -> RunKeys:
@@ -66,39 +74,61 @@ class RunKeys:
         if raw.get("schema") != KEYS_SCHEMA:
             raise ValueError(f"not a cache key file (schema {raw.get('schema')!r})")
         return cls(code=raw["code"], kernel=raw["kernel"], args=raw["args"], keys=raw["keys"], parts=raw["parts"],
-                   format=raw["format"])
+                   format=raw["format"], inputs=raw.get("inputs") or {}, inputs_mode=raw.get("inputs_mode", "stamp"))
+
+
+#: one encoder for every payload: `json.dumps` builds a new one per call, a third of the keying time
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return _ENCODER.encode(value).encode()
 
 
-def plan_keys(partitions: Sequence[Partition], *, code: str, args: Mapping[str, Any], kernel: str) -> RunKeys:
+def plan_keys(partitions: Sequence[Partition], *, code: str, args: Mapping[str, Any], kernel: str,
+              stamper: InputStamper | None = None) -> RunKeys:
     """The key of every partition of a plan (dependencies first; the plan is already checked
-    for cycles). A ``reads`` naming an arg the app does not have is a `PlanError`."""
+    for cycles). A ``reads`` naming an arg the app does not have is a `PlanError`; so is a
+    declared input that does not exist. ``stamper`` stamps declared inputs (default: size and
+    modification time, relative paths from the current folder)."""
     from ..plan import topological_order
 
     by_id = {p.id: p for p in partitions}
     args = dict(args)
     head = hashlib.sha256(f"agi-cache\0{CACHE_FORMAT}\0{code}\0{kernel}\0".encode())
-    read_digests: dict[tuple[str, ...] | None, bytes] = {}
     keys: dict[str, str] = {}
     parts: dict[str, list[Any]] = {}
+    if stamper is None and any(p.inputs for p in partitions):
+        stamper = InputStamper(Path.cwd())
     order = topological_order(partitions)[0] if any(p.deps for p in partitions) else list(by_id)
+    encode, sha256 = _ENCODER.encode, hashlib.sha256
+    shared: dict[tuple[str, ...] | None, tuple[bytes, list[str] | None]] = {}  # reads -> (args digest, reads as listed)
+    no_deps: list[str] = []  # one list object for every partition without dependencies (written as [])
     for pid in order:
         part = by_id[pid]
         reads = part.reads
-        digest = read_digests.get(reads)
-        if digest is None:
-            digest = read_digests[reads] = _args_digest(pid, reads, args)
-        payload = hashlib.sha256(_canonical(part.payload)).hexdigest()[:32]
+        known = shared.get(reads)
+        if known is None:
+            known = shared[reads] = (_args_digest(pid, reads, args), list(reads) if reads is not None else None)
+        payload = sha256(encode(part.payload).encode()).hexdigest()[:32]
         h = head.copy()
-        h.update(pid.encode() + b"\0" + digest + payload.encode())
+        h.update(pid.encode() + b"\0" + known[0] + payload.encode())
+        entry = [known[1], payload, list(part.deps) if part.deps else no_deps]
+        if part.inputs:
+            assert stamper is not None
+            try:
+                stamper.stamp(part.inputs)
+            except PlanError as exc:
+                raise PlanError(f"partition '{pid}': {exc.message}", fix=exc.fix) from None
+            h.update(b"\0inputs\0" + stamper.digest(part.inputs).encode())
+            entry.append(list(part.inputs))
         for dep in part.deps:
             h.update(b"\0" + keys[dep].encode())
         keys[pid] = h.hexdigest()
-        parts[pid] = [list(reads) if reads is not None else None, payload, list(part.deps)]
-    return RunKeys(code=code, kernel=kernel, args=args, keys=keys, parts=parts)
+        parts[pid] = entry
+    stamps = stamper.stamps if stamper is not None else {}
+    return RunKeys(code=code, kernel=kernel, args=args, keys=keys, parts=parts, inputs=dict(stamps),
+                   inputs_mode=stamper.mode if stamper is not None else "stamp")
 
 
 def _args_digest(pid: str, reads: tuple[str, ...] | None, args: Mapping[str, Any]) -> bytes:
@@ -114,9 +144,12 @@ def _args_digest(pid: str, reads: tuple[str, ...] | None, args: Mapping[str, Any
     return hashlib.sha256(_canonical(chosen)).digest()
 
 
-def explain(pid: str, *, old: RunKeys, new: RunKeys, depth: int = 0, _seen: set[str] | None = None) -> list[str]:
+def explain(pid: str, *, old: RunKeys, new: RunKeys, depth: int = 0, _seen: set[str] | None = None,
+            old_payloads: Mapping[str, Any] | None = None, new_payloads: Mapping[str, Any] | None = None) -> list[str]:
     """Why ``pid``'s key differs between two runs: each part of the key that changed, following a
-    changed dependency up to the change that caused it. Empty when the keys are equal."""
+    changed dependency up to the change that caused it. Empty when the keys are equal.
+    ``old_payloads`` / ``new_payloads`` (partition id → payload, from the runs' plans) let it name
+    the place inside a payload that changed (``payload.files[3]``)."""
     if old.keys.get(pid) == new.keys.get(pid):
         return []
     seen = _seen if _seen is not None else set()
@@ -133,8 +166,8 @@ def explain(pid: str, *, old: RunKeys, new: RunKeys, depth: int = 0, _seen: set[
         reasons.append(f"{indent}the app's code changed (code hash {old.code[:12]} → {new.code[:12]})")
     if old.kernel != new.kernel:
         reasons.append(f"{indent}the kernel kind changed ({old.kernel} → {new.kernel})")
-    old_reads, old_payload, old_deps = old.parts[pid]
-    new_reads, new_payload, new_deps = new.parts[pid]
+    old_reads, old_payload, old_deps, *old_inputs = old.parts[pid]
+    new_reads, new_payload, new_deps, *new_inputs = new.parts[pid]
     if old_reads != new_reads:
         reasons.append(f"{indent}the args it reads changed ({_names(old_reads)} → {_names(new_reads)})")
     names = sorted(set(old.args) | set(new.args)) if new_reads is None else new_reads
@@ -143,16 +176,86 @@ def explain(pid: str, *, old: RunKeys, new: RunKeys, depth: int = 0, _seen: set[
         if before != after:
             reasons.append(f"{indent}args.{name} was {before!r}, is now {after!r}")
     if old_payload != new_payload:
-        reasons.append(f"{indent}its payload changed")
+        changed = payload_changes(old_payloads.get(pid, _UNKNOWN), new_payloads.get(pid, _UNKNOWN)) \
+            if old_payloads is not None and new_payloads is not None else []
+        reasons.append(f"{indent}its payload changed" + (f": {', '.join(changed[:5])}" if changed else "")
+                       + (f" and {len(changed) - 5} more" if len(changed) > 5 else ""))
+    reasons += [indent + line for line in _input_changes(old, new, old_inputs[0] if old_inputs else [],
+                                                         new_inputs[0] if new_inputs else [])]
     if old_deps != new_deps:
         reasons.append(f"{indent}its dependencies changed ({', '.join(old_deps) or 'none'} → {', '.join(new_deps) or 'none'})")
     elif not reasons:  # only a dependency's key changed: say which, and why
         for dep in new_deps:
             if old.keys.get(dep) != new.keys.get(dep) and dep not in seen:
                 reasons.append(f"{indent}dependency {dep} changed:")
-                reasons += explain(dep, old=old, new=new, depth=depth + 1, _seen=seen) or [f"{indent}  (its key changed)"]
+                reasons += explain(dep, old=old, new=new, depth=depth + 1, _seen=seen, old_payloads=old_payloads,
+                                   new_payloads=new_payloads) or [f"{indent}  (its key changed)"]
                 break
     return reasons or [f"{indent}its key changed"]
+
+
+_UNKNOWN = object()
+
+
+def payload_changes(before: Any, after: Any, where: str = "payload", limit: int = 20) -> list[str]:
+    """Where two payloads differ, as paths into them: ``payload.files[3] was 'a.txt', is now 'b.txt'``.
+
+    >>> payload_changes({"files": ["a", "b"], "n": 1}, {"files": ["a", "c"], "n": 1})
+    ["payload.files[1] was 'b', is now 'c'"]
+    """
+    if before is _UNKNOWN or after is _UNKNOWN:
+        return []
+    found: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if len(found) >= limit or a == b and type(a) is type(b):
+            return
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for name in sorted(set(a) | set(b), key=str):
+                inner = f"{path}.{name}" if str(name).isidentifier() else f"{path}[{name!r}]"
+                if name not in a:
+                    found.append(f"{inner} was added")
+                elif name not in b:
+                    found.append(f"{inner} was removed")
+                else:
+                    walk(a[name], b[name], inner)
+        elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
+            for k in range(min(len(a), len(b))):
+                walk(a[k], b[k], f"{path}[{k}]")
+            if len(a) != len(b):
+                found.append(f"{path} has {len(b)} items, had {len(a)}")
+        elif a != b:
+            found.append(f"{path} was {_short(a)}, is now {_short(b)}")
+
+    walk(before, after, where)
+    return found
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _input_changes(old: RunKeys, new: RunKeys, old_declared: list[str], new_declared: list[str]) -> list[str]:
+    """How a partition's declared inputs changed between two runs, file by file."""
+    lines = []
+    if old_declared != new_declared:
+        gone, added = sorted(set(old_declared) - set(new_declared)), sorted(set(new_declared) - set(old_declared))
+        lines += [f"it no longer declares input {path}" for path in gone] + [f"it now declares input {path}" for path in added]
+    if old.inputs_mode != new.inputs_mode and set(old_declared) & set(new_declared):
+        return [*lines, f"inputs are stamped another way ([cache] inputs = {old.inputs_mode!r} → {new.inputs_mode!r})"]
+    for path in sorted(set(old_declared) & set(new_declared)):
+        before, after = old.inputs.get(path), new.inputs.get(path)
+        if before == after:
+            continue
+        if (before or "").startswith("folder:") and (after or "").startswith("folder:"):
+            inside_old, inside_new = folder_entries(old.inputs, path), folder_entries(new.inputs, path)
+            changed = [describe_change(name, inside_old.get(name), inside_new.get(name))
+                       for name in sorted(set(inside_old) | set(inside_new)) if inside_old.get(name) != inside_new.get(name)]
+            lines += changed or [describe_change(path, before, after)]
+        else:
+            lines.append(describe_change(path, before, after))
+    return lines
 
 
 def _names(reads: list[str] | None) -> str:

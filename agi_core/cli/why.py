@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +39,13 @@ def key_dump(keys: RunKeys, pids: list[str] | None = None) -> dict[str, Any]:
         raise AgiError(f"the run's cache keys have no partition {unknown[0]}", fix="see its partitions with --all")
     parts = {}
     for pid in pids if pids is not None else list(keys.keys):
-        reads, payload, deps = keys.parts.get(pid, [None, "", []])
+        reads, payload, deps, *declared = keys.parts.get(pid, [None, "", []])
         names = sorted(keys.args) if reads is None else list(reads)
         parts[pid] = {"key": keys.keys[pid], "reads": reads, "args": {name: keys.args.get(name, "<absent>") for name in names},
                       "payload": payload, "deps": {dep: keys.keys.get(dep, "") for dep in deps}}
-    return {"format": keys.format, "code": keys.code, "kernel": keys.kernel, "partitions": parts}
+        if declared:
+            parts[pid]["inputs"] = {path: keys.inputs.get(path, "") for path in declared[0]}
+    return {"format": keys.format, "code": keys.code, "kernel": keys.kernel, "inputs_mode": keys.inputs_mode, "partitions": parts}
 
 
 def why_data(record: RunRecord, pid: str) -> dict[str, Any]:
@@ -82,7 +85,8 @@ def why_data(record: RunRecord, pid: str) -> dict[str, Any]:
                        "partition_status": old_part.status if old_part else None,
                        "partition_cache": old_part.cache if old_part else None,
                        "note": (old_part.note or None) if old_part else None}
-    reasons = explain(pid, old=old, new=keys)
+    reasons = explain(pid, old=old, new=keys, old_payloads=_PlanPayloads(_run_dir(earlier)),
+                      new_payloads=_PlanPayloads(_run_dir(record)))
     data["key_changed"] = bool(reasons)
     data["reasons"] = reasons
     if reasons:
@@ -93,6 +97,36 @@ def why_data(record: RunRecord, pid: str) -> dict[str, Any]:
     else:
         data["verdict"] = f"its key is unchanged since run {earlier.run_id}; " + _why_computed(record, part, old_part, earlier.run_id)
     return data
+
+
+class _PlanPayloads(Mapping[str, Any]):
+    """A run's partition payloads from its plan.json, read only when `explain` asks for one (a
+    payload changed and it names the place inside it); empty when the plan cannot be read."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self._run_dir = run_dir
+        self._payloads: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._payloads is None:
+            from ..errors import PlanError
+            from ..plan import WorkPlan
+
+            try:
+                plan = WorkPlan.load(self._run_dir / "plan.json")
+                self._payloads = {p.id: p.payload for p in plan.partitions}
+            except PlanError:
+                self._payloads = {}
+        return self._payloads
+
+    def __getitem__(self, pid: str) -> Any:
+        return self._load()[pid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
 
 
 def _why_computed(record: RunRecord, part: Any, old_part: Any, earlier: str) -> str:

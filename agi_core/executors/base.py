@@ -44,6 +44,9 @@ class JobSpec:
     cache_kernel: str = ""
     #: partitions whose entries are replaced (``--refresh``), not kept
     refresh: tuple[str, ...] = ()
+    #: the share: declared inputs' relative paths start there (and reads of undeclared files are
+    #: noted while the cache is on)
+    inputs_base: Path | None = None
 
 
 @dataclass(slots=True)
@@ -75,6 +78,8 @@ class Outcome:
     key: str = ""
     location: str = ""
     job_id: str = ""  # the batch job (Slurm's SLURM_JOB_ID) whose worker ran it; "" outside a batch job
+    #: files work() opened for reading that are not among its declared inputs (`file_reads`)
+    undeclared: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -85,7 +90,7 @@ class Outcome:
         # which matters when a pool slot sends back 50,000 outcomes.
         return (Outcome, (self.id, self.slot, self.status, self.host, self.worker, self.start, self.end, self.kernel,
                           self.device, self.error, self.note, self.retries, self.outputs, self.result, self.line, self.cache,
-                           self.key, self.location, self.job_id))
+                           self.key, self.location, self.job_id, self.undeclared))
 
     def add_note(self, more: str) -> None:
         """Append ``more`` to the note (`NOTE_SEPARATOR` between them)."""

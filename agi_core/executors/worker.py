@@ -21,6 +21,7 @@ from ..kernels import KernelChoice, select_kernels
 from ..modes import Mode
 from ..provenance.lines import partition_line
 from .base import JobSpec, Outcome
+from .file_reads import ReadWatch, ignored_folders
 
 __all__ = ["PartitionRunner", "pack", "run_batch", "unpack"]
 
@@ -41,6 +42,8 @@ class PartitionRunner:
         job.out_dir.mkdir(parents=True, exist_ok=True)
         self.cache = CacheStore(job.cache_dir) if job.cache_dir is not None else None
         self._refresh = frozenset(job.refresh)
+        # what undeclared reads never count: the app's code, the run's outputs, the cache itself
+        self._not_inputs = ignored_folders(p for p in (job.src_dir, job.out_dir, job.cache_dir) if p is not None)
 
     def context(self, slot: str, deps: Mapping[str, Any] | None = None) -> WorkContext:
         log = self._loggers.get(slot)
@@ -56,18 +59,39 @@ class PartitionRunner:
         ``key``, a result is stored in the cache from here: it need not pass through the manager."""
         ctx = self.context(slot, deps)
         kernels = self.kernels
+        watch = self._watch(part) if key and self.cache is not None else None
         start = time.time()
         try:
-            result, status, error = self.app.work(part, ctx), "ok", None
+            if watch is None:
+                result, status, error = self.app.work(part, ctx), "ok", None
+            else:
+                with watch:
+                    result, status, error = self.app.work(part, ctx), "ok", None
         except Exception:  # noqa: BLE001 - a partition's failure is data for the record, not a crash
             result, status, error = None, "failed", traceback.format_exc()
         outcome = Outcome(part.id, slot, status, self.host, worker or self.worker, start, time.time(), kernels.kind, kernels.device,
                           error, kernels.note, 0, tuple(ctx.outputs), result)
         outcome.job_id = self.job_id
+        if watch is not None and watch.count:
+            outcome.undeclared = self._shown(watch)
         if key and self.cache is not None:
             self._store(outcome, key)
         outcome.line = partition_line(outcome)
         return outcome
+
+    def _watch(self, part: Partition) -> ReadWatch:
+        """Notes what ``part``'s work() reads beyond its declared inputs (the cache's blind spot)."""
+        from ..cache.inputs import resolve_input
+
+        base = self.job.inputs_base or Path.cwd()
+        return ReadWatch(declared=[resolve_input(path, base) for path in part.inputs], ignored=self._not_inputs)
+
+    def _shown(self, watch: ReadWatch) -> tuple[str, ...]:
+        """The undeclared reads as the record shows them: relative to the share where they are in
+        it (the way inputs are declared), absolute elsewhere; a last item counts those left out."""
+        base = os.path.join(os.path.realpath(self.job.inputs_base), "") if self.job.inputs_base else None
+        shown = tuple(path.removeprefix(base) if base and path.startswith(base) else path for path in watch.paths)
+        return shown + ((f"… and {watch.count - len(shown)} more",) if watch.count > len(shown) else ())
 
     def _store(self, outcome: Outcome, key: str) -> None:
         """Put an ok result in the cache; a failure to store is noted, never the partition's failure."""
@@ -92,7 +116,8 @@ class PartitionRunner:
 def _runner(job_json: str) -> PartitionRunner:
     """One runner per job and worker process: the app is imported and set up once, not per task."""
     data = json.loads(job_json)
-    paths = {name: Path(data[name]) if data.get(name) is not None else None for name in ("src_dir", "out_dir", "cache_dir")}
+    paths = {name: Path(data[name]) if data.get(name) is not None else None
+             for name in ("src_dir", "out_dir", "cache_dir", "inputs_base")}
     job = JobSpec(**{**data, **paths, "refresh": tuple(data.get("refresh", ()))})
     return PartitionRunner(job, prefer_installed=True)
 

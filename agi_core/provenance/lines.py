@@ -44,6 +44,8 @@ def partition_fields(outcome: Outcome) -> dict[str, Any]:
         fields["job_id"] = outcome.job_id
     if outcome.outputs:
         fields["outputs"] = outcome.outputs
+    if outcome.undeclared:
+        fields["undeclared_reads"] = outcome.undeclared
     return fields
 
 

@@ -113,6 +113,8 @@ class PartitionRecord(_Model):
     result_location: str | None = None  # "run result" (returned to the manager) or a cache path
     outputs: list[str] = Field(default_factory=list)  # files it declared with ctx.output(), relative to out/
     job_id: str | None = None  # the batch job (Slurm) whose worker ran it, on node `host`; None outside one
+    #: files work() read through Python that are not among its declared inputs: the cache cannot see them change
+    undeclared_reads: list[str] = Field(default_factory=list)
 
 
 class Totals(_Model):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..atomic import write_bytes_atomic
 from ..cache import CacheStore, CorruptEntry, RunKeys, kernel_kind_for_mode, plan_keys
+from ..cache.inputs import HASHES_FILE, InputStamper
 from ..cache.keys import KEYS_FILE
 from ..errors import PlanError
 from ..events import EventSink, Notice
@@ -44,14 +45,19 @@ class RunCache:
     @classmethod
     def open(cls, env: AgiEnv, request: RunRequest, plan: WorkPlan, *, kernel: str | None = None) -> RunCache:
         """Key the plan. ``kernel``: the kernel kind the partitions will run (known for local
-        runs); by default the one the mode asks for (on a cluster, each worker picks its own)."""
+        runs); by default the one the mode asks for (on a cluster, each worker picks its own).
+        Declared input files are stamped here, where the plan is made (a missing one is a
+        `PlanError` naming the partition and the path)."""
+        store = CacheStore.for_app(request.share, env.name)
+        stamper = InputStamper(request.share, mode=request.cache.inputs, hashes_file=store.root / HASHES_FILE)
         keys = plan_keys(plan.partitions, code=env.code_hash(), args=request.args,
-                         kernel=kernel or kernel_kind_for_mode(request.mode))
+                         kernel=kernel or kernel_kind_for_mode(request.mode), stamper=stamper)
+        stamper.save()
         unknown = sorted(set(request.refresh) - set(keys.keys))
         if unknown:
             raise PlanError(f"--refresh names partition(s) {', '.join(unknown[:5])} that the plan does not have",
                             fix="see the partition ids with `agi distrib APP`")
-        return cls(CacheStore.for_app(request.share, env.name), keys, frozenset(request.refresh))
+        return cls(store, keys, frozenset(request.refresh))
 
     def write_keys(self, run_dir: Path) -> None:
         """Keep the keys beside the run's record (for `agi runs show --why` and `agi cache gc`)."""

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..app import WorkContext
+from ..cache.inputs import check_inputs
 from ..errors import RunError
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
 from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, JobSpec, Outcome, create_executor
@@ -62,8 +63,10 @@ class Runner:
     async def run(self) -> RunResult:
         """Run the plan; raise `RunError` (with the partial result) when any partition failed."""
         ready = prepare(self.env, self.request, self.emit)
-        if self.request.use_cache:  # a bad `reads` or --refresh id fails here, before the run folder exists
+        if self.request.use_cache:  # a bad `reads`, --refresh id or input fails here, before the run folder exists
             self.cache = RunCache.open(self.env, self.request, self.plan, kernel=ready.kernel_kind)
+        elif any(p.inputs for p in self.plan.partitions):
+            check_inputs(((p.id, p.inputs) for p in self.plan.partitions if p.inputs), self.request.share)
         self.run_dir.mkdir(parents=True)
         (self.run_dir / "out").mkdir()
         self.plan.save(self.run_dir / "plan.json")
@@ -81,7 +84,8 @@ class Runner:
         cache = self.cache
         job = JobSpec(self.env.src_dir, self.env.module_name, self.env.class_name, self.request.args, self.request.mode,
                       self.run_dir / "out", run_id=self.run_id, cache_dir=cache.store.root if cache else None,
-                      cache_kernel=cache.keys.kernel if cache else "", refresh=self.request.refresh)
+                      cache_kernel=cache.keys.kernel if cache else "", refresh=self.request.refresh,
+                      inputs_base=self.request.share)
         context = ExecutionContext(self.run_id, self.env.name, job, self.request.cluster, self.emit, ready.python,
                                    app_distribution=self.env.distribution, app_version=self.env.version(),
                                    keys=cache.keys.keys if cache else {})
@@ -90,6 +94,7 @@ class Runner:
         try:
             await self._execute(executor)
             self._check_outputs()
+            self._check_reads()
             if not self._not_ok:
                 self.emit(Phase("reducing"))
                 value = self._reduce(job)
@@ -198,6 +203,20 @@ class Runner:
                        "name them with ctx.output(name)")
             self.record.warnings.append(warning)
             self.emit(Notice(warning))
+
+    def _check_reads(self) -> None:
+        """One warning per run naming the files partitions read without declaring them."""
+        readers = [o for o in self.outcomes.values() if o.undeclared]
+        if not readers:
+            return
+        assert self.record is not None
+        paths = list(dict.fromkeys(path for o in readers for path in o.undeclared if not path.startswith("… and")))
+        shown = ", ".join(paths[:3]) + (" …" if len(paths) > 3 else "")
+        warning = (f"{len(readers)} partition{'s' if len(readers) > 1 else ''} read files not in their inputs ({shown}): "
+                   "the cache will not see changes to them; declare them with Partition(inputs=...) "
+                   f"(agi runs show {self.run_id} --all lists them per partition)")
+        self.record.warnings.append(warning)
+        self.emit(Notice(warning))
 
     def _finish(self, status: str, error: str | None, executor: Executor) -> None:
         assert self.record is not None

@@ -62,9 +62,11 @@ class FlightTelemetry(App):
         files = ensure_dataset(args.data_root(), flights=args.flights, min_rows=args.min_rows, max_rows=args.max_rows,
                                seed=args.seed, fmt=args.format)
         gpu = ("gpu",)
+        # inputs: the file's size and modification time enter the partition's cache key, so an
+        # edited or replaced flight file is read again (the payload alone names it, not its content)
         return [Partition(id=path.stem, weight=float(path.stat().st_size), payload={"path": str(path)},
                           needs=gpu if args.gpu == "need" else (), prefers=gpu if args.gpu == "prefer" else (),
-                          reads=DATASET_READS)
+                          reads=DATASET_READS, inputs=(str(path),))
                 for path in files]
 
     def work(self, part: Partition, ctx: WorkContext) -> pd.DataFrame:

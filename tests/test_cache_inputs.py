@@ -1,0 +1,219 @@
+"""Declared input files in cache keys, end to end: real files on a real share, edited behind the
+cache's back, in modes 0, p and d; and the files a partition reads without declaring them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from agi_core import AGI, AgiEnv
+from agi_core.app import Partition
+from agi_core.cache import plan_keys
+from agi_core.cache.inputs import InputStamper, describe_change
+from agi_core.cache.keys import explain, payload_changes
+from agi_core.errors import PlanError
+from agi_core.provenance import RunStore, read_record
+from tests.conftest import TEST_APPS, run_agi
+
+FILES = 4
+
+
+@pytest.fixture
+def texts(share: Path) -> Path:
+    """A folder of FILES text files on the share: f00i.txt holds i+1 words."""
+    folder = share / "texts"
+    folder.mkdir()
+    for i in range(FILES):
+        (folder / f"f{i:03d}.txt").write_text("word " * (i + 1))
+    return folder
+
+
+def run_texts(share: Path, mode: str = "0", apps: Path = TEST_APPS, **args):
+    env = AgiEnv(app="texts", apps_path=apps)
+    cluster = {"workers_data_path": str(share), "workers": {"127.0.0.1": 2}}
+    return asyncio.run(AGI.run(env, mode=mode, args={"share": str(share), **args}, cluster=cluster))
+
+
+def computed(result) -> set[str]:
+    """The partitions a run computed (not from the cache)."""
+    return {p.id for p in read_record(result.manifest).partitions if p.cache != "hit"}
+
+
+def bump_mtime(path: Path) -> None:
+    later = path.stat().st_mtime_ns + 5_000_000_000
+    os.utime(path, ns=(later, later))
+
+
+# -- pure logic -------------------------------------------------------------------------------
+
+
+def test_an_input_stamp_changes_with_size_or_mtime_and_a_hash_only_with_content(tmp_path):
+    data = tmp_path / "a.txt"
+    data.write_text("hello")
+    stamp, hashed = InputStamper(tmp_path).stamp(["a.txt"])["a.txt"], InputStamper(tmp_path, mode="hash").stamp(["a.txt"])["a.txt"]
+    bump_mtime(data)
+    assert InputStamper(tmp_path).stamp(["a.txt"])["a.txt"] != stamp
+    assert InputStamper(tmp_path, mode="hash").stamp(["a.txt"])["a.txt"] == hashed
+    data.write_text("jello")  # same size, new content
+    assert InputStamper(tmp_path, mode="hash").stamp(["a.txt"])["a.txt"] != hashed
+
+
+def test_content_hashes_are_memoised_on_the_share_so_an_unchanged_file_is_read_once(tmp_path):
+    (tmp_path / "big.bin").write_bytes(b"x" * 100_000)
+    memo = tmp_path / "memo.json"
+    first = InputStamper(tmp_path, mode="hash", hashes_file=memo)
+    first.stamp(["big.bin"])
+    first.save()
+    assert first.hashed_bytes == 100_000 and memo.is_file()
+    second = InputStamper(tmp_path, mode="hash", hashes_file=memo)
+    assert second.stamp(["big.bin"]) == first.stamps and second.hashed_bytes == 0
+    (tmp_path / "big.bin").write_bytes(b"y" * 100_000)  # same size, new mtime: the memo is not trusted
+    third = InputStamper(tmp_path, mode="hash", hashes_file=memo)
+    assert third.stamp(["big.bin"]) != first.stamps and third.hashed_bytes == 100_000
+
+
+def test_a_folder_stamp_covers_its_listing_and_every_file_in_it(tmp_path):
+    folder = tmp_path / "d"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("a")
+    (folder / "sub" / "b.txt").write_text("b")
+    before = InputStamper(tmp_path).stamp(["d"])
+    assert set(before) == {"d", "d/a.txt", "d/sub/b.txt"}
+    (folder / "c.txt").write_text("c")
+    after = InputStamper(tmp_path).stamp(["d"])
+    assert after["d"] != before["d"]
+
+
+def test_explain_names_the_input_that_changed_and_the_place_in_a_payload(tmp_path):
+    (tmp_path / "f.txt").write_text("12345")
+    parts = [Partition("a", payload={"files": ["x", "y"]}, inputs=("f.txt",))]
+    old = plan_keys(parts, code="c", args={}, kernel="python", stamper=InputStamper(tmp_path))
+    (tmp_path / "f.txt").write_text("1234567")
+    new_parts = [Partition("a", payload={"files": ["x", "z"]}, inputs=("f.txt",))]
+    new = plan_keys(new_parts, code="c", args={}, kernel="python", stamper=InputStamper(tmp_path))
+    reasons = explain("a", old=old, new=new, old_payloads={"a": parts[0].payload}, new_payloads={"a": new_parts[0].payload})
+    assert "its payload changed: payload.files[1] was 'y', is now 'z'" in reasons
+    assert "input f.txt changed: size 5 → 7" in reasons
+    assert payload_changes({"n": [1]}, {"n": [1, 2]}) == ["payload.n has 2 items, had 1"]
+    assert describe_change("f", "3:mtime=1000000000", "3:mtime=2000000000").startswith("input f changed: same size, modified at")
+
+
+def test_a_missing_input_is_an_error_naming_partition_and_path_before_anything_runs(share, texts):
+    with pytest.raises(PlanError, match=r"partition 'f000'.*input 'nothere.txt'"):
+        run_texts(share, shared="nothere.txt")
+    with pytest.raises(PlanError, match=r"missing input file\(s\): partition 'f000' declares input 'nothere.txt'"):
+        env = AgiEnv(app="texts", apps_path=TEST_APPS)
+        asyncio.run(AGI.run(env, mode=0, args={"share": str(share), "shared": "nothere.txt"}, use_cache=False,
+                            cluster={"workers_data_path": str(share)}))
+    assert not list(RunStore(share).list("texts")), "no run folder is made for a plan whose inputs are missing"
+
+
+# -- real runs: edit, truncate, touch, replace --------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["0", "p"])
+def test_editing_truncating_or_touching_an_input_recomputes_exactly_its_partition_and_dependants(share, texts, mode):
+    first = run_texts(share, mode)
+    assert first.value["total"] == sum(range(1, FILES + 1)) and computed(first) == {"f000", "f001", "f002", "f003", "total"}
+    assert computed(run_texts(share, mode)) == set(), "unchanged inputs: everything from the cache"
+
+    (texts / "f001.txt").write_text("word " * 10)  # edited
+    edited = run_texts(share, mode)
+    assert computed(edited) == {"f001", "total"} and edited.value["f001"] == 10
+
+    (texts / "f003.txt").write_text("")  # truncated
+    truncated = run_texts(share, mode)
+    assert computed(truncated) == {"f003", "total"} and truncated.value["f003"] == 0
+
+    bump_mtime(texts / "f000.txt")  # touched: same size, same content
+    assert computed(run_texts(share, mode)) == {"f000", "total"}
+
+
+def test_with_inputs_hash_a_touch_alone_recomputes_nothing_and_an_edit_does(share, texts, apps_copy):
+    settings = apps_copy / "texts_project" / "app_settings.toml"
+    settings.write_text(settings.read_text() + '\n[cache]\ninputs = "hash"\n')
+    assert computed(run_texts(share, apps=apps_copy)) == {"f000", "f001", "f002", "f003", "total"}
+    bump_mtime(texts / "f002.txt")
+    assert computed(run_texts(share, apps=apps_copy)) == set()
+    (texts / "f002.txt").write_text("WORD " * 3)  # same size as before, new content
+    assert computed(run_texts(share, apps=apps_copy)) == {"f002", "total"}
+
+
+def test_replacing_a_file_inside_a_declared_folder_recomputes_the_partition_that_declared_it(share, texts):
+    first = run_texts(share, folder=True)
+    assert first.value["all"] == 10
+    replacement = texts / "new.tmp"
+    replacement.write_text("a b c d e f g h")
+    os.replace(replacement, texts / "f000.txt")
+    second = run_texts(share, folder=True)
+    assert computed(second) == {"f000", "all", "total"} and second.value["all"] == 17
+
+
+def test_a_relative_input_is_read_from_the_share(share, texts):
+    (share / "shared.txt").write_text("v1")
+    assert len(computed(run_texts(share, shared="shared.txt"))) == FILES + 1
+    assert computed(run_texts(share, shared="shared.txt")) == set()
+    (share / "shared.txt").write_text("v2 longer")
+    assert computed(run_texts(share, shared="shared.txt")) == {"f000", "f001", "f002", "f003", "total"}
+
+
+@pytest.mark.slow
+def test_an_edited_input_recomputes_on_a_dask_cluster_too(share, texts):
+    assert run_texts(share, "d").value["total"] == 10
+    (texts / "f002.txt").write_text("word " * 7)
+    second = run_texts(share, "d")
+    assert computed(second) == {"f002", "total"} and second.value["total"] == 14
+
+
+def test_why_names_the_input_file_that_changed(share, texts):
+    run_texts(share)
+    (texts / "f003.txt").write_text("word " * 9)
+    run_texts(share)
+    shown = run_agi("runs", "show", "last", "--share", str(share), "--app", "texts", "--apps-path", str(TEST_APPS),
+                    "--why", "f003")
+    assert shown.returncode == 0, shown.stderr
+    assert "input" in shown.stdout and "f003.txt changed: size 20 → 45" in shown.stdout.replace("\n", " ")
+    total = run_agi("runs", "show", "last", "--share", str(share), "--app", "texts", "--apps-path", str(TEST_APPS),
+                    "--why", "total", "--json")
+    reasons = json.loads(total.stdout)["reasons"]
+    assert reasons[0] == "dependency f003 changed:" and "f003.txt changed: size 20 → 45" in reasons[1]
+
+
+# -- undeclared reads ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["0", "p"])
+def test_files_read_without_being_declared_are_named_per_partition_and_in_one_warning(share, texts, mode):
+    (share / "notes.txt").write_text("hidden input")
+    result = run_texts(share, mode, declare=False, peek="notes.txt")
+    record = read_record(result.manifest)
+    reads = {p.id: p.undeclared_reads for p in record.partitions}
+    assert reads["f001"] == ["notes.txt", "texts/f001.txt"], reads
+    assert reads["total"] == []
+    assert len(record.warnings) == 1 and record.warnings[0].startswith(f"{FILES} partitions read files not in their inputs")
+    declared = read_record(run_texts(share, mode, peek="").manifest)
+    assert not any(p.undeclared_reads for p in declared.partitions) and not declared.warnings
+
+
+def test_the_flight_telemetry_answer_follows_an_edited_flight_file(tmp_path):
+    """The issue's reproduction: a data app whose payload names its file; the file changes behind
+    the cache's back and the cached answer must not be served."""
+    pd = pytest.importorskip("pandas")
+    share = tmp_path / "share"
+    env = AgiEnv(app="flight_telemetry")
+    args = {"flights": 3, "min_rows": 200, "max_rows": 400, "format": "csv", "data_dir": str(share / "data")}
+    cluster = {"workers_data_path": str(share)}
+    first = asyncio.run(AGI.run(env, mode=0, args=args, cluster=cluster))
+    victim = sorted((share / "data").rglob("*.csv"))[0]
+    frame = pd.read_csv(victim)
+    frame.iloc[: len(frame) // 2].to_csv(victim, index=False)
+    time.sleep(0.01)
+    second = asyncio.run(AGI.run(env, mode=0, args=args, cluster=cluster))
+    fresh = asyncio.run(AGI.run(env, mode=0, args=args, cluster=cluster, use_cache=False))
+    assert second.value["rows"] == fresh.value["rows"] < first.value["rows"]
+    assert computed(second) == {victim.stem}
