@@ -217,3 +217,13 @@ def test_the_flight_telemetry_answer_follows_an_edited_flight_file(tmp_path):
     fresh = asyncio.run(AGI.run(env, mode=0, args=args, cluster=cluster, use_cache=False))
     assert second.value["rows"] == fresh.value["rows"] < first.value["rows"]
     assert computed(second) == {victim.stem}
+
+
+def test_runs_show_all_lists_the_undeclared_reads_per_partition(share, texts):
+    (share / "notes.txt").write_text("hidden input")
+    run_texts(share, peek="notes.txt")
+    shown = run_agi("runs", "show", "last", "--share", str(share), "--app", "texts", "--apps-path", str(TEST_APPS), "--all")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert f"warning: {FILES} partitions read files not in their inputs (notes.txt)" in text
+    assert "4 partitions read files not in their inputs (the cache cannot see them change)" in text

@@ -134,6 +134,7 @@ def test_stale_step_is_refused_until_refreshed_or_allowed(tmp_path, apps_copy, s
 
     (row,) = json.loads(_agi(tmp_path, "steps", "list", "--json").stdout)
     assert row["stale"].startswith("settings changed since it was generated") and "app_settings.toml" in row["stale"]
+    assert row["stale"].endswith(": args.offset was 0, is now 5"), row["stale"]
     refused = _agi(tmp_path, "steps", "run")
     assert refused.returncode == 1
     assert "stale step(s), not run: render" in refused.stderr and "agi steps refresh render" in refused.stderr

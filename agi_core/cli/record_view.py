@@ -153,6 +153,10 @@ def _all_rows(parts: list[PartitionRecord]) -> None:
     table(f"{len(parts)} partitions", ["id", "status", "slot", "worker", "host", "kernel", "device", "duration", "outputs"], (
         [p.id, status_text(p.status), p.slot, p.worker, p.host, p.kernel, p.device,
          seconds(p.duration_s) if p.status in ("ok", "failed") else "", ", ".join(p.outputs)] for p in parts))
+    readers = [p for p in parts if p.undeclared_reads]
+    if readers:
+        table(f"{len(readers)} partitions read files not in their inputs (the cache cannot see them change)",
+              ["id", "files read, not declared"], ([p.id, ", ".join(p.undeclared_reads)] for p in readers))
 
 
 def print_why(data: dict[str, Any]) -> None:

@@ -11,12 +11,17 @@ True
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
 from .model import AGI_KINDS, Step, check_step_id
+
+if TYPE_CHECKING:
+    from ..run import RunRequest
 
 __all__ = ["python_step", "refreshed", "snippet_step", "staleness"]
 
@@ -48,8 +53,31 @@ def snippet_step(step_id: str, kind: str, app: str, *, apps_path: Sequence[str |
     request = resolve(env, mode=mode, args=args, cluster=cluster or None, use_cache=not no_cache)
     code = render_snippet(kind, request, env, assignments=assignments, mode=mode)
     return Step(id=step_id, kind=kind, app=app, apps_path=paths, mode=None if mode is None else str(mode),
-                set=list(assignments), no_cache=no_cache, settings_hash=request.settings_hash, snippet_api=SNIPPET_API,
+                set=list(assignments), no_cache=no_cache, settings_hash=request.settings_hash,
+                settings_values=settings_values(request), snippet_api=SNIPPET_API,
                 generated=_now(), code=code, description=description or f"{kind} {app}", deps=list(deps))
+
+
+def settings_values(request: RunRequest) -> dict[str, str]:
+    """A request's args and cluster settings by dotted key, each value as JSON text (TOML has no
+    null): ``{"args.width": "800", "cluster.scheduler": "null", ...}``."""
+    flat: dict[str, str] = {}
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict) and value:
+            for name, inner in value.items():
+                walk(inner, f"{key}.{name}")
+        else:
+            flat[key] = json.dumps(value, sort_keys=True)
+
+    walk({"args": request.args, "cluster": request.cluster.model_dump(mode="json")}, "")
+    return {key.removeprefix("."): value for key, value in flat.items()}
+
+
+def _settings_changes(before: dict[str, str], after: dict[str, str], limit: int = 3) -> str:
+    changed = [f"{key} was {before.get(key, '<absent>')}, is now {after.get(key, '<absent>')}"
+               for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    return "; ".join(changed[:limit]) + (f"; and {len(changed) - limit} more" if len(changed) > limit else "")
 
 
 def _sha256(path: Path) -> str:
@@ -75,7 +103,7 @@ def python_step(step_id: str, file: Path, *, description: str = "", deps: Sequen
 def staleness(step: Step) -> str | None:
     """Why ``step`` is stale, or None when it is not: a snippet whose app settings or snippet API
     changed since it was generated, or a python step whose source file changed since it was copied."""
-    from ..snippets import SNIPPET_API, current_hash
+    from ..snippets import SNIPPET_API
 
     if step.is_snippet:
         if step.snippet_api != SNIPPET_API:
@@ -84,13 +112,16 @@ def staleness(step: Step) -> str | None:
             return "no app or settings hash recorded"
         from ..settings import assignments_to_overrides
 
+        from ..run import resolve
+
         args, cluster = assignments_to_overrides(list(step.set))
         try:
-            now, settings_file = current_hash(_env(step.app, step.apps_path), {"args": args, "cluster": cluster})
+            request = resolve(_env(step.app, step.apps_path), args=args, cluster=cluster or None)
         except AgiError as exc:
             return f"its settings no longer resolve: {exc.message}"
-        if now != step.settings_hash:
-            return f"settings changed since it was generated ({settings_file})"
+        if request.settings_hash != step.settings_hash:
+            which = _settings_changes(step.settings_values, settings_values(request)) if step.settings_values else ""
+            return f"settings changed since it was generated ({request.settings_file})" + (f": {which}" if which else "")
         return None
     if step.source and step.source_sha256:
         source = Path(step.source)

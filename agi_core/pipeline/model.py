@@ -70,6 +70,9 @@ class Step(BaseModel):
     set: list[str] = Field(default_factory=list, description="the --set overrides the snippet was made with")
     no_cache: bool = False
     settings_hash: str | None = Field(default=None, description="hash of the app's settings when generated")
+    settings_values: dict[str, str] | None = Field(
+        default=None, description="the resolved args and cluster settings when generated, by dotted key (values as JSON): "
+        "what a stale step's reason names")
     snippet_api: str | None = None
     source: str | None = Field(default=None, description="python steps: the file the code was copied from")
     source_sha256: str | None = None
