@@ -116,7 +116,7 @@ def test_a_missing_input_is_an_error_naming_partition_and_path_before_anything_r
 # -- real runs: edit, truncate, touch, replace --------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["0", "p"])
+@pytest.mark.parametrize("mode", ["0", "p", "d"])
 def test_editing_truncating_or_touching_an_input_recomputes_exactly_its_partition_and_dependants(share, texts, mode):
     first = run_texts(share, mode)
     assert first.value["total"] == sum(range(1, FILES + 1)) and computed(first) == {"f000", "f001", "f002", "f003", "total"}
@@ -144,14 +144,18 @@ def test_with_inputs_hash_a_touch_alone_recomputes_nothing_and_an_edit_does(shar
     assert computed(run_texts(share, apps=apps_copy)) == {"f002", "total"}
 
 
-def test_replacing_a_file_inside_a_declared_folder_recomputes_the_partition_that_declared_it(share, texts):
-    first = run_texts(share, folder=True)
+@pytest.mark.parametrize("mode", ["0", "p", "d"])
+def test_replacing_a_file_inside_a_declared_folder_recomputes_the_partition_that_declared_it(share, texts, mode):
+    first = run_texts(share, mode, folder=True)
     assert first.value["all"] == 10
     replacement = texts / "new.tmp"
     replacement.write_text("a b c d e f g h")
     os.replace(replacement, texts / "f000.txt")
-    second = run_texts(share, folder=True)
+    second = run_texts(share, mode, folder=True)
     assert computed(second) == {"f000", "all", "total"} and second.value["all"] == 17
+    (texts / "extra.txt").write_text("one more")  # a new file in the folder: "all" and the new partition
+    third = run_texts(share, mode, folder=True)
+    assert computed(third) == {"extra", "all", "total"} and third.value["all"] == 19
 
 
 def test_a_relative_input_is_read_from_the_share(share, texts):
@@ -160,14 +164,6 @@ def test_a_relative_input_is_read_from_the_share(share, texts):
     assert computed(run_texts(share, shared="shared.txt")) == set()
     (share / "shared.txt").write_text("v2 longer")
     assert computed(run_texts(share, shared="shared.txt")) == {"f000", "f001", "f002", "f003", "total"}
-
-
-@pytest.mark.slow
-def test_an_edited_input_recomputes_on_a_dask_cluster_too(share, texts):
-    assert run_texts(share, "d").value["total"] == 10
-    (texts / "f002.txt").write_text("word " * 7)
-    second = run_texts(share, "d")
-    assert computed(second) == {"f002", "total"} and second.value["total"] == 14
 
 
 def test_why_names_the_input_file_that_changed(share, texts):
@@ -187,7 +183,7 @@ def test_why_names_the_input_file_that_changed(share, texts):
 # -- undeclared reads ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["0", "p"])
+@pytest.mark.parametrize("mode", ["0", "p", "d"])
 def test_files_read_without_being_declared_are_named_per_partition_and_in_one_warning(share, texts, mode):
     (share / "notes.txt").write_text("hidden input")
     result = run_texts(share, mode, declare=False, peek="notes.txt")

@@ -1,6 +1,6 @@
 """docs/settings.md documents every settings key, and only keys that exist.
 
-Convention (docs/settings.md, "Reference"): each key of the ``[cluster]`` settings models has a row
+Convention (docs/settings.md, "Reference"): each key of the ``[cluster]`` and ``[cache]`` settings models has a row
 in a Markdown table whose first cell is the key's full dotted name in backticks, and whose third
 cell is its default::
 
@@ -31,12 +31,12 @@ import pytest
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from agi_core.settings import ClusterSettings
+from agi_core.settings import CacheSettings, ClusterSettings
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 #: the placeholder of a mapping's keys in dotted names, by the mapping's dotted name
 PLACEHOLDERS = {"cluster.workers": "HOST"}
-_ROW = re.compile(r"^\|\s*`(cluster(?:\.[A-Za-z_]+)*)`\s*\|([^|]*)\|([^|]*)\|")
+_ROW = re.compile(r"^\|\s*`((?:cluster|cache)(?:\.[A-Za-z_]+)*)`\s*\|([^|]*)\|([^|]*)\|")
 _LITERAL = re.compile(r"^`([^`]+)`")
 
 
@@ -81,7 +81,7 @@ def documented_rows(text: str) -> dict[str, tuple[int, str]]:
     return rows
 
 
-KEYS = settings_keys()
+KEYS = settings_keys() | settings_keys(CacheSettings, "cache")
 ROWS = documented_rows(PAGE.read_text())
 
 
