@@ -110,11 +110,12 @@ def print_run(result: Any, as_json: bool) -> None:
     out = console()
     counts = {s: sum(o.status == s for o in result.outcomes) for s in ("ok", "failed", "skipped", "cached")}
     colour = "green" if result.status == "ok" else "red"
-    cached = f" ({counts['cached']} cached)" if counts["cached"] else ""
+    about = [f"{counts['cached']} cached"] if counts["cached"] else []
     audited = sum(o.cache in ("audited", "mismatch") for o in result.outcomes)
     if audited:
         mismatched = sum(o.cache == "mismatch" for o in result.outcomes)
-        cached += f" ({audited} audited, {mismatched} mismatch{'es' if mismatched != 1 else ''})"
+        about.append(f"{audited} audited, [{'red' if mismatched else 'green'}]{mismatched} mismatch{'es' if mismatched != 1 else ''}[/]")
+    cached = f" ({', '.join(about)})" if about else ""
     out.print(f"[bold {colour}]{result.status}[/]  {result.app} run {result.run_id}  mode {result.mode}  "
               f"{counts['ok'] + counts['cached']}/{len(result.plan.partitions)} partitions ok{cached}  {result.duration_s:.2f} s")
     value = result.value
