@@ -77,8 +77,10 @@ def test_different_values_are_not_the_same_result():
 def test_the_sample_is_the_ceiling_of_the_share_at_least_one_and_the_seed_repeats_it():
     ids = [f"p{i}" for i in range(10)]
     assert len(audit_sample(ids, 0.3, seed=11)) == 3 and len(audit_sample(ids, 0.25, seed=11)) == 3
-    assert len(audit_sample(ids, 0.001, seed=11)) == 1 and audit_sample(ids, 1.0, seed=11) == ids and audit_sample(ids, 0.0, seed=11) == []
-    assert audit_sample(ids, 0.5, seed=3) == audit_sample(list(reversed(ids)), 0.5, seed=3)[::-1]  # the order given does not choose
+    assert len(audit_sample(ids, 0.001, seed=11)) == 1 and audit_sample(ids, 1.0, seed=11) == ids
+    assert audit_sample(ids, 0.0, seed=11) == []
+    backwards = audit_sample(list(reversed(ids)), 0.5, seed=3)
+    assert audit_sample(ids, 0.5, seed=3) == backwards[::-1]  # the order they come in does not choose
     assert len({tuple(audit_sample(ids, 0.3, seed=s)) for s in range(20)}) > 1
 
 
@@ -96,6 +98,7 @@ def test_auditing_every_hit_of_a_random_kernel_reports_each_as_a_mismatch_and_re
     assert record.audit is not None and (record.audit.hits, record.audit.chosen, record.audit.matched) == (4, 4, 0)
     assert {m.partition: (m.cached, m.fresh) for m in record.audit.mismatched} == {
         pid: (before[pid][0], after[pid][0]) for pid in before}
+    assert all(before[p.id][0] in p.note and after[p.id][0] in p.note for p in record.partitions)  # both digests
     assert {pid: result for pid, (_, result) in after.items()} == audited.results  # the fresh results replaced the entries
     assert any("cache: mismatch" in warning for warning in record.warnings)
     again = run(dice_env, share, mode, n=4)
@@ -167,7 +170,8 @@ def test_the_cli_warns_of_each_mismatch_and_runs_show_lists_them_with_both_diges
     record = read_record(Path(json.loads(out.stdout)["manifest"]))
     shown = run_agi("runs", "show", record.run_id, "--share", str(share))
     assert shown.returncode == 0, shown.stderr
-    assert record.audit is not None and f"3 of 3 hits recomputed (--audit 1, seed {record.audit.seed}): 0 same, 3 mismatches" in shown.stdout
+    assert record.audit is not None
+    assert f"3 of 3 hits recomputed (--audit 1, seed {record.audit.seed}): 0 same, 3 mismatches" in shown.stdout
     for mismatch in record.audit.mismatched:
         assert mismatch.cached in shown.stdout and mismatch.fresh in shown.stdout
     why = run_agi("runs", "show", record.run_id, "--share", str(share), "--why", "d1")
@@ -194,7 +198,10 @@ def test_cache_verify_recomputes_a_sample_and_fails_on_a_random_kernel(dice_env,
         if entry["verdict"] == "mismatch":
             assert entry["cached"] == CacheStore.for_app(share, "dice").load(entry["key"]).header["sha256"] != entry["fresh"]
     again = _verify(share, "dice", "--sample", "3", "--seed", "7")[1]["entries"]  # the same sample, and nothing replaced
-    assert [(e["key"], e["verdict"], e["cached"]) for e in again] == [(e["key"], e["verdict"], e["cached"]) for e in report["entries"]]
+    def verdicts_of(entries):
+        return [(e["key"], e["verdict"], e["cached"]) for e in entries]
+
+    assert verdicts_of(again) == verdicts_of(report["entries"])
 
 
 def test_cache_verify_recomputes_mandelbrot_without_mismatch_and_says_what_it_cannot_verify(share):

@@ -77,7 +77,8 @@ def compare(store: CacheStore, key: str, result: Any, expected: str) -> AuditChe
         cached = store.load(key, touch=False).result
     except (FileNotFoundError, CorruptEntry) as exc:
         why = "removed" if isinstance(exc, FileNotFoundError) else "corrupt"
-        return AuditCheck("gone", expected, fresh, f"cache audit: recomputed, but its entry was {why} meanwhile: nothing to compare with")
+        return AuditCheck("gone", expected, fresh,
+                          f"cache audit: recomputed, but its entry was {why} meanwhile: nothing to compare with")
     if same_value(cached, result):
         return AuditCheck("match", expected, fresh, "cache audit: recomputed, same result as the cache "
                                                     "(equal values; their pickles differ, e.g. a set's order)")

@@ -21,8 +21,9 @@ def print_verify(report: VerifyReport) -> None:
     out = console()
     shown = [e for e in report.entries if e.verdict != "ok"]
     if shown:
-        table(f"{len(shown)} entries of {report.app} recomputed or not sound", ["key", "partition", "stored by run", "verdict", "note"], (
-            [e.key[:12], e.partition, e.run_id, f"[{_COLOURS[e.verdict]}]{e.verdict}[/]", escape(e.note)] for e in shown))
+        table(f"{len(shown)} entries of {report.app} recomputed or not sound",
+              ["key", "partition", "stored by run", "verdict", "note"],
+              ([e.key[:12], e.partition, e.run_id, f"[{_COLOURS[e.verdict]}]{e.verdict}[/]", escape(e.note)] for e in shown))
     for entry in shown:
         if entry.verdict == "mismatch":
             out.print(f"[red]mismatch[/] {escape(entry.partition)} ({entry.key[:12]}): cached sha256 {entry.cached}, "

@@ -115,11 +115,12 @@ def _audit(record: RunRecord, show_all: bool) -> None:
         return
     bad = audit.mismatched
     colour = "red" if bad else "green"
-    console().print(f"cache audit: {audit.chosen} of {audit.hits} hits recomputed (--audit {audit.fraction:g}, seed {audit.seed}): "
-                    f"[{colour}]{audit.matched} same, {len(bad)} mismatch{'es' if len(bad) != 1 else ''}[/]"
+    console().print(f"cache audit: {audit.chosen} of {audit.hits} hits recomputed "
+                    f"(--audit {audit.fraction:g}, seed {audit.seed}): [{colour}]{audit.matched} same, {len(bad)} mismatch{'es' if len(bad) != 1 else ''}[/]"
                     + (f", {audit.unchecked} not compared" if audit.unchecked else ""))
     if bad:
-        table(f"[red]{len(bad)} cache mismatch{'es' if len(bad) != 1 else ''}[/] (the recomputed result was used and replaced the entry)",
+        plural = "es" if len(bad) != 1 else ""
+        table(f"[red]{len(bad)} cache mismatch{plural}[/] (the recomputed result was used and replaced the entry)",
               ["partition", "cached sha256", "recomputed sha256"],
               ([m.partition, m.cached, m.fresh] for m in (bad if show_all else bad[:MAX_FAILURES])))
         if not show_all and len(bad) > MAX_FAILURES:

@@ -114,7 +114,8 @@ def print_run(result: Any, as_json: bool) -> None:
     audited = sum(o.cache in ("audited", "mismatch") for o in result.outcomes)
     if audited:
         mismatched = sum(o.cache == "mismatch" for o in result.outcomes)
-        about.append(f"{audited} audited, [{'red' if mismatched else 'green'}]{mismatched} mismatch{'es' if mismatched != 1 else ''}[/]")
+        colour = "red" if mismatched else "green"
+        about.append(f"{audited} audited, [{colour}]{mismatched} mismatch{'es' if mismatched != 1 else ''}[/]")
     cached = f" ({', '.join(about)})" if about else ""
     out.print(f"[bold {colour}]{result.status}[/]  {result.app} run {result.run_id}  mode {result.mode}  "
               f"{counts['ok'] + counts['cached']}/{len(result.plan.partitions)} partitions ok{cached}  {result.duration_s:.2f} s")

@@ -130,11 +130,12 @@ class RunCache:
             outcome.location = hit.location
             outcome.line = partition_line(outcome)
         elif outcome.cache == "mismatch":
-            self.audit.mismatched.append(AuditMismatch(partition=outcome.id, cached=self.digests[outcome.id], fresh=outcome.digest))
+            cached = self.digests[outcome.id]
+            self.audit.mismatched.append(AuditMismatch(partition=outcome.id, cached=cached, fresh=outcome.digest))
             if len(self.audit.mismatched) > _SHOWN:
                 return None  # the record's warning at the end names how many more
             return Notice(f"cache: mismatch on partition {outcome.id}: the recomputed result (sha256 {outcome.digest[:16]}…) "
-                          f"differs from the cached one (sha256 {self.digests[outcome.id][:16]}…): its work() is not "
+                          f"differs from the cached one (sha256 {cached[:16]}…): its work() is not "
                           "deterministic, or reads inputs its key cannot see; the fresh result is used and replaced the entry",
                           level="warning")
         else:

@@ -16,6 +16,7 @@ kernels this machine runs).
 
 from __future__ import annotations
 
+import json
 import random
 import tempfile
 from collections.abc import Callable
@@ -169,8 +170,6 @@ class _Recompute:
         return runner, part, plan.slot_of().get(pid, "verify"), deps
 
     def _runner(self, args: dict[str, Any], mode: int) -> PartitionRunner:
-        import json
-
         name = json.dumps([args, mode], sort_keys=True, default=str)
         runner = self._runners.get(name)
         if runner is None:
