@@ -1,8 +1,8 @@
 """`Runner`: the life of one run, from a request and a plan to a result and a record.
 
-checks (kernels, the app's environment) → run folder and first record → executor (by registry
-name) driven by the graph driver → outcomes streamed into the record and to listeners → reduce →
-final record. Ctrl-C and errors stop the executor at once and still write the record.
+checks (kernels, the app's environment) → run folder and first record → cache look-up (and the
+hits chosen for an audit) → executor (by registry name) driven by the graph driver → outcomes
+streamed into the record and to listeners → reduce → final record. Ctrl-C and errors stop the executor at once and still write the record.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..app import WorkContext
+from ..cache.audit import new_seed
 from ..errors import RunError
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
 from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, JobSpec, Outcome, create_executor
 from ..kernels import select_kernels
 from ..modes import Mode
-from ..cache.audit import new_seed
 from ..plan import GraphDriver, Known
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
 from ..provenance.lines import partition_line
