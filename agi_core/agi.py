@@ -36,7 +36,7 @@ class AGI:
     async def run(
         env: AgiEnv, *, scheduler: str | None = None, workers: Hosts | None = None, mode: Mode | int | str | None = None,
         plan: WorkPlan | str | Path | None = None, args: Mapping[str, Any] | None = None, cluster: Hosts | None = None,
-        use_cache: bool = True, refresh: Iterable[str] = (), resume: str | None = None,
+        use_cache: bool = True, refresh: Iterable[str] = (), resume: str | None = None, audit: float | None = None,
         on_event: EventSink | None = None, on_outcome: Callable[[Outcome], None] | None = None, **app_args: Any,
     ) -> RunResult:
         """Run the app: plan (or take ``plan``), execute by mode, reduce, and write the run record.
@@ -44,6 +44,10 @@ class AGI:
         Results are cached on the share: a partition whose key (code, args it reads, payload,
         dependencies, kernel) is in the cache is not computed again. ``use_cache=False`` neither
         reads nor writes the cache; ``refresh`` names partitions to compute again anyway.
+        ``audit`` (0 to 1, instead of ``[cache] audit``) recomputes that share of the cache hits
+        (at least one), chosen at random, and compares each result with the cached one: a
+        mismatch is a warning and a ``cache: mismatch`` in the record, and the fresh result is
+        used and replaces the entry (docs/cache.md, "Audits").
         ``resume`` (a run id, or ``"last"``) runs a failed, interrupted or abandoned run again
         with its own request and plan: only what did not finish is computed. It takes no other
         argument but ``cluster`` (to find the share) and the callbacks.
@@ -52,11 +56,16 @@ class AGI:
         Raises `RunError` (with the partial result on ``.result``) when a partition fails, after
         every other partition has run. Ctrl-C stops the workers and still writes the record.
         """
+        if audit and not use_cache:
+            raise SettingsError("audit recomputes cache hits: it cannot be given with use_cache=False (--no-cache)",
+                                fix="drop one of them")
         request = resolve(env, scheduler=scheduler, workers=workers, mode=mode, args=args, cluster=cluster, app_args=app_args,
-                          plan=plan if isinstance(plan, str | Path) else None, use_cache=use_cache, refresh=tuple(refresh))
+                          plan=plan if isinstance(plan, str | Path) else None, use_cache=use_cache, refresh=tuple(refresh),
+                          audit=audit)
         if resume is not None:
             given = [name for name, value in (("scheduler", scheduler), ("workers", workers), ("mode", mode), ("plan", plan),
-                                              ("args", args or app_args), ("refresh", tuple(refresh))) if value]
+                                              ("args", args or app_args), ("refresh", tuple(refresh)),
+                                              ("audit", audit is not None)) if value]
             if given or not use_cache:
                 raise SettingsError(f"resume re-runs run {resume} with its own request; "
                                     f"{', '.join(given) or 'use_cache=False'} cannot be given with it",

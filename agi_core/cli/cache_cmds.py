@@ -1,4 +1,4 @@
-"""``agi cache list|show|clear|gc``: the result cache on a share (``<share>/cache/<app>/``)."""
+"""``agi cache list|show|verify|clear|gc``: the result cache on a share (``<share>/cache/<app>/``)."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def ago(timestamp: float | None, now: float | None = None) -> str:
 @click.group("cache")
 @apps_path_option
 def cache_group() -> None:
-    """The result cache on the share: list, inspect, clear, and collect garbage.
+    """The result cache on the share: list, inspect, verify, clear, and collect garbage.
 
     \b
     Entries live under <share>/cache/APP/, one per partition result, by content key; a run
@@ -207,6 +207,47 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
         out.print("[green]check: ok[/] (loads, and the result and outputs match their checksums)")
     else:
         out.print(f"[red]check: corrupt[/]: {escape(problem)} (a run would not use it; it recomputes the partition)")
+
+
+@cache_group.command("verify")
+@click.argument("app")
+@apps_path_option
+@SHARE_OPTION
+@click.option("--sample", "-n", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Also recompute N entries, chosen at random, with the app's work() in this process, and compare "
+                   "each result with the cached one (as `agi run --audit` does for hits).")
+@click.option("--seed", type=int, default=None, help="The seed that chooses the sample (default: a fresh one; it is printed).")
+@json_option
+@click.pass_context
+def cache_verify(ctx: click.Context, app: str, share: Path | None, sample: int, seed: int | None, as_json: bool) -> None:
+    """Check every cache entry of APP (header, checksums, outputs); with --sample N, recompute N of them.
+
+    \b
+    An entry is recomputed from the run that stored it: its plan (the payload), its args and mode,
+    and its dependencies' results from the cache. Entries whose run record is gone, or whose key
+    today's code would not give, are reported as not verifiable. Nothing is changed: replace a
+    mismatching entry with `agi run APP --refresh ID`. Exits non-zero when an entry is corrupt,
+    differs when recomputed, or fails to recompute.
+    """
+    from ..run.verifying import verify_cache
+    from .cache_verify_view import print_verify
+
+    root = share_for(ctx, app, share)
+    env = env_for(ctx, app)
+    status = console(stderr=True).status("verifying", spinner="dots") if not as_json else None
+    if status is not None:
+        status.start()
+    try:
+        report = verify_cache(env, root, sample=sample, seed=seed, progress=status.update if status is not None else None)
+    finally:
+        if status is not None:
+            status.stop()
+    if as_json:
+        print_json(report.to_json())
+    else:
+        print_verify(report)
+    if not report.ok:
+        raise SystemExit(1)
 
 
 @cache_group.command("clear")

@@ -66,6 +66,7 @@ def print_record(record: RunRecord, *, all_partitions: bool = False) -> None:
     """Print ``record`` for a person: see the module docstring. ``all_partitions`` adds every
     partition's row, every slot and every failure."""
     _header(record)
+    _audit(record, all_partitions)
     parts = record.partitions
     if parts:
         _summary(record, parts, all_partitions)
@@ -104,6 +105,26 @@ def _header(record: RunRecord) -> None:
         out.print(f"kernels: {escape(record.kernel_note)}")
     for warning in record.warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def _audit(record: RunRecord, show_all: bool) -> None:
+    """The cache audit (``--audit``): how many hits were recomputed, with which seed, what came out,
+    and the mismatches with both digests (the first `MAX_FAILURES`, all with ``show_all``)."""
+    audit = record.audit
+    if audit is None:
+        return
+    bad = audit.mismatched
+    colour = "red" if bad else "green"
+    console().print(f"cache audit: {audit.chosen} of {audit.hits} hits recomputed "
+                    f"(--audit {audit.fraction:g}, seed {audit.seed}): [{colour}]{audit.matched} same, {len(bad)} mismatch{'es' if len(bad) != 1 else ''}[/]"
+                    + (f", {audit.unchecked} not compared" if audit.unchecked else ""))
+    if bad:
+        plural = "es" if len(bad) != 1 else ""
+        table(f"[red]{len(bad)} cache mismatch{plural}[/] (the recomputed result was used and replaced the entry)",
+              ["partition", "cached sha256", "recomputed sha256"],
+              ([m.partition, m.cached, m.fresh] for m in (bad if show_all else bad[:MAX_FAILURES])))
+        if not show_all and len(bad) > MAX_FAILURES:
+            console().print(f"… and {len(bad) - MAX_FAILURES} more mismatches (--all shows every one)")
 
 
 def _summary(record: RunRecord, parts: list[PartitionRecord], all_slots: bool) -> None:

@@ -60,6 +60,11 @@ def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments:
               help="Neither reuse nor store cached partition results (everything is computed).")
 @click.option("--refresh", "refresh", multiple=True, metavar="ID",
               help="Compute this partition again even if its result is cached (repeat it, or give ids separated by commas).")
+@click.option("--audit", "audit", type=float, default=None, metavar="FRACTION",
+              help="Recompute this share (0 to 1) of the cache hits, at least one, chosen at random, and compare each "
+                   "result with the cached one: a mismatch (non-deterministic work(), inputs the key cannot see) is a "
+                   "warning and `cache: mismatch` in the record, and the fresh result is used and replaces the entry. "
+                   "Default: [cache] audit (0: no audit).")
 @click.option("--resume", "resume", metavar="RUN",
               help="Run a failed, interrupted or abandoned run again with its own args and plan: "
                    "only what did not finish is computed. RUN is a run id, a unique prefix, or 'last'.")
@@ -67,12 +72,13 @@ def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments:
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @click.pass_context
 def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...], plan_file: Path | None,
-                no_cache: bool, refresh: tuple[str, ...], resume: str | None, as_json: bool, progress: bool | None) -> None:
+                no_cache: bool, refresh: tuple[str, ...], audit: float | None, resume: str | None, as_json: bool,
+                progress: bool | None) -> None:
     """Run an app and write its record under the share (runs/APP/RUN_ID/).
 
     Partition results are cached under the share (cache/APP/): a partition whose code, args,
     payload, dependencies and kernel are unchanged is not computed again. `agi runs show RUN
-    --why ID` says why a partition was computed.
+    --why ID` says why a partition was computed; `--audit` checks a sample of the hits.
     """
     from ..agi import AGI
     from ..errors import RunError
@@ -84,7 +90,7 @@ def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tup
     try:
         with RunView(enabled=sys.stderr.isatty() if progress is None else progress) as view:
             result = asyncio.run(AGI.run(env, mode=mode, args=args, cluster=cluster or None, plan=plan_file, use_cache=not no_cache,
-                                         refresh=ids, resume=resume, on_event=view))
+                                         refresh=ids, resume=resume, audit=audit, on_event=view))
     except RunError as exc:
         if exc.result is not None:
             print_run(exc.result, as_json)
@@ -104,7 +110,13 @@ def print_run(result: Any, as_json: bool) -> None:
     out = console()
     counts = {s: sum(o.status == s for o in result.outcomes) for s in ("ok", "failed", "skipped", "cached")}
     colour = "green" if result.status == "ok" else "red"
-    cached = f" ({counts['cached']} cached)" if counts["cached"] else ""
+    about = [f"{counts['cached']} cached"] if counts["cached"] else []
+    audited = sum(o.cache in ("audited", "mismatch") for o in result.outcomes)
+    if audited:
+        mismatched = sum(o.cache == "mismatch" for o in result.outcomes)
+        colour = "red" if mismatched else "green"
+        about.append(f"{audited} audited, [{colour}]{mismatched} mismatch{'es' if mismatched != 1 else ''}[/]")
+    cached = f" ({', '.join(about)})" if about else ""
     out.print(f"[bold {colour}]{result.status}[/]  {result.app} run {result.run_id}  mode {result.mode}  "
               f"{counts['ok'] + counts['cached']}/{len(result.plan.partitions)} partitions ok{cached}  {result.duration_s:.2f} s")
     value = result.value

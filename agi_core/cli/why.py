@@ -138,14 +138,17 @@ def _why_computed(record: RunRecord, part: Any, old_part: Any, earlier: str) -> 
             f" ({part.note})" if part.note else "")
     if part.id in record.refreshed:
         return f"it was recomputed on request (--refresh {part.id})"
+    if part.cache in ("audited", "mismatch"):
+        return ("it was a cache hit chosen for the cache audit (--audit), so it was recomputed and compared with its entry: "
+                + ("the same result" if part.cache == "audited" else "another result, which was used and replaced the entry"))
     if old_part is None:
         return f"run {earlier} has its key but no record of the partition, so no entry is known to have been stored"
     if old_part.status != "ok" and old_part.status != "cached":
         return f"run {earlier} did not store its result (the partition's status there: {old_part.status}), so it was computed"
-    if old_part.cache not in ("stored", "hit"):
+    if old_part.cache not in ("stored", "hit", "audited", "mismatch"):
         why = f": {old_part.note}" if old_part.note else ""
         return f"run {earlier} did not store its result{why}, so it was computed"
-    return (f"its entry (which run {earlier} {'stored' if old_part.cache == 'stored' else 'used'}) was missing when this run "
+    return (f"its entry (which run {earlier} {'stored' if old_part.cache in ('stored', 'mismatch') else 'used'}) was missing when this run "
             "started: removed since by `agi cache gc` or `agi cache clear` (or by a run that found it corrupt), so it was computed")
 
 

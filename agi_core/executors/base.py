@@ -47,6 +47,9 @@ class JobSpec:
     #: the share: declared inputs' relative paths start there (and reads of undeclared files are
     #: noted while the cache is on)
     inputs_base: Path | None = None
+    #: cache hits recomputed for the audit (``--audit``): partition id -> its entry's digest, which
+    #: the worker compares the fresh result with (`agi_core.cache.audit`)
+    audit: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -54,9 +57,11 @@ class Outcome:
     """What happened to one partition. ``result`` is the value `App.work` returned.
 
     ``status``: ``ok``, ``failed``, ``skipped`` (a dependency did not succeed) or ``cached`` (its
-    result was known before dispatch). ``cache``: ``hit``, ``miss``, ``stored`` or ``corrupt``
-    (its entry could not be trusted, and it was computed again), empty without the cache;
-    ``key`` its cache key; ``location`` where its result is kept (a cache entry's path).
+    result was known before dispatch). ``cache``: ``hit``, ``miss``, ``stored``, ``corrupt``
+    (its entry could not be trusted, and it was computed again), ``audited`` (a hit recomputed for
+    the audit, same result) or ``mismatch`` (a hit recomputed for the audit, another result: it
+    replaced the entry), empty without the cache; ``key`` its cache key; ``location`` where its
+    result is kept (a cache entry's path); ``digest`` the SHA-256 of an audited result's pickle.
     """
 
     id: str
@@ -80,6 +85,7 @@ class Outcome:
     job_id: str = ""  # the batch job (Slurm's SLURM_JOB_ID) whose worker ran it; "" outside a batch job
     #: files work() opened for reading that are not among its declared inputs (`file_reads`)
     undeclared: tuple[str, ...] = ()
+    digest: str = ""  # an audited result's SHA-256 (``cache`` audited or mismatch); "" otherwise
 
     @property
     def ok(self) -> bool:
@@ -90,7 +96,7 @@ class Outcome:
         # which matters when a pool slot sends back 50,000 outcomes.
         return (Outcome, (self.id, self.slot, self.status, self.host, self.worker, self.start, self.end, self.kernel,
                           self.device, self.error, self.note, self.retries, self.outputs, self.result, self.line, self.cache,
-                           self.key, self.location, self.job_id, self.undeclared))
+                           self.key, self.location, self.job_id, self.undeclared, self.digest))
 
     def add_note(self, more: str) -> None:
         """Append ``more`` to the note (`NOTE_SEPARATOR` between them)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..app import App, Partition, WorkContext
 from ..cache import CacheStore
+from ..cache.audit import compare
 from ..env import load_app_class
 from ..kernels import KernelChoice, select_kernels
 from ..modes import Mode
@@ -44,6 +45,7 @@ class PartitionRunner:
         self._refresh = frozenset(job.refresh)
         # what undeclared reads never count: the app's code, the run's outputs, the cache itself
         self._not_inputs = ignored_folders(p for p in (job.src_dir, job.out_dir, job.cache_dir) if p is not None)
+        self._audit = job.audit
 
     def context(self, slot: str, deps: Mapping[str, Any] | None = None) -> WorkContext:
         log = self._loggers.get(slot)
@@ -102,14 +104,46 @@ class PartitionRunner:
             outcome.add_note(f"not cached: it ran the {outcome.kernel} kernels, its key is for {self.job.cache_kernel}")
             return
         assert self.cache is not None
+        expected = self._audit.get(outcome.id)
+        if expected is not None:
+            self._audit_result(outcome, key, expected)
+            return
+        self._put(outcome, key, replace=outcome.id in self._refresh)
+
+    def _put(self, outcome: Outcome, key: str, *, replace: bool) -> bool:
+        assert self.cache is not None
         try:
             path = self.cache.put(key, outcome.result, partition=outcome.id, out_dir=self.job.out_dir, outputs=outcome.outputs,
-                                  replace=outcome.id in self._refresh, run_id=self.job.run_id, kernel=outcome.kernel,
-                                  worker=outcome.worker)
+                                  replace=replace, run_id=self.job.run_id, kernel=outcome.kernel, worker=outcome.worker)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
             outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
-            return
+            return False
         outcome.cache, outcome.location = "stored", str(path)
+        return True
+
+    def _audit_result(self, outcome: Outcome, key: str, expected: str) -> None:
+        """A cache hit recomputed for the audit: compare it with its entry (`cache.audit.compare`).
+        The same: the entry stays (``audited``). Another result: it replaces the entry, first
+        writer or not (``mismatch``). No entry left to compare with: it is stored (``stored``)."""
+        assert self.cache is not None
+        try:
+            check = compare(self.cache, key, outcome.result, expected)
+        except Exception as exc:  # noqa: BLE001 - a result that cannot be pickled: it could not have been cached
+            outcome.add_note(f"cache audit: not compared: {type(exc).__name__}: {exc}")
+            return
+        outcome.digest = check.fresh
+        outcome.add_note(check.note)
+        if check.verdict == "match":
+            outcome.cache = "audited"
+        elif check.verdict == "gone":
+            self._put(outcome, key, replace=False)
+        elif self._put(outcome, key, replace=True):
+            outcome.cache = "mismatch"
+            outcome.add_note("the recomputed result was used and replaced the entry")
+        else:  # the entry must not serve its result again: without the fresh one, no entry
+            outcome.cache = "mismatch"
+            outcome.add_note("the recomputed result was used; the entry was removed" if self.cache.discard(key)
+                             else "the recomputed result was used")
 
 
 @functools.lru_cache(maxsize=4)

@@ -3,6 +3,8 @@
 from .model import (
     RUN_SCHEMA,
     AppRecord,
+    AuditMismatch,
+    AuditRecord,
     ClusterRecord,
     ManagerRecord,
     ModeRecord,
@@ -19,6 +21,8 @@ from .writer import RecordWriter
 __all__ = [
     "RUN_SCHEMA",
     "AppRecord",
+    "AuditMismatch",
+    "AuditRecord",
     "ClusterRecord",
     "ManagerRecord",
     "ModeRecord",

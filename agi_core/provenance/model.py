@@ -18,6 +18,8 @@ __all__ = [
     "RUN_SCHEMA",
     "READABLE_SCHEMAS",
     "AppRecord",
+    "AuditMismatch",
+    "AuditRecord",
     "ClusterRecord",
     "ManagerRecord",
     "ModeRecord",
@@ -106,7 +108,7 @@ class PartitionRecord(_Model):
     device: str = ""
     retries: int = 0
     cache_hit: bool = False
-    cache: str | None = None  # hit, miss, stored, corrupt; None: the run did not use the cache
+    cache: str | None = None  # hit, miss, stored, corrupt, audited, mismatch; None: the run did not use the cache
     cache_key: str | None = None
     error: str | None = None
     note: str = ""
@@ -124,6 +126,27 @@ class Totals(_Model):
     skipped: int = 0
     cached: int = 0
     not_run: int = 0
+
+
+class AuditMismatch(_Model):
+    """An audited cache hit whose recomputed result differs from the cached one."""
+
+    partition: str
+    cached: str  # the SHA-256 of the cached result (its entry's header)
+    fresh: str  # the SHA-256 of the recomputed result (which replaced the entry)
+
+
+class AuditRecord(_Model):
+    """What ``--audit`` (``[cache] audit``) did: the share of the hits recomputed, the seed that
+    chose them (`agi_core.cache.audit.audit_sample` chooses the same ones again), and the verdicts."""
+
+    fraction: float = 0.0
+    seed: int = 0
+    hits: int = 0  # cache hits found
+    chosen: int = 0  # of them, recomputed and compared
+    matched: int = 0  # same result (cache "audited")
+    mismatched: list[AuditMismatch] = Field(default_factory=list)  # another result (cache "mismatch")
+    unchecked: int = 0  # chosen, but not compared: the recomputation failed, or ran other kernels
 
 
 class StepRecord(_Model):
@@ -157,6 +180,7 @@ class RunRecord(_Model):
     cache: str | None = None  # the cache folder the run used; None: --no-cache
     resumed_from: str | None = None  # the run this one resumed
     refreshed: list[str] = Field(default_factory=list)  # partitions recomputed on request (--refresh)
+    audit: AuditRecord | None = None  # the cache audit (--audit); None: no audit
     step: StepRecord | None = None  # the pipeline step this run came from
     started: str = ""
     ended: str | None = None

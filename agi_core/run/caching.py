@@ -1,11 +1,14 @@
-"""The result cache, seen from one run: keys for its plan, the entries it can reuse, and what the
-record says about each partition (``hit``, ``miss``, ``stored``, ``corrupt``).
+"""The result cache, seen from one run: keys for its plan, the entries it can reuse, the hits it
+audits, and what the record says about each partition (``hit``, ``miss``, ``stored``, ``corrupt``,
+``audited``, ``mismatch``).
 
 Before anything runs, every partition gets its key (`agi_core.cache.plan_keys`), the keys are
 written to ``<run>/cache_keys.json`` (what `agi runs show --why` compares, and what `agi cache gc`
 keeps while the run runs), and every entry found is loaded and checked. Loaded results are known
 to the graph driver from the start; only the rest is handed to an executor, whose workers store
-what they compute straight into the cache.
+what they compute straight into the cache. With ``--audit F``, a share F of the hits is handed to
+the executor too, with each entry's digest: the worker compares what it computes with it
+(`agi_core.cache.audit`), and the run uses the fresh result.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from typing import TYPE_CHECKING
 from ..atomic import write_bytes_atomic
 from ..cache import CacheStore, CorruptEntry, RunKeys, kernel_kind_for_mode, plan_keys
 from ..cache.inputs import HASHES_FILE, InputStamper
+from ..cache.audit import audit_sample
 from ..cache.keys import KEYS_FILE
 from ..errors import PlanError
 from ..events import EventSink, Notice
 from ..executors import Outcome
 from ..plan import Known
+from ..provenance import AuditMismatch, AuditRecord
 from ..provenance.lines import partition_line
 
 if TYPE_CHECKING:
@@ -30,6 +35,8 @@ if TYPE_CHECKING:
     from .request import RunRequest
 
 __all__ = ["RunCache"]
+
+_SHOWN = 5  # mismatches announced one by one as they arrive
 
 
 @dataclass
@@ -41,6 +48,9 @@ class RunCache:
     refresh: frozenset[str] = frozenset()
     hits: dict[str, Outcome] = field(default_factory=dict)  # found and checked, with their results
     corrupt: dict[str, str] = field(default_factory=dict)  # partition -> why its entry was not used
+    digests: dict[str, str] = field(default_factory=dict)  # partition -> its hit's digest (header sha256)
+    audit: AuditRecord | None = None  # with --audit: the share, the seed, and what the audit found
+    audits: dict[str, Outcome] = field(default_factory=dict)  # hits recomputed for the audit (their hit outcomes)
 
     @classmethod
     def open(cls, env: AgiEnv, request: RunRequest, plan: WorkPlan, *, kernel: str | None = None) -> RunCache:
@@ -81,6 +91,7 @@ class RunCache:
                 self.store.discard(key)
                 continue
             known[pid] = Known(entry.result, source=str(entry.path))
+            self.digests[pid] = str(entry.header.get("sha256", ""))
             outcome = Outcome(pid, slot_of.get(pid, ""), "cached", note="result from the cache", result=entry.result,
                               outputs=tuple(entry.outputs), cache="hit", key=key, location=str(entry.path),
                               kernel=str(entry.header.get("kernel", "")))
@@ -100,3 +111,50 @@ class RunCache:
             outcome.note = f"{outcome.note}; " if outcome.note else ""
             outcome.note += f"its cache entry was corrupt and not used ({why}); computed again"
             outcome.line = partition_line(outcome)
+
+    # -- the audit (--audit F) ------------------------------------------------------------------
+
+    def pick_audits(self, known: dict[str, Known], fraction: float, seed: int) -> dict[str, str]:
+        """Choose the hits to recompute (`audit_sample`: ``fraction`` of them, at least one, by
+        ``seed``) and take them out of ``known``: they run like ``--refresh``ed partitions (their
+        cached descendants stay hits). Returns partition -> the digest its worker compares with."""
+        chosen = audit_sample(list(self.hits), fraction, seed)
+        self.audit = AuditRecord(fraction=fraction, seed=seed, hits=len(self.hits), chosen=len(chosen))
+        for pid in chosen:
+            self.audits[pid] = self.hits.pop(pid)
+            del known[pid]
+        return {pid: self.digests[pid] for pid in chosen}
+
+    def audited(self, outcome: Outcome) -> Notice | None:
+        """Take in the outcome of an audited hit: count it; a match's result stays in its entry
+        (the record says where); a mismatch is kept for the record, with a warning to show now."""
+        hit = self.audits.get(outcome.id)
+        if hit is None or self.audit is None:
+            return None
+        if outcome.cache == "audited":
+            self.audit.matched += 1
+            outcome.location = hit.location
+            outcome.line = partition_line(outcome)
+        elif outcome.cache == "mismatch":
+            cached = self.digests[outcome.id]
+            self.audit.mismatched.append(AuditMismatch(partition=outcome.id, cached=cached, fresh=outcome.digest))
+            if len(self.audit.mismatched) > _SHOWN:
+                return None  # the record's warning at the end names how many more
+            return Notice(f"cache: mismatch on partition {outcome.id}: the recomputed result (sha256 {outcome.digest[:16]}…) "
+                          f"differs from the cached one (sha256 {cached[:16]}…): its work() is not "
+                          "deterministic, or reads inputs its key cannot see; the fresh result is used and replaced the entry",
+                          level="warning")
+        else:
+            self.audit.unchecked += 1
+        return None
+
+    def audit_warning(self) -> str | None:
+        """The record's warning when the audit found mismatches (None when it found none)."""
+        audit = self.audit
+        if audit is None or not audit.mismatched:
+            return None
+        names = ", ".join(m.partition for m in audit.mismatched[:_SHOWN]) + (
+            f" and {len(audit.mismatched) - _SHOWN} more" if len(audit.mismatched) > _SHOWN else "")
+        return (f"cache: mismatch: {len(audit.mismatched)} of {audit.chosen} audited cache hits gave another result when "
+                f"recomputed ({names}): their work() is not deterministic, or reads inputs the cache key cannot see "
+                "(declare them with Partition(inputs=...) or reads=); the fresh results were used and replaced the entries")

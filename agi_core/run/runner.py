@@ -1,8 +1,8 @@
 """`Runner`: the life of one run, from a request and a plan to a result and a record.
 
-checks (kernels, the app's environment) → run folder and first record → executor (by registry
-name) driven by the graph driver → outcomes streamed into the record and to listeners → reduce →
-final record. Ctrl-C and errors stop the executor at once and still write the record.
+checks (kernels, the app's environment) → run folder and first record → cache look-up (and the
+hits chosen for an audit) → executor (by registry name) driven by the graph driver → outcomes
+streamed into the record and to listeners → reduce → final record. Ctrl-C and errors stop the executor at once and still write the record.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..app import WorkContext
 from ..cache.inputs import check_inputs
+from ..cache.audit import new_seed
 from ..errors import RunError
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
 from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, JobSpec, Outcome, create_executor
 from ..kernels import select_kernels
 from ..modes import Mode
-from ..plan import GraphDriver
+from ..plan import GraphDriver, Known
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
 from ..provenance.lines import partition_line
 from .caching import RunCache
@@ -59,10 +60,12 @@ class Runner:
         self._where: ClusterRecord | None = None  # from the executor: e.g. the Dask scheduler
         self._not_ok = 0  # partitions that failed or were skipped
         self.cache: RunCache | None = None
+        self._python: Any = None  # the interpreter of local worker processes (preflight), None: this one
 
     async def run(self) -> RunResult:
         """Run the plan; raise `RunError` (with the partial result) when any partition failed."""
         ready = prepare(self.env, self.request, self.emit)
+        self._python = ready.python
         if self.request.use_cache:  # a bad `reads`, --refresh id or input fails here, before the run folder exists
             self.cache = RunCache.open(self.env, self.request, self.plan, kernel=ready.kernel_kind)
         elif any(p.inputs for p in self.plan.partitions):
@@ -81,18 +84,12 @@ class Runner:
             self.record.refreshed = list(self.request.refresh)
         self.writer.write(self.record)
         announce(self.request.step, self.record, self.writer.manifest)
-        cache = self.cache
-        job = JobSpec(self.env.src_dir, self.env.module_name, self.env.class_name, self.request.args, self.request.mode,
-                      self.run_dir / "out", run_id=self.run_id, cache_dir=cache.store.root if cache else None,
-                      cache_kernel=cache.keys.kernel if cache else "", refresh=self.request.refresh,
-                      inputs_base=self.request.share)
-        context = ExecutionContext(self.run_id, self.env.name, job, self.request.cluster, self.emit, ready.python,
-                                   app_distribution=self.env.distribution, app_version=self.env.version(),
-                                   keys=cache.keys.keys if cache else {})
-        executor = create_executor(self.request.executor, context)
         value = None
         try:
-            await self._execute(executor)
+            known, audit = self._look_up()
+            job = self._job(audit)
+            executor = create_executor(self.request.executor, self._context(job))
+            await self._execute(executor, known)
             self._check_outputs()
             self._check_reads()
             if not self._not_ok:
@@ -100,12 +97,12 @@ class Runner:
                 value = self._reduce(job)
             status = "failed" if self.error or self._not_ok else "ok"
         except (KeyboardInterrupt, asyncio.CancelledError):
-            self._finish("interrupted", "interrupted by the user (Ctrl-C)", executor)
+            self._finish("interrupted", "interrupted by the user (Ctrl-C)")
             raise
         except BaseException:
-            self._finish("failed", traceback.format_exc(), executor)
+            self._finish("failed", traceback.format_exc())
             raise
-        self._finish(status, self.error, executor)
+        self._finish(status, self.error)
         result = RunResult(run_id=self.run_id, app=self.env.name, mode=Mode(self.request.mode), status=status, value=value,
                            results={pid: o.result for pid, o in self.outcomes.items() if o.ok},
                            outcomes=list(self.outcomes.values()), run_dir=self.run_dir, plan=self.plan,
@@ -114,11 +111,38 @@ class Runner:
             raise RunError(self._failure_message(), fix=f"see the record: agi runs show {self.run_id}", result=result)
         return result
 
-    async def _execute(self, executor: Executor) -> None:
-        known = {}
-        if self.cache is not None:
-            self.emit(Phase("cache", f"looking up {len(self.plan.partitions)} partitions in {self.cache.store.root}"))
-            known = self.cache.load(self.plan, self.run_dir / "out", self.emit)
+    def _look_up(self) -> tuple[dict[str, Known], dict[str, str]]:
+        """The results found in the cache (outputs restored), and the hits chosen for the audit
+        (partition -> the digest its worker compares with), which are computed again."""
+        if self.cache is None:
+            return {}, {}
+        self.emit(Phase("cache", f"looking up {len(self.plan.partitions)} partitions in {self.cache.store.root}"))
+        known = self.cache.load(self.plan, self.run_dir / "out", self.emit)
+        fraction = self.request.cache.audit
+        if not fraction:
+            return known, {}
+        audit = self.cache.pick_audits(known, fraction, new_seed())
+        assert self.record is not None and self.cache.audit is not None
+        self.record.audit = self.cache.audit
+        self.writer.write(self.record)
+        if audit:
+            self.emit(Notice(f"cache audit: recomputing {len(audit)} of {self.cache.audit.hits} cache hits "
+                             f"(--audit {fraction:g}, seed {self.cache.audit.seed}) to compare them with their entries"))
+        return known, audit
+
+    def _job(self, audit: dict[str, str]) -> JobSpec:
+        cache = self.cache
+        return JobSpec(self.env.src_dir, self.env.module_name, self.env.class_name, self.request.args, self.request.mode,
+                       self.run_dir / "out", run_id=self.run_id, cache_dir=cache.store.root if cache else None,
+                       cache_kernel=cache.keys.kernel if cache else "", refresh=self.request.refresh, audit=audit,
+                       inputs_base=self.request.share)
+
+    def _context(self, job: JobSpec) -> ExecutionContext:
+        return ExecutionContext(self.run_id, self.env.name, job, self.request.cluster, self.emit, self._python,
+                                app_distribution=self.env.distribution, app_version=self.env.version(),
+                                keys=self.cache.keys.keys if self.cache else {})
+
+    async def _execute(self, executor: Executor, known: dict[str, Known]) -> None:
         driver = GraphDriver(self.plan.partitions, known=known)
         todo = _without(self.plan, known)
         # The plan's objects live as long as the run: keep the garbage collector from scanning
@@ -164,6 +188,10 @@ class Runner:
     def _take(self, outcome: Outcome) -> None:
         if self.cache is not None and self.cache.corrupt:
             self.cache.mark(outcome)
+        if self.cache is not None and self.cache.audits:
+            notice = self.cache.audited(outcome)
+            if notice is not None:
+                self.emit(notice)
         self.outcomes[outcome.id] = outcome
         self._not_ok += outcome.status not in ("ok", "cached")
         self.writer.add(outcome.id, outcome.line or partition_line(outcome))
@@ -218,8 +246,12 @@ class Runner:
         self.record.warnings.append(warning)
         self.emit(Notice(warning))
 
-    def _finish(self, status: str, error: str | None, executor: Executor) -> None:
+    def _finish(self, status: str, error: str | None) -> None:
         assert self.record is not None
+        warning = self.cache.audit_warning() if self.cache is not None else None
+        if warning is not None:
+            self.record.warnings.append(warning)
+            self.emit(Notice(warning, level="warning"))
         ended = time.time()
         local = None
         if self.request.executor != "dask":
@@ -229,6 +261,7 @@ class Runner:
         notes = self.record.kernel_note or _kernel_notes(self.outcomes.values())
         self.record = self.record.model_copy(update={
             "kernel_note": notes,
+            "audit": self.cache.audit if self.cache is not None else None,
             "status": status, "error": error, "ended": iso(ended), "duration_s": round(ended - self.started, 6),
             "cluster": self._where or self.record.cluster,
             "workers": worker_records(self.outcomes.values(), facts, local),
@@ -256,7 +289,7 @@ def _kernel_notes(outcomes: Iterable[Outcome], shown: int = 5) -> str | None:
     on h2: ran the CPU kernels"); the run's summary names each distinct one once, as a local
     run's does. Cache notes ("not cached: ...", "result from the cache") are not about kernels."""
     notes = dict.fromkeys(part for o in outcomes if o.note for part in o.note.split(NOTE_SEPARATOR)
-                          if not part.startswith(("not cached", "result from the cache")))
+                          if not part.startswith(("not cached", "result from the cache", "cache audit", "the recomputed result")))
     text = NOTE_SEPARATOR.join(list(notes)[:shown]) + (f"; and {len(notes) - shown} more" if len(notes) > shown else "")
     return text or None
 
