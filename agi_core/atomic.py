@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 __all__ = ["write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
 
 
-def write_bytes_atomic(path: Path, data: bytes, *, mode: int = 0o644, sync: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically; ``mode`` applies from the first byte (e.g. 0o600 for keys)."""
+def write_bytes_atomic(path: Path, data: bytes | Iterable[bytes], *, mode: int = 0o644, sync: bool = False) -> None:
+    """Write ``data`` (bytes, or chunks of them: a large file need not be joined in memory first)
+    to ``path`` atomically; ``mode`` applies from the first byte (e.g. 0o600 for keys)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, bytes | bytearray | memoryview):
+                handle.write(data)
+            else:
+                handle.writelines(data)
             if sync:
                 handle.flush()
                 os.fsync(handle.fileno())

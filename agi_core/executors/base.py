@@ -78,7 +78,7 @@ class Outcome:
     retries: int = 0
     outputs: tuple[str, ...] = ()  # files it declared with ctx.output(), relative to the run's out/
     result: Any = field(default=None, repr=False)
-    line: bytes = field(default=b"", repr=False)  # its record line, made where it ran (`provenance.lines`)
+    line: bytes = field(default=b"", repr=False)  # its record line, made where it ran (`provenance.lines`); emptied once recorded
     cache: str = ""
     key: str = ""
     location: str = ""

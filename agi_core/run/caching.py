@@ -13,7 +13,7 @@ the executor too, with each entry's digest: the worker compares what it computes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,8 +70,11 @@ class RunCache:
         return cls(store, keys, frozenset(request.refresh))
 
     def write_keys(self, run_dir: Path) -> None:
-        """Keep the keys beside the run's record (for `agi runs show --why` and `agi cache gc`)."""
+        """Keep the keys beside the run's record (for `agi runs show --why` and `agi cache gc`).
+        What each key was made of is needed only there: the run keeps the keys alone (at
+        1,000,000 partitions, the parts are 200 MB of the manager's memory)."""
         write_bytes_atomic(run_dir / KEYS_FILE, self.keys.to_json())
+        self.keys = replace(self.keys, parts={}, inputs={})
 
     def load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, Known]:
         """Load every usable entry of the plan's keys, restoring their output files into

@@ -12,6 +12,7 @@ import gc
 import logging
 import time
 import traceback
+from types import MappingProxyType
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -92,9 +93,10 @@ class Runner:
             await self._execute(executor, known)
             self._check_outputs()
             self._check_reads()
+            results = {pid: o.result for pid, o in self.outcomes.items() if o.ok}
             if not self._not_ok:
                 self.emit(Phase("reducing"))
-                value = self._reduce(job)
+                value = self._reduce(job, results)
             status = "failed" if self.error or self._not_ok else "ok"
         except (KeyboardInterrupt, asyncio.CancelledError):
             self._finish("interrupted", "interrupted by the user (Ctrl-C)")
@@ -104,7 +106,7 @@ class Runner:
             raise
         self._finish(status, self.error)
         result = RunResult(run_id=self.run_id, app=self.env.name, mode=Mode(self.request.mode), status=status, value=value,
-                           results={pid: o.result for pid, o in self.outcomes.items() if o.ok},
+                           results=results,
                            outcomes=list(self.outcomes.values()), run_dir=self.run_dir, plan=self.plan,
                            duration_s=time.time() - self.started)
         if status != "ok":
@@ -195,13 +197,14 @@ class Runner:
         self.outcomes[outcome.id] = outcome
         self._not_ok += outcome.status not in ("ok", "cached")
         self.writer.add(outcome.id, outcome.line or partition_line(outcome))
+        outcome.line = b""  # the record's log has it now: 1,000,000 lines are 300 MB the manager need not keep
         if self.emit is not ignore:  # 100,000 events nobody reads cost a third of a second
             self.emit(PartitionDone(outcome.id, outcome.slot, outcome.status, outcome.host, outcome.worker,
                                     outcome.duration, outcome.error))
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
-    def _reduce(self, job: JobSpec) -> Any:
+    def _reduce(self, job: JobSpec, results: dict[str, Any]) -> Any:
         app = self.env.app_class()
         # reduce runs here, on the manager, which need not have compiled or GPU kernels
         kernels = select_kernels(job.module_name.split(".")[0], Mode(0))
@@ -209,7 +212,8 @@ class Runner:
                           kernel_kind=kernels.kind, device=kernels.device, out_dir=job.out_dir,
                           log=logging.getLogger(f"agi.app.{job.module_name}"), slot="manager")
         try:
-            return app.reduce({pid: o.result for pid, o in self.outcomes.items()}, ctx)
+            # read-only: the same dict (1,000,000 entries at scale) is the run result's `results`
+            return app.reduce(MappingProxyType(results), ctx)
         except Exception:  # noqa: BLE001 - recorded and raised as the run's failure
             self.error = "App.reduce failed:\n" + traceback.format_exc()
             return None
@@ -267,8 +271,7 @@ class Runner:
             "workers": worker_records(self.outcomes.values(), facts, local),
             "totals": totals(self.plan, self.outcomes.values()),
         })
-        slot_of = self.plan.slot_of()
-        self.writer.finish(self.record, ((p.id, slot_of.get(p.id)) for p in self.plan.partitions))
+        self.writer.finish(self.record, (p.id for p in self.plan.partitions), self.plan.slot_of)
         announce(self.request.step, self.record, self.writer.manifest)
         self.emit(RunFinished(self.run_id, status, round(ended - self.started, 6), self.record.totals.model_dump()))
 
