@@ -331,8 +331,8 @@ _FIELDS = ("weight", "payload", "deps", "needs", "reads", "prefers", "inputs")
 
 
 def _edits(plan: WorkPlan, current: WorkPlan | None) -> str:
-    """What an edit of ``plan``'s partitions or args changed: compared with ``current`` (the plan
-    as the app makes it today). Empty when there is nothing to compare with."""
+    """What an edit of ``plan``'s partitions or args changed, compared with ``current`` (the plan
+    as the app makes it today); without it, how to find out."""
     if current is None:
         return ("; run it with `agi run APP --plan FILE`, which compares it with what the app plans, "
                 "to see which partition or arg differs")
