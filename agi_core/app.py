@@ -70,6 +70,8 @@ class Partition:
                 object.__setattr__(self, "weight", float(self.weight))
             except (TypeError, ValueError):
                 raise TypeError(f"partition {self.id!r}: weight must be a number, not {self.weight!r}") from None
+            except OverflowError:  # an int too large for a float
+                raise ValueError(f"partition {self.id!r}: weight must be a finite number, not {self.weight!r}") from None
         if not math.isfinite(self.weight):  # JSON has no NaN or infinity: such a plan could not be saved
             raise ValueError(f"partition {self.id!r}: weight must be a finite number, not {self.weight!r}")
 

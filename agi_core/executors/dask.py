@@ -22,7 +22,8 @@ from ..events import ClusterReady
 from ..modes import Mode
 from ..provenance import ClusterRecord
 from .base import ExecutionContext, Executor, Outcome, settle
-from .worker import pack, run_batch, unpack
+from .wire import pack_outcomes, unpack_outcomes
+from .worker import pack, run_batch
 
 if TYPE_CHECKING:
     from ..plan import GraphDriver, WorkPlan
@@ -149,8 +150,8 @@ class DaskExecutor(Executor):
         order = topological_order([p for p in plan.partitions if p.id in linked])[0] if linked else []
         for pid in order:
             # a dependency found in the cache has no future: its result travels as data
-            deps = {dep: dag_futures[dep] if dep in dag_futures else pack([Outcome(dep, "", "cached", result=driver.result(dep))])
-                    for dep in parts[pid].deps}
+            deps = {dep: dag_futures[dep] if dep in dag_futures
+                    else pack_outcomes([Outcome(dep, "", "cached", result=driver.result(dep))]) for dep in parts[pid].deps}
             # each slot's list is in plan order (critical path first): among ready nodes, Dask
             # runs the higher priority first
             dag_futures[pid] = self._submit(job_json, [pid], slot_of[pid], deps, addresses, parts, key=pid, priority=-rank[pid])
@@ -159,7 +160,8 @@ class DaskExecutor(Executor):
 
     async def _collect(self, finished: list[Any]) -> list[Outcome]:
         """The outcomes of finished tasks: one gather for those that succeeded, and failed
-        outcomes for the partitions of tasks that raised (e.g. KilledWorker)."""
+        outcomes for the partitions of tasks that raised (e.g. KilledWorker). A result the manager
+        cannot load (`wire`) fails its own partition, saying which type and what to install."""
         outcomes: list[Outcome] = []
         ok = [future for future in finished if future.status == "finished"]
         if ok:
@@ -169,12 +171,12 @@ class DaskExecutor(Executor):
                 values = None
             if values is not None:
                 for value in values:
-                    outcomes += unpack(value)
+                    outcomes += unpack_outcomes(value, "the manager")
                 finished = [future for future in finished if future.status != "finished"]
         for future in finished:
             slot, ids = self._futures[future]
             try:
-                outcomes += unpack(await future)
+                outcomes += unpack_outcomes(await future, "the manager")
             except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the task's partitions failed
                 if self.client.status not in ("running", "newly-created"):
                     raise AgiError(f"lost the Dask scheduler at {self.client.scheduler.address}: {type(exc).__name__}: {exc}",

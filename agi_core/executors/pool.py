@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..app import Partition
 from .base import ExecutionContext, Executor, JobSpec, Outcome, settle, skipped_outcomes
 from .slot_process import Batch, slot_main
+from .wire import unpack_outcomes
 
 if TYPE_CHECKING:
     from ..plan import GraphDriver, WorkPlan
@@ -186,12 +187,22 @@ class PoolExecutor(Executor):
 
     @staticmethod
     def _receive(slot: _SlotProcess, inbox: asyncio.Queue[tuple[str, list[Outcome] | None, bool]]) -> None:
+        # An event-loop callback: an exception here would only be logged, and the run would wait
+        # for these outcomes forever. Whatever cannot be read ends the slot's partitions instead.
         try:
-            outcomes, done = slot.conn.recv()
+            data, done = slot.conn.recv()
+            outcomes = unpack_outcomes(data, "the manager")  # a result it cannot load fails its partition
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(slot.conn.fileno())
             slot.process.join(timeout=1)
             slot.dead = f"worker process of slot {slot.name} died (exit code {slot.process.exitcode})"
+            inbox.put_nowait((slot.name, None, True))
+            return
+        except Exception as exc:  # noqa: BLE001 - a message the manager cannot read at all: the slot is lost
+            asyncio.get_running_loop().remove_reader(slot.conn.fileno())
+            slot.kill()
+            slot.dead = (f"the worker process of slot {slot.name} sent outcomes the manager cannot read "
+                         f"({type(exc).__name__}: {exc}); it was stopped")
             inbox.put_nowait((slot.name, None, True))
             return
         inbox.put_nowait((slot.name, outcomes, done))

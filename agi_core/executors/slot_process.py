@@ -2,12 +2,12 @@
 
 Outcomes go back in small groups: at the end of a batch, and whenever 0.1 s has passed since the
 last send, so a slot of long partitions reports each one as it finishes and a slot of 50,000
-tiny ones sends a few hundred messages, not 50,000.
+tiny ones sends a few hundred messages, not 50,000. Each result is pickled on its own (`wire`):
+one the manager cannot load fails its partition, not the group.
 """
 
 from __future__ import annotations
 
-import pickle
 import signal
 import time
 import traceback
@@ -17,6 +17,7 @@ from typing import Any
 from ..app import Partition
 from ..lifeline import die_with_parent
 from .base import JobSpec, Outcome
+from .wire import pack_outcomes
 from .worker import PartitionRunner
 
 __all__ = ["Batch", "slot_main"]
@@ -52,15 +53,5 @@ def slot_main(conn: Connection, job: JobSpec, name: str, parent_pid: int, parts:
 
 
 def _send(conn: Connection, outcomes: list[Outcome], *, done: bool) -> None:
-    try:
-        conn.send((outcomes, done))
-        return
-    except (pickle.PicklingError, TypeError, AttributeError, ValueError):
-        pass  # some result cannot be pickled: find it, fail it, send the rest
-    for outcome in outcomes:
-        try:
-            pickle.dumps(outcome.result)
-        except Exception as exc:  # noqa: BLE001 - any pickling failure is that partition's failure
-            outcome.status, outcome.result, outcome.line = "failed", None, b""  # the manager writes its line
-            outcome.error = f"the result of partition '{outcome.id}' cannot be sent back: {type(exc).__name__}: {exc}"
-    conn.send((outcomes, done))
+    # Each result in its own pickle (`wire`): one the manager cannot load fails only its partition.
+    conn.send((pack_outcomes(outcomes), done))

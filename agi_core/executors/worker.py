@@ -23,6 +23,7 @@ from ..modes import Mode
 from ..provenance.lines import partition_line
 from .base import JobSpec, Outcome
 from .file_reads import ReadWatch, ignored_folders
+from .wire import pack_outcomes, read_outcomes
 
 __all__ = ["PartitionRunner", "pack", "run_batch", "unpack"]
 
@@ -159,34 +160,46 @@ def _runner(job_json: str) -> PartitionRunner:
 def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, bytes]) -> bytes:
     """Dask task: run a batch of partitions in order on this worker.
 
-    Partitions come, with their cache keys ("" without the cache), and outcomes go as one pickle
-    each (`pack`): Dask serialises a list element
-    by element, which made 100,000 tiny partitions cost 100,000 frames each way. Dependencies
+    Partitions come, with their cache keys ("" without the cache), as one pickle (`pack`), and
+    outcomes go back as one frame (`wire.pack_outcomes`): Dask serialises a list element by
+    element, which made 100,000 tiny partitions cost 100,000 frames each way. Dependencies
     arrive as their tasks' packed outcomes; when one of them did not succeed, the batch is
-    skipped. Each outcome names the Dask worker that really ran it (which differs from
-    ``slot`` when Dask moved the task after a failure).
+    skipped, and when this worker cannot load one's result, the batch fails saying so. Each
+    outcome names the Dask worker that really ran it (which differs from ``slot`` when Dask
+    moved the task after a failure). Nothing the app raises leaves as an exception (the manager
+    might not be able to load it): its traceback is the partitions' error.
     """
     from distributed import get_worker
 
-    runner = _runner(job_json)
+    parts = unpack(packed_parts)
+    host = socket.gethostname()
     try:
         worker = str(get_worker().name)
     except ValueError:  # not on a Dask worker (direct call in a test)
-        worker = runner.worker
+        worker = f"{host}:{os.getpid()}"
     inputs = {}
     for dep, packed in deps.items():
-        done = unpack(packed)[0]
+        (done,), unreadable = read_outcomes(packed, f"worker {worker}")
+        if done.id in unreadable:
+            error = f"its dependency {dep}: {unreadable[done.id]}"
+            return pack_outcomes([Outcome(part.id, slot, "failed", host, worker, error=error) for part, _ in parts])
         if not done.ok:  # DAG nodes are submitted up front: a failed dependency means skip
-            return pack([Outcome(part.id, slot, "skipped", error=f"dependency {dep} did not succeed") for part, _ in unpack(packed_parts)])
+            error = f"dependency {dep} did not succeed"
+            return pack_outcomes([Outcome(part.id, slot, "skipped", error=error) for part, _ in parts])
         inputs[dep] = done.result
+    try:
+        runner = _runner(job_json)
+    except Exception:  # noqa: BLE001 - loading the app failed: each partition's failure, as in a pool slot
+        error = traceback.format_exc()
+        return pack_outcomes([Outcome(part.id, slot, "failed", host, worker, error=error) for part, _ in parts])
     outcomes = []
-    for part, key in unpack(packed_parts):
+    for part, key in parts:
         outcomes.append(runner.run(part, slot, inputs, worker=worker, key=key))
-    return pack(outcomes)
+    return pack_outcomes(outcomes)
 
 
 def pack(items: list[Any]) -> bytes:
-    """Partitions or outcomes as one pickle, for Dask to move as a single frame."""
+    """A batch's partitions as one pickle, for Dask to move as a single frame (outcomes: `wire`)."""
     return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
 
 

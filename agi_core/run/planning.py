@@ -81,8 +81,11 @@ def chosen_plan(env: AgiEnv, request: RunRequest, given: WorkPlan | str | Path |
     if given is None and request.plan_file is None:
         return fresh
     source = given if given is not None else request.plan_file
-    chosen = source if isinstance(source, WorkPlan) else WorkPlan.load(source)
     origin = "the given plan" if isinstance(source, WorkPlan) else str(source)
-    chosen.check(origin=origin)
+    if isinstance(source, WorkPlan):
+        chosen = source
+        chosen.check(origin=origin, current=fresh)
+    else:  # checked as it is read; an edit of its partitions or args is named by comparing with `fresh`
+        chosen = WorkPlan.load(source, current=fresh)
     chosen.check_current(fresh, origin=origin)
     return chosen

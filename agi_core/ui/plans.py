@@ -66,7 +66,7 @@ def plan_view(config: UiConfig, env: AgiEnv) -> PlanView:
     plan, edited, stale = fresh, False, None
     if file.exists():
         try:
-            plan, edited = WorkPlan.load(file), True
+            plan, edited = WorkPlan.load(file, current=fresh), True
             plan.check_current(fresh, origin="the edited plan")
         except PlanError as exc:
             stale = f"{exc.message} — discard the edits to plan afresh"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import time
 from typing import Any
 
@@ -25,6 +27,18 @@ class ToyArgs(BaseModel):
     offset: int = 0  # added to every square: the one arg results read (see `reads` below)
     stray_files: bool = False  # each partition writes out_dir/stray-i.txt without declaring it
     fail_while: str = ""  # a path: partitions in fail_on fail only while this file exists
+    private: str = ""  # a module file (a class Frame(dict)) that only the processes running private_on import
+    private_on: list[int] = []  # partitions that return a `private` Frame: other processes cannot load it
+
+
+def _private_frame(path: str, value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` as a Frame of the module at ``path``, imported from its folder, which this process
+    puts on its own path: a process that did not (the manager) cannot unpickle it, as a manager
+    without polars cannot load a polars frame its workers return."""
+    folder, name = os.path.split(path)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name.removesuffix(".py")).Frame(value)
 
 
 class Toy(App):
@@ -59,7 +73,8 @@ class Toy(App):
             (ctx.out_dir / f"stray-{i}.txt").write_text(str(i))
         if ctx.args.write_files:
             ctx.output(f"part-{i}.txt").write_text(f"{i} {os.getpid()}")
-        return {"square": i * i + ctx.args.offset, "pid": os.getpid(), "deps": {k: v["square"] for k, v in ctx.deps.items()}, "slot": ctx.slot}
+        result = {"square": i * i + ctx.args.offset, "pid": os.getpid(), "deps": {k: v["square"] for k, v in ctx.deps.items()}, "slot": ctx.slot}
+        return _private_frame(ctx.args.private, result) if i in ctx.args.private_on else result
 
     def reduce(self, results: dict[str, Any], ctx: WorkContext) -> int:
         return sum(r["square"] for r in results.values())
