@@ -111,7 +111,8 @@ class DaskExecutor(Executor):
 
         await self.start(plan)
         addresses = await self._addresses()
-        job_json = json.dumps(asdict(self.job), default=str)
+        # the audit's digests travel with their partitions (`_submit`), not in every task's job
+        job_json = json.dumps({**asdict(self.job), "audit": {}}, default=str)
         slot_of = plan.slot_of()
         pending = as_completed(self._submit_all(job_json, plan, driver, addresses), loop=self.client.loop)
         done: set[str] = set()  # partitions whose outcome was given (a skip can overtake its task)
@@ -188,8 +189,8 @@ class DaskExecutor(Executor):
     def _submit(self, job_json: str, ids: list[str], slot: str, deps: dict[str, Any], addresses: dict[str, str],
                 parts: dict[str, Any], *, key: str, priority: int = 0) -> Any:
         address = addresses.get(slot)
-        keys = self.context.keys
-        batch = pack([(parts[pid], keys.get(pid, "")) for pid in ids])
+        keys, audit = self.context.keys, self.job.audit
+        batch = pack([(parts[pid], keys.get(pid, ""), audit.get(pid, "")) for pid in ids])
         future = self.client.submit(run_batch, job_json, batch, slot, deps, key=f"agi-{self.context.run_id}-{key}",
                                     workers=[address] if address else None, allow_other_workers=True,
                                     retries=self.retries_allowed, pure=False, priority=priority)

@@ -56,10 +56,12 @@ class PartitionRunner:
                            out_dir=self.job.out_dir, log=log, slot=slot, deps=deps if deps is not None else {})
 
     def run(self, part: Partition, slot: str, deps: Mapping[str, Any] | None = None, *, worker: str | None = None,
-            key: str = "") -> Outcome:
+            key: str = "", audit: str = "") -> Outcome:
         """Run one partition; the outcome carries its result and its record line (made here,
         where the partition ran). ``worker``: the name to record (a Dask worker's). With a cache
-        ``key``, a result is stored in the cache from here: it need not pass through the manager."""
+        ``key``, a result is stored in the cache from here: it need not pass through the manager.
+        ``audit``: the digest of its cache entry when it is a hit recomputed for the audit (else
+        the job's audit map says, for executors that give the map once)."""
         ctx = self.context(slot, deps)
         kernels = self.kernels
         watch = self._watch(part) if key and self.cache is not None else None
@@ -78,7 +80,7 @@ class PartitionRunner:
         if watch is not None and watch.count:
             outcome.undeclared = self._shown(watch)
         if key and self.cache is not None:
-            self._store(outcome, key)
+            self._store(outcome, key, audit)
         outcome.line = partition_line(outcome)
         return outcome
 
@@ -96,7 +98,7 @@ class PartitionRunner:
         shown = tuple(path.removeprefix(base) if base and path.startswith(base) else path for path in watch.paths)
         return shown + ((f"… and {watch.count - len(shown)} more",) if watch.count > len(shown) else ())
 
-    def _store(self, outcome: Outcome, key: str) -> None:
+    def _store(self, outcome: Outcome, key: str, audit: str = "") -> None:
         """Put an ok result in the cache; a failure to store is noted, never the partition's failure."""
         outcome.key, outcome.cache = key, "miss"
         if outcome.status != "ok":
@@ -105,8 +107,8 @@ class PartitionRunner:
             outcome.add_note(f"not cached: it ran the {outcome.kernel} kernels, its key is for {self.job.cache_kernel}")
             return
         assert self.cache is not None
-        expected = self._audit.get(outcome.id)
-        if expected is not None:
+        expected = audit or self._audit.get(outcome.id)
+        if expected:
             self._audit_result(outcome, key, expected)
             return
         self._put(outcome, key, replace=outcome.id in self._refresh)
@@ -160,7 +162,8 @@ def _runner(job_json: str) -> PartitionRunner:
 def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, bytes]) -> bytes:
     """Dask task: run a batch of partitions in order on this worker.
 
-    Partitions come, with their cache keys ("" without the cache), as one pickle (`pack`), and
+    Partitions come, with their cache keys ("" without the cache) and audit digests ("" unless
+    audited), as one pickle (`pack`), and
     outcomes go back as one frame (`wire.pack_outcomes`): Dask serialises a list element by
     element, which made 100,000 tiny partitions cost 100,000 frames each way. Dependencies
     arrive as their tasks' packed outcomes; when one of them did not succeed, the batch is
@@ -193,8 +196,8 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
         error = traceback.format_exc()
         return pack_outcomes([Outcome(part.id, slot, "failed", host, worker, error=error) for part, _ in parts])
     outcomes = []
-    for part, key in parts:
-        outcomes.append(runner.run(part, slot, inputs, worker=worker, key=key))
+    for part, key, audit in parts:
+        outcomes.append(runner.run(part, slot, inputs, worker=worker, key=key, audit=audit))
     return pack_outcomes(outcomes)
 
 
