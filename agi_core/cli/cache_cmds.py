@@ -92,8 +92,8 @@ def cache_group() -> None:
     """The result cache on the share: list, inspect, clear, and collect garbage.
 
     \b
-    Entries live under <share>/cache/APP/, one per partition result, by content key; a run
-    reuses every entry whose key it computes (see docs/cache.md).
+    Entries live under <share>/cache/APP/, one per partition result, by content key, written
+    by the workers in pack files; a run reuses every entry whose key it computes (see docs/cache.md).
     """
 
 
@@ -174,9 +174,7 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
     found = []
     for name in names:
         store = CacheStore.for_app(root, name)
-        folder = store.root / key[:2]
-        keys = [p.name.removesuffix(".entry") for p in folder.glob(f"{key}*.entry")] if folder.is_dir() else []
-        found += [(name, store, k) for k in keys]
+        found += [(name, store, k) for k in store.matching(key)]
     if not found:
         raise AgiError(f"no cache entry with a key starting with {key!r} under {root / 'cache'}"
                        + (f" (app {names[0]})" if app else ""), fix="list the entries with `agi cache list APP`")
@@ -202,7 +200,7 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
               + f"  sha256 {header.get('sha256', '-')}")
     for item in outputs:
         out.print(f"output: {escape(item['path'])}  {format_size(item.get('size', 0))}  sha256 {str(item.get('sha256', ''))[:16]}…")
-    out.print(f"path: {escape(str(info.path))}")
+    out.print(f"path: {escape(str(info.path))}" + (f" (offset {header['offset']})" if "offset" in header else ""))
     if problem is None:
         out.print("[green]check: ok[/] (loads, and the result and outputs match their checksums)")
     else:
@@ -247,6 +245,42 @@ def cache_clear(ctx: click.Context, app: str, share: Path | None, yes: bool, as_
         return
     console().print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'} of {escape(name)} ({format_size(size)}) "
                     f"from {escape(str(store.root))}")
+
+
+@cache_group.command("verify")
+@click.argument("app", required=False)
+@apps_path_option
+@SHARE_OPTION
+@json_option
+@click.pass_context
+def cache_verify(ctx: click.Context, app: str | None, share: Path | None, as_json: bool) -> None:
+    """Check every entry of APP, or of every app: each result and output file against its
+    checksum, and every pack index. Exits 1 when anything cannot be trusted (a run would not use
+    it; it recomputes the partition). Checking does not count as a use.
+    """
+    from ..cache import CacheStore
+    from ..cache.maintenance import cache_apps, verify_store
+
+    root = share_for(ctx, app, share)
+    apps = [app_name(ctx, app, share)] if app else cache_apps(root)
+    report = []
+    for name in apps:
+        checked, problems = verify_store(CacheStore.for_app(root, name))
+        report.append({"app": name, "entries": checked, "problems": [{"key": k, "problem": p} for k, p in problems]})
+    bad = sum(len(r["problems"]) for r in report)
+    if as_json:
+        print_json({"share": str(root), "apps": report, "ok": bad == 0})
+    else:
+        out = console()
+        for item in report:
+            state = "[green]ok[/]" if not item["problems"] else f"[red]{len(item['problems'])} problem(s)[/]"
+            out.print(f"{escape(item['app'])}: {item['entries']} entries checked, {state}")
+            for problem in item["problems"]:
+                out.print(f"  {problem['key'][:12] or 'index'}: {escape(problem['problem'])}")
+        if not apps:
+            out.print(f"no cache under {escape(str(root / 'cache'))}")
+    if bad:
+        ctx.exit(1)
 
 
 @cache_group.command("gc")

@@ -117,15 +117,10 @@ def _why_computed(record: RunRecord, part: Any, old_part: Any, earlier: str) -> 
 
 def _stored_by(location: str | None) -> str | None:
     """The run that stored the cache entry at ``location`` (from its header), if it is still there."""
-    import json
+    from ..cache import CacheStore
 
-    if not location:
-        return None
-    try:
-        with open(location, "rb") as handle:
-            return json.loads(handle.readline()).get("run_id") or None
-    except (OSError, ValueError):
-        return None
+    header = CacheStore.header_at(location) if location else None
+    return (header or {}).get("run_id") or None
 
 
 def _earlier(record: RunRecord, pid: str) -> tuple[RunRecord | None, RunKeys | None]:

@@ -40,6 +40,8 @@ class PartitionRunner:
         self._loggers: dict[str, logging.Logger] = {}
         job.out_dir.mkdir(parents=True, exist_ok=True)
         self.cache = CacheStore(job.cache_dir) if job.cache_dir is not None else None
+        self._writer = self.cache.writer() if self.cache is not None else None
+        self._unflushed: list[Outcome] = []  # outcomes that say "stored" for entries not written yet
         self._refresh = frozenset(job.refresh)
 
     def context(self, slot: str, deps: Mapping[str, Any] | None = None) -> WorkContext:
@@ -77,15 +79,31 @@ class PartitionRunner:
         if outcome.kernel != self.job.cache_kernel:
             outcome.add_note(f"not cached: it ran the {outcome.kernel} kernels, its key is for {self.job.cache_kernel}")
             return
-        assert self.cache is not None
+        assert self._writer is not None
         try:
-            path = self.cache.put(key, outcome.result, partition=outcome.id, out_dir=self.job.out_dir, outputs=outcome.outputs,
-                                  replace=outcome.id in self._refresh, run_id=self.job.run_id, kernel=outcome.kernel,
-                                  worker=outcome.worker)
+            location = self._writer.add(key, outcome.result, partition=outcome.id, out_dir=self.job.out_dir,
+                                        outputs=outcome.outputs, replace=outcome.id in self._refresh, run_id=self.job.run_id,
+                                        kernel=outcome.kernel, worker=outcome.worker)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
             outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
             return
-        outcome.cache, outcome.location = "stored", str(path)
+        outcome.cache, outcome.location = "stored", location
+        self._unflushed.append(outcome)
+
+    def flush(self) -> None:
+        """Write the buffered cache entries as one pack. Call it before outcomes that say
+        ``stored`` leave this process: a reported entry is on the share. If writing fails, those
+        outcomes say ``miss`` with the reason (the partitions themselves succeeded)."""
+        if self._writer is None or not self._unflushed:
+            return
+        pending, self._unflushed = self._unflushed, []
+        try:
+            self._writer.flush()
+        except Exception as exc:  # noqa: BLE001 - e.g. a full share: the results are still good
+            for outcome in pending:
+                outcome.cache, outcome.location = "miss", ""
+                outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
+                outcome.line = partition_line(outcome)
 
 
 @functools.lru_cache(maxsize=4)
@@ -123,6 +141,7 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
     outcomes = []
     for part, key in unpack(packed_parts):
         outcomes.append(runner.run(part, slot, inputs, worker=worker, key=key))
+    runner.flush()  # the batch's entries, as one pack, before its outcomes go
     return pack(outcomes)
 
 

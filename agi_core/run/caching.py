@@ -63,23 +63,30 @@ class RunCache:
         slot_of = plan.slot_of()
         wanted = {key: pid for pid, key in self.keys.keys.items() if pid not in self.refresh}
         known: dict[str, Known] = {}
-        for key in self.store.existing(wanted):
+        view = self.store.view(wanted)  # every index read once; then each pack once, not a file per key
+        bad: list[str] = []
+        for key, entry, problem in self.store.load_many(view, view.keys()):
             pid = wanted[key]
-            try:
-                entry = self.store.load(key)
-                self.store.restore(entry, out_dir)
-            except FileNotFoundError:
-                continue  # removed since we looked (gc, clear): computed again
-            except CorruptEntry as exc:
-                self.corrupt[pid] = str(exc)
-                self.store.discard(key)
+            if entry is not None and entry.header.get("outputs"):
+                try:
+                    self.store.restore(entry, out_dir)
+                except CorruptEntry as exc:
+                    entry, problem = None, str(exc)
+            if entry is None:
+                if problem is not None:  # None: removed since we looked (gc, clear): computed again
+                    self.corrupt[pid] = problem
+                    bad.append(key)
                 continue
-            known[pid] = Known(entry.result, source=str(entry.path))
+            known[pid] = Known(entry.result, source=entry.location)
             outcome = Outcome(pid, slot_of.get(pid, ""), "cached", note="result from the cache", result=entry.result,
-                              outputs=tuple(entry.outputs), cache="hit", key=key, location=str(entry.path),
+                              outputs=tuple(entry.outputs), cache="hit", key=key, location=entry.location,
                               kernel=str(entry.header.get("kernel", "")))
             outcome.line = partition_line(outcome)
             self.hits[pid] = outcome
+        if bad:
+            self.store.discard_many(bad)
+        for problem in view.problems[:3]:
+            emit(Notice(f"a cache index was not used: {problem}"))
         if self.corrupt:
             emit(Notice(f"{len(self.corrupt)} cache entr{'y was' if len(self.corrupt) == 1 else 'ies were'} corrupt and will be "
                         f"recomputed: {next(iter(self.corrupt.values()))}"))
