@@ -261,13 +261,22 @@ class CacheStore:
 
     @staticmethod
     def header_at(location: str) -> dict[str, Any] | None:
-        """The header of the entry a run's record names (``<pack>#<key>`` or a ``.entry`` path), if it is there."""
+        """The header of the entry a run's record names (``<pack>#<key>`` or a ``.entry`` path),
+        if it is still there. A pack rewritten since (by gc, or a bundle import) has another name:
+        the key is then looked up in the whole cache."""
         pack, _, key = location.partition("#")
         try:
             if not key:
                 with open(location, "rb") as handle:
                     return decode_single(Path(location), handle.readline())[0]
             ref, rows = packs.read_index(Path(pack).with_suffix(packs.INDEX_SUFFIX))
+        except FileNotFoundError:
+            if not key:
+                return None
+            place = CacheStore(Path(pack).parent.parent).view({key}).places.get(key)
+            if place is None:
+                return None
+            return _header_of(place)
         except (OSError, CorruptEntry, ValueError):
             return None
         row = next((row for row in rows if row[packs.KEY] == key), None)
@@ -427,6 +436,16 @@ class EntryWriter:
             for key, name in files:
                 shutil.rmtree(self.store.root / key[:2] / name, ignore_errors=True)
             raise
+
+
+def _header_of(place: tuple[packs.PackRef, packs.Row] | Path) -> dict[str, Any] | None:
+    if not isinstance(place, Path):
+        return packs.row_header(*place)
+    try:
+        with place.open("rb") as handle:
+            return decode_single(place, handle.readline())[0]
+    except (OSError, CorruptEntry):
+        return None
 
 
 def _touch(path: Path) -> None:
