@@ -105,7 +105,7 @@ def rerun_parts(share: str, n: int) -> dict[str, float]:
     from agi_core.cache import CacheStore, plan_keys
 
     env = AgiEnv(app="noop", apps_path=ROOT / "tests" / "apps")
-    app = env.app_class()()
+    app = env.app_class()
     args = app.Args(n=n)
     start = time.perf_counter()
     parts = app.plan(args)

@@ -198,7 +198,8 @@ def test_discard_gc_and_clear_rewrite_or_remove_packs_and_keep_the_rest_whole(to
     used = old_index.stat().st_mtime - 100
     os.utime(old_index, (used, used))
     gone = keys[0]
-    files = view.places[gone][1][8]
+    index, position = view.places[gone]
+    files = index.files[position]
     assert store.discard_many([gone]) == {gone}
     assert not old_index.exists() and not (store.packs_dir / f"{name}.pack").exists() and not (store.root / gone[:2] / files).exists()
     after = {info.key: info for info in store.entries()}

@@ -35,14 +35,12 @@ class Entry:
     """A loaded entry: its header, its result, and where it came from.
 
     ``path``: the file that holds it (a pack, or a single ``.entry`` file); ``location``: what a
-    run's record names (``<pack>#<key>`` for a pack entry, the path for a single file);
-    ``folder``: where its output folder (``header["files"]``) lives."""
+    run's record names (``<pack>#<key>`` for a pack entry, the path for a single file)."""
 
     path: Path
     header: dict[str, Any]
     result: Any
     location: str = ""
-    folder: Path | None = None
 
     @property
     def outputs(self) -> list[str]:
@@ -50,8 +48,10 @@ class Entry:
 
     @property
     def files_dir(self) -> Path:
-        """The folder of its output files (meaningful when it has outputs)."""
-        return (self.folder or self.path.parent) / str(self.header.get("files"))
+        """The folder of its output files (meaningful when it has outputs): beside a single-file
+        entry; for a pack entry, in the key's prefix folder of the cache (``packs/`` is beside it)."""
+        folder = self.path.parent.parent / str(self.header["key"])[:2] if "pack" in self.header else self.path.parent
+        return folder / str(self.header.get("files"))
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,10 @@ _SUFFIX = SINGLE_SUFFIX
 class CacheView:
     """The entries of a cache as one listing saw them: key -> where it is.
 
-    A place is ``(PackRef, row)`` for a pack entry, or the path of a single-file entry.
+    A place is ``(PackIndex, position)`` for a pack entry, or the path of a single-file entry.
     ``problems``: indexes that could not be read (their entries are not served)."""
 
-    places: dict[str, tuple[packs.PackRef, packs.Row] | Path] = field(default_factory=dict)
+    places: dict[str, tuple[packs.PackIndex, int] | Path] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def __contains__(self, key: str) -> bool:
@@ -96,16 +96,16 @@ class CacheStore:
             places[key] = path
         for index in packs.list_indexes(self.packs_dir):
             try:
-                ref, rows = packs.read_index(index)
+                pack = packs.read_index(index)
             except FileNotFoundError:
                 continue  # rewritten by a gc meanwhile: its entries are in the newer pack listed after it
             except (CorruptEntry, ValueError) as exc:
                 view.problems.append(str(exc))
                 continue
-            for row in rows:
-                key = row[packs.KEY]
-                if (wanted is None or key in wanted) and (row[packs.REPLACE] or key not in places):
-                    places[key] = (ref, row)
+            replaced = pack.replaced
+            for i, key in enumerate(pack.keys):  # a --refresh entry wins; else the first written stays
+                if (wanted is None or key in wanted) and (key not in places or i in replaced):
+                    places[key] = (pack, i)
         return view
 
     def _singles(self, wanted: Any) -> Iterator[tuple[str, Path]]:
@@ -145,8 +145,8 @@ class CacheStore:
         for one that cannot be trusted, ``(key, None, None)`` for one gone since ``view`` was
         taken; keys ``view`` does not have are left out. Each pack is read once and, with
         ``touch``, marked used once."""
-        for key, header, body, where, problem in self.read_raw(view, keys, touch=touch):
-            if problem is not None or body is None:
+        for key, header, body, path, where, problem in self._read(view, keys, touch):
+            if body is None:
                 yield key, None, problem
                 continue
             try:
@@ -154,14 +154,18 @@ class CacheStore:
             except Exception as exc:  # noqa: BLE001 - any unpickling failure makes the entry unusable
                 yield key, None, f"{where}: the result cannot be unpickled here ({type(exc).__name__}: {exc})"
                 continue
-            path = Path(where.split("#", 1)[0])
-            yield key, Entry(path, header, result, where, self.root / key[:2]), None
+            yield key, Entry(path, header, result, where), None
 
     def read_raw(self, view: CacheView, keys: Iterable[str], *, touch: bool = False
                  ) -> Iterator[tuple[str, dict[str, Any], bytes | None, str, str | None]]:
         """``(key, header, body, location, problem)``, bodies checked but not unpickled (bundles
         carry them as they are). ``body`` is None with a problem, or when the entry is gone."""
-        by_pack: dict[str, tuple[packs.PackRef, list[packs.Row]]] = {}
+        for key, header, body, _, where, problem in self._read(view, keys, touch):
+            yield key, header, body, where, problem
+
+    def _read(self, view: CacheView, keys: Iterable[str], touch: bool
+              ) -> Iterator[tuple[str, dict[str, Any], bytes | None, Path, str, str | None]]:
+        by_pack: dict[str, tuple[packs.PackIndex, list[int]]] = {}
         for key in keys:
             place = view.places.get(key)
             if place is None:
@@ -169,35 +173,38 @@ class CacheStore:
             if isinstance(place, Path):
                 yield self._read_single(key, place, touch)
                 continue
-            ref, row = place
-            by_pack.setdefault(ref.name, (ref, []))[1].append(row)
-        for ref, rows in by_pack.values():
+            index, i = place
+            by_pack.setdefault(index.name, (index, []))[1].append(i)
+        for index, positions in by_pack.values():
+            pack, keys_of = index.pack, index.keys
+            where = f"{pack}#"
             try:
-                checked = list(packs.read_bodies(ref, rows))
+                checked = list(packs.read_bodies(index, positions))
             except FileNotFoundError:
-                for row in rows:
-                    yield row[packs.KEY], {}, None, f"{ref.pack}#{row[packs.KEY]}", None
+                for i in positions:
+                    yield keys_of[i], {}, None, pack, where + keys_of[i], None
                 continue
-            for row, body, problem in checked:
-                yield row[packs.KEY], packs.row_header(ref, row), body, f"{ref.pack}#{row[packs.KEY]}", problem
+            for i, body, problem in checked:
+                yield keys_of[i], index.header(i), body, pack, where + keys_of[i], problem
             if touch:
-                _touch(ref.index)
+                _touch(index.index)
 
-    def _read_single(self, key: str, path: Path, touch: bool) -> tuple[str, dict[str, Any], bytes | None, str, str | None]:
+    def _read_single(self, key: str, path: Path, touch: bool
+                     ) -> tuple[str, dict[str, Any], bytes | None, Path, str, str | None]:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return key, {}, None, str(path), None
+            return key, {}, None, path, str(path), None
         try:
             header, body = decode_single(path, data)
             if header.get("key") != key:
                 raise CorruptEntry(f"{path}: the header is for key {str(header.get('key'))[:16]}…")
             check_body(str(path), header, body)
         except CorruptEntry as exc:
-            return key, {}, None, str(path), str(exc)
+            return key, {}, None, path, str(path), str(exc)
         if touch:
             _touch(path)
-        return key, header, body, str(path), None
+        return key, header, body, path, str(path), None
 
     def restore(self, entry: Entry, out_dir: Path | None) -> None:
         """Copy the entry's output files into ``out_dir``, checking each one's size and checksum
@@ -233,14 +240,14 @@ class CacheStore:
                     continue
                 path, mtime, size = place, stat.st_mtime, int(header.get("size", 0))
             else:
-                ref, row = place
-                if ref.index not in used:
+                index, i = place
+                if index.name not in used:
                     try:
-                        used[ref.index] = ref.index.stat().st_mtime
+                        used[index.name] = index.index.stat().st_mtime
                     except FileNotFoundError:
-                        used[ref.index] = 0.0
-                header = packs.row_header(ref, row)
-                path, mtime, size = ref.pack, used[ref.index], row[packs.SIZE]
+                        used[index.name] = 0.0
+                header = index.header(i)
+                path, mtime, size = index.pack, used[index.name], index.sizes[i]
             size += sum(int(o.get("size", 0)) for o in header.get("outputs", ()))
             yield EntryInfo(key, path, size, mtime, header)
 
@@ -269,7 +276,7 @@ class CacheStore:
             if not key:
                 with open(location, "rb") as handle:
                     return decode_single(Path(location), handle.readline())[0]
-            ref, rows = packs.read_index(Path(pack).with_suffix(packs.INDEX_SUFFIX))
+            index = packs.read_index(Path(pack).with_suffix(packs.INDEX_SUFFIX))
         except FileNotFoundError:
             if not key:
                 return None
@@ -279,8 +286,7 @@ class CacheStore:
             return _header_of(place)
         except (OSError, CorruptEntry, ValueError):
             return None
-        row = next((row for row in rows if row[packs.KEY] == key), None)
-        return packs.row_header(ref, row) if row is not None else None
+        return index.header(index.keys.index(key)) if key in index.keys else None
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -350,18 +356,19 @@ class CacheStore:
                 shutil.rmtree(path.parent / files, ignore_errors=True)
         for index in packs.list_indexes(self.packs_dir):
             try:
-                ref, rows = packs.read_index(index)
+                pack = packs.read_index(index)
             except FileNotFoundError:
                 continue
             except (CorruptEntry, ValueError):
                 continue  # served by nobody; gc removes it
-            if not any(row[packs.KEY] in drop for row in rows):
+            if drop.isdisjoint(pack.keys):
                 continue
-            for row in packs.rewrite_without(ref, rows, drop):
-                if row[packs.KEY] in drop:
-                    removed.add(row[packs.KEY])
-                if row[packs.FILES]:
-                    shutil.rmtree(self.root / row[packs.KEY][:2] / str(row[packs.FILES]), ignore_errors=True)
+            for i in packs.rewrite_without(pack, drop):
+                key = pack.keys[i]
+                if key in drop:
+                    removed.add(key)
+                if i in pack.files:
+                    shutil.rmtree(self.root / key[:2] / pack.files[i], ignore_errors=True)
         return removed
 
     def clear(self) -> int:
@@ -438,9 +445,9 @@ class EntryWriter:
             raise
 
 
-def _header_of(place: tuple[packs.PackRef, packs.Row] | Path) -> dict[str, Any] | None:
+def _header_of(place: tuple[packs.PackIndex, int] | Path) -> dict[str, Any] | None:
     if not isinstance(place, Path):
-        return packs.row_header(*place)
+        return place[0].header(place[1])
     try:
         with place.open("rb") as handle:
             return decode_single(place, handle.readline())[0]

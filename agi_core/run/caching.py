@@ -67,7 +67,8 @@ class RunCache:
         bad: list[str] = []
         for key, entry, problem in self.store.load_many(view, view.keys()):
             pid = wanted[key]
-            if entry is not None and entry.header.get("outputs"):
+            outputs = entry.header.get("outputs") if entry is not None else None
+            if entry is not None and outputs:
                 try:
                     self.store.restore(entry, out_dir)
                 except CorruptEntry as exc:
@@ -79,7 +80,7 @@ class RunCache:
                 continue
             known[pid] = Known(entry.result, source=entry.location)
             outcome = Outcome(pid, slot_of.get(pid, ""), "cached", note="result from the cache", result=entry.result,
-                              outputs=tuple(entry.outputs), cache="hit", key=key, location=entry.location,
+                              outputs=tuple(entry.outputs) if outputs else (), cache="hit", key=key, location=entry.location,
                               kernel=str(entry.header.get("kernel", "")))
             outcome.line = partition_line(outcome)
             self.hits[pid] = outcome
