@@ -94,10 +94,13 @@ class PackIndex:
 
     def header(self, i: int) -> dict[str, Any]:
         """Entry ``i``'s header, as a single-file entry would have it (plus ``pack`` and ``offset``)."""
-        return {"schema": ENTRY_SCHEMA, "key": self.keys[i], "partition": self.partitions[i], "created": self.created[i],
-                "size": self.sizes[i], "sha256": self.sha256[i], "outputs": self.outputs.get(i, []), "files": self.files.get(i),
-                **self.common, **self.extra.get(i, {}), "tag": self.tags.get(i), "replaced": i in self.replaced,
-                "pack": self.name, "offset": self.offsets[i]}
+        header = {"schema": ENTRY_SCHEMA, "key": self.keys[i], "partition": self.partitions[i], "created": self.created[i],
+                  "size": self.sizes[i], "sha256": self.sha256[i], "outputs": self.outputs.get(i, []), "files": self.files.get(i),
+                  **self.common, "tag": self.tags.get(i), "replaced": i in self.replaced, "pack": self.name,
+                  "offset": self.offsets[i]}
+        if i in self.extra:
+            header.update(self.extra[i])
+        return header
 
     def columns(self) -> dict[str, Any]:
         return {"key": self.keys, "size": self.sizes, "sha256": self.sha256, "partition": self.partitions, "created": self.created,
@@ -142,27 +145,33 @@ class PackWriter:
             sha256: str | None = None, **meta: Any) -> str:
         """Buffer one entry (``body``: the pickled result); returns its location, ``<pack>#<key>``.
         ``meta`` (run_id, kernel, worker, …) is stored once per pack where entries agree."""
+        return self.add_entry(key, body, partition, meta, created=created, replace=replace, outputs=outputs, files=files, tag=tag,
+                              sha256=sha256)
+
+    def add_entry(self, key: str, body: bytes, partition: str, meta: dict[str, Any], *, created: float | None = None,
+                  replace: bool = False, outputs: list[dict[str, Any]] | None = None, files: str | None = None,
+                  tag: str | None = None, sha256: str | None = None) -> str:
+        """`add`, with ``meta`` as one dict: the per-partition path of a worker (no keyword packing)."""
         if self._bodies and (self._offset + len(body) > self._max_bytes or len(self._bodies) >= self._max_entries):
             self.flush()
         index = self._index or self._start(meta)
-        i = len(index.keys)
         if meta != index.common:
             extra = {k: v for k, v in meta.items() if index.common.get(k, _MISSING) != v}
             extra.update({k: None for k in index.common if k not in meta})
-            index.extra[i] = extra
+            index.extra[len(index.keys)] = extra
+        if replace:
+            index.replaced.add(len(index.keys))
+        if outputs:
+            index.outputs[len(index.keys)] = outputs
+        if files:
+            index.files[len(index.keys)] = files
+        if tag is not None:
+            index.tags[len(index.keys)] = tag
         index.keys.append(key)
         index.sizes.append(len(body))
         index.sha256.append(sha256 or sha256_hex(body))
         index.partitions.append(partition)
         index.created.append(time.time() if created is None else created)
-        if replace:
-            index.replaced.add(i)
-        if outputs:
-            index.outputs[i] = outputs
-        if files:
-            index.files[i] = files
-        if tag is not None:
-            index.tags[i] = tag
         self._bodies.append(body)
         self._offset += len(body)
         return self._where + key

@@ -426,13 +426,19 @@ class EntryWriter:
 
     def add(self, key: str, result: Any, *, partition: str, out_dir: Path | None = None, outputs: Sequence[str] = (),
             replace: bool = False, **meta: Any) -> str:
-        """Buffer one entry; returns its location (``<pack>#<key>``), valid once flushed."""
+        """Buffer one entry; returns its location (``<pack>#<key>``), valid once flushed.
+        ``meta``: run_id, kernel, worker…, kept once per pack where entries agree."""
+        return self.add_result(key, result, partition, meta, out_dir=out_dir, outputs=outputs, replace=replace)
+
+    def add_result(self, key: str, result: Any, partition: str, meta: dict[str, Any], *, out_dir: Path | None = None,
+                   outputs: Sequence[str] = (), replace: bool = False) -> str:
+        """`add` with ``meta`` as one dict (a worker's per-partition path)."""
         body = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        if not outputs:
+            return self._packs.add_entry(key, body, partition, meta, replace=replace)
         files, described = self.store.stage_outputs(key, out_dir, outputs)
-        location = self._packs.add(key, body, partition=partition, replace=replace, outputs=described, files=files, **meta)
-        if files:
-            self._files.append((key, files))
-        return location
+        self._files.append((key, str(files)))
+        return self._packs.add_entry(key, body, partition, meta, replace=replace, outputs=described, files=files)
 
     def flush(self) -> Path | None:
         """Write the buffered entries as one pack; on failure their output folders are removed too."""

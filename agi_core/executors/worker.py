@@ -81,9 +81,9 @@ class PartitionRunner:
             return
         assert self._writer is not None
         try:
-            location = self._writer.add(key, outcome.result, partition=outcome.id, out_dir=self.job.out_dir,
-                                        outputs=outcome.outputs, replace=outcome.id in self._refresh, run_id=self.job.run_id,
-                                        kernel=outcome.kernel, worker=outcome.worker)
+            meta = {"run_id": self.job.run_id, "kernel": outcome.kernel, "worker": outcome.worker}
+            location = self._writer.add_result(key, outcome.result, outcome.id, meta, out_dir=self.job.out_dir,
+                                               outputs=outcome.outputs, replace=outcome.id in self._refresh)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
             outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
             return
