@@ -42,6 +42,7 @@ class PartitionRunner:
         self.cache = CacheStore(job.cache_dir) if job.cache_dir is not None else None
         self._writer = self.cache.writer() if self.cache is not None else None
         self._unflushed: list[Outcome] = []  # outcomes that say "stored" for entries not written yet
+        self._meta: dict[str, str] = {}  # what the cache entries say stored them: one dict while it stays the same
         self._refresh = frozenset(job.refresh)
 
     def context(self, slot: str, deps: Mapping[str, Any] | None = None) -> WorkContext:
@@ -81,7 +82,9 @@ class PartitionRunner:
             return
         assert self._writer is not None
         try:
-            meta = {"run_id": self.job.run_id, "kernel": outcome.kernel, "worker": outcome.worker}
+            meta = self._meta
+            if meta.get("kernel") != outcome.kernel or meta.get("worker") != outcome.worker:
+                meta = self._meta = {"run_id": self.job.run_id, "kernel": outcome.kernel, "worker": outcome.worker}
             location = self._writer.add_result(key, outcome.result, outcome.id, meta, out_dir=self.job.out_dir,
                                                outputs=outcome.outputs, replace=outcome.id in self._refresh)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
