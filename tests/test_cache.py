@@ -190,16 +190,16 @@ def test_discard_gc_and_clear_rewrite_or_remove_packs_and_keep_the_rest_whole(to
     store = CacheStore(share / "cache" / "toy")
     view = store.view()
     by_pack: dict[str, list[str]] = {}
-    for key, (ref, _) in view.places.items():
-        by_pack.setdefault(ref.name, []).append(key)
+    for key, index in view.places.items():
+        by_pack.setdefault(index.name, []).append(key)
     name, keys = max(by_pack.items(), key=lambda item: len(item[1]))
     assert len(keys) >= 2  # a slot's results share a pack (its first batches hold several partitions)
     old_index = store.packs_dir / f"{name}.index"
     used = old_index.stat().st_mtime - 100
     os.utime(old_index, (used, used))
     gone = keys[0]
-    index, position = view.places[gone]
-    files = index.files[position]
+    index = view.places[gone]
+    files = index.files[index.position[gone]]
     assert store.discard_many([gone]) == {gone}
     assert not old_index.exists() and not (store.packs_dir / f"{name}.pack").exists() and not (store.root / gone[:2] / files).exists()
     after = {info.key: info for info in store.entries()}

@@ -78,6 +78,7 @@ class PackIndex:
     tags: dict[int, str] = field(default_factory=dict)  # room for an authentication tag per entry (None for now)
     extra: dict[int, dict[str, Any]] = field(default_factory=dict)
     offsets: list[int] = field(default_factory=list)
+    position: dict[str, int] = field(default_factory=dict)  # key -> its position (the last, if a key is there twice)
 
     @property
     def pack(self) -> Path:
@@ -95,9 +96,14 @@ class PackIndex:
     def header(self, i: int) -> dict[str, Any]:
         """Entry ``i``'s header, as a single-file entry would have it (plus ``pack`` and ``offset``)."""
         header = {"schema": ENTRY_SCHEMA, "key": self.keys[i], "partition": self.partitions[i], "created": self.created[i],
-                  "size": self.sizes[i], "sha256": self.sha256[i], "outputs": self.outputs.get(i, []), "files": self.files.get(i),
-                  **self.common, "tag": self.tags.get(i), "replaced": i in self.replaced, "pack": self.name,
-                  "offset": self.offsets[i]}
+                  "size": self.sizes[i], "sha256": self.sha256[i], "outputs": self.outputs.get(i) or [], "files": None,
+                  **self.common, "tag": None, "replaced": False, "pack": self.name, "offset": self.offsets[i]}
+        if i in self.files:
+            header["files"] = self.files[i]
+        if i in self.tags:
+            header["tag"] = self.tags[i]
+        if i in self.replaced:
+            header["replaced"] = True
         if i in self.extra:
             header.update(self.extra[i])
         return header
@@ -238,12 +244,19 @@ def read_index(path: Path) -> PackIndex:
     if sha256_hex(body) != head.get("columns_sha256"):
         raise CorruptEntry(f"{path}: the index is cut short or altered (its checksum does not match); its entries are "
                            "not used; `agi cache gc` removes it")
-    cols = json.loads(body)
-    base = cols["created_base"]
-    index = PackIndex(path.parent, path.name[: -len(INDEX_SUFFIX)], head.get("common") or {}, cols["key"], cols["size"],
-                      cols["sha256"], cols["partition"], [base + ms / 1000 for ms in cols["created_ms"]], set(cols["replace"]),
-                      *({int(i): v for i, v in cols[name].items()} for name in ("outputs", "files", "tag", "extra")))
+    try:
+        cols = json.loads(body)
+        base = cols["created_base"]
+        index = PackIndex(path.parent, path.name[: -len(INDEX_SUFFIX)], head.get("common") or {}, cols["key"], cols["size"],
+                          cols["sha256"], cols["partition"], [base + ms / 1000 for ms in cols["created_ms"]], set(cols["replace"]),
+                          *({int(i): v for i, v in cols[name].items()} for name in ("outputs", "files", "tag", "extra")))
+        if not len(index.keys) == len(index.sizes) == len(index.sha256) == len(index.partitions) == len(index.created):
+            raise ValueError("columns of different lengths")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptEntry(f"{path}: the index's entries do not read ({type(exc).__name__}: {exc}); its entries are not used; "
+                           "`agi cache gc` removes it") from None
     index.offsets = [0, *itertools.accumulate(index.sizes)][:-1] if index.sizes else []
+    index.position = dict(zip(index.keys, range(len(index.keys))))
     return index
 
 

@@ -50,10 +50,12 @@ _SUFFIX = SINGLE_SUFFIX
 class CacheView:
     """The entries of a cache as one listing saw them: key -> where it is.
 
-    A place is ``(PackIndex, position)`` for a pack entry, or the path of a single-file entry.
+    A place is the `PackIndex` of a pack entry (``index.position[key]`` says where in it), or the
+    path of a single-file entry: one shared object per pack, so a view of 1,000,000 keys is one
+    dict, filled at C speed.
     ``problems``: indexes that could not be read (their entries are not served)."""
 
-    places: dict[str, tuple[packs.PackIndex, int] | Path] = field(default_factory=dict)
+    places: dict[str, packs.PackIndex | Path] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def __contains__(self, key: str) -> bool:
@@ -89,23 +91,28 @@ class CacheStore:
     def view(self, keys: Iterable[str] | None = None) -> CacheView:
         """Read every index once (and list the single-file entries): where each key is, for
         ``keys`` only when given (so a run holds only what it may use)."""
-        wanted = None if keys is None else (keys if isinstance(keys, (set, frozenset, dict)) else set(keys))
+        wanted = None if keys is None else (keys if isinstance(keys, (set, frozenset)) else set(keys))
         view = CacheView()
         places = view.places
-        for key, path in self._singles(wanted):
-            places[key] = path
-        for index in packs.list_indexes(self.packs_dir):
+        indexes = []
+        for path in packs.list_indexes(self.packs_dir):
             try:
-                pack = packs.read_index(index)
+                indexes.append(packs.read_index(path))
             except FileNotFoundError:
                 continue  # rewritten by a gc meanwhile: its entries are in the newer pack listed after it
-            except (CorruptEntry, ValueError) as exc:
+            except CorruptEntry as exc:
                 view.problems.append(str(exc))
-                continue
-            replaced = pack.replaced
-            for i, key in enumerate(pack.keys):  # a --refresh entry wins; else the first written stays
-                if (wanted is None or key in wanted) and (key not in places or i in replaced):
-                    places[key] = (pack, i)
+        # The first written wins: newest first, each older one over it (set operations, no loop
+        # per key); single-file entries are older than any pack; then entries stored by --refresh
+        # win over every older copy, the newest last.
+        for pack in reversed(indexes):
+            places.update(dict.fromkeys(pack.position.keys() if wanted is None else pack.position.keys() & wanted, pack))
+        for key, single in self._singles(wanted):
+            places[key] = single
+        for pack in indexes:
+            for i in sorted(pack.replaced):
+                if wanted is None or pack.keys[i] in wanted:
+                    places[pack.keys[i]] = pack
         return view
 
     def _singles(self, wanted: Any) -> Iterator[tuple[str, Path]]:
@@ -173,8 +180,7 @@ class CacheStore:
             if isinstance(place, Path):
                 yield self._read_single(key, place, touch)
                 continue
-            index, i = place
-            by_pack.setdefault(index.name, (index, []))[1].append(i)
+            by_pack.setdefault(place.name, (place, []))[1].append(place.position[key])
         for index, positions in by_pack.values():
             pack, keys_of = index.pack, index.keys
             where = f"{pack}#"
@@ -240,7 +246,7 @@ class CacheStore:
                     continue
                 path, mtime, size = place, stat.st_mtime, int(header.get("size", 0))
             else:
-                index, i = place
+                index, i = place, place.position[key]
                 if index.name not in used:
                     try:
                         used[index.name] = index.index.stat().st_mtime
@@ -283,7 +289,7 @@ class CacheStore:
             place = CacheStore(Path(pack).parent.parent).view({key}).places.get(key)
             if place is None:
                 return None
-            return _header_of(place)
+            return _header_of(place, key)
         except (OSError, CorruptEntry, ValueError):
             return None
         return index.header(index.keys.index(key)) if key in index.keys else None
@@ -304,7 +310,7 @@ class CacheStore:
         if not replace:
             place = self.view({key}).places.get(key)
             if place is not None:
-                return place if isinstance(place, Path) else place[0].pack
+                return place if isinstance(place, Path) else place.pack
         writer = self.writer()
         location = writer.add(key, result, partition=partition, out_dir=out_dir, outputs=outputs, replace=replace, **extra)
         writer.flush()
@@ -451,9 +457,9 @@ class EntryWriter:
             raise
 
 
-def _header_of(place: tuple[packs.PackIndex, int] | Path) -> dict[str, Any] | None:
+def _header_of(place: packs.PackIndex | Path, key: str) -> dict[str, Any] | None:
     if not isinstance(place, Path):
-        return place[0].header(place[1])
+        return place.header(place.position[key])
     try:
         with place.open("rb") as handle:
             return decode_single(place, handle.readline())[0]
