@@ -99,8 +99,8 @@ def test_export_import_into_another_share_then_show_and_report_work_there(share,
 
     moved = read_record(run_dir / "manifest.json")  # its paths follow it to the new share
     assert moved.out_dir == str(run_dir / "out") and moved.cache == str(other / "cache" / "toy")
-    stored = [p.result_location for p in moved.partitions if p.cache == "stored"]
-    assert stored and all(CacheStore.header_at(location) is not None for location in stored)
+    stored = [p for p in moved.partitions if p.cache == "stored"]
+    assert stored and all(CacheStore.header_at(p.result_location, p.cache_key) for p in stored)
     shown = agi("runs", "show", failed_run, "--share", str(other))
     assert shown.returncode == 0, shown.stderr
     assert failed_run in shown.stdout and "failed" in shown.stdout and "toy failure in partition 3" in shown.stdout

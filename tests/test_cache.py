@@ -117,11 +117,11 @@ def test_no_cache_neither_reads_nor_writes_and_refresh_recomputes_named_partitio
     assert sorted((share / "runs" / "toy").iterdir()) == runs  # refused before a run folder was made
 
 
-def _damage(location: str) -> None:
+def _damage(location: str, key: str) -> None:
     """Flip the last bytes of one entry's result inside its pack (same size, wrong checksum)."""
-    header = CacheStore.header_at(location)
+    header = CacheStore.header_at(location, key)
     assert header is not None, location
-    pack = Path(location.partition("#")[0])
+    pack = Path(location)
     data = bytearray(pack.read_bytes())
     end = header["offset"] + header["size"]
     data[end - 5: end] = b"xxxxx"
@@ -131,8 +131,8 @@ def _damage(location: str) -> None:
 def test_a_corrupt_entry_is_reported_recomputed_and_stored_again(toy_env, share):
     first = run(toy_env, share, mode="p", n=4)
     damaged = read_record(first.manifest).partitions[2]
-    assert ".pack#" in damaged.result_location
-    _damage(damaged.result_location)
+    assert damaged.result_location.endswith(".pack")
+    _damage(damaged.result_location, damaged.cache_key)
     again = run(toy_env, share, mode="p", n=4)
     record = read_record(again.manifest)
     bad = next(p for p in record.partitions if p.id == damaged.id)
@@ -142,7 +142,7 @@ def test_a_corrupt_entry_is_reported_recomputed_and_stored_again(toy_env, share)
     store = CacheStore(share / "cache" / "toy")
     assert store.load(bad.cache_key).result["square"] == again.results[bad.id]["square"]
     assert len(list(store.entries())) == 4  # the corrupt copy went (its pack rewritten without it); the others stayed
-    pack = Path(bad.result_location.partition("#")[0])
+    pack = Path(bad.result_location)
     pack.write_bytes(pack.read_bytes()[:1])  # cut short, as by a full disk
     assert caches(run(toy_env, share, mode=0, n=4))[bad.id] == "corrupt"
     assert run_agi("cache", "verify", "toy", "--share", str(share)).returncode == 0
@@ -157,7 +157,7 @@ def test_a_partial_pack_or_index_is_never_served(toy_env, share):
     (packs / "ffffffffffffffff-1-bbbb-1.pack").write_bytes(b"a pack whose index never came")
     assert set(caches(run(toy_env, share, mode=0, n=3)).values()) == {"hit"}
     location = read_record(first.manifest).partitions[1].result_location
-    index = Path(location.partition("#")[0]).with_suffix(".index")
+    index = Path(location).with_suffix(".index")
     index.write_bytes(index.read_bytes()[:-10])
     verified = run_agi("cache", "verify", "toy", "--share", str(share), "--json")
     assert verified.returncode == 1 and "cut short" in verified.stdout, verified.stdout + verified.stderr
@@ -323,7 +323,7 @@ def test_two_runs_at_once_share_the_cache_without_torn_entries(share):
         record = read_record(Path(json.loads(out)["manifest"]))
         assert record.status == "ok" and {p.cache for p in record.partitions} <= {"stored", "hit"}
         for part in record.partitions:  # every location a record names serves its entry
-            assert CacheStore.header_at(part.result_location)["partition"] == part.id
+            assert CacheStore.header_at(part.result_location, part.cache_key)["partition"] == part.id
     verified = run_agi("cache", "verify", "toy", "--share", str(share), "--json")
     assert verified.returncode == 0 and json.loads(verified.stdout)["apps"][0]["entries"] == 16, verified.stdout
 

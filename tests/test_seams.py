@@ -115,7 +115,9 @@ def test_record_v2_lists_workers_with_versions_and_partition_outputs(share):
     part = next(p for p in record.partitions if p.id == "p2")
     assert part.outputs == ["part-2.txt"] and (result.out_dir / "part-2.txt").is_file()
     assert part.cache == "stored" and part.result_location.startswith(str(share / "cache" / "toy" / "packs"))
-    assert part.result_location.endswith(f".pack#{part.cache_key}")
+    from agi_core.cache import CacheStore
+
+    assert part.result_location.endswith(".pack") and CacheStore.header_at(part.result_location, part.cache_key)["partition"] == "p2"
     assert sorted(p.name for p in result.run_dir.iterdir()) == ["cache_keys.json", "manifest.json", "out", "plan.json"]  # log folded, removed
 
 

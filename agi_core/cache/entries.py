@@ -35,7 +35,7 @@ class Entry:
     """A loaded entry: its header, its result, and where it came from.
 
     ``path``: the file that holds it (a pack, or a single ``.entry`` file); ``location``: what a
-    run's record names (``<pack>#<key>`` for a pack entry, the path for a single file)."""
+    run's record names (that path, as a string; with the record's ``cache_key`` it names the entry)."""
 
     path: Path
     header: dict[str, Any]

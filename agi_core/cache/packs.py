@@ -28,7 +28,7 @@ entry can be added without changing the layout.
 >>> location = writer.add("ab" * 32, b"result bytes", partition="p1", run_id="r1")
 >>> pack = writer.flush()
 >>> index = read_index(pack.with_suffix(INDEX_SUFFIX))
->>> index.header(0)["partition"], index.header(0)["run_id"], location.endswith("#" + "ab" * 32)
+>>> index.header(0)["partition"], index.header(0)["run_id"], location == str(pack)
 ('p1', 'r1', True)
 """
 
@@ -133,7 +133,7 @@ class PackWriter:
 
     def _reset(self) -> None:
         self._name: str | None = None
-        self._where = ""  # "<pack path>#": the start of its entries' locations
+        self._where = ""  # the pack's path: its entries' location (one string, shared by every outcome of a send)
         self._bodies: list[bytes] = []
         self._index: PackIndex | None = None
         self._meta: dict[str, Any] | None = None
@@ -147,7 +147,7 @@ class PackWriter:
         self._seq += 1
         prefix = self._prefix or f"{time.time_ns():016x}"
         self._name = f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}-{self._seq}"
-        self._where = f"{self.folder / self._name}{PACK_SUFFIX}#"
+        self._where = f"{self.folder / self._name}{PACK_SUFFIX}"
         self._index = PackIndex(self.folder, self._name, dict(meta))
         self._meta = meta  # the dict the common fields came from: the same object again needs no comparing
         return self._index
@@ -155,7 +155,7 @@ class PackWriter:
     def add(self, key: str, body: bytes, *, partition: str, created: float | None = None, replace: bool = False,
             outputs: list[dict[str, Any]] | None = None, files: str | None = None, tag: str | None = None,
             sha256: str | None = None, **meta: Any) -> str:
-        """Buffer one entry (``body``: the pickled result); returns its location, ``<pack>#<key>``.
+        """Buffer one entry (``body``: the pickled result); returns its location: the pack's path.
         ``meta`` (run_id, kernel, worker, …) is stored once per pack where entries agree."""
         return self.add_entry(key, body, partition, meta, created=created, replace=replace, outputs=outputs, files=files, tag=tag,
                               sha256=sha256)
@@ -186,7 +186,7 @@ class PackWriter:
         index.created.append(time.time() if created is None else created)
         self._bodies.append(body)
         self._offset += len(body)
-        return self._where + key
+        return self._where
 
     def flush(self) -> Path | None:
         """Write the buffered entries: the pack, then its index, each under a temporary name

@@ -159,7 +159,7 @@ class CacheStore:
             try:
                 result = pickle.loads(body)
             except Exception as exc:  # noqa: BLE001 - any unpickling failure makes the entry unusable
-                yield key, None, f"{where}: the result cannot be unpickled here ({type(exc).__name__}: {exc})"
+                yield key, None, f"{where}#{key[:16]}…: the result cannot be unpickled here ({type(exc).__name__}: {exc})"
                 continue
             yield key, Entry(path, header, result, where), None
 
@@ -183,15 +183,15 @@ class CacheStore:
             by_pack.setdefault(place.name, (place, []))[1].append(place.position[key])
         for index, positions in by_pack.values():
             pack, keys_of = index.pack, index.keys
-            where = f"{pack}#"
+            where = str(pack)  # one string for all its entries (Path caches it)
             try:
                 checked = list(packs.read_bodies(index, positions))
             except FileNotFoundError:
                 for i in positions:
-                    yield keys_of[i], {}, None, pack, where + keys_of[i], None
+                    yield keys_of[i], {}, None, pack, where, None
                 continue
             for i, body, problem in checked:
-                yield keys_of[i], index.header(i), body, pack, where + keys_of[i], problem
+                yield keys_of[i], index.header(i), body, pack, where, problem
             if touch:
                 _touch(index.index)
 
@@ -273,11 +273,13 @@ class CacheStore:
         return next(self.entries(wanted))
 
     @staticmethod
-    def header_at(location: str) -> dict[str, Any] | None:
-        """The header of the entry a run's record names (``<pack>#<key>`` or a ``.entry`` path),
-        if it is still there. A pack rewritten since (by gc, or a bundle import) has another name:
-        the key is then looked up in the whole cache."""
-        pack, _, key = location.partition("#")
+    def header_at(location: str, key: str) -> dict[str, Any] | None:
+        """The header of the entry of ``key`` at ``location`` (a run record's: a pack, or a
+        ``.entry`` file), if it is still there. A pack rewritten since (by gc, or a bundle import)
+        has another name: the key is then looked up in the whole cache."""
+        pack = location
+        if location.endswith(_SUFFIX):
+            key = ""
         try:
             if not key:
                 with open(location, "rb") as handle:

@@ -69,7 +69,7 @@ def why_data(record: RunRecord, pid: str) -> dict[str, Any]:
     data["key"] = keys.keys[pid]
     earlier, old = _earlier(record, pid)
     if part.cache == "hit":
-        stored_by = _stored_by(part.result_location)
+        stored_by = _stored_by(part.result_location, part.cache_key or "")
         source = f"its result came from the cache (entry stored by run {stored_by})" if stored_by else "its result came from the cache"
     else:
         source = ""
@@ -115,11 +115,11 @@ def _why_computed(record: RunRecord, part: Any, old_part: Any, earlier: str) -> 
             "started: removed since by `agi cache gc` or `agi cache clear` (or by a run that found it corrupt), so it was computed")
 
 
-def _stored_by(location: str | None) -> str | None:
+def _stored_by(location: str | None, key: str) -> str | None:
     """The run that stored the cache entry at ``location`` (from its header), if it is still there."""
     from ..cache import CacheStore
 
-    header = CacheStore.header_at(location) if location else None
+    header = CacheStore.header_at(location, key) if location else None
     return (header or {}).get("run_id") or None
 
 

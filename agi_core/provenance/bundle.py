@@ -99,7 +99,7 @@ def _cache_files(root: Path, record: RunRecord, files: dict[str, Path | bytes]) 
     located = {}
     for part in record.partitions:
         location = part.result_location or ""
-        if part.cache_key and (".pack#" in location or location.endswith(".entry")):
+        if part.cache_key and location.endswith((".pack", ".entry")):
             located.setdefault(part.cache_key, location)
     view = store.view(located)
     missing = [location for key, location in located.items() if key not in view]
