@@ -10,6 +10,7 @@ what they compute straight into the cache.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ from ..errors import PlanError
 from ..events import EventSink, Notice
 from ..executors import Outcome
 from ..plan import Known
-from ..provenance.lines import partition_line
+from ..provenance.lines import cached_line, partition_line
 
 if TYPE_CHECKING:
     from ..env import AgiEnv
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from .request import RunRequest
 
 __all__ = ["RunCache"]
+
+_HIT_NOTE = "result from the cache"
 
 
 @dataclass
@@ -60,6 +63,15 @@ class RunCache:
     def load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, Known]:
         """Load every usable entry of the plan's keys, restoring their output files into
         ``out_dir``; a corrupt entry is removed (the partition is computed again) and reported."""
+        enabled = gc.isenabled()
+        gc.disable()  # every object made here lives on: collections would only walk them again (0.3 s per 100,000 hits)
+        try:
+            return self._load(plan, out_dir, emit)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, Known]:
         slot_of = plan.slot_of()
         wanted = {key: pid for pid, key in self.keys.keys.items() if pid not in self.refresh}
         known: dict[str, Known] = {}
@@ -79,10 +91,10 @@ class RunCache:
                     bad.append(key)
                 continue
             known[pid] = Known(entry.result, source=entry.location)
-            outcome = Outcome(pid, slot_of.get(pid, ""), "cached", note="result from the cache", result=entry.result,
-                              outputs=tuple(entry.outputs) if outputs else (), cache="hit", key=key, location=entry.location,
-                              kernel=str(entry.header.get("kernel", "")))
-            outcome.line = partition_line(outcome)
+            slot, kernel, names = slot_of.get(pid, ""), str(entry.header.get("kernel", "")), tuple(entry.outputs) if outputs else ()
+            outcome = Outcome(pid, slot, "cached", note=_HIT_NOTE, result=entry.result, outputs=names, cache="hit", key=key,
+                              location=entry.location, kernel=kernel)
+            outcome.line = cached_line(pid, slot, kernel, entry.location, key, _HIT_NOTE, names)
             self.hits[pid] = outcome
         if bad:
             self.store.discard_many(bad)
