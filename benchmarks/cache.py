@@ -13,7 +13,8 @@ results/cache.json as medians and ratios.
    process: an unchanged re-run of N partitions (target: 2 s, planning and keying included),
    with its parts timed in-process (plan, `plan_keys`, reading the indexes, loading the hits);
    and all-miss runs of N and M partitions with the manager's peak RSS (target: M = 10 N costs
-   at most 12x, in at most 1 GiB). Results go to results/cache_noop.json.
+   at most 12x, in at most 1 GiB), each against the same run with --no-cache. Results go to
+   results/cache_noop.json.
 
 Usage: python benchmarks/cache.py [--repeats 5]
        python benchmarks/cache.py --noop 100000,1000000 [--repeats 3]
@@ -156,8 +157,11 @@ def noop(sizes: list[int], repeats: int) -> dict[str, Any]:
     reruns = [noop_process(share, base) for _ in range(repeats)]
     parts = [rerun_parts(share, base) for _ in range(repeats)]
     miss: dict[int, list[dict[str, Any]]] = {}
+    off: dict[int, list[dict[str, Any]]] = {}
     for n in sizes:
-        miss[n] = [noop_process(tempfile.mkdtemp(prefix="agi-bench-noop-"), n) for _ in range(repeats if n == base else 1)]
+        for _ in range(repeats if n == base else 1):  # interleaved: the machine's load hits both alike
+            miss.setdefault(n, []).append(noop_process(tempfile.mkdtemp(prefix="agi-bench-noop-"), n))
+            off.setdefault(n, []).append(noop_process(tempfile.mkdtemp(prefix="agi-bench-noop-"), n, use_cache=False))
     result: dict[str, Any] = {
         "partitions": base, "first_run": first,
         "unchanged_rerun_wall": summary([r["wall_s"] for r in reruns]),
@@ -165,7 +169,13 @@ def noop(sizes: list[int], repeats: int) -> dict[str, Any]:
         "unchanged_rerun_parts_median": {k: round(sorted(p[k] for p in parts)[len(parts) // 2], 4) for k in parts[0]},
         "all_miss": {n: {"wall": summary([r["wall_s"] for r in runs]), "manager_peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
                      for n, runs in miss.items()},
+        "no_cache": {n: {"wall": summary([r["wall_s"] for r in runs]), "manager_peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
+                     for n, runs in off.items()},
     }
+    result["ratio_rerun_over_first_run"] = round(result["unchanged_rerun_wall"]["median_s"] / first["wall_s"], 3)
+    for n in sizes:
+        result[f"ratio_all_miss_over_no_cache_{n}"] = round(result["all_miss"][n]["wall"]["median_s"]
+                                                            / result["no_cache"][n]["wall"]["median_s"], 3)
     for n in sizes[1:]:
         result[f"growth_all_miss_{n}_over_{base}"] = round(result["all_miss"][n]["wall"]["median_s"]
                                                            / result["all_miss"][base]["wall"]["median_s"], 3)
