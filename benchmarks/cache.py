@@ -121,7 +121,8 @@ def rerun_parts(share: str, n: int) -> dict[str, float]:
     done = time.perf_counter()
     assert loaded == n, f"{loaded} of {n} entries loaded"
     whole = run_cache_load(env, share, n)
-    return {"plan_s": round(planned - start, 4), "plan_keys_s": round(keyed - planned, 4), "read_indexes_s": round(viewed - keyed, 4),
+    return {"plan_s": round(planned - start, 4), "plan_keys_s": round(keyed - planned, 4),
+            "read_indexes_s": round(viewed - keyed, 4),
             "load_hits_s": round(done - viewed, 4), "packs": len(list(store.packs_dir.glob("*.index"))), **whole}
 
 
@@ -150,6 +151,10 @@ def run_cache_load(env: AgiEnv, share: str, n: int) -> dict[str, float]:
     return {"in_process_rerun_s": round(whole, 4), "run_cache_load_s": round(sum(spent), 4)}
 
 
+def _runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"wall": summary([r["wall_s"] for r in runs]), "manager_peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
+
+
 def noop(sizes: list[int], repeats: int) -> dict[str, Any]:
     base = sizes[0]
     share = tempfile.mkdtemp(prefix="agi-bench-noop-")
@@ -167,10 +172,8 @@ def noop(sizes: list[int], repeats: int) -> dict[str, Any]:
         "unchanged_rerun_wall": summary([r["wall_s"] for r in reruns]),
         "unchanged_rerun_manager_rss_mib": max(r["peak_rss_mib"] for r in reruns),
         "unchanged_rerun_parts_median": {k: round(sorted(p[k] for p in parts)[len(parts) // 2], 4) for k in parts[0]},
-        "all_miss": {n: {"wall": summary([r["wall_s"] for r in runs]), "manager_peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
-                     for n, runs in miss.items()},
-        "no_cache": {n: {"wall": summary([r["wall_s"] for r in runs]), "manager_peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
-                     for n, runs in off.items()},
+        "all_miss": {n: _runs(runs) for n, runs in miss.items()},
+        "no_cache": {n: _runs(runs) for n, runs in off.items()},
     }
     result["ratio_rerun_over_first_run"] = round(result["unchanged_rerun_wall"]["median_s"] / first["wall_s"], 3)
     for n in sizes:

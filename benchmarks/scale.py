@@ -130,7 +130,8 @@ def keys_memoised() -> Iterator[None]:
 def cache_main(env: AgiEnv, sizes: list[int], repeats: int) -> None:
     def table(times: dict[str, list[float]]) -> dict[str, object]:
         return {"cache_all_miss": summary(times["cache"]), "no_cache": summary(times["no_cache"]),
-                "ratio_cache_over_no_cache": round(summary(times["cache"])["median_s"] / summary(times["no_cache"])["median_s"], 3)}
+                "ratio_cache_over_no_cache": round(summary(times["cache"])["median_s"]
+                                                   / summary(times["no_cache"])["median_s"], 3)}
 
     pool = {}
     for n in sizes:
@@ -141,7 +142,8 @@ def cache_main(env: AgiEnv, sizes: list[int], repeats: int) -> None:
             times["no_cache"] += timed(lambda: run_pool(env, share, n), 1)
             with keys_memoised():
                 run_pool(env, tempfile.mkdtemp(prefix="agi-bench-scale-"), n, use_cache=True)  # keys the plan
-                times["keyed_once"] += timed(lambda: run_pool(env, tempfile.mkdtemp(prefix="agi-bench-scale-"), n, use_cache=True), 1)
+                fresh = tempfile.mkdtemp(prefix="agi-bench-scale-")
+                times["keyed_once"] += timed(lambda: run_pool(env, fresh, n, use_cache=True), 1)
         pool[n] = {**table(times), "cache_all_miss_keys_memoised": summary(times["keyed_once"]),
                    "ratio_keys_memoised_over_no_cache": round(summary(times["keyed_once"])["median_s"]
                                                               / summary(times["no_cache"])["median_s"], 3)}

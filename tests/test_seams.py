@@ -117,7 +117,8 @@ def test_record_v2_lists_workers_with_versions_and_partition_outputs(share):
     assert part.cache == "stored" and part.result_location.startswith(str(share / "cache" / "toy" / "packs"))
     from agi_core.cache import CacheStore
 
-    assert part.result_location.endswith(".pack") and CacheStore.header_at(part.result_location, part.cache_key)["partition"] == "p2"
+    assert part.result_location.endswith(".pack")
+    assert CacheStore.header_at(part.result_location, part.cache_key)["partition"] == "p2"
     assert sorted(p.name for p in result.run_dir.iterdir()) == ["cache_keys.json", "manifest.json", "out", "plan.json"]  # log folded, removed
 
 

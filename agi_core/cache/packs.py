@@ -247,8 +247,9 @@ def read_index(path: Path) -> PackIndex:
     try:
         cols = json.loads(body)
         base = cols["created_base"]
+        created = [base + ms / 1000 for ms in cols["created_ms"]]
         index = PackIndex(path.parent, path.name[: -len(INDEX_SUFFIX)], head.get("common") or {}, cols["key"], cols["size"],
-                          cols["sha256"], cols["partition"], [base + ms / 1000 for ms in cols["created_ms"]], set(cols["replace"]),
+                          cols["sha256"], cols["partition"], created, set(cols["replace"]),
                           *({int(i): v for i, v in cols[name].items()} for name in ("outputs", "files", "tag", "extra")))
         if not len(index.keys) == len(index.sizes) == len(index.sha256) == len(index.partitions) == len(index.created):
             raise ValueError("columns of different lengths")

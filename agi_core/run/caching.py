@@ -91,7 +91,8 @@ class RunCache:
                     bad.append(key)
                 continue
             known[pid] = Known(entry.result, source=entry.location)
-            slot, kernel, names = slot_of.get(pid, ""), str(entry.header.get("kernel", "")), tuple(entry.outputs) if outputs else ()
+            slot, kernel = slot_of.get(pid, ""), str(entry.header.get("kernel", ""))
+            names = tuple(entry.outputs) if outputs else ()
             outcome = Outcome(pid, slot, "cached", note=_HIT_NOTE, result=entry.result, outputs=names, cache="hit", key=key,
                               location=entry.location, kernel=kernel)
             outcome.line = cached_line(pid, slot, kernel, entry.location, key, _HIT_NOTE, names)
