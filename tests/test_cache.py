@@ -218,6 +218,22 @@ def test_discard_gc_and_clear_rewrite_or_remove_packs_and_keep_the_rest_whole(to
     assert first.status == "ok"
 
 
+def test_gc_merges_many_small_packs_and_every_entry_still_serves(toy_env, share):
+    first = run(toy_env, share, mode=0, n=70, write_files=True)  # mode 0 writes a pack per partition
+    refreshed = run(toy_env, share, mode=0, n=70, write_files=True, refresh=["p3"])  # p3's newer entry must stay the one served
+    packs = share / "cache" / "toy" / "packs"
+    assert len(list(packs.glob("*.index"))) == 71
+    gc = run_agi("cache", "gc", "toy", "--share", str(share), "--json")
+    assert gc.returncode == 0 and json.loads(gc.stdout)["compacted"] == 70, gc.stdout + gc.stderr
+    assert len(list(packs.glob("*.index"))) == 1 and len(list(packs.glob("*.pack"))) == 1
+    store = CacheStore(share / "cache" / "toy")
+    key = next(p.cache_key for p in read_record(refreshed.manifest).partitions if p.id == "p3")
+    assert store.load(key).header["run_id"] == refreshed.run_id != first.run_id
+    again = run(toy_env, share, mode="p", n=70, write_files=True)
+    assert set(caches(again).values()) == {"hit"} and (again.out_dir / "part-69.txt").is_file()
+    assert run_agi("cache", "verify", "toy", "--share", str(share)).returncode == 0
+
+
 @pytest.mark.parametrize("mode", [0, "p", "d"])
 def test_a_failed_node_then_resume_recomputes_only_it_and_its_skipped_descendants(toy_env, share, tmp_path, mode):
     flag = tmp_path / "failing"

@@ -165,6 +165,7 @@ class GcPlan:
     max_size: int | None = None
     older_than: float | None = None
     migrated: int = 0  # single-file entries (the older layout) moved into a pack
+    compacted: int = 0  # small packs merged into others
 
     @property
     def freed(self) -> int:
@@ -184,7 +185,7 @@ class GcPlan:
                 "kept": {"entries": len(self.kept) + len(self.protected), "size": self.kept_size},
                 "leftovers": [{"app": app, "path": str(path), "size": size} for app, path, size in self.leftovers],
                 "freed": self.freed, "max_size": self.max_size, "older_than_s": self.older_than,
-                "migrated": self.migrated}
+                "migrated": self.migrated, "compacted": self.compacted}
 
 
 def plan_gc(entries: Sequence[_Item], *, live: set[str], older_than: float | None, max_size: int | None,
@@ -275,7 +276,9 @@ def apply_gc(share: Path, plan: GcPlan) -> GcPlan:
             continue
         done.leftovers.append((app, path, size))
     for app in sorted({item.app for item in done.kept + done.protected} | set(by_app)):
-        done.migrated += CacheStore.for_app(share, app).migrate_singles()
+        store = CacheStore.for_app(share, app)
+        done.migrated += store.migrate_singles()
+        done.compacted += store.compact()
     return done
 
 

@@ -46,8 +46,8 @@ from typing import Any
 
 from .entries import ENTRY_SCHEMA, CorruptEntry, sha256_hex
 
-__all__ = ["INDEX_SUFFIX", "PACK_SCHEMA", "PACK_SUFFIX", "PACKS", "PackIndex", "PackWriter", "list_indexes", "read_bodies",
-           "read_index", "rewrite_without"]
+__all__ = ["INDEX_SUFFIX", "PACK_SCHEMA", "PACK_SUFFIX", "PACKS", "PackIndex", "PackWriter", "list_indexes", "merge",
+           "read_bodies", "read_index", "rewrite_without"]
 
 PACK_SCHEMA = "agi.cache.pack.v1"
 PACKS = "packs"  # the folder of packs, in an app's cache folder
@@ -129,6 +129,7 @@ class PackWriter:
         self._prefix = prefix
         self._max_bytes, self._max_entries = max_bytes, max_entries
         self._seq = 0
+        self.written: list[Path] = []  # every pack this writer flushed
         self._reset()
 
     def _reset(self) -> None:
@@ -213,6 +214,7 @@ class PackWriter:
             for path in (tmp_pack, tmp_index, pack_path):
                 path.unlink(missing_ok=True)
             raise
+        self.written.append(pack_path)
         return pack_path
 
 
@@ -286,6 +288,46 @@ def read_bodies(index: PackIndex, positions: Iterable[int]) -> Iterator[tuple[in
             yield i, None, f"{index.pack}#{index.keys[i][:16]}…: the result's checksum does not match its index"
             continue
         yield i, bytes(body), None
+
+
+def merge(indexes: list[PackIndex]) -> int:
+    """Replace consecutive packs (in name order: nothing written between them) by one, so that a
+    cache of many small packs (a mode-0 run writes one per partition) is not one file read per
+    entry. A key in several of them keeps the copy a reader would take (the first written, or the
+    last ``--refresh`` one); the merged pack takes the first one's time prefix, so it sorts where
+    they did, and the newest last use of theirs. Returns how many entries it holds (0: nothing
+    written, e.g. they were rewritten meanwhile)."""
+    chosen: dict[str, tuple[PackIndex, int]] = {}
+    for index in indexes:
+        for i, key in enumerate(index.keys):
+            if key not in chosen or i in index.replaced:
+                chosen[key] = (index, i)
+    bodies: dict[tuple[str, int], bytes] = {}
+    used = 0.0
+    try:
+        for index in indexes:
+            used = max(used, index.index.stat().st_mtime)
+            wanted = [i for key, (owner, i) in chosen.items() if owner is index]
+            for i, body, _ in read_bodies(index, wanted):
+                if body is not None:  # an entry that does not check is left out (never served anyway)
+                    bodies[(index.name, i)] = body
+    except FileNotFoundError:
+        return 0  # another gc merged or rewrote them meanwhile
+    writer = PackWriter(indexes[0].folder, prefix=indexes[0].prefix)
+    for key, (index, i) in chosen.items():
+        body = bodies.get((index.name, i))
+        if body is not None:
+            writer.add(key, body, partition=index.partitions[i], created=index.created[i], replace=i in index.replaced,
+                       outputs=index.outputs.get(i), files=index.files.get(i), tag=index.tags.get(i), sha256=index.sha256[i],
+                       **{**index.common, **index.extra.get(i, {})})
+    writer.flush()
+    for pack in writer.written:
+        os.utime(pack.with_suffix(INDEX_SUFFIX), (used, used))
+    for index in indexes:
+        index.index.unlink(missing_ok=True)  # indexes first: no reader sees an index without its pack
+    for index in indexes:
+        index.pack.unlink(missing_ok=True)
+    return len(bodies)
 
 
 def rewrite_without(index: PackIndex, drop: set[str]) -> list[int]:

@@ -44,6 +44,9 @@ from .entries import (ENTRY_SCHEMA, SINGLE_SUFFIX, CorruptEntry, Entry, EntryInf
 __all__ = ["ENTRY_SCHEMA", "CacheStore", "CacheView", "CorruptEntry", "Entry", "EntryInfo", "EntryWriter"]
 
 _SUFFIX = SINGLE_SUFFIX
+#: `CacheStore.compact`: packs under this many entries are merged, once there are more than `MANY_PACKS`
+SMALL_PACK = 1000
+MANY_PACKS = 64
 
 
 @dataclass
@@ -409,12 +412,36 @@ class CacheStore:
                 used = max(used, Path(where).stat().st_mtime)
             except FileNotFoundError:
                 pass
-        pack = writer.flush()
-        if pack is not None:
+        writer.flush()
+        for pack in writer.written:
             os.utime(pack.with_suffix(packs.INDEX_SUFFIX), (used, used))  # their last use, not the migration's
         for path in moved:
             path.unlink(missing_ok=True)
         return len(moved)
+
+
+    def compact(self, *, small: int = SMALL_PACK, most: int = MANY_PACKS) -> int:
+        """Merge runs of consecutive small packs (under ``small`` entries) once there are more than
+        ``most`` packs: every run reads every index, so many tiny packs would cost a file read per
+        entry again. Returns how many packs were merged away."""
+        indexes = []
+        for path in packs.list_indexes(self.packs_dir):
+            try:
+                indexes.append(packs.read_index(path))
+            except (FileNotFoundError, CorruptEntry):
+                indexes.append(None)  # a damaged index breaks a run: what is on each side of it is not merged together
+        if len(indexes) <= most:
+            return 0
+        merged, run = 0, []
+        for index in [*indexes, None]:
+            if index is not None and len(index.keys) < small and sum(len(i.keys) for i in run) + len(index.keys) <= small * 8 \
+                    and sum(sum(i.sizes) for i in (*run, index)) <= packs.MAX_PACK_BYTES:
+                run.append(index)
+                continue
+            if len(run) > 1 and packs.merge(run):
+                merged += len(run) - 1
+            run = [index] if index is not None and len(index.keys) < small else []
+        return merged
 
 
 class EntryWriter:
