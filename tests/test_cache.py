@@ -234,6 +234,37 @@ def test_gc_merges_many_small_packs_and_every_entry_still_serves(toy_env, share)
     assert run_agi("cache", "verify", "toy", "--share", str(share)).returncode == 0
 
 
+def test_a_worker_running_batches_in_threads_stores_every_entry_whole(tmp_path):
+    """A Dask worker with several threads runs batches of one job at once, through one runner:
+    each thread buffers and flushes its own entries, so no pack mixes up keys and results."""
+    import threading
+
+    from agi_core.executors.base import JobSpec
+    from agi_core.executors.worker import PartitionRunner
+
+    job = JobSpec(TEST_APPS / "noop_project" / "src", "noop", "Noop", {"n": 8000}, 1, tmp_path / "out", run_id="r1",
+                  cache_dir=tmp_path / "cache", cache_kernel="python")
+    runner = PartitionRunner(job)
+    stored: list[str] = []
+
+    def batch(first: int) -> None:
+        outcomes = [runner.run(Partition(f"n{i}", payload=i), "s0", key=f"{i:064x}") for i in range(first, first + 2000)]
+        runner.flush()  # what run_batch does before its outcomes go
+        stored.extend(o.cache for o in outcomes)
+
+    threads = [threading.Thread(target=batch, args=(k * 2000,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert stored == ["stored"] * 8000
+    store = CacheStore(tmp_path / "cache")
+    view = store.view()
+    assert len(view) == 8000
+    assert all(entry is not None and entry.result == int(key, 16) and entry.header["partition"] == f"n{int(key, 16)}"
+               for key, entry, _ in store.load_many(view, view.keys(), touch=False))
+
+
 @pytest.mark.parametrize("mode", [0, "p", "d"])
 def test_a_failed_node_then_resume_recomputes_only_it_and_its_skipped_descendants(toy_env, share, tmp_path, mode):
     flag = tmp_path / "failing"

@@ -8,14 +8,16 @@ import logging
 import os
 import pickle
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..app import App, Partition, WorkContext
-from ..cache import CacheStore
+from ..cache import CacheStore, EntryWriter
 from ..env import load_app_class
 from ..kernels import KernelChoice, select_kernels
 from ..modes import Mode
@@ -40,9 +42,7 @@ class PartitionRunner:
         self._loggers: dict[str, logging.Logger] = {}
         job.out_dir.mkdir(parents=True, exist_ok=True)
         self.cache = CacheStore(job.cache_dir) if job.cache_dir is not None else None
-        self._writer = self.cache.writer() if self.cache is not None else None
-        self._unflushed: list[Outcome] = []  # outcomes that say "stored" for entries not written yet
-        self._meta: dict[str, str] = {}  # what the cache entries say stored them: one dict while it stays the same
+        self._buffers = threading.local()  # a Dask worker's threads run batches at once: each buffers its own entries
         self._refresh = frozenset(job.refresh)
 
     def context(self, slot: str, deps: Mapping[str, Any] | None = None) -> WorkContext:
@@ -80,33 +80,50 @@ class PartitionRunner:
         if outcome.kernel != self.job.cache_kernel:
             outcome.add_note(f"not cached: it ran the {outcome.kernel} kernels, its key is for {self.job.cache_kernel}")
             return
-        assert self._writer is not None
+        buffer = self._buffer()
         try:
-            meta = self._meta
+            meta = buffer.meta
             if meta.get("kernel") != outcome.kernel or meta.get("worker") != outcome.worker:
-                meta = self._meta = {"run_id": self.job.run_id, "kernel": outcome.kernel, "worker": outcome.worker}
-            location = self._writer.add_result(key, outcome.result, outcome.id, meta, out_dir=self.job.out_dir,
-                                               outputs=outcome.outputs, replace=outcome.id in self._refresh)
+                meta = buffer.meta = {"run_id": self.job.run_id, "kernel": outcome.kernel, "worker": outcome.worker}
+            location = buffer.writer.add_result(key, outcome.result, outcome.id, meta, out_dir=self.job.out_dir,
+                                                outputs=outcome.outputs, replace=outcome.id in self._refresh)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
             outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
             return
         outcome.cache, outcome.location = "stored", location
-        self._unflushed.append(outcome)
+        buffer.unflushed.append(outcome)
+
+    def _buffer(self) -> _Buffer:
+        buffer = getattr(self._buffers, "buffer", None)
+        if buffer is None:
+            assert self.cache is not None
+            buffer = self._buffers.buffer = _Buffer(self.cache.writer())
+        return buffer
 
     def flush(self) -> None:
-        """Write the buffered cache entries as one pack. Call it before outcomes that say
-        ``stored`` leave this process: a reported entry is on the share. If writing fails, those
-        outcomes say ``miss`` with the reason (the partitions themselves succeeded)."""
-        if self._writer is None or not self._unflushed:
+        """Write the cache entries this thread buffered as one pack. Call it before outcomes that
+        say ``stored`` leave: a reported entry is on the share. If writing fails, those outcomes
+        say ``miss`` with the reason (the partitions themselves succeeded)."""
+        buffer = getattr(self._buffers, "buffer", None)
+        if buffer is None or not buffer.unflushed:
             return
-        pending, self._unflushed = self._unflushed, []
+        pending, buffer.unflushed = buffer.unflushed, []
         try:
-            self._writer.flush()
+            buffer.writer.flush()
         except Exception as exc:  # noqa: BLE001 - e.g. a full share: the results are still good
             for outcome in pending:
                 outcome.cache, outcome.location = "miss", ""
                 outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
                 outcome.line = partition_line(outcome)
+
+
+@dataclass
+class _Buffer:
+    """One thread's cache entries not written yet, and the outcomes that report them."""
+
+    writer: EntryWriter
+    unflushed: list[Outcome] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)  # what its entries say stored them: one dict while it stays the same
 
 
 @functools.lru_cache(maxsize=4)
