@@ -6,8 +6,10 @@ Safety, for ``gc``: an entry whose key a *running* run has (its record reads ``r
 ``abandoned``; keys from its ``cache_keys.json``) is never removed, and neither are the keys of a
 run folder whose record is not written yet or cannot be read while its keys file is younger than
 `GRACE_S` (a run starting). An entry used again after gc looked at it (its mtime moved) is kept.
-Temporary files (``.tmp-*``) and output folders no entry names (``<key>.files-*``) are removed
-only once they are older than `GRACE_S`: a worker storing an entry makes both for a moment.
+Temporary files (``.tmp-*``), packs without an index and output folders no entry names
+(``<key>.files-*``) are removed only once they are older than `GRACE_S`: a worker storing entries
+makes each of them for a moment. Entries go by rewriting their packs without them
+(`CacheStore.discard_many`); gc also moves single-file entries into a pack and merges small packs.
 
 >>> entries = [_Item("toy", "a" * 64, 100, 10.0), _Item("toy", "b" * 64, 100, 20.0), _Item("toy", "c" * 64, 100, 30.0)]
 >>> plan = plan_gc(entries, live={"a" * 64}, older_than=None, max_size=150, now=40.0)

@@ -301,8 +301,10 @@ def cache_gc(ctx: click.Context, app: str | None, share: Path | None, older_than
     \b
     Never removed: an entry whose key a running run holds (its record reads `running`; a dead
     manager's run reads `abandoned` and holds nothing), nor one used after gc looked at it.
-    Also removed: leftovers older than an hour (.tmp-* files of an unfinished write, output
-    folders that no entry names). Without --older-than and --max-size, only the leftovers go.
+    Also removed: leftovers older than an hour (.tmp-* files of an unfinished write, packs
+    without an index, output folders that no entry names). Entries are removed by rewriting
+    their packs; single-file entries of the older layout are moved into a pack, and runs of
+    small packs are merged. Without --older-than and --max-size, only the leftovers go.
     """
     from ..cache.maintenance import apply_gc, cache_apps, collect_gc
 
