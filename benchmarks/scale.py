@@ -8,17 +8,26 @@ this is the orchestration's own cost (storing a cache entry costs one file creat
 partition, 0.1-1.5 ms on this machine's disk; see benchmarks/cache.py). Linear means the
 100,000 run costs about 10x the 10,000 one.
 
-Usage: python benchmarks/scale.py [--repeats 3] [--sizes 1000,10000,100000]
+With ``--cache``: the same no-op runs with the result cache on, every partition a miss (a fresh,
+empty cache each time: every result is stored, in pack files), against the same run with
+``--no-cache``, interleaved, for the pool (mode p) and the cluster (mode d); results go to
+results/scale_cache.json (target: at most 1.3x). A third variant keys the plan once and reuses the
+keys (`plan_keys` memoised: it is the cache's manager-side cost that is not the store's, about
+1 s per 100,000 partitions today), to tell the store's cost from the keying's.
+
+Usage: python benchmarks/scale.py [--repeats 3] [--sizes 1000,10000,100000] [--cache]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -41,8 +50,8 @@ def identity_batch(items: list[int]) -> list[int]:
     return [identity(i) for i in items]
 
 
-def run_pool(env: AgiEnv, share: str, n: int) -> None:
-    result = asyncio.run(AGI.run(env, mode="p", n=n, cluster={"workers_data_path": share, "workers": WORKERS}, use_cache=False))
+def run_pool(env: AgiEnv, share: str, n: int, *, use_cache: bool = False) -> None:
+    result = asyncio.run(AGI.run(env, mode="p", n=n, cluster={"workers_data_path": share, "workers": WORKERS}, use_cache=use_cache))
     assert result.value == n
 
 
@@ -78,15 +87,83 @@ async def dask_rounds(env: AgiEnv, share: str, sizes: list[int], repeats: int) -
     return times
 
 
+async def dask_cache_rounds(env: AgiEnv, sizes: list[int], repeats: int) -> dict[int, dict[str, list[float]]]:
+    """Mode d on one warm cluster: all-miss runs (a fresh share each) against --no-cache runs, interleaved."""
+    share = tempfile.mkdtemp(prefix="agi-bench-scale-")
+    cluster = {"workers_data_path": share, "workers": WORKERS}
+    await AGI.cluster_up(env, mode="d", cluster=cluster)
+    times: dict[int, dict[str, list[float]]] = {n: {"cache": [], "no_cache": []} for n in sizes}
+    try:
+        for n in sizes:
+            for _ in range(repeats):
+                fresh = {**cluster, "workers_data_path": tempfile.mkdtemp(prefix="agi-bench-scale-")}
+                start = time.perf_counter()
+                assert (await AGI.run(env, mode="d", n=n, cluster=fresh)).value == n
+                times[n]["cache"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                assert (await AGI.run(env, mode="d", n=n, cluster=cluster, use_cache=False)).value == n
+                times[n]["no_cache"].append(time.perf_counter() - start)
+    finally:
+        await AGI.cluster_down(env, cluster=cluster)
+    return times
+
+
+@contextlib.contextmanager
+def keys_memoised() -> Iterator[None]:
+    """`plan_keys` computed once per plan size and reused (the store's cost without the keying's)."""
+    import agi_core.run.caching as caching
+
+    real, memo = caching.plan_keys, {}
+
+    def once(parts, **kwargs):  # type: ignore[no-untyped-def]
+        if len(parts) not in memo:
+            memo[len(parts)] = real(parts, **kwargs)
+        return memo[len(parts)]
+
+    caching.plan_keys = once
+    try:
+        yield
+    finally:
+        caching.plan_keys = real
+
+
+def cache_main(env: AgiEnv, sizes: list[int], repeats: int) -> None:
+    def table(times: dict[str, list[float]]) -> dict[str, object]:
+        return {"cache_all_miss": summary(times["cache"]), "no_cache": summary(times["no_cache"]),
+                "ratio_cache_over_no_cache": round(summary(times["cache"])["median_s"]
+                                                   / summary(times["no_cache"])["median_s"], 3)}
+
+    pool = {}
+    for n in sizes:
+        times: dict[str, list[float]] = {"cache": [], "no_cache": [], "keyed_once": []}
+        for _ in range(repeats):
+            share = tempfile.mkdtemp(prefix="agi-bench-scale-")
+            times["cache"] += timed(lambda: run_pool(env, share, n, use_cache=True), 1)
+            times["no_cache"] += timed(lambda: run_pool(env, share, n), 1)
+            with keys_memoised():
+                run_pool(env, tempfile.mkdtemp(prefix="agi-bench-scale-"), n, use_cache=True)  # keys the plan
+                fresh = tempfile.mkdtemp(prefix="agi-bench-scale-")
+                times["keyed_once"] += timed(lambda: run_pool(env, fresh, n, use_cache=True), 1)
+        pool[n] = {**table(times), "cache_all_miss_keys_memoised": summary(times["keyed_once"]),
+                   "ratio_keys_memoised_over_no_cache": round(summary(times["keyed_once"])["median_s"]
+                                                              / summary(times["no_cache"])["median_s"], 3)}
+    cluster = {n: table(t) for n, t in asyncio.run(dask_cache_rounds(env, sizes, repeats)).items()}
+    write("scale_cache", {"sizes": sizes, "repeats": repeats, "workers": WORKERS, "pool_mode_p": pool, "cluster_mode_d": cluster})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--cache", action="store_true", help="cache on (all misses) against --no-cache, modes p and d")
     options = parser.parse_args()
     sizes = [int(s) for s in options.sizes.split(",")]
     env = AgiEnv(app="noop", apps_path=ROOT / "tests" / "apps")
-    share = tempfile.mkdtemp(prefix="agi-bench-scale-")
     os.environ.setdefault("XDG_STATE_HOME", tempfile.mkdtemp(prefix="agi-bench-state-"))
+    if options.cache:
+        cache_main(env, sizes, options.repeats)
+        return
+    share = tempfile.mkdtemp(prefix="agi-bench-scale-")
     pool = {}
     for n in sizes:
         agi = timed(lambda n=n: run_pool(env, share, n), options.repeats)

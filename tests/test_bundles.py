@@ -88,15 +88,19 @@ def test_export_import_into_another_share_then_show_and_report_work_there(share,
     assert imported.returncode == 0, imported.stderr
     run_dir = other / "runs" / "toy" / failed_run
     assert (run_dir / "out" / "part-2.txt").read_text() == (share / "runs" / "toy" / failed_run / "out" / "part-2.txt").read_text()
-    assert sorted(p.relative_to(other / "cache" / "toy").as_posix() for p in (other / "cache" / "toy").glob("*/*.entry")) == \
-        sorted(n.removeprefix("cache/") for n in entries)
+    from agi_core.cache import CacheStore
+
+    imported_store = CacheStore(other / "cache" / "toy")  # imported into a pack, each entry checked
+    assert sorted(imported_store.view().keys()) == \
+        sorted(n.rsplit("/", 1)[1].removesuffix(".entry") for n in entries)
+    assert run_agi("cache", "verify", "toy", "--share", str(other)).returncode == 0
     assert not [p for p in (other / "runs").iterdir() if p.name.startswith(".tmp")]
     from agi_core.provenance import read_record
 
     moved = read_record(run_dir / "manifest.json")  # its paths follow it to the new share
     assert moved.out_dir == str(run_dir / "out") and moved.cache == str(other / "cache" / "toy")
-    stored = [p.result_location for p in moved.partitions if p.cache == "stored"]
-    assert stored and all(Path(location).is_file() for location in stored)
+    stored = [p for p in moved.partitions if p.cache == "stored"]
+    assert stored and all(CacheStore.header_at(p.result_location, p.cache_key) for p in stored)
     shown = agi("runs", "show", failed_run, "--share", str(other))
     assert shown.returncode == 0, shown.stderr
     assert failed_run in shown.stdout and "failed" in shown.stdout and "toy failure in partition 3" in shown.stdout

@@ -93,6 +93,8 @@ def test_refreshing_a_partition_whose_dependents_are_cached_runs_only_it(toy_env
     run(toy_env, share, mode=mode, n=4, chain=True)
     refreshed = run(toy_env, share, mode=mode, n=4, chain=True, refresh=["p1"])
     assert caches(refreshed) == {"p0": "hit", "p1": "stored", "p2": "hit", "p3": "hit"}
+    key = next(p.cache_key for p in read_record(refreshed.manifest).partitions if p.id == "p1")
+    assert CacheStore(share / "cache" / "toy").load(key).header["run_id"] == refreshed.run_id  # the new entry wins
     assert refreshed.status == "ok" and refreshed.results["p3"] == run(toy_env, share, mode=0, n=4, chain=True).results["p3"]
 
 
@@ -115,21 +117,152 @@ def test_no_cache_neither_reads_nor_writes_and_refresh_recomputes_named_partitio
     assert sorted((share / "runs" / "toy").iterdir()) == runs  # refused before a run folder was made
 
 
+def _damage(location: str, key: str) -> None:
+    """Flip the last bytes of one entry's result inside its pack (same size, wrong checksum)."""
+    header = CacheStore.header_at(location, key)
+    assert header is not None, location
+    pack = Path(location)
+    data = bytearray(pack.read_bytes())
+    end = header["offset"] + header["size"]
+    data[end - 5: end] = b"xxxxx"
+    pack.write_bytes(bytes(data))
+
+
 def test_a_corrupt_entry_is_reported_recomputed_and_stored_again(toy_env, share):
     first = run(toy_env, share, mode="p", n=4)
     damaged = read_record(first.manifest).partitions[2]
-    entry = Path(damaged.result_location)
-    data = entry.read_bytes()
-    entry.write_bytes(data[:-5] + b"xxxxx")  # same size, wrong checksum
+    assert damaged.result_location.endswith(".pack")
+    _damage(damaged.result_location, damaged.cache_key)
     again = run(toy_env, share, mode="p", n=4)
     record = read_record(again.manifest)
     bad = next(p for p in record.partitions if p.id == damaged.id)
     assert bad.cache == "corrupt" and "checksum" in bad.note and bad.status == "ok"
     assert sorted(p.cache for p in record.partitions) == ["corrupt", "hit", "hit", "hit"]
     assert {pid: r["square"] for pid, r in again.results.items()} == squares(4)
-    assert CacheStore(share / "cache" / "toy").load(bad.cache_key).result["square"] == again.results[bad.id]["square"]
-    entry.write_bytes(b"not an entry")  # a partial write from a crash
+    store = CacheStore(share / "cache" / "toy")
+    assert store.load(bad.cache_key).result["square"] == again.results[bad.id]["square"]
+    assert len(list(store.entries())) == 4  # the corrupt copy went (its pack rewritten without it); the others stayed
+    pack = Path(bad.result_location)
+    pack.write_bytes(pack.read_bytes()[:1])  # cut short, as by a full disk
     assert caches(run(toy_env, share, mode=0, n=4))[bad.id] == "corrupt"
+    assert run_agi("cache", "verify", "toy", "--share", str(share)).returncode == 0
+
+
+def test_a_partial_pack_or_index_is_never_served(toy_env, share):
+    """What a writer killed half-way can leave (a temporary file, a pack without its index) is
+    invisible; an index cut short is reported by `agi cache verify` and its entries recomputed."""
+    first = run(toy_env, share, mode=0, n=3)
+    packs = share / "cache" / "toy" / "packs"
+    (packs / ".tmp-0000000000000000-1-aaaa-1.pack").write_bytes(b"half a pack")
+    (packs / "ffffffffffffffff-1-bbbb-1.pack").write_bytes(b"a pack whose index never came")
+    assert set(caches(run(toy_env, share, mode=0, n=3)).values()) == {"hit"}
+    location = read_record(first.manifest).partitions[1].result_location
+    index = Path(location).with_suffix(".index")
+    index.write_bytes(index.read_bytes()[:-10])
+    verified = run_agi("cache", "verify", "toy", "--share", str(share), "--json")
+    assert verified.returncode == 1 and "cut short" in verified.stdout, verified.stdout + verified.stderr
+    again = run(toy_env, share, mode=0, n=3)
+    assert caches(again)["p1"] == "stored" and {pid: r["square"] for pid, r in again.results.items()} == squares(3)
+
+
+def test_single_file_entries_of_the_older_layout_are_served_then_migrated_by_gc(toy_env, share):
+    from agi_core.cache.entries import encode_single
+
+    run(toy_env, share, mode=0, n=4, write_files=True)
+    store = CacheStore(share / "cache" / "toy")
+    view = store.view()
+    for key, header, body, _, _ in list(store.read_raw(view, view.keys())):  # rewrite the cache as before packs
+        (store.root / key[:2] / f"{key}.entry").write_bytes(encode_single(header, body))
+    for path in (store.root / "packs").iterdir():
+        path.unlink()
+    again = run(toy_env, share, mode="p", n=4, write_files=True)
+    assert set(caches(again).values()) == {"hit"} and (again.out_dir / "part-2.txt").is_file()
+    assert all(p.result_location.endswith(".entry") for p in read_record(again.manifest).partitions)
+    gc = run_agi("cache", "gc", "toy", "--share", str(share), "--json")
+    assert gc.returncode == 0 and json.loads(gc.stdout)["migrated"] == 4, gc.stdout + gc.stderr
+    assert not list(store.root.glob("*/*.entry")) and len(list(store.entries())) == 4
+    assert set(caches(run(toy_env, share, mode=0, n=4, write_files=True)).values()) == {"hit"}
+    assert run_agi("cache", "verify", "toy", "--share", str(share)).returncode == 0
+
+
+def test_discard_gc_and_clear_rewrite_or_remove_packs_and_keep_the_rest_whole(toy_env, share):
+    first = run(toy_env, share, mode="p", n=24, write_files=True)
+    store = CacheStore(share / "cache" / "toy")
+    view = store.view()
+    by_pack: dict[str, list[str]] = {}
+    for key, index in view.places.items():
+        by_pack.setdefault(index.name, []).append(key)
+    name, keys = max(by_pack.items(), key=lambda item: len(item[1]))
+    assert len(keys) >= 2  # a slot's results share a pack (its first batches hold several partitions)
+    old_index = store.packs_dir / f"{name}.index"
+    used = old_index.stat().st_mtime - 100
+    os.utime(old_index, (used, used))
+    gone = keys[0]
+    index = view.places[gone]
+    files = index.files[index.position[gone]]
+    assert store.discard_many([gone]) == {gone}
+    assert not old_index.exists() and not (store.packs_dir / f"{name}.pack").exists()
+    assert not (store.root / gone[:2] / files).exists()
+    after = {info.key: info for info in store.entries()}
+    assert gone not in after and len(after) == 23 and after[keys[1]].used == used  # the rewrite kept its last use
+    for key in after:
+        store.restore(store.load(key, touch=False), share / "check")
+    assert set(caches(run(toy_env, share, mode="p", n=24, write_files=True)).values()) == {"hit", "stored"}
+
+    gc = run_agi("cache", "gc", "toy", "--max-size", "1", "--share", str(share), "--json")
+    assert gc.returncode == 0 and len(json.loads(gc.stdout)["removed"]) == 24, gc.stdout + gc.stderr
+    assert len(store.view()) == 0 and not list(store.packs_dir.iterdir()) and not list(store.root.glob("*/*.files-*"))
+    run(toy_env, share, mode="p", n=3)
+    cleared = run_agi("cache", "clear", "toy", "--yes", "--share", str(share), "--json")
+    assert cleared.returncode == 0 and json.loads(cleared.stdout)["removed"] == 3 and not store.root.exists()
+    assert first.status == "ok"
+
+
+def test_gc_merges_many_small_packs_and_every_entry_still_serves(toy_env, share):
+    first = run(toy_env, share, mode=0, n=70, write_files=True)  # mode 0 writes a pack per partition
+    refreshed = run(toy_env, share, mode=0, n=70, write_files=True, refresh=["p3"])  # p3's newer entry must stay the one served
+    packs = share / "cache" / "toy" / "packs"
+    assert len(list(packs.glob("*.index"))) == 71
+    gc = run_agi("cache", "gc", "toy", "--share", str(share), "--json")
+    assert gc.returncode == 0 and json.loads(gc.stdout)["compacted"] == 70, gc.stdout + gc.stderr
+    assert len(list(packs.glob("*.index"))) == 1 and len(list(packs.glob("*.pack"))) == 1
+    store = CacheStore(share / "cache" / "toy")
+    key = next(p.cache_key for p in read_record(refreshed.manifest).partitions if p.id == "p3")
+    assert store.load(key).header["run_id"] == refreshed.run_id != first.run_id
+    again = run(toy_env, share, mode="p", n=70, write_files=True)
+    assert set(caches(again).values()) == {"hit"} and (again.out_dir / "part-69.txt").is_file()
+    assert run_agi("cache", "verify", "toy", "--share", str(share)).returncode == 0
+
+
+def test_a_worker_running_batches_in_threads_stores_every_entry_whole(tmp_path):
+    """A Dask worker with several threads runs batches of one job at once, through one runner:
+    each thread buffers and flushes its own entries, so no pack mixes up keys and results."""
+    import threading
+
+    from agi_core.executors.base import JobSpec
+    from agi_core.executors.worker import PartitionRunner
+
+    job = JobSpec(TEST_APPS / "noop_project" / "src", "noop", "Noop", {"n": 8000}, 1, tmp_path / "out", run_id="r1",
+                  cache_dir=tmp_path / "cache", cache_kernel="python")
+    runner = PartitionRunner(job)
+    stored: list[str] = []
+
+    def batch(first: int) -> None:
+        outcomes = [runner.run(Partition(f"n{i}", payload=i), "s0", key=f"{i:064x}") for i in range(first, first + 2000)]
+        runner.flush()  # what run_batch does before its outcomes go
+        stored.extend(o.cache for o in outcomes)
+
+    threads = [threading.Thread(target=batch, args=(k * 2000,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert stored == ["stored"] * 8000
+    store = CacheStore(tmp_path / "cache")
+    view = store.view()
+    assert len(view) == 8000
+    assert all(entry is not None and entry.result == int(key, 16) and entry.header["partition"] == f"n{int(key, 16)}"
+               for key, entry, _ in store.load_many(view, view.keys(), touch=False))
 
 
 @pytest.mark.parametrize("mode", [0, "p", "d"])
@@ -160,7 +293,7 @@ def _agi_process(share: Path, *args: str, state: Path | None = None) -> subproce
 
 
 def _entries(share: Path) -> int:
-    return sum(1 for _ in (share / "cache" / "toy").glob("*/*.entry"))
+    return len(CacheStore(share / "cache" / "toy").view())
 
 
 def _wait_for_entries(share: Path, count: int, process: subprocess.Popen[str], timeout: float = 60) -> None:
@@ -233,9 +366,15 @@ def test_two_runs_at_once_share_the_cache_without_torn_entries(share):
         store.restore(entry, Path(share) / "check")
         assert entry.result["square"] == int(entry.header["partition"][1:]) ** 2
     assert not list((share / "cache" / "toy").glob("*/.tmp-*"))  # no leftovers
+    assert list((share / "cache" / "toy" / "packs").glob("*.index"))  # stored in packs
     for out, _ in outputs:
         record = read_record(Path(json.loads(out)["manifest"]))
         assert record.status == "ok" and {p.cache for p in record.partitions} <= {"stored", "hit"}
+        for part in record.partitions:  # every location a record names serves its entry
+            assert CacheStore.header_at(part.result_location, part.cache_key)["partition"] == part.id
+    verified = run_agi("cache", "verify", "toy", "--share", str(share), "--json")
+    report = json.loads(verified.stdout)
+    assert verified.returncode == 0 and report["ok"] and len(report["entries"]) == 16, verified.stdout
 
 
 def test_resume_refuses_a_run_that_did_not_use_the_cache(toy_env, share):
@@ -267,7 +406,7 @@ def test_a_declared_output_that_was_never_written_is_not_cached_and_leaves_nothi
     (tmp_path / "out").mkdir()
     with pytest.raises(FileNotFoundError):
         store.put("cd" * 32, 1, partition="p", out_dir=tmp_path / "out", outputs=["missing.png"])
-    assert [p.name for p in (tmp_path / "cache" / "cd").iterdir()] == []
+    assert [p.name for p in (tmp_path / "cache" / "cd").iterdir()] == [] and len(store.view()) == 0
 
 
 def test_a_bad_reads_name_is_an_error_with_the_cache_off_too(tmp_path, share):

@@ -113,7 +113,7 @@ def test_auditing_every_hit_of_mandelbrot_finds_no_mismatch(share, mode):
     record = read_record(audited.manifest)
     assert set(caches(audited).values()) == {"audited"} and not record.warnings
     assert record.audit is not None and (record.audit.chosen, record.audit.matched, record.audit.mismatched) == (4, 4, [])
-    assert all(p.result_location and p.result_location.endswith(".entry") for p in record.partitions)
+    assert all(p.result_location and p.result_location.endswith((".pack", ".entry")) for p in record.partitions)
     assert audited.value["inside_fraction"] == first.value["inside_fraction"]
 
 

@@ -114,7 +114,8 @@ def test_gc_max_size_keeps_what_fits_and_never_the_keys_of_a_running_run(share):
     assert set(by_key) == set(old.values()) | set(new.values())
     now = time.time()
     for i, pid in enumerate(sorted(old)):  # the first run's entries: used long ago, p0 least recently
-        os.utime(Path(by_key[old[pid]]["path"]), (now - 7200 + i, now - 7200 + i))
+        used = Path(by_key[old[pid]]["path"]).with_suffix(".index")  # a pack's last use: its index's mtime (mode 0: a pack each)
+        os.utime(used, (now - 7200 + i, now - 7200 + i))
     running = make_running(share, "toy", "20261123-100000-aaaaaa", {"p0": old["p0"], "p1": old["p1"]})
 
     # --older-than: the first run's entries are old, but a running run holds two of them

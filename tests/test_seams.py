@@ -114,7 +114,11 @@ def test_record_v2_lists_workers_with_versions_and_partition_outputs(share):
         assert worker.versions["python"] and worker.versions["agi-orchestrator"] and worker.versions["toy"] == "0.0.1"
     part = next(p for p in record.partitions if p.id == "p2")
     assert part.outputs == ["part-2.txt"] and (result.out_dir / "part-2.txt").is_file()
-    assert part.cache == "stored" and part.result_location == str(share / "cache" / "toy" / part.cache_key[:2] / f"{part.cache_key}.entry")
+    assert part.cache == "stored" and part.result_location.startswith(str(share / "cache" / "toy" / "packs"))
+    from agi_core.cache import CacheStore
+
+    assert part.result_location.endswith(".pack")
+    assert CacheStore.header_at(part.result_location, part.cache_key)["partition"] == "p2"
     assert sorted(p.name for p in result.run_dir.iterdir()) == ["cache_keys.json", "manifest.json", "out", "plan.json"]  # log folded, removed
 
 

@@ -6,7 +6,7 @@ entry whose key it has, and computes only the rest. `explain` says why a key cha
 """
 
 from .keys import CACHE_FORMAT, RunKeys, explain, kernel_kind_for_mode, plan_keys
-from .store import CacheStore, CorruptEntry, Entry, EntryInfo
+from .store import CacheStore, CacheView, CorruptEntry, Entry, EntryInfo, EntryWriter
 
-__all__ = ["CACHE_FORMAT", "CacheStore", "CorruptEntry", "Entry", "EntryInfo", "RunKeys", "explain", "kernel_kind_for_mode",
-           "plan_keys"]
+__all__ = ["CACHE_FORMAT", "CacheStore", "CacheView", "CorruptEntry", "Entry", "EntryInfo", "EntryWriter", "RunKeys", "explain",
+           "kernel_kind_for_mode", "plan_keys"]

@@ -6,8 +6,10 @@ Safety, for ``gc``: an entry whose key a *running* run has (its record reads ``r
 ``abandoned``; keys from its ``cache_keys.json``) is never removed, and neither are the keys of a
 run folder whose record is not written yet or cannot be read while its keys file is younger than
 `GRACE_S` (a run starting). An entry used again after gc looked at it (its mtime moved) is kept.
-Temporary files (``.tmp-*``) and output folders no entry names (``<key>.files-*``) are removed
-only once they are older than `GRACE_S`: a worker storing an entry makes both for a moment.
+Temporary files (``.tmp-*``), packs without an index and output folders no entry names
+(``<key>.files-*``) are removed only once they are older than `GRACE_S`: a worker storing entries
+makes each of them for a moment. Entries go by rewriting their packs without them
+(`CacheStore.discard_many`); gc also moves single-file entries into a pack and merges small packs.
 
 >>> entries = [_Item("toy", "a" * 64, 100, 10.0), _Item("toy", "b" * 64, 100, 20.0), _Item("toy", "c" * 64, 100, 30.0)]
 >>> plan = plan_gc(entries, live={"a" * 64}, older_than=None, max_size=150, now=40.0)
@@ -17,6 +19,7 @@ only once they are older than `GRACE_S`: a worker storing an entry makes both fo
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -29,6 +32,8 @@ from typing import Any
 from ..errors import AgiError
 from ..quantities import disk_usage, format_age
 from .keys import KEYS_FILE, read_run_keys
+from .entries import CorruptEntry
+from .packs import INDEX_SUFFIX, PACK_SCHEMA, PACK_SUFFIX, read_index
 from .store import CacheStore, EntryInfo
 
 __all__ = [
@@ -40,6 +45,7 @@ __all__ = [
     "collect_gc",
     "live_keys",
     "plan_gc",
+    "verify_store",
 ]
 
 #: how old a temporary file, an unnamed output folder, or the keys of a run without a readable
@@ -55,25 +61,30 @@ def cache_apps(share: Path) -> list[str]:
 def check_entry(store: CacheStore, key: str) -> str | None:
     """None when the entry of ``key`` loads and its result and output files match their
     checksums; else why not. Read-only: it does not mark the entry used."""
-    import hashlib
-
-    from .store import CorruptEntry
-
     try:
-        entry = store.load(key, touch=False)
+        store.restore(store.load(key, touch=False), None)
     except FileNotFoundError:
         return "the entry is gone"
     except CorruptEntry as exc:
         return str(exc)
-    files = entry.header.get("files")
-    for item in entry.header.get("outputs", ()):
-        try:
-            data = (entry.path.parent / str(files) / item["path"]).read_bytes()
-        except OSError as exc:
-            return f"output {item['path']} is unreadable ({exc.strerror})"
-        if len(data) != item.get("size") or hashlib.sha256(data).hexdigest() != item.get("sha256"):
-            return f"output {item['path']} does not match its checksum"
     return None
+
+
+def verify_store(store: CacheStore) -> tuple[int, list[tuple[str, str]]]:
+    """Check every entry of ``store`` as a run would (result and outputs), without using any:
+    how many were checked, and ``(key or file, why)`` for each that cannot be trusted, indexes
+    that cannot be read included. Each pack is read once."""
+    view = store.view()
+    problems: list[tuple[str, str]] = [("", problem) for problem in view.problems]
+    for key, entry, problem in store.load_many(view, view.keys(), touch=False):
+        if entry is None:
+            problems.append((key, problem or "the entry is gone"))
+            continue
+        try:
+            store.restore(entry, None)
+        except CorruptEntry as exc:
+            problems.append((key, str(exc)))
+    return len(view), problems
 
 
 # -- which keys running runs hold ------------------------------------------------------------------
@@ -155,6 +166,8 @@ class GcPlan:
     live_runs: dict[str, str] = field(default_factory=dict)  # key -> run id, for the protected ones
     max_size: int | None = None
     older_than: float | None = None
+    migrated: int = 0  # single-file entries (the older layout) moved into a pack
+    compacted: int = 0  # small packs merged into others
 
     @property
     def freed(self) -> int:
@@ -173,7 +186,8 @@ class GcPlan:
                 "protected": [entry(item, running_run=self.live_runs.get(item.key, "")) for item in self.protected],
                 "kept": {"entries": len(self.kept) + len(self.protected), "size": self.kept_size},
                 "leftovers": [{"app": app, "path": str(path), "size": size} for app, path, size in self.leftovers],
-                "freed": self.freed, "max_size": self.max_size, "older_than_s": self.older_than}
+                "freed": self.freed, "max_size": self.max_size, "older_than_s": self.older_than,
+                "migrated": self.migrated, "compacted": self.compacted}
 
 
 def plan_gc(entries: Sequence[_Item], *, live: set[str], older_than: float | None, max_size: int | None,
@@ -233,19 +247,25 @@ def apply_gc(share: Path, plan: GcPlan) -> GcPlan:
     live = {key for keys in held.values() for key in keys}
     done = GcPlan(protected=list(plan.protected), kept=list(plan.kept), max_size=plan.max_size, older_than=plan.older_than,
                   live_runs={**plan.live_runs, **{k: r for keys in held.values() for k, r in keys.items()}})
+    by_app: dict[str, list[tuple[_Item, str]]] = {}
     for item, why in plan.remove:
-        store = CacheStore.for_app(share, item.app)
-        path = store.entry_path(item.key)
-        try:
-            used = path.stat().st_mtime
-        except FileNotFoundError:
-            continue  # gone already (another gc, a corrupt entry a run discarded)
-        if item.key in live:
-            done.protected.append(item)
-        elif used > item.used:
-            done.kept.append(item)
-        elif store.discard(item.key):
-            done.remove.append((item, why))
+        by_app.setdefault(item.app, []).append((item, why))
+    for app, items in by_app.items():
+        store = CacheStore.for_app(share, app)
+        now_used = {info.key: info.used for info in store.entries()}  # one listing per app, however many go
+        going: dict[str, tuple[_Item, str]] = {}
+        for item, why in items:
+            used = now_used.get(item.key)
+            if used is None:
+                continue  # gone already (another gc, a corrupt entry a run discarded)
+            if item.key in live:
+                done.protected.append(item)
+            elif used > item.used:
+                done.kept.append(item)
+            else:
+                going[item.key] = (item, why)
+        removed = store.discard_many(going)
+        done.remove += [going[key] for key in going if key in removed]
     for app, path, size in plan.leftovers:
         try:
             if path.is_dir() and not path.is_symlink():
@@ -257,6 +277,10 @@ def apply_gc(share: Path, plan: GcPlan) -> GcPlan:
         except OSError:
             continue
         done.leftovers.append((app, path, size))
+    for app in sorted({item.app for item in done.kept + done.protected} | set(by_app)):
+        store = CacheStore.for_app(share, app)
+        done.migrated += store.migrate_singles()
+        done.compacted += store.compact()
     return done
 
 
@@ -265,19 +289,42 @@ def _item(app: str, info: EntryInfo) -> _Item:
 
 
 def _leftovers(store: CacheStore, infos: Sequence[EntryInfo], now: float) -> Iterable[tuple[Path, int]]:
-    """Temporary files and output folders older than `GRACE_S`: ``.tmp-*`` of an unfinished
-    write, and ``<key>.files-*`` folders no entry names (a write that lost, or a replaced entry's)."""
-    named = {(info.path.parent, str(info.header.get("files"))) for info in infos if info.header.get("files")}
+    """What unfinished or superseded writes left, once older than `GRACE_S`: ``.tmp-*`` files and
+    folders, ``<key>.files-*`` folders no entry names (a write that lost, a replaced entry's),
+    packs without an index (a writer killed between its two renames) and indexes that cannot be
+    read (damaged; an index of another pack schema is left alone)."""
+    named = {(store.root / info.key[:2], str(info.header.get("files"))) for info in infos if info.header.get("files")}
     if not store.root.is_dir():
         return
     for folder in sorted(store.root.iterdir()):
         if not folder.is_dir():
             continue
-        for path in sorted(folder.iterdir()):
-            name = path.name
+        names = set(os.listdir(folder))
+        for name in sorted(names):
+            path = folder / name
             leftover = name.startswith(".tmp-") or (".files-" in name and (folder, name) not in named)
+            if folder == store.packs_dir and not leftover:
+                stem, _, suffix = name.rpartition(".")
+                leftover = (suffix == PACK_SUFFIX[1:] and f"{stem}{INDEX_SUFFIX}" not in names) or \
+                    (suffix == INDEX_SUFFIX[1:] and _damaged_index(path))
             if leftover and now - _newest(path) > GRACE_S:
                 yield path, disk_usage(path)
+
+
+def _damaged_index(path: Path) -> bool:
+    """An index of our pack schema that does not read (not one a newer agi_core wrote)."""
+    try:
+        read_index(path)
+        return False
+    except FileNotFoundError:
+        return False
+    except (CorruptEntry, ValueError):
+        try:
+            with path.open("rb") as handle:
+                schema = json.loads(handle.readline()).get("schema", "")
+        except (OSError, ValueError, AttributeError):
+            return True
+        return not (isinstance(schema, str) and schema.startswith("agi.cache.pack.") and schema != PACK_SCHEMA)
 
 
 def _removing(root: Path, now: float) -> Iterable[Path]:

@@ -1,15 +1,18 @@
-"""`CacheStore`: partition results on the share, by key, written atomically and checked on read.
+"""`CacheStore`: partition results on the share, by key, written in packs and checked on read.
 
 Layout under ``<share>/cache/<app>/``::
 
-    3f/3f9a…e1.entry          one JSON header line (key, partition, sizes, SHA-256s), then the pickled result
-    3f/3f9a…e1.files-1a2b3c/  the files the partition declared with ``ctx.output()``, if any
+    packs/<name>.pack, packs/<name>.index   many entries each, written by one worker at once (`packs`)
+    3f/3f9a…e1.files-1a2b3c/                the files a partition declared with ``ctx.output()``, if any
+    3f/3f9a…e1.entry                        an entry of the older single-file layout: still read
 
-An entry appears in one step: its output files go to a folder of their own first, then the entry
-file is written beside its final name and hard-linked into place, which fails if another run
-stored the same key meanwhile (the first writer wins: same key, same content). A reader checks
-the result's size and checksum, and each output's when restoring it; anything that does not
-match raises `CorruptEntry` and the entry is never used.
+Workers write through `CacheStore.writer` (`EntryWriter`): entries are buffered and flushed as one
+pack before the worker reports them. A reader takes one `CacheView` (every index read once) and
+loads what it needs pack by pack (`load_many`). A key found in several places (two runs computed it
+at once: same key, same content) is served from the first written, except that an entry stored by
+``--refresh`` wins over every older one. Every result is checked (size, SHA-256) before it is
+unpickled, and each output file when restoring it: anything that does not match is a
+`CorruptEntry`, and is never used.
 
 >>> import tempfile
 >>> store = CacheStore(Path(tempfile.mkdtemp()))
@@ -21,55 +24,51 @@ match raises `CorruptEntry` and the entry is never used.
 >>> store.load(key)
 Traceback (most recent call last):
 ...
-agi_core.cache.store.CorruptEntry: ...: the result has ... bytes, the header says ...
+agi_core.cache.entries.CorruptEntry: ...: the pack is cut short (...)
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import pickle
 import secrets
 import shutil
-import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENTRY_SCHEMA", "CacheStore", "CorruptEntry", "Entry", "EntryInfo"]
+from . import packs
+from .entries import (ENTRY_SCHEMA, SINGLE_SUFFIX, CorruptEntry, Entry, EntryInfo, check_body, decode_single, sha256_hex)
 
-ENTRY_SCHEMA = "agi.cache.v1"
-_SUFFIX = ".entry"
+__all__ = ["ENTRY_SCHEMA", "CacheStore", "CacheView", "CorruptEntry", "Entry", "EntryInfo", "EntryWriter"]
 
-
-class CorruptEntry(Exception):
-    """A cache entry that exists but cannot be trusted (cut short, altered, unreadable)."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A loaded entry: its header and its result."""
-
-    path: Path
-    header: dict[str, Any]
-    result: Any
-
-    @property
-    def outputs(self) -> list[str]:
-        return [o["path"] for o in self.header.get("outputs", ())]
+_SUFFIX = SINGLE_SUFFIX
+#: `CacheStore.compact`: packs under this many entries are merged, once there are more than `MANY_PACKS`
+SMALL_PACK = 1000
+MANY_PACKS = 64
 
 
-@dataclass(frozen=True)
-class EntryInfo:
-    """An entry as `CacheStore.entries` lists it: no result loaded."""
+@dataclass
+class CacheView:
+    """The entries of a cache as one listing saw them: key -> where it is.
 
-    key: str
-    path: Path
-    size: int  # bytes on disk, output files included
-    used: float  # last time a run stored or used it (the entry file's mtime)
-    header: dict[str, Any]
+    A place is the `PackIndex` of a pack entry (``index.position[key]`` says where in it), or the
+    path of a single-file entry: one shared object per pack, so a view of 1,000,000 keys is one
+    dict, filled at C speed.
+    ``problems``: indexes that could not be read (their entries are not served)."""
+
+    places: dict[str, packs.PackIndex | Path] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.places
+
+    def __len__(self) -> int:
+        return len(self.places)
+
+    def keys(self) -> list[str]:
+        return list(self.places)
 
 
 class CacheStore:
@@ -82,196 +81,432 @@ class CacheStore:
     def for_app(cls, share: Path, app: str) -> CacheStore:
         return cls(Path(share) / "cache" / app)
 
+    @property
+    def packs_dir(self) -> Path:
+        return self.root / packs.PACKS
+
     def entry_path(self, key: str) -> Path:
+        """Where a single-file (older layout) entry of ``key`` is."""
         return self.root / key[:2] / f"{key}{_SUFFIX}"
 
     # -- reading ----------------------------------------------------------------------------
 
+    def view(self, keys: Iterable[str] | None = None) -> CacheView:
+        """Read every index once (and list the single-file entries): where each key is, for
+        ``keys`` only when given (so a run holds only what it may use)."""
+        wanted = None if keys is None else (keys if isinstance(keys, (set, frozenset)) else set(keys))
+        view = CacheView()
+        places = view.places
+        indexes = []
+        for path in packs.list_indexes(self.packs_dir):
+            try:
+                indexes.append(packs.read_index(path))
+            except FileNotFoundError:
+                continue  # rewritten by a gc meanwhile: its entries are in the newer pack listed after it
+            except CorruptEntry as exc:
+                view.problems.append(str(exc))
+        # The first written wins: newest first, each older one over it (set operations, no loop
+        # per key); single-file entries are older than any pack; then entries stored by --refresh
+        # win over every older copy, the newest last.
+        for pack in reversed(indexes):
+            places.update(dict.fromkeys(pack.position.keys() if wanted is None else pack.position.keys() & wanted, pack))
+        for key, single in self._singles(wanted):
+            places[key] = single
+        for pack in indexes:
+            for i in sorted(pack.replaced):
+                if wanted is None or pack.keys[i] in wanted:
+                    places[pack.keys[i]] = pack
+        return view
+
+    def _singles(self, wanted: Any) -> Iterator[tuple[str, Path]]:
+        """Single-file entries (the older layout): one listing per prefix folder."""
+        try:
+            folders = [n for n in os.listdir(self.root) if len(n) == 2]
+        except FileNotFoundError:
+            return
+        for name in sorted(folders):
+            try:
+                names = os.listdir(self.root / name)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in sorted(names):
+                if entry.endswith(_SUFFIX) and not entry.startswith("."):
+                    key = entry[: -len(_SUFFIX)]
+                    if wanted is None or key in wanted:
+                        yield key, self.root / name / entry
+
     def existing(self, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` have an entry (not checked: `load` does that)."""
-        wanted = set(keys)
-        if len(wanted) < 512:
-            return {key for key in wanted if self.entry_path(key).is_file()}
-        present: set[str] = set()  # many keys: one listing per prefix folder beats a stat per key
-        for prefix in {key[:2] for key in wanted}:
-            try:
-                names = os.listdir(self.root / prefix)
-            except FileNotFoundError:
-                continue
-            present.update(name[: -len(_SUFFIX)] for name in names if name.endswith(_SUFFIX))
-        return wanted & present
+        return set(self.view(set(keys)).places)
 
     def load(self, key: str, *, touch: bool = True) -> Entry:
         """The entry of ``key``, checked. Raises FileNotFoundError when there is none and
         `CorruptEntry` when it cannot be trusted. ``touch`` marks it used now (for `agi cache gc`)."""
-        path = self.entry_path(key)
-        data = path.read_bytes()
-        header, body = _split(path, data)
-        if header.get("key") != key:
-            raise CorruptEntry(f"{path}: the header is for key {str(header.get('key'))[:16]}…")
-        if len(body) != header.get("size"):
-            raise CorruptEntry(f"{path}: the result has {len(body)} bytes, the header says {header.get('size')}")
-        if hashlib.sha256(body).hexdigest() != header.get("sha256"):
-            raise CorruptEntry(f"{path}: the result's checksum does not match its header")
-        try:
-            result = pickle.loads(body)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure makes the entry unusable
-            raise CorruptEntry(f"{path}: the result cannot be unpickled here ({type(exc).__name__}: {exc})") from None
-        if touch:
-            try:
-                os.utime(path)
-            except OSError:
-                pass  # a read-only share still serves hits
-        return Entry(path, header, result)
+        for _, entry, problem in self.load_many(self.view({key}), [key], touch=touch):
+            if problem is not None:
+                raise CorruptEntry(problem)
+            if entry is not None:
+                return entry
+        raise FileNotFoundError(f"no cache entry of key {key[:16]}… in {self.root}")
 
-    def restore(self, entry: Entry, out_dir: Path) -> None:
-        """Copy the entry's output files into ``out_dir``, checking each one's size and checksum."""
-        files = entry.header.get("files")
+    def load_many(self, view: CacheView, keys: Iterable[str], *, touch: bool = True
+                  ) -> Iterator[tuple[str, Entry | None, str | None]]:
+        """``(key, entry, None)`` for each of ``keys`` that loads and checks, ``(key, None, why)``
+        for one that cannot be trusted, ``(key, None, None)`` for one gone since ``view`` was
+        taken; keys ``view`` does not have are left out. Each pack is read once and, with
+        ``touch``, marked used once."""
+        for key, header, body, path, where, problem in self._read(view, keys, touch):
+            if body is None:
+                yield key, None, problem
+                continue
+            try:
+                result = pickle.loads(body)
+            except Exception as exc:  # noqa: BLE001 - any unpickling failure makes the entry unusable
+                yield key, None, f"{where}#{key[:16]}…: the result cannot be unpickled here ({type(exc).__name__}: {exc})"
+                continue
+            yield key, Entry(path, header, result, where), None
+
+    def read_raw(self, view: CacheView, keys: Iterable[str], *, touch: bool = False
+                 ) -> Iterator[tuple[str, dict[str, Any], bytes | None, str, str | None]]:
+        """``(key, header, body, location, problem)``, bodies checked but not unpickled (bundles
+        carry them as they are). ``body`` is None with a problem, or when the entry is gone."""
+        for key, header, body, _, where, problem in self._read(view, keys, touch):
+            yield key, header, body, where, problem
+
+    def _read(self, view: CacheView, keys: Iterable[str], touch: bool
+              ) -> Iterator[tuple[str, dict[str, Any], bytes | None, Path, str, str | None]]:
+        by_pack: dict[str, tuple[packs.PackIndex, list[int]]] = {}
+        for key in keys:
+            place = view.places.get(key)
+            if place is None:
+                continue
+            if isinstance(place, Path):
+                yield self._read_single(key, place, touch)
+                continue
+            by_pack.setdefault(place.name, (place, []))[1].append(place.position[key])
+        for index, positions in by_pack.values():
+            pack, keys_of = index.pack, index.keys
+            where = str(pack)  # one string for all its entries (Path caches it)
+            try:
+                checked = list(packs.read_bodies(index, positions))
+            except FileNotFoundError:
+                for i in positions:
+                    yield keys_of[i], {}, None, pack, where, None
+                continue
+            for i, body, problem in checked:
+                yield keys_of[i], index.header(i), body, pack, where, problem
+            if touch:
+                _touch(index.index)
+
+    def _read_single(self, key: str, path: Path, touch: bool
+                     ) -> tuple[str, dict[str, Any], bytes | None, Path, str, str | None]:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return key, {}, None, path, str(path), None
+        try:
+            header, body = decode_single(path, data)
+            if header.get("key") != key:
+                raise CorruptEntry(f"{path}: the header is for key {str(header.get('key'))[:16]}…")
+            check_body(str(path), header, body)
+        except CorruptEntry as exc:
+            return key, {}, None, path, str(path), str(exc)
+        if touch:
+            _touch(path)
+        return key, header, body, path, str(path), None
+
+    def restore(self, entry: Entry, out_dir: Path | None) -> None:
+        """Copy the entry's output files into ``out_dir``, checking each one's size and checksum
+        (``out_dir`` None: check them only)."""
         for item in entry.header.get("outputs", ()):
-            source = entry.path.parent / str(files) / item["path"]
+            source = entry.files_dir / item["path"]
+            where = entry.location or entry.path
             try:
                 data = source.read_bytes()
             except OSError as exc:
-                raise CorruptEntry(f"{entry.path}: output {item['path']} is unreadable ({exc.strerror})") from None
-            if len(data) != item["size"] or hashlib.sha256(data).hexdigest() != item["sha256"]:
-                raise CorruptEntry(f"{entry.path}: output {item['path']} does not match its checksum")
+                raise CorruptEntry(f"{where}: output {item['path']} is unreadable ({exc.strerror})") from None
+            if len(data) != item["size"] or sha256_hex(data) != item["sha256"]:
+                raise CorruptEntry(f"{where}: output {item['path']} does not match its checksum")
+            if out_dir is None:
+                continue
             target = out_dir / item["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
 
-    def entries(self) -> Iterator[EntryInfo]:
-        """Every entry of this app, unchecked (headers only); unreadable headers are skipped."""
-        if not self.root.is_dir():
-            return
-        for folder in sorted(self.root.iterdir()):
-            if not folder.is_dir():
-                continue
-            for path in sorted(folder.glob(f"*{_SUFFIX}")):
+    def entries(self, view: CacheView | None = None) -> Iterator[EntryInfo]:
+        """Every entry of this app, unchecked (headers only); unreadable indexes are skipped
+        (`view().problems` names them)."""
+        view = self.view() if view is None else view
+        used: dict[Path, float] = {}
+        for key in sorted(view.places):
+            place = view.places[key]
+            if isinstance(place, Path):
                 try:
-                    stat = path.stat()
-                    with path.open("rb") as handle:
-                        header = json.loads(handle.readline())
-                except (OSError, ValueError):
+                    stat = place.stat()
+                    with place.open("rb") as handle:
+                        header, _ = decode_single(place, handle.readline())
+                except (OSError, CorruptEntry):
                     continue
-                size = stat.st_size + sum(int(o.get("size", 0)) for o in header.get("outputs", ()))
-                yield EntryInfo(path.name[: -len(_SUFFIX)], path, size, stat.st_mtime, header)
+                path, mtime, size = place, stat.st_mtime, int(header.get("size", 0))
+            else:
+                index, i = place, place.position[key]
+                if index.name not in used:
+                    try:
+                        used[index.name] = index.index.stat().st_mtime
+                    except FileNotFoundError:
+                        used[index.name] = 0.0
+                header = index.header(i)
+                path, mtime, size = index.pack, used[index.name], index.sizes[i]
+            size += sum(int(o.get("size", 0)) for o in header.get("outputs", ()))
+            yield EntryInfo(key, path, size, mtime, header)
+
+    def matching(self, prefix: str) -> list[str]:
+        """The keys that start with ``prefix``."""
+        return sorted(key for key in self.view().places if key.startswith(prefix))
 
     def find(self, prefix: str) -> EntryInfo:
         """The entry whose key starts with ``prefix`` (at least 4 characters)."""
         if len(prefix) < 4:
             raise KeyError(f"give at least 4 characters of the key, not {prefix!r}")
-        folder = self.root / prefix[:2]
-        matches = sorted(folder.glob(f"{prefix}*{_SUFFIX}")) if folder.is_dir() else []
+        view = self.view()
+        matches = [key for key in view.places if key.startswith(prefix)]
         if len(matches) != 1:
             raise KeyError(f"{len(matches)} entries of {self.root} have a key starting with {prefix!r}")
-        key = matches[0].name[: -len(_SUFFIX)]
-        return next(info for info in self._infos([key]))
+        wanted = CacheView({matches[0]: view.places[matches[0]]})
+        return next(self.entries(wanted))
 
-    def _infos(self, keys: Sequence[str]) -> Iterator[EntryInfo]:
-        for key in keys:
-            path = self.entry_path(key)
-            with path.open("rb") as handle:
-                header = json.loads(handle.readline())
-            size = path.stat().st_size + sum(int(o.get("size", 0)) for o in header.get("outputs", ()))
-            yield EntryInfo(key, path, size, path.stat().st_mtime, header)
+    @staticmethod
+    def header_at(location: str, key: str) -> dict[str, Any] | None:
+        """The header of the entry of ``key`` at ``location`` (a run record's: a pack, or a
+        ``.entry`` file), if it is still there. A pack rewritten since (by gc, or a bundle import)
+        has another name: the key is then looked up in the whole cache."""
+        pack = location
+        if location.endswith(_SUFFIX):
+            key = ""
+        try:
+            if not key:
+                with open(location, "rb") as handle:
+                    return decode_single(Path(location), handle.readline())[0]
+            index = packs.read_index(Path(pack).with_suffix(packs.INDEX_SUFFIX))
+        except FileNotFoundError:
+            if not key:
+                return None
+            place = CacheStore(Path(pack).parent.parent).view({key}).places.get(key)
+            if place is None:
+                return None
+            return _header_of(place, key)
+        except (OSError, CorruptEntry, ValueError):
+            return None
+        return index.header(index.keys.index(key)) if key in index.keys else None
 
     # -- writing ----------------------------------------------------------------------------
 
+    def writer(self) -> EntryWriter:
+        """A batched writer: `EntryWriter.add` many entries, `EntryWriter.flush` them as one pack."""
+        return EntryWriter(self)
+
     def put(self, key: str, result: Any, *, partition: str, out_dir: Path | None = None, outputs: Sequence[str] = (),
             replace: bool = False, **extra: Any) -> Path:
-        """Store a result (and the declared output files, relative to ``out_dir``) under ``key``.
+        """Store one result now (and the declared output files, relative to ``out_dir``) under ``key``.
 
-        Returns the entry's path. Without ``replace``, an entry that already exists is kept (it
-        holds the same content, by its key); with it (``--refresh``), the new one replaces it.
-        """
-        body = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        Returns the file that holds it. Without ``replace``, an entry that already exists is kept
+        (it holds the same content, by its key); with it (``--refresh``), the new one wins.
+        Many entries: use `writer`, which costs one pack for all of them."""
+        if not replace:
+            place = self.view({key}).places.get(key)
+            if place is not None:
+                return place if isinstance(place, Path) else place.pack
+        writer = self.writer()
+        location = writer.add(key, result, partition=partition, out_dir=out_dir, outputs=outputs, replace=replace, **extra)
+        writer.flush()
+        return Path(location.split("#", 1)[0])
+
+    def stage_outputs(self, key: str, out_dir: Path | None, outputs: Sequence[str]) -> tuple[str | None, list[dict[str, Any]]]:
+        """Copy a partition's declared outputs into a folder of their own, ``<xx>/<key>.files-<token>``
+        (built under a ``.tmp-`` name, renamed into place); returns its name and what it holds."""
+        if not outputs:
+            return None, []
+        assert out_dir is not None
         folder = self.root / key[:2]
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{key}{_SUFFIX}"
-        if target.exists() and not replace:
-            return target
-        token = f"{os.getpid()}-{secrets.token_hex(4)}"
-        files = None
+        files = f"{key}.files-{os.getpid()}-{secrets.token_hex(4)}"
+        staging = folder / f".tmp-{files}"
         described = []
-        if outputs:
-            assert out_dir is not None
-            files = f"{key}.files-{token}"
-            staging = folder / f".tmp-{files}"
-            try:
-                for name in outputs:
-                    data = (out_dir / name).read_bytes()  # a declared output that was never written fails here
-                    described.append({"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-                    copy = staging / name
-                    copy.parent.mkdir(parents=True, exist_ok=True)
-                    copy.write_bytes(data)
-                os.rename(staging, folder / files)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-        header = {"schema": ENTRY_SCHEMA, "key": key, "partition": partition, "created": time.time(), "size": len(body),
-                  "sha256": hashlib.sha256(body).hexdigest(), "outputs": described, "files": files, **extra}
-        tmp = folder / f".tmp-{key}-{token}"
         try:
-            with open(tmp, "wb") as handle:
-                handle.write(json.dumps(header, separators=(",", ":"), default=str).encode() + b"\n")
-                handle.write(body)
-            if replace:
-                old_files = self._files_of(target)
-                os.replace(tmp, target)
-                if old_files and old_files != files:
-                    shutil.rmtree(folder / old_files, ignore_errors=True)
-            else:
-                try:
-                    os.link(tmp, target)  # never overwrites: the first writer wins
-                except FileExistsError:
-                    if files:
-                        shutil.rmtree(folder / files, ignore_errors=True)
+            for name in outputs:
+                data = (out_dir / name).read_bytes()  # a declared output that was never written fails here
+                described.append({"path": name, "size": len(data), "sha256": sha256_hex(data)})
+                copy = staging / name
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                copy.write_bytes(data)
+            os.rename(staging, folder / files)
         except BaseException:
-            if files:
-                shutil.rmtree(folder / files, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
             raise
-        finally:
-            tmp.unlink(missing_ok=True)
-        return target
+        return files, described
 
     def discard(self, key: str) -> bool:
         """Remove an entry and its files (a corrupt one, or at `agi cache gc`). True if it existed."""
-        path = self.entry_path(key)
-        files = self._files_of(path)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        if files:
-            shutil.rmtree(path.parent / files, ignore_errors=True)
-        return True
+        return bool(self.discard_many([key]))
+
+    def discard_many(self, keys: Iterable[str]) -> set[str]:
+        """Remove every copy of these entries and their output files; returns the keys removed.
+        Packs holding them are rewritten without them (never edited in place): one rewrite per
+        pack, however many of its entries go."""
+        drop = set(keys)
+        removed: set[str] = set()
+        for key in drop:
+            path = self.entry_path(key)
+            files = _single_files(path)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.add(key)
+            if files:
+                shutil.rmtree(path.parent / files, ignore_errors=True)
+        for index in packs.list_indexes(self.packs_dir):
+            try:
+                pack = packs.read_index(index)
+            except FileNotFoundError:
+                continue
+            except (CorruptEntry, ValueError):
+                continue  # served by nobody; gc removes it
+            if drop.isdisjoint(pack.keys):
+                continue
+            for i in packs.rewrite_without(pack, drop):
+                key = pack.keys[i]
+                if key in drop:
+                    removed.add(key)
+                if i in pack.files:
+                    shutil.rmtree(self.root / key[:2] / pack.files[i], ignore_errors=True)
+        return removed
 
     def clear(self) -> int:
         """Remove every entry of this app; returns how many there were."""
-        count = sum(1 for _ in self.root.glob(f"*/*{_SUFFIX}")) if self.root.is_dir() else 0
+        count = len(self.view()) if self.root.is_dir() else 0
         if self.root.is_dir():
             trash = self.root.with_name(f".{self.root.name}.removing-{secrets.token_hex(4)}")
             os.rename(self.root, trash)  # one step: no run sees half a cache
             shutil.rmtree(trash, ignore_errors=True)
         return count
 
-    @staticmethod
-    def _files_of(path: Path) -> str | None:
+    def migrate_singles(self) -> int:
+        """Move the single-file entries that check into one pack (their output folders stay where
+        they are), then remove those files; returns how many moved. The pack is in place before any
+        file goes, so a reader finds each entry throughout."""
+        view = self.view()
+        singles = [key for key, place in view.places.items() if isinstance(place, Path)]
+        writer = packs.PackWriter(self.packs_dir, prefix="0" * 16)  # sorts before every pack written since
+        moved: list[Path] = []
+        used = 0.0
+        for key, header, body, where, problem in self.read_raw(view, singles):
+            if body is None or problem is not None:
+                continue
+            meta = {k: v for k, v in header.items()
+                    if k not in ("schema", "key", "partition", "created", "size", "sha256", "outputs", "files", "tag")}
+            writer.add(key, body, partition=str(header.get("partition", "")), created=header.get("created"),
+                       outputs=header.get("outputs") or [], files=header.get("files"), tag=header.get("tag"), **meta)
+            moved.append(Path(where))
+            try:
+                used = max(used, Path(where).stat().st_mtime)
+            except FileNotFoundError:
+                pass
+        writer.flush()
+        for pack in writer.written:
+            os.utime(pack.with_suffix(packs.INDEX_SUFFIX), (used, used))  # their last use, not the migration's
+        for path in moved:
+            path.unlink(missing_ok=True)
+        return len(moved)
+
+
+    def compact(self, *, small: int = SMALL_PACK, most: int = MANY_PACKS) -> int:
+        """Merge runs of consecutive small packs (under ``small`` entries) once there are more than
+        ``most`` packs: every run reads every index, so many tiny packs would cost a file read per
+        entry again. Returns how many packs were merged away."""
+        indexes = []
+        for path in packs.list_indexes(self.packs_dir):
+            try:
+                indexes.append(packs.read_index(path))
+            except (FileNotFoundError, CorruptEntry):
+                indexes.append(None)  # a damaged index breaks a run: what is on each side of it is not merged together
+        if len(indexes) <= most:
+            return 0
+        merged, run = 0, []
+        for index in [*indexes, None]:
+            if index is not None and len(index.keys) < small and sum(len(i.keys) for i in run) + len(index.keys) <= small * 8 \
+                    and sum(sum(i.sizes) for i in (*run, index)) <= packs.MAX_PACK_BYTES:
+                run.append(index)
+                continue
+            if len(run) > 1 and packs.merge(run):
+                merged += len(run) - 1
+            run = [index] if index is not None and len(index.keys) < small else []
+        return merged
+
+
+class EntryWriter:
+    """Entries of one worker, buffered and written as one pack by `flush`.
+
+    `add` pickles the result and copies the output files at once (so a result that cannot be
+    pickled, or an output never written, fails that partition's store, not the batch); `flush`
+    must run before the worker reports the partitions as stored."""
+
+    def __init__(self, store: CacheStore) -> None:
+        self.store = store
+        self._packs = packs.PackWriter(store.packs_dir)
+        self._files: list[tuple[str, str]] = []  # (key, output folder) of the buffered entries
+
+    def __len__(self) -> int:
+        return len(self._packs)
+
+    def add(self, key: str, result: Any, *, partition: str, out_dir: Path | None = None, outputs: Sequence[str] = (),
+            replace: bool = False, **meta: Any) -> str:
+        """Buffer one entry; returns its location (``<pack>#<key>``), valid once flushed.
+        ``meta``: run_id, kernel, worker…, kept once per pack where entries agree."""
+        return self.add_result(key, result, partition, meta, out_dir=out_dir, outputs=outputs, replace=replace)
+
+    def add_result(self, key: str, result: Any, partition: str, meta: dict[str, Any], *, out_dir: Path | None = None,
+                   outputs: Sequence[str] = (), replace: bool = False) -> str:
+        """`add` with ``meta`` as one dict (a worker's per-partition path)."""
+        body = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        if not outputs:
+            return self._packs.add_entry(key, body, partition, meta, replace=replace)
+        files, described = self.store.stage_outputs(key, out_dir, outputs)
+        self._files.append((key, str(files)))
+        return self._packs.add_entry(key, body, partition, meta, replace=replace, outputs=described, files=files)
+
+    def flush(self) -> Path | None:
+        """Write the buffered entries as one pack; on failure their output folders are removed too."""
+        files, self._files = self._files, []
         try:
-            with path.open("rb") as handle:
-                return json.loads(handle.readline()).get("files")
-        except (OSError, ValueError):
-            return None
+            return self._packs.flush()
+        except BaseException:
+            for key, name in files:
+                shutil.rmtree(self.store.root / key[:2] / name, ignore_errors=True)
+            raise
 
 
-def _split(path: Path, data: bytes) -> tuple[dict[str, Any], bytes]:
-    end = data.find(b"\n")
-    if end < 0:
-        raise CorruptEntry(f"{path}: no header line")
+def _header_of(place: packs.PackIndex | Path, key: str) -> dict[str, Any] | None:
+    if not isinstance(place, Path):
+        return place.header(place.position[key])
     try:
-        header = json.loads(data[:end])
-    except ValueError:
-        raise CorruptEntry(f"{path}: the header is not JSON") from None
-    if not isinstance(header, dict) or header.get("schema") != ENTRY_SCHEMA:
-        raise CorruptEntry(f"{path}: not a cache entry of schema {ENTRY_SCHEMA}")
-    return header, data[end + 1:]
+        with place.open("rb") as handle:
+            return decode_single(place, handle.readline())[0]
+    except (OSError, CorruptEntry):
+        return None
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # a read-only share still serves hits
+
+
+def _single_files(path: Path) -> str | None:
+    try:
+        with path.open("rb") as handle:
+            return decode_single(path, handle.readline())[0].get("files")
+    except (OSError, CorruptEntry):
+        return None
+

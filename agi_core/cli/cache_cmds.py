@@ -92,8 +92,8 @@ def cache_group() -> None:
     """The result cache on the share: list, inspect, verify, clear, and collect garbage.
 
     \b
-    Entries live under <share>/cache/APP/, one per partition result, by content key; a run
-    reuses every entry whose key it computes (see docs/cache.md).
+    Entries live under <share>/cache/APP/, one per partition result, by content key, written
+    by the workers in pack files; a run reuses every entry whose key it computes (see docs/cache.md).
     """
 
 
@@ -174,9 +174,7 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
     found = []
     for name in names:
         store = CacheStore.for_app(root, name)
-        folder = store.root / key[:2]
-        keys = [p.name.removesuffix(".entry") for p in folder.glob(f"{key}*.entry")] if folder.is_dir() else []
-        found += [(name, store, k) for k in keys]
+        found += [(name, store, k) for k in store.matching(key)]
     if not found:
         raise AgiError(f"no cache entry with a key starting with {key!r} under {root / 'cache'}"
                        + (f" (app {names[0]})" if app else ""), fix="list the entries with `agi cache list APP`")
@@ -202,7 +200,7 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
               + f"  sha256 {header.get('sha256', '-')}")
     for item in outputs:
         out.print(f"output: {escape(item['path'])}  {format_size(item.get('size', 0))}  sha256 {str(item.get('sha256', ''))[:16]}…")
-    out.print(f"path: {escape(str(info.path))}")
+    out.print(f"path: {escape(str(info.path))}" + (f" (offset {header['offset']})" if "offset" in header else ""))
     if problem is None:
         out.print("[green]check: ok[/] (loads, and the result and outputs match their checksums)")
     else:
@@ -210,7 +208,7 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
 
 
 @cache_group.command("verify")
-@click.argument("app")
+@click.argument("app", required=False)
 @apps_path_option
 @SHARE_OPTION
 @click.option("--sample", "-n", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
@@ -219,8 +217,9 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
 @click.option("--seed", type=int, default=None, help="The seed that chooses the sample (default: a fresh one; it is printed).")
 @json_option
 @click.pass_context
-def cache_verify(ctx: click.Context, app: str, share: Path | None, sample: int, seed: int | None, as_json: bool) -> None:
-    """Check every cache entry of APP (header, checksums, outputs); with --sample N, recompute N of them.
+def cache_verify(ctx: click.Context, app: str | None, share: Path | None, sample: int, seed: int | None, as_json: bool) -> None:
+    """Check every cache entry of APP, or of every app (each result and output file against its
+    checksum, and every pack index); with --sample N (APP only), recompute N of them.
 
     \b
     An entry is recomputed from the run that stored it: its plan (the payload), its args and mode,
@@ -232,13 +231,19 @@ def cache_verify(ctx: click.Context, app: str, share: Path | None, sample: int, 
     from ..run.verifying import verify_cache
     from .cache_verify_view import print_verify
 
+    if app is None:
+        if sample:
+            raise click.UsageError("--sample needs an APP: its work() recomputes the entries")
+        _verify_every_app(ctx, share_for(ctx, None, share), as_json)
+        return
     root = share_for(ctx, app, share)
-    env = env_for(ctx, app)
+    env = env_for(ctx, app) if sample else None  # checking alone needs only the app's name (and --share)
     status = console(stderr=True).status("verifying", spinner="dots") if not as_json else None
     if status is not None:
         status.start()
     try:
-        report = verify_cache(env, root, sample=sample, seed=seed, progress=status.update if status is not None else None)
+        report = verify_cache(app_name(ctx, app, share), root, env=env, sample=sample, seed=seed,
+                              progress=status.update if status is not None else None)
     finally:
         if status is not None:
             status.stop()
@@ -248,6 +253,32 @@ def cache_verify(ctx: click.Context, app: str, share: Path | None, sample: int, 
         print_verify(report)
     if not report.ok:
         raise SystemExit(1)
+
+
+def _verify_every_app(ctx: click.Context, root: Path, as_json: bool) -> None:
+    """`agi cache verify` without APP: the integrity of every app's entries and indexes."""
+    from ..cache import CacheStore
+    from ..cache.maintenance import cache_apps, verify_store
+
+    apps = cache_apps(root)
+    report = []
+    for name in apps:
+        checked, problems = verify_store(CacheStore.for_app(root, name))
+        report.append({"app": name, "entries": checked, "problems": [{"key": k, "problem": p} for k, p in problems]})
+    bad = sum(len(r["problems"]) for r in report)
+    if as_json:
+        print_json({"share": str(root), "apps": report, "ok": bad == 0})
+    else:
+        out = console()
+        for item in report:
+            state = "[green]ok[/]" if not item["problems"] else f"[red]{len(item['problems'])} problem(s)[/]"
+            out.print(f"{escape(item['app'])}: {item['entries']} entries checked, {state}")
+            for problem in item["problems"]:
+                out.print(f"  {problem['key'][:12] or 'index'}: {escape(problem['problem'])}")
+        if not apps:
+            out.print(f"no cache under {escape(str(root / 'cache'))}")
+    if bad:
+        ctx.exit(1)
 
 
 @cache_group.command("clear")
@@ -308,8 +339,10 @@ def cache_gc(ctx: click.Context, app: str | None, share: Path | None, older_than
     \b
     Never removed: an entry whose key a running run holds (its record reads `running`; a dead
     manager's run reads `abandoned` and holds nothing), nor one used after gc looked at it.
-    Also removed: leftovers older than an hour (.tmp-* files of an unfinished write, output
-    folders that no entry names). Without --older-than and --max-size, only the leftovers go.
+    Also removed: leftovers older than an hour (.tmp-* files of an unfinished write, packs
+    without an index, output folders that no entry names). Entries are removed by rewriting
+    their packs; single-file entries of the older layout are moved into a pack, and runs of
+    small packs are merged. Without --older-than and --max-size, only the leftovers go.
     """
     from ..cache.maintenance import apply_gc, cache_apps, collect_gc
 

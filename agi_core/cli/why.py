@@ -72,7 +72,7 @@ def why_data(record: RunRecord, pid: str) -> dict[str, Any]:
     data["key"] = keys.keys[pid]
     earlier, old = _earlier(record, pid)
     if part.cache == "hit":
-        stored_by = _stored_by(part.result_location)
+        stored_by = _stored_by(part.result_location, part.cache_key or "")
         source = f"its result came from the cache (entry stored by run {stored_by})" if stored_by else "its result came from the cache"
     else:
         source = ""
@@ -152,17 +152,12 @@ def _why_computed(record: RunRecord, part: Any, old_part: Any, earlier: str) -> 
             "started: removed since by `agi cache gc` or `agi cache clear` (or by a run that found it corrupt), so it was computed")
 
 
-def _stored_by(location: str | None) -> str | None:
+def _stored_by(location: str | None, key: str) -> str | None:
     """The run that stored the cache entry at ``location`` (from its header), if it is still there."""
-    import json
+    from ..cache import CacheStore
 
-    if not location:
-        return None
-    try:
-        with open(location, "rb") as handle:
-            return json.loads(handle.readline()).get("run_id") or None
-    except (OSError, ValueError):
-        return None
+    header = CacheStore.header_at(location, key) if location else None
+    return (header or {}).get("run_id") or None
 
 
 def _earlier(record: RunRecord, pid: str) -> tuple[RunRecord | None, RunKeys | None]:

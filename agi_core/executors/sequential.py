@@ -49,6 +49,7 @@ class SequentialExecutor(Executor):
             _, pid = heapq.heappop(ready)
             await asyncio.sleep(0)  # a cancellation (Ctrl-C) lands between partitions
             ran = self._runner.run(parts[pid], slot_of[pid], driver.inputs(pid), key=keys.get(pid, ""))
+            self._runner.flush()  # reported as stored: written (mode 0 is for debugging, not speed)
             for outcome in settle(driver, [ran], slot_of):
                 yield outcome
             refill()

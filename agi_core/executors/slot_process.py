@@ -2,8 +2,9 @@
 
 Outcomes go back in small groups: at the end of a batch, and whenever 0.1 s has passed since the
 last send, so a slot of long partitions reports each one as it finishes and a slot of 50,000
-tiny ones sends a few hundred messages, not 50,000. Each result is pickled on its own (`wire`):
-one the manager cannot load fails its partition, not the group.
+tiny ones sends a few hundred messages, not 50,000. The cache entries of a group are written as
+one pack just before it is sent. Each result is pickled on its own (`wire`): one the manager
+cannot load fails its partition, not the group.
 """
 
 from __future__ import annotations
@@ -47,11 +48,14 @@ def slot_main(conn: Connection, job: JobSpec, name: str, parent_pid: int, parts:
                 outcome = Outcome(part.id, name, "failed", error=traceback.format_exc())
             pending.append(outcome)
             if time.monotonic() - last_send >= _FLUSH_S:
-                _send(conn, pending, done=False)
+                _send(conn, pending, runner, done=False)
                 pending, last_send = [], time.monotonic()
-        _send(conn, pending, done=True)
+        _send(conn, pending, runner, done=True)
 
 
-def _send(conn: Connection, outcomes: list[Outcome], *, done: bool) -> None:
-    # Each result in its own pickle (`wire`): one the manager cannot load fails only its partition.
+def _send(conn: Connection, outcomes: list[Outcome], runner: PartitionRunner | None, *, done: bool) -> None:
+    """Send outcomes to the manager, their cache entries written first (one pack per send). Each
+    result is in its own pickle (`wire`): one the manager cannot load fails only its partition."""
+    if runner is not None:
+        runner.flush()
     conn.send((pack_outcomes(outcomes), done))

@@ -8,14 +8,16 @@ import logging
 import os
 import pickle
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..app import App, Partition, WorkContext
-from ..cache import CacheStore
+from ..cache import CacheStore, EntryWriter
 from ..cache.audit import compare
 from ..env import load_app_class
 from ..kernels import KernelChoice, select_kernels
@@ -43,6 +45,7 @@ class PartitionRunner:
         self._loggers: dict[str, logging.Logger] = {}
         job.out_dir.mkdir(parents=True, exist_ok=True)
         self.cache = CacheStore(job.cache_dir) if job.cache_dir is not None else None
+        self._buffers = threading.local()  # a Dask worker's threads run batches at once: each buffers its own entries
         self._refresh = frozenset(job.refresh)
         # what undeclared reads never count: the app's code, the run's outputs, the cache itself
         self._not_inputs = ignored_folders(p for p in (job.src_dir, job.out_dir, job.cache_dir) if p is not None)
@@ -111,7 +114,18 @@ class PartitionRunner:
         if expected:
             self._audit_result(outcome, key, expected)
             return
-        self._put(outcome, key, replace=outcome.id in self._refresh)
+        buffer = self._buffer()
+        try:
+            meta = buffer.meta
+            if meta.get("kernel") != outcome.kernel or meta.get("worker") != outcome.worker:
+                meta = buffer.meta = {"run_id": self.job.run_id, "kernel": outcome.kernel, "worker": outcome.worker}
+            location = buffer.writer.add_result(key, outcome.result, outcome.id, meta, out_dir=self.job.out_dir,
+                                                outputs=outcome.outputs, replace=outcome.id in self._refresh)
+        except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
+            outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
+            return
+        outcome.cache, outcome.location = "stored", location
+        buffer.unflushed.append(outcome)
 
     def _put(self, outcome: Outcome, key: str, *, replace: bool) -> bool:
         assert self.cache is not None
@@ -147,6 +161,39 @@ class PartitionRunner:
             outcome.cache = "mismatch"
             outcome.add_note("the recomputed result was used; the entry was removed" if self.cache.discard(key)
                              else "the recomputed result was used")
+
+    def _buffer(self) -> _Buffer:
+        buffer = getattr(self._buffers, "buffer", None)
+        if buffer is None:
+            assert self.cache is not None
+            buffer = self._buffers.buffer = _Buffer(self.cache.writer())
+        return buffer
+
+    def flush(self) -> None:
+        """Write the cache entries this thread buffered as one pack. Call it before outcomes that
+        say ``stored`` leave: a reported entry is on the share. If writing fails, those outcomes
+        say ``miss`` with the reason (the partitions themselves succeeded)."""
+        buffer = getattr(self._buffers, "buffer", None)
+        if buffer is None or not buffer.unflushed:
+            return
+        pending, buffer.unflushed = buffer.unflushed, []
+        try:
+            buffer.writer.flush()
+        except Exception as exc:  # noqa: BLE001 - e.g. a full share: the results are still good
+            for outcome in pending:
+                outcome.cache, outcome.location = "miss", ""
+                outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
+                outcome.line = partition_line(outcome)
+
+
+@dataclass
+class _Buffer:
+    """One thread's cache entries not written yet, and the outcomes that report them."""
+
+    writer: EntryWriter
+    unflushed: list[Outcome] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)  # what its entries say stored them: one dict while it stays the same
+
 
 
 @functools.lru_cache(maxsize=4)
@@ -185,19 +232,20 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
         (done,), unreadable = read_outcomes(packed, f"worker {worker}")
         if done.id in unreadable:
             error = f"its dependency {dep}: {unreadable[done.id]}"
-            return pack_outcomes([Outcome(part.id, slot, "failed", host, worker, error=error) for part, _ in parts])
+            return pack_outcomes([Outcome(part.id, slot, "failed", host, worker, error=error) for part, *_ in parts])
         if not done.ok:  # DAG nodes are submitted up front: a failed dependency means skip
             error = f"dependency {dep} did not succeed"
-            return pack_outcomes([Outcome(part.id, slot, "skipped", error=error) for part, _ in parts])
+            return pack_outcomes([Outcome(part.id, slot, "skipped", error=error) for part, *_ in parts])
         inputs[dep] = done.result
     try:
         runner = _runner(job_json)
     except Exception:  # noqa: BLE001 - loading the app failed: each partition's failure, as in a pool slot
         error = traceback.format_exc()
-        return pack_outcomes([Outcome(part.id, slot, "failed", host, worker, error=error) for part, _ in parts])
+        return pack_outcomes([Outcome(part.id, slot, "failed", host, worker, error=error) for part, *_ in parts])
     outcomes = []
     for part, key, audit in parts:
         outcomes.append(runner.run(part, slot, inputs, worker=worker, key=key, audit=audit))
+    runner.flush()  # the batch's entries, as one pack, before its outcomes go
     return pack_outcomes(outcomes)
 
 

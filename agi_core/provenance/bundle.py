@@ -4,7 +4,8 @@ Layout of a bundle::
 
     run/manifest.json, run/plan.json, run/cache_keys.json, run/partitions.jsonl, the report files
     run/out/...                       the run's output files
-    cache/<xx>/<key>.entry            with ``--with-cache``: the cache entries the run used or stored,
+    cache/<xx>/<key>.entry            with ``--with-cache``: the cache entries the run used or stored, one
+                                      file each (`agi_core.cache.entries`, whatever the cache's layout),
     cache/<xx>/<key>.files-*/...      and their output files
     SHA256SUMS                        ``sha256sum`` format, one line per file above
     SHA256SUMS.sig, SHA256SUMS.pub    when signed: an Ed25519 signature of SHA256SUMS, and the
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
+from ..cache.entries import encode_single
 from ..errors import AgiError
 from .signing import load_private_key, openssh_public, public_from_bytes
 from .writer import HEARTBEAT_FILE, LOG_FILE, MANIFEST_FILE
@@ -69,9 +71,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _files_of(run_dir: Path, record: RunRecord, with_cache: bool) -> tuple[dict[str, Path], int, list[str]]:
-    """Archive name → file on disk; the number of cache entries; the entries that are gone."""
-    files: dict[str, Path] = {}
+def _files_of(run_dir: Path, record: RunRecord, with_cache: bool) -> tuple[dict[str, Path | bytes], int, list[str]]:
+    """Archive name → file on disk (or its bytes); the number of cache entries; the entries that are gone."""
+    files: dict[str, Path | bytes] = {}
     for name in RUN_FILES:
         path = run_dir / name
         if path.is_file() and not path.is_symlink():
@@ -82,31 +84,40 @@ def _files_of(run_dir: Path, record: RunRecord, with_cache: bool) -> tuple[dict[
             if path.is_file() and not path.is_symlink():
                 files[f"run/out/{path.relative_to(out).as_posix()}"] = path
     entries, missing = 0, []
-    if with_cache:
-        seen: set[str] = set()
-        for part in record.partitions:
-            location = part.result_location or ""
-            if not location.endswith(".entry") or location in seen:
-                continue
-            seen.add(location)
-            entry = Path(location)
-            if not entry.is_file():
-                missing.append(location)
-                continue
-            base = f"cache/{entry.parent.name}"
-            files[f"{base}/{entry.name}"] = entry
-            entries += 1
-            try:
-                with open(entry, "rb") as handle:
-                    named = json.loads(handle.readline()).get("files")
-            except (OSError, ValueError):
-                named = None
-            if named and "/" not in str(named) and str(named) not in ("..", "."):
-                folder = entry.parent / str(named)
-                for path in sorted(folder.rglob("*")) if folder.is_dir() else ():
-                    if path.is_file() and not path.is_symlink():
-                        files[f"{base}/{named}/{path.relative_to(folder).as_posix()}"] = path
+    if with_cache and record.cache:
+        entries, missing = _cache_files(Path(record.cache), record, files)
     return files, entries, missing
+
+
+def _cache_files(root: Path, record: RunRecord, files: dict[str, Path | bytes]) -> tuple[int, list[str]]:
+    """Add the cache entries the run used or stored to ``files`` as single-file entries
+    (``cache/<xx>/<key>.entry``, checked on the way) with their output folders; returns how many,
+    and the locations that are gone or no longer check."""
+    from ..cache import CacheStore
+
+    store = CacheStore(root)
+    located = {}
+    for part in record.partitions:
+        location = part.result_location or ""
+        if part.cache_key and location.endswith((".pack", ".entry")):
+            located.setdefault(part.cache_key, location)
+    view = store.view(located)
+    missing = [location for key, location in located.items() if key not in view]
+    entries = 0
+    for key, header, body, _, problem in store.read_raw(view, sorted(located)):
+        if body is None:
+            missing.append(located[key] + (f" ({problem})" if problem else ""))
+            continue
+        base = f"cache/{key[:2]}"
+        files[f"{base}/{key}.entry"] = encode_single(header, body)
+        entries += 1
+        named = header.get("files")
+        if named and "/" not in str(named) and str(named) not in ("..", "."):
+            folder = root / key[:2] / str(named)
+            for path in sorted(folder.rglob("*")) if folder.is_dir() else ():
+                if path.is_file() and not path.is_symlink():
+                    files[f"{base}/{named}/{path.relative_to(folder).as_posix()}"] = path
+    return entries, missing
 
 
 class _Hashing:
@@ -142,6 +153,10 @@ def export_run(record: RunRecord, out: Path, *, with_cache: bool = False, sign_k
     try:
         with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
             for name, path in files.items():
+                if isinstance(path, bytes):  # made here (a cache entry taken out of its pack)
+                    tar.addfile(_tarinfo(name, len(path)), io.BytesIO(path))
+                    sums.append(f"{hashlib.sha256(path).hexdigest()}  {name}\n")
+                    continue
                 with open(path, "rb") as handle:
                     stat = os.fstat(handle.fileno())
                     info = _tarinfo(name, stat.st_size)

@@ -6,7 +6,6 @@ folder first and renamed into place, so a failure leaves nothing half-written.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -89,30 +88,37 @@ def import_bundle(bundle: Path, share: Path, key: Path | None = None) -> ImportR
 
 
 def _place_entries(staged: Path, cache: Path, result: ImportResult) -> None:
-    """Move each staged cache entry (its files folder first, then the entry) into ``cache``,
-    never over an entry already there."""
+    """Write the staged cache entries that check into ``cache`` as one pack (each output folder
+    moved into place first), never over an entry already there. An entry that does not check is
+    not imported (verification passed, so it was stored that way)."""
+    from ..cache import CacheStore
+    from ..cache.entries import CorruptEntry, check_body, decode_single
+    from ..cache.packs import PackWriter
+
     if not staged.is_dir():
         return
-    for entry in sorted(staged.glob("*/*.entry")):
-        final = cache / entry.parent.name / entry.name
-        if final.exists():
+    store = CacheStore(cache)
+    paths = {entry.name[: -len(".entry")]: entry for entry in sorted(staged.glob("*/*.entry"))}
+    present = store.existing(paths)
+    writer = PackWriter(store.packs_dir)
+    for key, entry in paths.items():
+        if key in present:
             result.entries_kept += 1
             continue
-        final.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with open(entry, "rb") as handle:
-                named = json.loads(handle.readline()).get("files")
-        except (OSError, ValueError):
-            named = None
+            header, body = decode_single(entry, entry.read_bytes())
+            check_body(str(entry), header, body)
+        except CorruptEntry:
+            continue
+        named = header.get("files")
         if named and unsafe_name(str(named)) is None and "/" not in str(named):
-            folder = entry.parent / str(named)
-            if folder.is_dir() and not (final.parent / str(named)).exists():
-                os.rename(folder, final.parent / str(named))
-        try:
-            os.link(entry, final)  # fails if another writer stored the key meanwhile: theirs stays
-        except FileExistsError:
-            result.entries_kept += 1
-            continue
-        except OSError:
-            os.rename(entry, final)  # a filesystem without hard links
+            folder, final = entry.parent / str(named), cache / key[:2] / str(named)
+            if folder.is_dir() and not final.exists():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(folder, final)
+        meta = {k: v for k, v in header.items()
+                if k not in ("schema", "key", "partition", "created", "size", "sha256", "outputs", "files", "tag", "replaced")}
+        writer.add(key, body, partition=str(header.get("partition", "")), created=header.get("created"),
+                   outputs=header.get("outputs") or [], files=named, tag=header.get("tag"), **meta)
         result.entries_added += 1
+    writer.flush()  # a key another run stored meanwhile is in both packs: same key, same content

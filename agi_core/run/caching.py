@@ -13,6 +13,7 @@ the executor too, with each entry's digest: the worker compares what it computes
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from ..events import EventSink, Notice
 from ..executors import Outcome
 from ..plan import Known
 from ..provenance import AuditMismatch, AuditRecord
-from ..provenance.lines import partition_line
+from ..provenance.lines import cached_line, partition_line
 
 if TYPE_CHECKING:
     from ..env import AgiEnv
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["RunCache"]
 
 _SHOWN = 5  # mismatches announced one by one as they arrive
+_HIT_NOTE = "result from the cache"
 
 
 @dataclass
@@ -79,27 +81,45 @@ class RunCache:
     def load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, Known]:
         """Load every usable entry of the plan's keys, restoring their output files into
         ``out_dir``; a corrupt entry is removed (the partition is computed again) and reported."""
+        enabled = gc.isenabled()
+        gc.disable()  # every object made here lives on: collections would only walk them again (0.3 s per 100,000 hits)
+        try:
+            return self._load(plan, out_dir, emit)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, Known]:
         slot_of = plan.slot_of()
         wanted = {key: pid for pid, key in self.keys.keys.items() if pid not in self.refresh}
         known: dict[str, Known] = {}
-        for key in self.store.existing(wanted):
+        view = self.store.view(wanted)  # every index read once; then each pack once, not a file per key
+        bad: list[str] = []
+        for key, entry, problem in self.store.load_many(view, view.keys()):
             pid = wanted[key]
-            try:
-                entry = self.store.load(key)
-                self.store.restore(entry, out_dir)
-            except FileNotFoundError:
-                continue  # removed since we looked (gc, clear): computed again
-            except CorruptEntry as exc:
-                self.corrupt[pid] = str(exc)
-                self.store.discard(key)
+            outputs = entry.header.get("outputs") if entry is not None else None
+            if entry is not None and outputs:
+                try:
+                    self.store.restore(entry, out_dir)
+                except CorruptEntry as exc:
+                    entry, problem = None, str(exc)
+            if entry is None:
+                if problem is not None:  # None: removed since we looked (gc, clear): computed again
+                    self.corrupt[pid] = problem
+                    bad.append(key)
                 continue
-            known[pid] = Known(entry.result, source=str(entry.path))
+            known[pid] = Known(entry.result, source=entry.location)
             self.digests[pid] = str(entry.header.get("sha256", ""))
-            outcome = Outcome(pid, slot_of.get(pid, ""), "cached", note="result from the cache", result=entry.result,
-                              outputs=tuple(entry.outputs), cache="hit", key=key, location=str(entry.path),
-                              kernel=str(entry.header.get("kernel", "")))
-            outcome.line = partition_line(outcome)
+            slot, kernel = slot_of.get(pid, ""), str(entry.header.get("kernel", ""))
+            names = tuple(entry.outputs) if outputs else ()
+            outcome = Outcome(pid, slot, "cached", note=_HIT_NOTE, result=entry.result, outputs=names, cache="hit", key=key,
+                              location=entry.location, kernel=kernel)
+            outcome.line = cached_line(pid, slot, kernel, entry.location, key, _HIT_NOTE, names)
             self.hits[pid] = outcome
+        if bad:
+            self.store.discard_many(bad)
+        for problem in view.problems[:3]:
+            emit(Notice(f"a cache index was not used: {problem}"))
         if self.corrupt:
             emit(Notice(f"{len(self.corrupt)} cache entr{'y was' if len(self.corrupt) == 1 else 'ies were'} corrupt and will be "
                         f"recomputed: {next(iter(self.corrupt.values()))}"))

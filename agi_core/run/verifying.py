@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..cache import CacheStore, CorruptEntry, EntryInfo
 from ..cache.audit import compare, new_seed
 from ..cache.keys import read_run_keys
-from ..cache.maintenance import check_entry
+from ..cache.maintenance import verify_store
 from ..errors import AgiError
 from ..executors import JobSpec
 from ..executors.worker import PartitionRunner
@@ -79,19 +79,32 @@ class VerifyReport:
                 "entries": [asdict(e) for e in self.entries]}
 
 
-def verify_cache(env: AgiEnv, share: Path, *, sample: int = 0, seed: int | None = None,
+def verify_cache(app: str, share: Path, *, env: AgiEnv | None = None, sample: int = 0, seed: int | None = None,
                  progress: Callable[[str], None] | None = None) -> VerifyReport:
-    """Check every entry of ``env``'s cache on ``share``; recompute ``sample`` of the sound ones."""
-    store = CacheStore.for_app(share, env.name)
-    report = VerifyReport(env.name, str(store.root), sample, new_seed() if seed is None else seed)
-    sound: list[EntryInfo] = []
-    for info in store.entries():
-        problem = check_entry(store, info.key)
-        if problem is None:
-            sound.append(info)
+    """Check every entry of ``app``'s cache on ``share``; recompute ``sample`` of the sound ones
+    with ``env`` (the app, found: only recomputing needs its code)."""
+    if sample and env is None:
+        raise ValueError("recomputing a sample needs the app's env")
+    store = CacheStore.for_app(share, app)
+    report = VerifyReport(app, str(store.root), sample, new_seed() if seed is None else seed)
+    _, problems = verify_store(store)  # every pack read once, every index checked
+    infos = {info.key: info for info in store.entries()}
+    bad: dict[str, str] = {}
+    for key, problem in problems:
+        if not key:  # an index that cannot be read: its entries are not listed at all
+            report.entries.append(EntryVerdict("", "", "", "corrupt", problem))
         else:
-            report.entries.append(_verdict(info, "corrupt", problem))
+            bad.setdefault(key, problem)
+    for key, problem in bad.items():
+        info = infos.get(key)
+        report.entries.append(_verdict(info, "corrupt", problem) if info is not None
+                              else EntryVerdict(key, "", "", "corrupt", problem))
+    sound = [info for key, info in infos.items() if key not in bad]
     chosen = {i.key for i in random.Random(report.seed).sample(sorted(sound, key=lambda i: i.key), min(sample, len(sound)))}
+    report.entries += [_verdict(info, "ok") for info in sound if info.key not in chosen]
+    if not chosen:
+        return report
+    assert env is not None
     recompute = _Recompute(env, share, store)
     try:
         for info in sound:
@@ -99,8 +112,6 @@ def verify_cache(env: AgiEnv, share: Path, *, sample: int = 0, seed: int | None 
                 if progress is not None:
                     progress(f"recomputing {info.header.get('partition', '?')} ({info.key[:12]})")
                 report.entries.append(recompute(info))
-            else:
-                report.entries.append(_verdict(info, "ok"))
     finally:
         recompute.close()
     return report
