@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, RunError
+from agi_core.cache import CacheStore
 from agi_core.cluster import WarmClusters
 from agi_core.executors import Outcome
 from agi_core.executors.wire import pack_outcomes, read_outcomes, unpack_outcomes
@@ -123,6 +124,9 @@ def test_mode_0_a_cache_entry_it_cannot_load_is_computed_again_here(toy_env, sha
     assert result.status == "ok" and type(result.results["p2"]).__module__ == "toy_private_cached"
     p2 = {o.id: o for o in result.outcomes}["p2"]
     assert p2.status == "ok" and "toy_private_cached" in p2.note
+    # a sound entry this process could not load is not damage: it is kept (with the fix), not deleted
+    assert p2.cache != "corrupt" and "install toy_private_cached" in p2.note and "the entry is kept" in p2.note
+    assert p2.key in CacheStore.for_app(share, "toy").view([p2.key]).keys()
 
 
 class _LoadsOnlyIn:

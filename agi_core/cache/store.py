@@ -33,6 +33,7 @@ import os
 import pickle
 import secrets
 import shutil
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,17 @@ from typing import Any
 from . import packs
 from .entries import (ENTRY_SCHEMA, SINGLE_SUFFIX, CorruptEntry, Entry, EntryInfo, check_body, decode_single, sha256_hex)
 
-__all__ = ["ENTRY_SCHEMA", "CacheStore", "CacheView", "CorruptEntry", "Entry", "EntryInfo", "EntryWriter"]
+__all__ = ["ENTRY_SCHEMA", "UNLOADABLE", "CacheStore", "CacheView", "CorruptEntry", "Entry", "EntryInfo", "EntryWriter"]
+
+#: in a problem `load_many` gives: the entry is sound (its checksum matches) but this process
+#: cannot load its result (most often, a module it lacks): not damage, so it is kept
+UNLOADABLE = "a sound entry whose result cannot be loaded here"
+
+
+def _load_fix(exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return f"install {exc.name.split('.')[0]} in this environment ({sys.executable}); the entry is kept"
+    return "load it where the same code and package versions are installed; the entry is kept"
 
 _SUFFIX = SINGLE_SUFFIX
 #: `CacheStore.compact`: packs under this many entries are merged, once there are more than `MANY_PACKS`
@@ -161,8 +172,8 @@ class CacheStore:
                 continue
             try:
                 result = pickle.loads(body)
-            except Exception as exc:  # noqa: BLE001 - any unpickling failure makes the entry unusable
-                yield key, None, f"{where}#{key[:16]}…: the result cannot be unpickled here ({type(exc).__name__}: {exc})"
+            except Exception as exc:  # noqa: BLE001 - any unpickling failure makes the entry unusable here
+                yield key, None, f"{where}#{key[:16]}…: {UNLOADABLE} ({type(exc).__name__}: {exc}): {_load_fix(exc)}"
                 continue
             yield key, Entry(path, header, result, where), None
 

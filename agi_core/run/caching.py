@@ -23,6 +23,7 @@ from ..cache import CacheStore, CorruptEntry, RunKeys, kernel_kind_for_mode, pla
 from ..cache.inputs import HASHES_FILE, InputStamper
 from ..cache.audit import audit_sample
 from ..cache.keys import KEYS_FILE
+from ..cache.store import UNLOADABLE
 from ..errors import PlanError
 from ..events import EventSink, Notice
 from ..executors import Outcome
@@ -50,6 +51,8 @@ class RunCache:
     refresh: frozenset[str] = frozenset()
     hits: dict[str, Outcome] = field(default_factory=dict)  # found and checked, with their results
     corrupt: dict[str, str] = field(default_factory=dict)  # partition -> why its entry was not used
+    #: partition -> why its sound entry could not be loaded here (a module this process lacks): kept, not used
+    unloadable: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)  # partition -> its hit's digest (header sha256)
     audit: AuditRecord | None = None  # with --audit: the share, the seed, and what the audit found
     audits: dict[str, Outcome] = field(default_factory=dict)  # hits recomputed for the audit (their hit outcomes)
@@ -104,7 +107,9 @@ class RunCache:
                 except CorruptEntry as exc:
                     entry, problem = None, str(exc)
             if entry is None:
-                if problem is not None:  # None: removed since we looked (gc, clear): computed again
+                if problem is not None and UNLOADABLE in problem:
+                    self.unloadable[pid] = problem
+                elif problem is not None:  # None: removed since we looked (gc, clear): computed again
                     self.corrupt[pid] = problem
                     bad.append(key)
                 continue
@@ -123,11 +128,18 @@ class RunCache:
         if self.corrupt:
             emit(Notice(f"{len(self.corrupt)} cache entr{'y was' if len(self.corrupt) == 1 else 'ies were'} corrupt and will be "
                         f"recomputed: {next(iter(self.corrupt.values()))}"))
+        if self.unloadable:
+            emit(Notice(f"{len(self.unloadable)} cache entr{'y' if len(self.unloadable) == 1 else 'ies'} could not be loaded here "
+                        f"and will be recomputed: {next(iter(self.unloadable.values()))}"))
         return known
 
     def mark(self, outcome: Outcome) -> None:
         """Say in a computed partition's outcome that its cache entry was corrupt (it was found
         and removed before the run), so the record reports it."""
+        unloadable = self.unloadable.get(outcome.id)
+        if unloadable is not None:
+            outcome.add_note(f"its cache entry was not used ({unloadable}); computed again")
+            outcome.line = partition_line(outcome)
         why = self.corrupt.get(outcome.id)
         if why is not None:
             outcome.cache = "corrupt"

@@ -188,7 +188,7 @@ class Runner:
         self.writer.write(self.record)
 
     def _take(self, outcome: Outcome) -> None:
-        if self.cache is not None and self.cache.corrupt:
+        if self.cache is not None and (self.cache.corrupt or self.cache.unloadable):
             self.cache.mark(outcome)
         if self.cache is not None and self.cache.audits:
             notice = self.cache.audited(outcome)
