@@ -223,3 +223,39 @@ def test_runs_show_all_lists_the_undeclared_reads_per_partition(share, texts):
     text = " ".join(shown.stdout.split())
     assert f"warning: {FILES} partitions read files not in their inputs (notes.txt)" in text
     assert "4 partitions read files not in their inputs (the cache cannot see them change)" in text
+
+
+# -- the keys memo: an unchanged re-run does not hash every payload again ---------------------------
+
+
+def _keys_file(result) -> Path:
+    return Path(result.manifest).parent / "cache_keys.json"
+
+
+def test_an_unchanged_rerun_reads_its_keys_from_the_memo_and_a_changed_input_does_not(share, texts):
+    from agi_core.cache.keys import RunKeys
+
+    first = run_texts(share)
+    second = run_texts(share)
+    assert computed(second) == set()
+    memo = share / "cache" / "texts" / "keys"
+    [memo_file] = list(memo.glob("*.json"))
+    assert os.path.samefile(_keys_file(second), memo_file), "the re-run's keys are the memo, linked, not hashed again"
+    assert RunKeys.from_json(_keys_file(second).read_bytes()).keys == RunKeys.from_json(_keys_file(first).read_bytes()).keys
+
+    bump_mtime(texts / "f002.txt")  # the same plan (same fingerprint), another stamp: keyed again
+    third = run_texts(share)
+    assert computed(third) == {"f002", "total"} and not os.path.samefile(_keys_file(third), _keys_file(second))
+    assert os.path.samefile(_keys_file(third), memo_file)  # the memo follows the newest keys of the plan
+    (texts / "f001.txt").write_text("word " * 9)  # a new weight: a new plan, a memo of its own
+    fourth = run_texts(share)
+    assert computed(fourth) == {"f001", "total"} and len(list(memo.glob("*.json"))) == 2
+
+
+def test_a_damaged_memo_is_ignored_and_the_plan_keyed_again(share, texts):
+    run_texts(share)
+    [memo_file] = list((share / "cache" / "texts" / "keys").glob("*.json"))
+    memo_file.unlink()
+    memo_file.write_text('{"schema": "agi.cache-keys.v1", "format": 1, "code": "x"')  # cut short
+    again = run_texts(share)
+    assert computed(again) == set() and json.loads(_keys_file(again).read_text())["keys"]

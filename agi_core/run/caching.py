@@ -14,6 +14,7 @@ the executor too, with each entry's digest: the worker compares what it computes
 from __future__ import annotations
 
 import gc
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from ..cache import CacheStore, CorruptEntry, RunKeys, kernel_kind_for_mode, pla
 from ..cache.inputs import HASHES_FILE, InputStamper
 from ..cache.audit import audit_sample
 from ..cache.keys import KEYS_FILE
+from ..cache.keys_memo import KeysMemo, memo_id
 from ..cache.store import UNLOADABLE
 from ..errors import PlanError
 from ..events import EventSink, Notice
@@ -56,6 +58,8 @@ class RunCache:
     digests: dict[str, str] = field(default_factory=dict)  # partition -> its hit's digest (header sha256)
     audit: AuditRecord | None = None  # with --audit: the share, the seed, and what the audit found
     audits: dict[str, Outcome] = field(default_factory=dict)  # hits recomputed for the audit (their hit outcomes)
+    memo: KeysMemo | None = None  # where this plan's keys are remembered for an unchanged re-run
+    memo_used: bool = False  # the keys came from the memo (not hashed again)
 
     @classmethod
     def open(cls, env: AgiEnv, request: RunRequest, plan: WorkPlan, *, kernel: str | None = None) -> RunCache:
@@ -65,20 +69,32 @@ class RunCache:
         `PlanError` naming the partition and the path)."""
         store = CacheStore.for_app(request.share, env.name)
         stamper = InputStamper(request.share, mode=request.cache.inputs, hashes_file=store.root / HASHES_FILE)
-        keys = plan_keys(plan.partitions, code=env.code_hash(), args=request.args,
-                         kernel=kernel or kernel_kind_for_mode(request.mode), stamper=stamper)
+        code, kind = env.code_hash(), kernel or kernel_kind_for_mode(request.mode)
+        memo = KeysMemo(store.root, memo_id(fingerprint=plan.fingerprint, code=code, kernel=kind, inputs_mode=stamper.mode))
+        keys = memo.find(plan.partitions, code=code, kernel=kind, stamper=stamper)
+        reused = keys is not None
+        if keys is None:
+            keys = plan_keys(plan.partitions, code=code, args=request.args, kernel=kind, stamper=stamper)
         stamper.save()
         unknown = sorted(set(request.refresh) - set(keys.keys))
         if unknown:
             raise PlanError(f"--refresh names partition(s) {', '.join(unknown[:5])} that the plan does not have",
                             fix="see the partition ids with `agi distrib APP`")
-        return cls(store, keys, frozenset(request.refresh))
+        return cls(store, keys, frozenset(request.refresh), memo=memo, memo_used=reused)
 
     def write_keys(self, run_dir: Path) -> None:
         """Keep the keys beside the run's record (for `agi runs show --why` and `agi cache gc`).
         What each key was made of is needed only there: the run keeps the keys alone (at
         1,000,000 partitions, the parts are 200 MB of the manager's memory)."""
-        write_bytes_atomic(run_dir / KEYS_FILE, self.keys.to_json())
+        target = run_dir / KEYS_FILE
+        try:
+            if not (self.memo_used and self.memo is not None):
+                raise OSError
+            os.link(self.memo.path, target)  # the same keys, already on the share
+        except OSError:
+            write_bytes_atomic(target, self.keys.to_json())
+        if self.memo is not None:
+            self.memo.keep(target)
         self.keys = replace(self.keys, parts={}, inputs={})
 
     def load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, Known]:

@@ -188,12 +188,16 @@ class Runner:
         self.writer.write(self.record)
 
     def _take(self, outcome: Outcome) -> None:
-        if self.cache is not None and (self.cache.corrupt or self.cache.unloadable):
-            self.cache.mark(outcome)
-        if self.cache is not None and self.cache.audits:
-            notice = self.cache.audited(outcome)
-            if notice is not None:
-                self.emit(notice)
+        cache = self.cache
+        if cache is not None:
+            if cache.corrupt or cache.unloadable:
+                cache.mark(outcome)
+            if cache.audits:
+                notice = cache.audited(outcome)
+                if notice is not None:
+                    self.emit(notice)
+            # the key arrived as a copy from the worker: keep the run's own string (100 MB at 1,000,000 partitions)
+            outcome.key = cache.keys.keys.get(outcome.id, outcome.key) if outcome.key else outcome.key
         self.outcomes[outcome.id] = outcome
         self._not_ok += outcome.status not in ("ok", "cached")
         self.writer.add(outcome.id, outcome.line or partition_line(outcome))

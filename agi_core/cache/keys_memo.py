@@ -1,0 +1,105 @@
+"""The keys of a plan keyed before: an unchanged re-run reads them back instead of hashing every
+payload again (half a second per 100,000 partitions).
+
+A plan's keys are a function of the cache format, the app's code hash, the kernel kind, the plan's
+fingerprint (app, args and every partition: id, payload, deps, reads, declared inputs...), how
+inputs are stamped, and the stamps of the declared inputs. The first five name a memo,
+``<share>/cache/<app>/keys/<id>.json``: a hard link to the ``cache_keys.json`` of the last run
+that keyed that plan. A run whose plan has the same name re-stamps its declared inputs and
+uses the memo only when every stamp is the same; anything else keys the plan from scratch. The
+memo is only ever a copy of keys `plan_keys` made: a missing, damaged or foreign one is ignored.
+
+>>> import tempfile
+>>> from agi_core.app import Partition
+>>> from agi_core.cache import plan_keys
+>>> from agi_core.cache.inputs import InputStamper
+>>> root = Path(tempfile.mkdtemp())
+>>> parts = [Partition("a", payload=1)]
+>>> keys = plan_keys(parts, code="c0de", args={}, kernel="python")
+>>> memo = KeysMemo(root, memo_id(fingerprint="f1", code="c0de", kernel="python", inputs_mode="stamp"))
+>>> _ = (root / "run.json").write_bytes(keys.to_json())
+>>> memo.keep(root / "run.json")
+>>> memo.find(parts, code="c0de", kernel="python", stamper=InputStamper(root)).keys == keys.keys
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..app import Partition
+from ..errors import PlanError
+from .inputs import InputStamper
+from .keys import CACHE_FORMAT, RunKeys
+
+__all__ = ["MEMO_DIR", "KeysMemo", "memo_id"]
+
+MEMO_DIR = "keys"
+#: memos kept per app, the most recently keyed (a hard link shares its run's file times): one per
+#: plan an app alternates between
+KEEP = 16
+
+
+def memo_id(*, fingerprint: str, code: str, kernel: str, inputs_mode: str) -> str:
+    """The name of a plan's keys: everything they are made of, except the input stamps."""
+    return hashlib.sha256(f"agi-keys\0{CACHE_FORMAT}\0{code}\0{kernel}\0{inputs_mode}\0{fingerprint}".encode()).hexdigest()
+
+
+class KeysMemo:
+    """The memo of one plan's keys in an app's cache folder."""
+
+    def __init__(self, cache_root: Path, name: str) -> None:
+        self.folder = Path(cache_root) / MEMO_DIR
+        self.path = self.folder / f"{name}.json"
+
+    def find(self, partitions: Sequence[Partition], *, code: str, kernel: str, stamper: InputStamper) -> RunKeys | None:
+        """The memo's keys when they are this plan's keys today, else None (key the plan)."""
+        try:
+            keys = RunKeys.from_json(self.path.read_bytes())
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if (keys.format, keys.code, keys.kernel, keys.inputs_mode) != (CACHE_FORMAT, code, kernel, stamper.mode) \
+                or len(keys.keys) != len(partitions):
+            return None
+        declared = {path for part in partitions for path in part.inputs}
+        if declared or keys.inputs:
+            try:
+                stamps = stamper.stamp(declared)
+            except PlanError:
+                return None  # a missing input: plan_keys says which partition declares it
+            if stamps != keys.inputs:
+                return None
+        return keys
+
+    def keep(self, keys_file: Path) -> None:
+        """Make ``keys_file`` (a run's cache_keys.json) the memo, by a hard link (no copy), and
+        drop the least recently used memos beyond `KEEP`. Best effort: a share without hard
+        links only loses the shortcut (a run that used the memo links the same file: nothing changes)."""
+        tmp = self.folder / f".tmp-{self.path.name}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and os.path.samefile(self.path, keys_file):
+                return
+            os.link(keys_file, tmp)
+            os.replace(tmp, self.path)
+            self._prune()
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def _prune(self) -> None:
+        memos = []
+        for entry in os.scandir(self.folder):
+            if entry.name.endswith(".json") and not entry.name.startswith("."):
+                try:
+                    memos.append((entry.stat().st_mtime, entry.path))
+                except FileNotFoundError:
+                    continue
+        for _, path in sorted(memos, reverse=True)[KEEP:]:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
