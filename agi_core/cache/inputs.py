@@ -106,7 +106,11 @@ class InputStamper:
         try:
             info = target.stat()
         except FileNotFoundError:
-            raise PlanError(f"input {path!r} ({target}) does not exist", fix="create it, or correct Partition(inputs=...)") from None
+            relative = "" if Path(path).expanduser().is_absolute() else \
+                f" (a relative path is relative to the share, {self.base}: declare an absolute path, e.g. str(Path(...).resolve()), " \
+                "for a file elsewhere)"
+            raise PlanError(f"input {path!r} ({target}) does not exist",
+                            fix=f"create it, or correct Partition(inputs=...) in App.plan(){relative}") from None
         if not target.is_dir():
             self.stamps[path] = self._file_stamp(target, info)
             return

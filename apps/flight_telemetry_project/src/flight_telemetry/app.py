@@ -66,7 +66,7 @@ class FlightTelemetry(App):
         # edited or replaced flight file is read again (the payload alone names it, not its content)
         return [Partition(id=path.stem, weight=float(path.stat().st_size), payload={"path": str(path)},
                           needs=gpu if args.gpu == "need" else (), prefers=gpu if args.gpu == "prefer" else (),
-                          reads=DATASET_READS, inputs=(str(path),))
+                          reads=DATASET_READS, inputs=(str(path.resolve()),))
                 for path in files]
 
     def work(self, part: Partition, ctx: WorkContext) -> pd.DataFrame:
