@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agi_core import AGI, AgiEnv
 from agi_core.app import Partition
@@ -259,3 +261,13 @@ def test_a_damaged_memo_is_ignored_and_the_plan_keyed_again(share, texts):
     memo_file.write_text('{"schema": "agi.cache-keys.v1", "format": 1, "code": "x"')  # cut short
     again = run_texts(share)
     assert computed(again) == set() and json.loads(_keys_file(again).read_text())["keys"]
+
+
+@given(st.one_of(st.integers(), st.text(), st.none(), st.booleans(), st.floats(allow_nan=False),
+                 st.dictionaries(st.text(), st.integers()), st.lists(st.text())))
+def test_a_payload_digest_is_the_digest_of_its_canonical_json_whatever_the_path_that_made_it(payload):
+    import hashlib
+
+    keys = plan_keys([Partition("p", payload=payload)], code="c", args={}, kernel="python")
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    assert keys.parts["p"][1] == hashlib.sha256(canonical).hexdigest()[:32]

@@ -81,6 +81,9 @@ class RunKeys:
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
+_ascii_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # what the encoder uses for a str
+
+
 def _canonical(value: Any) -> bytes:
     return _ENCODER.encode(value).encode()
 
@@ -110,7 +113,10 @@ def plan_keys(partitions: Sequence[Partition], *, code: str, args: Mapping[str, 
         known = shared.get(reads)
         if known is None:
             known = shared[reads] = (_args_digest(pid, reads, args), list(reads) if reads is not None else None)
-        payload = sha256(encode(part.payload).encode()).hexdigest()[:32]
+        value = part.payload
+        kind = type(value)  # the common scalars without the encoder: the same text it would give
+        text = str(value) if kind is int else _ascii_string(value) if kind is str else "null" if value is None else encode(value)
+        payload = sha256(text.encode()).hexdigest()[:32]
         h = head.copy()
         h.update(pid.encode() + b"\0" + known[0] + payload.encode())
         entry = [known[1], payload, list(part.deps) if part.deps else no_deps]
