@@ -42,6 +42,7 @@ _CODE_SUFFIXES = (".py", ".pyc", ".pyd", ".so", ".pth")
 # An audit hook cannot be removed, so each process installs one at most, and it does nothing
 # (one attribute read) unless the running thread has an active `ReadWatch`.
 _state = threading.local()
+_NOTHING: frozenset[str] = frozenset()
 _hook_lock = threading.Lock()
 _hook_installed = False
 
@@ -78,12 +79,13 @@ class ReadWatch:
     the system's."""
 
     def __init__(self, declared: Iterable[str | Path], ignored: tuple[str, ...]) -> None:
-        self.declared = {os.path.realpath(p) for p in declared}
-        self.declared_folders = tuple(os.path.join(p, "") for p in self.declared if os.path.isdir(p))
+        # cheap when nothing is declared and nothing read: one is made per partition
+        self.declared = {os.path.realpath(p) for p in declared} or _NOTHING
+        self.declared_folders = tuple(os.path.join(p, "") for p in self.declared if os.path.isdir(p)) if self.declared else ()
         self.ignored = ignored
         self.paths: list[str] = []
         self.count = 0  # undeclared files read, including those past MAX_PATHS
-        self._seen: set[str] = set()
+        self._seen: set[str] | None = None
         self._previous: ReadWatch | None = None
 
     def __enter__(self) -> ReadWatch:
@@ -112,7 +114,9 @@ class ReadWatch:
 
     def _note(self, path: str) -> None:
         full = os.path.realpath(path)
-        if full in self._seen:
+        if self._seen is None:
+            self._seen = set()
+        elif full in self._seen:
             return
         self._seen.add(full)
         if (full in self.declared or full.startswith(self.declared_folders) or full.startswith(self.ignored)

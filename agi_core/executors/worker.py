@@ -18,6 +18,7 @@ from typing import Any
 
 from ..app import App, Partition, WorkContext
 from ..cache import CacheStore, EntryWriter
+from ..cache.inputs import resolve_input
 from ..cache.audit import compare
 from ..env import load_app_class
 from ..kernels import KernelChoice, select_kernels
@@ -89,10 +90,10 @@ class PartitionRunner:
 
     def _watch(self, part: Partition) -> ReadWatch:
         """Notes what ``part``'s work() reads beyond its declared inputs (the cache's blind spot)."""
-        from ..cache.inputs import resolve_input
-
+        if not part.inputs:
+            return ReadWatch((), self._not_inputs)
         base = self.job.inputs_base or Path.cwd()
-        return ReadWatch(declared=[resolve_input(path, base) for path in part.inputs], ignored=self._not_inputs)
+        return ReadWatch([resolve_input(path, base) for path in part.inputs], self._not_inputs)
 
     def _shown(self, watch: ReadWatch) -> tuple[str, ...]:
         """The undeclared reads as the record shows them: relative to the share where they are in
