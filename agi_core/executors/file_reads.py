@@ -42,7 +42,6 @@ _CODE_SUFFIXES = (".py", ".pyc", ".pyd", ".so", ".pth")
 # An audit hook cannot be removed, so each process installs one at most, and it does nothing
 # (one attribute read) unless the running thread has an active `ReadWatch`.
 _state = threading.local()
-_NOTHING: frozenset[str] = frozenset()
 _hook_lock = threading.Lock()
 _hook_installed = False
 
@@ -66,6 +65,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 def _install_hook() -> None:
     global _hook_installed
+    if _hook_installed:  # the common case, without the lock
+        return
     with _hook_lock:
         if not _hook_installed:
             sys.addaudithook(_audit)
@@ -79,9 +80,10 @@ class ReadWatch:
     the system's."""
 
     def __init__(self, declared: Iterable[str | Path], ignored: tuple[str, ...]) -> None:
-        # cheap when nothing is declared and nothing read: one is made per partition
-        self.declared = {os.path.realpath(p) for p in declared} or _NOTHING
-        self.declared_folders = tuple(os.path.join(p, "") for p in self.declared if os.path.isdir(p)) if self.declared else ()
+        # One is made per partition: nothing is resolved until work() opens a file.
+        self._declared_as_given = declared
+        self.declared: frozenset[str] | None = None  # real paths, once needed
+        self.declared_folders: tuple[str, ...] = ()
         self.ignored = ignored
         self.paths: list[str] = []
         self.count = 0  # undeclared files read, including those past MAX_PATHS
@@ -113,6 +115,9 @@ class ReadWatch:
             _state.watch = self
 
     def _note(self, path: str) -> None:
+        if self.declared is None:
+            self.declared = frozenset(os.path.realpath(p) for p in self._declared_as_given)
+            self.declared_folders = tuple(os.path.join(p, "") for p in self.declared if os.path.isdir(p))
         full = os.path.realpath(path)
         if self._seen is None:
             self._seen = set()

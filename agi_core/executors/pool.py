@@ -14,6 +14,7 @@ import heapq
 import multiprocessing
 import os
 import sys
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,7 +30,12 @@ if TYPE_CHECKING:
 
 __all__ = ["PoolExecutor"]
 
-_MAX_BATCH = 256  # partitions per message; bounds the latency of a Ctrl-C and of a slot's death
+# Partitions per message. A batch aims at `_BATCH_S` of work (measured on the slot's last batch):
+# that bounds the latency of a Ctrl-C and what a slot's death fails, while tiny partitions travel
+# thousands to a message (each message costs a round trip and, with the cache, a pack file).
+_FIRST_BATCH = 256
+_MAX_BATCH = 4096
+_BATCH_S = 0.05
 
 
 class _SlotProcess:
@@ -46,11 +52,21 @@ class _SlotProcess:
         self.busy = False  # a batch was sent and its end not yet reported
         self.in_flight: dict[str, None] = {}  # partitions sent and not reported yet, in order
         self.dead = ""  # why it cannot run partitions any more
+        self.batch_size = _FIRST_BATCH  # the next batch's size at most
+        self._sent = (0.0, 0)  # when the batch in flight was sent, and its size
 
     def send(self, batch: Batch) -> None:
         self.in_flight = dict.fromkeys(pid for pid, _ in batch)
         self.busy = True
+        self._sent = (time.monotonic(), len(batch))
         self.conn.send(batch)
+
+    def batch_done(self) -> None:
+        """The batch in flight ended: size the next one from how long this one took."""
+        self.busy = False
+        started, size = self._sent
+        per_partition = (time.monotonic() - started) / max(1, size)
+        self.batch_size = max(1, min(_MAX_BATCH, int(_BATCH_S / per_partition) if per_partition > 0 else _MAX_BATCH))
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -145,7 +161,7 @@ class PoolExecutor(Executor):
                 for outcome in outcomes:
                     slot.in_flight.pop(outcome.id, None)
                 if batch_done:  # keep the slot busy while this process records what it sent
-                    slot.busy = False
+                    slot.batch_done()
                     for outcome in self._dispatch(driver, ready, parts, slot_of):
                         yield outcome
                 for outcome in settle(driver, outcomes, slot_of):
@@ -174,7 +190,7 @@ class PoolExecutor(Executor):
             slot = self._slots[name]
             if slot.busy or not queue:
                 continue
-            size = min(_MAX_BATCH, max(1, len(queue) // 4))
+            size = min(slot.batch_size, max(1, len(queue) // 4))
             ids = [queue.pop() for _ in range(min(size, len(queue)))]
             if slot.dead:
                 for pid in ids:
