@@ -126,7 +126,7 @@ def test_mode_0_a_cache_entry_it_cannot_load_is_computed_again_here(toy_env, sha
     assert p2.status == "ok" and "toy_private_cached" in p2.note
     # a sound entry this process could not load is not damage: it is kept (with the fix), not deleted
     assert p2.cache != "corrupt" and "install toy_private_cached" in p2.note and "the entry is kept" in p2.note
-    assert p2.key in CacheStore.for_app(share, "toy").view([p2.key]).keys()
+    assert p2.key in CacheStore.for_app(share, "toy").view([p2.key])
 
 
 class _LoadsOnlyIn:
@@ -151,7 +151,7 @@ def test_wire_fails_only_the_outcome_whose_result_cannot_be_loaded():
     data = pack_outcomes(outcomes)
     assert outcomes[0].result == {"x": 1}  # the sender's outcomes keep their results
     assert outcomes[3].status == "failed" and "cannot be sent back" in outcomes[3].error
-    got, unreadable = read_outcomes(data, "the manager")
+    _, unreadable = read_outcomes(data, "the manager")
     assert list(unreadable) == ["b"] and "RuntimeError: only process" in unreadable["b"]
     assert "make tests.test_unreadable_results._LoadsOnlyIn loadable there" in unreadable["b"]
     by_id = {o.id: o for o in unpack_outcomes(data, "the manager")}

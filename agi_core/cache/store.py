@@ -54,6 +54,7 @@ def _load_fix(exc: BaseException) -> str:
         return f"install {exc.name.split('.')[0]} in this environment ({sys.executable}); the entry is kept"
     return "load it where the same code and package versions are installed; the entry is kept"
 
+
 _SUFFIX = SINGLE_SUFFIX
 #: `CacheStore.compact`: packs under this many entries are merged, once there are more than `MANY_PACKS`
 SMALL_PACK = 1000

@@ -110,9 +110,8 @@ def staleness(step: Step) -> str | None:
             return f"snippet API {step.snippet_api or 'unknown'} is not {SNIPPET_API}"
         if step.app is None or step.settings_hash is None:
             return "no app or settings hash recorded"
-        from ..settings import assignments_to_overrides
-
         from ..run import resolve
+        from ..settings import assignments_to_overrides
 
         args, cluster = assignments_to_overrides(list(step.set))
         try:

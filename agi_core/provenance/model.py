@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "RUN_SCHEMA",
     "READABLE_SCHEMAS",
+    "RUN_SCHEMA",
     "AppRecord",
     "AuditMismatch",
     "AuditRecord",

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 from ..atomic import write_bytes_atomic
 from ..cache import CacheStore, CorruptEntry, RunKeys, kernel_kind_for_mode, plan_keys
-from ..cache.inputs import HASHES_FILE, InputStamper
 from ..cache.audit import audit_sample
+from ..cache.inputs import HASHES_FILE, InputStamper
 from ..cache.keys import KEYS_FILE
 from ..cache.keys_memo import KeysMemo, memo_id
 from ..cache.store import UNLOADABLE

@@ -12,13 +12,13 @@ import gc
 import logging
 import time
 import traceback
-from types import MappingProxyType
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..app import WorkContext
-from ..cache.inputs import check_inputs
 from ..cache.audit import new_seed
+from ..cache.inputs import check_inputs
 from ..errors import RunError
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
 from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, JobSpec, Outcome, create_executor
