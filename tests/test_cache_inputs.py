@@ -271,3 +271,20 @@ def test_a_payload_digest_is_the_digest_of_its_canonical_json_whatever_the_path_
     keys = plan_keys([Partition("p", payload=payload)], code="c", args={}, kernel="python")
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     assert keys.parts["p"][1] == hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def test_keys_read_from_a_memo_that_another_run_replaced_meanwhile_are_not_linked_as_this_runs(tmp_path):
+    from agi_core.cache.keys_memo import KeysMemo, memo_id
+
+    parts = [Partition("a", payload=1)]
+    name = memo_id(fingerprint="f", code="c", kernel="python", inputs_mode="stamp")
+    memo = KeysMemo(tmp_path, name)
+    first = tmp_path / "first.json"
+    first.write_bytes(plan_keys(parts, code="c", args={}, kernel="python").to_json())
+    memo.keep(first)
+    assert memo.find(parts, code="c", kernel="python", stamper=InputStamper(tmp_path)) is not None
+    other = tmp_path / "other.json"  # another run of the same plan keys it again and becomes the memo
+    other.write_bytes(first.read_bytes())
+    memo.keep(other)
+    target = tmp_path / "mine.json"
+    assert memo.link_found(target) is False and not target.exists()

@@ -55,11 +55,14 @@ class KeysMemo:
     def __init__(self, cache_root: Path, name: str) -> None:
         self.folder = Path(cache_root) / MEMO_DIR
         self.path = self.folder / f"{name}.json"
+        self.found: tuple[int, int] | None = None  # (device, inode) of the file `find` read the keys from
 
     def find(self, partitions: Sequence[Partition], *, code: str, kernel: str, stamper: InputStamper) -> RunKeys | None:
         """The memo's keys when they are this plan's keys today, else None (key the plan)."""
         try:
-            keys = RunKeys.from_json(self.path.read_bytes())
+            with self.path.open("rb") as handle:
+                info = os.fstat(handle.fileno())
+                keys = RunKeys.from_json(handle.read())
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if (keys.format, keys.code, keys.kernel, keys.inputs_mode) != (CACHE_FORMAT, code, kernel, stamper.mode) \
@@ -73,7 +76,24 @@ class KeysMemo:
                 return None  # a missing input: plan_keys says which partition declares it
             if stamps != keys.inputs:
                 return None
+        self.found = (info.st_dev, info.st_ino)
         return keys
+
+    def link_found(self, target: Path) -> bool:
+        """Hard-link the file `find` read as ``target`` (a run's cache_keys.json); False when that
+        file is not the memo any more (another run of the same plan replaced it meanwhile, perhaps
+        with other input stamps): then the run writes its own keys."""
+        if self.found is None:
+            return False
+        try:
+            os.link(self.path, target)
+        except OSError:
+            return False
+        info = os.stat(target)
+        if (info.st_dev, info.st_ino) == self.found:
+            return True
+        target.unlink()
+        return False
 
     def keep(self, keys_file: Path) -> None:
         """Make ``keys_file`` (a run's cache_keys.json) the memo, by a hard link (no copy), and

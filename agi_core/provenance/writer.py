@@ -35,6 +35,9 @@ class RecordWriter:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self._lines: list[tuple[str, bytes]] = []  # (partition, line) queued since the last flush
+        # `add` runs in the run's thread, `flush` in the heartbeat's: the queue is swapped under its
+        # own lock (held for nanoseconds), so no line can be appended to a list already written
+        self._queue_lock = threading.Lock()
         # Where each partition's latest line starts in the log: the final record is spliced from
         # the log, so the manager does not hold every line in memory (300 MB at 1,000,000 partitions).
         self._offset_of: dict[str, int] = {}
@@ -53,18 +56,21 @@ class RecordWriter:
     def add(self, pid: str, line: bytes) -> None:
         """Queue one partition's record line (`lines.partition_line`) for the log; the heartbeat
         thread flushes it. The latest line of a partition is the one the final record keeps."""
-        self._lines.append((pid, line))  # atomic; `flush` swaps the list before writing it, so none is lost
+        with self._queue_lock:
+            self._lines.append((pid, line))
 
     def flush(self) -> None:
         """Append the queued outcomes to the log and refresh the heartbeat. Lines that could not
         be written stay queued for the next flush."""
         with self._lock:
-            lines, self._lines = self._lines, []
+            with self._queue_lock:
+                lines, self._lines = self._lines, []
             if lines:
                 try:
                     self._append(lines)
                 except BaseException:
-                    self._lines[:0] = lines
+                    with self._queue_lock:
+                        self._lines[:0] = lines
                     raise
             (self.run_dir / HEARTBEAT_FILE).write_text(f"{time.time():.3f}\n")
 

@@ -14,7 +14,6 @@ the executor too, with each entry's digest: the worker compares what it computes
 from __future__ import annotations
 
 import gc
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,11 +86,7 @@ class RunCache:
         What each key was made of is needed only there: the run keeps the keys alone (at
         1,000,000 partitions, the parts are 200 MB of the manager's memory)."""
         target = run_dir / KEYS_FILE
-        try:
-            if not (self.memo_used and self.memo is not None):
-                raise OSError
-            os.link(self.memo.path, target)  # the same keys, already on the share
-        except OSError:
+        if not (self.memo_used and self.memo is not None and self.memo.link_found(target)):  # linked: the same keys, on the share
             write_bytes_atomic(target, self.keys.to_json())
         if self.memo is not None:
             self.memo.keep(target)
