@@ -288,3 +288,22 @@ def test_keys_read_from_a_memo_that_another_run_replaced_meanwhile_are_not_linke
     memo.keep(other)
     target = tmp_path / "mine.json"
     assert memo.link_found(target) is False and not target.exists()
+
+
+@pytest.mark.parametrize("mode", ["0", "p"])
+def test_a_run_that_takes_them_from_the_cache_warns_again_of_their_undeclared_reads(share, texts, mode):
+    (share / "notes.txt").write_text("hidden input")
+    run_texts(share, mode, declare=False, peek="notes.txt")
+    again = run_texts(share, mode, declare=False, peek="notes.txt")
+    record = read_record(again.manifest)
+    assert computed(again) == set()
+    assert {p.id: p.undeclared_reads for p in record.partitions}["f001"] == ["notes.txt", "texts/f001.txt"]
+    assert len(record.warnings) == 1 and f"{FILES} of them taken from the cache" in record.warnings[0]
+
+
+def test_the_cli_prints_the_undeclared_reads_warning_without_a_terminal(share, texts):
+    (share / "notes.txt").write_text("hidden input")
+    shown = run_agi("run", "texts", "--apps-path", str(TEST_APPS), "--set", f"share={share}", "--set", "peek=notes.txt",
+                    "--set", "cluster.workers_data_path=" + str(share))
+    assert shown.returncode == 0, shown.stderr
+    assert f"{FILES} partitions read files not in their inputs (notes.txt" in " ".join((shown.stdout + shown.stderr).split())

@@ -120,6 +120,8 @@ class PartitionRunner:
             meta = buffer.meta
             if meta.get("kernel") != outcome.kernel or meta.get("worker") != outcome.worker:
                 meta = buffer.meta = {"run_id": self.job.run_id, "kernel": outcome.kernel, "worker": outcome.worker}
+            if outcome.undeclared:  # kept with the entry: a run that takes it from the cache says so again
+                meta = {**meta, "undeclared": list(outcome.undeclared)}
             location = buffer.writer.add_result(key, outcome.result, outcome.id, meta, out_dir=self.job.out_dir,
                                                 outputs=outcome.outputs, replace=outcome.id in self._refresh)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled

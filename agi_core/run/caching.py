@@ -131,6 +131,10 @@ class RunCache:
             outcome = Outcome(pid, slot, "cached", note=_HIT_NOTE, result=entry.result, outputs=names, cache="hit", key=key,
                               location=entry.location, kernel=kernel)
             outcome.line = cached_line(pid, slot, kernel, entry.location, key, _HIT_NOTE, names)
+            undeclared = entry.header.get("undeclared")
+            if undeclared:  # what its work() read without declaring, when it was computed: warned again
+                outcome.undeclared = tuple(undeclared)
+                outcome.line = partition_line(outcome)
             self.hits[pid] = outcome
         if bad:
             self.store.discard_many(bad)
@@ -138,10 +142,10 @@ class RunCache:
             emit(Notice(f"a cache index was not used: {problem}"))
         if self.corrupt:
             emit(Notice(f"{len(self.corrupt)} cache entr{'y was' if len(self.corrupt) == 1 else 'ies were'} corrupt and will be "
-                        f"recomputed: {next(iter(self.corrupt.values()))}"))
+                        f"recomputed: {next(iter(self.corrupt.values()))}", level="warning"))
         if self.unloadable:
             emit(Notice(f"{len(self.unloadable)} cache entr{'y' if len(self.unloadable) == 1 else 'ies'} could not be loaded here "
-                        f"and will be recomputed: {next(iter(self.unloadable.values()))}"))
+                        f"and will be recomputed: {next(iter(self.unloadable.values()))}", level="warning"))
         return known
 
     def mark(self, outcome: Outcome) -> None:

@@ -238,7 +238,7 @@ class Runner:
                        "and a re-run that takes their partitions from the cache will not have them; "
                        "name them with ctx.output(name)")
             self.record.warnings.append(warning)
-            self.emit(Notice(warning))
+            self.emit(Notice(warning, level="warning"))
 
     def _check_reads(self) -> None:
         """One warning per run naming the files partitions read without declaring them."""
@@ -248,11 +248,14 @@ class Runner:
         assert self.record is not None
         paths = list(dict.fromkeys(path for o in readers for path in o.undeclared if not path.startswith("… and")))
         shown = ", ".join(paths[:3]) + (" …" if len(paths) > 3 else "")
-        warning = (f"{len(readers)} partition{'s' if len(readers) > 1 else ''} read files not in their inputs ({shown}): "
+        cached = sum(o.status == "cached" for o in readers)
+        served = (f", {cached} of them taken from the cache, which would not have seen those files change"
+                  if cached else "")
+        warning = (f"{len(readers)} partition{'s' if len(readers) > 1 else ''} read files not in their inputs ({shown}){served}: "
                    "the cache will not see changes to them; declare them with Partition(inputs=...) "
                    f"(agi runs show {self.run_id} --all lists them per partition)")
         self.record.warnings.append(warning)
-        self.emit(Notice(warning))
+        self.emit(Notice(warning, level="warning"))
 
     def _finish(self, status: str, error: str | None) -> None:
         assert self.record is not None
