@@ -22,13 +22,15 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from . import paths
 from .errors import AgiError, SettingsError
 from .settings_schema import CacheSettings, ClusterSettings, DaskSettings, InstallSettings, SlurmSettings, SshSettings, WorkerSpec
+
+_Table = TypeVar("_Table", bound=BaseModel)
 
 __all__ = [
     "CacheSettings",
@@ -132,22 +134,18 @@ def _format_validation(exc: ValidationError, *, origin: str, prefix: str) -> Set
     return SettingsError("\n".join(lines.values()), fix="correct the key(s) named above" + (": " + "; ".join(fixes) if fixes else ""))
 
 
+def _validate_table(model: type[_Table], name: str, data: Any, origin: str) -> _Table:
+    """The ``[name]`` table of ``origin`` as ``model``; every problem names the file and the key."""
+    if not isinstance(data, Mapping):
+        raise SettingsError(f"{origin}: [{name}] must be a table, found {_describe(data)}", fix=f"make it a [{name}] table")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _format_validation(exc, origin=origin, prefix=name) from None
+
+
 def _validate_cluster(data: Any, origin: str) -> ClusterSettings:
-    if not isinstance(data, Mapping):
-        raise SettingsError(f"{origin}: [cluster] must be a table, found {_describe(data)}", fix="make it a [cluster] table")
-    try:
-        return ClusterSettings.model_validate(data)
-    except ValidationError as exc:
-        raise _format_validation(exc, origin=origin, prefix="cluster") from None
-
-
-def _validate_cache(data: Any, origin: str) -> CacheSettings:
-    if not isinstance(data, Mapping):
-        raise SettingsError(f"{origin}: [cache] must be a table, found {_describe(data)}", fix="make it a [cache] table")
-    try:
-        return CacheSettings.model_validate(data)
-    except ValidationError as exc:
-        raise _format_validation(exc, origin=origin, prefix="cache") from None
+    return _validate_table(ClusterSettings, "cluster", data, origin)
 
 
 def _validate_args(model: type[BaseModel], values: Mapping[str, Any], origins: Mapping[str, str]) -> BaseModel:
@@ -224,7 +222,7 @@ def load_settings(
     if cluster:
         layers = _merge(layers, cluster)
     resolved_cluster = _validate_cluster(layers, "call arguments" if cluster else origin)
-    resolved_cache = _validate_cache(document.get("cache", {}), origin)
+    resolved_cache = _validate_table(CacheSettings, "cache", document.get("cache", {}), origin)
 
     call_args = dict(args or {})
     origins = {key: origin for key in file_args} | {key: "call arguments" for key in call_args}
