@@ -20,6 +20,7 @@ from ..app import App, Partition, WorkContext
 from ..cache import CacheStore, EntryWriter
 from ..cache.inputs import resolve_input
 from ..cache.audit import compare
+from ..cache.write_failures import failure_note
 from ..env import load_app_class
 from ..kernels import KernelChoice, select_kernels
 from ..modes import Mode
@@ -125,7 +126,7 @@ class PartitionRunner:
             location = buffer.writer.add_result(key, outcome.result, outcome.id, meta, out_dir=self.job.out_dir,
                                                 outputs=outcome.outputs, replace=outcome.id in self._refresh)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
-            outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
+            outcome.add_note(failure_note(exc))
             return
         outcome.cache, outcome.location = "stored", location
         buffer.unflushed.append(outcome)
@@ -136,7 +137,7 @@ class PartitionRunner:
             path = self.cache.put(key, outcome.result, partition=outcome.id, out_dir=self.job.out_dir, outputs=outcome.outputs,
                                   replace=replace, run_id=self.job.run_id, kernel=outcome.kernel, worker=outcome.worker)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
-            outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
+            outcome.add_note(failure_note(exc))
             return False
         outcome.cache, outcome.location = "stored", str(path)
         return True
@@ -162,7 +163,12 @@ class PartitionRunner:
             outcome.add_note("the recomputed result was used and replaced the entry")
         else:  # the entry must not serve its result again: without the fresh one, no entry
             outcome.cache = "mismatch"
-            outcome.add_note("the recomputed result was used; the entry was removed" if self.cache.discard(key)
+            try:
+                removed = self.cache.discard(key)
+            except OSError as exc:  # the share that refused the fresh entry may refuse this too
+                removed = False
+                outcome.add_note(f"the entry could not be removed either ({exc})")
+            outcome.add_note("the recomputed result was used; the entry was removed" if removed
                              else "the recomputed result was used")
 
     def _buffer(self) -> _Buffer:
@@ -175,17 +181,27 @@ class PartitionRunner:
     def flush(self) -> None:
         """Write the cache entries this thread buffered as one pack. Call it before outcomes that
         say ``stored`` leave: a reported entry is on the share. If writing fails, those outcomes
-        say ``miss`` with the reason (the partitions themselves succeeded)."""
+        say ``miss`` with the reason (the partitions themselves succeeded). So do those of a pack
+        that filled up and failed to write earlier (`EntryWriter.take_failures`): a failure at
+        flush time is never lost, and never charged to entries of a pack that was written."""
         buffer = getattr(self._buffers, "buffer", None)
         if buffer is None or not buffer.unflushed:
             return
         pending, buffer.unflushed = buffer.unflushed, []
+        writer = buffer.writer
+        where = writer.location
         try:
-            buffer.writer.flush()
+            writer.flush()
+            failed = writer.take_failures()
         except Exception as exc:  # noqa: BLE001 - e.g. a full share: the results are still good
-            for outcome in pending:
+            failed = {**writer.take_failures(), where: exc}
+        if not failed:
+            return
+        for outcome in pending:
+            exc = failed.get(outcome.location)
+            if exc is not None:
                 outcome.cache, outcome.location = "miss", ""
-                outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
+                outcome.add_note(failure_note(exc))
                 outcome.line = partition_line(outcome)
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..app import WorkContext
 from ..cache.audit import new_seed
 from ..cache.inputs import check_inputs
+from ..cache.write_failures import CacheWrites, tally
 from ..errors import RunError
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
 from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, JobSpec, Outcome, create_executor
@@ -62,6 +63,8 @@ class Runner:
         self._not_ok = 0  # partitions that failed or were skipped
         self.cache: RunCache | None = None
         self._python: Any = None  # the interpreter of local worker processes (preflight), None: this one
+        self._fix: str | None = None  # the fix of the run's own error (else: see the record)
+        self._writes: CacheWrites | None = None  # results the workers could not store, once counted
 
     async def run(self) -> RunResult:
         """Run the plan; raise `RunError` (with the partial result) when any partition failed."""
@@ -93,6 +96,7 @@ class Runner:
             await self._execute(executor, known)
             self._check_outputs()
             self._check_reads()
+            self._require_cache_writes()
             results = {pid: o.result for pid, o in self.outcomes.items() if o.ok}
             if not self._not_ok:
                 self.emit(Phase("reducing"))
@@ -110,7 +114,7 @@ class Runner:
                            outcomes=list(self.outcomes.values()), run_dir=self.run_dir, plan=self.plan,
                            duration_s=time.time() - self.started)
         if status != "ok":
-            raise RunError(self._failure_message(), fix=f"see the record: agi runs show {self.run_id}", result=result)
+            raise RunError(self._failure_message(), fix=self._fix or f"see the record: agi runs show {self.run_id}", result=result)
         return result
 
     def _look_up(self) -> tuple[dict[str, Known], dict[str, str]]:
@@ -257,12 +261,29 @@ class Runner:
         self.record.warnings.append(warning)
         self.emit(Notice(warning, level="warning"))
 
+    def _cache_writes(self) -> CacheWrites:
+        """The results the workers could not store (counted once, from the outcomes' notes)."""
+        if self._writes is None:
+            self._writes = tally(self.outcomes.values()) if self.cache is not None else CacheWrites()
+        return self._writes
+
+    def _require_cache_writes(self) -> None:
+        """With ``--require-cache``, a result that could not be stored is the run's error."""
+        writes = self._cache_writes()
+        if writes and self.request.cache.require and self.cache is not None and not self.error:
+            self.error = writes.error(self.cache.store.root)
+            self._fix = f"{writes.fix()}, then run it again (agi run {self.env.name} --resume {self.run_id})"
+
     def _finish(self, status: str, error: str | None) -> None:
         assert self.record is not None
         warning = self.cache.audit_warning() if self.cache is not None else None
         if warning is not None:
             self.record.warnings.append(warning)
             self.emit(Notice(warning, level="warning"))
+        writes = self._cache_writes()
+        if writes and self._fix is None:  # said once: as the run's error with --require-cache, else as a warning
+            self.record.warnings.append(writes.warning())
+            self.emit(Notice(writes.warning(), level="warning"))
         ended = time.time()
         local = None
         if self.request.executor != "dask":
