@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI
-from agi_core.cache import CacheStore
-from agi_core.cache import packs
+from agi_core.cache import CacheStore, packs
 from agi_core.cache.keys import read_run_keys
 from agi_core.cache.maintenance import GRACE_S, apply_gc, collect_gc, unfinished_writes
 from agi_core.cache.tempnames import host_tag, temp_name

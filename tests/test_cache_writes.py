@@ -32,13 +32,13 @@ CLUSTER = {"workers": {"127.0.0.1": 2}, "dask": {"scheduler_port": 0, "dashboard
 
 def _mount(*args: str | Path) -> str | None:
     """Run mount(8); None when it worked, else why not."""
-    out = subprocess.run(["mount", *map(str, args)], capture_output=True, text=True)
+    out = subprocess.run(["mount", *map(str, args)], check=False, capture_output=True, text=True)
     return None if out.returncode == 0 else (out.stderr.strip() or f"mount exited {out.returncode}")
 
 
 def _unmount(path: Path) -> None:
-    if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)  # a process still in it: detach now
+    if subprocess.run(["umount", str(path)], check=False, capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)  # a process still in it: detach now
 
 
 def _need_root() -> None:

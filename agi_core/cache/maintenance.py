@@ -32,8 +32,8 @@ from typing import Any
 
 from ..errors import AgiError
 from ..quantities import disk_usage, format_age
-from .keys import KEYS_FILE, read_run_keys
 from .entries import CorruptEntry
+from .keys import KEYS_FILE, read_run_keys
 from .packs import INDEX_SUFFIX, PACK_SCHEMA, PACK_SUFFIX, read_index
 from .store import CacheStore, EntryInfo
 from .tempnames import is_temp, writer_alive, writer_of

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from . import packs
-from .entries import (ENTRY_SCHEMA, SINGLE_SUFFIX, CorruptEntry, Entry, EntryInfo, check_body, decode_single, sha256_hex)
+from .entries import ENTRY_SCHEMA, SINGLE_SUFFIX, CorruptEntry, Entry, EntryInfo, check_body, decode_single, sha256_hex
 from .tempnames import temp_name
 
 __all__ = ["ENTRY_SCHEMA", "UNLOADABLE", "CacheStore", "CacheView", "CorruptEntry", "Entry", "EntryInfo", "EntryWriter"]

@@ -87,9 +87,9 @@ class CacheWrites:
     causes: Counter[str] = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)
 
-    def add(self, reason: str) -> None:
+    def add(self, reason: str, count: int = 1) -> None:
         cause = reason.split(" in /", 1)[0] if _OS_REASON.match(reason) else reason
-        self.causes[cause] += 1
+        self.causes[cause] += count
         self.examples.setdefault(cause, reason)
 
     @property
@@ -139,10 +139,13 @@ class CacheWrites:
 def tally(outcomes: Iterable[_Noted]) -> CacheWrites:
     """Count the outcomes whose result could not be stored, by cause: partitions that succeeded
     only (one that failed afterwards, e.g. its result could not travel back, says so itself)."""
+    notes = Counter(o.note for o in outcomes if o.note and o.status == "ok")  # one parse per distinct note, not per outcome
+    reasons: Counter[str] = Counter()
+    for note, count in notes.items():
+        reason = reason_of(note)
+        if reason is not None:
+            reasons[reason] += count
     writes = CacheWrites()
-    for outcome in outcomes:
-        if outcome.note and outcome.status == "ok":
-            reason = reason_of(outcome.note)
-            if reason is not None:
-                writes.add(reason)
+    for reason, count in reasons.items():
+        writes.add(reason, count)
     return writes

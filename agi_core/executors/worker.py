@@ -18,8 +18,8 @@ from typing import Any
 
 from ..app import App, Partition, WorkContext
 from ..cache import CacheStore, EntryWriter
-from ..cache.inputs import resolve_input
 from ..cache.audit import compare
+from ..cache.inputs import resolve_input
 from ..cache.write_failures import failure_note
 from ..env import load_app_class
 from ..kernels import KernelChoice, select_kernels
