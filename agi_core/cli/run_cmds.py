@@ -98,6 +98,14 @@ def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tup
     print_run(result, as_json)
 
 
+def _reruns(outcomes: list[Any]) -> list[str]:
+    """The summary line's word on partitions whose work() ran again after a lost worker."""
+    from ..provenance.reruns import reruns_phrase
+
+    count = sum(1 for o in outcomes if o.retries)
+    return [f"[yellow]{reruns_phrase(count)}[/]"] if count else []
+
+
 def print_run(result: Any, as_json: bool) -> None:
     """A `RunResult` in one status line, its value, its output files and its record's path (or JSON)."""
     if as_json:
@@ -116,6 +124,7 @@ def print_run(result: Any, as_json: bool) -> None:
         mismatched = sum(o.cache == "mismatch" for o in result.outcomes)
         colour = "red" if mismatched else "green"
         about.append(f"{audited} audited, [{colour}]{mismatched} mismatch{'es' if mismatched != 1 else ''}[/]")
+    about += _reruns(result.outcomes)
     cached = f" ({', '.join(about)})" if about else ""
     out.print(f"[bold {colour}]{result.status}[/]  {result.app} run {result.run_id}  mode {result.mode}  "
               f"{counts['ok'] + counts['cached']}/{len(result.plan.partitions)} partitions ok{cached}  {result.duration_s:.2f} s")

@@ -27,6 +27,7 @@ from ..modes import Mode
 from ..plan import GraphDriver, Known
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
 from ..provenance.lines import partition_line
+from ..provenance.reruns import reruns_warning
 from .caching import RunCache
 from .preflight import prepare
 from .recording import first_record, local_capabilities, local_versions, totals, worker_records
@@ -93,6 +94,7 @@ class Runner:
             await self._execute(executor, known)
             self._check_outputs()
             self._check_reads()
+            self._check_reruns()
             results = {pid: o.result for pid, o in self.outcomes.items() if o.ok}
             if not self._not_ok:
                 self.emit(Phase("reducing"))
@@ -254,6 +256,17 @@ class Runner:
         warning = (f"{len(readers)} partition{'s' if len(readers) > 1 else ''} read files not in their inputs ({shown}){served}: "
                    "the cache will not see changes to them; declare them with Partition(inputs=...) "
                    f"(agi runs show {self.run_id} --all lists them per partition)")
+        self.record.warnings.append(warning)
+        self.emit(Notice(warning, level="warning"))
+
+    def _check_reruns(self) -> None:
+        """Partitions whose work() ran again after a lost worker: counted in the record, and one warning."""
+        ids = [o.id for o in self.outcomes.values() if o.retries]
+        if not ids:
+            return
+        assert self.record is not None
+        self.record.reruns = len(ids)
+        warning = reruns_warning(ids, self.run_id)
         self.record.warnings.append(warning)
         self.emit(Notice(warning, level="warning"))
 
