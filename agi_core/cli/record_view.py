@@ -154,7 +154,8 @@ def _summary(record: RunRecord, parts: list[PartitionRecord], all_slots: bool) -
         console().print(f"… {hidden} more slots (--all shows every one)")
     moved = sum(1 for p in parts if p.ran_slot)
     if moved:
-        console().print(f"{moved} partition{'s' if moved > 1 else ''} ran on another slot than planned (a lost worker's task moved): "
+        plural = "s" if moved > 1 else ""
+        console().print(f"{moved} partition{plural} ran on another slot than planned (a lost worker's task moved): "
                         "each is counted where it ran")
 
 

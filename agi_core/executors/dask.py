@@ -227,8 +227,9 @@ class DaskExecutor(Executor):
             folder.mkdir(exist_ok=True)
             self._started = folder
         except OSError as exc:
-            self.context.emit(Notice(f"re-runs after a lost worker cannot be counted: cannot create {folder}: "
-                                     f"{errno.errorcode.get(exc.errno or 0, type(exc).__name__)} ({exc.strerror})", level="warning"))
+            cause = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            self.context.emit(Notice(f"re-runs after a lost worker cannot be counted: cannot create {folder}: {cause} "
+                                     f"({exc.strerror}); check that the share is writable", level="warning"))
 
     def _where_ran(self, outcomes: list[Outcome]) -> list[Outcome]:
         """Note on each outcome that another slot's worker ran (Dask moved its task off a lost
