@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiEnv
+from agi_core.events import ClusterReady
 from agi_core.executors.attempts import AGAIN, StartedLog, log_name, remove_started, rerun_counts
 from tests.conftest import ROOT, TEST_APPS, run_agi
 
@@ -70,6 +72,16 @@ def _wait_for(what: str, check, proc: subprocess.Popen[str], timeout: float = 60
     proc.kill()
     stdout, stderr = proc.communicate()
     raise AssertionError(f"{what}: never happened (the run's exit code {proc.returncode})\n{stdout}\n{stderr}")
+
+
+def _wait_for_thread(what: str, check, thread: threading.Thread, box: dict[str, object], timeout: float = 60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline and thread.is_alive():
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: never happened (the run: {box})")
 
 
 def _ledger(path: Path) -> list[tuple[str, int]]:
@@ -191,3 +203,61 @@ def test_the_summary_line_and_runs_show_all_say_what_ran_again(lost_worker_run):
     before, held, _ = run["batch"]
     # id, status, retries, planned slot, ran on slot, worker, host
     assert sorted(row[:6] for row in rows) == sorted([pid, "ok", "1", run["victim"], run["survivor"], run["survivor"]] for pid in (before, held))
+
+
+def test_results_lost_with_the_worker_and_computed_again_count_too(tmp_path):
+    """A chain l0 → l1 → l2 → l3 with l0..l2 on the victim slot: l0 and l1 finish there (the manager
+    has their outcomes), then its worker dies inside l2. Their results died with it, so Dask
+    computes l0 and l1 again for l2's re-run: outcomes the manager never gathers. It counts those
+    re-runs from the started logs when the run ends."""
+    from distributed import Client
+
+    share, ledger, gate = tmp_path / "share", tmp_path / "share" / "ledger.txt", tmp_path / "gate"
+    share.mkdir()
+    cluster = {"workers_data_path": str(share), "workers": {"127.0.0.1": 2}}
+    args = {"n": 4, "ledger": str(ledger), "hold": "l2", "gate": str(gate), "chain": True}
+    env = AgiEnv(app="ledger", apps_path=TEST_APPS)
+    plan = asyncio.run(AGI.get_distrib(env, mode="d", cluster=cluster, args=args))
+    victim, survivor = sorted(plan.assignment)
+    edited = json.loads(plan.to_json())
+    edited["assignment"] = {victim: ["l0", "l1", "l2"], survivor: ["l3"]}
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(edited))
+    events: list[object] = []
+    taken: list[str] = []
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = asyncio.run(AGI.run(env, mode="d", cluster=cluster, args=args, plan=plan_file, on_event=events.append,
+                                                on_outcome=lambda outcome: taken.append(outcome.id)))
+        except BaseException as exc:  # noqa: BLE001 - the assertion below shows it
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        held_pid = _wait_for_thread("l2 to start", lambda: next((p for i, p in _ledger(ledger) if i == "l2"), None), thread, box)
+        _wait_for_thread("the manager to take l0 and l1", lambda: {"l0", "l1"} <= set(taken), thread, box)
+        scheduler = next(e.scheduler for e in events if isinstance(e, ClusterReady))
+        with Client(scheduler, timeout=20) as client:
+            names = {address: w["name"] for address, w in client.scheduler_info()["workers"].items()}
+            address = next(a for a, name in names.items() if name == victim)
+            assert client.run(os.getpid, workers=[address]) == {address: held_pid}
+            client.run(lambda dask_worker: dask_worker.close_gracefully(reason="test: stay down"), nanny=True, workers=[address])
+            os.kill(held_pid, signal.SIGKILL)
+            _wait_for_thread("the killed worker to be gone", lambda: _gone(held_pid), thread, box)
+    finally:
+        gate.touch()
+        thread.join(timeout=120)
+    assert "error" not in box, box.get("error")
+    result = box["result"]
+    record = json.loads(result.manifest.read_text())
+    parts = {p["id"]: p for p in record["partitions"]}
+    ran = Counter(pid for pid, _ in _ledger(ledger))
+    assert ran == {"l0": 2, "l1": 2, "l2": 2, "l3": 1}
+    assert {pid: p.get("retries", 0) for pid, p in parts.items()} == {"l0": 1, "l1": 1, "l2": 1, "l3": 0}
+    # l0 and l1: the outcomes the manager took came from the victim, before it died; the count came later
+    assert parts["l0"]["worker"] == parts["l1"]["worker"] == victim
+    assert (parts["l2"]["worker"], parts["l2"]["ran_slot"]) == (survivor, survivor)
+    assert record["reruns"] == 3 and not (result.run_dir / "started").exists()

@@ -25,13 +25,14 @@ class LedgerArgs(BaseModel):
     ledger: str = ""  # the file each work() appends its line to ("": none)
     hold: str = ""  # the partition that waits for `gate`
     gate: str = ""  # the file whose existence lets the held partition finish
+    chain: bool = False  # partition i depends on i-1 (a DAG: one Dask task per partition)
 
 
 class Ledger(App):
     Args = LedgerArgs
 
     def plan(self, args: LedgerArgs) -> list[Partition]:
-        return [Partition(id=f"l{i}", payload=i) for i in range(args.n)]
+        return [Partition(id=f"l{i}", payload=i, deps=(f"l{i - 1}",) if args.chain and i else ()) for i in range(args.n)]
 
     def work(self, part: Partition, ctx: WorkContext) -> int:
         if ctx.args.ledger:
