@@ -54,7 +54,7 @@ def test_without_its_folder_nothing_is_logged_and_nothing_fails(tmp_path):
 
 
 def test_a_line_cut_short_by_a_kill_is_not_counted(tmp_path):
-    (tmp_path / log_name("a")).write_bytes(b"0\n1\n2")  # the kill landed inside the third write
+    (tmp_path / log_name("a")).write_bytes(b"0\n\x00\x00\n1\n2")  # zeros a crashed host left; the kill landed in the last write
     with StartedLog.open(tmp_path, "a") as log:
         assert (log.mark(0), log.mark(1), log.mark(2)) == (1, 1, 0)
 

@@ -100,9 +100,10 @@ class StartedLog:
 
 
 def _counts(path: Path) -> Counter[int]:
-    """Index → how often the log names it (a last line cut short by a kill is not counted)."""
+    """Index → how often the log names it (a last line cut short by a kill, or garbage a crashed
+    host left, is not counted)."""
     data = path.read_bytes()
-    return Counter(int(line) for line in data[: data.rfind(b"\n") + 1].split())
+    return Counter(int(line) for line in data[: data.rfind(b"\n") + 1].split() if line.isdigit())
 
 
 def rerun_counts(folder: Path, batches: Mapping[str, Sequence[str]]) -> dict[str, int]:
