@@ -101,6 +101,14 @@ def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tup
     print_run(result, as_json)
 
 
+def _reruns(outcomes: list[Any]) -> list[str]:
+    """The summary line's word on partitions whose work() ran again after a lost worker."""
+    from ..provenance.reruns import reruns_phrase
+
+    count = sum(1 for o in outcomes if o.retries)
+    return [f"[yellow]{reruns_phrase(count)}[/]"] if count else []
+
+
 def print_run(result: Any, as_json: bool) -> None:
     """A `RunResult` in one status line, its value, its output files and its record's path (or JSON)."""
     if as_json:
@@ -124,6 +132,7 @@ def print_run(result: Any, as_json: bool) -> None:
     not_cached = tally(result.outcomes)
     if not_cached:
         about.append(f"[yellow]{escape(not_cached.summary())}[/]")
+    about += _reruns(result.outcomes)
     cached = f" ({', '.join(about)})" if about else ""
     out.print(f"[bold {colour}]{result.status}[/]  {result.app} run {result.run_id}  mode {result.mode}  "
               f"{counts['ok'] + counts['cached']}/{len(result.plan.partitions)} partitions ok{cached}  {result.duration_s:.2f} s")

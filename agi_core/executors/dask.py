@@ -12,15 +12,18 @@ and moves the data between workers; results come back in one gather per group of
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
-from ..events import ClusterReady
+from ..events import ClusterReady, Notice
 from ..modes import Mode
 from ..provenance import ClusterRecord
+from .attempts import remove_started, rerun_counts, started_dir
 from .base import ExecutionContext, Executor, Outcome, settle
 from .wire import pack_outcomes, unpack_outcomes
 from .worker import pack, run_batch
@@ -40,6 +43,8 @@ class DaskExecutor(Executor):
         self._handle: Any = None
         self._facts: dict[str, dict[str, Any]] = {}
         self._futures: dict[Any, tuple[str, list[str]]] = {}  # future -> (slot, partition ids)
+        self._slot_of_worker: dict[str, str] | None = None  # Dask worker name -> the slot it serves
+        self._started: Path | None = None  # the started logs' folder, once made (`attempts`)
         self.max_tasks_per_slot = context.cluster.dask.max_tasks_per_slot
         self.retries_allowed = context.cluster.dask.retries
 
@@ -111,6 +116,7 @@ class DaskExecutor(Executor):
 
         await self.start(plan)
         addresses = await self._addresses()
+        self._open_started()
         # the audit's digests travel with their partitions (`_submit`), not in every task's job
         job_json = json.dumps({**asdict(self.job), "audit": {}}, default=str)
         slot_of = plan.slot_of()
@@ -120,7 +126,7 @@ class DaskExecutor(Executor):
             async for first in pending:
                 # Whatever else finished meanwhile comes back in the same gather: one round trip
                 # for many partitions instead of one each.
-                for arrived in await self._collect([first, *pending.next_batch(block=False)]):
+                for arrived in self._where_ran(await self._collect([first, *pending.next_batch(block=False)])):
                     if arrived.id in done:  # skipped here already, when its failed dependency arrived
                         continue
                     for outcome in settle(driver, [arrived], slot_of):
@@ -209,19 +215,39 @@ class DaskExecutor(Executor):
         return futures
 
     async def retries(self) -> dict[str, int]:
-        """How often a worker died while running each partition's task (Dask's "suspicious" count)."""
-        keys = {future.key: ids for future, (_, ids) in self._futures.items()}
+        """How often each partition started again after its worker was lost: counted from the
+        started logs its tasks' attempts kept (`attempts`), so a partition of a lost worker's
+        batch that had not started there counts 0."""
+        return rerun_counts(started_dir(self.job.out_dir), {ids[0]: ids for _, ids in self._futures.values() if ids})
 
-        def suspicious(dask_scheduler: Any, keys: list[str]) -> dict[str, int]:
-            return {key: dask_scheduler.tasks[key].suspicious for key in keys if key in dask_scheduler.tasks}
-
+    def _open_started(self) -> None:
+        """Make the folder of the tasks' started logs (workers log nothing without it)."""
+        folder = started_dir(self.job.out_dir)
         try:
-            counts = await self.client.run_on_scheduler(suspicious, keys=list(keys))
-        except Exception:  # noqa: BLE001 - retries are extra detail for the record; the run itself is done
-            return {}
-        return {pid: count for key, count in counts.items() if count for pid in keys[key]}
+            folder.mkdir(exist_ok=True)
+            self._started = folder
+        except OSError as exc:
+            cause = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            self.context.emit(Notice(f"re-runs after a lost worker cannot be counted: cannot create {folder}: {cause} "
+                                     f"({exc.strerror}); check that the share is writable", level="warning"))
+
+    def _where_ran(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Note on each outcome that another slot's worker ran (Dask moved its task off a lost
+        worker) which slot that was: the record credits the slot that did the work."""
+        names = self._handle.worker_names if self._handle is not None else {}
+        slots = self._slot_of_worker
+        if slots is None:
+            slots = self._slot_of_worker = {name: slot for slot, name in names.items()}
+        for outcome in outcomes:
+            if outcome.worker and names.get(outcome.slot) != outcome.worker:
+                outcome.ran_slot = slots.get(outcome.worker, outcome.worker)
+                outcome.line = b""  # made again by the manager, with ran_slot
+        return outcomes
 
     async def close(self) -> None:
+        started, self._started = self._started, None
+        if started is not None:
+            remove_started(started)
         self._futures.clear()
         self._handle = None
         await self._stack.aclose()

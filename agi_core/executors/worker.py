@@ -25,6 +25,7 @@ from ..env import load_app_class
 from ..kernels import KernelChoice, select_kernels
 from ..modes import Mode
 from ..provenance.lines import partition_line
+from .attempts import StartedLog, started_dir
 from .base import JobSpec, Outcome
 from .file_reads import ReadWatch, ignored_folders
 from .wire import pack_outcomes, read_outcomes
@@ -236,7 +237,9 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
     skipped, and when this worker cannot load one's result, the batch fails saying so. Each
     outcome names the Dask worker that really ran it (which differs from ``slot`` when Dask
     moved the task after a failure). Nothing the app raises leaves as an exception (the manager
-    might not be able to load it): its traceback is the partitions' error.
+    might not be able to load it): its traceback is the partitions' error. Each partition is
+    noted in the task's started log before its work() (`attempts`): when Dask runs the task
+    again after losing a worker, the partitions that had started there say how often (``retries``).
     """
     from distributed import get_worker
 
@@ -262,10 +265,21 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
         error = traceback.format_exc()
         return pack_outcomes([Outcome(part.id, slot, "failed", host, worker, error=error) for part, *_ in parts])
     outcomes = []
-    for part, key, audit in parts:
-        outcomes.append(runner.run(part, slot, inputs, worker=worker, key=key, audit=audit))
+    with StartedLog.open(started_dir(runner.job.out_dir), parts[0][0].id if parts else "") as started:
+        for index, (part, key, audit) in enumerate(parts):
+            before = started.mark(index)  # on the share before work() runs: a re-run of this task will know
+            outcome = runner.run(part, slot, inputs, worker=worker, key=key, audit=audit)
+            if before:
+                _count_retries(outcome, before)
+            outcomes.append(outcome)
     runner.flush()  # the batch's entries, as one pack, before its outcomes go
     return pack_outcomes(outcomes)
+
+
+def _count_retries(outcome: Outcome, before: int) -> None:
+    """``outcome``'s partition had started ``before`` times on workers that were lost (`attempts`)."""
+    outcome.retries = before
+    outcome.line = partition_line(outcome)
 
 
 def pack(items: list[Any]) -> bytes:

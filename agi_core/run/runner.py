@@ -28,6 +28,7 @@ from ..modes import Mode
 from ..plan import GraphDriver, Known
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
 from ..provenance.lines import partition_line
+from ..provenance.reruns import reruns_warning
 from .caching import RunCache
 from .preflight import prepare
 from .recording import first_record, local_capabilities, local_versions, totals, worker_records
@@ -97,6 +98,7 @@ class Runner:
             self._check_outputs()
             self._check_reads()
             self._require_cache_writes()
+            self._check_reruns()
             results = {pid: o.result for pid, o in self.outcomes.items() if o.ok}
             if not self._not_ok:
                 self.emit(Phase("reducing"))
@@ -273,6 +275,17 @@ class Runner:
         if writes and self.request.cache.require and self.cache is not None and not self.error:
             self.error = writes.error(self.cache.store.root)
             self._fix = f"{writes.fix()}, then run it again (agi run {self.env.name} --resume {self.run_id})"
+
+    def _check_reruns(self) -> None:
+        """Partitions whose work() ran again after a lost worker: counted in the record, and one warning."""
+        ids = [o.id for o in self.outcomes.values() if o.retries]
+        if not ids:
+            return
+        assert self.record is not None
+        self.record.reruns = len(ids)
+        warning = reruns_warning(ids, self.run_id)
+        self.record.warnings.append(warning)
+        self.emit(Notice(warning, level="warning"))
 
     def _finish(self, status: str, error: str | None) -> None:
         assert self.record is not None
