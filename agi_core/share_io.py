@@ -9,8 +9,8 @@ needs the path, the cause by name and what to do, not a traceback.
 ...                   "writing the run record")
 >>> err.message
 'No space left on device (ENOSPC) writing the run record /srv/share/runs/x/manifest.json'
->>> err.fix.split(";")[0]
-'free space on the file system of /srv/share/runs/x/manifest.json (`df -h /srv/share/runs/x`)'
+>>> err.fix.split(" (`df")[0]  # then `df -h` of the nearest folder that exists
+'free space on the file system of /srv/share/runs/x/manifest.json'
 """
 
 from __future__ import annotations
