@@ -20,7 +20,7 @@ import pytest
 
 from agi_core import AGI, Partition
 from agi_core.errors import PlanError
-from agi_core.plan import Slot, build_plan
+from agi_core.plan import Slot, WorkPlan, build_plan
 from agi_core.provenance import RunStore
 from tests.conftest import ROOT, TEST_APPS, run_agi
 
@@ -129,8 +129,6 @@ def test_a_duplicate_id_from_app_plan_is_fixed_in_app_plan_and_in_a_plan_file_in
     data = json.loads(plan.to_json())
     data["partitions"][1]["id"] = "a"  # an edited plan file
     (tmp_path / "plan.json").write_text(json.dumps(data))
-    from agi_core.plan import WorkPlan
-
     with pytest.raises(PlanError) as info:
         WorkPlan.load(tmp_path / "plan.json")
     assert "partition 'a' is defined 2 times" in info.value.message and str(tmp_path / "plan.json") in info.value.message

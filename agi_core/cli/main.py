@@ -7,6 +7,7 @@ holds the group, its error handling and the entry point.
 
 from __future__ import annotations
 
+import errno
 import traceback
 from typing import Any
 
@@ -63,6 +64,8 @@ class _Group(click.Group):
             console(stderr=True).print(f"[yellow]{exc.message}[/]")
             ctx.exit(143)
         except OSError as exc:  # a file the command could not read or write, said as a share error
+            if exc.errno == errno.EPIPE:  # output piped to `head`: click ends quietly
+                raise
             if ctx.obj and ctx.obj.get("verbose"):
                 traceback.print_exc()
             error = share_error(exc, "at")

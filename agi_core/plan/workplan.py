@@ -289,7 +289,8 @@ class WorkPlan:
             # A plan made by `build_plan` had its ids and deps checked there, with App.plan()'s fix:
             # what is found here is in a given (edited) plan, which only the assignment may change.
             raise PlanError(f"{origin}: invalid work plan:\n  " + "\n  ".join(shown),
-                            fix="edit only the assignment (each partition in exactly one slot), or write a new plan with `agi distrib`")
+                            fix="edit only the assignment (each partition in exactly one slot), "
+                                "or write a new plan with `agi distrib`")
 
     def check_current(self, fresh: WorkPlan, *, origin: str = "plan") -> None:
         """Check that this (possibly edited) plan still fits the app as it plans today: same

@@ -2,7 +2,8 @@
 
 checks (kernels, the app's environment) → run folder and first record → cache look-up (and the
 hits chosen for an audit) → executor (by registry name) driven by the graph driver → outcomes
-streamed into the record and to listeners → reduce → final record. Ctrl-C, SIGTERM and errors stop the executor at once and still write the record.
+streamed into the record and to listeners → reduce → final record. Ctrl-C, SIGTERM and errors stop the executor
+at once and still write the record.
 A share that cannot be written (full, read-only) is a `ShareError` naming the path and the errno: before
 the first record, no run folder is left; at the end, the reserved failure file says why (`provenance.writer`).
 """

@@ -1,5 +1,5 @@
 """SIGTERM stops a run as Ctrl-C does: the run's task is cancelled, the executor stopped, the
-record says ``interrupted`` ("terminated by SIGTERM"), and `Terminated` (exit status 143) ends it.
+record says ``interrupted`` ("terminated by SIGTERM"), and `errors.Terminated` (exit status 143) ends it.
 
 SIGTERM is what ``timeout``, batch systems (Slurm's ``scancel``, a job's time limit) and service
 managers send; left to its default it kills the manager at once, and the record reads
@@ -15,9 +15,7 @@ import signal
 import threading
 from types import TracebackType
 
-from ..errors import Terminated
-
-__all__ = ["TERMINATED_MESSAGE", "SigtermCancels", "Terminated"]
+__all__ = ["TERMINATED_MESSAGE", "SigtermCancels"]
 
 TERMINATED_MESSAGE = "terminated by SIGTERM"
 
