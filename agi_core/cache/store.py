@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_bytes_atomic
 from . import packs
 from .entries import ENTRY_SCHEMA, SINGLE_SUFFIX, CorruptEntry, Entry, EntryInfo, check_body, decode_single, sha256_hex
 from .tempnames import temp_name
@@ -230,7 +231,8 @@ class CacheStore:
 
     def restore(self, entry: Entry, out_dir: Path | None) -> None:
         """Copy the entry's output files into ``out_dir``, checking each one's size and checksum
-        (``out_dir`` None: check them only)."""
+        (``out_dir`` None: check them only). Each file is written beside its name and renamed: an
+        `OSError` (a full or read-only out/) leaves no partial file, and names the file."""
         for item in entry.header.get("outputs", ()):
             source = entry.files_dir / item["path"]
             where = entry.location or entry.path
@@ -244,7 +246,7 @@ class CacheStore:
                 continue
             target = out_dir / item["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            write_bytes_atomic(target, data)  # a full disk leaves no truncated file in out/
 
     def entries(self, view: CacheView | None = None) -> Iterator[EntryInfo]:
         """Every entry of this app, unchecked (headers only); unreadable indexes are skipped

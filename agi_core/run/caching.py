@@ -32,6 +32,7 @@ from ..executors import Outcome
 from ..plan import Known
 from ..provenance import AuditMismatch, AuditRecord
 from ..provenance.lines import cached_line, partition_line
+from ..share_io import share_error
 
 if TYPE_CHECKING:
     from ..env import AgiEnv
@@ -148,6 +149,8 @@ class RunCache:
                     self.store.restore(entry, out_dir)
                 except CorruptEntry as exc:
                     entry, problem = None, str(exc)
+                except OSError as exc:  # out/ cannot take it (full, read-only): the entry is fine, the run cannot go on
+                    raise share_error(exc, "restoring a cached output to") from exc
             if entry is None:
                 if problem is not None and UNLOADABLE in problem:
                     self.unloadable[pid] = problem
