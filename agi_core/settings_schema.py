@@ -218,7 +218,8 @@ class ClusterSettings(_Strict):
     ssh: SshSettings = Field(default_factory=SshSettings)
     install: InstallSettings = Field(default_factory=InstallSettings)
     dask: DaskSettings = Field(default_factory=DaskSettings)
-    tls: bool = Field(default=False, description="TLS between manager, scheduler and workers")
+    tls: bool = Field(default=True, description="mutual TLS between manager, scheduler and workers, with credentials made for "
+                      "each cluster; false: plain TCP, where anyone who reaches the ports runs code as you")
     slurm: SlurmSettings = Field(default_factory=SlurmSettings, description='the jobs of backend = "slurm"')
 
     @field_validator("workers", mode="before")

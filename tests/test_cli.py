@@ -269,7 +269,7 @@ def test_run_progress_names_the_dask_scheduler(share, tmp_path):
     out = run_agi("--apps-path", str(TEST_APPS), "run", "toy", "--mode", "d", "--progress", "--set", "n=2",
                   "--set", f'cluster.workers_data_path="{share}"', env={"XDG_STATE_HOME": str(tmp_path / "state")})
     assert out.returncode == 0, out.stderr
-    assert re.search(r"^Dask scheduler tcp://127\.0\.0\.1:\d+", out.stderr, re.MULTILINE), out.stderr
+    assert re.search(r"^Dask scheduler tls://127\.0\.0\.1:\d+", out.stderr, re.MULTILINE), out.stderr
     assert "Dask scheduler" in agi("runs", "show", "last", "--share", str(share)).stdout
 
 

@@ -100,21 +100,21 @@ def test_a_spec_holds_everything_a_launched_backend_needs():
     spec = cluster_spec(cluster, Mode.CLUSTER, app="toy")
     assert (spec.app, spec.root, spec.venv, spec.fan_out) == ("toy", "/opt/agi", "/opt/agi/venvs/toy", 7)
     assert spec.ssh.key == "~/.ssh/id_test" and spec.scheduler_host == "agi@10.0.0.1"
-    assert spec.scheduler_address == "tcp://10.0.0.1:9000"
+    assert spec.scheduler_address == "tls://10.0.0.1:9000"
     [worker] = spec.workers
     assert (worker.slot, worker.name, worker.host, worker.address) == ("root@10.0.0.2:2222-0", "root@10.0.0.2:2222-0",
                                                                         "root@10.0.0.2:2222", "10.0.0.2")
     launched = LaunchedCluster(spec)  # from the spec alone
-    assert launched.address == "tcp://10.0.0.1:9000" and launched._python(worker.host) == "/opt/agi/venvs/toy/bin/python"
+    assert launched.address == "tls://10.0.0.1:9000" and launched._python(worker.host) == "/opt/agi/venvs/toy/bin/python"
     assert ClusterSpec.from_json(spec.to_json()) == spec
 
 
 def test_ipv6_addresses_are_bracketed():
     spec = cluster_spec(settings(scheduler="[::1]:8786", workers={"::1": 1}), Mode.CLUSTER)
-    assert spec.scheduler_address == "tcp://[::1]:8786" and spec.workers[0].address == "::1" and spec.local_only
+    assert spec.scheduler_address == "tls://[::1]:8786" and spec.workers[0].address == "::1" and spec.local_only
     no_port = settings(scheduler="fe80::1", workers={"fe80::2": 1}, dask={"scheduler_port": 9999})
     default_port = cluster_spec(no_port, Mode.CLUSTER)
-    assert default_port.scheduler_address == "tcp://[fe80::1]:9999"
+    assert default_port.scheduler_address == "tls://[fe80::1]:9999"
 
 
 def test_spec_for_resolves_the_mode_and_reads_the_app(toy_env):
@@ -202,7 +202,7 @@ def test_dask_does_not_warn_about_a_patch_level_difference(fake_manager_versions
     async def plain_dask_warns(client) -> list[str]:  # the control: Dask itself does warn here
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            other = await __import__("distributed").Client(client.scheduler.address, asynchronous=True)
+            other = await __import__("distributed").Client(client.scheduler.address, asynchronous=True, security=client.security)
             await other.close()
         return [str(w.message) for w in caught]
 

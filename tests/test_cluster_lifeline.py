@@ -87,7 +87,7 @@ def test_a_worker_holding_the_gil_dies_with_its_manager(tmp_path):
         async def main():
             spec = cluster_spec(ClusterSettings.model_validate({{"workers": {{"127.0.0.1": 1}}}}), Mode.CLUSTER)
             async with backend_class("inprocess")(spec) as cluster:
-                client = await open_client(cluster.address)
+                client = await open_client(cluster.address, security=cluster.security())
                 await client.submit(hold_the_gil, {str(marker)!r})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from agi_core import AGI, AgiError, Mode, RunError
 from agi_core.cluster import WarmClusters, spec_for
 from agi_core.cluster.manage import cluster_down, cluster_status, cluster_up
+from agi_core.cluster.tls import FILE_NAMES
 from agi_core.events import HostStep
 
 
@@ -42,6 +44,7 @@ def test_embedded_default_runs_each_partition_on_its_slot(toy_env, share, mode, 
     assert result.status == "ok" and result.value == sum(i * i for i in range(8))
     record = json.loads(result.manifest.read_text())
     assert record["executor"] == "dask" and record["cluster"]["warm"] is False
+    assert record["cluster"]["scheduler"].startswith("tls://")  # TLS by default (tests/test_cluster_tls.py)
     for part in record["partitions"]:
         assert part["worker"] == part["slot"]  # no fault: every partition ran where the plan put it
         assert "ran_slot" not in part and "retries" not in part
@@ -96,28 +99,38 @@ def test_warm_cluster_is_attached_and_a_mismatch_is_refused(toy_env, share, warm
     assert not dask_processes()
 
 
-def test_tls_cluster_refuses_plain_clients(toy_env, share, warm_dir, tmp_path, monkeypatch):
-    from distributed import Client
+def test_a_warm_cluster_refuses_strangers_and_keeps_its_credentials_private(toy_env, share, warm_dir, tmp_path):
+    """`agi cluster up` with the default settings: its own CA, on the manager and on the host
+    (0700 folders, 0600 files); runs attach with them; strangers are refused; `down` deletes them."""
+    from agi_core.cluster.launched import LaunchedCluster
+    from agi_core.cluster.client import open_client
+    from tests.strangers import assert_refused, attempts, run_as
 
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # a fresh CA for this test
-    env = toy_env
+    cluster_spec = spec(toy_env, workers={"127.0.0.1": 2}, dask={"scheduler_port": 0, "dashboard_port": None})
+    manager, host = tmp_path / "state" / "agi_core" / "tls" / "toy", Path(os.path.expanduser(cluster_spec.root)) / "tls" / "toy"
     try:
-        status = asyncio.run(cluster_up("toy", spec(env, workers={"127.0.0.1": 2}, tls=True,
-                                                    dask={"scheduler_port": 0, "dashboard_port": None, "connect_timeout": 3})))
-        assert status.running and status.address.startswith("tls://")
-        result = run(env, share, mode="d", n=4, cluster={"workers": {"127.0.0.1": 2}, "tls": True})
-        assert result.value == 14 and json.loads(result.manifest.read_text())["cluster"]["scheduler"].startswith("tls://")
+        status = asyncio.run(cluster_up("toy", cluster_spec))
+        assert status.running and status.address.startswith("tls://") and not status.warnings
+        for folder in (manager, host):
+            assert folder.stat().st_mode & 0o777 == 0o700
+            assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == dict.fromkeys(FILE_NAMES, 0o600)
+        result = run(toy_env, share, mode="d", n=4, cluster={"workers": {"127.0.0.1": 2}})
+        assert result.value == 14 and json.loads(result.manifest.read_text())["cluster"]["scheduler"] == status.address
 
-        async def plain() -> None:
-            async with Client(status.address.replace("tls://", "tcp://"), asynchronous=True, timeout=3):
-                pass
+        async def owner_and_strangers() -> tuple[str, dict[str, str]]:
+            attached = LaunchedCluster.attach(cluster_spec, warm_dir.load("toy"))  # as a later process finds it
+            client = await open_client(status.address, security=attached.security())
+            try:
+                return await run_as(client), await attempts(status.address)
+            finally:
+                await client.close()
 
-        with pytest.raises((OSError, TimeoutError, asyncio.TimeoutError)):
-            asyncio.run(plain())
+        owner, strangers = asyncio.run(owner_and_strangers())
+        assert owner == getpass.getuser()
+        assert_refused(strangers)
     finally:
         asyncio.run(cluster_down("toy"))
-    key = tmp_path / "state" / "agi_core" / "tls" / "cluster.key"
-    assert key.stat().st_mode & 0o777 == 0o600
+    assert not manager.exists() and not host.exists()
 
 
 def test_ctrl_c_stops_the_cluster_and_writes_the_record(share, tmp_path):
@@ -165,11 +178,11 @@ def test_ipv6_scheduler_and_workers(toy_env, share, warm_dir):
     cluster = {"scheduler": "::1", "workers": {"::1": 2}, "dask": {"scheduler_port": 0, "dashboard_port": None}}
     result = run(toy_env, share, mode="d", n=4, cluster=cluster)  # embedded: in this process
     record = json.loads(result.manifest.read_text())
-    assert record["cluster"]["scheduler"].startswith("tcp://[::1]:")
+    assert record["cluster"]["scheduler"].startswith("tls://[::1]:")
     assert {p["worker"] for p in record["partitions"]} == {"::1-0", "::1-1"}
     try:  # launched: detached processes given `--host [::1]`
         status = asyncio.run(cluster_up("toy", spec(toy_env, **cluster)))
-        assert status.address.startswith("tcp://[::1]:") and [w.name for w in status.workers] == ["::1-0", "::1-1"]
+        assert status.address.startswith("tls://[::1]:") and [w.name for w in status.workers] == ["::1-0", "::1-1"]
         rerun = run(toy_env, share, mode="d", n=4, cluster=cluster, use_cache=False)  # cached results would need no cluster
         assert json.loads(rerun.manifest.read_text())["cluster"]["warm"] is True
     finally:

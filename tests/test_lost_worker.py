@@ -108,7 +108,8 @@ def lost_worker_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lost_worker")
     share, ledger, gate = tmp / "share", tmp / "share" / "ledger.txt", tmp / "gate"
     share.mkdir()
-    cluster = {"workers_data_path": str(share), "workers": {"127.0.0.1": 2}, "dask": {"max_tasks_per_slot": 1}}
+    # plain TCP: this test's own client reaches into the run's cluster, as TLS refuses a stranger to
+    cluster = {"workers_data_path": str(share), "workers": {"127.0.0.1": 2}, "dask": {"max_tasks_per_slot": 1}, "tls": False}
     env = AgiEnv(app="ledger", apps_path=TEST_APPS)
     plan = asyncio.run(AGI.get_distrib(env, mode="d", cluster=cluster, n=6))
     slot_of = plan.slot_of()
@@ -122,7 +123,7 @@ def lost_worker_run(tmp_path_factory):
     plan_file = tmp / "plan.json"
     plan.save(plan_file)
     sets = ["n=6", f'ledger="{ledger}"', f'hold="{held}"', f'gate="{gate}"', f'cluster.workers_data_path="{share}"',
-            'cluster.workers."127.0.0.1"=2', "cluster.dask.max_tasks_per_slot=1"]
+            'cluster.workers."127.0.0.1"=2', "cluster.dask.max_tasks_per_slot=1", "cluster.tls=false"]
     proc = subprocess.Popen([sys.executable, "-m", "agi_core.cli", "--apps-path", str(TEST_APPS), "run", "ledger", "--mode", "d",
                              "--plan", str(plan_file), *(arg for item in sets for arg in ("--set", item))],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
@@ -214,7 +215,7 @@ def test_results_lost_with_the_worker_and_computed_again_count_too(tmp_path):
 
     share, ledger, gate = tmp_path / "share", tmp_path / "share" / "ledger.txt", tmp_path / "gate"
     share.mkdir()
-    cluster = {"workers_data_path": str(share), "workers": {"127.0.0.1": 2}}
+    cluster = {"workers_data_path": str(share), "workers": {"127.0.0.1": 2}, "tls": False}  # this test's client reaches in
     args = {"n": 4, "ledger": str(ledger), "hold": "l2", "gate": str(gate), "chain": True}
     env = AgiEnv(app="ledger", apps_path=TEST_APPS)
     plan = asyncio.run(AGI.get_distrib(env, mode="d", cluster=cluster, args=args))

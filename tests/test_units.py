@@ -64,13 +64,13 @@ def test_cluster_spec_names_threads_and_ports():
     spec = cluster_spec(cluster, Mode.CLUSTER)
     assert [w.name for w in spec.workers] == ["10.0.0.2-0", "10.0.0.2-1", "10.0.0.3-0"]
     assert {w.nthreads for w in spec.workers} == {1} and [w.gpu for w in spec.workers] == [False, False, True]
-    assert spec.scheduler_address == "tcp://10.0.0.1:9999" and not spec.local_only and not spec.embedded
+    assert spec.scheduler_address == "tls://10.0.0.1:9999" and not spec.local_only and not spec.embedded  # TLS by default
     pooled = cluster_spec(cluster, Mode.CLUSTER | Mode.POOL)
     assert {w.nthreads for w in pooled.workers} == {0}  # 0: the host's cores / its workers, decided there
     embedded = cluster_spec(ClusterSettings.model_validate({"workers": {"127.0.0.1": 2}}), Mode.CLUSTER | Mode.POOL, local_threads=4)
     assert embedded.embedded and embedded.local_only and {w.nthreads for w in embedded.workers} == {2}
-    tls = cluster_spec(ClusterSettings.model_validate({"workers": {"127.0.0.1": 1}, "tls": True}), Mode.CLUSTER)
-    assert tls.scheduler_address.startswith("tls://")
+    plain = cluster_spec(ClusterSettings.model_validate({"workers": {"127.0.0.1": 1}, "tls": False}), Mode.CLUSTER)
+    assert plain.scheduler_address.startswith("tcp://")  # plain TCP only when asked for
 
 
 def test_remote_workers_need_a_scheduler():
@@ -86,8 +86,8 @@ def test_warm_cluster_mismatch_says_what_differs():
     state = {"identity": two.identity()}
     assert mismatch(state, two) is None
     assert "it has 127.0.0.1-1" in mismatch(state, one)
-    tls = cluster_spec(ClusterSettings.model_validate({"workers": {"127.0.0.1": 2}, "tls": True}), Mode.CLUSTER)
-    assert "tls" in mismatch(state, tls)
+    plain = cluster_spec(ClusterSettings.model_validate({"workers": {"127.0.0.1": 2}, "tls": False}), Mode.CLUSTER)
+    assert "tls" in mismatch(state, plain)
 
 
 def test_install_app_emits_host_steps_and_draws_nothing(toy_env, monkeypatch, capsys):

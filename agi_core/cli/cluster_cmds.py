@@ -145,9 +145,18 @@ def _print_cluster(status: Any, as_json: bool) -> None:
     if as_json:
         print_json(status.model_dump(mode="json") if hasattr(status, "model_dump") else dataclasses.asdict(status))
         return
+    _print_warnings(getattr(status, "warnings", ()))
     out = console()
     if not status.running:
         out.print(f"{status.app}: [yellow]not running[/]" + (f" — {status.problem}" if status.problem else ""))
         return
     out.print(f"{status.app}: [green]running[/] at {status.address}" + (f", dashboard {status.dashboard}" if status.dashboard else ""))
     table(None, ["worker", "address", "threads"], ([w.name, w.address, w.nthreads] for w in status.workers))
+
+
+def _print_warnings(warnings: Any) -> None:
+    """``warning:`` lines on standard error (plain TCP, say)."""
+    from rich.markup import escape
+
+    for warning in warnings:
+        console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}")

@@ -80,13 +80,15 @@ def doctor_command(ctx: click.Context, app: str, scheduler: str | None, workers:
     cluster = cluster_overrides(assignments, scheduler, workers)
     report = asyncio.run(AGI.doctor(env_for(ctx, app), modes_enabled=modes, cluster=cluster or None))
     if as_json:
-        print_json({"ok": report.ok, "share": report.share, "hosts": [
+        print_json({"ok": report.ok, "share": report.share, "warnings": report.warnings, "hosts": [
             {"host": h.host, "roles": h.roles, "ok": h.ok, "checks": [vars(c) for c in h.checks]} for h in report.hosts]})
     else:
         table("doctor", ["host", "check", "", "detail", "fix"], (
             # details and fixes name settings keys such as "[cluster.ssh] connect_timeout": not styles
             [h.host if i == 0 else "", c.name, "[green]ok[/]" if c.ok else "[red]FAIL[/]", escape(c.detail or ""), escape(c.fix or "")]
             for h in report.hosts for i, c in enumerate(h.checks)))
+        for warning in report.warnings:
+            console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}")
     if not report.ok:
         bad = [h.host for h in report.hosts if not h.ok]
         print_error(f"doctor found problems on {', '.join(bad)}", "see the fix column above")

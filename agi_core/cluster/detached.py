@@ -74,10 +74,11 @@ class DetachedProcesses:
             self._tethers.append(await session.tether(
                 f"cat > /dev/null; kill -TERM -- {groups} 2>/dev/null; sleep 3; kill -KILL -- {groups} 2>/dev/null; true"))
 
-    async def stop_all(self) -> None:
+    async def stop_all(self, *, cleanup: str = "") -> None:
         """Stop every process by its group, host by host: SIGTERM, then SIGKILL for what is left;
         then close the sessions. Hosts that cannot be reached are skipped (they took their
-        processes with them, or will be cleaned up when they return)."""
+        processes with them, or will be cleaned up when they return). ``cleanup``: a shell
+        command run first on each host (deleting the cluster's files), in the same round trip."""
         by_host: dict[str, list[int]] = {}
         for process in self.processes:
             by_host.setdefault(process.host, []).append(process.pid)
@@ -87,7 +88,7 @@ class DetachedProcesses:
             groups = " ".join(f"-{pid}" for pid in pids)
             try:
                 session = await self.session(host)
-                await session.run(f"kill -TERM -- {groups} 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do "
+                await session.run(f"{cleanup + '; ' if cleanup else ''}kill -TERM -- {groups} 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do "
                                   f"kill -0 -- {groups} 2>/dev/null || exit 0; sleep 0.2; done; kill -KILL -- {groups} 2>/dev/null; true",
                                   check=False, timeout=30)
             except Exception:  # noqa: BLE001 - a host that is gone took its processes with it

@@ -66,13 +66,18 @@ class InProcessCluster(ClusterBackend):
                            fix='use [cluster] backend = "ssh" for clusters that span hosts')
         self._cluster: Any = None
         self._security: Any = None
-        if spec.tls:
-            from .tls import ensure_tls_files, security_for
-
-            self._security = security_for(ensure_tls_files(spec.tls_names()))
 
     def security(self) -> Any:
         return self._security
+
+    def _make_security(self) -> Any:
+        """This cluster's own credentials (`tls.make_credentials`), in memory only: the Nannies hand
+        them to their worker processes; nothing is written. None with ``[cluster] tls = false``."""
+        if not self.spec.tls:
+            return None
+        from .tls import make_credentials
+
+        return make_credentials(self.spec.tls_names()).security()
 
     async def start(self, emit: EventSink = ignore) -> None:
         from distributed import Nanny, Scheduler
@@ -80,6 +85,7 @@ class InProcessCluster(ClusterBackend):
 
         emit(Phase("cluster", f"starting an embedded Dask cluster of {len(self.spec.workers)} worker(s) on this machine"))
         spec = self.spec
+        self._security = self._make_security()
         port = _dashboard_port(spec, emit)
         dashboard = dashboard_address(port, spec.scheduler.host)
         # The scheduler's HTTP server (/health, /info; the dashboard with bokeh) binds the dashboard's

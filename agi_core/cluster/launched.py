@@ -1,8 +1,8 @@
 """`LaunchedCluster` (backend ``launched``): scheduler and workers as detached processes on their hosts.
 
 Remote hosts run the venv that `agi install` built; this machine runs the manager's Python.
-Every process reads one ``dask.yaml`` (the manager's Dask settings) and, with TLS, the cluster's
-certificate, both uploaded first. Because the processes are detached (`detached`), the cluster can
+Every process reads one ``dask.yaml`` (the manager's Dask settings) and, with TLS (the default),
+the cluster's own credentials (`tls`), both uploaded first. Because the processes are detached (`detached`), the cluster can
 outlive this process (a warm cluster) and be stopped later from its recorded state.
 """
 
@@ -14,7 +14,8 @@ import shlex
 import sys
 import time
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
 from ..events import EventSink, HostStep, ignore
@@ -26,15 +27,19 @@ from .detached import DetachedProcesses
 from .inprocess import dashboard_address, http_address
 from .spec import ClusterSpec, WorkerProcess
 
+if TYPE_CHECKING:
+    from .tls import ClusterCredentials
+
 __all__ = ["LaunchedCluster"]
 
 
 class LaunchedCluster(ClusterBackend):
     """Detached ``dask scheduler`` and ``dask worker`` processes, started over each host's session."""
 
-    def __init__(self, spec: ClusterSpec, *, tethered: bool = True) -> None:
+    def __init__(self, spec: ClusterSpec, *, tethered: bool = True, credentials: ClusterCredentials | None = None) -> None:
         """``tethered``: the processes stop when this process dies (a cluster for one run); a
-        warm cluster is not tethered."""
+        warm cluster is not tethered. ``credentials``: the cluster's TLS credentials when its
+        owner made them (a Slurm cluster's scheduler); by default `start` makes fresh ones."""
         super().__init__(spec)
         self.tethered = tethered
         if not spec.app:
@@ -42,21 +47,24 @@ class LaunchedCluster(ClusterBackend):
                            fix="build the spec with cluster_spec(..., app=NAME)")
         self.address = spec.scheduler_address
         self.hosts = DetachedProcesses(spec.ssh, spec.fan_out)
-        self._tls = None
-        if spec.tls:
-            from .tls import ensure_tls_files
-
-            self._tls = ensure_tls_files(spec.tls_names())
+        self._credentials = credentials if spec.tls else None
+        self._security: Any = None
+        self._tls_id: str | None = None  # the credentials' folder name (`tls.cluster_id`), once made
+        self._tls_saved: Path | None = None  # a warm cluster's copy on the manager (`tls.manager_folder`)
 
     def started(self) -> tuple[ProcessRecord, ...]:
         return tuple(self.hosts.processes)
 
     def security(self) -> Any:
-        if self._tls is None:
-            return None
-        from .tls import security_for
+        if self._credentials is None and self._tls_saved is not None:  # attached: read when first needed
+            from .tls import ClusterCredentials
 
-        return security_for(self._tls)
+            self._credentials = ClusterCredentials.load(self._tls_saved, cluster=f"the warm cluster of '{self.spec.app}'")
+        if self._credentials is None:
+            return None
+        if self._security is None:
+            self._security = self._credentials.security()
+        return self._security
 
     # -- where things are on a host ---------------------------------------------------------
 
@@ -71,19 +79,42 @@ class LaunchedCluster(ClusterBackend):
     def _config_file(self) -> str:
         return f"{self.spec.root}/logs/{self.spec.app}/dask.yaml"
 
+    def _tls_folder(self) -> str:
+        """This cluster's credentials on each host: ``<root>/tls/<cluster id>``."""
+        return f"{self.spec.root}/tls/{self._tls_id}"
+
     def _tls_flags(self) -> str:
-        if self._tls is None:
+        if self._credentials is None:
             return ""
-        folder = f"{self.spec.root}/tls"
+        folder = self._tls_folder()
         return (f" --tls-ca-file {shell_path(folder + '/ca.pem')} --tls-cert {shell_path(folder + '/cluster.pem')}"
                 f" --tls-key {shell_path(folder + '/cluster.key')}")
 
+    def _prepare_tls(self) -> None:
+        """Make this cluster's credentials (unless given) and name their folder; a warm cluster
+        keeps a copy on the manager for the processes that attach to it later."""
+        from .tls import cluster_id, make_credentials, manager_folder
+
+        if not self.spec.tls:
+            return
+        if self._credentials is None:
+            self._credentials = make_credentials(self.spec.tls_names())
+        self._tls_id = cluster_id(self.spec.app, warm=not self.tethered)
+        if not self.tethered:
+            self._tls_saved = manager_folder(self._tls_id)
+            self._credentials.save(self._tls_saved)
+
     async def _upload_tls(self, session: HostSession) -> None:
-        if self._tls is not None:
-            folder = f"{self.spec.root}/tls"
-            for local, name in ((self._tls.ca, "ca.pem"), (self._tls.cert, "cluster.pem"), (self._tls.key, "cluster.key")):
-                await session.put(local, f"{folder}/{name}")
-            await session.run(f"chmod 600 {shell_path(folder + '/cluster.key')}", what="protecting the TLS key")
+        """The credentials into a 0700 folder on the host, files 0600 from their first byte (umask),
+        sent on standard input (never on a command line, which other users can read)."""
+        if self._credentials is None:
+            return
+        top, folder = shell_path(f"{self.spec.root}/tls"), shell_path(self._tls_folder())
+        prepare = f"mkdir -p {top} && umask 077 && mkdir -p {folder} && chmod 700 {top} {folder} && "
+        for name, text in self._credentials.texts().items():
+            await session.run(f"{prepare}umask 077 && cat > {folder}/{name}", input=text,
+                              what=f"writing the cluster's TLS credentials ({name})")
+            prepare = ""
 
     async def _launch(self, host: str, role: str, name: str, command: str, env: tuple[tuple[str, str], ...] = ()) -> ProcessRecord:
         """Start one process detached; ``env``: its own variables (a worker's GPU, the host's `env` setting)."""
@@ -103,6 +134,7 @@ class LaunchedCluster(ClusterBackend):
     async def _start(self, emit: EventSink) -> None:
         spec = self.spec
         hosts = {spec.scheduler_host, *(w.host for w in spec.workers)}
+        self._prepare_tls()
         for host in hosts:
             emit(HostStep(host, "connecting"))
         sessions = await asyncio.gather(*(self.hosts.session(host) for host in hosts))  # fail early, naming unreachable hosts
@@ -184,8 +216,13 @@ class LaunchedCluster(ClusterBackend):
         return "\n".join(parts)
 
     async def close(self) -> None:
-        """Stop every process by its group: SIGTERM, then SIGKILL for what is left."""
-        await self.hosts.stop_all()
+        """Stop every process by its group: SIGTERM, then SIGKILL for what is left; delete the
+        cluster's credentials on its hosts (and a warm cluster's on the manager)."""
+        from .tls import remove_credentials
+
+        await self.hosts.stop_all(cleanup=f"rm -rf {shell_path(self._tls_folder())}" if self._tls_id else "")
+        if self._tls_saved is not None:
+            remove_credentials(self._tls_saved)
 
     # -- warm clusters ----------------------------------------------------------------------
 
@@ -194,7 +231,8 @@ class LaunchedCluster(ClusterBackend):
         return cls(spec, tethered=False)
 
     def state(self) -> dict[str, Any]:
-        return {"address": self.address, "dashboard": self.dashboard, "processes": [asdict(p) for p in self.hosts.processes]}
+        return {"address": self.address, "dashboard": self.dashboard, "processes": [asdict(p) for p in self.hosts.processes],
+                "tls": None if self._tls_saved is None else {"id": self._tls_id, "folder": str(self._tls_saved)}}
 
     @classmethod
     def attach(cls, spec: ClusterSpec, state: dict[str, Any]) -> LaunchedCluster:
@@ -202,4 +240,7 @@ class LaunchedCluster(ClusterBackend):
         launched.hosts.processes = [ProcessRecord(**p) for p in state.get("processes", [])]
         launched.address = state.get("address", spec.scheduler_address)
         launched.dashboard = state.get("dashboard")
+        tls = state.get("tls")
+        if spec.tls and tls:  # `security` reads them: `agi cluster down` works without them
+            launched._tls_id, launched._tls_saved = tls["id"], Path(tls["folder"])
         return launched

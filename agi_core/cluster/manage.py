@@ -16,6 +16,7 @@ from .backend import ProcessRecord
 from .client import connect_client, dask_config, open_client
 from .registry import backend_class
 from .spec import ClusterSpec
+from .tls import insecure_warning
 from .warm import WarmClusters, attach, mismatch
 
 __all__ = ["ClusterStatus", "WorkerStatus", "cluster_down", "cluster_status", "cluster_up"]
@@ -42,6 +43,7 @@ class ClusterStatus:
     workers: tuple[WorkerStatus, ...]
     processes: tuple[ProcessRecord, ...]
     problem: str | None = None
+    warnings: tuple[str, ...] = ()  # e.g. plain TCP (`tls.insecure_warning`)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,21 +97,25 @@ async def cluster_status(app: str, spec: ClusterSpec | None = None, *, warm: War
     warm = warm or WarmClusters.default()
     state = warm.load(app)
     if state is None:
-        return ClusterStatus(app, False, None, None, (), (), "no warm cluster (start one with `agi cluster up`)")
+        warning = insecure_warning(spec.tls) if spec is not None else None
+        return ClusterStatus(app, False, None, None, (), (), "no warm cluster (start one with `agi cluster up`)",
+                             (warning,) if warning else ())
     backend = attach(state, spec if "spec" not in state else None)
+    warning = insecure_warning(backend.spec.tls)  # the running cluster's, whatever the settings say now
+    warnings = (warning,) if warning else ()
     address, dashboard, processes = state["address"], state.get("dashboard"), backend.started()
     try:
         client = await open_client(address, security=backend.security(), timeout=5)
     except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
         return ClusterStatus(app, False, address, dashboard, (), processes,
-                             f"scheduler unreachable ({exc}); `agi cluster down {app}` cleans up")
+                             f"scheduler unreachable ({exc}); `agi cluster down {app}` cleans up", warnings)
     try:
         identity = await client.scheduler.identity(n_workers=-1)
     finally:
         await client.close()
     workers = sorted((WorkerStatus(str(w.get("name")), worker_address, str(w.get("host")), int(w.get("nthreads") or 0))
                       for worker_address, w in identity["workers"].items()), key=lambda w: w.name)
-    return ClusterStatus(app, True, address, dashboard, tuple(workers), processes)
+    return ClusterStatus(app, True, address, dashboard, tuple(workers), processes, warnings=warnings)
 
 
 async def cluster_down(app: str, spec: ClusterSpec | None = None, *, warm: WarmClusters | None = None) -> int:

@@ -122,37 +122,41 @@ class SlurmCluster(ClusterBackend):
         self._cluster: Any = None  # dask_jobqueue.SLURMCluster (a run's cluster)
         self._scheduler: LaunchedCluster | None = None  # the detached scheduler (a warm cluster)
         self.address = ""
+        from .tls import cluster_id
+
+        self._tls_id = cluster_id(spec.app, warm=warm)  # its credentials' folder (`tls_folder`)
+        self._credentials: Any = None  # made by `start` (`tls.make_credentials`)
+        self._security: Any = None
 
     # -- where things are ---------------------------------------------------------------------
 
     @property
     def tls_folder(self) -> Path:
-        """With ``[cluster] tls``: the CA, certificate and key the jobs read (the shared filesystem)."""
-        return self.log_directory / "tls"
+        """With ``[cluster] tls`` (the default): this cluster's CA, certificate and key, which the
+        jobs read on the shared filesystem: ``<log_directory>/tls/<cluster id>/`` (0700, files 0600)."""
+        return self.log_directory / "tls" / self._tls_id
 
     def _shared_tls(self) -> Any:
         from .tls import TlsFiles
 
-        folder = self.tls_folder
-        return TlsFiles(folder / "ca.pem", folder / "cluster.pem", folder / "cluster.key")
+        return TlsFiles.in_folder(self.tls_folder)
 
     def _publish_tls(self) -> None:
-        """Copy this manager's cluster CA and certificate (`tls.ensure_tls_files`, which the
-        scheduler uses too) where the jobs read them; private files stay 0600."""
-        from ..atomic import write_bytes_atomic
-        from .tls import ensure_tls_files
+        """Make this cluster's own credentials (`tls.make_credentials`) and write them where the
+        jobs read them; the scheduler and the client use the same ones."""
+        from .tls import make_credentials
 
-        made, shared = ensure_tls_files(self.spec.tls_names()), self._shared_tls()
-        self.tls_folder.mkdir(mode=0o700, exist_ok=True)
-        for source, target in ((made.ca, shared.ca), (made.cert, shared.cert), (made.key, shared.key)):
-            write_bytes_atomic(target, source.read_bytes(), mode=0o600)
+        self._credentials = make_credentials([self._bind_host(), *self.spec.tls_names()])
+        self._credentials.save(self.tls_folder)
 
     def security(self) -> Any:
         if not self.spec.tls:
             return None
-        from .tls import ensure_tls_files, security_for
-
-        return security_for(ensure_tls_files(self.spec.tls_names()))
+        if self._scheduler is not None:  # a warm cluster: its scheduler's (read back when attached)
+            return self._scheduler.security()
+        if self._security is None and self._credentials is not None:
+            self._security = self._credentials.security()
+        return self._security
 
     @property
     def log_directory(self) -> Path:
@@ -266,7 +270,7 @@ class SlurmCluster(ClusterBackend):
             raise AgiError(f"only {len(self.jobs)} of {self.slurm.jobs} Slurm job(s) were submitted", fix="see `squeue` and sbatch's message")
 
     async def _start_detached(self, host: str, names: list[str], emit: EventSink) -> None:
-        self._scheduler = LaunchedCluster(self._scheduler_spec(host), tethered=False)
+        self._scheduler = LaunchedCluster(self._scheduler_spec(host), tethered=False, credentials=self._credentials)
         await self._scheduler.start(emit)
         self.address, self.dashboard = self._scheduler.address, self._scheduler.dashboard
         emit(Phase("cluster", f"submitting {len(names)} Slurm job(s)"))
@@ -295,6 +299,10 @@ class SlurmCluster(ClusterBackend):
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None:
             await scheduler.close()
+        if self.spec.tls:
+            from .tls import remove_credentials
+
+            remove_credentials(self.tls_folder)  # the jobs are gone: nothing reads them any more
         await wait_gone(job_ids)
 
     # -- what a client needs ----------------------------------------------------------------
@@ -336,13 +344,15 @@ class SlurmCluster(ClusterBackend):
 
     def state(self) -> dict[str, Any]:
         scheduler = self._scheduler.state() if self._scheduler is not None else {"processes": []}
-        return {**scheduler, "address": self.address, "dashboard": self.dashboard, "jobs": dict(self.jobs), "nodes": dict(self.nodes)}
+        return {**scheduler, "address": self.address, "dashboard": self.dashboard, "jobs": dict(self.jobs), "nodes": dict(self.nodes),
+                "tls_id": self._tls_id}
 
     @classmethod
     def attach(cls, spec: ClusterSpec, state: dict[str, Any]) -> SlurmCluster:
         backend = cls(spec, warm=True)
         backend.address, backend.dashboard = state.get("address", ""), state.get("dashboard")
         backend.jobs, backend.nodes = dict(state.get("jobs", {})), dict(state.get("nodes", {}))
+        backend._tls_id = state.get("tls_id", backend._tls_id)
         host = HostAddress.parse(backend.address.split("://")[-1]).host if backend.address else "127.0.0.1"
         backend._scheduler = LaunchedCluster.attach(backend._scheduler_spec(host), state)
         return backend

@@ -59,6 +59,7 @@ class HostChecks:
 class DoctorReport:
     hosts: list[HostChecks]
     share: str | None
+    warnings: list[str] = field(default_factory=list)  # not failures: settings that weaken the cluster (plain TCP)
 
     @property
     def ok(self) -> bool:
@@ -94,7 +95,10 @@ async def doctor_app(env: AgiEnv, settings: ClusterSettings, mode: Mode) -> Doct
     finally:
         if token_file is not None:
             token_file.unlink(missing_ok=True)
-    return DoctorReport(list(results), share)
+    from ..cluster.tls import insecure_warning
+
+    warning = insecure_warning(settings.tls)
+    return DoctorReport(list(results), share, [warning] if warning else [])
 
 
 def _write_token(share: Path) -> tuple[Path | None, str]:
