@@ -142,18 +142,40 @@ def test_killed_scheduler_is_a_clear_error_not_a_hang(env, rig_hosts, tmp_path):
 
 
 def test_warm_cluster_on_the_rig(env, rig_hosts, tmp_path):
+    """Also: a host of the network (this machine, reaching h1's address) cannot use its port
+    without the cluster's certificate; each host keeps the credentials private until `down`."""
+    from agi_core.cluster.client import open_client
+    from agi_core.cluster.launched import LaunchedCluster
     from agi_core.cluster.manage import cluster_down, cluster_up
+    from tests.strangers import assert_refused, attempts, run_as
 
     cluster = cluster_for(rig_hosts, tmp_path)
+    folder = "/root/.agi/tls/toy"
     try:
         spec = spec_for(env.settings(cluster=cluster).cluster, Mode.CLUSTER, "toy", app_distribution=env.distribution, app_version=env.version())
         status = asyncio.run(cluster_up("toy", spec))
         assert sorted(w.name for w in status.workers) == sorted(f"{h.ip}-0" for h in rig_hosts.hosts)
+        assert status.address.startswith(f"tls://{rig_hosts.hosts[0].ip}:")
         result = asyncio.run(AGI.run(env, mode="d", n=6, cluster=cluster))
         assert json.loads(result.manifest.read_text())["cluster"]["warm"] is True
+        for host in rig_hosts.hosts:
+            modes = host.run(f"stat -c '%n %a' {folder} {folder}/ca.pem {folder}/cluster.pem {folder}/cluster.key").stdout.split("\n")
+            assert [line.split()[-1] for line in modes if line] == ["700", "600", "600", "600"], (host.name, modes)
+
+        async def owner_and_strangers() -> tuple[str, dict[str, str]]:
+            client = await open_client(status.address, security=LaunchedCluster.attach(spec, WarmClusters.default().load("toy")).security())
+            try:
+                return await run_as(client), await attempts(status.address)
+            finally:
+                await client.close()
+
+        owner, strangers = asyncio.run(owner_and_strangers())
+        assert owner == "root"  # the control: the cluster's own certificate does get in
+        assert_refused(strangers)
     finally:
         asyncio.run(cluster_down("toy"))
     assert WarmClusters.default().load("toy") is None
+    assert all(host.run(f"test -e {folder}").returncode == 1 for host in rig_hosts.hosts)
 
 
 def test_workers_that_never_join_are_named_with_their_log(env, rig_hosts, tmp_path):
@@ -169,13 +191,19 @@ def test_workers_that_never_join_are_named_with_their_log(env, rig_hosts, tmp_pa
     assert "No such file or directory" in message  # the end of that worker's log
 
 
-def test_tls_across_hosts(env, rig_hosts, tmp_path):
+def test_tls_across_hosts_by_default_and_plain_tcp_when_asked(env, rig_hosts, tmp_path):
     cluster = cluster_for(rig_hosts, tmp_path)
-    cluster["tls"] = True
+
+    def credentials() -> list[set[str]]:  # runs' own credentials on each host (a host cut off mid-run keeps its)
+        return [set(host.run("ls /root/.agi/tls 2>/dev/null | grep '^toy-' || true").stdout.split()) for host in rig_hosts.hosts]
+
+    before = credentials()
     result = asyncio.run(AGI.run(env, mode="d", n=6, cluster=cluster))
     record = check_every_partition_once(result, 6)
     assert record["cluster"]["scheduler"].startswith("tls://")
-    assert rig_hosts.hosts[1].run("stat -c %a /root/.agi/tls/cluster.key").stdout.strip() == "600"
+    assert credentials() == before  # this run's went with its cluster
+    plain = asyncio.run(AGI.run(env, mode="d", n=6, cluster={**cluster, "tls": False}, use_cache=False))
+    assert check_every_partition_once(plain, 6)["cluster"]["scheduler"].startswith("tcp://")
 
 
 def test_a_run_across_hosts_prints_no_dask_version_tables(env, rig_hosts, tmp_path):

@@ -160,10 +160,35 @@ def test_warm_cluster_is_reused_then_stopped(slurm, tmp_path, reference_image, t
             assert record["cluster"]["scheduler"].startswith("tls://" if tls else "tcp://")
             assert {p["job_id"] for p in record["partitions"]} == {str(job) for job in jobs.values()}
         assert asyncio.run(cluster_status("mandelbrot")).running
+        if tls:
+            _strangers_are_refused(status.address, tmp_path / "slurm-logs" / "tls" / "mandelbrot")
     finally:
         stopped = asyncio.run(cluster_down("mandelbrot"))
     assert stopped == 3  # the scheduler and two jobs
     assert slurm.queue() == [] and not dask_workers_left()
+    assert not (tmp_path / "slurm-logs" / "tls" / "mandelbrot").exists()  # nothing trusts them any more
+
+
+def _strangers_are_refused(address: str, shared: Path) -> None:
+    """The warm cluster's jobs read its own credentials (0700 folder, 0600 files) on the shared
+    filesystem; with them a client runs code on a job, without them (plain TCP, another CA) not."""
+    from agi_core.cluster.client import open_client
+    from agi_core.cluster.tls import FILE_NAMES, TlsFiles, security_for
+    from tests.strangers import assert_refused, attempts, run_as
+
+    assert shared.stat().st_mode & 0o777 == 0o700
+    assert {p.name: p.stat().st_mode & 0o777 for p in shared.iterdir()} == dict.fromkeys(FILE_NAMES, 0o600)
+
+    async def owner_and_strangers() -> tuple[str, dict[str, str]]:
+        client = await open_client(address, security=security_for(TlsFiles.in_folder(shared)))
+        try:
+            return await run_as(client), await attempts(address)
+        finally:
+            await client.close()
+
+    owner, strangers = asyncio.run(owner_and_strangers())
+    assert owner == __import__("getpass").getuser()  # the control
+    assert_refused(strangers)
 
 
 def test_a_cancelled_worker_job_moves_its_partitions(slurm, tmp_path):  # noqa: F811
@@ -326,15 +351,17 @@ def test_a_job_with_two_worker_processes_serves_two_slots(slurm, tmp_path):  # n
 
 
 def test_tls_between_the_scheduler_and_the_jobs(slurm, tmp_path, reference_image):  # noqa: F811
-    """``[cluster] tls``: the jobs read the cluster's CA and certificate from the shared log folder
-    (0600) and talk TLS only; the image is mode 0's."""
-    cluster = {**slurm_cluster(tmp_path), "tls": True}
-    result = asyncio.run(AGI.run(AgiEnv(app="mandelbrot"), mode="d", cluster=cluster, **SMALL))
+    """TLS by default: a run's jobs read that cluster's own CA and certificate from the shared log
+    folder and talk TLS only; the folder goes with the cluster; the image is mode 0's."""
+    cluster = slurm_cluster(tmp_path)
+    seen: list[str] = []
+    result = asyncio.run(AGI.run(AgiEnv(app="mandelbrot"), mode="d", cluster=cluster, **SMALL, on_event=record_workers(seen)))
     assert image(result) == reference_image
     record = json.loads(result.manifest.read_text())
     assert record["cluster"]["scheduler"].startswith("tls://"), record["cluster"]
     shared = tmp_path / "slurm-logs" / "tls"
+    assert seen and all(f"--tls-ca-file {shared}/mandelbrot-" in worker for worker in seen), seen  # its own folder
+    assert list(shared.iterdir()) == []  # removed when the cluster stopped
     spec = spec_for(ClusterSettings.model_validate(cluster), Mode.parse("d"), "mandelbrot")
-    assert f"--protocol tls:// --tls-ca-file {shared}/ca.pem" in SlurmCluster(spec).job_script()
-    assert {p.name: p.stat().st_mode & 0o777 for p in shared.iterdir()} == {"ca.pem": 0o600, "cluster.pem": 0o600, "cluster.key": 0o600}
+    assert f"--protocol tls:// --tls-ca-file {shared}/mandelbrot-" in SlurmCluster(spec).job_script()
     assert slurm.queue() == [] and not dask_workers_left()
