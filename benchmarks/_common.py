@@ -42,3 +42,12 @@ def write(name: str, data: dict[str, Any]) -> Path:
     path.write_text(json.dumps(payload, indent=1) + "\n")
     print(json.dumps(payload, indent=1))
     return path
+
+
+def warm_security(app: str) -> Any:
+    """The `distributed.Security` of ``app``'s warm cluster (its own credentials; None with
+    ``tls = false``), for the plain-Dask baselines that connect their own client to it."""
+    from agi_core.cluster import WarmClusters
+    from agi_core.cluster.warm import attach
+
+    return attach(WarmClusters.default().load(app)).security()

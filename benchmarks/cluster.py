@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import summary, write  # noqa: E402
+from _common import summary, warm_security, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -58,10 +58,10 @@ async def timed_run(env: AgiEnv, share: str, workers: int, **args) -> tuple[floa
     return first[0], time.perf_counter() - start
 
 
-async def plain_map(address: str, function, n: int) -> float:
+async def plain_map(address: str, function, n: int, security=None) -> float:
     from distributed import Client
 
-    async with Client(address, asynchronous=True) as client:
+    async with Client(address, asynchronous=True, security=security) as client:
         start = time.perf_counter()
         futures = client.map(function, range(n), pure=False)
         await client.gather(futures)
@@ -75,11 +75,12 @@ def median(values: list[float]) -> float:
 async def warm_comparisons(toy: AgiEnv, share: str, repeats: int) -> dict:
     status = await AGI.cluster_up(toy, cluster={"workers": {"127.0.0.1": 2}, "dask": {"scheduler_port": 0, "dashboard_port": None}})
     try:
+        security = warm_security(toy.name)  # the cluster's own credentials (TLS by default)
         await timed_run(toy, share, 2, n=10)  # warm the workers' imports
         noop_agi = [(await timed_run(toy, share, 2, n=2000))[1] for _ in range(repeats)]
-        noop_plain = [await plain_map(status.address, square, 2000) for _ in range(repeats)]
+        noop_plain = [await plain_map(status.address, square, 2000, security) for _ in range(repeats)]
         sleep_agi = [(await timed_run(toy, share, 2, n=200, sleep=0.05))[1] for _ in range(repeats)]
-        sleep_plain = [await plain_map(status.address, sleepy, 200) for _ in range(repeats)]
+        sleep_plain = [await plain_map(status.address, sleepy, 200, security) for _ in range(repeats)]
         first_warm = [(await timed_run(toy, share, 2, n=20))[0] for _ in range(repeats)]
     finally:
         await AGI.cluster_down(toy)

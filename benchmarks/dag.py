@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import summary, write  # noqa: E402
+from _common import summary, warm_security, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -56,7 +56,7 @@ async def rounds(n: int, layers: int, repeats: int) -> dict[str, list[float]]:
     status = await AGI.cluster_up(env, mode="d", cluster=cluster)
     times: dict[str, list[float]] = {"agi_no_cache": [], "plain_dask": [], "agi_empty_cache": []}
     try:
-        client = await Client(status.address, asynchronous=True)
+        client = await Client(status.address, asynchronous=True, security=warm_security(env.name))
         try:
             await plain_dask(client, n, layers)  # warm up both paths once
             await AGI.run(env, mode="d", n=n, layers=layers, cluster=cluster, use_cache=False)

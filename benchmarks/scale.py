@@ -32,7 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import summary, timed, write  # noqa: E402
+from _common import summary, timed, warm_security, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -67,7 +67,7 @@ async def dask_rounds(env: AgiEnv, share: str, sizes: list[int], repeats: int) -
     status = await AGI.cluster_up(env, mode="d", cluster=cluster)
     times: dict[int, dict[str, list[float]]] = {n: {"agi": [], "plain": []} for n in sizes}
     try:
-        client = await Client(status.address, asynchronous=True)
+        client = await Client(status.address, asynchronous=True, security=warm_security(env.name))
         try:
             for n in sizes:
                 for _ in range(repeats):

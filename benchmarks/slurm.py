@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import summary, write  # noqa: E402
+from _common import summary, warm_security, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -77,7 +77,7 @@ async def warm(toy: AgiEnv, folder: Path, repeats: int) -> tuple[list[float], li
     try:
         await AGI.run(toy, mode="d", cluster=settings(folder), use_cache=False, n=10)  # warm the workers' imports
         agi, plain = [], []
-        async with Client(status.address, asynchronous=True) as client:
+        async with Client(status.address, asynchronous=True, security=warm_security(toy.name)) as client:
             for _ in range(repeats):
                 start = time.perf_counter()
                 await AGI.run(toy, mode="d", cluster=settings(folder), use_cache=False, n=N_WARM)

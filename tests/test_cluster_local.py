@@ -121,7 +121,7 @@ def test_a_warm_cluster_refuses_strangers_and_keeps_its_credentials_private(toy_
             attached = LaunchedCluster.attach(cluster_spec, warm_dir.load("toy"))  # as a later process finds it
             client = await open_client(status.address, security=attached.security())
             try:
-                return await run_as(client), await attempts(status.address)
+                return await run_as(client), await attempts(status.address, owner=client)
             finally:
                 await client.close()
 

@@ -159,13 +159,14 @@ def test_warm_cluster_on_the_rig(env, rig_hosts, tmp_path):
         result = asyncio.run(AGI.run(env, mode="d", n=6, cluster=cluster))
         assert json.loads(result.manifest.read_text())["cluster"]["warm"] is True
         for host in rig_hosts.hosts:
-            modes = host.run(f"stat -c '%n %a' {folder} {folder}/ca.pem {folder}/cluster.pem {folder}/cluster.key").stdout.split("\n")
-            assert [line.split()[-1] for line in modes if line] == ["700", "600", "600", "600"], (host.name, modes)
+            modes = host.run(f"stat -c %a {folder} {folder}/ca.pem {folder}/cluster.pem {folder}/cluster.key").stdout.split()
+            assert modes == ["700", "600", "600", "600"], (host.name, modes)
 
         async def owner_and_strangers() -> tuple[str, dict[str, str]]:
-            client = await open_client(status.address, security=LaunchedCluster.attach(spec, WarmClusters.default().load("toy")).security())
+            attached = LaunchedCluster.attach(spec, WarmClusters.default().load("toy"))  # as a later process finds it
+            client = await open_client(status.address, security=attached.security())
             try:
-                return await run_as(client), await attempts(status.address)
+                return await run_as(client), await attempts(status.address, owner=client)
             finally:
                 await client.close()
 

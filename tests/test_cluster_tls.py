@@ -57,7 +57,7 @@ async def _embedded(toy_env, tmp_path, **cluster) -> tuple[str, str, dict[str, s
     spec = spec_for(toy_env.settings(cluster={"workers": {"127.0.0.1": 1}, **cluster}).cluster, Mode.parse("d"), toy_env.name)
     async with open_cluster(spec, warm=WarmClusters(tmp_path / "clusters")) as handle:
         owner = await run_as(handle.client)
-        strangers = await attempts(handle.backend.address)
+        strangers = await attempts(handle.backend.address, owner=handle.client)
         return handle.backend.address, owner, strangers, isinstance(getattr(handle.backend, "inner", None), InProcessCluster)
 
 
@@ -74,7 +74,8 @@ def test_plain_tcp_is_asked_for_and_lets_a_stranger_run_code(toy_env, tmp_path):
     """What ``tls = false`` means, and why the commands warn about it: the issue's reproduction."""
     address, _, strangers, _ = asyncio.run(_embedded(toy_env, tmp_path, tls=False))
     assert address.startswith("tcp://")
-    assert strangers["plain tcp client"] == f"ran as {getpass.getuser()}"
+    assert strangers["scheduler: plain tcp client"] == f"ran as {getpass.getuser()}"
+    assert any(outcome.startswith("answered") for what, outcome in strangers.items() if "port" in what and "plain" in what)
     assert insecure_warning(True) is None and "tls = false" in insecure_warning(False)
 
 

@@ -182,7 +182,7 @@ def _strangers_are_refused(address: str, shared: Path) -> None:
     async def owner_and_strangers() -> tuple[str, dict[str, str]]:
         client = await open_client(address, security=security_for(TlsFiles.in_folder(shared)))
         try:
-            return await run_as(client), await attempts(address)
+            return await run_as(client), await attempts(address, owner=client)
         finally:
             await client.close()
 

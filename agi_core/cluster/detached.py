@@ -61,10 +61,12 @@ class DetachedProcesses:
         except SshError as exc:
             return f"(cannot read the log: {exc.message})"
 
-    async def tether_all(self) -> None:
+    async def tether_all(self, *, cleanup: str = "") -> None:
         """Tie every process started so far to this one: on each host, a watch that stops them
         (SIGTERM, then SIGKILL) when this process lets go of it, or dies, even by SIGKILL (its
-        SSH connection, or its pipe, closes). Not for warm clusters, which are meant to outlive us."""
+        SSH connection, or its pipe, closes). Not for warm clusters, which are meant to outlive us.
+        ``cleanup``: a shell command the watch runs first (deleting the cluster's files)."""
+        first = f"{cleanup}; " if cleanup else ""
         by_host: dict[str, list[int]] = {}
         for process in self.processes:
             by_host.setdefault(process.host, []).append(process.pid)
@@ -72,7 +74,7 @@ class DetachedProcesses:
             groups = " ".join(f"-{pid}" for pid in pids)
             session = await self.session(host)
             self._tethers.append(await session.tether(
-                f"cat > /dev/null; kill -TERM -- {groups} 2>/dev/null; sleep 3; kill -KILL -- {groups} 2>/dev/null; true"))
+                f"cat > /dev/null; {first}kill -TERM -- {groups} 2>/dev/null; sleep 3; kill -KILL -- {groups} 2>/dev/null; true"))
 
     async def stop_all(self, *, cleanup: str = "") -> None:
         """Stop every process by its group, host by host: SIGTERM, then SIGKILL for what is left;
@@ -88,7 +90,8 @@ class DetachedProcesses:
             groups = " ".join(f"-{pid}" for pid in pids)
             try:
                 session = await self.session(host)
-                await session.run(f"{cleanup + '; ' if cleanup else ''}kill -TERM -- {groups} 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do "
+                first = f"{cleanup}; " if cleanup else ""
+                await session.run(f"{first}kill -TERM -- {groups} 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do "
                                   f"kill -0 -- {groups} 2>/dev/null || exit 0; sleep 0.2; done; kill -KILL -- {groups} 2>/dev/null; true",
                                   check=False, timeout=30)
             except Exception:  # noqa: BLE001 - a host that is gone took its processes with it

@@ -9,6 +9,7 @@ outlive this process (a warm cluster) and be stopped later from its recorded sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
 import sys
@@ -51,6 +52,7 @@ class LaunchedCluster(ClusterBackend):
         self._security: Any = None
         self._tls_id: str | None = None  # the credentials' folder name (`tls.cluster_id`), once made
         self._tls_saved: Path | None = None  # a warm cluster's copy on the manager (`tls.manager_folder`)
+        self._tls_hosts: set[str] = set()  # the hosts (worker-map keys) this process wrote them to
 
     def started(self) -> tuple[ProcessRecord, ...]:
         return tuple(self.hosts.processes)
@@ -104,6 +106,10 @@ class LaunchedCluster(ClusterBackend):
             self._tls_saved = manager_folder(self._tls_id)
             self._credentials.save(self._tls_saved)
 
+    def _tls_cleanup(self) -> str:
+        """The shell command that deletes this cluster's credentials on a host ("" without TLS)."""
+        return f"rm -rf {shell_path(self._tls_folder())}" if self._tls_id else ""
+
     async def _upload_tls(self, session: HostSession) -> None:
         """The credentials into a 0700 folder on the host, files 0600 from their first byte (umask),
         sent on standard input (never on a command line, which other users can read)."""
@@ -140,6 +146,7 @@ class LaunchedCluster(ClusterBackend):
         sessions = await asyncio.gather(*(self.hosts.session(host) for host in hosts))  # fail early, naming unreachable hosts
         config = config_yaml(spec)
         await asyncio.gather(*(session.write_text(self._config_file(), config) for session in sessions))
+        self._tls_hosts = set(hosts) if self._credentials is not None else set()
         await asyncio.gather(*(self._upload_tls(session) for session in sessions))
         dashboard = dashboard_address(spec.dashboard_port, spec.scheduler.host)
         # The scheduler's HTTP server (/health, /info, the dashboard when bokeh is there) binds its own interface.
@@ -162,7 +169,7 @@ class LaunchedCluster(ClusterBackend):
             emit(HostStep(host, f"starting {len(workers)} worker(s)"))
         await asyncio.gather(*(self._launch(w.host, "worker", w.name, self._worker_command(w), w.env) for w in spec.workers))
         if self.tethered:
-            await self.hosts.tether_all()
+            await self.hosts.tether_all(cleanup=self._tls_cleanup())  # the credentials go too, even on SIGKILL
         for host in hosts:
             emit(HostStep(host, "started", done=True))
 
@@ -220,7 +227,12 @@ class LaunchedCluster(ClusterBackend):
         cluster's credentials on its hosts (and a warm cluster's on the manager)."""
         from .tls import remove_credentials
 
-        await self.hosts.stop_all(cleanup=f"rm -rf {shell_path(self._tls_folder())}" if self._tls_id else "")
+        cleanup = self._tls_cleanup()
+        running = {process.host for process in self.hosts.processes}
+        for host in sorted(self._tls_hosts - running):  # written there, but nothing started: a failed start
+            with contextlib.suppress(Exception):
+                await (await self.hosts.session(host)).run(cleanup, check=False, timeout=30)
+        await self.hosts.stop_all(cleanup=cleanup)
         if self._tls_saved is not None:
             remove_credentials(self._tls_saved)
 

@@ -344,8 +344,8 @@ class SlurmCluster(ClusterBackend):
 
     def state(self) -> dict[str, Any]:
         scheduler = self._scheduler.state() if self._scheduler is not None else {"processes": []}
-        return {**scheduler, "address": self.address, "dashboard": self.dashboard, "jobs": dict(self.jobs), "nodes": dict(self.nodes),
-                "tls_id": self._tls_id}
+        return {**scheduler, "address": self.address, "dashboard": self.dashboard, "jobs": dict(self.jobs),
+                "nodes": dict(self.nodes), "tls_id": self._tls_id}
 
     @classmethod
     def attach(cls, spec: ClusterSpec, state: dict[str, Any]) -> SlurmCluster:
