@@ -21,7 +21,7 @@ from ..errors import AgiError
 from ..events import ClusterReady
 from ..modes import Mode
 from ..provenance import ClusterRecord
-from .base import ExecutionContext, Executor, Outcome, settle
+from .base import ExecutionContext, Executor, InFlight, Outcome, settle
 from .wire import pack_outcomes, unpack_outcomes
 from .worker import pack, run_batch
 
@@ -40,6 +40,7 @@ class DaskExecutor(Executor):
         self._handle: Any = None
         self._facts: dict[str, dict[str, Any]] = {}
         self._futures: dict[Any, tuple[str, list[str]]] = {}  # future -> (slot, partition ids)
+        self._stopped: dict[str, str] = {}  # partition -> why its worker was stopped (a hang)
         self.max_tasks_per_slot = context.cluster.dask.max_tasks_per_slot
         self.retries_allowed = context.cluster.dask.retries
 
@@ -58,8 +59,17 @@ class DaskExecutor(Executor):
         backend = self._handle.backend
         self.context.emit(ClusterReady(backend.address, backend.dashboard, self._handle.warm, self._handle.note))
         self._facts = await self._worker_records(spec.app_distribution or self.context.app, spec.app_version or "")
+        await self._watch_workers()
         if self.job.mode & Mode.RAPIDS and self.context.cluster.rapids == "require":
             self._require_gpus()
+
+    async def _watch_workers(self) -> None:
+        """Have workers report what they run (`dask_watch`), and give a partition whose worker
+        is lost (it died, or was stopped for a hang) ``[cluster] retries`` more runs, as the pool does."""
+        from .dask_watch import RunningPartitions, allow_failures
+
+        await self.client.register_plugin(RunningPartitions())
+        await self.client.run_on_scheduler(allow_failures, count=self.context.cluster.retries)
 
     def _require_gpus(self) -> None:
         """``rapids = "require"``: every worker must see a GPU (or numba's simulator), checked on the
@@ -183,7 +193,9 @@ class DaskExecutor(Executor):
                     raise AgiError(f"lost the Dask scheduler at {self.client.scheduler.address}: {type(exc).__name__}: {exc}",
                                    fix="check the scheduler host; the run's record lists what finished; "
                                        "`agi run APP --resume RUN` computes only the rest") from None
-                outcomes += [Outcome(pid, slot, "failed", error=f"{type(exc).__name__}: {exc}") for pid in ids]
+                stopped = [self._stopped[pid] for pid in ids if pid in self._stopped]
+                cause = f"{stopped[-1]}; " if stopped else ""
+                outcomes += [Outcome(pid, slot, "failed", error=f"{cause}{type(exc).__name__}: {exc}") for pid in ids]
         return outcomes
 
     def _submit(self, job_json: str, ids: list[str], slot: str, deps: dict[str, Any], addresses: dict[str, str],
@@ -208,6 +220,33 @@ class DaskExecutor(Executor):
                 futures.append(self._submit(job_json, free[k::count], slot, {}, addresses, parts, key=batch_key))
         return futures
 
+    async def in_flight(self) -> list[InFlight]:
+        """What each worker runs, as the scheduler last heard it (a worker that does not answer
+        keeps its last report: its partition's time grows)."""
+        from .dask_watch import scheduler_view
+
+        if self._handle is None:
+            return []
+        view = await self.client.run_on_scheduler(scheduler_view)
+        slot_of = {name: slot for slot, name in self._handle.worker_names.items()}
+        return [InFlight(pid, slot_of.get(name, name), host, worker_pid or 0, since, worker=address)
+                for address, (name, host, worker_pid, running) in view.items() for pid, since in running]
+
+    async def stop_worker(self, item: InFlight, reason: str) -> None:
+        """SIGKILL the worker's process through its nanny (which starts a fresh one), and have
+        the scheduler drop the worker at once, so its tasks run elsewhere even if the process
+        cannot die yet (stuck in the kernel on a dead NFS mount)."""
+        import asyncio
+
+        from .dask_watch import drop_worker, stop_worker_process
+
+        self._stopped[item.id] = reason
+        try:
+            await asyncio.wait_for(self.client.run(stop_worker_process, workers=[item.worker], nanny=True, on_error="return"), 10)
+        except (asyncio.TimeoutError, OSError):
+            pass  # the scheduler drops it below all the same
+        await self.client.run_on_scheduler(drop_worker, address=item.worker)
+
     async def retries(self) -> dict[str, int]:
         """How often a worker died while running each partition's task (Dask's "suspicious" count)."""
         keys = {future.key: ids for future, (_, ids) in self._futures.items()}
@@ -228,3 +267,4 @@ class DaskExecutor(Executor):
 
     def kill(self) -> None:
         self._futures.clear()  # the cluster itself is closed by `close`, which the runner always awaits
+

@@ -245,9 +245,16 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
     except Exception:  # noqa: BLE001 - loading the app failed: each partition's failure, as in a pool slot
         error = traceback.format_exc()
         return pack_outcomes([Outcome(part.id, slot, "failed", host, worker, error=error) for part, *_ in parts])
+    from .dask_watch import running_partition
+
+    watch = running_partition()  # tells the manager, through the scheduler, what runs here and since when
     outcomes = []
     for part, key, audit in parts:
+        if watch is not None:
+            watch.started(part.id)
         outcomes.append(runner.run(part, slot, inputs, worker=worker, key=key, audit=audit))
+    if watch is not None:
+        watch.finished()
     runner.flush()  # the batch's entries, as one pack, before its outcomes go
     return pack_outcomes(outcomes)
 

@@ -21,11 +21,12 @@ from ..atomic import write_bytes_atomic, write_text_atomic
 from .lines import not_run_line
 from .model import RunRecord
 
-__all__ = ["HEARTBEAT_FILE", "HEARTBEAT_S", "LOG_FILE", "MANIFEST_FILE", "RecordWriter"]
+__all__ = ["HEARTBEAT_FILE", "HEARTBEAT_S", "IN_FLIGHT_FILE", "LOG_FILE", "MANIFEST_FILE", "RecordWriter"]
 
 MANIFEST_FILE = "manifest.json"
 LOG_FILE = "partitions.jsonl"
 HEARTBEAT_FILE = "heartbeat"
+IN_FLIGHT_FILE = "in_flight.json"  # the partitions running now, kept by the run's watchdog
 HEARTBEAT_S = 2.0  # how often the heartbeat is refreshed and the log flushed
 
 
@@ -122,7 +123,7 @@ class RecordWriter:
                 if isinstance(view, mmap.mmap):
                     view.close()
         self._offset_of = {}
-        for name in (LOG_FILE, HEARTBEAT_FILE):
+        for name in (LOG_FILE, HEARTBEAT_FILE, IN_FLIGHT_FILE):
             try:
                 os.unlink(self.run_dir / name)
             except FileNotFoundError:
