@@ -37,6 +37,7 @@ class AGI:
         env: AgiEnv, *, scheduler: str | None = None, workers: Hosts | None = None, mode: Mode | int | str | None = None,
         plan: WorkPlan | str | Path | None = None, args: Mapping[str, Any] | None = None, cluster: Hosts | None = None,
         use_cache: bool = True, refresh: Iterable[str] = (), resume: str | None = None, audit: float | None = None,
+        require_cache: bool | None = None,
         on_event: EventSink | None = None, on_outcome: Callable[[Outcome], None] | None = None, **app_args: Any,
     ) -> RunResult:
         """Run the app: plan (or take ``plan``), execute by mode, reduce, and write the run record.
@@ -48,6 +49,9 @@ class AGI:
         (at least one), chosen at random, and compares each result with the cached one: a
         mismatch is a warning and a ``cache: mismatch`` in the record, and the fresh result is
         used and replaces the entry (docs/cache.md, "Audits").
+        ``require_cache=True`` (instead of ``[cache] require``) fails the run when a result could
+        not be stored in the cache (a full or read-only share); by default that is a warning,
+        ``N results not cached: <reason>``, in the record.
         ``resume`` (a run id, or ``"last"``) runs a failed, interrupted or abandoned run again
         with its own request and plan: only what did not finish is computed. It takes no other
         argument but ``cluster`` (to find the share) and the callbacks.
@@ -59,9 +63,12 @@ class AGI:
         if audit and not use_cache:
             raise SettingsError("audit recomputes cache hits: it cannot be given with use_cache=False (--no-cache)",
                                 fix="drop one of them")
+        if require_cache and not use_cache:
+            raise SettingsError("require_cache (--require-cache) asks that every result be stored in the cache: it cannot be "
+                                "given with use_cache=False (--no-cache)", fix="drop one of them")
         request = resolve(env, scheduler=scheduler, workers=workers, mode=mode, args=args, cluster=cluster, app_args=app_args,
                           plan=plan if isinstance(plan, str | Path) else None, use_cache=use_cache, refresh=tuple(refresh),
-                          audit=audit)
+                          audit=audit, require_cache=require_cache)
         if resume is not None:
             given = [name for name, value in (("scheduler", scheduler), ("workers", workers), ("mode", mode), ("plan", plan),
                                               ("args", args or app_args), ("refresh", tuple(refresh)),
@@ -71,6 +78,8 @@ class AGI:
                                     f"{', '.join(given) or 'use_cache=False'} cannot be given with it",
                                     fix="resume without them, or start a new run")
             request = resume_request(env, request, resume)
+            if require_cache is not None:  # how strict to be about storing is this call's choice, not the old run's
+                request = request.model_copy(update={"cache": request.cache.model_copy(update={"require": require_cache})})
             plan = None
         return await AGI.run_request(request, env=env, plan=plan, on_event=on_event, on_outcome=on_outcome)
 

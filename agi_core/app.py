@@ -126,9 +126,13 @@ class App:
     """
 
     Args: ClassVar[type[BaseModel]]
+    #: True when a plan of no partitions is a normal outcome (e.g. "nothing new to process"); by
+    #: default `plan` returning no partitions is an error: args or inputs that select nothing
+    allow_empty_plan: ClassVar[bool] = False
 
     def plan(self, args: BaseModel) -> list[Partition]:
-        """Split the work into partitions (manager side)."""
+        """Split the work into partitions (manager side). An empty list is an error unless the
+        class sets ``allow_empty_plan = True``."""
         raise NotImplementedError(f"{type(self).__name__}.plan() is not implemented")
 
     def work(self, part: Partition, ctx: WorkContext) -> Any:

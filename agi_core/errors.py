@@ -13,6 +13,8 @@ __all__ = [
     "PlanError",
     "RunError",
     "SettingsError",
+    "ShareError",
+    "Terminated",
 ]
 
 
@@ -48,6 +50,11 @@ class PlanError(AgiError):
     """A work plan that cannot be built, read, or does not validate."""
 
 
+class ShareError(AgiError):
+    """A file on the share that could not be written or read: full (ENOSPC), read-only (EROFS),
+    over quota, or not permitted. The message names the path and the errno (`share_io`)."""
+
+
 class RunError(AgiError):
     """A run that did not complete: a partition failed or the run was interrupted.
 
@@ -57,3 +64,16 @@ class RunError(AgiError):
     def __init__(self, message: str, *, fix: str | None = None, result: object = None) -> None:
         super().__init__(message, fix=fix)
         self.result = result
+
+
+class Terminated(SystemExit):
+    """A run stopped by SIGTERM, after it stopped its workers and recorded ``interrupted``.
+
+    A `SystemExit` with code 143 (128 + SIGTERM), as the signal's default would have ended the
+    process, but after the cleanup: uncaught in a script, it exits 143 without a traceback;
+    ``agi`` says ``terminated`` and exits 143.
+    """
+
+    def __init__(self, message: str = "terminated by SIGTERM") -> None:
+        super().__init__(143)
+        self.message = message

@@ -46,7 +46,15 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def dask_setup(worker: Any) -> None:
-    """Dask preload hook, run in each embedded worker process as it starts."""
+    """Dask preload hook, run in each embedded worker process as it starts.
+
+    The worker also ignores SIGINT from here on: Ctrl-C in a terminal reaches every process of
+    its group, and a worker's own asyncio runner turned it into a ``KeyboardInterrupt`` traceback
+    per worker; the manager handles Ctrl-C and closes its workers (as pool slots do)."""
     parent = os.environ.get(MANAGER_PID_ENV)
     if parent and parent.isdigit():
         die_with_parent(int(parent))
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread: nothing to do there
+            pass

@@ -57,6 +57,8 @@ class CacheSettings(_Strict):
         'size and modification time; "hash" = SHA-256 of the content (memoised on the share, so an unchanged file is read once)')
     audit: float = Field(default=0.0, ge=0.0, le=1.0, description="share of the cache hits recomputed and compared with the "
                          "cached result (at least one when > 0); a mismatch is reported and the fresh result is used")
+    require: bool = Field(default=False, description="a result that could not be stored in the cache (a full or read-only "
+                          "share) fails the run instead of a warning; `agi run --require-cache` for one run")
 
 
 class WorkerSpec(_Strict):

@@ -70,7 +70,8 @@ def test_cache_list_show_and_clear(share):
     listed = entries(share)
     assert as_json(agi("cache", "list", "--json", share=share)) == [
         {"app": "toy", "entries": 3, "size": sum(e["size"] for e in listed), "oldest_use": min(e["used"] for e in listed),
-         "newest_use": max(e["used"] for e in listed), "path": str(share / "cache" / "toy")}]
+         "newest_use": max(e["used"] for e in listed), "path": str(share / "cache" / "toy"), "unfinished_writes": 0,
+         "unfinished_size": 0, "unfinished_gone": 0}]
     assert sorted(e["partition"] for e in listed) == ["p0", "p1", "p2"]
     assert {e["run_id"] for e in listed} == {run_id} and {e["outputs"] for e in listed} == {1}
     text = agi("cache", "list", "toy", share=share).stdout

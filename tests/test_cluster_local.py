@@ -44,6 +44,8 @@ def test_embedded_default_runs_each_partition_on_its_slot(toy_env, share, mode, 
     assert record["executor"] == "dask" and record["cluster"]["warm"] is False
     for part in record["partitions"]:
         assert part["worker"] == part["slot"]  # no fault: every partition ran where the plan put it
+        assert "ran_slot" not in part and "retries" not in part
+    assert record["reruns"] == 0 and not (result.run_dir / "started").exists()  # its started logs are gone
     assert {p["slot"] for p in record["partitions"]} == {"127.0.0.1-0", "127.0.0.1-1"}
     assert not dask_processes()
 

@@ -8,7 +8,8 @@ run folder whose record is not written yet or cannot be read while its keys file
 `GRACE_S` (a run starting). An entry used again after gc looked at it (its mtime moved) is kept.
 Temporary files (``.tmp-*``), packs without an index and output folders no entry names
 (``<key>.files-*``) are removed only once they are older than `GRACE_S`: a worker storing entries
-makes each of them for a moment. Entries go by rewriting their packs without them
+makes each of them for a moment. A temporary file whose name says its writer ran on this host
+(`tempnames`) goes as soon as that process is gone: a killed writer's 300 MB need not wait an hour. Entries go by rewriting their packs without them
 (`CacheStore.discard_many`); gc also moves single-file entries into a pack and merges small packs.
 
 >>> entries = [_Item("toy", "a" * 64, 100, 10.0), _Item("toy", "b" * 64, 100, 20.0), _Item("toy", "c" * 64, 100, 30.0)]
@@ -31,20 +32,23 @@ from typing import Any
 
 from ..errors import AgiError
 from ..quantities import disk_usage, format_age
-from .keys import KEYS_FILE, read_run_keys
 from .entries import CorruptEntry
+from .keys import KEYS_FILE, read_run_keys
 from .packs import INDEX_SUFFIX, PACK_SCHEMA, PACK_SUFFIX, read_index
 from .store import CacheStore, EntryInfo
+from .tempnames import is_temp, writer_alive, writer_of
 
 __all__ = [
     "GRACE_S",
     "GcPlan",
+    "Unfinished",
     "apply_gc",
     "cache_apps",
     "check_entry",
     "collect_gc",
     "live_keys",
     "plan_gc",
+    "unfinished_writes",
     "verify_store",
 ]
 
@@ -307,8 +311,48 @@ def _leftovers(store: CacheStore, infos: Sequence[EntryInfo], now: float) -> Ite
                 stem, _, suffix = name.rpartition(".")
                 leftover = (suffix == PACK_SUFFIX[1:] and f"{stem}{INDEX_SUFFIX}" not in names) or \
                     (suffix == INDEX_SUFFIX[1:] and _damaged_index(path))
-            if leftover and now - _newest(path) > GRACE_S:
+            if leftover and (now - _newest(path) > GRACE_S or (is_temp(name) and writer_alive(name) is False)):
                 yield path, disk_usage(path)
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A temporary file or folder of a cache write that has not finished: in progress, or left by
+    a writer that was killed. ``alive``: whether its writer still runs (None: not known from here,
+    e.g. it ran on another host)."""
+
+    path: Path
+    size: int
+    modified: float
+    writer: str  # "PID@HOST" from its name; "" when the name does not say
+    alive: bool | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "size": self.size, "modified": self.modified, "writer": self.writer, "alive": self.alive}
+
+
+def unfinished_writes(store: CacheStore) -> list[Unfinished]:
+    """The ``.tmp-*`` files and folders in ``store`` (its folder, ``packs/`` and the key folders):
+    what `agi cache list` counts and `agi cache gc` removes once their writer is gone."""
+    found: list[Unfinished] = []
+    folders = [store.root]
+    try:
+        folders += sorted(p for p in store.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except FileNotFoundError:
+        return []
+    for folder in folders:
+        try:
+            names = sorted(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            if not is_temp(name):
+                continue
+            path = folder / name
+            writer = writer_of(name)
+            found.append(Unfinished(path, disk_usage(path), _newest(path), f"{writer[0]}@{writer[1]}" if writer else "",
+                                    writer_alive(name)))
+    return found
 
 
 def _damaged_index(path: Path) -> bool:

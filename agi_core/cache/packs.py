@@ -13,8 +13,9 @@ the entries it computes and writes them together::
 ``<name>`` is ``<16 hex digits of time_ns>-<pid>-<random>-<sequence>``: unique per writer without
 any lock, and sortable by when it was written. The pack is written under a ``.tmp-`` name and
 renamed into place, then the index the same way: an index exists only once its pack is whole, and
-a reader lists indexes only. A writer killed half-way leaves at most a ``.tmp-`` file or a pack
-without an index, which no reader sees and `agi cache gc` removes. Nothing is ever rewritten in
+a reader lists indexes only. A writer killed half-way leaves at most a ``.tmp-`` file (named for
+its pid and host: `tempnames`) or a pack without an index, which no reader sees and `agi cache gc`
+removes. Nothing is ever rewritten in
 place: dropping entries (`rewrite_without`) writes a new pack of the others, renames it in, then
 unlinks the old index and pack, so a reader sees the old pack, the new one, or both (same key,
 same content). Only renames and unlinks are used: safe on NFS, where locks are not.
@@ -47,6 +48,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from .entries import ENTRY_SCHEMA, CorruptEntry, sha256_hex
+from .tempnames import temp_name
 
 __all__ = ["INDEX_SUFFIX", "PACK_SCHEMA", "PACK_SUFFIX", "PACKS", "PackIndex", "PackWriter", "list_indexes", "merge",
            "read_bodies", "read_index", "rewrite_without"]
@@ -145,6 +147,16 @@ class PackWriter:
     def __len__(self) -> int:
         return len(self._bodies)
 
+    @property
+    def size(self) -> int:
+        """Bytes of the results buffered for the next pack."""
+        return self._offset
+
+    @property
+    def location(self) -> str:
+        """The path of the pack being buffered (what `add` returned for its entries); "" when none is."""
+        return self._where
+
     def _start(self, meta: dict[str, Any]) -> PackIndex:
         """Name the next pack (so `add` can say where its entries will be) and take its common fields."""
         self._seq += 1
@@ -203,18 +215,23 @@ class PackWriter:
         columns = to_json(index.columns(), fallback=str)  # 5x faster than json.dumps: a flush per send
         head = {"schema": PACK_SCHEMA, "pack": pack_path.name, "pack_size": sum(index.sizes), "count": len(index.keys),
                 "common": index.common, "columns_sha256": sha256_hex(columns)}
-        tmp_pack, tmp_index = self.folder / f".tmp-{pack_path.name}", self.folder / f".tmp-{index_path.name}"
+        tmp_pack, tmp_index = self.folder / temp_name(pack_path.name), self.folder / temp_name(index_path.name)
+        writing = tmp_pack
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with open(tmp_pack, "wb") as handle:
                 handle.writelines(bodies)
             os.rename(tmp_pack, pack_path)
+            writing = tmp_index
             with open(tmp_index, "wb") as handle:
                 handle.write(json.dumps(head, separators=(",", ":"), default=str).encode() + b"\n" + columns)
             os.rename(tmp_index, index_path)  # the commit point: from here on, readers see the entries
-        except BaseException:
+        except BaseException as exc:
             for path in (tmp_pack, tmp_index, pack_path):
                 path.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+                # a failed write() names no file (a full share): say which one, for the run's warning
+                raise OSError(exc.errno, exc.strerror, str(writing)) from exc
             raise
         self.written.append(pack_path)
         return pack_path

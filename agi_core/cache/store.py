@@ -39,8 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_bytes_atomic
 from . import packs
-from .entries import (ENTRY_SCHEMA, SINGLE_SUFFIX, CorruptEntry, Entry, EntryInfo, check_body, decode_single, sha256_hex)
+from .entries import ENTRY_SCHEMA, SINGLE_SUFFIX, CorruptEntry, Entry, EntryInfo, check_body, decode_single, sha256_hex
+from .tempnames import temp_name
 
 __all__ = ["ENTRY_SCHEMA", "UNLOADABLE", "CacheStore", "CacheView", "CorruptEntry", "Entry", "EntryInfo", "EntryWriter"]
 
@@ -229,7 +231,8 @@ class CacheStore:
 
     def restore(self, entry: Entry, out_dir: Path | None) -> None:
         """Copy the entry's output files into ``out_dir``, checking each one's size and checksum
-        (``out_dir`` None: check them only)."""
+        (``out_dir`` None: check them only). Each file is written beside its name and renamed: an
+        `OSError` (a full or read-only out/) leaves no partial file, and names the file."""
         for item in entry.header.get("outputs", ()):
             source = entry.files_dir / item["path"]
             where = entry.location or entry.path
@@ -243,7 +246,7 @@ class CacheStore:
                 continue
             target = out_dir / item["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            write_bytes_atomic(target, data)  # a full disk leaves no truncated file in out/
 
     def entries(self, view: CacheView | None = None) -> Iterator[EntryInfo]:
         """Every entry of this app, unchecked (headers only); unreadable indexes are skipped
@@ -342,7 +345,7 @@ class CacheStore:
         folder = self.root / key[:2]
         folder.mkdir(parents=True, exist_ok=True)
         files = f"{key}.files-{os.getpid()}-{secrets.token_hex(4)}"
-        staging = folder / f".tmp-{files}"
+        staging = folder / temp_name(files)
         described = []
         try:
             for name in outputs:
@@ -350,7 +353,12 @@ class CacheStore:
                 described.append({"path": name, "size": len(data), "sha256": sha256_hex(data)})
                 copy = staging / name
                 copy.parent.mkdir(parents=True, exist_ok=True)
-                copy.write_bytes(data)
+                try:
+                    copy.write_bytes(data)
+                except OSError as exc:
+                    if exc.filename is not None or exc.errno is None:
+                        raise
+                    raise OSError(exc.errno, exc.strerror, str(copy)) from exc  # a full share: say where
             os.rename(staging, folder / files)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -389,6 +397,39 @@ class CacheStore:
             for i in packs.rewrite_without(pack, drop):
                 key = pack.keys[i]
                 if key in drop:
+                    removed.add(key)
+                if i in pack.files:
+                    shutil.rmtree(self.root / key[:2] / pack.files[i], ignore_errors=True)
+        return removed
+
+    def discard_copies(self, copies: Iterable[tuple[str, packs.PackIndex | Path]]) -> set[str]:
+        """Remove these copies of entries, each where a view found it (a key and its place), and
+        no other copy of the key: a reader that found a copy corrupt must not take a newer copy
+        written since (another run's ``--refresh``) with it. One rewrite per pack; a pack
+        rewritten meanwhile is left alone (what checks still serves, what does not is never
+        served). Returns the keys whose copy was removed."""
+        removed: set[str] = set()
+        by_pack: dict[Path, set[str]] = {}
+        for key, place in copies:
+            if isinstance(place, packs.PackIndex):
+                by_pack.setdefault(place.index, set()).add(key)
+                continue
+            files = _single_files(place)
+            try:
+                place.unlink()
+            except FileNotFoundError:
+                continue
+            removed.add(key)
+            if files:
+                shutil.rmtree(place.parent / files, ignore_errors=True)
+        for index_path, keys in by_pack.items():
+            try:
+                pack = packs.read_index(index_path)
+            except (FileNotFoundError, CorruptEntry):
+                continue
+            for i in packs.rewrite_without(pack, keys):
+                key = pack.keys[i]
+                if key in keys:
                     removed.add(key)
                 if i in pack.files:
                     shutil.rmtree(self.root / key[:2] / pack.files[i], ignore_errors=True)
@@ -461,12 +502,19 @@ class EntryWriter:
 
     `add` pickles the result and copies the output files at once (so a result that cannot be
     pickled, or an output never written, fails that partition's store, not the batch); `flush`
-    must run before the worker reports the partitions as stored."""
+    must run before the worker reports the partitions as stored. A pack that fills up
+    (``max_bytes``, ``max_entries``) is written by the `add` that would overflow it: if that
+    write fails, the error is not that partition's, so it is kept in `failed` (by the pack's
+    location, which `add` returned for each of its entries) for the worker to report with the
+    entries it concerns (`take_failures`)."""
 
-    def __init__(self, store: CacheStore) -> None:
+    def __init__(self, store: CacheStore, *, max_bytes: int = packs.MAX_PACK_BYTES,
+                 max_entries: int = packs.MAX_PACK_ENTRIES) -> None:
         self.store = store
-        self._packs = packs.PackWriter(store.packs_dir)
+        self._packs = packs.PackWriter(store.packs_dir, max_bytes=1 << 62, max_entries=1 << 62)  # `add_result` decides
+        self._max_bytes, self._max_entries = max_bytes, max_entries
         self._files: list[tuple[str, str]] = []  # (key, output folder) of the buffered entries
+        self.failed: dict[str, BaseException] = {}  # a full pack's location -> why writing it failed
 
     def __len__(self) -> int:
         return len(self._packs)
@@ -481,11 +529,27 @@ class EntryWriter:
                    outputs: Sequence[str] = (), replace: bool = False) -> str:
         """`add` with ``meta`` as one dict (a worker's per-partition path)."""
         body = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(self._packs) and (self._packs.size + len(body) > self._max_bytes or len(self._packs) >= self._max_entries):
+            full = self._packs.location
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - the full pack's entries failed, not this one
+                self.failed[full] = exc
         if not outputs:
             return self._packs.add_entry(key, body, partition, meta, replace=replace)
         files, described = self.store.stage_outputs(key, out_dir, outputs)
         self._files.append((key, str(files)))
         return self._packs.add_entry(key, body, partition, meta, replace=replace, outputs=described, files=files)
+
+    def take_failures(self) -> dict[str, BaseException]:
+        """The full packs whose write failed since the last call (location -> the error)."""
+        failed, self.failed = self.failed, {}
+        return failed
+
+    @property
+    def location(self) -> str:
+        """Where the entries buffered now will be (the next `flush`'s pack); "" when none are."""
+        return self._packs.location
 
     def flush(self) -> Path | None:
         """Write the buffered entries as one pack; on failure their output folders are removed too."""

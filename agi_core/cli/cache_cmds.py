@@ -16,7 +16,7 @@ from .output import console, print_json, table
 if TYPE_CHECKING:
     from ..cache.maintenance import GcPlan
 
-__all__ = ["DURATION", "SIZE", "ago", "app_name", "cache_group", "share_for", "when"]
+__all__ = ["DURATION", "SIZE", "ago", "app_name", "cache_group", "share_for", "unfinished_line", "when"]
 
 
 class _Duration(click.ParamType):
@@ -107,7 +107,7 @@ def cache_group() -> None:
 def cache_list(ctx: click.Context, app: str | None, share: Path | None, limit: int, as_json: bool) -> None:
     """Summarise the cache of every app, or list APP's entries (most recently used first)."""
     from ..cache import CacheStore
-    from ..cache.maintenance import cache_apps
+    from ..cache.maintenance import cache_apps, unfinished_writes
     from ..quantities import format_size
 
     root = share_for(ctx, app, share)
@@ -121,8 +121,11 @@ def cache_list(ctx: click.Context, app: str | None, share: Path | None, limit: i
                          "outputs": len(i.header.get("outputs", ())), "run_id": i.header.get("run_id"),
                          "kernel": i.header.get("kernel"), "path": str(i.path)} for i in shown])
             return
+        unfinished = unfinished_writes(store)
         if not infos:
             console(stderr=True).print(f"no cache entries of {escape(name)} under {escape(str(store.root))}")
+            if unfinished:
+                console().print(unfinished_line(unfinished))
             return
         total = sum(i.size for i in infos)
         table(f"{len(infos)} entries of {name}, {format_size(total)}, in {store.root}",
@@ -131,23 +134,32 @@ def cache_list(ctx: click.Context, app: str | None, share: Path | None, limit: i
                 len(i.header.get("outputs", ())) or "", i.header.get("run_id", "")] for i in shown))
         if len(shown) < len(infos):
             console().print(f"… {len(infos) - len(shown)} less recently used entries (--limit 0 shows every one)")
+        if unfinished:
+            console().print(unfinished_line(unfinished))
         return
     summary = []
     for name in cache_apps(root):
-        infos = list(CacheStore.for_app(root, name).entries())
+        store = CacheStore.for_app(root, name)
+        infos = list(store.entries())
         used = [i.used for i in infos]
+        unfinished = unfinished_writes(store)
         summary.append({"app": name, "entries": len(infos), "size": sum(i.size for i in infos),
                         "oldest_use": min(used, default=None), "newest_use": max(used, default=None),
-                        "path": str(CacheStore.for_app(root, name).root)})
+                        "path": str(store.root), "unfinished_writes": len(unfinished),
+                        "unfinished_size": sum(u.size for u in unfinished),
+                        "unfinished_gone": sum(u.alive is False for u in unfinished)})
     if as_json:
         print_json(summary)
         return
     if not summary:
         console(stderr=True).print(f"no cache under {escape(str(root / 'cache'))}")
         return
-    table(f"cache under {root / 'cache'}", ["app", "entries", "size", "oldest use", "newest use"], (
+    table(f"cache under {root / 'cache'}", ["app", "entries", "size", "oldest use", "newest use", "unfinished writes"], (
         [s["app"], s["entries"], format_size(s["size"]), f"{when(s['oldest_use'])} ({ago(s['oldest_use'])})",
-         f"{when(s['newest_use'])} ({ago(s['newest_use'])})"] for s in summary))
+         f"{when(s['newest_use'])} ({ago(s['newest_use'])})",
+         f"{s['unfinished_writes']} ({format_size(s['unfinished_size'])})" if s["unfinished_writes"] else ""] for s in summary))
+    if any(s["unfinished_gone"] for s in summary):
+        console().print("unfinished writes whose writer is gone take space until `agi cache gc` removes them")
 
 
 @cache_group.command("show")
@@ -163,7 +175,7 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
     KEY is a key or a unique prefix of one (at least 4 characters). Checking does not count as a use.
     """
     from ..cache import CacheStore
-    from ..cache.maintenance import cache_apps, check_entry
+    from ..cache.maintenance import cache_apps, check_entry, unfinished_writes
     from ..errors import AgiError
     from ..quantities import format_size
 
@@ -185,9 +197,10 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
     info = store.find(full)
     problem = check_entry(store, full)
     header = info.header
+    unfinished = unfinished_writes(store)
     if as_json:
         print_json({"app": name, "key": full, "path": str(info.path), "size": info.size, "used": info.used, "header": header,
-                    "ok": problem is None, "problem": problem})
+                    "ok": problem is None, "problem": problem, "unfinished_writes": [u.to_json() for u in unfinished]})
         return
     out = console()
     out.print(f"[bold]{escape(name)}[/] cache entry {full}")
@@ -205,6 +218,8 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
         out.print("[green]check: ok[/] (loads, and the result and outputs match their checksums)")
     else:
         out.print(f"[red]check: corrupt[/]: {escape(problem)} (a run would not use it; it recomputes the partition)")
+    if unfinished:
+        out.print(f"{escape(name)}: {unfinished_line(unfinished)}")
 
 
 @cache_group.command("verify")
@@ -340,7 +355,8 @@ def cache_gc(ctx: click.Context, app: str | None, share: Path | None, older_than
     Never removed: an entry whose key a running run holds (its record reads `running`; a dead
     manager's run reads `abandoned` and holds nothing), nor one used after gc looked at it.
     Also removed: leftovers older than an hour (.tmp-* files of an unfinished write, packs
-    without an index, output folders that no entry names). Entries are removed by rewriting
+    without an index, output folders that no entry names), and at once the .tmp-* files of a
+    writer that ran on this host and is gone (killed mid-write). Entries are removed by rewriting
     their packs; single-file entries of the older layout are moved into a pack, and runs of
     small packs are merged. Without --older-than and --max-size, only the leftovers go.
     """
@@ -354,6 +370,26 @@ def cache_gc(ctx: click.Context, app: str | None, share: Path | None, older_than
         print_json({"share": str(root), "apps": apps, "dry_run": dry_run, **done.to_json()})
         return
     _print_gc(root, apps, done, dry_run)
+
+
+def unfinished_line(unfinished: list[Any]) -> str:
+    """``N unfinished writes (SIZE): …`` for `agi cache list APP` and `show` (`unfinished_writes`)."""
+    from ..quantities import format_size
+
+    gone = [u for u in unfinished if u.alive is False]
+    size = format_size(sum(u.size for u in unfinished))
+    parts = []
+    if gone:
+        parts.append(f"{len(gone)} left by a writer that is gone ({format_size(sum(u.size for u in gone))}; "
+                     "`agi cache gc` removes them)")
+    running = sum(u.alive is True for u in unfinished)
+    if running:
+        parts.append(f"{running} in progress")
+    unknown = len(unfinished) - len(gone) - running
+    if unknown:
+        parts.append(f"{unknown} by a writer on another host or of an older agi_core (`agi cache gc` removes them after an hour)")
+    count = len(unfinished)
+    return f"{count} unfinished write{'s' if count != 1 else ''} ({size}): " + ", ".join(parts)
 
 
 def _print_gc(root: Path, apps: list[str], done: GcPlan, dry_run: bool) -> None:

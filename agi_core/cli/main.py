@@ -7,12 +7,14 @@ holds the group, its error handling and the entry point.
 
 from __future__ import annotations
 
+import errno
 import traceback
 from typing import Any
 
 import click
 
-from ..errors import AgiError
+from ..errors import AgiError, Terminated
+from ..share_io import share_error
 from .options import apps_path_option
 from .output import console, print_error
 
@@ -31,7 +33,8 @@ _COMMANDS = {
 
 
 class _Group(click.Group):
-    """Turns `AgiError` into a message with its fix and exit code 1; Ctrl-C into exit code 130.
+    """Turns `AgiError` (and a stray `OSError`) into a message with its fix and exit code 1; Ctrl-C
+    into exit code 130, SIGTERM during a run into 143.
     Loads each command's module on first use (see `_COMMANDS`)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -57,6 +60,17 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             console(stderr=True).print("[yellow]interrupted[/]")
             ctx.exit(130)
+        except Terminated as exc:
+            console(stderr=True).print(f"[yellow]{exc.message}[/]")
+            ctx.exit(143)
+        except OSError as exc:  # a file the command could not read or write, said as a share error
+            if exc.errno == errno.EPIPE:  # output piped to `head`: click ends quietly
+                raise
+            if ctx.obj and ctx.obj.get("verbose"):
+                traceback.print_exc()
+            error = share_error(exc, "at")
+            print_error(error.message, error.fix)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from ..provenance.reruns import reruns_phrase
 from .output import console, table
 
 if TYPE_CHECKING:
@@ -151,10 +152,13 @@ def _audit(record: RunRecord, show_all: bool) -> None:
 
 
 def _summary(record: RunRecord, parts: list[PartitionRecord], all_slots: bool) -> None:
+    """One row per slot, crediting the slot whose worker ran each partition (not the planned one,
+    when a lost worker's task moved)."""
     slots: dict[str, _SlotSummary] = {}
     everything = _SlotSummary("all")
     for part in parts:
-        slots.setdefault(part.slot or "-", _SlotSummary(part.slot or "-")).add(part)
+        slot = part.slot_that_ran or "-"
+        slots.setdefault(slot, _SlotSummary(slot)).add(part)
         everything.add(part)
     rows = sorted(slots.values(), key=lambda s: s.slot)
     hidden = 0
@@ -164,10 +168,18 @@ def _summary(record: RunRecord, parts: list[PartitionRecord], all_slots: bool) -
     totals = record.totals
     title = (f"{totals.partitions} partitions: {totals.ok} ok, {totals.failed} failed, {totals.skipped} skipped, "
              f"{totals.cached} cached, {totals.not_run} not run")
+    rerun = sum(1 for p in parts if p.retries)
+    if rerun:
+        title += f"; [yellow]{reruns_phrase(rerun)}[/]"
     body = [s.row() for s in rows] + ([["all", "", *everything.row()[2:]]] if len(slots) > 1 else [])
     table(title, ["slot", "host", "partitions", *_COUNTED, "total", "max"], body)
     if hidden:
         console().print(f"… {hidden} more slots (--all shows every one)")
+    moved = sum(1 for p in parts if p.ran_slot)
+    if moved:
+        plural = "s" if moved > 1 else ""
+        console().print(f"{moved} partition{plural} ran on another slot than planned (a lost worker's task moved): "
+                        "each is counted where it ran")
 
 
 def _failures(failed: list[PartitionRecord], show_all: bool) -> None:
@@ -178,7 +190,7 @@ def _failures(failed: list[PartitionRecord], show_all: bool) -> None:
     out.print(f"[bold red]{len(failed)} failed {'partition' if len(failed) == 1 else 'partitions'}[/]"
               + (f" (the first {len(shown)})" if len(shown) < len(failed) else ""))
     for part in shown:
-        out.print(f"[red]{escape(part.id)}[/] failed on slot {escape(part.slot or '-')} host {escape(part.host or '-')}"
+        out.print(f"[red]{escape(part.id)}[/] failed on slot {escape(part.slot_that_ran or '-')} host {escape(part.host or '-')}"
                   + (f" after {part.retries} retries" if part.retries else "") + ":")
         out.print(escape((part.error or "(no error recorded)").rstrip()))
     if len(shown) < len(failed):
@@ -190,17 +202,26 @@ def _slowest(parts: Iterable[PartitionRecord]) -> None:
     if not done:
         return
     table(f"slowest {len(done)}", ["id", "status", "slot", "host", "kernel", "device", "duration"], (
-        [p.id, status_text(p.status), p.slot, p.host, p.kernel, p.device, seconds(p.duration_s)] for p in done))
+        [p.id, status_text(p.status), p.slot_that_ran, p.host, p.kernel, p.device, seconds(p.duration_s)] for p in done))
 
 
 def _all_rows(parts: list[PartitionRecord]) -> None:
     table(f"{len(parts)} partitions", ["id", "status", "slot", "worker", "host", "kernel", "device", "duration", "outputs"], (
-        [p.id, status_text(p.status), p.slot, p.worker, p.host, p.kernel, p.device,
+        [p.id, status_text(p.status), p.slot_that_ran, p.worker, p.host, p.kernel, p.device,
          seconds(p.duration_s) if p.status in ("ok", "failed") else "", ", ".join(p.outputs)] for p in parts))
+    _reruns([p for p in parts if p.retries])
     readers = [p for p in parts if p.undeclared_reads]
     if readers:
         table(f"{len(readers)} partitions read files not in their inputs (the cache cannot see them change)",
               ["id", "files read, not declared"], ([p.id, ", ".join(p.undeclared_reads)] for p in readers))
+
+
+def _reruns(rerun: list[PartitionRecord]) -> None:
+    """The partitions whose work() ran again after a lost worker: how often, planned where, ran where."""
+    if rerun:
+        table(f"[yellow]{reruns_phrase(len(rerun))}[/] (work() ran 1 + retries times)",
+              ["id", "status", "retries", "planned slot", "ran on slot", "worker", "host"],
+              ([p.id, status_text(p.status), p.retries, p.slot, p.slot_that_ran, p.worker, p.host] for p in rerun))
 
 
 def print_why(data: dict[str, Any]) -> None:

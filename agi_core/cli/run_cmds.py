@@ -65,6 +65,9 @@ def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments:
                    "result with the cached one: a mismatch (non-deterministic work(), inputs the key cannot see) is a "
                    "warning and `cache: mismatch` in the record, and the fresh result is used and replaces the entry. "
                    "Default: [cache] audit (0: no audit).")
+@click.option("--require-cache", "require_cache", is_flag=True, default=None,
+              help="Fail the run (exit 1) when a result could not be stored in the cache (a full or read-only share), "
+                   "instead of a warning. Default: [cache] require.")
 @click.option("--resume", "resume", metavar="RUN",
               help="Run a failed, interrupted or abandoned run again with its own args and plan: "
                    "only what did not finish is computed. RUN is a run id, a unique prefix, or 'last'.")
@@ -72,8 +75,8 @@ def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments:
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @click.pass_context
 def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...], plan_file: Path | None,
-                no_cache: bool, refresh: tuple[str, ...], audit: float | None, resume: str | None, as_json: bool,
-                progress: bool | None) -> None:
+                no_cache: bool, refresh: tuple[str, ...], audit: float | None, require_cache: bool | None, resume: str | None,
+                as_json: bool, progress: bool | None) -> None:
     """Run an app and write its record under the share (runs/APP/RUN_ID/).
 
     Partition results are cached under the share (cache/APP/): a partition whose code, args,
@@ -90,12 +93,20 @@ def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tup
     try:
         with RunView(enabled=sys.stderr.isatty() if progress is None else progress) as view:
             result = asyncio.run(AGI.run(env, mode=mode, args=args, cluster=cluster or None, plan=plan_file, use_cache=not no_cache,
-                                         refresh=ids, resume=resume, audit=audit, on_event=view))
+                                         refresh=ids, resume=resume, audit=audit, require_cache=require_cache, on_event=view))
     except RunError as exc:
         if exc.result is not None:
             print_run(exc.result, as_json)
         raise
     print_run(result, as_json)
+
+
+def _reruns(outcomes: list[Any]) -> list[str]:
+    """The summary line's word on partitions whose work() ran again after a lost worker."""
+    from ..provenance.reruns import reruns_phrase
+
+    count = sum(1 for o in outcomes if o.retries)
+    return [f"[yellow]{reruns_phrase(count)}[/]"] if count else []
 
 
 def print_run(result: Any, as_json: bool) -> None:
@@ -107,6 +118,8 @@ def print_run(result: Any, as_json: bool) -> None:
         return
     from rich.markup import escape
 
+    from ..cache.write_failures import tally
+
     out = console()
     counts = {s: sum(o.status == s for o in result.outcomes) for s in ("ok", "failed", "skipped", "cached")}
     colour = "green" if result.status == "ok" else "red"
@@ -116,6 +129,10 @@ def print_run(result: Any, as_json: bool) -> None:
         mismatched = sum(o.cache == "mismatch" for o in result.outcomes)
         colour = "red" if mismatched else "green"
         about.append(f"{audited} audited, [{colour}]{mismatched} mismatch{'es' if mismatched != 1 else ''}[/]")
+    not_cached = tally(result.outcomes)
+    if not_cached:
+        about.append(f"[yellow]{escape(not_cached.summary())}[/]")
+    about += _reruns(result.outcomes)
     cached = f" ({', '.join(about)})" if about else ""
     out.print(f"[bold {colour}]{result.status}[/]  {result.app} run {result.run_id}  mode {result.mode}  "
               f"{counts['ok'] + counts['cached']}/{len(result.plan.partitions)} partitions ok{cached}  {result.duration_s:.2f} s")

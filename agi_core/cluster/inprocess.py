@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 from typing import Any
 
 from ..errors import AgiError
-from ..events import EventSink, Phase, ignore
+from ..events import EventSink, Notice, Phase, ignore
 from ..lifeline import MANAGER_PID_ENV, PRELOAD
 from .backend import ClusterBackend
 from .spec import ClusterSpec
@@ -35,6 +36,23 @@ def http_address(host: str, port: int) -> str:
     network; naming the process's own interface keeps a local cluster on loopback. Dask cannot
     parse an IPv6 address here: for one, the port alone is returned (0.0.0.0, as before)."""
     return str(port) if ":" in host.strip("[]") else f"{host}:{port}"
+
+
+def _dashboard_port(spec: ClusterSpec, emit: EventSink) -> int | None:
+    """``[cluster.dask] dashboard_port``, or 0 (any free port, said in a notice) when another
+    process (another run's dashboard) holds it: a run's own cluster need not fight for it."""
+    port = spec.dashboard_port
+    if not port or dashboard_address(port, spec.scheduler.host) is None:
+        return port
+    family = socket.AF_INET6 if spec.scheduler.is_ipv6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((spec.scheduler.host, port))
+        except OSError:
+            emit(Notice(f"the dashboard port {port} on {spec.scheduler.host} is in use (another run's dashboard?): "
+                        "this run's dashboard takes a free port ([cluster.dask] dashboard_port)"))
+            return 0
+    return port
 
 
 class InProcessCluster(ClusterBackend):
@@ -62,10 +80,15 @@ class InProcessCluster(ClusterBackend):
 
         emit(Phase("cluster", f"starting an embedded Dask cluster of {len(self.spec.workers)} worker(s) on this machine"))
         spec = self.spec
-        dashboard = dashboard_address(spec.dashboard_port, spec.scheduler.host)
-        # Without an explicit address, Dask's HTTP servers bind the process's own host (here loopback);
-        # an IPv6 dashboard is given as (host, port), which Dask reads where it cannot read "[::1]:port".
-        http = [(spec.scheduler.host, spec.dashboard_port)] if dashboard and spec.scheduler.is_ipv6 else dashboard
+        port = _dashboard_port(spec, emit)
+        dashboard = dashboard_address(port, spec.scheduler.host)
+        # The scheduler's HTTP server (/health, /info; the dashboard with bokeh) binds the dashboard's
+        # port, or any free one: left to Dask, it takes 8787 whatever the settings say, and concurrent
+        # runs warn that it is in use. An IPv6 address is given as (host, port), which Dask reads
+        # where it cannot read "[::1]:port".
+        http_port = port if dashboard else 0
+        http = ([(spec.scheduler.host, http_port)] if spec.scheduler.is_ipv6
+                else http_address(spec.scheduler.host, http_port or 0))
         scheduler = {"cls": Scheduler, "options": {"host": spec.scheduler.url_host, "port": spec.scheduler_port,
                                                    "protocol": spec.protocol, "security": self._security,
                                                    "dashboard": dashboard is not None, "dashboard_address": http}}

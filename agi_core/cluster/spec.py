@@ -173,7 +173,7 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
         raise SettingsError("the worker map has no workers (every count is 0)",
                             fix="give at least one host a count > 0 in [cluster.workers]")
     return ClusterSpec(
-        app=app, backend=cluster.backend, scheduler=scheduler, dashboard_port=None if embedded else cluster.dask.dashboard_port,
+        app=app, backend=cluster.backend, scheduler=scheduler, dashboard_port=cluster.dask.dashboard_port,
         workers=tuple(processes), dask=cluster.dask, ssh=cluster.ssh, root=cluster.install.root.rstrip("/") or "/",
         venv=cluster.install.venv_path(app), fan_out=cluster.install.concurrency, tls=cluster.tls, embedded=embedded,
         app_distribution=app_distribution, app_version=app_version, slurm=slurm,

@@ -56,7 +56,8 @@ class JobSpec:
 class Outcome:
     """What happened to one partition. ``result`` is the value `App.work` returned.
 
-    ``status``: ``ok``, ``failed``, ``skipped`` (a dependency did not succeed) or ``cached`` (its
+    ``retries``: how often it started before on a worker that was lost (its ``work()`` ran that
+    many times more). ``status``: ``ok``, ``failed``, ``skipped`` (a dependency did not succeed) or ``cached`` (its
     result was known before dispatch). ``cache``: ``hit``, ``miss``, ``stored``, ``corrupt``
     (its entry could not be trusted, and it was computed again), ``audited`` (a hit recomputed for
     the audit, same result) or ``mismatch`` (a hit recomputed for the audit, another result: it
@@ -86,6 +87,8 @@ class Outcome:
     #: files work() opened for reading that are not among its declared inputs (`file_reads`)
     undeclared: tuple[str, ...] = ()
     digest: str = ""  # an audited result's SHA-256 (``cache`` audited or mismatch); "" otherwise
+    #: the slot whose worker ran it when that is not ``slot`` (Dask moved its task off a lost worker); "" otherwise
+    ran_slot: str = ""
 
     @property
     def ok(self) -> bool:
@@ -96,7 +99,7 @@ class Outcome:
         # which matters when a pool slot sends back 50,000 outcomes.
         return (Outcome, (self.id, self.slot, self.status, self.host, self.worker, self.start, self.end, self.kernel,
                           self.device, self.error, self.note, self.retries, self.outputs, self.result, self.line, self.cache,
-                           self.key, self.location, self.job_id, self.undeclared, self.digest))
+                           self.key, self.location, self.job_id, self.undeclared, self.digest, self.ran_slot))
 
     def add_note(self, more: str) -> None:
         """Append ``more`` to the note (`NOTE_SEPARATOR` between them)."""

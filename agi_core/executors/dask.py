@@ -12,15 +12,19 @@ and moves the data between workers; results come back in one gather per group of
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
-from ..events import ClusterReady
+from ..events import ClusterReady, Notice
 from ..modes import Mode
 from ..provenance import ClusterRecord
+from .attempts import last_started, remove_started, rerun_counts, started_dir
 from .base import ExecutionContext, Executor, InFlight, Outcome, settle
 from .wire import pack_outcomes, unpack_outcomes
 from .worker import pack, run_batch
@@ -29,6 +33,9 @@ if TYPE_CHECKING:
     from ..plan import GraphDriver, WorkPlan
 
 __all__ = ["DaskExecutor"]
+
+#: a worker silent this long (no heartbeat) may have stopped before saying what it runs
+_SILENT_S = 5.0
 
 
 class DaskExecutor(Executor):
@@ -41,6 +48,8 @@ class DaskExecutor(Executor):
         self._facts: dict[str, dict[str, Any]] = {}
         self._futures: dict[Any, tuple[str, list[str]]] = {}  # future -> (slot, partition ids)
         self._stopped: dict[str, str] = {}  # partition -> why its worker was stopped (a hang)
+        self._slot_of_worker: dict[str, str] | None = None  # Dask worker name -> the slot it serves
+        self._started: Path | None = None  # the started logs' folder, once made (`attempts`)
         self.max_tasks_per_slot = context.cluster.dask.max_tasks_per_slot
         self.retries_allowed = context.cluster.dask.retries
 
@@ -121,6 +130,7 @@ class DaskExecutor(Executor):
 
         await self.start(plan)
         addresses = await self._addresses()
+        self._open_started()
         # the audit's digests travel with their partitions (`_submit`), not in every task's job
         job_json = json.dumps({**asdict(self.job), "audit": {}}, default=str)
         slot_of = plan.slot_of()
@@ -130,7 +140,7 @@ class DaskExecutor(Executor):
             async for first in pending:
                 # Whatever else finished meanwhile comes back in the same gather: one round trip
                 # for many partitions instead of one each.
-                for arrived in await self._collect([first, *pending.next_batch(block=False)]):
+                for arrived in self._where_ran(await self._collect([first, *pending.next_batch(block=False)])):
                     if arrived.id in done:  # skipped here already, when its failed dependency arrived
                         continue
                     for outcome in settle(driver, [arrived], slot_of):
@@ -221,16 +231,32 @@ class DaskExecutor(Executor):
         return futures
 
     async def in_flight(self) -> list[InFlight]:
-        """What each worker runs, as the scheduler last heard it (a worker that does not answer
-        keeps its last report: its partition's time grows)."""
+        """What each worker runs, as the scheduler last heard it. A worker silent for `_SILENT_S`
+        (stopped, stuck in the kernel) may have gone silent before it said what it started: its
+        tasks' started logs (`attempts`) name the partition, and the log's time says since when."""
         from .dask_watch import scheduler_view
 
         if self._handle is None:
             return []
         view = await self.client.run_on_scheduler(scheduler_view)
         slot_of = {name: slot for slot, name in self._handle.worker_names.items()}
-        return [InFlight(pid, slot_of.get(name, name), host, worker_pid or 0, since, worker=address)
-                for address, (name, host, worker_pid, running) in view.items() for pid, since in running]
+        items = []
+        for address, (name, host, worker_pid, running, silent_s, holding) in view.items():
+            where = (slot_of.get(name, name), host, worker_pid or 0)
+            if not running and silent_s > _SILENT_S:
+                running = self._started_on(holding, time.time() - silent_s)
+            items += [InFlight(pid, *where, since, worker=address) for pid, since in running]
+        return items
+
+    def _started_on(self, keys: list[str], silent_since: float) -> list[tuple[str, float]]:
+        """The partition a silent worker last started, from the started logs of the tasks it
+        holds; when none started, the first partition it holds, since it went silent."""
+        ids_of = {future.key: ids for future, (_, ids) in self._futures.items()}
+        held = [ids_of[key] for key in keys if key in ids_of]
+        started = [last for ids in held if (last := last_started(started_dir(self.job.out_dir), ids)) is not None]
+        if started:
+            return [max(started, key=lambda item: item[1])]
+        return [(held[0][0], silent_since)] if held else []
 
     async def stop_worker(self, item: InFlight, reason: str) -> None:
         """SIGKILL the worker's process through its nanny (which starts a fresh one), and have
@@ -248,19 +274,39 @@ class DaskExecutor(Executor):
         await self.client.run_on_scheduler(drop_worker, address=item.worker)
 
     async def retries(self) -> dict[str, int]:
-        """How often a worker died while running each partition's task (Dask's "suspicious" count)."""
-        keys = {future.key: ids for future, (_, ids) in self._futures.items()}
+        """How often each partition started again after its worker was lost: counted from the
+        started logs its tasks' attempts kept (`attempts`), so a partition of a lost worker's
+        batch that had not started there counts 0."""
+        return rerun_counts(started_dir(self.job.out_dir), {ids[0]: ids for _, ids in self._futures.values() if ids})
 
-        def suspicious(dask_scheduler: Any, keys: list[str]) -> dict[str, int]:
-            return {key: dask_scheduler.tasks[key].suspicious for key in keys if key in dask_scheduler.tasks}
-
+    def _open_started(self) -> None:
+        """Make the folder of the tasks' started logs (workers log nothing without it)."""
+        folder = started_dir(self.job.out_dir)
         try:
-            counts = await self.client.run_on_scheduler(suspicious, keys=list(keys))
-        except Exception:  # noqa: BLE001 - retries are extra detail for the record; the run itself is done
-            return {}
-        return {pid: count for key, count in counts.items() if count for pid in keys[key]}
+            folder.mkdir(exist_ok=True)
+            self._started = folder
+        except OSError as exc:
+            cause = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            self.context.emit(Notice(f"re-runs after a lost worker cannot be counted: cannot create {folder}: {cause} "
+                                     f"({exc.strerror}); check that the share is writable", level="warning"))
+
+    def _where_ran(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Note on each outcome that another slot's worker ran (Dask moved its task off a lost
+        worker) which slot that was: the record credits the slot that did the work."""
+        names = self._handle.worker_names if self._handle is not None else {}
+        slots = self._slot_of_worker
+        if slots is None:
+            slots = self._slot_of_worker = {name: slot for slot, name in names.items()}
+        for outcome in outcomes:
+            if outcome.worker and names.get(outcome.slot) != outcome.worker:
+                outcome.ran_slot = slots.get(outcome.worker, outcome.worker)
+                outcome.line = b""  # made again by the manager, with ran_slot
+        return outcomes
 
     async def close(self) -> None:
+        started, self._started = self._started, None
+        if started is not None:
+            remove_started(started)
         self._futures.clear()
         self._handle = None
         await self._stack.aclose()

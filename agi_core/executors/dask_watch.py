@@ -60,9 +60,12 @@ def running_partition() -> RunningPartitions | None:
         return None
 
 
-def scheduler_view(dask_scheduler: Any) -> dict[str, tuple[str, str, int, list[tuple[str, float]]]]:
-    """Run on the scheduler: worker address → (name, host, pid, what its threads run)."""
-    return {address: (str(ws.name), ws.host, ws.pid, list(ws.metrics.get(_METRIC, ())))
+def scheduler_view(dask_scheduler: Any) -> dict[str, tuple[str, str, int, list[tuple[str, float]], float, list[str]]]:
+    """Run on the scheduler: worker address → (name, host, pid, what its threads run as it last
+    said, seconds since it last said anything, the keys of the tasks it holds)."""
+    now = time.time()
+    return {address: (str(ws.name), ws.host, ws.pid, list(ws.metrics.get(_METRIC, ())), now - ws.last_seen,
+                      [str(ts.key) for ts in ws.processing])
             for address, ws in dask_scheduler.workers.items()}
 
 

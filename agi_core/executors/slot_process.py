@@ -45,7 +45,11 @@ def slot_main(conn: Connection, job: JobSpec, name: str, parent_pid: int, parts:
     ``keys``: the cache keys of this slot's partitions (empty without the cache). ``progress``:
     [index in the batch of the partition running now (`IDLE` between batches), when it started]."""
     die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager handles Ctrl-C and stops us
+    # The manager handles Ctrl-C and SIGTERM (`run.termination`) and stops us; a fork must not
+    # wake the manager's event loop through its inherited signal wake-up descriptor either.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.set_wakeup_fd(-1)
     runner: PartitionRunner | None = None
     while (batch := conn.recv()) is not None:
         pending: list[Outcome] = []

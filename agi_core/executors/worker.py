@@ -18,12 +18,14 @@ from typing import Any
 
 from ..app import App, Partition, WorkContext
 from ..cache import CacheStore, EntryWriter
-from ..cache.inputs import resolve_input
 from ..cache.audit import compare
+from ..cache.inputs import resolve_input
+from ..cache.write_failures import failure_note
 from ..env import load_app_class
 from ..kernels import KernelChoice, select_kernels
 from ..modes import Mode
 from ..provenance.lines import partition_line
+from .attempts import StartedLog, started_dir
 from .base import JobSpec, Outcome
 from .file_reads import ReadWatch, ignored_folders
 from .wire import pack_outcomes, read_outcomes
@@ -125,7 +127,7 @@ class PartitionRunner:
             location = buffer.writer.add_result(key, outcome.result, outcome.id, meta, out_dir=self.job.out_dir,
                                                 outputs=outcome.outputs, replace=outcome.id in self._refresh)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
-            outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
+            outcome.add_note(failure_note(exc))
             return
         outcome.cache, outcome.location = "stored", location
         buffer.unflushed.append(outcome)
@@ -136,7 +138,7 @@ class PartitionRunner:
             path = self.cache.put(key, outcome.result, partition=outcome.id, out_dir=self.job.out_dir, outputs=outcome.outputs,
                                   replace=replace, run_id=self.job.run_id, kernel=outcome.kernel, worker=outcome.worker)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
-            outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
+            outcome.add_note(failure_note(exc))
             return False
         outcome.cache, outcome.location = "stored", str(path)
         return True
@@ -162,7 +164,12 @@ class PartitionRunner:
             outcome.add_note("the recomputed result was used and replaced the entry")
         else:  # the entry must not serve its result again: without the fresh one, no entry
             outcome.cache = "mismatch"
-            outcome.add_note("the recomputed result was used; the entry was removed" if self.cache.discard(key)
+            try:
+                removed = self.cache.discard(key)
+            except OSError as exc:  # the share that refused the fresh entry may refuse this too
+                removed = False
+                outcome.add_note(f"the entry could not be removed either ({exc})")
+            outcome.add_note("the recomputed result was used; the entry was removed" if removed
                              else "the recomputed result was used")
 
     def _buffer(self) -> _Buffer:
@@ -175,17 +182,27 @@ class PartitionRunner:
     def flush(self) -> None:
         """Write the cache entries this thread buffered as one pack. Call it before outcomes that
         say ``stored`` leave: a reported entry is on the share. If writing fails, those outcomes
-        say ``miss`` with the reason (the partitions themselves succeeded)."""
+        say ``miss`` with the reason (the partitions themselves succeeded). So do those of a pack
+        that filled up and failed to write earlier (`EntryWriter.take_failures`): a failure at
+        flush time is never lost, and never charged to entries of a pack that was written."""
         buffer = getattr(self._buffers, "buffer", None)
         if buffer is None or not buffer.unflushed:
             return
         pending, buffer.unflushed = buffer.unflushed, []
+        writer = buffer.writer
+        where = writer.location
         try:
-            buffer.writer.flush()
+            writer.flush()
+            failed = writer.take_failures()
         except Exception as exc:  # noqa: BLE001 - e.g. a full share: the results are still good
-            for outcome in pending:
+            failed = {**writer.take_failures(), where: exc}
+        if not failed:
+            return
+        for outcome in pending:
+            exc = failed.get(outcome.location)
+            if exc is not None:
                 outcome.cache, outcome.location = "miss", ""
-                outcome.add_note(f"not cached: {type(exc).__name__}: {exc}")
+                outcome.add_note(failure_note(exc))
                 outcome.line = partition_line(outcome)
 
 
@@ -220,7 +237,9 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
     skipped, and when this worker cannot load one's result, the batch fails saying so. Each
     outcome names the Dask worker that really ran it (which differs from ``slot`` when Dask
     moved the task after a failure). Nothing the app raises leaves as an exception (the manager
-    might not be able to load it): its traceback is the partitions' error.
+    might not be able to load it): its traceback is the partitions' error. Each partition is
+    noted in the task's started log before its work() (`attempts`): when Dask runs the task
+    again after losing a worker, the partitions that had started there say how often (``retries``).
     """
     from distributed import get_worker
 
@@ -249,14 +268,25 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
 
     watch = running_partition()  # tells the manager, through the scheduler, what runs here and since when
     outcomes = []
-    for part, key, audit in parts:
-        if watch is not None:
-            watch.started(part.id)
-        outcomes.append(runner.run(part, slot, inputs, worker=worker, key=key, audit=audit))
+    with StartedLog.open(started_dir(runner.job.out_dir), parts[0][0].id if parts else "") as started:
+        for index, (part, key, audit) in enumerate(parts):
+            before = started.mark(index)  # on the share before work() runs: a re-run of this task will know
+            if watch is not None:
+                watch.started(part.id)
+            outcome = runner.run(part, slot, inputs, worker=worker, key=key, audit=audit)
+            if before:
+                _count_retries(outcome, before)
+            outcomes.append(outcome)
     if watch is not None:
         watch.finished()
     runner.flush()  # the batch's entries, as one pack, before its outcomes go
     return pack_outcomes(outcomes)
+
+
+def _count_retries(outcome: Outcome, before: int) -> None:
+    """``outcome``'s partition had started ``before`` times on workers that were lost (`attempts`)."""
+    outcome.retries = before
+    outcome.line = partition_line(outcome)
 
 
 def pack(items: list[Any]) -> bytes:

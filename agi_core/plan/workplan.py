@@ -30,7 +30,7 @@ from ..app import Partition
 from ..atomic import write_text_atomic
 from ..errors import PlanError
 from .balancing import Slot, balance, makespan
-from .dag import bottom_levels, dependency_problems, topological_order
+from .dag import bottom_levels, check_dependencies, dependency_problems, topological_order
 
 __all__ = ["SCHEMA", "WorkPlan", "build_plan", "topological_order"]
 
@@ -286,10 +286,11 @@ class WorkPlan:
                                 + _edits(self, current))
         if problems:
             shown = problems[:20] + ([f"… and {len(problems) - 20} more"] if len(problems) > 20 else [])
-            only_graph = len(graph) == len(problems)
+            # A plan made by `build_plan` had its ids and deps checked there, with App.plan()'s fix:
+            # what is found here is in a given (edited) plan, which only the assignment may change.
             raise PlanError(f"{origin}: invalid work plan:\n  " + "\n  ".join(shown),
-                            fix=graph[0].fix if only_graph else
-                            "edit only the assignment (each partition in exactly one slot), or write a new plan with `agi distrib`")
+                            fix="edit only the assignment (each partition in exactly one slot), "
+                                "or write a new plan with `agi distrib`")
 
     def check_current(self, fresh: WorkPlan, *, origin: str = "plan") -> None:
         """Check that this (possibly edited) plan still fits the app as it plans today: same
@@ -321,9 +322,13 @@ def build_plan(app: str, args: Mapping[str, Any], partitions: Sequence[Partition
         if problem:
             raise PlanError(f"{origin}: partition '{part.id}' cannot be written to a plan file as it is: {problem}", fix=_PAYLOAD_FIX)
     fingerprint = fingerprint_of(app, args, partitions)
+    # Duplicate ids (and, with deps, unknown ids and cycles) are the app's to fix, in App.plan():
+    # checked before balancing, whose assignment would repeat them with a plan file's fix.
     levels = bottom_levels(partitions, origin=origin) if any(p.deps for p in partitions) else None
+    if levels is None:
+        check_dependencies(partitions, origin=origin)
     plan = WorkPlan(app, dict(args), list(slots), partitions, balance(partitions, slots, levels=levels, speeds=speeds), fingerprint)
-    plan.check(origin=origin, verify_fingerprint=False, dependencies=levels is None)
+    plan.check(origin=origin, verify_fingerprint=False, dependencies=False)
     return plan
 
 

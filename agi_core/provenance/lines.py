@@ -36,6 +36,8 @@ def partition_fields(outcome: Outcome) -> dict[str, Any]:
         fields["cache_key"] = outcome.key
     if outcome.retries:
         fields["retries"] = outcome.retries
+    if outcome.ran_slot:
+        fields["ran_slot"] = outcome.ran_slot
     if outcome.error:
         fields["error"] = outcome.error
     if outcome.note:

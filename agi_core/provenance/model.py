@@ -107,7 +107,10 @@ class PartitionRecord(_Model):
     duration_s: float = 0.0
     kernel: str = ""
     device: str = ""
+    #: how often it started before on a worker that was lost: its work() ran 1 + retries times
     retries: int = 0
+    #: the slot whose worker ran it, when not ``slot`` (the planned one): a lost worker's task moved there
+    ran_slot: str | None = None
     cache_hit: bool = False
     cache: str | None = None  # hit, miss, stored, corrupt, audited, mismatch; None: the run did not use the cache
     cache_key: str | None = None
@@ -118,6 +121,11 @@ class PartitionRecord(_Model):
     job_id: str | None = None  # the batch job (Slurm) whose worker ran it, on node `host`; None outside one
     #: files work() read through Python that are not among its declared inputs: the cache cannot see them change
     undeclared_reads: list[str] = Field(default_factory=list)
+
+    @property
+    def slot_that_ran(self) -> str | None:
+        """The slot whose worker ran it: the planned ``slot`` unless its task moved (``ran_slot``)."""
+        return self.ran_slot or self.slot
 
 
 class InFlightRecord(_Model):
@@ -188,6 +196,7 @@ class RunRecord(_Model):
     workers: dict[str, WorkerRecord] = Field(default_factory=dict)
     kernel_note: str | None = None
     warnings: list[str] = Field(default_factory=list)  # things the user should know, e.g. undeclared outputs
+    reruns: int = 0  # partitions whose work() ran again after a lost worker (their ``retries``)
     cache: str | None = None  # the cache folder the run used; None: --no-cache
     resumed_from: str | None = None  # the run this one resumed
     refreshed: list[str] = Field(default_factory=list)  # partitions recomputed on request (--refresh)

@@ -1,7 +1,9 @@
 """Reading run records: ``<share>/runs/<app>/<run_id>/``, newest first, folded and judged.
 
 A record still marked ``running`` is folded with its partition log, and judged: when its manager
-is gone (same host and its pid is dead, or no heartbeat for `STALE_S`), it reads ``abandoned``.
+wrote why its final record could not be written (`writer.read_failure`: a full share), it reads
+``failed`` with that cause; when its manager is gone (same host and its pid is dead, or no
+heartbeat for `STALE_S`), it reads ``abandoned``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pydantic import ValidationError
 
 from ..errors import AgiError
 from .model import READABLE_SCHEMAS, AppRecord, InFlightRecord, PartitionRecord, RunRecord
-from .writer import HEARTBEAT_FILE, IN_FLIGHT_FILE, LOG_FILE, MANIFEST_FILE
+from .writer import HEARTBEAT_FILE, IN_FLIGHT_FILE, LOG_FILE, MANIFEST_FILE, read_failure
 
 __all__ = ["PID_REUSE_S", "STALE_S", "RunStore", "iso", "new_run_id", "read_record"]
 
@@ -118,7 +120,16 @@ def _fold_log(record: RunRecord, run_dir: Path) -> None:
 
 
 def _judge(record: RunRecord, run_dir: Path) -> None:
-    """Mark a running record abandoned when its manager is gone."""
+    """Mark a running record failed when its manager said why it could not write the record,
+    else abandoned when its manager is gone."""
+    failure = read_failure(run_dir)
+    if failure is not None:
+        record.status = "failed"
+        record.error = str(failure.get("error") or "the run's final record could not be written")
+        ended = failure.get("ended")
+        if isinstance(ended, int | float):
+            record.ended = iso(ended)
+        return
     try:
         beat = float((run_dir / HEARTBEAT_FILE).read_text().strip() or 0)
     except (FileNotFoundError, ValueError):

@@ -6,10 +6,17 @@ partition outcomes are appended to ``partitions.jsonl`` beside it, about once a 
 that holds every partition that finished before the kill, and that readers can tell is
 abandoned (see `agi_core.provenance.store`). At the end the log is folded into the manifest and
 removed.
+
+A share that fills up (or turns read-only) before the final manifest is written would leave a
+record that reads ``running`` and then ``abandoned``, a lie about a manager that hit ENOSPC. So
+the first write also reserves ``failure.json``, a small file of blanks: the final write's
+failure is written into its blocks in place (`record_failure`; no new block is needed on a full
+disk), and readers take it as the run's end (``failed``, with the cause).
 """
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import threading
@@ -18,16 +25,34 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from ..atomic import write_bytes_atomic, write_text_atomic
+from ..share_io import raise_with_path
 from .lines import not_run_line
 from .model import RunRecord
 
-__all__ = ["HEARTBEAT_FILE", "HEARTBEAT_S", "IN_FLIGHT_FILE", "LOG_FILE", "MANIFEST_FILE", "RecordWriter"]
+__all__ = ["FAILURE_FILE", "HEARTBEAT_FILE", "HEARTBEAT_S", "IN_FLIGHT_FILE", "LOG_FILE", "MANIFEST_FILE", "RecordWriter",
+           "read_failure"]
 
 MANIFEST_FILE = "manifest.json"
 LOG_FILE = "partitions.jsonl"
 HEARTBEAT_FILE = "heartbeat"
 IN_FLIGHT_FILE = "in_flight.json"  # the partitions running now, kept by the run's watchdog
 HEARTBEAT_S = 2.0  # how often the heartbeat is refreshed and the log flushed
+FAILURE_FILE = "failure.json"  # reserved blank at the start; says why the final record could not be written
+FAILURE_BYTES = 4096  # one block: what a failure may take, written in place
+
+
+def read_failure(run_dir: Path) -> dict[str, object] | None:
+    """What `RecordWriter.record_failure` wrote in ``run_dir`` (``status``, ``error``, ``ended``
+    as a Unix time), or None: no failure file, or still blank."""
+    try:
+        text = (run_dir / FAILURE_FILE).read_bytes().strip()
+    except OSError:
+        return None
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class RecordWriter:
@@ -45,14 +70,41 @@ class RecordWriter:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reserved = False
 
     @property
     def manifest(self) -> Path:
         return self.run_dir / MANIFEST_FILE
 
     def write(self, record: RunRecord) -> None:
-        """Write the whole manifest atomically (at the start, on phase changes, at the end)."""
+        """Write the whole manifest atomically (at the start, on phase changes, at the end). The
+        first write reserves the failure file first (see the module's docstring)."""
+        if not self._reserved:
+            try:
+                with (self.run_dir / FAILURE_FILE).open("wb") as handle:
+                    handle.write(b" " * FAILURE_BYTES)
+            except OSError as exc:
+                raise_with_path(exc, self.run_dir / FAILURE_FILE)
+            self._reserved = True
         write_text_atomic(self.manifest, record.dump_json())
+
+    def record_failure(self, error: str) -> bool:
+        """Say in the reserved failure file that the run failed with ``error`` (cut to fit), in
+        place: a full share still takes it. False when even that could not be written."""
+        data = b""
+        for keep in (len(error), 3000, 1000):
+            data = json.dumps({"status": "failed", "error": error[:keep], "ended": round(time.time(), 3)}).encode()
+            if len(data) <= FAILURE_BYTES:
+                break
+        try:
+            fd = os.open(self.run_dir / FAILURE_FILE, os.O_WRONLY)  # no O_TRUNC: its blocks stay allocated
+            try:
+                os.pwrite(fd, data.ljust(FAILURE_BYTES), 0)
+            finally:
+                os.close(fd)
+        except OSError:
+            return False
+        return True
 
     def add(self, pid: str, line: bytes) -> None:
         """Queue one partition's record line (`lines.partition_line`) for the log; the heartbeat
@@ -73,9 +125,18 @@ class RecordWriter:
                     with self._queue_lock:
                         self._lines[:0] = lines
                     raise
-            (self.run_dir / HEARTBEAT_FILE).write_text(f"{time.time():.3f}\n")
+            try:
+                (self.run_dir / HEARTBEAT_FILE).write_text(f"{time.time():.3f}\n")
+            except OSError as exc:
+                raise_with_path(exc, self.run_dir / HEARTBEAT_FILE)
 
     def _append(self, lines: list[tuple[str, bytes]]) -> None:
+        try:
+            self._append_to_log(lines)
+        except OSError as exc:  # a full disk's write names no file
+            raise_with_path(exc, self.run_dir / LOG_FILE)
+
+    def _append_to_log(self, lines: list[tuple[str, bytes]]) -> None:
         with (self.run_dir / LOG_FILE).open("ab") as log:
             offset = log.tell()  # the end: a write that failed half-way earlier left bytes no offset points to
             offsets = {}
@@ -124,6 +185,7 @@ class RecordWriter:
                     view.close()
         self._offset_of = {}
         for name in (LOG_FILE, HEARTBEAT_FILE, IN_FLIGHT_FILE):
+        for name in (LOG_FILE, HEARTBEAT_FILE, FAILURE_FILE):
             try:
                 os.unlink(self.run_dir / name)
             except FileNotFoundError:

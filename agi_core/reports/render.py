@@ -80,7 +80,7 @@ class _Timeline:
                 end, kind = self.horizon, "unfinished"
                 self.unfinished += 1
             span = end - part.start
-            self.busy[part.slot or row] += span
+            self.busy[part.slot_that_ran or row] += span  # the slot that did the work, not the planned one
             self.total_busy += span
             if kind != "unfinished" and span >= self.slowest[0]:
                 self.slowest = (span, part.id)
@@ -214,7 +214,7 @@ def summary_lines(record: RunRecord, line: _Timeline, plan_note: str = "") -> li
         out.append(f"  … {len(hosts) - 12} more hosts")
     totals = record.totals
     out += ["", "totals", (f"  partitions {totals.partitions}: ok {totals.ok}, cache hits {totals.cached}, failed {totals.failed}, "
-                           f"skipped {totals.skipped}, not run {totals.not_run}; retried {line.retried}, never ended {line.unfinished}")]
+                           f"skipped {totals.skipped}, not run {totals.not_run}; re-run after a lost worker {line.retried}, never ended {line.unfinished}")]
     if line.computed:
         out.append(f"  busy {line.total_busy:.3f} s over {line.computed} computed partitions "
                    f"(mean {line.total_busy / line.computed:.4f} s, slowest {line.slowest[1]} {line.slowest[0]:.4f} s)")
@@ -222,7 +222,7 @@ def summary_lines(record: RunRecord, line: _Timeline, plan_note: str = "") -> li
     if failures:
         out += ["", f"failures ({len(failures)})"]
         for part in failures[:MAX_FAILURES]:
-            where = "/".join(x for x in (part.slot or "", part.host) if x)
+            where = "/".join(x for x in (part.slot_that_ran or "", part.host) if x)
             out += textwrap.wrap(f"{part.id}" + (f" on {where}" if where else "") + (f" after {part.retries} retries" if part.retries else "")
                                  + f": {first_line(part.error) or '(no error recorded)'}", WIDTH,
                                  initial_indent="  ", subsequent_indent="      ")[:3]

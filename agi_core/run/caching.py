@@ -14,6 +14,7 @@ the executor too, with each entry's digest: the worker compares what it computes
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,13 +25,14 @@ from ..cache.audit import audit_sample
 from ..cache.inputs import HASHES_FILE, InputStamper
 from ..cache.keys import KEYS_FILE
 from ..cache.keys_memo import KeysMemo, memo_id
-from ..cache.store import UNLOADABLE
+from ..cache.store import UNLOADABLE, CacheView
 from ..errors import PlanError
 from ..events import EventSink, Notice
 from ..executors import Outcome
 from ..plan import Known
 from ..provenance import AuditMismatch, AuditRecord
 from ..provenance.lines import cached_line, partition_line
+from ..share_io import share_error
 
 if TYPE_CHECKING:
     from ..env import AgiEnv
@@ -108,8 +110,38 @@ class RunCache:
         wanted = {key: pid for pid, key in self.keys.keys.items() if pid not in self.refresh}
         known: dict[str, Known] = {}
         view = self.store.view(wanted)  # every index read once; then each pack once, not a file per key
-        bad: list[str] = []
-        for key, entry, problem in self.store.load_many(view, view.keys()):
+        again = [key for key, problem in self._take_entries(view, view.keys(), wanted, out_dir, slot_of, known) if problem != ""]
+        if again:
+            # What failed or was gone may have been replaced meanwhile (another run's --refresh, a
+            # gc that rewrote or merged its pack, or removed the output files of a superseded
+            # copy): look once more. Only what fails where a fresh look finds it is corrupt, and
+            # only that copy is removed, never a newer one written since.
+            fresh = self.store.view(set(again))
+            bad = [(key, problem) for key, problem in self._take_entries(fresh, fresh.keys(), wanted, out_dir, slot_of, known)
+                   if problem]
+            for key, problem in bad:
+                self.corrupt[wanted[key]] = problem
+            try:
+                self.store.discard_copies((key, fresh.places[key]) for key, _ in bad)
+            except OSError as exc:  # e.g. a read-only share: the entries stay, never served
+                emit(Notice(f"corrupt cache entries could not be removed ({exc}); the next run finds them corrupt again"))
+        for problem in view.problems[:3]:
+            emit(Notice(f"a cache index was not used: {problem}"))
+        if self.corrupt:
+            emit(Notice(f"{len(self.corrupt)} cache entr{'y was' if len(self.corrupt) == 1 else 'ies were'} corrupt and will be "
+                        f"recomputed: {next(iter(self.corrupt.values()))}", level="warning"))
+        if self.unloadable:
+            emit(Notice(f"{len(self.unloadable)} cache entr{'y' if len(self.unloadable) == 1 else 'ies'} could not be loaded here "
+                        f"and will be recomputed: {next(iter(self.unloadable.values()))}", level="warning"))
+        return known
+
+    def _take_entries(self, view: CacheView, keys: Iterable[str], wanted: dict[str, str], out_dir: Path,
+                      slot_of: dict[str, str], known: dict[str, Known]) -> Iterator[tuple[str, str | None]]:
+        """Load ``keys`` from ``view``: each one usable becomes a hit (in ``known`` and `hits`),
+        restoring its output files. Gives ``(key, problem)`` for each one that is not: None when
+        it is gone, "" when it is sound but cannot be loaded here (kept), else why it cannot be
+        trusted (the caller looks again before it calls it corrupt)."""
+        for key, entry, problem in self.store.load_many(view, keys):
             pid = wanted[key]
             outputs = entry.header.get("outputs") if entry is not None else None
             if entry is not None and outputs:
@@ -117,12 +149,13 @@ class RunCache:
                     self.store.restore(entry, out_dir)
                 except CorruptEntry as exc:
                     entry, problem = None, str(exc)
+                except OSError as exc:  # out/ cannot take it (full, read-only): the entry is fine, the run cannot go on
+                    raise share_error(exc, "restoring a cached output to") from exc
             if entry is None:
                 if problem is not None and UNLOADABLE in problem:
                     self.unloadable[pid] = problem
-                elif problem is not None:  # None: removed since we looked (gc, clear): computed again
-                    self.corrupt[pid] = problem
-                    bad.append(key)
+                    problem = ""
+                yield key, problem
                 continue
             known[pid] = Known(entry.result, source=entry.location)
             self.digests[pid] = str(entry.header.get("sha256", ""))
@@ -136,17 +169,6 @@ class RunCache:
                 outcome.undeclared = tuple(undeclared)
                 outcome.line = partition_line(outcome)
             self.hits[pid] = outcome
-        if bad:
-            self.store.discard_many(bad)
-        for problem in view.problems[:3]:
-            emit(Notice(f"a cache index was not used: {problem}"))
-        if self.corrupt:
-            emit(Notice(f"{len(self.corrupt)} cache entr{'y was' if len(self.corrupt) == 1 else 'ies were'} corrupt and will be "
-                        f"recomputed: {next(iter(self.corrupt.values()))}", level="warning"))
-        if self.unloadable:
-            emit(Notice(f"{len(self.unloadable)} cache entr{'y' if len(self.unloadable) == 1 else 'ies'} could not be loaded here "
-                        f"and will be recomputed: {next(iter(self.unloadable.values()))}", level="warning"))
-        return known
 
     def mark(self, outcome: Outcome) -> None:
         """Say in a computed partition's outcome that its cache entry was corrupt (it was found

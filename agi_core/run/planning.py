@@ -27,6 +27,11 @@ def fresh_plan(env: AgiEnv, request: RunRequest) -> WorkPlan:
     if not isinstance(partitions, list | tuple):
         raise PlanError(f"{env.app_class.__name__}.plan() returned {type(partitions).__name__}, not a list of Partition",
                         fix="return a list of agi_core.Partition")
+    if not partitions and not env.app_class.allow_empty_plan:
+        shown = ", ".join(f"{k}={v!r}" for k, v in list(request.args.items())[:6]) or "no args"
+        raise PlanError(f"app '{env.name}': {env.app_class.__name__}.plan() returned no partitions ({shown}): nothing would run",
+                        fix="check the args and the inputs they select; if an empty plan is normal for this app, "
+                            f"set allow_empty_plan = True on {env.app_class.__name__} (docs/apps.md)")
     check_reads(partitions, set(env.app_class.Args.model_fields))
     slots = request_slots(request)
     check_gpu_slots(request, slots, [p.id for p in partitions if GPU in p.needs])

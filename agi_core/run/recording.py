@@ -79,12 +79,13 @@ def local_capabilities(mode: Mode) -> dict[str, Any]:
 
 def worker_records(outcomes: Iterable[Outcome], facts: Mapping[str, WorkerRecord], local: WorkerRecord | None) -> dict[str, WorkerRecord]:
     """Worker name → its record: where it ran and with which kernels (from the outcomes), its
-    versions and capabilities (from the executor's facts, else this machine's for local workers)."""
+    versions and capabilities (from the executor's facts, else this machine's for local workers).
+    Its slot is the one it serves, even when its first partition was another slot's (``ran_slot``)."""
     workers: dict[str, WorkerRecord] = {}
     for outcome in outcomes:
         if outcome.worker and outcome.worker not in workers:
             base = facts.get(outcome.worker) or local or WorkerRecord()
-            workers[outcome.worker] = base.model_copy(update={"host": outcome.host or base.host, "slot": outcome.slot,
+            workers[outcome.worker] = base.model_copy(update={"host": outcome.host or base.host, "slot": outcome.ran_slot or outcome.slot,
                                                               "kernel": outcome.kernel, "device": outcome.device,
                                                               "job_id": outcome.job_id or base.job_id})
     return workers

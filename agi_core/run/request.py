@@ -53,7 +53,8 @@ class RunRequest(BaseModel):
     plan_file: str | None = Field(default=None, description="run this (edited) work plan instead of a fresh one")
     use_cache: bool = Field(default=True, description="reuse cached partition results, and store new ones")
     refresh: tuple[str, ...] = Field(default=(), description="partitions computed again even when cached")
-    cache: CacheSettings = Field(default_factory=CacheSettings, description="the [cache] table (input stamps, audit share)")
+    cache: CacheSettings = Field(default_factory=CacheSettings, description="the [cache] table (input stamps, audit share, "
+                                  "whether every result must be stored)")
     resume: str | None = Field(default=None, description="the run whose unfinished partitions this run completes")
     step: StepRecord | None = Field(default=None, description="the pipeline step this run belongs to")
 
@@ -97,12 +98,13 @@ def resolve(
     mode: Mode | int | str | None = None, args: Mapping[str, Any] | None = None,
     cluster: Mapping[str, Any] | None = None, app_args: Mapping[str, Any] | None = None,
     plan: str | Path | None = None, use_cache: bool = True, refresh: tuple[str, ...] = (), with_bits: Mode = Mode(0),
-    audit: float | None = None,
+    audit: float | None = None, require_cache: bool | None = None,
 ) -> RunRequest:
     """Build the request of one call: profile < settings file < call arguments; the mode is the
     call's when given, else the one the settings' ``[cluster]`` bits switch on, plus ``with_bits``
     (``agi cluster up`` always has the cluster bit). ``audit``: the share of cache hits to
-    recompute and compare, instead of ``[cache] audit``.
+    recompute and compare, instead of ``[cache] audit``; ``require_cache``: whether a result that
+    cannot be stored fails the run, instead of ``[cache] require``.
 
     App arguments may come as ``args=`` or as keywords (``app_args``), not both for one key.
     The pipeline step the run belongs to comes from the environment (`run.step`), where
@@ -122,6 +124,8 @@ def resolve(
         except ValueError:
             raise SettingsError(f"audit {audit!r}: expected a fraction of the cache hits between 0 and 1",
                                 fix="give e.g. --audit 0.05 (5% of the hits), or --audit 1 (all of them)") from None
+    if require_cache is not None:
+        cache = cache.model_copy(update={"require": require_cache})
     return RunRequest(
         app=env.name, apps_path=tuple(str(p) for p in env.apps_paths) if env.apps_path_given else None,
         args=settings.args.model_dump(mode="json"), mode=int(run_mode), cluster=settings.cluster,

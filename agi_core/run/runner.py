@@ -2,7 +2,10 @@
 
 checks (kernels, the app's environment) → run folder and first record → cache look-up (and the
 hits chosen for an audit) → executor (by registry name) driven by the graph driver → outcomes
-streamed into the record and to listeners → reduce → final record. Ctrl-C and errors stop the executor at once and still write the record.
+streamed into the record and to listeners → reduce → final record. Ctrl-C, SIGTERM and errors stop the executor
+at once and still write the record.
+A share that cannot be written (full, read-only) is a `ShareError` naming the path and the errno: before
+the first record, no run folder is left; at the end, the reserved failure file says why (`provenance.writer`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -19,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from ..app import WorkContext
 from ..cache.audit import new_seed
 from ..cache.inputs import check_inputs
-from ..errors import RunError
+from ..cache.write_failures import CacheWrites, tally
+from ..errors import RunError, ShareError, Terminated
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
 from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, JobSpec, Outcome, create_executor
 from ..kernels import select_kernels
@@ -27,11 +32,14 @@ from ..modes import Mode
 from ..plan import GraphDriver, Known
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
 from ..provenance.lines import partition_line
+from ..provenance.reruns import reruns_warning
+from ..share_io import share_error
 from .caching import RunCache
 from .preflight import prepare
 from .recording import first_record, local_capabilities, local_versions, totals, worker_records
 from .result import RunResult
 from .step import announce
+from .termination import TERMINATED_MESSAGE, SigtermCancels
 from .watchdog import Watchdog
 
 if TYPE_CHECKING:
@@ -63,9 +71,30 @@ class Runner:
         self._not_ok = 0  # partitions that failed or were skipped
         self.cache: RunCache | None = None
         self._python: Any = None  # the interpreter of local worker processes (preflight), None: this one
+        self._fix: str | None = None  # the fix of the run's own error (else: see the record)
+        self._writes: CacheWrites | None = None  # results the workers could not store, once counted
+        self._sigterm = SigtermCancels()
 
     async def run(self) -> RunResult:
-        """Run the plan; raise `RunError` (with the partial result) when any partition failed."""
+        """Run the plan; raise `RunError` (with the partial result) when any partition failed,
+        `ShareError` when the share could not be written, `Terminated` after a SIGTERM."""
+        with self._sigterm:
+            try:
+                return await self._run()
+            except asyncio.CancelledError:
+                if self._sigterm.received:
+                    raise Terminated(TERMINATED_MESSAGE) from None
+                raise
+            except OSError as exc:  # before the first record was written (after it, `_run` says it)
+                self._forget_run_dir()
+                raise share_error(exc, "starting the run at") from exc
+
+    def _forget_run_dir(self) -> None:
+        """A run that failed before its first record leaves no folder `agi runs list` cannot show."""
+        if self.run_dir.is_dir() and not self.writer.manifest.exists():
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    async def _run(self) -> RunResult:
         ready = prepare(self.env, self.request, self.emit)
         self._python = ready.python
         if self.request.use_cache:  # a bad `reads`, --refresh id or input fails here, before the run folder exists
@@ -94,16 +123,20 @@ class Runner:
             await self._execute(executor, known)
             self._check_outputs()
             self._check_reads()
+            self._require_cache_writes()
+            self._check_reruns()
             results = {pid: o.result for pid, o in self.outcomes.items() if o.ok}
             if not self._not_ok:
                 self.emit(Phase("reducing"))
                 value = self._reduce(job, results)
             status = "failed" if self.error or self._not_ok else "ok"
         except (KeyboardInterrupt, asyncio.CancelledError):
-            self._finish("interrupted", "interrupted by the user (Ctrl-C)")
+            self._finish("interrupted", TERMINATED_MESSAGE if self._sigterm.received else "interrupted by the user (Ctrl-C)")
             raise
-        except BaseException:
-            self._finish("failed", traceback.format_exc())
+        except BaseException as exc:
+            self._finish("failed", _failure_text(exc))
+            if isinstance(exc, OSError):
+                raise share_error(exc, "during the run, at") from exc
             raise
         self._finish(status, self.error)
         result = RunResult(run_id=self.run_id, app=self.env.name, mode=Mode(self.request.mode), status=status, value=value,
@@ -111,7 +144,7 @@ class Runner:
                            outcomes=list(self.outcomes.values()), run_dir=self.run_dir, plan=self.plan,
                            duration_s=time.time() - self.started)
         if status != "ok":
-            raise RunError(self._failure_message(), fix=f"see the record: agi runs show {self.run_id}", result=result)
+            raise RunError(self._failure_message(), fix=self._fix or f"see the record: agi runs show {self.run_id}", result=result)
         return result
 
     def _look_up(self) -> tuple[dict[str, Known], dict[str, str]]:
@@ -275,12 +308,40 @@ class Runner:
         self.record.warnings.append(warning)
         self.emit(Notice(warning, level="warning"))
 
+    def _cache_writes(self) -> CacheWrites:
+        """The results the workers could not store (counted once, from the outcomes' notes)."""
+        if self._writes is None:
+            self._writes = tally(self.outcomes.values()) if self.cache is not None else CacheWrites()
+        return self._writes
+
+    def _require_cache_writes(self) -> None:
+        """With ``--require-cache``, a result that could not be stored is the run's error."""
+        writes = self._cache_writes()
+        if writes and self.request.cache.require and self.cache is not None and not self.error:
+            self.error = writes.error(self.cache.store.root)
+            self._fix = f"{writes.fix()}, then run it again (agi run {self.env.name} --resume {self.run_id})"
+
+    def _check_reruns(self) -> None:
+        """Partitions whose work() ran again after a lost worker: counted in the record, and one warning."""
+        ids = [o.id for o in self.outcomes.values() if o.retries]
+        if not ids:
+            return
+        assert self.record is not None
+        self.record.reruns = len(ids)
+        warning = reruns_warning(ids, self.run_id)
+        self.record.warnings.append(warning)
+        self.emit(Notice(warning, level="warning"))
+
     def _finish(self, status: str, error: str | None) -> None:
         assert self.record is not None
         warning = self.cache.audit_warning() if self.cache is not None else None
         if warning is not None:
             self.record.warnings.append(warning)
             self.emit(Notice(warning, level="warning"))
+        writes = self._cache_writes()
+        if writes and self._fix is None:  # said once: as the run's error with --require-cache, else as a warning
+            self.record.warnings.append(writes.warning())
+            self.emit(Notice(writes.warning(), level="warning"))
         ended = time.time()
         local = None
         if self.request.executor != "dask":
@@ -296,9 +357,22 @@ class Runner:
             "workers": worker_records(self.outcomes.values(), facts, local),
             "totals": totals(self.plan, self.outcomes.values()),
         })
-        self.writer.finish(self.record, (p.id for p in self.plan.partitions), self.plan.slot_of)
+        try:
+            self.writer.finish(self.record, (p.id for p in self.plan.partitions), self.plan.slot_of)
+        except OSError as exc:
+            raise self._record_lost(exc, status, error) from exc
         announce(self.request.step, self.record, self.writer.manifest)
         self.emit(RunFinished(self.run_id, status, round(ended - self.started, 6), self.record.totals.model_dump()))
+
+    def _record_lost(self, exc: OSError, status: str, error: str | None) -> ShareError:
+        """The final record could not be written: say why in the reserved failure file, which
+        readers take as the run's end (not ``abandoned``), and return the error to raise."""
+        lost = share_error(exc, "writing the run record")
+        ended = f"the run itself ended {status}" + (f" ({error.strip().splitlines()[-1]})" if error and error.strip() else "")
+        said = self.writer.record_failure(f"{lost.message}; {ended}; the partitions logged before are kept")
+        record = (f"`agi runs show {self.run_id}` says it failed and why" if said else
+                  "the record could not say so either: it will read abandoned")
+        return ShareError(f"{lost.message}; {ended}", fix=f"{lost.fix}; {record}")
 
     def _failure_message(self) -> str:
         bad = [o for o in self.outcomes.values() if o.status == "failed"]
@@ -310,6 +384,16 @@ class Runner:
                     + (f"; {skipped} skipped for failed dependencies" if skipped else "")
                     + f"; {sum(o.ok for o in self.outcomes.values())} succeeded\n{(first.error or '').rstrip()}")
         return self.error or "the run failed"
+
+
+def _failure_text(exc: BaseException) -> str:
+    """What the record says of a run that raised ``exc``: a share error's message (the path and
+    the errno say it all), else the traceback."""
+    if isinstance(exc, OSError):
+        return share_error(exc, "during the run, at").message
+    if isinstance(exc, ShareError):
+        return exc.message
+    return traceback.format_exc()
 
 
 def _kernel_notes(outcomes: Iterable[Outcome], shown: int = 5) -> str | None:

@@ -24,6 +24,7 @@ class ToyArgs(BaseModel):
     chain: bool = False  # partition i depends on i-1 (a DAG)
     need_gpu: list[int] = []  # partitions that need the "gpu" capability
     write_files: bool = False  # each partition writes out_dir/part-i.txt
+    file_kb: int = 0  # with write_files: each file is padded to this many KiB (a share that fills up)
     offset: int = 0  # added to every square: the one arg results read (see `reads` below)
     stray_files: bool = False  # each partition writes out_dir/stray-i.txt without declaring it
     fail_while: str = ""  # a path: partitions in fail_on fail only while this file exists
@@ -86,7 +87,7 @@ class Toy(App):
         if ctx.args.stray_files:
             (ctx.out_dir / f"stray-{i}.txt").write_text(str(i))
         if ctx.args.write_files:
-            ctx.output(f"part-{i}.txt").write_text(f"{i} {os.getpid()}")
+            ctx.output(f"part-{i}.txt").write_text(f"{i} {os.getpid()}".ljust(ctx.args.file_kb * 1024))
         result = {"square": i * i + ctx.args.offset, "pid": os.getpid(), "deps": {k: v["square"] for k, v in ctx.deps.items()}, "slot": ctx.slot}
         return _private_frame(ctx.args.private, result) if i in ctx.args.private_on else result
 
