@@ -184,8 +184,7 @@ class RecordWriter:
                 if isinstance(view, mmap.mmap):
                     view.close()
         self._offset_of = {}
-        for name in (LOG_FILE, HEARTBEAT_FILE, IN_FLIGHT_FILE):
-        for name in (LOG_FILE, HEARTBEAT_FILE, FAILURE_FILE):
+        for name in (LOG_FILE, HEARTBEAT_FILE, IN_FLIGHT_FILE, FAILURE_FILE):
             try:
                 os.unlink(self.run_dir / name)
             except FileNotFoundError:
