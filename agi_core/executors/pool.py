@@ -155,7 +155,7 @@ def _respawn_context(python: Path | None) -> Any:
 #: a slot whose process died is started again at most this many times; then its work moves
 _MAX_RESPAWNS = 5
 
-_Inbox = asyncio.Queue[tuple[str, list[Outcome] | None, bool]]
+_Inbox = asyncio.Queue[tuple["_SlotProcess", list[Outcome] | None, bool]]  # the process each message came from
 
 
 class PoolExecutor(Executor):
@@ -174,6 +174,7 @@ class PoolExecutor(Executor):
         self._slots: dict[str, _SlotProcess] = {}
         self._parts: dict[str, Partition] = {}
         self._home: dict[str, str] = {}  # partition -> the slot the plan gave it (whose process has it)
+        self._assignment: dict[str, list[str]] = {}  # slot -> its partitions, in order
         self._lost: dict[str, int] = {}  # partition -> how often its process died while running it
         self._reruns: dict[str, int] = {}  # partition -> times it ran again after its process was lost
         self._respawns: dict[str, int] = {}  # slot -> times its process was started again
@@ -185,13 +186,14 @@ class PoolExecutor(Executor):
         context = _process_context(self.context.python)
         self._parts = plan.partition_map()
         self._home = plan.slot_of()
+        self._assignment = plan.assignment
         for slot in plan.slots:
             ids = plan.assignment.get(slot.name)
             if ids and slot.name not in self._slots:
                 self._slots[slot.name] = self._new_slot(slot.name, context)
 
     def _new_slot(self, name: str, context: Any) -> _SlotProcess:
-        ids = [pid for pid, home in self._home.items() if home == name]
+        ids = self._assignment.get(name, [])
         keys = self.context.keys
         return _SlotProcess(name, self.job, context, {pid: self._parts[pid] for pid in ids},
                             {pid: keys[pid] for pid in ids if pid in keys})
@@ -211,8 +213,7 @@ class PoolExecutor(Executor):
             for outcome in self._dispatch(driver, ready, slot_of):
                 yield outcome
             while not driver.finished:
-                name, outcomes, batch_done = await inbox.get()
-                slot = self._slots[name]
+                slot, outcomes, batch_done = await inbox.get()
                 if outcomes is None:  # the process died or was stopped: start another, move its work
                     outcomes = self._after_death(slot, ready, rank, loop, inbox)
                     batch_done = False
@@ -333,16 +334,16 @@ class PoolExecutor(Executor):
             slot.process.join(timeout=1)
             slot.dead = (f"the worker process of slot {slot.name} (pid {slot.process.pid}) died "
                          f"(exit code {slot.process.exitcode}) while running it")
-            inbox.put_nowait((slot.name, None, True))
+            inbox.put_nowait((slot, None, True))
             return
         except Exception as exc:  # noqa: BLE001 - a message the manager cannot read at all: the slot is lost
             asyncio.get_running_loop().remove_reader(slot.conn.fileno())
             slot.kill()
             slot.dead = (f"the worker process of slot {slot.name} sent outcomes the manager cannot read "
                          f"({type(exc).__name__}: {exc}); it was stopped")
-            inbox.put_nowait((slot.name, None, True))
+            inbox.put_nowait((slot, None, True))
             return
-        inbox.put_nowait((slot.name, outcomes, done))
+        inbox.put_nowait((slot, outcomes, done))
 
     async def in_flight(self) -> list[InFlight]:
         running = []
@@ -365,7 +366,7 @@ class PoolExecutor(Executor):
         if slot.process.is_alive():
             slot.process.kill()
         slot.dead = reason
-        self._inbox.put_nowait((slot.name, None, True))
+        self._inbox.put_nowait((slot, None, True))
 
     async def retries(self) -> dict[str, int]:
         return {pid: count for pid, count in self._reruns.items() if count}
