@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ..errors import AgiError, Terminated
-from ..share_io import share_error
+from ..share_io import is_file_error, share_error
 from .options import apps_path_option
 from .output import console, print_error
 
@@ -68,8 +68,12 @@ class _Group(click.Group):
                 raise
             if ctx.obj and ctx.obj.get("verbose"):
                 traceback.print_exc()
-            error = share_error(exc, "at")
-            print_error(error.message, error.fix)
+            if is_file_error(exc):
+                error = share_error(exc, "at")
+                print_error(error.message, error.fix)
+            else:  # a network or system failure (a connection timed out): not the share's fault
+                print_error(f"{type(exc).__name__}: {exc}", "check the host and port it names (reachable, listening); "
+                            "`agi -v …` shows where it happened")
             ctx.exit(1)
 
 

@@ -33,7 +33,7 @@ from ..plan import GraphDriver, Known
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
 from ..provenance.lines import partition_line
 from ..provenance.reruns import reruns_warning
-from ..share_io import share_error
+from ..share_io import is_file_error, share_error
 from .caching import RunCache
 from .preflight import prepare
 from .recording import first_record, local_capabilities, local_versions, totals, worker_records
@@ -87,6 +87,8 @@ class Runner:
                 raise
             except OSError as exc:  # before the first record was written (after it, `_run` says it)
                 self._forget_run_dir()
+                if not is_file_error(exc):
+                    raise
                 raise share_error(exc, "starting the run at") from exc
 
     def _forget_run_dir(self) -> None:
@@ -135,7 +137,7 @@ class Runner:
             raise
         except BaseException as exc:
             self._finish("failed", _failure_text(exc))
-            if isinstance(exc, OSError):
+            if is_file_error(exc):
                 raise share_error(exc, "during the run, at") from exc
             raise
         self._finish(status, self.error)
@@ -389,7 +391,7 @@ class Runner:
 def _failure_text(exc: BaseException) -> str:
     """What the record says of a run that raised ``exc``: a share error's message (the path and
     the errno say it all), else the traceback."""
-    if isinstance(exc, OSError):
+    if is_file_error(exc):
         return share_error(exc, "during the run, at").message
     if isinstance(exc, ShareError):
         return exc.message
