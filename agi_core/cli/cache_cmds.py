@@ -217,7 +217,8 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
     if problem is None:
         out.print("[green]check: ok[/] (loads, and the result and outputs match their checksums)")
     else:
-        out.print(f"[red]check: corrupt[/]: {escape(problem)} (a run would not use it; it recomputes the partition)")
+        verdict = "untrusted" if ": untrusted: " in problem else "corrupt"
+        out.print(f"[red]check: {verdict}[/]: {escape(problem)} (a run would not use it; it recomputes the partition)")
     if unfinished:
         out.print(f"{escape(name)}: {unfinished_line(unfinished)}")
 

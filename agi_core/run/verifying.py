@@ -1,6 +1,7 @@
 """Offline cache verification (`agi cache verify APP`): every entry checked, a sample recomputed.
 
-Each entry is checked as a run checks a hit (header, size, checksum, unpickling, output files).
+Each entry is checked as a run checks a hit (its tag under this user's cache key, header, size,
+checksum, unpickling, output files): an entry whose tag does not check is ``untrusted``, never unpickled.
 With ``sample`` > 0, that many of the sound entries, chosen at random by a seed the report keeps,
 are recomputed here, in this process: the entry's header names the run that stored it and the
 partition; that run's plan gives the partition's payload and slot, its request the args and mode,
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cache import CacheStore, CorruptEntry, EntryInfo
 from ..cache.audit import compare, new_seed
+from ..cache.auth import UNTRUSTED
 from ..cache.keys import read_run_keys
 from ..cache.maintenance import verify_store
 from ..errors import AgiError
@@ -40,12 +42,12 @@ if TYPE_CHECKING:
 __all__ = ["EntryVerdict", "VerifyReport", "verify_cache"]
 
 #: verdicts that make `agi cache verify` fail
-BAD = ("corrupt", "mismatch", "failed")
+BAD = ("corrupt", "untrusted", "mismatch", "failed")
 
 
 @dataclass(frozen=True)
 class EntryVerdict:
-    """One entry: ``ok`` (sound, not recomputed), ``corrupt``, ``match``, ``mismatch``, ``failed``
+    """One entry: ``ok`` (sound, not recomputed), ``corrupt``, ``untrusted``, ``match``, ``mismatch``, ``failed``
     (its work() raised) or ``unverifiable``, with both digests when it was recomputed."""
 
     key: str
@@ -97,8 +99,9 @@ def verify_cache(app: str, share: Path, *, env: AgiEnv | None = None, sample: in
             bad.setdefault(key, problem)
     for key, problem in bad.items():
         info = infos.get(key)
-        report.entries.append(_verdict(info, "corrupt", problem) if info is not None
-                              else EntryVerdict(key, "", "", "corrupt", problem))
+        verdict = "untrusted" if f": {UNTRUSTED}: " in problem else "corrupt"
+        report.entries.append(_verdict(info, verdict, problem) if info is not None
+                              else EntryVerdict(key, "", "", verdict, problem))
     sound = [info for key, info in infos.items() if key not in bad]
     chosen = {i.key for i in random.Random(report.seed).sample(sorted(sound, key=lambda i: i.key), min(sample, len(sound)))}
     report.entries += [_verdict(info, "ok") for info in sound if info.key not in chosen]
