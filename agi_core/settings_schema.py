@@ -27,7 +27,8 @@ from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field,
 from .hosts import LOCAL_HOST, HostAddress, is_local_host
 from .modes import Mode
 
-__all__ = ["SLURM_HOST", "CacheSettings", "ClusterSettings", "DaskSettings", "InstallSettings", "SlurmSettings", "SshSettings", "WorkerSpec"]
+__all__ = ["SLURM_HOST", "CacheSettings", "ClusterSettings", "DaskSettings", "InstallSettings", "ShareSettings", "SlurmSettings",
+           "SshSettings", "WorkerSpec"]
 
 
 def _host_string(value: str) -> str:
@@ -58,6 +59,15 @@ class CacheSettings(_Strict):
                          "cached result (at least one when > 0); a mismatch is reported and the fresh result is used")
     require: bool = Field(default=False, description="a result that could not be stored in the cache (a full or read-only "
                           "share) fails the run instead of a warning; `agi run --require-cache` for one run")
+
+
+class ShareSettings(_Strict):
+    """The ``[cluster.share]`` table: who besides you may read and write what agi keeps on the share (docs/security.md)."""
+
+    group_access: Literal["none", "read", "write"] = Field(
+        default="read", description='what your group may do with the folders and files agi creates on the share: "read" '
+        '(folders 0750, files 0640), "write" (0770, 0660: a lab group sharing one cache and its runs; group-writable '
+        'folders are then loaded from too) or "none" (0700, 0600)')
 
 
 class WorkerSpec(_Strict):
@@ -219,6 +229,7 @@ class ClusterSettings(_Strict):
     install: InstallSettings = Field(default_factory=InstallSettings)
     dask: DaskSettings = Field(default_factory=DaskSettings)
     tls: bool = Field(default=False, description="TLS between manager, scheduler and workers")
+    share: ShareSettings = Field(default_factory=ShareSettings, description="who besides you may use what agi keeps on the share")
     slurm: SlurmSettings = Field(default_factory=SlurmSettings, description='the jobs of backend = "slurm"')
 
     @field_validator("workers", mode="before")

@@ -52,6 +52,8 @@ class JobSpec:
     audit: Mapping[str, str] = field(default_factory=dict)
     #: the id of the manager's cache key (`cache.auth.CacheKey.id`): a worker holding another key stores nothing
     cache_key_id: str = ""
+    #: the umask of what workers create on the share (`share_access`: ``[cluster.share] group_access``); None: left as it is
+    share_umask: int | None = None
 
 
 @dataclass(slots=True)

@@ -47,6 +47,8 @@ class PartitionRunner:
         self.worker = f"{self.host}:{os.getpid()}"
         self.job_id = os.environ.get("SLURM_JOB_ID", "")  # a worker in a Slurm job: the record names the job
         self._loggers: dict[str, logging.Logger] = {}
+        if job.share_umask is not None:  # what this worker creates on the share: the run's modes (`share_access`)
+            os.umask(job.share_umask)
         job.out_dir.mkdir(parents=True, exist_ok=True)
         # entries are tagged with the manager's key, as this worker finds it (`cache.auth.worker_key`)
         self.cache = CacheStore(job.cache_dir, key=worker_key(job.cache_key_id)) if job.cache_dir is not None else None

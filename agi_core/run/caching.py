@@ -33,6 +33,7 @@ from ..executors import Outcome
 from ..plan import Known
 from ..provenance import AuditMismatch, AuditRecord
 from ..provenance.lines import cached_line, partition_line
+from ..share_access import ShareAccess, check_folder
 from ..share_io import share_error
 
 if TYPE_CHECKING:
@@ -73,6 +74,9 @@ class RunCache:
         Declared input files are stamped here, where the plan is made (a missing one is a
         `PlanError` naming the partition and the path)."""
         store = CacheStore.for_app(request.share, env.name, key=ensure_key())  # the owner's key: made on first use
+        access = ShareAccess.of(request.cluster.share.group_access)  # no entry comes from a folder others can write
+        check_folder(store.root, access, what="cache entries", share=request.share)
+        check_folder(store.packs_dir, access, what="cache entries")
         stamper = InputStamper(request.share, mode=request.cache.inputs, hashes_file=store.root / HASHES_FILE)
         code, kind = env.code_hash(), kernel or kernel_kind_for_mode(request.mode)
         memo = KeysMemo(store.root, memo_id(fingerprint=plan.fingerprint, code=code, kernel=kind, inputs_mode=stamper.mode))

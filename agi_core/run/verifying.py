@@ -35,6 +35,7 @@ from ..executors import JobSpec
 from ..executors.worker import PartitionRunner
 from ..plan import WorkPlan
 from ..provenance import RunStore, read_record
+from ..share_access import ShareAccess, check_folder
 
 if TYPE_CHECKING:
     from ..env import AgiEnv
@@ -82,12 +83,15 @@ class VerifyReport:
 
 
 def verify_cache(app: str, share: Path, *, env: AgiEnv | None = None, sample: int = 0, seed: int | None = None,
-                 progress: Callable[[str], None] | None = None) -> VerifyReport:
+                 progress: Callable[[str], None] | None = None, access: ShareAccess | None = None) -> VerifyReport:
     """Check every entry of ``app``'s cache on ``share``; recompute ``sample`` of the sound ones
-    with ``env`` (the app, found: only recomputing needs its code)."""
+    with ``env`` (the app, found: only recomputing needs its code). Raises `UnsafeFolder` when
+    the cache folder is writable by others (``access``: ``[cluster.share] group_access``)."""
     if sample and env is None:
         raise ValueError("recomputing a sample needs the app's env")
     store = CacheStore.for_app(share, app)
+    check_folder(store.root, access or ShareAccess(), what="cache entries", share=share)
+    check_folder(store.packs_dir, access or ShareAccess(), what="cache entries")
     report = VerifyReport(app, str(store.root), sample, new_seed() if seed is None else seed)
     _, problems = verify_store(store)  # every pack read once, every index checked
     infos = {info.key: info for info in store.entries()}
