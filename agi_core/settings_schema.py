@@ -26,6 +26,7 @@ from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field,
 
 from .hosts import LOCAL_HOST, HostAddress, is_local_host
 from .modes import Mode
+from .stalls import StallPolicy
 
 __all__ = ["SLURM_HOST", "CacheSettings", "ClusterSettings", "DaskSettings", "InstallSettings", "ShareSettings", "SlurmSettings",
            "SshSettings", "WorkerSpec"]
@@ -229,6 +230,12 @@ class ClusterSettings(_Strict):
     install: InstallSettings = Field(default_factory=InstallSettings)
     dask: DaskSettings = Field(default_factory=DaskSettings)
     tls: bool = Field(default=False, description="TLS between manager, scheduler and workers")
+    partition_timeout: float | str = Field(
+        default="auto", description='how long one partition may run before its worker is stopped and it is retried or '
+        'failed: seconds, a multiple of its expected time ("10x"), "auto" (20x, at least 10 minutes; one hour before '
+        'any partition finished) or "off" (modes with worker processes: pool, cluster)')
+    retries: int = Field(default=2, ge=0, description="times a partition may run again after its worker was lost "
+                         "(it died, or was stopped past partition_timeout); then it fails")
     share: ShareSettings = Field(default_factory=ShareSettings, description="who besides you may use what agi keeps on the share")
     slurm: SlurmSettings = Field(default_factory=SlurmSettings, description='the jobs of backend = "slurm"')
 
@@ -239,6 +246,12 @@ class ClusterSettings(_Strict):
         if isinstance(value, Mapping):
             return {host: {"count": spec} if isinstance(spec, int) and not isinstance(spec, bool) else spec
                     for host, spec in value.items()}
+        return value
+
+    @field_validator("partition_timeout")
+    @classmethod
+    def _timeout_form(cls, value: float | str) -> float | str:
+        StallPolicy.parse(value)  # a ValueError names the accepted forms
         return value
 
     @field_validator("scheduler")

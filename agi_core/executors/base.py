@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..provenance import ClusterRecord
     from ..settings import ClusterSettings
 
-__all__ = ["NOTE_SEPARATOR", "ExecutionContext", "Executor", "JobSpec", "Outcome", "settle", "skipped_outcomes"]
+__all__ = ["NOTE_SEPARATOR", "ExecutionContext", "Executor", "InFlight", "JobSpec", "Outcome", "settle", "skipped_outcomes"]
 
 #: joins an outcome's notes: its kernels' note first (a fallback taken), then what the cache did
 NOTE_SEPARATOR = "; "
@@ -116,6 +116,22 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class InFlight:
+    """A partition running now: where (slot, host, the worker's pid) and since when (epoch seconds,
+    as the worker's clock said when it started the partition)."""
+
+    id: str
+    slot: str
+    host: str
+    pid: int
+    since: float
+    worker: str = ""  # the Dask worker's address, for the executor that stops it
+
+    def where(self) -> str:
+        return f"slot {self.slot} (host {self.host}, pid {self.pid})"
+
+
+@dataclass(frozen=True)
 class ExecutionContext:
     """What an executor is given: the run, the job its workers load, the cluster settings, where
     to send events, and the interpreter for worker processes on this machine (None: this one)."""
@@ -158,6 +174,18 @@ class Executor(abc.ABC):
     async def retries(self) -> dict[str, int]:
         """Partition id → how often it was retried after its worker died (for the record)."""
         return {}
+
+    async def in_flight(self) -> list[InFlight]:
+        """The partitions running now, asked often (about once a second) while the run goes:
+        cheap, and never blocked by a worker that does not answer. Empty where the executor
+        cannot tell (then nothing is watched)."""
+        return []
+
+    async def stop_worker(self, item: InFlight, reason: str) -> None:
+        """Stop the worker process running ``item`` (it hung): the partition is retried on
+        another slot within ``[cluster] retries``, or fails with ``reason``; whatever else that
+        worker had not started runs elsewhere. Returns without waiting for the process to go."""
+        raise NotImplementedError(f"the {self.name} executor cannot stop a worker")
 
     def workers(self) -> dict[str, dict[str, Any]]:
         """Worker name → facts for the record (versions, capabilities), once known."""

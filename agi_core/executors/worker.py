@@ -268,14 +268,21 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
     except Exception:  # noqa: BLE001 - loading the app failed: each partition's failure, as in a pool slot
         error = traceback.format_exc()
         return pack_outcomes([Outcome(part.id, slot, "failed", host, worker, error=error) for part, *_ in parts])
+    from .dask_watch import running_partition
+
+    watch = running_partition()  # tells the manager, through the scheduler, what runs here and since when
     outcomes = []
     with StartedLog.open(started_dir(runner.job.out_dir), parts[0][0].id if parts else "") as started:
         for index, (part, key, audit) in enumerate(parts):
             before = started.mark(index)  # on the share before work() runs: a re-run of this task will know
+            if watch is not None:
+                watch.started(part.id)
             outcome = runner.run(part, slot, inputs, worker=worker, key=key, audit=audit)
             if before:
                 _count_retries(outcome, before)
             outcomes.append(outcome)
+    if watch is not None:
+        watch.finished()
     runner.flush()  # the batch's entries, as one pack, before its outcomes go
     return pack_outcomes(outcomes)
 

@@ -21,6 +21,7 @@ __all__ = [
     "AuditMismatch",
     "AuditRecord",
     "ClusterRecord",
+    "InFlightRecord",
     "ManagerRecord",
     "ModeRecord",
     "PartitionRecord",
@@ -127,6 +128,16 @@ class PartitionRecord(_Model):
         return self.ran_slot or self.slot
 
 
+class InFlightRecord(_Model):
+    """A partition running now (read from a running run's ``in_flight.json``, never stored in the manifest)."""
+
+    id: str
+    slot: str = ""
+    host: str = ""
+    pid: int = 0
+    since: str = ""
+
+
 class Totals(_Model):
     partitions: int = 0
     ok: int = 0
@@ -195,6 +206,7 @@ class RunRecord(_Model):
     ended: str | None = None
     duration_s: float = 0.0
     heartbeat: str | None = None  # last sign of life of a running manager (read from its heartbeat file)
+    in_flight: list[InFlightRecord] | None = Field(default=None, exclude=True)  # a running run's partitions running now
     totals: Totals = Field(default_factory=Totals)
     error: str | None = None
     out_dir: str = ""

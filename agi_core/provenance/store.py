@@ -22,8 +22,8 @@ from pydantic import ValidationError
 
 from ..errors import AgiError
 from ..share_access import ShareAccess, check_folder
-from .model import READABLE_SCHEMAS, AppRecord, PartitionRecord, RunRecord
-from .writer import HEARTBEAT_FILE, LOG_FILE, MANIFEST_FILE, read_failure
+from .model import READABLE_SCHEMAS, AppRecord, InFlightRecord, PartitionRecord, RunRecord
+from .writer import HEARTBEAT_FILE, IN_FLIGHT_FILE, LOG_FILE, MANIFEST_FILE, read_failure
 
 __all__ = ["PID_REUSE_S", "STALE_S", "RunStore", "iso", "new_run_id", "read_record"]
 
@@ -71,7 +71,18 @@ def read_record(path: Path, access: ShareAccess | None = None) -> RunRecord:
     if record.status == "running":
         _fold_log(record, path.parent)
         _judge(record, path.parent)
+        if record.status == "running":
+            record.in_flight = _in_flight(path.parent)
     return record
+
+
+def _in_flight(run_dir: Path) -> list[InFlightRecord] | None:
+    """What a running run's watchdog last saw running (`agi_core.run.watchdog`); None: unknown."""
+    try:
+        data = json.loads((run_dir / IN_FLIGHT_FILE).read_text())
+        return [InFlightRecord.model_validate(item) for item in data]
+    except (OSError, ValueError, ValidationError):  # not written yet, or replaced while read
+        return None
 
 
 def _reroot(record: RunRecord, run_dir: Path) -> None:

@@ -41,6 +41,7 @@ from .recording import first_record, local_capabilities, local_versions, totals,
 from .result import RunResult
 from .step import announce
 from .termination import TERMINATED_MESSAGE, SigtermCancels
+from .watchdog import Watchdog
 
 if TYPE_CHECKING:
     from ..env import AgiEnv
@@ -204,8 +205,17 @@ class Runner:
             if todo.partitions:
                 self.emit(Phase("running", f"{executor.name}: {len(todo.partitions)} partitions to compute"
                                 + (f", {len(known)} from the cache" if known else "")))
-                async for outcome in executor.execute(todo, driver):
-                    self._take(outcome)
+                watchdog = Watchdog(executor, self.request.cluster.partition_timeout, lambda pid: driver.partition(pid).weight,
+                                    self.emit, self.run_dir)
+                watching = asyncio.create_task(watchdog.run(), name="agi-watchdog")
+                try:
+                    async for outcome in executor.execute(todo, driver):
+                        watchdog.finished(outcome)
+                        self._take(outcome)
+                finally:
+                    watching.cancel()
+                    await asyncio.wait([watching])
+                self._hung(watchdog)
             for pid, count in (await executor.retries()).items():
                 if pid in self.outcomes:
                     self.outcomes[pid].retries = count
@@ -218,6 +228,14 @@ class Runner:
             gc.unfreeze()
             self._worker_facts, self._where = executor.workers(), executor.describe()
             await executor.close()
+
+    def _hung(self, watchdog: Watchdog) -> None:
+        """One warning in the record for the partitions whose worker was stopped for a hang."""
+        if watchdog.stopped:
+            assert self.record is not None
+            count = len(watchdog.stopped)
+            self.record.warnings.append(f"{count} partition{'s' if count > 1 else ''} hung and had {'their' if count > 1 else 'its'} "
+                                        f"worker stopped: {watchdog.stopped[0]}" + (" …" if count > 1 else ""))
 
     def _refresh(self, executor: Executor) -> None:
         """Rewrite the manifest once the executor knows where the run runs (e.g. the scheduler)."""
