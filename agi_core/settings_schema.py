@@ -28,7 +28,8 @@ from .hosts import LOCAL_HOST, HostAddress, is_local_host
 from .modes import Mode
 from .stalls import StallPolicy
 
-__all__ = ["SLURM_HOST", "CacheSettings", "ClusterSettings", "DaskSettings", "InstallSettings", "SlurmSettings", "SshSettings", "WorkerSpec"]
+__all__ = ["SLURM_HOST", "CacheSettings", "ClusterSettings", "DaskSettings", "InstallSettings", "ShareSettings", "SlurmSettings",
+           "SshSettings", "WorkerSpec"]
 
 
 def _host_string(value: str) -> str:
@@ -59,6 +60,15 @@ class CacheSettings(_Strict):
                          "cached result (at least one when > 0); a mismatch is reported and the fresh result is used")
     require: bool = Field(default=False, description="a result that could not be stored in the cache (a full or read-only "
                           "share) fails the run instead of a warning; `agi run --require-cache` for one run")
+
+
+class ShareSettings(_Strict):
+    """The ``[cluster.share]`` table: who besides you may read and write what agi keeps on the share (docs/security.md)."""
+
+    group_access: Literal["none", "read", "write"] = Field(
+        default="read", description='what your group may do with the folders and files agi creates on the share: "read" '
+        '(folders 0750, files 0640), "write" (0770, 0660: a lab group sharing one cache and its runs; group-writable '
+        'folders are then loaded from too) or "none" (0700, 0600)')
 
 
 class WorkerSpec(_Strict):
@@ -226,6 +236,7 @@ class ClusterSettings(_Strict):
         'any partition finished) or "off" (modes with worker processes: pool, cluster)')
     retries: int = Field(default=2, ge=0, description="times a partition may run again after its worker was lost "
                          "(it died, or was stopped past partition_timeout); then it fails")
+    share: ShareSettings = Field(default_factory=ShareSettings, description="who besides you may use what agi keeps on the share")
     slurm: SlurmSettings = Field(default_factory=SlurmSettings, description='the jobs of backend = "slurm"')
 
     @field_validator("workers", mode="before")

@@ -65,6 +65,17 @@ def share_for(ctx: click.Context, app: str | None, share: Path | None) -> Path:
     return default_share()
 
 
+def access_for(ctx: click.Context, app: str | None) -> Any:
+    """APP's ``[cluster.share] group_access`` (`share_access.ShareAccess`); the default when APP is not found here."""
+    from ..errors import AgiError
+    from ..share_access import ShareAccess
+
+    try:
+        return ShareAccess.of(env_for(ctx, app).settings().cluster.share.group_access) if app else ShareAccess()
+    except AgiError:
+        return ShareAccess()
+
+
 def app_name(ctx: click.Context, app: str, share: Path | None) -> str:
     """The app's name: with --share the app need not be found in the apps folders."""
     return app.removesuffix("_project") if share else env_for(ctx, app).name
@@ -217,7 +228,8 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
     if problem is None:
         out.print("[green]check: ok[/] (loads, and the result and outputs match their checksums)")
     else:
-        out.print(f"[red]check: corrupt[/]: {escape(problem)} (a run would not use it; it recomputes the partition)")
+        verdict = "untrusted" if ": untrusted: " in problem else "corrupt"
+        out.print(f"[red]check: {verdict}[/]: {escape(problem)} (a run would not use it; it recomputes the partition)")
     if unfinished:
         out.print(f"{escape(name)}: {unfinished_line(unfinished)}")
 
@@ -258,7 +270,7 @@ def cache_verify(ctx: click.Context, app: str | None, share: Path | None, sample
         status.start()
     try:
         report = verify_cache(app_name(ctx, app, share), root, env=env, sample=sample, seed=seed,
-                              progress=status.update if status is not None else None)
+                              progress=status.update if status is not None else None, access=access_for(ctx, app))
     finally:
         if status is not None:
             status.stop()

@@ -28,7 +28,7 @@ _COMMANDS = {
     "run": "run_cmds:run_command", "install": "hosts_cmds:install_command", "doctor": "hosts_cmds:doctor_command",
     "hosts": "hosts_cmds:hosts_group", "cluster": "cluster_cmds:cluster_group", "runs": "runs_cmds:runs_group",
     "cache": "cache_cmds:cache_group", "snippet": "snippet_cmds:snippet_command", "steps": "steps_cmds:steps_group",
-    "ui": "ui_cmd:ui_command",
+    "ui": "ui_cmd:ui_command", "keys": "keys_cmds:keys_group",
 }
 
 

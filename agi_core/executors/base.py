@@ -50,6 +50,10 @@ class JobSpec:
     #: cache hits recomputed for the audit (``--audit``): partition id -> its entry's digest, which
     #: the worker compares the fresh result with (`agi_core.cache.audit`)
     audit: Mapping[str, str] = field(default_factory=dict)
+    #: the id of the manager's cache key (`cache.auth.CacheKey.id`): a worker holding another key stores nothing
+    cache_key_id: str = ""
+    #: the umask of what workers create on the share (`share_access`: ``[cluster.share] group_access``); None: left as it is
+    share_umask: int | None = None
 
 
 @dataclass(slots=True)
@@ -59,7 +63,8 @@ class Outcome:
     ``retries``: how often it started before on a worker that was lost (its ``work()`` ran that
     many times more). ``status``: ``ok``, ``failed``, ``skipped`` (a dependency did not succeed) or ``cached`` (its
     result was known before dispatch). ``cache``: ``hit``, ``miss``, ``stored``, ``corrupt``
-    (its entry could not be trusted, and it was computed again), ``audited`` (a hit recomputed for
+    (its entry was damaged, and it was computed again), ``untrusted`` (its entry did not
+    authenticate under the owner's key: never loaded, computed again), ``audited`` (a hit recomputed for
     the audit, same result) or ``mismatch`` (a hit recomputed for the audit, another result: it
     replaced the entry), empty without the cache; ``key`` its cache key; ``location`` where its
     result is kept (a cache entry's path); ``digest`` the SHA-256 of an audited result's pickle.

@@ -112,7 +112,7 @@ class PartitionRecord(_Model):
     #: the slot whose worker ran it, when not ``slot`` (the planned one): a lost worker's task moved there
     ran_slot: str | None = None
     cache_hit: bool = False
-    cache: str | None = None  # hit, miss, stored, corrupt, audited, mismatch; None: the run did not use the cache
+    cache: str | None = None  # hit, miss, stored, corrupt, untrusted, audited, mismatch; None: the run did not use the cache
     cache_key: str | None = None
     error: str | None = None
     note: str = ""

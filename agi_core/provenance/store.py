@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import AgiError
+from ..share_access import ShareAccess, check_folder
 from .model import READABLE_SCHEMAS, AppRecord, InFlightRecord, PartitionRecord, RunRecord
 from .writer import HEARTBEAT_FILE, IN_FLIGHT_FILE, LOG_FILE, MANIFEST_FILE, read_failure
 
@@ -49,9 +50,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def read_record(path: Path) -> RunRecord:
+def read_record(path: Path, access: ShareAccess | None = None) -> RunRecord:
     """One record, from its manifest (and, while it runs, its partition log). Raises `AgiError`
-    naming the file when it is not a readable run record."""
+    naming the file when it is not a readable run record, and `UnsafeFolder` when users other
+    than its owner can write it or its folder (``access``: ``[cluster.share] group_access``)."""
+    path = Path(path)
+    _refused(path, access or ShareAccess())
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
@@ -156,11 +160,18 @@ def _judge(record: RunRecord, run_dir: Path) -> None:
     record.error = record.error or f"abandoned: {why}; the partitions it finished are kept"
 
 
+def _refused(path: Path, access: ShareAccess) -> None:
+    """Raise `UnsafeFolder` when the record at ``path`` is not read because others can write it."""
+    share = path.parents[3] if len(path.parents) > 3 and path.parents[2].name == "runs" else None
+    check_folder(path.parent, access, what="run records", share=share, file=path)
+
+
 @dataclass(frozen=True)
 class RunStore:
-    """The run records under one share."""
+    """The run records under one share; ``access``: ``[cluster.share] group_access`` (which folders may be read)."""
 
     share: Path
+    access: ShareAccess = ShareAccess()
 
     @property
     def root(self) -> Path:
@@ -178,7 +189,7 @@ class RunStore:
         records = []
         for path in self.manifests(app):
             try:
-                records.append(read_record(path))
+                records.append(read_record(path, self.access))
             except AgiError as exc:
                 records.append(RunRecord(run_id=path.parent.name, status="unreadable", app=AppRecord(name=path.parent.parent.name),
                                          error=exc.message, path=str(path)))
@@ -188,7 +199,7 @@ class RunStore:
         """A record by run id, unique id prefix, path (to a run folder or its manifest), or ``last``."""
         candidate = Path(run)
         if candidate.is_dir() or candidate.is_file():
-            return read_record(candidate / MANIFEST_FILE if candidate.is_dir() else candidate)
+            return read_record(candidate / MANIFEST_FILE if candidate.is_dir() else candidate, self.access)
         records = self.list()
         if run in ("last", "latest"):
             if not records:
@@ -196,6 +207,8 @@ class RunStore:
             return records[0]
         matches = [r for r in records if r.run_id.startswith(run)]
         if len(matches) == 1:
+            if matches[0].status == "unreadable" and matches[0].path:
+                _refused(Path(matches[0].path), self.access)  # a folder others can write: said as the error, with its fix
             return matches[0]
         if not matches:
             raise AgiError(f"no run '{run}' under {self.root}", fix="list runs with `agi runs list`")

@@ -33,6 +33,7 @@ from ..plan import GraphDriver, Known
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
 from ..provenance.lines import partition_line
 from ..provenance.reruns import reruns_warning
+from ..share_access import ShareAccess
 from ..share_io import is_file_error, share_error
 from .caching import RunCache
 from .preflight import prepare
@@ -156,6 +157,9 @@ class Runner:
             return {}, {}
         self.emit(Phase("cache", f"looking up {len(self.plan.partitions)} partitions in {self.cache.store.root}"))
         known = self.cache.load(self.plan, self.run_dir / "out", self.emit)
+        if self.cache.warnings:  # e.g. untrusted entries: said once, and kept in the record
+            assert self.record is not None
+            self.record.warnings.extend(self.cache.warnings)
         fraction = self.request.cache.audit
         if not fraction:
             return known, {}
@@ -173,7 +177,8 @@ class Runner:
         return JobSpec(self.env.src_dir, self.env.module_name, self.env.class_name, self.request.args, self.request.mode,
                        self.run_dir / "out", run_id=self.run_id, cache_dir=cache.store.root if cache else None,
                        cache_kernel=cache.keys.kernel if cache else "", refresh=self.request.refresh, audit=audit,
-                       inputs_base=self.request.share)
+                       inputs_base=self.request.share, cache_key_id=cache.store.key.id if cache else "",
+                       share_umask=ShareAccess.of(self.request.cluster.share.group_access).umask)
 
     def _context(self, job: JobSpec) -> ExecutionContext:
         return ExecutionContext(self.run_id, self.env.name, job, self.request.cluster, self.emit, self._python,
@@ -243,7 +248,7 @@ class Runner:
     def _take(self, outcome: Outcome) -> None:
         cache = self.cache
         if cache is not None:
-            if cache.corrupt or cache.unloadable:
+            if cache.corrupt or cache.unloadable or cache.untrusted:
                 cache.mark(outcome)
             if cache.audits:
                 notice = cache.audited(outcome)
