@@ -34,6 +34,7 @@ from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, Worke
 from ..provenance.lines import partition_line
 from ..provenance.reruns import reruns_warning
 from ..share_io import share_error
+from .app_errors import reduce_failure
 from .caching import RunCache
 from .preflight import prepare
 from .recording import first_record, local_capabilities, local_versions, totals, worker_records
@@ -74,6 +75,7 @@ class Runner:
         self._fix: str | None = None  # the fix of the run's own error (else: see the record)
         self._writes: CacheWrites | None = None  # results the workers could not store, once counted
         self._sigterm = SigtermCancels()
+        self._app_error: tuple[str, BaseException] | None = None  # reduce() raised: the short message, the exception
 
     async def run(self) -> RunResult:
         """Run the plan; raise `RunError` (with the partial result) when any partition failed,
@@ -144,7 +146,9 @@ class Runner:
                            outcomes=list(self.outcomes.values()), run_dir=self.run_dir, plan=self.plan,
                            duration_s=time.time() - self.started)
         if status != "ok":
-            raise RunError(self._failure_message(), fix=self._fix or f"see the record: agi runs show {self.run_id}", result=result)
+            cause = self._app_error[1] if self._app_error else None  # `-v` shows the app's traceback
+            raise RunError(self._failure_message(), fix=self._fix or f"see the record: agi runs show {self.run_id}",
+                           result=result) from cause
         return result
 
     def _look_up(self) -> tuple[dict[str, Known], dict[str, str]]:
@@ -269,8 +273,9 @@ class Runner:
         try:
             # read-only: the same dict (1,000,000 entries at scale) is the run result's `results`
             return app.reduce(MappingProxyType(results), ctx)
-        except Exception:  # noqa: BLE001 - recorded and raised as the run's failure
-            self.error = "App.reduce failed:\n" + traceback.format_exc()
+        except Exception as exc:  # noqa: BLE001 - recorded and raised as the run's failure
+            message, self._fix, self.error = reduce_failure(self.env.name, exc, self.run_id, self.cache is not None)
+            self._app_error = (message, exc)
             return None
 
     def _check_outputs(self) -> None:
@@ -383,7 +388,7 @@ class Runner:
             return (f"partition '{first.id}' failed on slot {first.slot}{others}"
                     + (f"; {skipped} skipped for failed dependencies" if skipped else "")
                     + f"; {sum(o.ok for o in self.outcomes.values())} succeeded\n{(first.error or '').rstrip()}")
-        return self.error or "the run failed"
+        return self._app_error[0] if self._app_error else self.error or "the run failed"
 
 
 def _failure_text(exc: BaseException) -> str:
