@@ -26,7 +26,7 @@ from ..cache.inputs import check_inputs
 from ..cache.write_failures import CacheWrites, tally
 from ..errors import RunError, ShareError, Terminated
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
-from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, JobSpec, Outcome, create_executor
+from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, InFlight, JobSpec, Outcome, create_executor
 from ..kernels import select_kernels
 from ..modes import Mode
 from ..plan import GraphDriver, Known
@@ -36,6 +36,7 @@ from ..provenance.reruns import reruns_warning
 from ..share_io import share_error
 from .app_errors import reduce_failure
 from .caching import RunCache
+from .interruption import running_at_stop, unfinished_line
 from .preflight import prepare
 from .recording import first_record, local_capabilities, local_versions, totals, worker_records
 from .result import RunResult
@@ -76,6 +77,7 @@ class Runner:
         self._writes: CacheWrites | None = None  # results the workers could not store, once counted
         self._sigterm = SigtermCancels()
         self._app_error: tuple[str, BaseException] | None = None  # reduce() raised: the short message, the exception
+        self._running_at_stop: list[InFlight] = []  # what the workers ran when the run was stopped
 
     async def run(self) -> RunResult:
         """Run the plan; raise `RunError` (with the partial result) when any partition failed,
@@ -133,6 +135,7 @@ class Runner:
                 value = self._reduce(job, results)
             status = "failed" if self.error or self._not_ok else "ok"
         except (KeyboardInterrupt, asyncio.CancelledError):
+            self._keep_unfinished()
             self._finish("interrupted", TERMINATED_MESSAGE if self._sigterm.received else "interrupted by the user (Ctrl-C)")
             raise
         except BaseException as exc:
@@ -220,13 +223,23 @@ class Runner:
                     self.outcomes[pid].retries = count
                     self.outcomes[pid].line = b""
                     self.writer.add(pid, partition_line(self.outcomes[pid]))  # the record keeps the latest line
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):  # what ran is drawn in the report
+                self._running_at_stop = await running_at_stop(executor)
             executor.kill()
             raise
         finally:
             gc.unfreeze()
             self._worker_facts, self._where = executor.workers(), executor.describe()
             await executor.close()
+
+    def _keep_unfinished(self) -> None:
+        """Record the partitions that were running when the run was stopped: started, never ended."""
+        unfinished = [item for item in self._running_at_stop if item.id not in self.outcomes]
+        if unfinished:
+            slots = self.plan.slot_of()
+            for item in unfinished:
+                self.writer.add(item.id, unfinished_line(item, slots))
 
     def _hung(self, watchdog: Watchdog) -> None:
         """One warning in the record for the partitions whose worker was stopped for a hang."""
