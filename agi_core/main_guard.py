@@ -29,6 +29,10 @@ _FIX = ('put the call under `if __name__ == "__main__":` (e.g. `if __name__ == "
         "Dask's worker processes import the script again when they start (docs/troubleshooting.md)")
 
 
+#: the name Dask's nannies give the worker processes they spawn (`distributed.nanny.WorkerProcess`)
+_DASK_WORKER = "Dask Worker process"
+
+
 class ReimportedMainError(AgiError):
     """``AGI.*`` was called while a spawned worker process re-imported the user's script.
 
@@ -59,17 +63,20 @@ def _message(call: str, script: str) -> str:
 def refuse_in_reimport(call: str) -> None:
     """Stop this process when ``call`` (e.g. ``AGI.run``) runs in a spawn child's re-import of
     ``__main__`` (the script calls it at module level, without a guard): nothing starts and
-    nothing is recorded. The reason goes to the parent (`reimport_refused`); the child exits
-    with status 1, and prints the error itself only when it could not leave it there."""
+    nothing is recorded; the child exits with status 1. A Dask worker process leaves the reason
+    to its parent (`reimport_refused`), whose cluster start then fails with it: one error, not one
+    per worker. Any other spawned child prints it (``error:`` / ``fix:``)."""
     if not reimporting_main():
         return
     main = sys.modules.get("__mp_main__") or sys.modules.get("__main__")
     message = _message(call, str(getattr(main, "__file__", None) or "the main script"))
-    try:
-        _note(os.getppid()).write_text(message)
-    except OSError:
-        raise SystemExit(f"error: {message}\nfix: {_FIX}") from None
-    raise SystemExit(1)
+    if multiprocessing.current_process().name.startswith(_DASK_WORKER):  # its parent's cluster start will say it, once
+        try:
+            _note(os.getppid()).write_text(message)
+            raise SystemExit(1)
+        except OSError:
+            pass
+    raise SystemExit(f"error: {message}\nfix: {_FIX}")
 
 
 def reimport_refused(since: float) -> ReimportedMainError | None:
