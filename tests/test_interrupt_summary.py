@@ -5,7 +5,6 @@ the report's Gantt draws grey."""
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import signal
