@@ -22,6 +22,7 @@ from .executors import Outcome
 from .modes import Mode
 from .plan import WorkPlan
 from .run import Runner, RunRequest, RunResult, chosen_plan, fresh_plan, resolve, resume_request
+from .main_guard import refuse_in_reimport
 from .share_access import ShareAccess, share_umask
 
 __all__ = ["AGI", "RunResult"]
@@ -61,6 +62,7 @@ class AGI:
         Raises `RunError` (with the partial result on ``.result``) when a partition fails, after
         every other partition has run. Ctrl-C stops the workers and still writes the record.
         """
+        refuse_in_reimport("AGI.run")
         if audit and not use_cache:
             raise SettingsError("audit recomputes cache hits: it cannot be given with use_cache=False (--no-cache)",
                                 fix="drop one of them")

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .options import MODE_HELP, apps_path_option, env_for, overrides, set_option
+from .options import MODE_HELP, apps_path_option, apps_paths, env_for, overrides, set_option
 from .output import console, print_json
 from .plan_view import plan_tree
 
@@ -84,20 +84,29 @@ def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tup
     --why ID` says why a partition was computed; `--audit` checks a sample of the hits.
     """
     from ..agi import AGI
-    from ..errors import RunError
+    from ..errors import RunError, Terminated
+    from ..events import ignore
+    from .interrupt_view import RunEnd, print_stopped
     from .run_view import RunView
 
     args, cluster = overrides(assignments)
     env = env_for(ctx, app)
     ids = tuple(pid.strip() for item in refresh for pid in item.split(",") if pid.strip())
+    end = RunEnd(ignore)
     try:
         with RunView(enabled=sys.stderr.isatty() if progress is None else progress) as view:
+            end.sink = view
             result = asyncio.run(AGI.run(env, mode=mode, args=args, cluster=cluster or None, plan=plan_file, use_cache=not no_cache,
-                                         refresh=ids, resume=resume, audit=audit, require_cache=require_cache, on_event=view))
+                                         refresh=ids, resume=resume, audit=audit, require_cache=require_cache, on_event=end))
     except RunError as exc:
         if exc.result is not None:
             print_run(exc.result, as_json)
         raise
+    except (KeyboardInterrupt, Terminated) as exc:  # the record is written: say what was kept and how to resume
+        sigterm = isinstance(exc, Terminated)
+        print_stopped(end, app, exc.message if isinstance(exc, Terminated) else "interrupted by Ctrl-C", apps_paths=apps_paths(ctx),
+                      share=cluster.get("workers_data_path"), use_cache=not no_cache)
+        ctx.exit(143 if sigterm else 130)
     print_run(result, as_json)
 
 

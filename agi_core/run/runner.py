@@ -26,7 +26,7 @@ from ..cache.inputs import check_inputs
 from ..cache.write_failures import CacheWrites, tally
 from ..errors import RunError, ShareError, Terminated
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
-from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, JobSpec, Outcome, create_executor
+from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, InFlight, JobSpec, Outcome, create_executor
 from ..kernels import select_kernels
 from ..modes import Mode
 from ..plan import GraphDriver, Known
@@ -35,7 +35,9 @@ from ..provenance.lines import partition_line
 from ..provenance.reruns import reruns_warning
 from ..share_access import ShareAccess
 from ..share_io import is_file_error, share_error
+from .app_errors import reduce_failure
 from .caching import RunCache
+from .interruption import running_at_stop, unfinished_line
 from .preflight import prepare
 from .recording import first_record, local_capabilities, local_versions, totals, worker_records
 from .result import RunResult
@@ -75,6 +77,8 @@ class Runner:
         self._fix: str | None = None  # the fix of the run's own error (else: see the record)
         self._writes: CacheWrites | None = None  # results the workers could not store, once counted
         self._sigterm = SigtermCancels()
+        self._app_error: tuple[str, BaseException] | None = None  # reduce() raised: the short message, the exception
+        self._running_at_stop: list[InFlight] = []  # what the workers ran when the run was stopped
 
     async def run(self) -> RunResult:
         """Run the plan; raise `RunError` (with the partial result) when any partition failed,
@@ -134,6 +138,7 @@ class Runner:
                 value = self._reduce(job, results)
             status = "failed" if self.error or self._not_ok else "ok"
         except (KeyboardInterrupt, asyncio.CancelledError):
+            self._keep_unfinished()
             self._finish("interrupted", TERMINATED_MESSAGE if self._sigterm.received else "interrupted by the user (Ctrl-C)")
             raise
         except BaseException as exc:
@@ -147,7 +152,9 @@ class Runner:
                            outcomes=list(self.outcomes.values()), run_dir=self.run_dir, plan=self.plan,
                            duration_s=time.time() - self.started)
         if status != "ok":
-            raise RunError(self._failure_message(), fix=self._fix or f"see the record: agi runs show {self.run_id}", result=result)
+            cause = self._app_error[1] if self._app_error else None  # `-v` shows the app's traceback
+            raise RunError(self._failure_message(), fix=self._fix or f"see the record: agi runs show {self.run_id}",
+                           result=result) from cause
         return result
 
     def _look_up(self) -> tuple[dict[str, Known], dict[str, str]]:
@@ -223,13 +230,23 @@ class Runner:
                     self.outcomes[pid].retries = count
                     self.outcomes[pid].line = b""
                     self.writer.add(pid, partition_line(self.outcomes[pid]))  # the record keeps the latest line
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):  # what ran is drawn in the report
+                self._running_at_stop = await running_at_stop(executor)
             executor.kill()
             raise
         finally:
             gc.unfreeze()
             self._worker_facts, self._where = executor.workers(), executor.describe()
             await executor.close()
+
+    def _keep_unfinished(self) -> None:
+        """Record the partitions that were running when the run was stopped: started, never ended."""
+        unfinished = [item for item in self._running_at_stop if item.id not in self.outcomes]
+        if unfinished:
+            slots = self.plan.slot_of()
+            for item in unfinished:
+                self.writer.add(item.id, unfinished_line(item, slots))
 
     def _hung(self, watchdog: Watchdog) -> None:
         """One warning in the record for the partitions whose worker was stopped for a hang."""
@@ -276,8 +293,9 @@ class Runner:
         try:
             # read-only: the same dict (1,000,000 entries at scale) is the run result's `results`
             return app.reduce(MappingProxyType(results), ctx)
-        except Exception:  # noqa: BLE001 - recorded and raised as the run's failure
-            self.error = "App.reduce failed:\n" + traceback.format_exc()
+        except Exception as exc:  # noqa: BLE001 - recorded and raised as the run's failure
+            message, self._fix, self.error = reduce_failure(self.env.name, exc, self.run_id, self.cache is not None)
+            self._app_error = (message, exc)
             return None
 
     def _check_outputs(self) -> None:
@@ -390,7 +408,7 @@ class Runner:
             return (f"partition '{first.id}' failed on slot {first.slot}{others}"
                     + (f"; {skipped} skipped for failed dependencies" if skipped else "")
                     + f"; {sum(o.ok for o in self.outcomes.values())} succeeded\n{(first.error or '').rstrip()}")
-        return self.error or "the run failed"
+        return self._app_error[0] if self._app_error else self.error or "the run failed"
 
 
 def _failure_text(exc: BaseException) -> str:
