@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .options import MODE_HELP, apps_path_option, env_for, overrides, set_option
+from .options import MODE_HELP, apps_path_option, env_for, no_app, overrides, set_option
 from .output import console, print_json
 from .plan_view import plan_tree
 
@@ -51,7 +51,7 @@ def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments:
 
 
 @click.command("run")
-@click.argument("app")
+@click.argument("app", required=False)
 @apps_path_option
 @click.option("--mode", "-m", default=None, help=MODE_HELP)
 @set_option()
@@ -74,7 +74,7 @@ def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments:
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @click.pass_context
-def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...], plan_file: Path | None,
+def run_command(ctx: click.Context, app: str | None, mode: str | None, assignments: tuple[str, ...], plan_file: Path | None,
                 no_cache: bool, refresh: tuple[str, ...], audit: float | None, require_cache: bool | None, resume: str | None,
                 as_json: bool, progress: bool | None) -> None:
     """Run an app and write its record under the share (runs/APP/RUN_ID/).
@@ -87,6 +87,8 @@ def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tup
     from ..errors import RunError
     from .run_view import RunView
 
+    if app is None:
+        raise no_app(ctx, "run")
     args, cluster = overrides(assignments)
     env = env_for(ctx, app)
     ids = tuple(pid.strip() for item in refresh for pid in item.split(",") if pid.strip())
