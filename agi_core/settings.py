@@ -186,7 +186,7 @@ def _with_line(origin: str, parts: list[str]) -> str:
 
 
 def _key_line(text: str, parts: list[str]) -> int | None:
-    """The line number of the key ``parts`` (or of its table) in TOML ``text``.
+    r"""The line number of the key ``parts`` (or of its table) in TOML ``text``.
 
     >>> _key_line("[args]\nwidth = 1\n[cluster]\npool = true\n[cluster.dask]\nport = 1\n", ["cluster", "dask", "port"])
     6
