@@ -20,7 +20,7 @@ def test_run_without_an_app_lists_the_apps(tmp_path):
     out = run_agi("run", cwd=tmp_path)  # no ./apps here: the bundled examples
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "error: agi run needs an app: flight_telemetry, heat, mandelbrot" in out.stderr
-    assert "fix: agi run flight_telemetry" in out.stderr
+    assert "fix: agi run mandelbrot" in out.stderr
     mine = run_agi("run", "--apps-path", str(TEST_APPS), cwd=tmp_path)
     assert "toy" in mine.stderr.splitlines()[0]
 

@@ -71,7 +71,8 @@ def no_app(ctx: click.Context, command: str) -> Exception:
     if not names:
         return AgiError(f"agi {command} needs an app, and none is found in {', '.join(map(str, paths)) or '(no apps folder)'}",
                         fix="create apps/NAME_project with a pyproject.toml (agi apps copy mandelbrot), or pass --apps-path")
-    return AgiError(f"agi {command} needs an app: {', '.join(names)}", fix=f"agi {command} {names[0]}  (`agi apps` describes them)")
+    example = "mandelbrot" if "mandelbrot" in names else names[0]
+    return AgiError(f"agi {command} needs an app: {', '.join(names)}", fix=f"agi {command} {example}  (`agi apps` describes them)")
 
 
 def env_for(ctx: click.Context, app: str) -> Any:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["console", "print_error", "print_json", "short_time", "table"]
+__all__ = ["console", "escape", "lines_console", "print_error", "print_json", "short_time", "table"]
 
 
 def console(stderr: bool = False) -> Any:
@@ -19,6 +20,63 @@ def console(stderr: bool = False) -> Any:
     # unless COLUMNS says how wide (what a test or a narrow pager asks for).
     width = None if stream.isatty() or os.environ.get("COLUMNS", "").isdigit() else 200
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+#: rich's markup tags (``rich.markup.RE_TAGS``): ``[bold red]``, ``[/]``, ``[link=…]``; ``\\[`` escapes one
+_TAG = re.compile(r"((\\*)\[([a-z#/@][^[]*?)])")
+_ESCAPE = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+
+
+def escape(text: str) -> str:
+    """`rich.markup.escape` without importing rich: ``[red]`` in ``text`` prints as it is.
+
+    >>> escape("[cluster.dask] port")
+    '\\\\[cluster.dask] port'
+    """
+    text = _ESCAPE.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", text)
+    return text + "\\" if text.endswith("\\") and not text.endswith("\\\\") else text
+
+
+def plain(markup: str) -> str:
+    """What rich prints of ``markup`` on a stream that is no terminal: the text, tags removed.
+
+    >>> plain("[bold green]ok[/]  " + escape("[cluster] x"))
+    'ok  [cluster] x'
+    """
+    out, position = [], 0
+    for match in _TAG.finditer(markup):
+        full, escapes, _ = match.groups()
+        out.append(markup[position:match.start()])
+        backslashes, escaped = divmod(len(escapes), 2)
+        out.append("\\" * backslashes + (full[len(escapes):] if escaped else ""))
+        position = match.end()
+    out.append(markup[position:])
+    return "".join(out)
+
+
+class _Lines:
+    """A console for lines of markup: on a stream that is no terminal (a pipe, a file, a test) it
+    writes them without loading rich (tens of milliseconds of every `agi run`); anything else
+    goes to rich's console."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._rich: Any = None
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        stream = sys.stderr if self._stderr else sys.stdout
+        if options or not all(isinstance(o, str) for o in objects) or stream.isatty() or os.environ.get("FORCE_COLOR"):
+            if self._rich is None:
+                self._rich = console(self._stderr)
+            self._rich.print(*objects, **options)
+            return
+        stream.write(plain(" ".join(objects)) + "\n")
+
+
+def lines_console(stderr: bool = False) -> Any:
+    """`console` for commands that print only lines of markup (`agi run`'s outcome): rich is loaded
+    only when the stream is a terminal."""
+    return _Lines(stderr)
 
 
 def print_json(data: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .options import MODE_HELP, apps_path_option, env_for, no_app, overrides, set_option
-from .output import console, print_json
+from .output import console, lines_console, print_json
 from .plan_view import plan_tree
 
 __all__ = ["distrib_command", "print_run", "run_command"]
@@ -91,6 +91,7 @@ def run_command(ctx: click.Context, app: str | None, mode: str | None, assignmen
         raise no_app(ctx, "run")
     args, cluster = overrides(assignments)
     env = env_for(ctx, app)
+    env.prefetch_git_commit()  # git runs while the run machinery loads
     ids = tuple(pid.strip() for item in refresh for pid in item.split(",") if pid.strip())
     try:
         with RunView(enabled=sys.stderr.isatty() if progress is None else progress) as view:
@@ -118,11 +119,10 @@ def print_run(result: Any, as_json: bool) -> None:
                     "duration_s": round(result.duration_s, 3), "value": result.value, "run_dir": str(result.run_dir),
                     "manifest": str(result.manifest), "out_dir": str(result.out_dir)})
         return
-    from rich.markup import escape
-
     from ..cache.write_failures import tally
+    from .output import escape
 
-    out = console()
+    out = lines_console()  # rich only on a terminal
     counts = {s: sum(o.status == s for o in result.outcomes) for s in ("ok", "failed", "skipped", "cached")}
     colour = "green" if result.status == "ok" else "red"
     about = [f"{counts['cached']} cached"] if counts["cached"] else []
