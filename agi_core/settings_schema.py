@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from .hosts import LOCAL_HOST, HostAddress, is_local_host
 from .modes import Mode
@@ -58,7 +58,7 @@ class CacheSettings(_Strict):
         'size and modification time; "hash" = SHA-256 of the content (memoised on the share, so an unchanged file is read once)')
     audit: float = Field(default=0.0, ge=0.0, le=1.0, description="share of the cache hits recomputed and compared with the "
                          "cached result (at least one when > 0); a mismatch is reported and the fresh result is used")
-    require: bool = Field(default=False, description="a result that could not be stored in the cache (a full or read-only "
+    require: StrictBool = Field(default=False, description="a result that could not be stored in the cache (a full or read-only "
                           "share) fails the run instead of a warning; `agi run --require-cache` for one run")
 
 
@@ -128,7 +128,7 @@ class DaskSettings(_Strict):
     local_directory: str = Field(default="/tmp/agi-dask", description="workers' scratch folder on each host")
     retries: int = Field(default=1, ge=0, description="Dask retries of a task whose worker failed it")
     max_tasks_per_slot: int = Field(default=16, ge=1, description="tiny partitions are batched into at most this many tasks per slot")
-    profile: bool = Field(default=False, description="Dask's statistical profiler in workers (the dashboard's "
+    profile: StrictBool = Field(default=False, description="Dask's statistical profiler in workers (the dashboard's "
                           "Profile page); it samples every 10 ms and slowed NumPy kernels by about 30% here")
     malloc_trim_threshold: int | None = Field(
         default=None, ge=0,
@@ -214,10 +214,11 @@ class SlurmSettings(_Strict):
 
 class ClusterSettings(_Strict):
     profile: str | None = Field(default=None, description="name of a profile in settings/")
-    pool: bool = False
-    cython: bool = False
-    cluster_enabled: bool = False
-    rapids: bool | Literal["require"] = Field(
+    # strict: a quoted "yes" or "false" is refused, never read as a boolean
+    pool: StrictBool = False
+    cython: StrictBool = False
+    cluster_enabled: StrictBool = False
+    rapids: StrictBool | Literal["require"] = Field(
         default=False, description='GPU kernels where a worker has a GPU, CPU kernels (recorded) elsewhere; "require": a '
         "worker without a GPU is an error raised before anything runs")
     gpu_speed: float = Field(default=1.0, gt=0, description="how many times faster a GPU slot runs a partition that "
@@ -229,7 +230,7 @@ class ClusterSettings(_Strict):
     ssh: SshSettings = Field(default_factory=SshSettings)
     install: InstallSettings = Field(default_factory=InstallSettings)
     dask: DaskSettings = Field(default_factory=DaskSettings)
-    tls: bool = Field(default=False, description="TLS between manager, scheduler and workers")
+    tls: StrictBool = Field(default=False, description="TLS between manager, scheduler and workers")
     partition_timeout: float | str = Field(
         default="auto", description='how long one partition may run before its worker is stopped and it is retried or '
         'failed: seconds, a multiple of its expected time ("10x"), "auto" (20x, at least 10 minutes; one hour before '

@@ -141,7 +141,7 @@ def cache_list(ctx: click.Context, app: str | None, share: Path | None, limit: i
         total = sum(i.size for i in infos)
         table(f"{len(infos)} entries of {name}, {format_size(total)}, in {store.root}",
               ["key", "partition", "size", "last used", "outputs", "stored by run"],
-              ([i.key[:12], i.header.get("partition", ""), format_size(i.size), f"{when(i.used)} ({ago(i.used)})",
+              ([i.key[:12], i.header.get("partition", ""), format_size(i.size), ago(i.used),
                 len(i.header.get("outputs", ())) or "", i.header.get("run_id", "")] for i in shown))
         if len(shown) < len(infos):
             console().print(f"… {len(infos) - len(shown)} less recently used entries (--limit 0 shows every one)")
@@ -165,9 +165,8 @@ def cache_list(ctx: click.Context, app: str | None, share: Path | None, limit: i
     if not summary:
         console(stderr=True).print(f"no cache under {escape(str(root / 'cache'))}")
         return
-    table(f"cache under {root / 'cache'}", ["app", "entries", "size", "oldest use", "newest use", "unfinished writes"], (
-        [s["app"], s["entries"], format_size(s["size"]), f"{when(s['oldest_use'])} ({ago(s['oldest_use'])})",
-         f"{when(s['newest_use'])} ({ago(s['newest_use'])})",
+    table(f"cache under {root / 'cache'}", ["app", "entries", "size", "oldest use", "newest use", "unfinished"], (
+        [s["app"], s["entries"], format_size(s["size"]), ago(s["oldest_use"]), ago(s["newest_use"]),
          f"{s['unfinished_writes']} ({format_size(s['unfinished_size'])})" if s["unfinished_writes"] else ""] for s in summary))
     if any(s["unfinished_gone"] for s in summary):
         console().print("unfinished writes whose writer is gone take space until `agi cache gc` removes them")

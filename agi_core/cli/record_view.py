@@ -172,7 +172,7 @@ def _summary(record: RunRecord, parts: list[PartitionRecord], all_slots: bool) -
     if rerun:
         title += f"; [yellow]{reruns_phrase(rerun)}[/]"
     body = [s.row() for s in rows] + ([["all", "", *everything.row()[2:]]] if len(slots) > 1 else [])
-    table(title, ["slot", "host", "partitions", *_COUNTED, "total", "max"], body)
+    table(title, ["slot", "host", "parts", *_COUNTED, "total", "max"], body)
     if hidden:
         console().print(f"… {hidden} more slots (--all shows every one)")
     moved = sum(1 for p in parts if p.ran_slot)

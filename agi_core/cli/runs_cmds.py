@@ -10,7 +10,7 @@ import click
 
 from .cache_cmds import DURATION
 from .options import apps_path_option, env_for, json_option
-from .output import console, print_json, table
+from .output import console, print_json, short_time, table
 
 if TYPE_CHECKING:
     from ..provenance import RunRecord, RunStore
@@ -70,8 +70,8 @@ def runs_list(ctx: click.Context, app: str | None, share: Path | None, limit: in
     if not records:
         console(stderr=True).print(f"no runs recorded under {store.root}")
         return
-    table(f"runs under {store.root}", ["run", "app", "status", "mode", "started", "duration", "partitions ok/all"], (
-        [r.run_id, r.app.name, status_text(r.status), f"{r.mode.value} {r.mode.letters}".strip(), r.started,
+    table(f"runs under {store.root}", ["run", "app", "status", "mode", "started", "duration", "ok/all"], (
+        [r.run_id, r.app.name, status_text(r.status), f"{r.mode.value} {r.mode.letters}".strip(), short_time(r.started),
          f"{r.duration_s:.2f} s" if r.ended else "",
          f"{r.totals.ok + r.totals.cached}/{r.totals.partitions}"] for r in records))
 
@@ -183,7 +183,7 @@ def _print_prune(plan: Any, verb: str, summary: bool = False) -> None:
     if plan.remove:
         table(f"{verb} {len(plan.remove)} run{'s' if len(plan.remove) != 1 else ''}",
               ["app", "run", "status", "started", "size", "why"],
-              ([run.app, run.run_id, status_text(run.status), run.started, format_size(run.size), why] for run, why in plan.remove))
+              ([run.app, run.run_id, status_text(run.status), short_time(run.started), format_size(run.size), why] for run, why in plan.remove))
     if not summary:
         return
     for run in plan.running:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import secrets
 import time
 from collections.abc import Iterator
@@ -142,7 +141,7 @@ def _judge(record: RunRecord, run_dir: Path) -> None:
         record.heartbeat = iso(beat)
     manager = record.manager
     age = time.time() - beat if beat else 0.0
-    if manager.host == platform.node() and manager.pid > 0:
+    if manager.host == os.uname().nodename and manager.pid > 0:  # platform.node(), without importing platform
         # This host can ask the kernel: a live manager may be busy in a long call that holds
         # the GIL (its heartbeat thread waits), so only a dead pid, or a pid long silent (reused
         # by another process since), means abandoned.
