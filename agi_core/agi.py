@@ -22,6 +22,8 @@ from .executors import Outcome
 from .modes import Mode
 from .plan import WorkPlan
 from .run import Runner, RunRequest, RunResult, chosen_plan, fresh_plan, resolve, resume_request
+from .main_guard import refuse_in_reimport
+from .share_access import ShareAccess, share_umask
 
 __all__ = ["AGI", "RunResult"]
 
@@ -60,6 +62,7 @@ class AGI:
         Raises `RunError` (with the partial result on ``.result``) when a partition fails, after
         every other partition has run. Ctrl-C stops the workers and still writes the record.
         """
+        refuse_in_reimport("AGI.run")
         if audit and not use_cache:
             raise SettingsError("audit recomputes cache hits: it cannot be given with use_cache=False (--no-cache)",
                                 fix="drop one of them")
@@ -88,7 +91,8 @@ class AGI:
                           on_event: EventSink | None = None, on_outcome: Callable[[Outcome], None] | None = None) -> RunResult:
         """Run a resolved request (what a snippet or the web UI sends)."""
         env = env or request.env()
-        return await Runner(env, request, chosen_plan(env, request, plan), emit=on_event or ignore, on_outcome=on_outcome).run()
+        with share_umask(ShareAccess.of(request.cluster.share.group_access)):  # the modes of what the run creates on the share
+            return await Runner(env, request, chosen_plan(env, request, plan), emit=on_event or ignore, on_outcome=on_outcome).run()
 
     @staticmethod
     async def get_distrib(

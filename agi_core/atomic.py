@@ -12,9 +12,10 @@ from typing import Any, NoReturn
 __all__ = ["write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
 
 
-def write_bytes_atomic(path: Path, data: bytes | Iterable[bytes], *, mode: int = 0o644, sync: bool = False) -> None:
+def write_bytes_atomic(path: Path, data: bytes | Iterable[bytes], *, mode: int = 0o666, sync: bool = False) -> None:
     """Write ``data`` (bytes, or chunks of them: a large file need not be joined in memory first)
-    to ``path`` atomically; ``mode`` applies from the first byte (e.g. 0o600 for keys). Nothing is
+    to ``path`` atomically; ``mode`` applies from the first byte (e.g. 0o600 for keys), less the
+    umask as for any file (a run's umask makes its files 0640: `share_access`). Nothing is
     left behind on failure; the `OSError` raised names ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

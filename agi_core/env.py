@@ -97,6 +97,7 @@ class AgiEnv:
         )
         self.src_dir, self.module_name, self.class_name = self._locate_app_class()
         self._app_class: type[App] | None = None
+        self._git: subprocess.Popen[str] | None = None  # `prefetch_git_commit`'s git status, not read yet
 
     # -- code -------------------------------------------------------------------------------
 
@@ -147,18 +148,37 @@ class AgiEnv:
     def version(self) -> str:
         return str(read_toml(self.project_dir / "pyproject.toml").get("project", {}).get("version", "0"))
 
+    def prefetch_git_commit(self) -> None:
+        """Start the ``git status`` that `git_commit` reads, in the background: ``agi run`` calls this
+        first, so git works while the run's machinery loads (the answer is read once, by the next
+        `git_commit`)."""
+        if self._git is None:
+            try:
+                self._git = self._start_git_status()
+            except OSError:
+                self._git = None
+
+    def _start_git_status(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=normal", "--", "."],
+                                cwd=self.project_dir, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                text=True)
+
     def git_commit(self) -> str | None:
         """The commit of the repository holding the app, with ``+dirty`` when it has local changes.
 
         One ``git status`` gives both (its ``branch.oid`` header is the commit): a run pays for one
         process, not two.
         """
+        process, self._git = self._git, None
         try:
-            status = subprocess.run(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=normal", "--", "."],
-                                    cwd=self.project_dir, capture_output=True, text=True, timeout=5)
+            process = process or self._start_git_status()
+            stdout, _ = process.communicate(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
+            if process is not None:
+                process.kill()
+                process.wait()
             return None
-        lines = status.stdout.splitlines() if status.returncode == 0 else []
+        lines = stdout.splitlines() if process.returncode == 0 else []
         commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
         if commit is None or commit == "(initial)":
             return None

@@ -22,12 +22,14 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from .hosts import LOCAL_HOST, HostAddress, is_local_host
 from .modes import Mode
+from .stalls import StallPolicy
 
-__all__ = ["SLURM_HOST", "CacheSettings", "ClusterSettings", "DaskSettings", "InstallSettings", "SlurmSettings", "SshSettings", "WorkerSpec"]
+__all__ = ["SLURM_HOST", "CacheSettings", "ClusterSettings", "DaskSettings", "InstallSettings", "ShareSettings", "SlurmSettings",
+           "SshSettings", "WorkerSpec"]
 
 
 def _host_string(value: str) -> str:
@@ -56,8 +58,17 @@ class CacheSettings(_Strict):
         'size and modification time; "hash" = SHA-256 of the content (memoised on the share, so an unchanged file is read once)')
     audit: float = Field(default=0.0, ge=0.0, le=1.0, description="share of the cache hits recomputed and compared with the "
                          "cached result (at least one when > 0); a mismatch is reported and the fresh result is used")
-    require: bool = Field(default=False, description="a result that could not be stored in the cache (a full or read-only "
+    require: StrictBool = Field(default=False, description="a result that could not be stored in the cache (a full or read-only "
                           "share) fails the run instead of a warning; `agi run --require-cache` for one run")
+
+
+class ShareSettings(_Strict):
+    """The ``[cluster.share]`` table: who besides you may read and write what agi keeps on the share (docs/security.md)."""
+
+    group_access: Literal["none", "read", "write"] = Field(
+        default="read", description='what your group may do with the folders and files agi creates on the share: "read" '
+        '(folders 0750, files 0640), "write" (0770, 0660: a lab group sharing one cache and its runs; group-writable '
+        'folders are then loaded from too) or "none" (0700, 0600)')
 
 
 class WorkerSpec(_Strict):
@@ -117,7 +128,7 @@ class DaskSettings(_Strict):
     local_directory: str = Field(default="/tmp/agi-dask", description="workers' scratch folder on each host")
     retries: int = Field(default=1, ge=0, description="Dask retries of a task whose worker failed it")
     max_tasks_per_slot: int = Field(default=16, ge=1, description="tiny partitions are batched into at most this many tasks per slot")
-    profile: bool = Field(default=False, description="Dask's statistical profiler in workers (the dashboard's "
+    profile: StrictBool = Field(default=False, description="Dask's statistical profiler in workers (the dashboard's "
                           "Profile page); it samples every 10 ms and slowed NumPy kernels by about 30% here")
     malloc_trim_threshold: int | None = Field(
         default=None, ge=0,
@@ -203,10 +214,11 @@ class SlurmSettings(_Strict):
 
 class ClusterSettings(_Strict):
     profile: str | None = Field(default=None, description="name of a profile in settings/")
-    pool: bool = False
-    cython: bool = False
-    cluster_enabled: bool = False
-    rapids: bool | Literal["require"] = Field(
+    # strict: a quoted "yes" or "false" is refused, never read as a boolean
+    pool: StrictBool = False
+    cython: StrictBool = False
+    cluster_enabled: StrictBool = False
+    rapids: StrictBool | Literal["require"] = Field(
         default=False, description='GPU kernels where a worker has a GPU, CPU kernels (recorded) elsewhere; "require": a '
         "worker without a GPU is an error raised before anything runs")
     gpu_speed: float = Field(default=1.0, gt=0, description="how many times faster a GPU slot runs a partition that "
@@ -218,8 +230,15 @@ class ClusterSettings(_Strict):
     ssh: SshSettings = Field(default_factory=SshSettings)
     install: InstallSettings = Field(default_factory=InstallSettings)
     dask: DaskSettings = Field(default_factory=DaskSettings)
-    tls: bool = Field(default=True, description="mutual TLS between manager, scheduler and workers, with credentials made for "
-                      "each cluster; false: plain TCP, where anyone who reaches the ports runs code as you")
+    tls: StrictBool = Field(default=True, description="mutual TLS between manager, scheduler and workers, with credentials "
+                            "made for each cluster; false: plain TCP, where anyone who reaches the ports runs code as you")
+    partition_timeout: float | str = Field(
+        default="auto", description='how long one partition may run before its worker is stopped and it is retried or '
+        'failed: seconds, a multiple of its expected time ("10x"), "auto" (20x, at least 10 minutes; one hour before '
+        'any partition finished) or "off" (modes with worker processes: pool, cluster)')
+    retries: int = Field(default=2, ge=0, description="times a partition may run again after its worker was lost "
+                         "(it died, or was stopped past partition_timeout); then it fails")
+    share: ShareSettings = Field(default_factory=ShareSettings, description="who besides you may use what agi keeps on the share")
     slurm: SlurmSettings = Field(default_factory=SlurmSettings, description='the jobs of backend = "slurm"')
 
     @field_validator("workers", mode="before")
@@ -229,6 +248,12 @@ class ClusterSettings(_Strict):
         if isinstance(value, Mapping):
             return {host: {"count": spec} if isinstance(spec, int) and not isinstance(spec, bool) else spec
                     for host, spec in value.items()}
+        return value
+
+    @field_validator("partition_timeout")
+    @classmethod
+    def _timeout_form(cls, value: float | str) -> float | str:
+        StallPolicy.parse(value)  # a ValueError names the accepted forms
         return value
 
     @field_validator("scheduler")

@@ -22,7 +22,27 @@ from typing import NoReturn
 
 from .errors import ShareError
 
-__all__ = ["errno_name", "raise_with_path", "share_error"]
+__all__ = ["errno_name", "is_file_error", "raise_with_path", "share_error"]
+
+#: errnos that mean a file or folder could not be read or written, even when no path is attached
+_FILE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT,
+                          errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ESTALE, errno.ENOTEMPTY, errno.EXDEV})
+
+
+def is_file_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a file system failure (a share error), not a network or other system one:
+    a connection timeout is an `OSError` too, and "check the share" would send the user astray.
+
+    >>> is_file_error(OSError(errno.ENOSPC, "No space left on device")), is_file_error(TimeoutError("connect"))
+    (True, False)
+    >>> is_file_error(ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
+    False
+    """
+    if not isinstance(exc, OSError):
+        return False
+    if exc.filename is not None:
+        return True
+    return exc.errno in _FILE_ERRNOS
 
 
 def errno_name(exc: OSError) -> str:

@@ -13,11 +13,15 @@ results/cache.json as medians and ratios.
    process: an unchanged re-run of N partitions (target: 2 s, planning and keying included),
    with its parts timed in-process (plan, `plan_keys`, reading the indexes, loading the hits);
    and all-miss runs of N and M partitions with the manager's peak RSS (target: M = 10 N costs
-   at most 12x, in at most 1 GiB), each against the same run with --no-cache. Results go to
-   results/cache_noop.json.
+   at most 12x, in at most 1 GiB), each against the same run with --no-cache; and what tagging and
+   checking one entry's HMAC costs (`auth_cost`). Results go to results/cache_noop.json.
+
+4. ``--against TREE``: this tree's no-op runs (re-run and all-miss, N partitions) interleaved
+   with another checkout's (e.g. before cache entries were authenticated): results/cache_auth.json.
 
 Usage: python benchmarks/cache.py [--repeats 5]
        python benchmarks/cache.py --noop 100000,1000000 [--repeats 3]
+       python benchmarks/cache.py --against /tmp/main-checkout [--noop 100000] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -91,11 +95,12 @@ print(json.dumps({"run_s": time.perf_counter() - start, "peak_rss_mib": resource
 """
 
 
-def noop_process(share: str, n: int, *, use_cache: bool = True) -> dict[str, Any]:
-    """One `agi run noop` as its own process: wall time (interpreter start and imports included)."""
+def noop_process(share: str, n: int, *, use_cache: bool = True, tree: Path = ROOT) -> dict[str, Any]:
+    """One `agi run noop` as its own process: wall time (interpreter start and imports included).
+    ``tree``: the agi_core source tree to run (another checkout, for a before/after comparison)."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", _PROCESS, str(ROOT / "tests" / "apps"), share, str(n), "1" if use_cache else "0"],
-                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run([sys.executable, "-c", _PROCESS, str(tree / "tests" / "apps"), share, str(n), "1" if use_cache else "0"],
+                         capture_output=True, text=True, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)})
     wall = time.perf_counter() - start
     assert out.returncode == 0, out.stderr[-2000:]
     return {"wall_s": round(wall, 4), **json.loads(out.stdout.strip().splitlines()[-1])}
@@ -151,6 +156,23 @@ def run_cache_load(env: AgiEnv, share: str, n: int) -> dict[str, float]:
     return {"in_process_rerun_s": round(whole, 4), "run_cache_load_s": round(sum(spent), 4)}
 
 
+def auth_cost(count: int = 200_000) -> dict[str, float]:
+    """What authenticating one entry costs (`agi_core.cache.auth`): tagging it (a worker storing
+    it) and checking its tag (a run loading it), per entry, in microseconds."""
+    import secrets
+    import timeit
+
+    from agi_core.cache.auth import CacheKey
+
+    key = CacheKey(secrets.token_bytes(32))
+    cache_key, digest = secrets.token_hex(32), secrets.token_hex(32)
+    tag = key.tag(cache_key, digest, None)
+    per = {name: min(timeit.repeat(call, number=count, repeat=3)) / count * 1e6
+           for name, call in (("tag_us", lambda: key.tag(cache_key, digest, None)),
+                              ("check_us", lambda: key.check(cache_key, digest, None, tag)))}
+    return {name: round(value, 3) for name, value in per.items()}
+
+
 def _runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"wall": summary([r["wall_s"] for r in runs]), "manager_peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
 
@@ -175,6 +197,10 @@ def noop(sizes: list[int], repeats: int) -> dict[str, Any]:
         "all_miss": {n: _runs(runs) for n, runs in miss.items()},
         "no_cache": {n: _runs(runs) for n, runs in off.items()},
     }
+    try:
+        result["auth_per_entry"] = auth_cost()
+    except ImportError:  # a tree before entries were authenticated (a before/after comparison)
+        pass
     result["ratio_rerun_over_first_run"] = round(result["unchanged_rerun_wall"]["median_s"] / first["wall_s"], 3)
     for n in sizes:
         result[f"ratio_all_miss_over_no_cache_{n}"] = round(result["all_miss"][n]["wall"]["median_s"]
@@ -185,12 +211,39 @@ def noop(sizes: list[int], repeats: int) -> dict[str, Any]:
     return result
 
 
+def against(before: Path, n: int, repeats: int) -> dict[str, Any]:
+    """This tree against another checkout (``before``), interleaved so the machine's load hits both
+    alike: an unchanged re-run and an all-miss run of ``n`` no-op partitions, cache on (what
+    authenticating every entry costs: tagging on store, checking on load)."""
+    trees = {"before": before.resolve(), "after": ROOT}
+    shares = {name: tempfile.mkdtemp(prefix=f"agi-bench-{name}-") for name in trees}
+    for name, tree in trees.items():
+        noop_process(shares[name], n, tree=tree)  # the entries the re-runs find
+    rerun_s: dict[str, list[float]] = {name: [] for name in trees}
+    miss_s: dict[str, list[float]] = {name: [] for name in trees}
+    for _ in range(repeats):
+        for name, tree in trees.items():
+            rerun_s[name].append(noop_process(shares[name], n, tree=tree)["wall_s"])
+            miss_s[name].append(noop_process(tempfile.mkdtemp(prefix="agi-bench-miss-"), n, tree=tree)["wall_s"])
+    result: dict[str, Any] = {"partitions": n, "before_tree": str(before), "auth_per_entry": auth_cost()}
+    for label, runs in (("unchanged_rerun", rerun_s), ("all_miss", miss_s)):
+        result[label] = {name: summary(times) for name, times in runs.items()}
+        result[f"ratio_{label}_after_over_before"] = round(summary(runs["after"])["median_s"] / summary(runs["before"])["median_s"], 3)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--noop", default="", help="N[,M]: the no-op scale part only (see the module's docstring)")
+    parser.add_argument("--against", type=Path, default=None, metavar="TREE",
+                        help="compare with another checkout's no-op runs (N from --noop, default 100000): results/cache_auth.json")
     options = parser.parse_args()
     os.environ.setdefault("XDG_STATE_HOME", tempfile.mkdtemp(prefix="agi-bench-state-"))
+    if options.against:
+        write("cache_auth", {"repeats": options.repeats, "workers": WORKERS, "mode": "p",
+                             **against(options.against, int(options.noop or 100_000), options.repeats)})
+        return
     if options.noop:
         write("cache_noop", {"repeats": options.repeats, "workers": WORKERS, "mode": "p",
                              **noop([int(n) for n in options.noop.split(",")], options.repeats)})

@@ -66,7 +66,8 @@ def failed_run(share: Path) -> str:
 
 def test_export_import_into_another_share_then_show_and_report_work_there(share, failed_run, tmp_path):
     bundle = tmp_path / "run.tar.gz"
-    out = agi("runs", "export", failed_run, "--share", str(share), "--out", str(bundle), "--with-cache")
+    private, public = keys(tmp_path, "signer")
+    out = agi("runs", "export", failed_run, "--share", str(share), "--out", str(bundle), "--with-cache", "--sign", str(private))
     assert out.returncode == 0, out.stderr
     names = members(bundle)
     for name in ("run/manifest.json", "run/plan.json", "run/cache_keys.json", "run/gantt.png", "run/dag.png", "run/report.pdf",
@@ -76,15 +77,17 @@ def test_export_import_into_another_share_then_show_and_report_work_there(share,
     assert len(entries) == 3 and len([n for n in names if ".files-" in n]) == 3  # p0..p2 stored, each with its file
     with tarfile.open(bundle) as tar:
         sums = dict(reversed(line.split("  ", 1)) for line in tar.extractfile("SHA256SUMS").read().decode().splitlines())
-    assert set(sums) == set(names) - {"SHA256SUMS"}
+    assert set(sums) == set(names) - {"SHA256SUMS", "SHA256SUMS.sig", "SHA256SUMS.pub"}
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
 
     verified = agi("runs", "verify", str(bundle))
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert "not signed" in verified.stdout and "ok" in verified.stdout
+    assert "good" in verified.stdout and "ok" in verified.stdout
 
     other = tmp_path / "other"
-    imported = agi("runs", "import", str(bundle), "--share", str(other))
+    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}  # the signer's key is trusted: its entries may come in
+    assert run_agi("keys", "trust", str(public), env=config).returncode == 0
+    imported = run_agi("runs", "import", str(bundle), "--share", str(other), "--with-cache", env=config)
     assert imported.returncode == 0, imported.stderr
     run_dir = other / "runs" / "toy" / failed_run
     assert (run_dir / "out" / "part-2.txt").read_text() == (share / "runs" / "toy" / failed_run / "out" / "part-2.txt").read_text()
@@ -114,7 +117,9 @@ def test_export_import_into_another_share_then_show_and_report_work_there(share,
     import shutil
 
     shutil.rmtree(run_dir)
-    done = import_bundle(bundle, other)
+    from agi_core.provenance.trust import TrustedKeys
+
+    done = import_bundle(bundle, other, with_cache=True, trusted=TrustedKeys(tmp_path / "config" / "agi_core" / "trusted_keys"))
     assert (done.entries_added, done.entries_kept) == (0, 3) and (run_dir / "manifest.json").is_file()
 
 

@@ -84,7 +84,7 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     _need_root()
     folder = tmp_path / "small"
     folder.mkdir()
-    why = _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", folder)
+    why = _mount("-t", "tmpfs", "-o", "size=1m,mode=0750", "tmpfs", folder)
     if why:
         pytest.skip(f"cannot mount a tmpfs on {folder}: {why}")
     try:
@@ -99,7 +99,7 @@ def full_cache(share: Path) -> Iterator[Path]:
     _need_root()
     folder = share / "cache" / "toy"
     folder.mkdir(parents=True)
-    why = _mount("-t", "tmpfs", "-o", "size=256k", "tmpfs", folder)
+    why = _mount("-t", "tmpfs", "-o", "size=256k,mode=0750", "tmpfs", folder)  # 0750: a 1777 cache folder is refused (share_access)
     if why:
         pytest.skip(f"cannot mount a tmpfs on {folder}: {why}")
     try:

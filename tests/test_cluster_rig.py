@@ -110,7 +110,9 @@ def test_killed_worker_process_group(env, rig_hosts, tmp_path):
     planned, moved = _moved(record, h3.ip)
     assert planned and moved  # h3's unfinished partitions ran on the other workers
     assert all(p["host"] in ("h1", "h2") for p in moved)
-    assert any(p["retries"] >= 1 for p in moved)  # the one running when its worker died says so
+    # the one running when its worker died says so (it may have run again on h3, under a fresh
+    # worker its nanny started); those that moved without having started there count no retry
+    assert any(p.get("retries", 0) >= 1 for p in planned)
 
 
 def test_crashed_host(env, rig_hosts, tmp_path):

@@ -3,8 +3,8 @@
 Convention for writers (docs/*.md): in a ```console block, a line starting with ``$ `` is a command;
 the lines after it are sample output (not compared), except ``# exit N``, the exit status the command
 must have (default 0). A block with a title (```python title="FILE"```, ```toml title="FILE"```) is
-written to FILE before the page's commands run. Each page runs in order, in a fresh folder, with its own share and state (``XDG_DATA_HOME``,
-``XDG_STATE_HOME``) and
+written to FILE before the page's commands run. Each page runs in order, in a fresh folder, with its own share, state and
+config (``XDG_DATA_HOME``, ``XDG_STATE_HOME``, ``XDG_CONFIG_HOME``: the trusted keys) and
 the test environment's ``agi`` and ``python`` first on ``PATH``. A page whose commands need a
 real Slurm says so with ``<!-- docs-test: needs slurm -->``: it runs against the session's
 single-node Slurm (`tests.slurm_fixtures`), or skips where that cannot run.
@@ -94,7 +94,8 @@ def test_every_command_of_the_page_runs(path, tmp_path, request):
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text(text)
     # its own share and state: no warm cluster or run of another page (or of the user) is seen
-    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_STATE_HOME": str(tmp_path / "state"), "COLUMNS": "200",
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("AGI_STRICT_SNIPPETS", None)
     for command in page.commands:

@@ -18,6 +18,8 @@ from agi_core.pipeline import PIPELINE_SCHEMA, STEPS_SCHEMA, load_pipeline
 
 from .conftest import ROOT, run_agi
 
+RUNS = Path("pipeline_runs") / "lab_steps"  # the runs of lab_steps.toml, beside it
+
 RENDEZVOUS = """\
 import pathlib, sys, time
 # runs at the same time as step {other!r}, or not at all: each waits for the other's mark
@@ -51,7 +53,7 @@ def _toy_step(cwd: Path, apps: Path, share: Path, step_id: str, *options: str) -
 def _record(cwd: Path, run: str | None = None) -> dict:
     """The pipeline record ``run``, else the newest (by start time, as `agi steps runs` orders them:
     two runs started within the same second have ids in random order)."""
-    records = [json.loads(p.read_text()) for p in (cwd / "pipeline_runs").glob("*/pipeline.json")]
+    records = [json.loads(p.read_text()) for p in (cwd / RUNS).glob("*/pipeline.json")]
     if run:
         return next(r for r in records if r["pipeline_run"] == run)
     return max(records, key=lambda r: (r["started"], r["pipeline_run"]))
@@ -110,7 +112,7 @@ def test_failed_step_stops_its_dependants_and_resume_reuses_ok_steps_and_the_cac
     assert (steps["compute"]["status"], steps["after"]["status"], steps["other"]["status"]) == ("failed", "skipped", "ok")
     assert "dependency 'compute'" in steps["after"]["reason"]
     assert steps["compute"]["runs"][0]["status"] == "failed"
-    assert "partition" in (tmp_path / "pipeline_runs" / first["pipeline_run"] / steps["compute"]["log"]).read_text()
+    assert "partition" in (tmp_path / RUNS / first["pipeline_run"] / steps["compute"]["log"]).read_text()
 
     flag.unlink()
     done = _agi(tmp_path, "steps", "run", "--resume")
@@ -145,7 +147,7 @@ def test_stale_step_is_refused_until_refreshed_or_allowed(tmp_path, apps_copy, s
     assert allowed.returncode == 0, allowed.stderr
     record = _record(tmp_path)
     assert _steps(record)["render"]["stale"].startswith("settings changed")
-    log = (tmp_path / "pipeline_runs" / record["pipeline_run"] / "logs" / "render.log").read_text()
+    log = (tmp_path / RUNS / record["pipeline_run"] / "logs" / "render.log").read_text()
     assert "settings changed since this snippet was generated" in log
 
     assert _agi(tmp_path, "steps", "refresh", "render").returncode == 0
@@ -199,7 +201,7 @@ def test_from_and_ids_select_steps_and_report_renders(tmp_path):
 
     done = _agi(tmp_path, "steps", "report", "last")
     assert done.returncode == 0, done.stderr
-    folder = tmp_path / "pipeline_runs" / _record(tmp_path)["pipeline_run"]
+    folder = tmp_path / RUNS / _record(tmp_path)["pipeline_run"]
     for name in ("gantt.png", "dag.png"):
         assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pdf = (folder / "report.pdf").read_bytes()
@@ -213,7 +215,7 @@ def test_ctrl_c_stops_the_running_steps_and_records_the_interruption(tmp_path):
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline:
-        logs = list(tmp_path.glob("pipeline_runs/*/logs/slow.log"))
+        logs = list(tmp_path.glob("pipeline_runs/lab_steps/*/logs/slow.log"))
         if logs and "started" in logs[0].read_text():
             break
         time.sleep(0.1)
@@ -227,7 +229,7 @@ def test_ctrl_c_stops_the_running_steps_and_records_the_interruption(tmp_path):
     steps = _steps(record)
     assert record["status"] == "interrupted"
     assert steps["slow"]["status"] == "interrupted" and steps["later"]["status"] == "not_run"
-    script = str(tmp_path / "pipeline_runs" / record["pipeline_run"] / "steps" / "slow.py")
+    script = str(tmp_path / RUNS / record["pipeline_run"] / "steps" / "slow.py")
     left = subprocess.run(["pgrep", "-f", script], capture_output=True, text=True, check=False)
     assert left.stdout.strip() == "", f"step process still running: {left.stdout}"
 
@@ -237,3 +239,22 @@ def test_steps_help_explains_every_command():
     assert done.returncode == 0
     for command in ("add", "add-python", "list", "show", "refresh", "remove", "run", "runs", "report"):
         assert f"  {command} " in done.stdout
+
+
+def test_two_pipeline_files_in_one_folder_keep_their_runs_apart(tmp_path):
+    """`agi steps runs/report/run --resume` of one file never pick the other file's run."""
+    (tmp_path / "ok.py").write_text("print('fine')\n")
+    (tmp_path / "bad.py").write_text("import sys\nsys.exit('broken')\n")
+    assert _agi(tmp_path, "steps", "add-python", "ok.py").returncode == 0
+    assert _agi(tmp_path, "steps", "add-python", "bad.py", "--file", "other.toml").returncode == 0
+    assert _agi(tmp_path, "steps", "run", "--file", "other.toml").returncode == 1  # failed: resumable
+    assert _agi(tmp_path, "steps", "run").returncode == 0
+    mine = _record(tmp_path)
+    (other,) = [json.loads(p.read_text()) for p in (tmp_path / "pipeline_runs" / "other").glob("*/pipeline.json")]
+    assert mine["status"] == "ok" and other["status"] == "failed"
+    listed = _agi(tmp_path, "steps", "runs", "--json")
+    assert [r["pipeline_run"] for r in json.loads(listed.stdout)] == [mine["pipeline_run"]]
+    resumed = _agi(tmp_path, "steps", "run", "--resume")  # lab_steps.toml's last run finished ok: nothing to resume
+    assert resumed.returncode == 1 and "nothing to resume" in resumed.stderr and other["pipeline_run"] not in resumed.stderr
+    report = _agi(tmp_path, "steps", "report", "last", "--file", "other.toml")
+    assert report.returncode == 0 and other["pipeline_run"] in report.stdout

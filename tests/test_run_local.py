@@ -10,8 +10,8 @@ import pytest
 from agi_core import AGI, AgiEnv, AgiError, Mode, PlanError, RunError, SettingsError, WorkPlan
 
 
-def run(env, share, **kwargs):
-    return asyncio.run(AGI.run(env, cluster={"workers_data_path": str(share)}, **kwargs))
+def run(env, share, cluster=None, **kwargs):
+    return asyncio.run(AGI.run(env, cluster={"workers_data_path": str(share), **(cluster or {})}, **kwargs))
 
 
 @pytest.mark.parametrize("mode", [0, "p"])
@@ -164,17 +164,51 @@ def test_results_stream_back_as_data_not_text(toy_env, share):
     assert isinstance(result.plan, WorkPlan)
 
 
-def test_a_slot_process_that_dies_mid_batch_fails_only_what_it_had_not_reported(toy_env, share):
-    """Partitions reported before the crash stay ok; the crashed one and the rest of its slot fail."""
+def test_a_slot_process_that_dies_is_replaced_and_only_the_partition_it_died_in_fails(toy_env, share):
+    """The slot's process is started again after each death; the partition it died in runs again
+    up to [cluster] retries, then fails naming the exit code; the rest of its slot succeeds."""
     with pytest.raises(RunError) as info:
-        run(toy_env, share, mode="p", n=8, sleep=0.15, crash_on=[1], workers={"127.0.0.1": 1})
+        run(toy_env, share, mode="p", n=8, sleep=0.05, crash_on=[1], workers={"127.0.0.1": 1}, cluster={"retries": 1})
     outcomes = info.value.result.outcomes
     assert sorted(o.id for o in outcomes) == [f"p{i}" for i in range(8)]  # each partition exactly once
     by_id = {o.id: o for o in outcomes}
+    assert by_id["p1"].status == "failed" and "died (exit code 3) while running it" in by_id["p1"].error
+    assert "it ran 2 times" in by_id["p1"].error  # the first run and one retry
+    assert all(by_id[pid].status == "ok" for pid in by_id if pid != "p1")
+    record = json.loads(info.value.result.manifest.read_text())
+    lines = {p["id"]: p for p in record["partitions"]}
+    assert lines["p1"]["retries"] == 1
     order = info.value.result.plan.assignment["127.0.0.1-0"]  # heaviest first: p7, p6, ..., p1, p0
-    crashed_at = order.index("p1")
-    assert all(by_id[pid].status == "ok" for pid in order[:crashed_at])
-    assert all(by_id[pid].status == "failed" and "died (exit code 3)" in by_id[pid].error for pid in order[crashed_at:])
+    # what the process had finished but not reported when it died ran again, and says so
+    assert all(lines[pid].get("retries", 0) <= 1 for pid in order)
+
+
+def test_a_killed_slot_names_the_partition_it_was_running(toy_env, share):
+    """SIGKILL from outside (the OOM killer): the error names the running partition, not a queued one."""
+    import os
+    import signal
+    import threading
+
+    killed: list[str] = []
+    marker = share / "running-p2"
+
+    def killer() -> None:
+        import time
+
+        while not marker.exists():
+            time.sleep(0.01)
+        pid = int(marker.read_text())
+        killed.append(str(pid))
+        os.kill(pid, signal.SIGKILL)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    with pytest.raises(RunError) as info:
+        run(toy_env, share, mode="p", n=6, sleep=0.3, mark_dir=str(share), workers={"127.0.0.1": 1}, cluster={"retries": 0})
+    thread.join(5)
+    by_id = {o.id: o for o in info.value.result.outcomes}
+    assert [pid for pid, o in by_id.items() if o.status == "failed"] == ["p2"]
+    assert f"pid {killed[0]}" in by_id["p2"].error and "exit code -9" in by_id["p2"].error
 
 
 def test_a_result_that_cannot_travel_back_fails_its_partition_and_the_record_says_so(toy_env, share):

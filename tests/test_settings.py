@@ -72,7 +72,7 @@ def test_a_bad_scheduler_is_refused_whatever_the_mode(apps_copy, cluster_bit):
     path.write_text(f'[cluster]\ncluster_enabled = {cluster_bit}\nscheduler = "10.0.0.1:notaport"\n')
     with pytest.raises(SettingsError) as info:
         AgiEnv(app="toy", apps_path=apps_copy).settings()
-    assert info.value.message == (f"{path}: key 'cluster.scheduler': invalid host '10.0.0.1:notaport': "
+    assert info.value.message == (f"{path}:3: key 'cluster.scheduler': invalid host '10.0.0.1:notaport': "
                                   "port 'notaport' is not a number from 1 to 65535, found '10.0.0.1:notaport' (str)")
     assert "HOST:PORT" in info.value.fix and "[IPv6]:PORT" in info.value.fix  # the accepted forms
 
@@ -82,7 +82,7 @@ def test_a_bad_worker_map_key_is_named(apps_copy):
     path.write_text('[cluster.workers]\n"10.0.0.2" = 1\n"node 3" = 2\n"[fe80::1]:2222" = 1\n')
     with pytest.raises(SettingsError) as info:
         AgiEnv(app="toy", apps_path=apps_copy).settings()
-    assert info.value.message == (f"{path}: key 'cluster.workers.\"node 3\"': invalid host 'node 3': "
+    assert info.value.message == (f"{path}:3: key 'cluster.workers.\"node 3\"': invalid host 'node 3': "
                                   "not a host name or address, found 'node 3' (str)")
 
 
@@ -157,3 +157,37 @@ def test_settings_hash_ignores_key_order(tmp_path):
 def test_bundled_app_settings_validate():
     env = AgiEnv(app="mandelbrot")
     assert env.settings().args.bands > 1
+
+
+@pytest.mark.parametrize("text, line, key, suggestion", [
+    ("[cluster]\npool = true\npoool = true\n", 3, "cluster.poool", "did you mean 'cluster.pool'?"),
+    ("[cluster]\npool = false\n\n[cluster.dask]\nschedular_port = 1\n", 5, "cluster.dask.schedular_port",
+     "did you mean 'cluster.dask.scheduler_port'?"),
+    ('[cluster.workers."10.0.0.2"]\ncont = 2\n', 2, 'cluster.workers."10.0.0.2".cont', "did you mean 'cluster.workers.\"10.0.0.2\".count'?"),
+    ("# my settings\n[args]\nwidth = 3\nwidht = 3\n", 4, "args.widht", "did you mean 'width'?"),
+])
+def test_an_unknown_key_names_its_line_and_the_close_known_key(tmp_path, text, line, key, suggestion):
+    path = write(tmp_path / "app_settings.toml", text)
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, Args)
+    assert f"{path}:{line}: unknown" in info.value.message and f"'{key}'" in info.value.message
+    assert suggestion in (info.value.fix or "")
+
+
+@pytest.mark.parametrize("value", ['"yes"', '"true"', "1", '"on"'])
+def test_settings_booleans_are_strict(tmp_path, value):
+    path = write(tmp_path / "app_settings.toml", f"[cluster]\npool = {value}\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, Args)
+    assert f"{path}:2: key 'cluster.pool': input should be a valid boolean" in info.value.message
+    assert "pool = true (or false)" in (info.value.fix or "")
+    assert load_settings(write(path, "[cluster]\npool = true\n"), Args).cluster.pool is True
+
+
+def test_an_unquoted_date_says_to_quote_it(tmp_path):
+    path = write(tmp_path / "app_settings.toml", "")
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, Args, args=dict([parse_assignment("name=2024-01-01")[0][1:] + [parse_assignment("name=2024-01-01")[1]]]))
+    assert "found 2024-01-01 (a TOML date, not text)" in info.value.message and "datetime" not in info.value.message
+    assert """--set 'name="2024-01-01"'""" in (info.value.fix or "")
+    assert load_settings(path, Args, args={"name": parse_assignment('name="2024-01-01"')[1]}).args.name == "2024-01-01"

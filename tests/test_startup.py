@@ -1,11 +1,12 @@
-"""Start-up stays lean: a mode-0 run imports no cluster, SSH or plotting library."""
+"""Start-up stays lean: a mode-0 run imports no cluster, SSH or plotting library, and printing its
+outcome to a pipe loads no rich (benchmarks/startup.py measures the whole process)."""
 
 import subprocess
 import sys
 
 from tests.conftest import ROOT, TEST_APPS
 
-HEAVY = ("dask", "distributed", "asyncssh", "matplotlib", "pandas", "tomlkit")
+HEAVY = ("dask", "distributed", "asyncssh", "matplotlib", "pandas", "tomlkit", "rich")
 
 SCRIPT = f"""
 import sys

@@ -56,7 +56,7 @@ def test_requests_without_the_token_are_refused(config):
     for path in ("/orchestrate", "/api/apps", "/static/htmx.min.js", "/files/toy/x"):
         assert client.get(path).status_code == 401
     assert client.get("/api/apps", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert client.get("/api/apps", headers={"Authorization": f"Bearer {config.token}"}).json() == ["dice", "gpu_toy", "intdag", "ledger", "needsdep", "noop", "texts", "toy"]
+    assert client.get("/api/apps", headers={"Authorization": f"Bearer {config.token}"}).json() == ["dice", "gpu_toy", "intdag", "ledger", "needsdep", "noop", "texts", "toy", "wordfreq"]
 
 
 def test_the_token_in_the_url_becomes_an_httponly_strict_cookie(config):

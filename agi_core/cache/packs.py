@@ -7,8 +7,8 @@ the entries it computes and writes them together::
     packs/<name>.pack    the pickled results, back to back
     packs/<name>.index   line 1: JSON header (schema, pack size, count, the fields all entries
                          share, SHA-256 of line 2); line 2: the entries, column by column
-                         (key, size, sha256, partition, created in ms after created_base;
-                         sparse: replace, outputs, files, tag, extra), as one JSON object (`PackIndex`)
+                         (key, size, sha256, partition, tag, created in ms after created_base;
+                         sparse: replace, outputs, files, extra), as one JSON object (`PackIndex`)
 
 ``<name>`` is ``<16 hex digits of time_ns>-<pid>-<random>-<sequence>``: unique per writer without
 any lock, and sortable by when it was written. The pack is written under a ``.tmp-`` name and
@@ -20,8 +20,8 @@ place: dropping entries (`rewrite_without`) writes a new pack of the others, ren
 unlinks the old index and pack, so a reader sees the old pack, the new one, or both (same key,
 same content). Only renames and unlinks are used: safe on NFS, where locks are not.
 
-Each entry has room for an authentication tag (column ``tag``, empty for now), so a keyed MAC per
-entry can be added without changing the layout.
+Each entry has its authentication tag (column ``tag``: an HMAC under its owner's key, `auth`),
+which `CacheStore` checks before it unpickles anything; this module only keeps it.
 
 >>> import tempfile
 >>> folder = Path(tempfile.mkdtemp())
@@ -66,7 +66,7 @@ MAX_PACK_ENTRIES = 20_000
 class PackIndex:
     """One pack as its index describes it: where it is, the fields its entries share, and its
     entries by position, column by column (a column parses 4x faster than a row per entry).
-    Sparse columns (outputs, files, tag, extra, replace) hold only the positions that have one."""
+    Sparse columns (outputs, files, extra, replace) hold only the positions that have one."""
 
     folder: Path
     name: str
@@ -79,7 +79,7 @@ class PackIndex:
     replaced: set[int] = field(default_factory=set)  # stored by --refresh: wins over older copies
     outputs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     files: dict[int, str] = field(default_factory=dict)
-    tags: dict[int, str] = field(default_factory=dict)  # room for an authentication tag per entry (None for now)
+    tags: list[str] = field(default_factory=list)  # each entry's authentication tag (`auth`); "" when it has none
     extra: dict[int, dict[str, Any]] = field(default_factory=dict)
     offsets: list[int] = field(default_factory=list)
     position: dict[str, int] = field(default_factory=dict)  # key -> its position (the last, if a key is there twice)
@@ -104,7 +104,7 @@ class PackIndex:
                   **self.common, "tag": None, "replaced": False, "pack": self.name, "offset": self.offsets[i]}
         if i in self.files:
             header["files"] = self.files[i]
-        if i in self.tags:
+        if self.tags[i]:
             header["tag"] = self.tags[i]
         if i in self.replaced:
             header["replaced"] = True
@@ -116,9 +116,10 @@ class PackIndex:
         """The index's second line. ``created`` goes as milliseconds after the first entry's time:
         integers encode several times faster than floats, which made half of a flush's cost."""
         base = min(self.created, default=0.0)
-        return {"key": self.keys, "size": self.sizes, "sha256": self.sha256, "partition": self.partitions, "created_base": base,
+        return {"key": self.keys, "size": self.sizes, "sha256": self.sha256, "partition": self.partitions, "tag": self.tags,
+                "created_base": base,
                 "created_ms": [round((c - base) * 1000) for c in self.created], "replace": sorted(self.replaced),
-                "outputs": self.outputs, "files": self.files, "tag": self.tags, "extra": self.extra}
+                "outputs": self.outputs, "files": self.files, "extra": self.extra}
 
 
 class PackWriter:
@@ -192,8 +193,7 @@ class PackWriter:
             index.outputs[len(index.keys)] = outputs
         if files:
             index.files[len(index.keys)] = files
-        if tag is not None:
-            index.tags[len(index.keys)] = tag
+        index.tags.append(tag or "")
         index.keys.append(key)
         index.sizes.append(len(body))
         index.sha256.append(sha256 or sha256_hex(body))
@@ -271,15 +271,27 @@ def read_index(path: Path) -> PackIndex:
         created = [base + ms / 1000 for ms in cols["created_ms"]]
         index = PackIndex(path.parent, path.name[: -len(INDEX_SUFFIX)], head.get("common") or {}, cols["key"], cols["size"],
                           cols["sha256"], cols["partition"], created, set(cols["replace"]),
-                          *({int(i): v for i, v in cols[name].items()} for name in ("outputs", "files", "tag", "extra")))
-        if not len(index.keys) == len(index.sizes) == len(index.sha256) == len(index.partitions) == len(index.created):
+                          *({int(i): v for i, v in cols[name].items()} for name in ("outputs", "files")),
+                          _tags(cols.get("tag"), len(cols["key"])), {int(i): v for i, v in cols["extra"].items()})
+        if not len(index.keys) == len(index.sizes) == len(index.sha256) == len(index.partitions) == len(index.created) \
+                == len(index.tags):
             raise ValueError("columns of different lengths")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise CorruptEntry(f"{path}: the index's entries do not read ({type(exc).__name__}: {exc}); its entries are not used; "
                            "`agi cache gc` removes it") from None
     index.offsets = [0, *itertools.accumulate(index.sizes)][:-1] if index.sizes else []
     index.position = dict(zip(index.keys, range(len(index.keys))))
     return index
+
+
+def _tags(column: Any, count: int) -> list[str]:
+    """The tag column: one string per entry (an index written before tags, sparse or absent: "" where none)."""
+    if isinstance(column, list):
+        return [str(t or "") for t in column]
+    tags = [""] * count
+    for i, tag in (column or {}).items():
+        tags[int(i)] = str(tag or "")
+    return tags
 
 
 def read_bodies(index: PackIndex, positions: Iterable[int]) -> Iterator[tuple[int, bytes | None, str | None]]:
@@ -337,7 +349,7 @@ def merge(indexes: list[PackIndex]) -> int:
         body = bodies.get((index.name, i))
         if body is not None:
             writer.add(key, body, partition=index.partitions[i], created=index.created[i], replace=i in index.replaced,
-                       outputs=index.outputs.get(i), files=index.files.get(i), tag=index.tags.get(i), sha256=index.sha256[i],
+                       outputs=index.outputs.get(i), files=index.files.get(i), tag=index.tags[i], sha256=index.sha256[i],
                        **{**index.common, **index.extra.get(i, {})})
     writer.flush()
     for pack in writer.written:
@@ -366,7 +378,7 @@ def rewrite_without(index: PackIndex, drop: set[str]) -> list[int]:
             dropped.append(i)
             continue
         writer.add(index.keys[i], body, partition=index.partitions[i], created=index.created[i], replace=i in index.replaced,
-                   outputs=index.outputs.get(i), files=index.files.get(i), tag=index.tags.get(i), sha256=index.sha256[i],
+                   outputs=index.outputs.get(i), files=index.files.get(i), tag=index.tags[i], sha256=index.sha256[i],
                    **{**index.common, **index.extra.get(i, {})})
     if not dropped:
         return []

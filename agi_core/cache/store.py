@@ -12,10 +12,12 @@ loads what it needs pack by pack (`load_many`). A key found in several places (t
 at once: same key, same content) is served from the first written, except that an entry stored by
 ``--refresh`` wins over every older one. Every result is checked (size, SHA-256) before it is
 unpickled, and each output file when restoring it: anything that does not match is a
-`CorruptEntry`, and is never used.
+`CorruptEntry`, and is never used. Before that, its tag is checked under the owner's key
+(`auth`): an entry whose tag does not check is *untrusted* and never unpickled.
 
 >>> import tempfile
->>> store = CacheStore(Path(tempfile.mkdtemp()))
+>>> from agi_core.cache.auth import CacheKey
+>>> store = CacheStore(Path(tempfile.mkdtemp()), key=CacheKey(bytes(32)))
 >>> key = "ab" * 32
 >>> path = store.put(key, {"answer": 42}, partition="p1")
 >>> store.load(key).result
@@ -41,6 +43,7 @@ from typing import Any
 
 from ..atomic import write_bytes_atomic
 from . import packs
+from .auth import CacheKey, NoKey, untrusted, worker_key
 from .entries import ENTRY_SCHEMA, SINGLE_SUFFIX, CorruptEntry, Entry, EntryInfo, check_body, decode_single, sha256_hex
 from .tempnames import temp_name
 
@@ -86,14 +89,24 @@ class CacheView:
 
 
 class CacheStore:
-    """The cache of one app: ``<share>/cache/<app>/``."""
+    """The cache of one app: ``<share>/cache/<app>/``.
 
-    def __init__(self, root: Path) -> None:
+    ``key``: what entries are tagged and checked with (`auth`); by default this user's key as a
+    worker finds it (`auth.worker_key`: never made here), read when first needed."""
+
+    def __init__(self, root: Path, *, key: CacheKey | NoKey | None = None) -> None:
         self.root = Path(root)
+        self._key = key
 
     @classmethod
-    def for_app(cls, share: Path, app: str) -> CacheStore:
-        return cls(Path(share) / "cache" / app)
+    def for_app(cls, share: Path, app: str, *, key: CacheKey | NoKey | None = None) -> CacheStore:
+        return cls(Path(share) / "cache" / app, key=key)
+
+    @property
+    def key(self) -> CacheKey | NoKey:
+        if self._key is None:
+            self._key = worker_key()
+        return self._key
 
     @property
     def packs_dir(self) -> Path:
@@ -198,8 +211,9 @@ class CacheStore:
                 yield self._read_single(key, place, touch)
                 continue
             by_pack.setdefault(place.name, (place, []))[1].append(place.position[key])
+        check = self.key.check
         for index, positions in by_pack.values():
-            pack, keys_of = index.pack, index.keys
+            pack, keys_of, sums, tags, outputs = index.pack, index.keys, index.sha256, index.tags, index.outputs
             where = str(pack)  # one string for all its entries (Path caches it)
             try:
                 checked = list(packs.read_bodies(index, positions))
@@ -208,6 +222,8 @@ class CacheStore:
                     yield keys_of[i], {}, None, pack, where, None
                 continue
             for i, body, problem in checked:
+                if body is not None and not check(keys_of[i], sums[i], outputs.get(i), tags[i]):
+                    body, problem = None, untrusted(where, keys_of[i])  # checked before anything unpickles it
                 yield keys_of[i], index.header(i), body, pack, where, problem
             if touch:
                 _touch(index.index)
@@ -225,6 +241,8 @@ class CacheStore:
             check_body(str(path), header, body)
         except CorruptEntry as exc:
             return key, {}, None, path, str(path), str(exc)
+        if not self.key.check(key, str(header.get("sha256")), header.get("outputs"), header.get("tag")):
+            return key, header, None, path, str(path), untrusted(str(path), key)
         if touch:
             _touch(path)
         return key, header, body, path, str(path), None
@@ -511,6 +529,7 @@ class EntryWriter:
     def __init__(self, store: CacheStore, *, max_bytes: int = packs.MAX_PACK_BYTES,
                  max_entries: int = packs.MAX_PACK_ENTRIES) -> None:
         self.store = store
+        self._tag = store.key.tag  # raises `auth.CacheKeyError` for a store without the key: nothing is stored untagged
         self._packs = packs.PackWriter(store.packs_dir, max_bytes=1 << 62, max_entries=1 << 62)  # `add_result` decides
         self._max_bytes, self._max_entries = max_bytes, max_entries
         self._files: list[tuple[str, str]] = []  # (key, output folder) of the buffered entries
@@ -529,6 +548,8 @@ class EntryWriter:
                    outputs: Sequence[str] = (), replace: bool = False) -> str:
         """`add` with ``meta`` as one dict (a worker's per-partition path)."""
         body = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        digest = sha256_hex(body)
+        tag = self._tag(key, digest, None)  # first: a worker without the key buffers and copies nothing
         if len(self._packs) and (self._packs.size + len(body) > self._max_bytes or len(self._packs) >= self._max_entries):
             full = self._packs.location
             try:
@@ -536,10 +557,11 @@ class EntryWriter:
             except Exception as exc:  # noqa: BLE001 - the full pack's entries failed, not this one
                 self.failed[full] = exc
         if not outputs:
-            return self._packs.add_entry(key, body, partition, meta, replace=replace)
+            return self._packs.add_entry(key, body, partition, meta, replace=replace, tag=tag, sha256=digest)
         files, described = self.store.stage_outputs(key, out_dir, outputs)
         self._files.append((key, str(files)))
-        return self._packs.add_entry(key, body, partition, meta, replace=replace, outputs=described, files=files)
+        return self._packs.add_entry(key, body, partition, meta, replace=replace, outputs=described, files=files,
+                                     tag=self._tag(key, digest, described), sha256=digest)
 
     def take_failures(self) -> dict[str, BaseException]:
         """The full packs whose write failed since the last call (location -> the error)."""

@@ -65,6 +65,17 @@ def share_for(ctx: click.Context, app: str | None, share: Path | None) -> Path:
     return default_share()
 
 
+def access_for(ctx: click.Context, app: str | None) -> Any:
+    """APP's ``[cluster.share] group_access`` (`share_access.ShareAccess`); the default when APP is not found here."""
+    from ..errors import AgiError
+    from ..share_access import ShareAccess
+
+    try:
+        return ShareAccess.of(env_for(ctx, app).settings().cluster.share.group_access) if app else ShareAccess()
+    except AgiError:
+        return ShareAccess()
+
+
 def app_name(ctx: click.Context, app: str, share: Path | None) -> str:
     """The app's name: with --share the app need not be found in the apps folders."""
     return app.removesuffix("_project") if share else env_for(ctx, app).name
@@ -130,7 +141,7 @@ def cache_list(ctx: click.Context, app: str | None, share: Path | None, limit: i
         total = sum(i.size for i in infos)
         table(f"{len(infos)} entries of {name}, {format_size(total)}, in {store.root}",
               ["key", "partition", "size", "last used", "outputs", "stored by run"],
-              ([i.key[:12], i.header.get("partition", ""), format_size(i.size), f"{when(i.used)} ({ago(i.used)})",
+              ([i.key[:12], i.header.get("partition", ""), format_size(i.size), ago(i.used),
                 len(i.header.get("outputs", ())) or "", i.header.get("run_id", "")] for i in shown))
         if len(shown) < len(infos):
             console().print(f"… {len(infos) - len(shown)} less recently used entries (--limit 0 shows every one)")
@@ -154,9 +165,8 @@ def cache_list(ctx: click.Context, app: str | None, share: Path | None, limit: i
     if not summary:
         console(stderr=True).print(f"no cache under {escape(str(root / 'cache'))}")
         return
-    table(f"cache under {root / 'cache'}", ["app", "entries", "size", "oldest use", "newest use", "unfinished writes"], (
-        [s["app"], s["entries"], format_size(s["size"]), f"{when(s['oldest_use'])} ({ago(s['oldest_use'])})",
-         f"{when(s['newest_use'])} ({ago(s['newest_use'])})",
+    table(f"cache under {root / 'cache'}", ["app", "entries", "size", "oldest use", "newest use", "unfinished"], (
+        [s["app"], s["entries"], format_size(s["size"]), ago(s["oldest_use"]), ago(s["newest_use"]),
          f"{s['unfinished_writes']} ({format_size(s['unfinished_size'])})" if s["unfinished_writes"] else ""] for s in summary))
     if any(s["unfinished_gone"] for s in summary):
         console().print("unfinished writes whose writer is gone take space until `agi cache gc` removes them")
@@ -217,7 +227,8 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
     if problem is None:
         out.print("[green]check: ok[/] (loads, and the result and outputs match their checksums)")
     else:
-        out.print(f"[red]check: corrupt[/]: {escape(problem)} (a run would not use it; it recomputes the partition)")
+        verdict = "untrusted" if ": untrusted: " in problem else "corrupt"
+        out.print(f"[red]check: {verdict}[/]: {escape(problem)} (a run would not use it; it recomputes the partition)")
     if unfinished:
         out.print(f"{escape(name)}: {unfinished_line(unfinished)}")
 
@@ -258,7 +269,7 @@ def cache_verify(ctx: click.Context, app: str | None, share: Path | None, sample
         status.start()
     try:
         report = verify_cache(app_name(ctx, app, share), root, env=env, sample=sample, seed=seed,
-                              progress=status.update if status is not None else None)
+                              progress=status.update if status is not None else None, access=access_for(ctx, app))
     finally:
         if status is not None:
             status.stop()

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = ["print_verify"]
 
-_COLOURS = {"ok": "green", "match": "green", "corrupt": "red", "mismatch": "red", "failed": "red", "unverifiable": "yellow"}
+_COLOURS = {"ok": "green", "match": "green", "corrupt": "red", "untrusted": "red", "mismatch": "red", "failed": "red", "unverifiable": "yellow"}
 
 
 def print_verify(report: VerifyReport) -> None:
@@ -33,4 +33,5 @@ def print_verify(report: VerifyReport) -> None:
               f"{report.count('unverifiable')} not verifiable") if report.sample else ""
     colour = "green" if report.ok else "red"
     out.print(f"[{colour}]{'ok' if report.ok else 'problems'}[/]: {len(report.entries)} entries of {escape(report.app)} in "
-              f"{escape(report.root)}, {report.count('corrupt')} corrupt{sample}")
+              f"{escape(report.root)}, {report.count('corrupt')} corrupt, "
+              f"{report.count('untrusted')} untrusted{sample}")

@@ -151,6 +151,8 @@ def _print_cluster(status: Any, as_json: bool) -> None:
         out.print(f"{status.app}: [yellow]not running[/]" + (f" — {status.problem}" if status.problem else ""))
         return
     out.print(f"{status.app}: [green]running[/] at {status.address}" + (f", dashboard {status.dashboard}" if status.dashboard else ""))
+    if not status.dashboard:
+        out.print(_no_dashboard())
     table(None, ["worker", "address", "threads"], ([w.name, w.address, w.nthreads] for w in status.workers))
 
 
@@ -160,3 +162,12 @@ def _print_warnings(warnings: Any) -> None:
 
     for warning in warnings:
         console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def _no_dashboard() -> str:
+    """Why a running cluster has no dashboard, and how to get one."""
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is None:
+        return "no dashboard: bokeh is not installed (pip install 'agi-orchestrator[dashboard]', or ./scripts/example)"
+    return "no dashboard: [cluster.dask] dashboard_port is empty (set a port, e.g. 8787)"

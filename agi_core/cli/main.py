@@ -8,17 +8,18 @@ holds the group, its error handling and the entry point.
 from __future__ import annotations
 
 import errno
+import re
 import traceback
 from typing import Any
 
 import click
 
 from ..errors import AgiError, Terminated
-from ..share_io import share_error
+from ..share_io import is_file_error, share_error
 from .options import apps_path_option
 from .output import console, print_error
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "verbose_first"]
 
 
 #: command name -> "module:attribute" under agi_core.cli; a command's module is imported only when
@@ -28,14 +29,32 @@ _COMMANDS = {
     "run": "run_cmds:run_command", "install": "hosts_cmds:install_command", "doctor": "hosts_cmds:doctor_command",
     "hosts": "hosts_cmds:hosts_group", "cluster": "cluster_cmds:cluster_group", "runs": "runs_cmds:runs_group",
     "cache": "cache_cmds:cache_group", "snippet": "snippet_cmds:snippet_command", "steps": "steps_cmds:steps_group",
-    "ui": "ui_cmd:ui_command",
+    "ui": "ui_cmd:ui_command", "keys": "keys_cmds:keys_group",
 }
+
+
+_VERBOSE = re.compile(r"-v+|--verbose")
+
+
+def verbose_first(args: list[str]) -> list[str]:
+    """``-v`` anywhere on the command line (``agi run APP -v``) moved before the subcommand, where
+    the group reads it; what follows ``--`` is left alone.
+
+    >>> verbose_first(["run", "toy", "-vv", "--set", "n=2", "--", "-v"])
+    ['-vv', 'run', 'toy', '--set', 'n=2', '--', '-v']
+    """
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if _VERBOSE.fullmatch(a)]
+    return [*flags, *(a for a in args[:end] if not _VERBOSE.fullmatch(a)), *args[end:]]
 
 
 class _Group(click.Group):
     """Turns `AgiError` (and a stray `OSError`) into a message with its fix and exit code 1; Ctrl-C
     into exit code 130, SIGTERM during a run into 143.
     Loads each command's module on first use (see `_COMMANDS`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, verbose_first(args))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
@@ -68,8 +87,12 @@ class _Group(click.Group):
                 raise
             if ctx.obj and ctx.obj.get("verbose"):
                 traceback.print_exc()
-            error = share_error(exc, "at")
-            print_error(error.message, error.fix)
+            if is_file_error(exc):
+                error = share_error(exc, "at")
+                print_error(error.message, error.fix)
+            else:  # a network or system failure (a connection timed out): not the share's fault
+                print_error(f"{type(exc).__name__}: {exc}", "check the host and port it names (reachable, listening); "
+                            "`agi -v …` shows where it happened")
             ctx.exit(1)
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "cluster_overrides",
     "env_for",
     "json_option",
+    "no_app",
     "overrides",
     "set_option",
 ]
@@ -58,6 +59,20 @@ def set_option(help_text: str = SET_HELP) -> Callable[[F], F]:
 def apps_paths(ctx: click.Context) -> list[Path] | None:
     """The apps folders of this call (before and after the subcommand), or None for the default."""
     return list(ctx.find_root().ensure_object(dict).get("apps_path") or []) or None
+
+
+def no_app(ctx: click.Context, command: str) -> Exception:
+    """The error of ``agi COMMAND`` given no app: it names the apps found, and how to give one."""
+    from ..env import default_apps_paths, discover_apps
+    from ..errors import AgiError
+
+    paths = apps_paths(ctx) or default_apps_paths()
+    names = sorted(discover_apps(paths))
+    if not names:
+        return AgiError(f"agi {command} needs an app, and none is found in {', '.join(map(str, paths)) or '(no apps folder)'}",
+                        fix="create apps/NAME_project with a pyproject.toml (agi apps copy mandelbrot), or pass --apps-path")
+    example = "mandelbrot" if "mandelbrot" in names else names[0]
+    return AgiError(f"agi {command} needs an app: {', '.join(names)}", fix=f"agi {command} {example}  (`agi apps` describes them)")
 
 
 def env_for(ctx: click.Context, app: str) -> Any:

@@ -5,8 +5,10 @@ With ``--why`` / ``--dump-keys``: why a partition was computed, and what its cac
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
@@ -67,6 +69,7 @@ def print_record(record: RunRecord, *, all_partitions: bool = False) -> None:
     """Print ``record`` for a person: see the module docstring. ``all_partitions`` adds every
     partition's row, every slot and every failure."""
     _header(record)
+    _running_now(record)
     _audit(record, all_partitions)
     parts = record.partitions
     if parts:
@@ -106,6 +109,26 @@ def _header(record: RunRecord) -> None:
         out.print(f"kernels: {escape(record.kernel_note)}")
     for warning in record.warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def _running_now(record: RunRecord) -> None:
+    """A running run: the partitions in flight, longest first, with where and for how long."""
+    if record.status != "running" or not record.in_flight:
+        return
+    out = console()
+    now = time.time()
+    since = {item.id: _epoch(item.since) for item in record.in_flight}
+    out.print(f"in flight: {len(record.in_flight)} partition{'s' if len(record.in_flight) > 1 else ''}")
+    for item in sorted(record.in_flight, key=lambda item: since[item.id])[:10]:
+        out.print(f"  {escape(item.id)}  slot {escape(item.slot)}  host {escape(item.host)}  pid {item.pid}  "
+                  f"running for {seconds(max(0.0, now - since[item.id]))}")
+
+
+def _epoch(stamp: str) -> float:
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return time.time()
 
 
 def _audit(record: RunRecord, show_all: bool) -> None:
@@ -149,7 +172,7 @@ def _summary(record: RunRecord, parts: list[PartitionRecord], all_slots: bool) -
     if rerun:
         title += f"; [yellow]{reruns_phrase(rerun)}[/]"
     body = [s.row() for s in rows] + ([["all", "", *everything.row()[2:]]] if len(slots) > 1 else [])
-    table(title, ["slot", "host", "partitions", *_COUNTED, "total", "max"], body)
+    table(title, ["slot", "host", "parts", *_COUNTED, "total", "max"], body)
     if hidden:
         console().print(f"… {hidden} more slots (--all shows every one)")
     moved = sum(1 for p in parts if p.ran_slot)

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from .options import MODE_HELP, apps_path_option, env_for, overrides, set_option
-from .output import console, print_json
+from .options import MODE_HELP, apps_path_option, apps_paths, env_for, no_app, overrides, set_option
+from .output import console, lines_console, print_json
 from .plan_view import plan_tree
 
 __all__ = ["distrib_command", "print_run", "run_command"]
@@ -51,7 +51,7 @@ def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments:
 
 
 @click.command("run")
-@click.argument("app")
+@click.argument("app", required=False)
 @apps_path_option
 @click.option("--mode", "-m", default=None, help=MODE_HELP)
 @set_option()
@@ -74,7 +74,7 @@ def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments:
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @click.pass_context
-def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...], plan_file: Path | None,
+def run_command(ctx: click.Context, app: str | None, mode: str | None, assignments: tuple[str, ...], plan_file: Path | None,
                 no_cache: bool, refresh: tuple[str, ...], audit: float | None, require_cache: bool | None, resume: str | None,
                 as_json: bool, progress: bool | None) -> None:
     """Run an app and write its record under the share (runs/APP/RUN_ID/).
@@ -84,20 +84,32 @@ def run_command(ctx: click.Context, app: str, mode: str | None, assignments: tup
     --why ID` says why a partition was computed; `--audit` checks a sample of the hits.
     """
     from ..agi import AGI
-    from ..errors import RunError
+    from ..errors import RunError, Terminated
+    from ..events import ignore
+    from .interrupt_view import RunEnd, print_stopped
     from .run_view import RunView
 
+    if app is None:
+        raise no_app(ctx, "run")
     args, cluster = overrides(assignments)
     env = env_for(ctx, app)
+    env.prefetch_git_commit()  # git runs while the run machinery loads
     ids = tuple(pid.strip() for item in refresh for pid in item.split(",") if pid.strip())
+    end = RunEnd(ignore)
     try:
         with RunView(enabled=sys.stderr.isatty() if progress is None else progress) as view:
+            end.sink = view
             result = asyncio.run(AGI.run(env, mode=mode, args=args, cluster=cluster or None, plan=plan_file, use_cache=not no_cache,
-                                         refresh=ids, resume=resume, audit=audit, require_cache=require_cache, on_event=view))
+                                         refresh=ids, resume=resume, audit=audit, require_cache=require_cache, on_event=end))
     except RunError as exc:
         if exc.result is not None:
             print_run(exc.result, as_json)
         raise
+    except (KeyboardInterrupt, Terminated) as exc:  # the record is written: say what was kept and how to resume
+        sigterm = isinstance(exc, Terminated)
+        print_stopped(end, app, exc.message if isinstance(exc, Terminated) else "interrupted by Ctrl-C", apps_paths=apps_paths(ctx),
+                      share=cluster.get("workers_data_path"), use_cache=not no_cache)
+        ctx.exit(143 if sigterm else 130)
     print_run(result, as_json)
 
 
@@ -116,11 +128,10 @@ def print_run(result: Any, as_json: bool) -> None:
                     "duration_s": round(result.duration_s, 3), "value": result.value, "run_dir": str(result.run_dir),
                     "manifest": str(result.manifest), "out_dir": str(result.out_dir)})
         return
-    from rich.markup import escape
-
     from ..cache.write_failures import tally
+    from .output import escape
 
-    out = console()
+    out = lines_console()  # rich only on a terminal
     counts = {s: sum(o.status == s for o in result.outcomes) for s in ("ok", "failed", "skipped", "cached")}
     colour = "green" if result.status == "ok" else "red"
     about = [f"{counts['cached']} cached"] if counts["cached"] else []

@@ -10,7 +10,7 @@ import click
 
 from .cache_cmds import DURATION
 from .options import apps_path_option, env_for, json_option
-from .output import console, print_json, table
+from .output import console, print_json, short_time, table
 
 if TYPE_CHECKING:
     from ..provenance import RunRecord, RunStore
@@ -33,11 +33,14 @@ def _store(ctx: click.Context, app: str | None, share: Path | None) -> RunStore:
     from ..paths import default_share
     from ..provenance import RunStore
 
+    from .cache_cmds import access_for
+
+    access = access_for(ctx, app)  # which folders may be read: APP's [cluster.share] group_access
     if share:
-        return RunStore(share)
+        return RunStore(share, access)
     if app:
-        return RunStore(env_for(ctx, app).settings().share)
-    return RunStore(default_share())
+        return RunStore(env_for(ctx, app).settings().share, access)
+    return RunStore(default_share(), access)
 
 
 def _listed(record: RunRecord) -> dict[str, Any]:
@@ -67,8 +70,8 @@ def runs_list(ctx: click.Context, app: str | None, share: Path | None, limit: in
     if not records:
         console(stderr=True).print(f"no runs recorded under {store.root}")
         return
-    table(f"runs under {store.root}", ["run", "app", "status", "mode", "started", "duration", "partitions ok/all"], (
-        [r.run_id, r.app.name, status_text(r.status), f"{r.mode.value} {r.mode.letters}".strip(), r.started,
+    table(f"runs under {store.root}", ["run", "app", "status", "mode", "started", "duration", "ok/all"], (
+        [r.run_id, r.app.name, status_text(r.status), f"{r.mode.value} {r.mode.letters}".strip(), short_time(r.started),
          f"{r.duration_s:.2f} s" if r.ended else "",
          f"{r.totals.ok + r.totals.cached}/{r.totals.partitions}"] for r in records))
 
@@ -180,7 +183,7 @@ def _print_prune(plan: Any, verb: str, summary: bool = False) -> None:
     if plan.remove:
         table(f"{verb} {len(plan.remove)} run{'s' if len(plan.remove) != 1 else ''}",
               ["app", "run", "status", "started", "size", "why"],
-              ([run.app, run.run_id, status_text(run.status), run.started, format_size(run.size), why] for run, why in plan.remove))
+              ([run.app, run.run_id, status_text(run.status), short_time(run.started), format_size(run.size), why] for run, why in plan.remove))
     if not summary:
         return
     for run in plan.running:
@@ -294,19 +297,31 @@ def runs_verify(bundle: Path, key: Path | None, as_json: bool) -> None:
               help="Require the bundle's signature to check against this Ed25519 public key.")
 @click.option("--share", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The share to import into (default: the local default share).")
+@click.option("--with-cache", is_flag=True,
+              help="Also import the bundle's cache entries: only from a bundle signed by a key you trust (agi keys trust).")
 @json_option
-def runs_import(bundle: Path, key: Path | None, share: Path | None, as_json: bool) -> None:
-    """Verify a bundle, then unpack its run into <share>/runs/<app>/<run_id>/ and its cache entries
-    into <share>/cache/<app>/. An existing run folder is never overwritten, nor an existing entry."""
+def runs_import(bundle: Path, key: Path | None, share: Path | None, with_cache: bool, as_json: bool) -> None:
+    """Verify a bundle, then unpack its run into <share>/runs/<app>/<run_id>/ and, with --with-cache,
+    its cache entries into <share>/cache/<app>/: only when the bundle is signed by a key you trust
+    (`agi keys trust`), since an entry is a pickle that runs code when loaded; otherwise the run
+    comes without them, and the command says why. An existing run folder is never overwritten, nor
+    an existing entry."""
     from ..paths import default_share
     from ..provenance.bundle_import import import_bundle
 
-    done = import_bundle(bundle, share or default_share(), key)
+    from ..share_access import ShareAccess, share_umask
+
+    with share_umask(ShareAccess()):  # what it creates on the share: folders 0750, files 0640
+        done = import_bundle(bundle, share or default_share(), key, with_cache=with_cache)
     if as_json:
         print_json({"run_dir": str(done.run_dir), "app": done.app, "run_id": done.run_id, "entries_added": done.entries_added,
-                    "entries_kept": done.entries_kept, "signature": done.verification.signature})
+                    "entries_kept": done.entries_kept, "entries_left": done.entries_left, "cache_refused": done.cache_refused,
+                    "signature": done.verification.signature})
         return
     click.echo(f"signature: {done.verification.signature}")
     click.echo(f"imported run {done.run_id} of {done.app} into {done.run_dir}"
                + (f"; cache entries: {done.entries_added} added, {done.entries_kept} already there"
                   if done.entries_added or done.entries_kept else ""))
+    if done.cache_refused:
+        click.echo(f"warning: {done.entries_left} cache entr{'y' if done.entries_left == 1 else 'ies'} not imported: "
+                   f"{done.cache_refused}", err=True)

@@ -42,7 +42,7 @@ def snippet_command(ctx: click.Context, app: str, kind: str, mode: str | None, a
     \b
     Examples:
       agi snippet mandelbrot run --mode p > render.py && python render.py
-      agi snippet toy distrib --apps-path tests/apps --set n=8 -o plan_toy.py
+      agi snippet heat distrib --set "sizes=[32]" -o plan_heat.py
     """
     from ..run import resolve
     from ..snippets import render_snippet

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .options import json_option
-from .output import console, print_json, table
+from .output import console, print_json, short_time, table
 from .steps_options import file_option
 
 __all__ = ["steps_report", "steps_run", "steps_runs"]
@@ -102,7 +102,7 @@ def steps_runs(file: Path, limit: int, as_json: bool) -> None:
         print_json([r.model_dump(by_alias=True) for r in records])
         return
     table(f"pipeline runs of {file}", ["run", "status", "started", "s", "selection", "steps"],
-          [(r.pipeline_run, r.status, r.started[:19], f"{r.duration_s:.1f}", r.selection,
+          [(r.pipeline_run, r.status, short_time(r.started), f"{r.duration_s:.1f}", r.selection,
             " ".join(f"{k}={v}" for k, v in sorted(r.counts().items()))) for r in records])
 
 

@@ -133,6 +133,9 @@ def _why_computed(record: RunRecord, part: Any, old_part: Any, earlier: str) -> 
     """Why a partition whose key did not change was not taken from the cache."""
     if part.status in ("skipped", "not run"):
         return f"it was not computed in this run (status: {part.status})"
+    if part.cache == "untrusted":
+        return ("its cache entry did not authenticate under your cache key (written by someone else, or altered), so it was "
+                "not loaded: it was removed and the partition computed again") + (f" ({part.note})" if part.note else "")
     if part.cache == "corrupt":
         return "its cache entry was corrupt, so it was removed and the partition computed again" + (
             f" ({part.note})" if part.note else "")

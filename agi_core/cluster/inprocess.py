@@ -10,11 +10,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import time
 from typing import Any
 
 from ..errors import AgiError
 from ..events import EventSink, Notice, Phase, ignore
 from ..lifeline import MANAGER_PID_ENV, PRELOAD
+from ..main_guard import reimport_refused
 from .backend import ClusterBackend
 from .spec import ClusterSpec
 
@@ -109,8 +111,15 @@ class InProcessCluster(ClusterBackend):
             }}
             for w in spec.workers
         }
-        self._cluster = await SpecCluster(workers=workers, scheduler=scheduler, asynchronous=True, silence_logs=40, name="agi",
-                                          security=self._security)
+        since = time.time()
+        try:
+            self._cluster = await SpecCluster(workers=workers, scheduler=scheduler, asynchronous=True, silence_logs=40,
+                                              name="agi", security=self._security)
+        except Exception as exc:
+            refused = reimport_refused(since)  # the workers stopped: the script runs AGI.run unguarded
+            if refused is not None:
+                raise refused from None  # Dask's own error says only that a nanny failed
+            raise
         self.address = self._cluster.scheduler_address
         self.dashboard = self._cluster.dashboard_link if dashboard else None
 

@@ -23,6 +23,7 @@ from ..events import EventSink, HostStep, ignore
 from ..hosts import HostAddress
 from ..ssh import HostSession, shell_path
 from .backend import ClusterBackend, ProcessRecord
+from .cache_key import upload_key, worker_env
 from .client import config_yaml
 from .detached import DetachedProcesses
 from .inprocess import dashboard_address, http_address
@@ -148,6 +149,8 @@ class LaunchedCluster(ClusterBackend):
         await asyncio.gather(*(session.write_text(self._config_file(), config) for session in sessions))
         self._tls_hosts = set(hosts) if self._credentials is not None else set()
         await asyncio.gather(*(self._upload_tls(session) for session in sessions))
+        by_host = dict(zip(hosts, sessions, strict=True))  # the cache key: to each worker host (`cache_key`)
+        await asyncio.gather(*(upload_key(by_host[host], host, spec.root) for host in {w.host for w in spec.workers}))
         dashboard = dashboard_address(spec.dashboard_port, spec.scheduler.host)
         # The scheduler's HTTP server (/health, /info, the dashboard when bokeh is there) binds its own interface.
         http = dashboard or http_address(spec.scheduler.host, 0)
@@ -167,7 +170,8 @@ class LaunchedCluster(ClusterBackend):
         self.dashboard = f"http://{spec.scheduler.url_host}:{spec.dashboard_port}/status" if dashboard else None
         for host, workers in spec.hosts().items():
             emit(HostStep(host, f"starting {len(workers)} worker(s)"))
-        await asyncio.gather(*(self._launch(w.host, "worker", w.name, self._worker_command(w), w.env) for w in spec.workers))
+        await asyncio.gather(*(self._launch(w.host, "worker", w.name, self._worker_command(w), (*w.env, *worker_env(w.host, spec.root)))
+                               for w in spec.workers))
         if self.tethered:
             await self.hosts.tether_all(cleanup=self._tls_cleanup())  # the credentials go too, even on SIGKILL
         for host in hosts:

@@ -57,7 +57,9 @@ from ..errors import AgiError
 from ..events import EventSink, Notice, Phase, ignore
 from ..hosts import HostAddress, slot_name
 from ..settings_schema import SLURM_HOST, SlurmSettings
+from ..cache.auth import KEY_ENV
 from .backend import ClusterBackend, ProcessRecord
+from .cache_key import publish_key
 from .client import config_yaml
 from .inprocess import dashboard_address, http_address
 from .launched import LaunchedCluster
@@ -199,6 +201,7 @@ class SlurmCluster(ClusterBackend):
             "job_extra_directives": [*slurm.job_extra, *([f"--gres=gpu:{slurm.gpus}"] if gpu else [])],
             "worker_extra_args": ["--no-dashboard", *(["--resources", "GPU=1"] if gpu else [])],
             "job_script_prologue": [f"export DASK_CONFIG={shlex.quote(str(self.log_directory / 'dask.yaml'))}",
+                                    f"export {KEY_ENV}={shlex.quote(str(self.log_directory / 'keys' / 'cache.key'))}",
                                     "export PYTHONUNBUFFERED=1"],
             **(self._tls_options() if spec.tls else {}),
         }
@@ -226,6 +229,7 @@ class SlurmCluster(ClusterBackend):
         await check_slurm(self.slurm.partition)
         self.log_directory.mkdir(parents=True, exist_ok=True)
         (self.log_directory / "dask.yaml").write_text(config_yaml(self.spec))
+        publish_key(self.log_directory / "keys")  # the jobs' copy of the cache key (`cache_key`)
         if self.spec.tls:
             self._publish_tls()
         host = self._bind_host()

@@ -172,8 +172,14 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
     if not processes:
         raise SettingsError("the worker map has no workers (every count is 0)",
                             fix="give at least one host a count > 0 in [cluster.workers]")
+    # A run's own cluster serves its dashboard on any free port unless the settings name another port
+    # than the default 8787 (several runs at once never fight over 8787); a warm cluster
+    # (`manage.cluster_up`) and a configured scheduler keep the settings' port.
+    dashboard_port = cluster.dask.dashboard_port
+    if embedded and dashboard_port == type(cluster.dask).model_fields["dashboard_port"].default:
+        dashboard_port = 0
     return ClusterSpec(
-        app=app, backend=cluster.backend, scheduler=scheduler, dashboard_port=cluster.dask.dashboard_port,
+        app=app, backend=cluster.backend, scheduler=scheduler, dashboard_port=dashboard_port,
         workers=tuple(processes), dask=cluster.dask, ssh=cluster.ssh, root=cluster.install.root.rstrip("/") or "/",
         venv=cluster.install.venv_path(app), fan_out=cluster.install.concurrency, tls=cluster.tls, embedded=embedded,
         app_distribution=app_distribution, app_version=app_version, slurm=slurm,

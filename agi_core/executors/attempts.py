@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["AGAIN", "STARTED", "StartedLog", "log_name", "remove_started", "rerun_counts", "started_dir"]
+__all__ = ["AGAIN", "STARTED", "StartedLog", "last_started", "log_name", "remove_started", "rerun_counts", "started_dir"]
 
 #: the folder of started logs, in the run folder (beside out/)
 STARTED = "started"
@@ -104,6 +104,24 @@ def _counts(path: Path) -> Counter[int]:
     host left, is not counted)."""
     data = path.read_bytes()
     return Counter(int(line) for line in data[: data.rfind(b"\n") + 1].split() if line.isdigit())
+
+
+def last_started(folder: Path, ids: Sequence[str]) -> tuple[str, float] | None:
+    """The partition of the batch ``ids`` its task started last, and when (the log's time);
+    None when the task has not started one (or keeps no log)."""
+    path = folder / log_name(ids[0]) if ids else None
+    try:
+        with open(path, "rb") as log:  # type: ignore[arg-type]
+            size = os.fstat(log.fileno()).st_size
+            log.seek(max(0, size - 32))
+            lines = log.read().split(b"\n")
+            when = os.fstat(log.fileno()).st_mtime
+    except (OSError, TypeError):
+        return None
+    complete = [line for line in lines[:-1] if line.isdigit()]  # the last item is after the last newline
+    if not complete or int(complete[-1]) >= len(ids):
+        return None
+    return ids[int(complete[-1])], when
 
 
 def rerun_counts(folder: Path, batches: Mapping[str, Sequence[str]]) -> dict[str, int]:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..provenance import ClusterRecord
     from ..settings import ClusterSettings
 
-__all__ = ["NOTE_SEPARATOR", "ExecutionContext", "Executor", "JobSpec", "Outcome", "settle", "skipped_outcomes"]
+__all__ = ["NOTE_SEPARATOR", "ExecutionContext", "Executor", "InFlight", "JobSpec", "Outcome", "settle", "skipped_outcomes"]
 
 #: joins an outcome's notes: its kernels' note first (a fallback taken), then what the cache did
 NOTE_SEPARATOR = "; "
@@ -50,6 +50,10 @@ class JobSpec:
     #: cache hits recomputed for the audit (``--audit``): partition id -> its entry's digest, which
     #: the worker compares the fresh result with (`agi_core.cache.audit`)
     audit: Mapping[str, str] = field(default_factory=dict)
+    #: the id of the manager's cache key (`cache.auth.CacheKey.id`): a worker holding another key stores nothing
+    cache_key_id: str = ""
+    #: the umask of what workers create on the share (`share_access`: ``[cluster.share] group_access``); None: left as it is
+    share_umask: int | None = None
 
 
 @dataclass(slots=True)
@@ -59,7 +63,8 @@ class Outcome:
     ``retries``: how often it started before on a worker that was lost (its ``work()`` ran that
     many times more). ``status``: ``ok``, ``failed``, ``skipped`` (a dependency did not succeed) or ``cached`` (its
     result was known before dispatch). ``cache``: ``hit``, ``miss``, ``stored``, ``corrupt``
-    (its entry could not be trusted, and it was computed again), ``audited`` (a hit recomputed for
+    (its entry was damaged, and it was computed again), ``untrusted`` (its entry did not
+    authenticate under the owner's key: never loaded, computed again), ``audited`` (a hit recomputed for
     the audit, same result) or ``mismatch`` (a hit recomputed for the audit, another result: it
     replaced the entry), empty without the cache; ``key`` its cache key; ``location`` where its
     result is kept (a cache entry's path); ``digest`` the SHA-256 of an audited result's pickle.
@@ -111,6 +116,22 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class InFlight:
+    """A partition running now: where (slot, host, the worker's pid) and since when (epoch seconds,
+    as the worker's clock said when it started the partition)."""
+
+    id: str
+    slot: str
+    host: str
+    pid: int
+    since: float
+    worker: str = ""  # the Dask worker's address, for the executor that stops it
+
+    def where(self) -> str:
+        return f"slot {self.slot} (host {self.host}, pid {self.pid})"
+
+
+@dataclass(frozen=True)
 class ExecutionContext:
     """What an executor is given: the run, the job its workers load, the cluster settings, where
     to send events, and the interpreter for worker processes on this machine (None: this one)."""
@@ -153,6 +174,18 @@ class Executor(abc.ABC):
     async def retries(self) -> dict[str, int]:
         """Partition id → how often it was retried after its worker died (for the record)."""
         return {}
+
+    async def in_flight(self) -> list[InFlight]:
+        """The partitions running now, asked often (about once a second) while the run goes:
+        cheap, and never blocked by a worker that does not answer. Empty where the executor
+        cannot tell (then nothing is watched)."""
+        return []
+
+    async def stop_worker(self, item: InFlight, reason: str) -> None:
+        """Stop the worker process running ``item`` (it hung): the partition is retried on
+        another slot within ``[cluster] retries``, or fails with ``reason``; whatever else that
+        worker had not started runs elsewhere. Returns without waiting for the process to go."""
+        raise NotImplementedError(f"the {self.name} executor cannot stop a worker")
 
     def workers(self) -> dict[str, dict[str, Any]]:
         """Worker name → facts for the record (versions, capabilities), once known."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
@@ -23,8 +24,8 @@ from ..errors import AgiError
 from ..events import ClusterReady, Notice
 from ..modes import Mode
 from ..provenance import ClusterRecord
-from .attempts import remove_started, rerun_counts, started_dir
-from .base import ExecutionContext, Executor, Outcome, settle
+from .attempts import last_started, remove_started, rerun_counts, started_dir
+from .base import ExecutionContext, Executor, InFlight, Outcome, settle
 from .wire import pack_outcomes, unpack_outcomes
 from .worker import pack, run_batch
 
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from ..plan import GraphDriver, WorkPlan
 
 __all__ = ["DaskExecutor"]
+
+#: a worker silent this long (no heartbeat) may have stopped before saying what it runs
+_SILENT_S = 5.0
 
 
 class DaskExecutor(Executor):
@@ -43,6 +47,7 @@ class DaskExecutor(Executor):
         self._handle: Any = None
         self._facts: dict[str, dict[str, Any]] = {}
         self._futures: dict[Any, tuple[str, list[str]]] = {}  # future -> (slot, partition ids)
+        self._stopped: dict[str, str] = {}  # partition -> why its worker was stopped (a hang)
         self._slot_of_worker: dict[str, str] | None = None  # Dask worker name -> the slot it serves
         self._started: Path | None = None  # the started logs' folder, once made (`attempts`)
         self.max_tasks_per_slot = context.cluster.dask.max_tasks_per_slot
@@ -63,8 +68,17 @@ class DaskExecutor(Executor):
         backend = self._handle.backend
         self.context.emit(ClusterReady(backend.address, backend.dashboard, self._handle.warm, self._handle.note))
         self._facts = await self._worker_records(spec.app_distribution or self.context.app, spec.app_version or "")
+        await self._watch_workers()
         if self.job.mode & Mode.RAPIDS and self.context.cluster.rapids == "require":
             self._require_gpus()
+
+    async def _watch_workers(self) -> None:
+        """Have workers report what they run (`dask_watch`), and give a partition whose worker
+        is lost (it died, or was stopped for a hang) ``[cluster] retries`` more runs, as the pool does."""
+        from .dask_watch import RunningPartitions, allow_failures
+
+        await self.client.register_plugin(RunningPartitions())
+        await self.client.run_on_scheduler(allow_failures, count=self.context.cluster.retries)
 
     def _require_gpus(self) -> None:
         """``rapids = "require"``: every worker must see a GPU (or numba's simulator), checked on the
@@ -189,7 +203,9 @@ class DaskExecutor(Executor):
                     raise AgiError(f"lost the Dask scheduler at {self.client.scheduler.address}: {type(exc).__name__}: {exc}",
                                    fix="check the scheduler host; the run's record lists what finished; "
                                        "`agi run APP --resume RUN` computes only the rest") from None
-                outcomes += [Outcome(pid, slot, "failed", error=f"{type(exc).__name__}: {exc}") for pid in ids]
+                stopped = [self._stopped[pid] for pid in ids if pid in self._stopped]
+                cause = f"{stopped[-1]}; " if stopped else ""
+                outcomes += [Outcome(pid, slot, "failed", error=f"{cause}{type(exc).__name__}: {exc}") for pid in ids]
         return outcomes
 
     def _submit(self, job_json: str, ids: list[str], slot: str, deps: dict[str, Any], addresses: dict[str, str],
@@ -213,6 +229,49 @@ class DaskExecutor(Executor):
                 batch_key = f"{slot}-{len(self._futures)}"
                 futures.append(self._submit(job_json, free[k::count], slot, {}, addresses, parts, key=batch_key))
         return futures
+
+    async def in_flight(self) -> list[InFlight]:
+        """What each worker runs, as the scheduler last heard it. A worker silent for `_SILENT_S`
+        (stopped, stuck in the kernel) may have gone silent before it said what it started: its
+        tasks' started logs (`attempts`) name the partition, and the log's time says since when."""
+        from .dask_watch import scheduler_view
+
+        if self._handle is None:
+            return []
+        view = await self.client.run_on_scheduler(scheduler_view)
+        slot_of = {name: slot for slot, name in self._handle.worker_names.items()}
+        items = []
+        for address, (name, host, worker_pid, running, silent_s, holding) in view.items():
+            where = (slot_of.get(name, name), host, worker_pid or 0)
+            if not running and silent_s > _SILENT_S:
+                running = self._started_on(holding, time.time() - silent_s)
+            items += [InFlight(pid, *where, since, worker=address) for pid, since in running]
+        return items
+
+    def _started_on(self, keys: list[str], silent_since: float) -> list[tuple[str, float]]:
+        """The partition a silent worker last started, from the started logs of the tasks it
+        holds; when none started, the first partition it holds, since it went silent."""
+        ids_of = {future.key: ids for future, (_, ids) in self._futures.items()}
+        held = [ids_of[key] for key in keys if key in ids_of]
+        started = [last for ids in held if (last := last_started(started_dir(self.job.out_dir), ids)) is not None]
+        if started:
+            return [max(started, key=lambda item: item[1])]
+        return [(held[0][0], silent_since)] if held else []
+
+    async def stop_worker(self, item: InFlight, reason: str) -> None:
+        """SIGKILL the worker's process through its nanny (which starts a fresh one), and have
+        the scheduler drop the worker at once, so its tasks run elsewhere even if the process
+        cannot die yet (stuck in the kernel on a dead NFS mount)."""
+        import asyncio
+
+        from .dask_watch import drop_worker, stop_worker_process
+
+        self._stopped[item.id] = reason
+        try:
+            await asyncio.wait_for(self.client.run(stop_worker_process, workers=[item.worker], nanny=True, on_error="return"), 10)
+        except (asyncio.TimeoutError, OSError):
+            pass  # the scheduler drops it below all the same
+        await self.client.run_on_scheduler(drop_worker, address=item.worker)
 
     async def retries(self) -> dict[str, int]:
         """How often each partition started again after its worker was lost: counted from the
@@ -254,3 +313,4 @@ class DaskExecutor(Executor):
 
     def kill(self) -> None:
         self._futures.clear()  # the cluster itself is closed by `close`, which the runner always awaits
+

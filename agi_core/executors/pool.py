@@ -13,6 +13,7 @@ import asyncio
 import heapq
 import multiprocessing
 import os
+import socket
 import sys
 import time
 from collections import deque
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..app import Partition
-from .base import ExecutionContext, Executor, JobSpec, Outcome, settle, skipped_outcomes
-from .slot_process import Batch, slot_main
+from ..events import Notice
+from .base import ExecutionContext, Executor, InFlight, JobSpec, Outcome, settle, skipped_outcomes
+from .slot_process import IDLE, Batch, slot_main
 from .wire import unpack_outcomes
 
 if TYPE_CHECKING:
@@ -45,18 +47,23 @@ class _SlotProcess:
     def __init__(self, name: str, job: JobSpec, context: Any, parts: dict[str, Partition], keys: dict[str, str]) -> None:
         self.name = name
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=slot_main, args=(child, job, name, os.getpid(), parts, keys),
+        # [index in the batch of the partition running, its start]: written by the process (`slot_main`)
+        self.progress = context.RawArray("d", [IDLE, 0.0])
+        self.process = context.Process(target=slot_main, args=(child, job, name, os.getpid(), parts, keys, self.progress),
                                        name=f"agi-slot-{name}", daemon=True)
         self.process.start()
         child.close()
         self.busy = False  # a batch was sent and its end not yet reported
+        self.batch: list[str] = []  # the partitions of the batch in flight, in the order they run
         self.in_flight: dict[str, None] = {}  # partitions sent and not reported yet, in order
         self.dead = ""  # why it cannot run partitions any more
+        self.stopped: tuple[str, str] | None = None  # (partition, why) when the manager stopped it for a hang
         self.batch_size = _FIRST_BATCH  # the next batch's size at most
         self._sent = (0.0, 0)  # when the batch in flight was sent, and its size
 
     def send(self, batch: Batch) -> None:
-        self.in_flight = dict.fromkeys(pid for pid, _ in batch)
+        self.batch = [pid for pid, _, _ in batch]
+        self.in_flight = dict.fromkeys(self.batch)
         self.busy = True
         self._sent = (time.monotonic(), len(batch))
         self.conn.send(batch)
@@ -68,10 +75,28 @@ class _SlotProcess:
         per_partition = (time.monotonic() - started) / max(1, size)
         self.batch_size = max(1, min(_MAX_BATCH, int(_BATCH_S / per_partition) if per_partition > 0 else _MAX_BATCH))
 
-    def kill(self) -> None:
+    def running(self) -> tuple[str, float] | None:
+        """The partition this process runs now and when it started; None between partitions."""
+        since, index = self.progress[1], int(self.progress[0])  # the start first: `slot_main` writes it first
+        if not self.busy or index < 0 or index >= len(self.batch) or self.batch[index] not in self.in_flight:
+            return None
+        return self.batch[index], since
+
+    def lost(self) -> tuple[list[str], str | None, list[str]]:
+        """After the process died: its unreported partitions split into those that ran (their
+        results were lost with it), the one it died in (None: it died between partitions), and
+        those it never started."""
+        index = int(self.progress[0]) if self.busy else len(self.batch)
+        position = {pid: k for k, pid in enumerate(self.batch)}
+        ran = [pid for pid in self.in_flight if position[pid] < index or index < 0]
+        current = self.batch[index] if 0 <= index < len(self.batch) and self.batch[index] in self.in_flight else None
+        unstarted = [pid for pid in self.in_flight if index >= 0 and position[pid] > index]
+        return ran, current, unstarted
+
+    def kill(self, *, wait: float = 5) -> None:
         if self.process.is_alive():
             self.process.kill()
-        self.process.join(timeout=5)
+        self.process.join(timeout=wait)
         self.conn.close()
 
     async def stop(self) -> None:
@@ -118,74 +143,168 @@ def _process_context(python: Path | None) -> Any:
     return spawn_context(python)
 
 
+def _respawn_context(python: Path | None) -> Any:
+    # A slot started again mid-run: threads run in this process by then (the record's heartbeat,
+    # a progress display), and a fork would copy whatever lock one of them holds. Spawn, without
+    # re-importing this process's __main__ (a user's script may start a run at module level).
+    from .app_spawn import spawn_context
+
+    return spawn_context(python or Path(sys.executable))
+
+
+#: a slot whose process died is started again at most this many times; then its work moves
+_MAX_RESPAWNS = 5
+
+_Inbox = asyncio.Queue[tuple["_SlotProcess", list[Outcome] | None, bool]]  # the process each message came from
+
+
 class PoolExecutor(Executor):
-    """Executor for the pool bit: slots are processes of this machine."""
+    """Executor for the pool bit: slots are processes of this machine.
+
+    A slot whose process dies (a crash, or stopped by the manager for a hang) is started again;
+    the partition it died in runs again, on another slot where there is one, up to ``[cluster]
+    retries`` times, then fails; partitions it had finished but not reported run again (counted
+    as retries: they ran once); those it had not started run as if nothing happened.
+    """
 
     name = "pool"
 
     def __init__(self, context: ExecutionContext) -> None:
         super().__init__(context)
         self._slots: dict[str, _SlotProcess] = {}
+        self._parts: dict[str, Partition] = {}
+        self._home: dict[str, str] = {}  # partition -> the slot the plan gave it (whose process has it)
+        self._assignment: dict[str, list[str]] = {}  # slot -> its partitions, in order
+        self._lost: dict[str, int] = {}  # partition -> how often its process died while running it
+        self._reruns: dict[str, int] = {}  # partition -> times it ran again after its process was lost
+        self._respawns: dict[str, int] = {}  # slot -> times its process was started again
+        self._inbox: _Inbox | None = None
+        self._notices: list[str] = []
 
     async def start(self, plan: WorkPlan) -> None:
         """Start the slot processes (before any thread starts in this process, so forks stay clean)."""
         context = _process_context(self.context.python)
-        parts = plan.partition_map()
-        keys = self.context.keys
+        self._parts = plan.partition_map()
+        self._home = plan.slot_of()
+        self._assignment = plan.assignment
         for slot in plan.slots:
             ids = plan.assignment.get(slot.name)
             if ids and slot.name not in self._slots:
-                self._slots[slot.name] = _SlotProcess(slot.name, self.job, context, {pid: parts[pid] for pid in ids},
-                                                      {pid: keys[pid] for pid in ids if pid in keys})
+                self._slots[slot.name] = self._new_slot(slot.name, context)
+
+    def _new_slot(self, name: str, context: Any) -> _SlotProcess:
+        ids = self._assignment.get(name, [])
+        keys = self.context.keys
+        return _SlotProcess(name, self.job, context, {pid: self._parts[pid] for pid in ids},
+                            {pid: keys[pid] for pid in ids if pid in keys})
 
     async def execute(self, plan: WorkPlan, driver: GraphDriver) -> AsyncIterator[Outcome]:
         await self.start(plan)
         loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue[tuple[str, list[Outcome] | None, bool]] = asyncio.Queue()
+        inbox: _Inbox = asyncio.Queue()
+        self._inbox = inbox
         slot_of = plan.slot_of()
-        parts = plan.partition_map()
         rank = {pid: k for ids in plan.assignment.values() for k, pid in enumerate(ids)}
         ready = {name: _ReadyQueue() for name in self._slots}
-        for name, slot in self._slots.items():
+        for slot in self._slots.values():
             loop.add_reader(slot.conn.fileno(), self._receive, slot, inbox)
         try:
             self._refill(driver, ready, rank, slot_of)
-            for outcome in self._dispatch(driver, ready, parts, slot_of):
+            for outcome in self._dispatch(driver, ready, slot_of):
                 yield outcome
             while not driver.finished:
-                name, outcomes, batch_done = await inbox.get()
-                slot = self._slots[name]
-                if outcomes is None:  # the process died: what it had not reported fails
-                    outcomes = [Outcome(pid, name, "failed", error=slot.dead) for pid in slot.in_flight]
-                    batch_done = True
+                slot, outcomes, batch_done = await inbox.get()
+                if outcomes is None:  # the process died or was stopped: start another, move its work
+                    outcomes = self._after_death(slot, ready, rank, loop, inbox)
+                    batch_done = False
                 for outcome in outcomes:
                     slot.in_flight.pop(outcome.id, None)
+                    outcome.retries = self._reruns.get(outcome.id, 0)
                 if batch_done:  # keep the slot busy while this process records what it sent
                     slot.batch_done()
-                    for outcome in self._dispatch(driver, ready, parts, slot_of):
+                    for outcome in self._dispatch(driver, ready, slot_of):
                         yield outcome
                 for outcome in settle(driver, outcomes, slot_of):
                     yield outcome
                 self._refill(driver, ready, rank, slot_of)
-                for outcome in self._dispatch(driver, ready, parts, slot_of):
+                for outcome in self._dispatch(driver, ready, slot_of):
                     yield outcome
         finally:
+            self._inbox = None
             for slot in self._slots.values():
                 if not slot.conn.closed:
                     loop.remove_reader(slot.conn.fileno())
 
-    @staticmethod
-    def _refill(driver: GraphDriver, ready: dict[str, _ReadyQueue], rank: dict[str, int], slot_of: dict[str, str]) -> None:
+    def _after_death(self, slot: _SlotProcess, ready: dict[str, _ReadyQueue], rank: dict[str, int],
+                     loop: asyncio.AbstractEventLoop, inbox: _Inbox) -> list[Outcome]:
+        """A slot's process is gone: start another in its place (or give its work to the other
+        slots), run again what it had not reported, and fail the partition it died in once that
+        partition has used up its retries. Returns the outcomes of partitions that failed."""
+        ran, current, unstarted = slot.lost()
+        why = slot.dead
+        if slot.stopped is not None and slot.stopped[0] == current:
+            why = slot.stopped[1]
+        failed: list[Outcome] = []
+        again = list(ran)
+        if current is not None:
+            self._lost[current] = lost = self._lost.get(current, 0) + 1
+            if lost > self.context.cluster.retries:
+                tries = f"; it ran {lost} time{'s' if lost > 1 else ''}, [cluster] retries = {self.context.cluster.retries}"
+                failed.append(Outcome(current, slot.name, "failed", host=_HOST, worker=f"{_HOST}:{slot.process.pid}",
+                                      error=why + tries))
+            else:
+                again.append(current)
+        for pid in again:
+            self._reruns[pid] = self._reruns.get(pid, 0) + 1
+        if current is not None and current in again and slot.stopped is None:  # a stop was announced by the watchdog
+            self.context.emit(Notice(f"partition {current!r}: {why}; it runs again ({self._lost[current]} of "
+                                     f"{self.context.cluster.retries} retries)", level="warning"))
+        self._replace(slot, loop, inbox)
+        queue = ready[slot.name]
+        moved = [queue.pop() for _ in range(len(queue))] + again + unstarted
+        targets = [name for name, other in self._slots.items() if not other.dead]
+        if not targets:  # nothing left to run them on
+            failed += [Outcome(pid, slot.name, "failed", error=f"not run: {why}; no slot is left to run it") for pid in moved]
+            return failed
+        # the partition it died in goes to another slot where there is one: it may be what kills a slot
+        for k, pid in enumerate(moved):
+            others = [name for name in targets if name != slot.name] if pid == current else []
+            name = (others or targets)[k % len(others or targets)]
+            ready[name].extend([(rank.get(pid, 0), pid)])
+        return failed
+
+    def _replace(self, slot: _SlotProcess, loop: asyncio.AbstractEventLoop, inbox: _Inbox) -> _SlotProcess | None:
+        """A new process for a slot whose process died, unless it died too often."""
+        if not slot.conn.closed:
+            loop.remove_reader(slot.conn.fileno())
+        slot.kill(wait=0.1)  # a process stuck in the kernel (a dead NFS mount) may not go at once: do not wait
+        if self._respawns.get(slot.name, 0) >= _MAX_RESPAWNS:
+            return None
+        self._respawns[slot.name] = self._respawns.get(slot.name, 0) + 1
+        fresh = self._new_slot(slot.name, _respawn_context(self.context.python))
+        fresh.batch_size = slot.batch_size
+        self._slots[slot.name] = fresh
+        loop.add_reader(fresh.conn.fileno(), self._receive, fresh, inbox)
+        return fresh
+
+    def _refill(self, driver: GraphDriver, ready: dict[str, _ReadyQueue], rank: dict[str, int], slot_of: dict[str, str]) -> None:
         arrived: dict[str, list[tuple[int, str]]] = {}
         for pid in driver.ready():
-            arrived.setdefault(slot_of[pid], []).append((rank[pid], pid))
+            arrived.setdefault(self._live(slot_of[pid]), []).append((rank[pid], pid))
         for slot, ranked in arrived.items():
             ready[slot].extend(ranked)
 
-    def _dispatch(self, driver: GraphDriver, ready: dict[str, _ReadyQueue], parts: dict[str, Partition],
-                  slot_of: dict[str, str]) -> list[Outcome]:
+    def _live(self, name: str) -> str:
+        """``name``, or a slot that runs its partitions now that its process is gone for good."""
+        if not self._slots[name].dead:
+            return name
+        live = [other for other, slot in self._slots.items() if not slot.dead]
+        return min(live, key=lambda other: len(self._slots[other].in_flight)) if live else name
+
+    def _dispatch(self, driver: GraphDriver, ready: dict[str, _ReadyQueue], slot_of: dict[str, str]) -> list[Outcome]:
         """Send the next batch to every idle slot; partitions of a dead slot fail at once."""
         failed: list[Outcome] = []
+        keys = self.context.keys
         for name, queue in ready.items():
             slot = self._slots[name]
             if slot.busy or not queue:
@@ -194,15 +313,17 @@ class PoolExecutor(Executor):
             ids = [queue.pop() for _ in range(min(size, len(queue)))]
             if slot.dead:
                 for pid in ids:
-                    failed.append(Outcome(pid, name, "failed", error=slot.dead))
+                    failed.append(Outcome(pid, name, "failed", error=f"not run: {slot.dead}"))
                     skipped = driver.complete(pid, ok=False)
                     failed += skipped_outcomes(driver, skipped, slot_of)
                 continue
-            slot.send([(pid, driver.inputs(pid) if parts[pid].deps else {}) for pid in ids])
+            parts = self._parts
+            slot.send([(pid, driver.inputs(pid) if parts[pid].deps else {},
+                        None if self._home[pid] == name else (parts[pid], keys.get(pid, ""))) for pid in ids])
         return failed
 
     @staticmethod
-    def _receive(slot: _SlotProcess, inbox: asyncio.Queue[tuple[str, list[Outcome] | None, bool]]) -> None:
+    def _receive(slot: _SlotProcess, inbox: _Inbox) -> None:
         # An event-loop callback: an exception here would only be logged, and the run would wait
         # for these outcomes forever. Whatever cannot be read ends the slot's partitions instead.
         try:
@@ -211,17 +332,44 @@ class PoolExecutor(Executor):
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(slot.conn.fileno())
             slot.process.join(timeout=1)
-            slot.dead = f"worker process of slot {slot.name} died (exit code {slot.process.exitcode})"
-            inbox.put_nowait((slot.name, None, True))
+            slot.dead = (f"the worker process of slot {slot.name} (pid {slot.process.pid}) died "
+                         f"(exit code {slot.process.exitcode}) while running it")
+            inbox.put_nowait((slot, None, True))
             return
         except Exception as exc:  # noqa: BLE001 - a message the manager cannot read at all: the slot is lost
             asyncio.get_running_loop().remove_reader(slot.conn.fileno())
             slot.kill()
             slot.dead = (f"the worker process of slot {slot.name} sent outcomes the manager cannot read "
                          f"({type(exc).__name__}: {exc}); it was stopped")
-            inbox.put_nowait((slot.name, None, True))
+            inbox.put_nowait((slot, None, True))
             return
-        inbox.put_nowait((slot.name, outcomes, done))
+        inbox.put_nowait((slot, outcomes, done))
+
+    async def in_flight(self) -> list[InFlight]:
+        running = []
+        for slot in self._slots.values():
+            now = slot.running() if not slot.dead else None
+            if now is not None:
+                running.append(InFlight(now[0], slot.name, _HOST, slot.process.pid or 0, now[1]))
+        return running
+
+    async def stop_worker(self, item: InFlight, reason: str) -> None:
+        """SIGKILL the slot's process (it works on a stopped one too) and handle it as a death at
+        once: a process stuck in the kernel may not close its pipe for a long time."""
+        slot = self._slots.get(item.slot)
+        if slot is None or slot.dead or slot.process.pid != item.pid or self._inbox is None:
+            return  # it moved on, or died, meanwhile
+        slot.stopped = (item.id, reason)
+        loop = asyncio.get_running_loop()
+        if not slot.conn.closed:
+            loop.remove_reader(slot.conn.fileno())
+        if slot.process.is_alive():
+            slot.process.kill()
+        slot.dead = reason
+        self._inbox.put_nowait((slot, None, True))
+
+    async def retries(self) -> dict[str, int]:
+        return {pid: count for pid, count in self._reruns.items() if count}
 
     async def close(self) -> None:
         """Stop the slot processes: politely when idle, by SIGKILL otherwise."""
@@ -232,3 +380,6 @@ class PoolExecutor(Executor):
         slots, self._slots = self._slots, {}
         for slot in slots.values():
             slot.kill()
+
+
+_HOST = socket.gethostname()

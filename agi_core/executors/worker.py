@@ -19,6 +19,7 @@ from typing import Any
 from ..app import App, Partition, WorkContext
 from ..cache import CacheStore, EntryWriter
 from ..cache.audit import compare
+from ..cache.auth import worker_key
 from ..cache.inputs import resolve_input
 from ..cache.write_failures import failure_note
 from ..env import load_app_class
@@ -46,8 +47,11 @@ class PartitionRunner:
         self.worker = f"{self.host}:{os.getpid()}"
         self.job_id = os.environ.get("SLURM_JOB_ID", "")  # a worker in a Slurm job: the record names the job
         self._loggers: dict[str, logging.Logger] = {}
+        if job.share_umask is not None:  # what this worker creates on the share: the run's modes (`share_access`)
+            os.umask(job.share_umask)
         job.out_dir.mkdir(parents=True, exist_ok=True)
-        self.cache = CacheStore(job.cache_dir) if job.cache_dir is not None else None
+        # entries are tagged with the manager's key, as this worker finds it (`cache.auth.worker_key`)
+        self.cache = CacheStore(job.cache_dir, key=worker_key(job.cache_key_id)) if job.cache_dir is not None else None
         self._buffers = threading.local()  # a Dask worker's threads run batches at once: each buffers its own entries
         self._refresh = frozenset(job.refresh)
         # what undeclared reads never count: the app's code, the run's outputs, the cache itself
@@ -264,14 +268,21 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
     except Exception:  # noqa: BLE001 - loading the app failed: each partition's failure, as in a pool slot
         error = traceback.format_exc()
         return pack_outcomes([Outcome(part.id, slot, "failed", host, worker, error=error) for part, *_ in parts])
+    from .dask_watch import running_partition
+
+    watch = running_partition()  # tells the manager, through the scheduler, what runs here and since when
     outcomes = []
     with StartedLog.open(started_dir(runner.job.out_dir), parts[0][0].id if parts else "") as started:
         for index, (part, key, audit) in enumerate(parts):
             before = started.mark(index)  # on the share before work() runs: a re-run of this task will know
+            if watch is not None:
+                watch.started(part.id)
             outcome = runner.run(part, slot, inputs, worker=worker, key=key, audit=audit)
             if before:
                 _count_retries(outcome, before)
             outcomes.append(outcome)
+    if watch is not None:
+        watch.finished()
     runner.flush()  # the batch's entries, as one pack, before its outcomes go
     return pack_outcomes(outcomes)
 

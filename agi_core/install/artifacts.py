@@ -101,10 +101,10 @@ def _tree_hash(root: Path, paths: list[Path]) -> str:
 
 
 #: Sub-packages of agi_core that workers never import: the command line, the web UI, pipelines,
-#: reports and the test rig. They are left out of the code hash, so editing them does not
+#: reports, the notebook display and the test rig. They are left out of the code hash, so editing them does not
 #: re-install every host. (A worker module importing them would break this: tests/test_layers.py
 #: checks that none does.)
-MANAGER_ONLY_PACKAGES = ("cli", "ui", "pipeline", "reports", "testing")
+MANAGER_ONLY_PACKAGES = ("cli", "ui", "pipeline", "reports", "testing", "notebook")
 
 
 def agi_code_hash(root: Path | None = None) -> str:

@@ -1,7 +1,7 @@
 """The record of one pipeline run (schema ``agi.pipeline.v1``) and the folder that keeps them.
 
-Pipeline runs live beside the pipeline file: ``<dir of lab_steps.toml>/pipeline_runs/<id>/``
-holds ``pipeline.json`` (this record, rewritten atomically as steps start and finish), each step's
+Pipeline runs live beside the pipeline file, one folder per file (two files in one folder never
+mix their runs): ``<dir of lab_steps.toml>/pipeline_runs/lab_steps/<id>/`` holds ``pipeline.json`` (this record, rewritten atomically as steps start and finish), each step's
 script (``steps/<id>.py``, exactly what ran), its output (``logs/<id>.log``) and its ledger
 (``ledger/<id>.jsonl``: the `AGI.run` calls it made, with their run ids and records).
 
@@ -25,12 +25,21 @@ from ..atomic import write_json_atomic
 from ..provenance.store import new_run_id
 from .model import PipelineError
 
-__all__ = ["PIPELINE_SCHEMA", "RUNS_FOLDER", "PipelineRecord", "PipelineStore", "StepRun", "StepRunRef"]
+__all__ = ["PIPELINE_SCHEMA", "RUNS_FOLDER", "PipelineRecord", "PipelineStore", "StepRun", "StepRunRef", "runs_root"]
 
 PIPELINE_SCHEMA = "agi.pipeline.v1"
 RUNS_FOLDER = "pipeline_runs"
 RECORD_FILE = "pipeline.json"
 StepStatus = Literal["pending", "running", "ok", "failed", "skipped", "interrupted", "not_run"]
+
+
+def runs_root(pipeline_file: Path) -> Path:
+    """The folder of ``pipeline_file``'s runs: ``pipeline_runs/<its name without .toml>`` beside it.
+
+    >>> runs_root(Path("/lab/lab_steps.toml")), runs_root(Path("/lab/nightly.steps.toml"))
+    (PosixPath('/lab/pipeline_runs/lab_steps'), PosixPath('/lab/pipeline_runs/nightly.steps'))
+    """
+    return pipeline_file.parent / RUNS_FOLDER / pipeline_file.name.removesuffix(".toml")
 
 
 def now_iso() -> str:
@@ -121,7 +130,7 @@ class PipelineStore:
 
     def __init__(self, pipeline_file: Path) -> None:
         self.file = Path(pipeline_file).absolute()
-        self.root = self.file.parent / RUNS_FOLDER
+        self.root = runs_root(self.file)
 
     def new_run_dir(self) -> tuple[str, Path]:
         run_id = new_run_id()
@@ -157,6 +166,13 @@ class PipelineStore:
                 records.append(self.read(path))
             except PipelineError:
                 continue
+        for path in self.root.parent.glob(f"*/{RECORD_FILE}"):  # runs of agi_core < 0.2: one folder for every file
+            try:
+                record = self.read(path)
+            except PipelineError:
+                continue
+            if Path(record.file).name == self.file.name:
+                records.append(record)
         return sorted(records, key=lambda r: (r.started, r.pipeline_run), reverse=True)
 
     def find(self, run: str) -> PipelineRecord:
@@ -174,7 +190,7 @@ class PipelineStore:
         raise PipelineError(f"pipeline run prefix {run!r} matches {len(matches)} runs", fix="give more characters of the id")
 
     def run_dir(self, record: PipelineRecord) -> Path:
-        return self.root / record.pipeline_run
+        return Path(record.path).parent if record.path else self.root / record.pipeline_run
 
     def last_status(self) -> dict[str, tuple[str, str]]:
         """Step id → (its status, the pipeline run) in the newest pipeline run that ran or reused it."""

@@ -84,6 +84,9 @@ class GraphDriver:
     def open_count(self) -> int:
         return self._open
 
+    def partition(self, pid: str) -> Partition:
+        return self._parts[pid]
+
     def has_dependents(self, pid: str) -> bool:
         return pid in self._dependents
 

@@ -12,9 +12,11 @@ Layout of a bundle::
                                       public key (OpenSSH format) that checks it
 
 `verify_bundle` checks every checksum (naming each file changed, added or removed), refuses
-members that are not plain files or folders or whose names are absolute or contain ``..``, and
-checks the signature: against the key given, else against the embedded one (which proves the
-bundle is intact, not who made it). `bundle_import.import_bundle` verifies, then unpacks it.
+members that are not plain files or folders (symbolic or hard links, devices, FIFOs) or whose
+names are absolute or contain ``..``, and checks the signature: against the key given, else
+against the embedded one (which proves the bundle is intact, not who made it: `trust` says whose
+keys count). `bundle_import.import_bundle` verifies, then unpacks it. Cache entries are exported
+only when their tag checks under this user's key (`agi_core.cache.auth`), and leave without it.
 Exports are written under a temporary name and renamed into place, so a failure leaves nothing
 half-written. Keys (Ed25519) are read by `signing`.
 """
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from .model import RunRecord
 
 __all__ = ["PUB_FILE", "RUN_FILES", "SIG_FILE", "SUMS_FILE", "ExportResult", "Verification", "export_run", "hash_member",
-           "members", "open_bundle", "parse_sums", "verify_bundle"]
+           "members", "open_bundle", "parse_sums", "unsafe_kind", "unsafe_name", "verify_bundle"]
 
 SUMS_FILE = "SHA256SUMS"
 SIG_FILE = "SHA256SUMS.sig"
@@ -109,7 +111,7 @@ def _cache_files(root: Path, record: RunRecord, files: dict[str, Path | bytes]) 
             missing.append(located[key] + (f" ({problem})" if problem else ""))
             continue
         base = f"cache/{key[:2]}"
-        files[f"{base}/{key}.entry"] = encode_single(header, body)
+        files[f"{base}/{key}.entry"] = encode_single({k: v for k, v in header.items() if k != "tag"}, body)  # tags stay home
         entries += 1
         named = header.get("files")
         if named and "/" not in str(named) and str(named) not in ("..", "."):
@@ -192,6 +194,7 @@ class Verification:
     problems: list[str] = field(default_factory=list)  # unsafe members, a missing SHA256SUMS, a bad signature
     signed: bool = False
     signature: str = "not signed"  # what was checked, in words
+    signer: Any = None  # the Ed25519 public key the signature checked against (None: unsigned, or it did not check)
     app: str = ""
     run_id: str = ""
     entries: int = 0
@@ -220,12 +223,27 @@ def unsafe_name(name: str) -> str | None:
     return None
 
 
+def unsafe_kind(member: tarfile.TarInfo) -> str | None:
+    """Why a member that is not a plain file or folder must not be unpacked, or None."""
+    if member.isfile() or member.isdir():
+        return None
+    if member.issym():
+        kind = "a symbolic link"
+    elif member.islnk():
+        kind = "a hard link"
+    elif member.isfifo():
+        kind = "a FIFO"
+    elif member.ischr() or member.isblk():
+        kind = "a device"
+    else:
+        kind = f"a member of type {member.type!r}"
+    target = f" to {member.linkname!r}" if member.issym() or member.islnk() else ""
+    return f"{kind}{target}, not a plain file or folder"
+
+
 def members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str | None]]:
     for member in tar:
-        why = unsafe_name(member.name)
-        if why is None and not (member.isfile() or member.isdir()):
-            why = "not a plain file or folder (a link or device)"
-        yield member, why
+        yield member, unsafe_name(member.name) or unsafe_kind(member)
 
 
 def open_bundle(bundle: Path) -> tarfile.TarFile:
@@ -344,3 +362,4 @@ def _check_signature(result: Verification, special: dict[str, bytes], key: Path 
         result.problems.append(f"bad signature: {SIG_FILE} was not made by {source.split(':')[0]} over this {SUMS_FILE}")
         return
     result.signature = f"good, checked against {source}"
+    result.signer = public

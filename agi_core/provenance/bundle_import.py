@@ -1,7 +1,13 @@
 """Importing a run bundle (`agi runs import`): verify it (`bundle.verify_bundle`), then unpack its
-run into ``<share>/runs/<app>/<run_id>/`` (never over an existing run) and its cache entries into
-``<share>/cache/<app>/`` (never over an existing entry). Everything is unpacked into a staging
-folder first and renamed into place, so a failure leaves nothing half-written.
+run into ``<share>/runs/<app>/<run_id>/`` (never over an existing run) and, when asked
+(``with_cache``), its cache entries into ``<share>/cache/<app>/`` (never over an existing entry).
+Everything is unpacked into a staging folder first and renamed into place, so a failure leaves
+nothing half-written.
+
+Cache entries are pickles: loading one runs whatever code its maker put in it. So they come in only
+from a bundle whose signature checks against a key the user trusts (`trust`), and are then
+authenticated under the local cache key (`agi_core.cache.auth`); from any other bundle the run is
+imported without them, and `ImportResult.cache_refused` says why.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from pathlib import Path
 
 from ..errors import AgiError
 from .bundle import SUMS_FILE, Verification, hash_member, members, open_bundle, parse_sums, unsafe_name, verify_bundle
+from .trust import TrustedKeys, fingerprint, openssh_line
 
 __all__ = ["ImportResult", "import_bundle"]
 
@@ -26,6 +33,8 @@ class ImportResult:
     verification: Verification
     entries_added: int = 0
     entries_kept: int = 0  # already in the cache: left as they were
+    entries_left: int = 0  # in the bundle, not imported (see cache_refused)
+    cache_refused: str | None = None  # why the bundle's cache entries were not imported, when it has some
 
 
 def _safe_component(value: str, what: str) -> str:
@@ -34,9 +43,25 @@ def _safe_component(value: str, what: str) -> str:
     return value
 
 
-def import_bundle(bundle: Path, share: Path, key: Path | None = None) -> ImportResult:
-    """Verify ``bundle``, then unpack its run into ``<share>/runs/<app>/<run_id>/`` and its cache
-    entries into ``<share>/cache/<app>/``. Refuses an existing run folder; keeps existing entries."""
+def cache_refusal(check: Verification, with_cache: bool, trusted: TrustedKeys) -> str | None:
+    """Why the cache entries of a verified bundle must not be imported, or None when they may."""
+    if not check.entries:
+        return None
+    if not with_cache:
+        return "they come in only with --with-cache (from a bundle signed by a key you trust)"
+    if not check.signed or check.signer is None:
+        return "the bundle is not signed, so nothing says who made its entries (pickles, which run code when loaded)"
+    if trusted.find(check.signer) is None:
+        return (f"the bundle is signed by the key {fingerprint(openssh_line(check.signer))}, which you do not trust "
+                f"(trust it with `agi keys trust KEYFILE.pub` if you know whose it is)")
+    return None
+
+
+def import_bundle(bundle: Path, share: Path, key: Path | None = None, *, with_cache: bool = False,
+                  trusted: TrustedKeys | None = None) -> ImportResult:
+    """Verify ``bundle``, then unpack its run into ``<share>/runs/<app>/<run_id>/`` and, with
+    ``with_cache`` and a signature by a ``trusted`` key (default: the user's `TrustedKeys`), its
+    cache entries into ``<share>/cache/<app>/``. Refuses an existing run folder; keeps existing entries."""
     bundle, share = Path(bundle), Path(share)
     check = verify_bundle(bundle, key)
     if not check.ok:
@@ -53,6 +78,9 @@ def import_bundle(bundle: Path, share: Path, key: Path | None = None) -> ImportR
     sums = {}
     staging = share / "runs" / f".tmp-import-{secrets.token_hex(4)}"
     result = ImportResult(target, app, run_id, check)
+    result.cache_refused = cache_refusal(check, with_cache, trusted or TrustedKeys())
+    if result.cache_refused is not None:
+        result.entries_left = check.entries
     try:
         staging.mkdir(parents=True)
         with open_bundle(bundle) as tar:
@@ -65,7 +93,7 @@ def import_bundle(bundle: Path, share: Path, key: Path | None = None) -> ImportR
                     handle = tar.extractfile(member)
                     sums = parse_sums(handle.read() if handle else b"")
                     continue
-                if not member.name.startswith(("run/", "cache/")):
+                if not member.name.startswith(("run/", "cache/")) or (result.cache_refused and member.name.startswith("cache/")):
                     continue
                 dest = staging / member.name
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -92,12 +120,14 @@ def _place_entries(staged: Path, cache: Path, result: ImportResult) -> None:
     moved into place first), never over an entry already there. An entry that does not check is
     not imported (verification passed, so it was stored that way)."""
     from ..cache import CacheStore
+    from ..cache.auth import ensure_key
     from ..cache.entries import CorruptEntry, check_body, decode_single
     from ..cache.packs import PackWriter
 
     if not staged.is_dir():
         return
-    store = CacheStore(cache)
+    local = ensure_key()  # the entries are authenticated here, under this user's key
+    store = CacheStore(cache, key=local)
     paths = {entry.name[: -len(".entry")]: entry for entry in sorted(staged.glob("*/*.entry"))}
     present = store.existing(paths)
     writer = PackWriter(store.packs_dir)
@@ -118,7 +148,8 @@ def _place_entries(staged: Path, cache: Path, result: ImportResult) -> None:
                 os.rename(folder, final)
         meta = {k: v for k, v in header.items()
                 if k not in ("schema", "key", "partition", "created", "size", "sha256", "outputs", "files", "tag", "replaced")}
-        writer.add(key, body, partition=str(header.get("partition", "")), created=header.get("created"),
-                   outputs=header.get("outputs") or [], files=named, tag=header.get("tag"), **meta)
+        outputs = header.get("outputs") or []
+        writer.add(key, body, partition=str(header.get("partition", "")), created=header.get("created"), outputs=outputs,
+                   files=named, tag=local.tag(key, str(header["sha256"]), outputs), sha256=str(header["sha256"]), **meta)
         result.entries_added += 1
     writer.flush()  # a key another run stored meanwhile is in both packs: same key, same content

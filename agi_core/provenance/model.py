@@ -21,6 +21,7 @@ __all__ = [
     "AuditMismatch",
     "AuditRecord",
     "ClusterRecord",
+    "InFlightRecord",
     "ManagerRecord",
     "ModeRecord",
     "PartitionRecord",
@@ -111,7 +112,7 @@ class PartitionRecord(_Model):
     #: the slot whose worker ran it, when not ``slot`` (the planned one): a lost worker's task moved there
     ran_slot: str | None = None
     cache_hit: bool = False
-    cache: str | None = None  # hit, miss, stored, corrupt, audited, mismatch; None: the run did not use the cache
+    cache: str | None = None  # hit, miss, stored, corrupt, untrusted, audited, mismatch; None: the run did not use the cache
     cache_key: str | None = None
     error: str | None = None
     note: str = ""
@@ -125,6 +126,16 @@ class PartitionRecord(_Model):
     def slot_that_ran(self) -> str | None:
         """The slot whose worker ran it: the planned ``slot`` unless its task moved (``ran_slot``)."""
         return self.ran_slot or self.slot
+
+
+class InFlightRecord(_Model):
+    """A partition running now (read from a running run's ``in_flight.json``, never stored in the manifest)."""
+
+    id: str
+    slot: str = ""
+    host: str = ""
+    pid: int = 0
+    since: str = ""
 
 
 class Totals(_Model):
@@ -195,6 +206,7 @@ class RunRecord(_Model):
     ended: str | None = None
     duration_s: float = 0.0
     heartbeat: str | None = None  # last sign of life of a running manager (read from its heartbeat file)
+    in_flight: list[InFlightRecord] | None = Field(default=None, exclude=True)  # a running run's partitions running now
     totals: Totals = Field(default_factory=Totals)
     error: str | None = None
     out_dir: str = ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import secrets
 import time
 from collections.abc import Iterator
@@ -21,8 +20,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import AgiError
-from .model import READABLE_SCHEMAS, AppRecord, PartitionRecord, RunRecord
-from .writer import HEARTBEAT_FILE, LOG_FILE, MANIFEST_FILE, read_failure
+from ..share_access import ShareAccess, check_folder
+from .model import READABLE_SCHEMAS, AppRecord, InFlightRecord, PartitionRecord, RunRecord
+from .writer import HEARTBEAT_FILE, IN_FLIGHT_FILE, LOG_FILE, MANIFEST_FILE, read_failure
 
 __all__ = ["PID_REUSE_S", "STALE_S", "RunStore", "iso", "new_run_id", "read_record"]
 
@@ -49,9 +49,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def read_record(path: Path) -> RunRecord:
+def read_record(path: Path, access: ShareAccess | None = None) -> RunRecord:
     """One record, from its manifest (and, while it runs, its partition log). Raises `AgiError`
-    naming the file when it is not a readable run record."""
+    naming the file when it is not a readable run record, and `UnsafeFolder` when users other
+    than its owner can write it or its folder (``access``: ``[cluster.share] group_access``)."""
+    path = Path(path)
+    _refused(path, access or ShareAccess())
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
@@ -67,7 +70,18 @@ def read_record(path: Path) -> RunRecord:
     if record.status == "running":
         _fold_log(record, path.parent)
         _judge(record, path.parent)
+        if record.status == "running":
+            record.in_flight = _in_flight(path.parent)
     return record
+
+
+def _in_flight(run_dir: Path) -> list[InFlightRecord] | None:
+    """What a running run's watchdog last saw running (`agi_core.run.watchdog`); None: unknown."""
+    try:
+        data = json.loads((run_dir / IN_FLIGHT_FILE).read_text())
+        return [InFlightRecord.model_validate(item) for item in data]
+    except (OSError, ValueError, ValidationError):  # not written yet, or replaced while read
+        return None
 
 
 def _reroot(record: RunRecord, run_dir: Path) -> None:
@@ -127,7 +141,7 @@ def _judge(record: RunRecord, run_dir: Path) -> None:
         record.heartbeat = iso(beat)
     manager = record.manager
     age = time.time() - beat if beat else 0.0
-    if manager.host == platform.node() and manager.pid > 0:
+    if manager.host == os.uname().nodename and manager.pid > 0:  # platform.node(), without importing platform
         # This host can ask the kernel: a live manager may be busy in a long call that holds
         # the GIL (its heartbeat thread waits), so only a dead pid, or a pid long silent (reused
         # by another process since), means abandoned.
@@ -145,11 +159,18 @@ def _judge(record: RunRecord, run_dir: Path) -> None:
     record.error = record.error or f"abandoned: {why}; the partitions it finished are kept"
 
 
+def _refused(path: Path, access: ShareAccess) -> None:
+    """Raise `UnsafeFolder` when the record at ``path`` is not read because others can write it."""
+    share = path.parents[3] if len(path.parents) > 3 and path.parents[2].name == "runs" else None
+    check_folder(path.parent, access, what="run records", share=share, file=path)
+
+
 @dataclass(frozen=True)
 class RunStore:
-    """The run records under one share."""
+    """The run records under one share; ``access``: ``[cluster.share] group_access`` (which folders may be read)."""
 
     share: Path
+    access: ShareAccess = ShareAccess()
 
     @property
     def root(self) -> Path:
@@ -167,7 +188,7 @@ class RunStore:
         records = []
         for path in self.manifests(app):
             try:
-                records.append(read_record(path))
+                records.append(read_record(path, self.access))
             except AgiError as exc:
                 records.append(RunRecord(run_id=path.parent.name, status="unreadable", app=AppRecord(name=path.parent.parent.name),
                                          error=exc.message, path=str(path)))
@@ -177,7 +198,7 @@ class RunStore:
         """A record by run id, unique id prefix, path (to a run folder or its manifest), or ``last``."""
         candidate = Path(run)
         if candidate.is_dir() or candidate.is_file():
-            return read_record(candidate / MANIFEST_FILE if candidate.is_dir() else candidate)
+            return read_record(candidate / MANIFEST_FILE if candidate.is_dir() else candidate, self.access)
         records = self.list()
         if run in ("last", "latest"):
             if not records:
@@ -185,6 +206,8 @@ class RunStore:
             return records[0]
         matches = [r for r in records if r.run_id.startswith(run)]
         if len(matches) == 1:
+            if matches[0].status == "unreadable" and matches[0].path:
+                _refused(Path(matches[0].path), self.access)  # a folder others can write: said as the error, with its fix
             return matches[0]
         if not matches:
             raise AgiError(f"no run '{run}' under {self.root}", fix="list runs with `agi runs list`")

@@ -29,11 +29,13 @@ from ..share_io import raise_with_path
 from .lines import not_run_line
 from .model import RunRecord
 
-__all__ = ["FAILURE_FILE", "HEARTBEAT_FILE", "HEARTBEAT_S", "LOG_FILE", "MANIFEST_FILE", "RecordWriter", "read_failure"]
+__all__ = ["FAILURE_FILE", "HEARTBEAT_FILE", "HEARTBEAT_S", "IN_FLIGHT_FILE", "LOG_FILE", "MANIFEST_FILE", "RecordWriter",
+           "read_failure"]
 
 MANIFEST_FILE = "manifest.json"
 LOG_FILE = "partitions.jsonl"
 HEARTBEAT_FILE = "heartbeat"
+IN_FLIGHT_FILE = "in_flight.json"  # the partitions running now, kept by the run's watchdog
 HEARTBEAT_S = 2.0  # how often the heartbeat is refreshed and the log flushed
 FAILURE_FILE = "failure.json"  # reserved blank at the start; says why the final record could not be written
 FAILURE_BYTES = 4096  # one block: what a failure may take, written in place
@@ -182,7 +184,7 @@ class RecordWriter:
                 if isinstance(view, mmap.mmap):
                     view.close()
         self._offset_of = {}
-        for name in (LOG_FILE, HEARTBEAT_FILE, FAILURE_FILE):
+        for name in (LOG_FILE, HEARTBEAT_FILE, IN_FLIGHT_FILE, FAILURE_FILE):
             try:
                 os.unlink(self.run_dir / name)
             except FileNotFoundError:

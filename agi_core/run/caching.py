@@ -1,6 +1,6 @@
 """The result cache, seen from one run: keys for its plan, the entries it can reuse, the hits it
 audits, and what the record says about each partition (``hit``, ``miss``, ``stored``, ``corrupt``,
-``audited``, ``mismatch``).
+``untrusted``, ``audited``, ``mismatch``).
 
 Before anything runs, every partition gets its key (`agi_core.cache.plan_keys`), the keys are
 written to ``<run>/cache_keys.json`` (what `agi runs show --why` compares, and what `agi cache gc`
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..atomic import write_bytes_atomic
 from ..cache import CacheStore, CorruptEntry, RunKeys, kernel_kind_for_mode, plan_keys
 from ..cache.audit import audit_sample
+from ..cache.auth import UNTRUSTED, ensure_key
 from ..cache.inputs import HASHES_FILE, InputStamper
 from ..cache.keys import KEYS_FILE
 from ..cache.keys_memo import KeysMemo, memo_id
@@ -32,6 +33,7 @@ from ..executors import Outcome
 from ..plan import Known
 from ..provenance import AuditMismatch, AuditRecord
 from ..provenance.lines import cached_line, partition_line
+from ..share_access import ShareAccess, check_folder
 from ..share_io import share_error
 
 if TYPE_CHECKING:
@@ -54,6 +56,9 @@ class RunCache:
     refresh: frozenset[str] = frozenset()
     hits: dict[str, Outcome] = field(default_factory=dict)  # found and checked, with their results
     corrupt: dict[str, str] = field(default_factory=dict)  # partition -> why its entry was not used
+    #: partition -> where its entry was and why it is not authenticated (never unpickled; computed again)
+    untrusted: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # for the run's record: said once each
     #: partition -> why its sound entry could not be loaded here (a module this process lacks): kept, not used
     unloadable: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)  # partition -> its hit's digest (header sha256)
@@ -68,7 +73,10 @@ class RunCache:
         runs); by default the one the mode asks for (on a cluster, each worker picks its own).
         Declared input files are stamped here, where the plan is made (a missing one is a
         `PlanError` naming the partition and the path)."""
-        store = CacheStore.for_app(request.share, env.name)
+        store = CacheStore.for_app(request.share, env.name, key=ensure_key())  # the owner's key: made on first use
+        access = ShareAccess.of(request.cluster.share.group_access)  # no entry comes from a folder others can write
+        check_folder(store.root, access, what="cache entries", share=request.share)
+        check_folder(store.packs_dir, access, what="cache entries")
         stamper = InputStamper(request.share, mode=request.cache.inputs, hashes_file=store.root / HASHES_FILE)
         code, kind = env.code_hash(), kernel or kernel_kind_for_mode(request.mode)
         memo = KeysMemo(store.root, memo_id(fingerprint=plan.fingerprint, code=code, kernel=kind, inputs_mode=stamper.mode))
@@ -120,13 +128,20 @@ class RunCache:
             bad = [(key, problem) for key, problem in self._take_entries(fresh, fresh.keys(), wanted, out_dir, slot_of, known)
                    if problem]
             for key, problem in bad:
-                self.corrupt[wanted[key]] = problem
+                (self.untrusted if f": {UNTRUSTED}: " in problem else self.corrupt)[wanted[key]] = problem
             try:
                 self.store.discard_copies((key, fresh.places[key]) for key, _ in bad)
             except OSError as exc:  # e.g. a read-only share: the entries stay, never served
                 emit(Notice(f"corrupt cache entries could not be removed ({exc}); the next run finds them corrupt again"))
         for problem in view.problems[:3]:
             emit(Notice(f"a cache index was not used: {problem}"))
+        if self.untrusted:
+            count = len(self.untrusted)
+            warning = (f"cache: untrusted: {count} cache entr{'y' if count == 1 else 'ies'} did not authenticate under this "
+                       f"user's cache key and {'was' if count == 1 else 'were'} not loaded (computed again, the fresh results "
+                       f"replace them): {next(iter(self.untrusted.values()))}")
+            self.warnings.append(warning)
+            emit(Notice(warning, level="warning"))
         if self.corrupt:
             emit(Notice(f"{len(self.corrupt)} cache entr{'y was' if len(self.corrupt) == 1 else 'ies were'} corrupt and will be "
                         f"recomputed: {next(iter(self.corrupt.values()))}", level="warning"))
@@ -173,6 +188,11 @@ class RunCache:
     def mark(self, outcome: Outcome) -> None:
         """Say in a computed partition's outcome that its cache entry was corrupt (it was found
         and removed before the run), so the record reports it."""
+        untrusted = self.untrusted.get(outcome.id)
+        if untrusted is not None:
+            outcome.cache = "untrusted"
+            outcome.add_note(f"its cache entry was not loaded ({untrusted}); computed again")
+            outcome.line = partition_line(outcome)
         unloadable = self.unloadable.get(outcome.id)
         if unloadable is not None:
             outcome.add_note(f"its cache entry was not used ({unloadable}); computed again")

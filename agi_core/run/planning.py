@@ -11,6 +11,7 @@ from ..errors import PlanError
 from ..gpus import GPU, gpu_here, gpus_of
 from ..modes import Mode
 from ..plan import Slot, WorkPlan, build_plan, slots_for_mode
+from .app_errors import plan_error
 
 if TYPE_CHECKING:
     from ..app import Partition
@@ -23,7 +24,10 @@ __all__ = ["check_gpu_slots", "chosen_plan", "fresh_plan", "request_slots"]
 def fresh_plan(env: AgiEnv, request: RunRequest) -> WorkPlan:
     """Plan the app now: `App.plan(args)` balanced over the request's slots."""
     args = env.app_class.Args.model_validate(request.args)
-    partitions = env.app_class().plan(args)
+    try:
+        partitions = env.app_class().plan(args)
+    except Exception as exc:  # the app's own code: said as an error with its fix, not a traceback
+        raise plan_error(env.name, exc) from exc
     if not isinstance(partitions, list | tuple):
         raise PlanError(f"{env.app_class.__name__}.plan() returned {type(partitions).__name__}, not a list of Partition",
                         fix="return a list of agi_core.Partition")

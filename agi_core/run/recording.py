@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import platform
+import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -40,9 +39,64 @@ def first_record(env: AgiEnv, request: RunRequest, plan: WorkPlan, run_id: str, 
         settings_hash=request.settings_hash, settings_file=request.settings_file,
         plan=PlanRecord(fingerprint=plan.fingerprint, partitions=len(plan.partitions), slots=[s.name for s in plan.slots]),
         executor=request.executor,
-        manager=ManagerRecord(host=platform.node(), pid=os.getpid(), python=platform.python_version(), platform=platform.platform()),
+        manager=ManagerRecord(host=os.uname().nodename, pid=os.getpid(), python=python_version(), platform=platform_name()),
         started=iso(started), totals=Totals(partitions=len(plan.partitions), not_run=len(plan.partitions)),
     )
+
+
+def python_version() -> str:
+    """`platform.python_version()` (``3.11.7``) without importing `platform` (its import compiles
+    dozens of regular expressions: milliseconds of every run)."""
+    return sys.version.split()[0].rstrip("+")
+
+
+def platform_name() -> str:
+    """`platform.platform()` as it reads on Linux (``Linux-6.1.0-x86_64-with-glibc2.36``), without
+    importing `platform` nor starting the ``uname -p`` process it runs for a processor name that
+    it then leaves out."""
+    system, _, release, _, machine = os.uname()
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""  # "glibc 2.36"
+    except (ValueError, OSError):
+        libc = ""
+    return f"{system}-{release}-{machine}" + (f"-with-{libc.replace(' ', '')}" if libc else "")
+
+
+def installed_versions(names: Iterable[str]) -> dict[str, str]:
+    """The installed versions of distributions ``names``, read from the names of the
+    ``NAME-VERSION.dist-info`` folders on ``sys.path`` (what `importlib.metadata.version` finds,
+    without importing it and the email parser it loads: milliseconds of every run); a name not
+    found that way is asked of `importlib.metadata`."""
+    wanted = {_normalise(name): name for name in names}
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            children = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for child in children:
+            if child.endswith(".dist-info"):
+                name, _, version = child[: -len(".dist-info")].partition("-")
+                key = _normalise(name)
+                if key in wanted and wanted[key] not in found and version:
+                    found[wanted[key]] = version
+        if len(found) == len(wanted):
+            return found
+    missing = [name for name in wanted.values() if name not in found]
+    if missing:
+        import importlib.metadata
+
+        for name in missing:
+            try:
+                found[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                pass
+    return found
+
+
+def _normalise(name: str) -> str:
+    """A distribution name as dist-info folders spell it (PEP 503 normalised, ``_`` for ``-``)."""
+    return "".join("_" if c in "-_." else c for c in name.lower())
 
 
 def totals(plan: WorkPlan, outcomes: Iterable[Outcome]) -> Totals:
@@ -56,12 +110,7 @@ def totals(plan: WorkPlan, outcomes: Iterable[Outcome]) -> Totals:
 def local_versions(app_distribution: str, app_version: str) -> dict[str, str]:
     """The versions that matter for reproducing a run, in this process (local workers run this
     interpreter and the app's source folder, so the app's version is its pyproject's)."""
-    versions = {"python": platform.python_version()}
-    for name in ("agi-orchestrator", "dask", "distributed"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    versions = {"python": python_version(), **installed_versions(("agi-orchestrator", "dask", "distributed"))}
     versions[app_distribution] = app_version
     return versions
 

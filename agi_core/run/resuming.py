@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import AgiError
 from ..provenance import RunStore
+from ..share_access import ShareAccess
 from .request import RunRequest
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ def resume_request(env: AgiEnv, base: RunRequest, run: str) -> RunRequest:
     """The request that resumes ``run`` (an id, a unique prefix, a run folder, or ``last``: the
     newest run of this app), found under the share of ``base`` (the caller's resolved request,
     which gives nothing else)."""
-    store = RunStore(base.share)
+    store = RunStore(base.share, ShareAccess.of(base.cluster.share.group_access))
     if run in ("last", "latest"):  # the newest run of this app, not of any app
         records = store.list(env.name)
         if not records:

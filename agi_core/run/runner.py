@@ -26,20 +26,24 @@ from ..cache.inputs import check_inputs
 from ..cache.write_failures import CacheWrites, tally
 from ..errors import RunError, ShareError, Terminated
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
-from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, JobSpec, Outcome, create_executor
+from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, InFlight, JobSpec, Outcome, create_executor
 from ..kernels import select_kernels
 from ..modes import Mode
 from ..plan import GraphDriver, Known
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, WorkerRecord, iso, new_run_id
 from ..provenance.lines import partition_line
 from ..provenance.reruns import reruns_warning
-from ..share_io import share_error
+from ..share_access import ShareAccess
+from ..share_io import is_file_error, share_error
+from .app_errors import reduce_failure
 from .caching import RunCache
+from .interruption import running_at_stop, unfinished_line
 from .preflight import prepare
 from .recording import first_record, local_capabilities, local_versions, totals, worker_records
 from .result import RunResult
 from .step import announce
 from .termination import TERMINATED_MESSAGE, SigtermCancels
+from .watchdog import Watchdog
 
 if TYPE_CHECKING:
     from ..env import AgiEnv
@@ -73,6 +77,8 @@ class Runner:
         self._fix: str | None = None  # the fix of the run's own error (else: see the record)
         self._writes: CacheWrites | None = None  # results the workers could not store, once counted
         self._sigterm = SigtermCancels()
+        self._app_error: tuple[str, BaseException] | None = None  # reduce() raised: the short message, the exception
+        self._running_at_stop: list[InFlight] = []  # what the workers ran when the run was stopped
 
     async def run(self) -> RunResult:
         """Run the plan; raise `RunError` (with the partial result) when any partition failed,
@@ -86,6 +92,8 @@ class Runner:
                 raise
             except OSError as exc:  # before the first record was written (after it, `_run` says it)
                 self._forget_run_dir()
+                if not is_file_error(exc):
+                    raise
                 raise share_error(exc, "starting the run at") from exc
 
     def _forget_run_dir(self) -> None:
@@ -130,11 +138,12 @@ class Runner:
                 value = self._reduce(job, results)
             status = "failed" if self.error or self._not_ok else "ok"
         except (KeyboardInterrupt, asyncio.CancelledError):
+            self._keep_unfinished()
             self._finish("interrupted", TERMINATED_MESSAGE if self._sigterm.received else "interrupted by the user (Ctrl-C)")
             raise
         except BaseException as exc:
             self._finish("failed", _failure_text(exc))
-            if isinstance(exc, OSError):
+            if is_file_error(exc):
                 raise share_error(exc, "during the run, at") from exc
             raise
         self._finish(status, self.error)
@@ -143,7 +152,9 @@ class Runner:
                            outcomes=list(self.outcomes.values()), run_dir=self.run_dir, plan=self.plan,
                            duration_s=time.time() - self.started)
         if status != "ok":
-            raise RunError(self._failure_message(), fix=self._fix or f"see the record: agi runs show {self.run_id}", result=result)
+            cause = self._app_error[1] if self._app_error else None  # `-v` shows the app's traceback
+            raise RunError(self._failure_message(), fix=self._fix or f"see the record: agi runs show {self.run_id}",
+                           result=result) from cause
         return result
 
     def _look_up(self) -> tuple[dict[str, Known], dict[str, str]]:
@@ -153,6 +164,9 @@ class Runner:
             return {}, {}
         self.emit(Phase("cache", f"looking up {len(self.plan.partitions)} partitions in {self.cache.store.root}"))
         known = self.cache.load(self.plan, self.run_dir / "out", self.emit)
+        if self.cache.warnings:  # e.g. untrusted entries: said once, and kept in the record
+            assert self.record is not None
+            self.record.warnings.extend(self.cache.warnings)
         fraction = self.request.cache.audit
         if not fraction:
             return known, {}
@@ -170,7 +184,8 @@ class Runner:
         return JobSpec(self.env.src_dir, self.env.module_name, self.env.class_name, self.request.args, self.request.mode,
                        self.run_dir / "out", run_id=self.run_id, cache_dir=cache.store.root if cache else None,
                        cache_kernel=cache.keys.kernel if cache else "", refresh=self.request.refresh, audit=audit,
-                       inputs_base=self.request.share)
+                       inputs_base=self.request.share, cache_key_id=cache.store.key.id if cache else "",
+                       share_umask=ShareAccess.of(self.request.cluster.share.group_access).umask)
 
     def _context(self, job: JobSpec) -> ExecutionContext:
         return ExecutionContext(self.run_id, self.env.name, job, self.request.cluster, self.emit, self._python,
@@ -199,20 +214,47 @@ class Runner:
             if todo.partitions:
                 self.emit(Phase("running", f"{executor.name}: {len(todo.partitions)} partitions to compute"
                                 + (f", {len(known)} from the cache" if known else "")))
-                async for outcome in executor.execute(todo, driver):
-                    self._take(outcome)
+                watchdog = Watchdog(executor, self.request.cluster.partition_timeout, lambda pid: driver.partition(pid).weight,
+                                    self.emit, self.run_dir)
+                watching = asyncio.create_task(watchdog.run(), name="agi-watchdog")
+                try:
+                    async for outcome in executor.execute(todo, driver):
+                        watchdog.finished(outcome)
+                        self._take(outcome)
+                finally:
+                    watching.cancel()
+                    await asyncio.wait([watching])
+                self._hung(watchdog)
             for pid, count in (await executor.retries()).items():
                 if pid in self.outcomes:
                     self.outcomes[pid].retries = count
                     self.outcomes[pid].line = b""
                     self.writer.add(pid, partition_line(self.outcomes[pid]))  # the record keeps the latest line
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):  # what ran is drawn in the report
+                self._running_at_stop = await running_at_stop(executor)
             executor.kill()
             raise
         finally:
             gc.unfreeze()
             self._worker_facts, self._where = executor.workers(), executor.describe()
             await executor.close()
+
+    def _keep_unfinished(self) -> None:
+        """Record the partitions that were running when the run was stopped: started, never ended."""
+        unfinished = [item for item in self._running_at_stop if item.id not in self.outcomes]
+        if unfinished:
+            slots = self.plan.slot_of()
+            for item in unfinished:
+                self.writer.add(item.id, unfinished_line(item, slots))
+
+    def _hung(self, watchdog: Watchdog) -> None:
+        """One warning in the record for the partitions whose worker was stopped for a hang."""
+        if watchdog.stopped:
+            assert self.record is not None
+            count = len(watchdog.stopped)
+            self.record.warnings.append(f"{count} partition{'s' if count > 1 else ''} hung and had {'their' if count > 1 else 'its'} "
+                                        f"worker stopped: {watchdog.stopped[0]}" + (" …" if count > 1 else ""))
 
     def _refresh(self, executor: Executor) -> None:
         """Rewrite the manifest once the executor knows where the run runs (e.g. the scheduler)."""
@@ -223,7 +265,7 @@ class Runner:
     def _take(self, outcome: Outcome) -> None:
         cache = self.cache
         if cache is not None:
-            if cache.corrupt or cache.unloadable:
+            if cache.corrupt or cache.unloadable or cache.untrusted:
                 cache.mark(outcome)
             if cache.audits:
                 notice = cache.audited(outcome)
@@ -251,8 +293,9 @@ class Runner:
         try:
             # read-only: the same dict (1,000,000 entries at scale) is the run result's `results`
             return app.reduce(MappingProxyType(results), ctx)
-        except Exception:  # noqa: BLE001 - recorded and raised as the run's failure
-            self.error = "App.reduce failed:\n" + traceback.format_exc()
+        except Exception as exc:  # noqa: BLE001 - recorded and raised as the run's failure
+            message, self._fix, self.error = reduce_failure(self.env.name, exc, self.run_id, self.cache is not None)
+            self._app_error = (message, exc)
             return None
 
     def _check_outputs(self) -> None:
@@ -365,13 +408,13 @@ class Runner:
             return (f"partition '{first.id}' failed on slot {first.slot}{others}"
                     + (f"; {skipped} skipped for failed dependencies" if skipped else "")
                     + f"; {sum(o.ok for o in self.outcomes.values())} succeeded\n{(first.error or '').rstrip()}")
-        return self.error or "the run failed"
+        return self._app_error[0] if self._app_error else self.error or "the run failed"
 
 
 def _failure_text(exc: BaseException) -> str:
     """What the record says of a run that raised ``exc``: a share error's message (the path and
     the errno say it all), else the traceback."""
-    if isinstance(exc, OSError):
+    if is_file_error(exc):
         return share_error(exc, "during the run, at").message
     if isinstance(exc, ShareError):
         return exc.message

@@ -1,6 +1,7 @@
 """Offline cache verification (`agi cache verify APP`): every entry checked, a sample recomputed.
 
-Each entry is checked as a run checks a hit (header, size, checksum, unpickling, output files).
+Each entry is checked as a run checks a hit (its tag under this user's cache key, header, size,
+checksum, unpickling, output files): an entry whose tag does not check is ``untrusted``, never unpickled.
 With ``sample`` > 0, that many of the sound entries, chosen at random by a seed the report keeps,
 are recomputed here, in this process: the entry's header names the run that stored it and the
 partition; that run's plan gives the partition's payload and slot, its request the args and mode,
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cache import CacheStore, CorruptEntry, EntryInfo
 from ..cache.audit import compare, new_seed
+from ..cache.auth import UNTRUSTED
 from ..cache.keys import read_run_keys
 from ..cache.maintenance import verify_store
 from ..errors import AgiError
@@ -33,6 +35,7 @@ from ..executors import JobSpec
 from ..executors.worker import PartitionRunner
 from ..plan import WorkPlan
 from ..provenance import RunStore, read_record
+from ..share_access import ShareAccess, check_folder
 
 if TYPE_CHECKING:
     from ..env import AgiEnv
@@ -40,12 +43,12 @@ if TYPE_CHECKING:
 __all__ = ["EntryVerdict", "VerifyReport", "verify_cache"]
 
 #: verdicts that make `agi cache verify` fail
-BAD = ("corrupt", "mismatch", "failed")
+BAD = ("corrupt", "untrusted", "mismatch", "failed")
 
 
 @dataclass(frozen=True)
 class EntryVerdict:
-    """One entry: ``ok`` (sound, not recomputed), ``corrupt``, ``match``, ``mismatch``, ``failed``
+    """One entry: ``ok`` (sound, not recomputed), ``corrupt``, ``untrusted``, ``match``, ``mismatch``, ``failed``
     (its work() raised) or ``unverifiable``, with both digests when it was recomputed."""
 
     key: str
@@ -80,12 +83,15 @@ class VerifyReport:
 
 
 def verify_cache(app: str, share: Path, *, env: AgiEnv | None = None, sample: int = 0, seed: int | None = None,
-                 progress: Callable[[str], None] | None = None) -> VerifyReport:
+                 progress: Callable[[str], None] | None = None, access: ShareAccess | None = None) -> VerifyReport:
     """Check every entry of ``app``'s cache on ``share``; recompute ``sample`` of the sound ones
-    with ``env`` (the app, found: only recomputing needs its code)."""
+    with ``env`` (the app, found: only recomputing needs its code). Raises `UnsafeFolder` when
+    the cache folder is writable by others (``access``: ``[cluster.share] group_access``)."""
     if sample and env is None:
         raise ValueError("recomputing a sample needs the app's env")
     store = CacheStore.for_app(share, app)
+    check_folder(store.root, access or ShareAccess(), what="cache entries", share=share)
+    check_folder(store.packs_dir, access or ShareAccess(), what="cache entries")
     report = VerifyReport(app, str(store.root), sample, new_seed() if seed is None else seed)
     _, problems = verify_store(store)  # every pack read once, every index checked
     infos = {info.key: info for info in store.entries()}
@@ -97,8 +103,9 @@ def verify_cache(app: str, share: Path, *, env: AgiEnv | None = None, sample: in
             bad.setdefault(key, problem)
     for key, problem in bad.items():
         info = infos.get(key)
-        report.entries.append(_verdict(info, "corrupt", problem) if info is not None
-                              else EntryVerdict(key, "", "", "corrupt", problem))
+        verdict = "untrusted" if f": {UNTRUSTED}: " in problem else "corrupt"
+        report.entries.append(_verdict(info, verdict, problem) if info is not None
+                              else EntryVerdict(key, "", "", verdict, problem))
     sound = [info for key, info in infos.items() if key not in bad]
     chosen = {i.key for i in random.Random(report.seed).sample(sorted(sound, key=lambda i: i.key), min(sample, len(sound)))}
     report.entries += [_verdict(info, "ok") for info in sound if info.key not in chosen]

@@ -30,6 +30,8 @@ class ToyArgs(BaseModel):
     fail_while: str = ""  # a path: partitions in fail_on fail only while this file exists
     private: str = ""  # a module file (a class Frame(dict)) that only the processes running private_on import
     private_on: list[int] = []  # partitions that return a `private` Frame: other processes cannot load it
+    mark_dir: str = ""  # a folder: partition i writes its pid to running-p<i> there when it starts
+    hang_on: list[int] = []  # partitions that hang (sleep for ever); with mark_dir, only on their first run
 
 
 def _private_frame(path: str, value: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +64,18 @@ class Toy(App):
 
     def work(self, part: Partition, ctx: WorkContext) -> dict[str, Any]:
         i = part.payload["i"]
+        if ctx.args.mark_dir:
+            marker = os.path.join(ctx.args.mark_dir, f"running-p{i}")
+            first = not os.path.exists(marker)
+            with open(marker + ".tmp", "w") as out:
+                out.write(str(os.getpid()))
+            os.replace(marker + ".tmp", marker)
+            if i in ctx.args.hang_on and first:
+                while True:
+                    time.sleep(1)
+        elif i in ctx.args.hang_on:
+            while True:
+                time.sleep(1)
         if ctx.args.sleep:
             time.sleep(ctx.args.sleep)
         if i in ctx.args.crash_on:

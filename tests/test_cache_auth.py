@@ -1,0 +1,115 @@
+"""Authenticated cache entries (`agi_core.cache.auth`): a pickle planted on the share by someone
+without the owner's key is never unpickled, whatever checksums they recompute."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pickle
+import stat
+from pathlib import Path
+
+import pytest
+
+from agi_core import AGI
+from agi_core.cache import CacheStore
+from agi_core.cache.auth import KEY_ENV, CacheKey, ensure_key, worker_key
+from agi_core.cache.entries import encode_single
+from agi_core.cache.packs import INDEX_SUFFIX, PackWriter, list_indexes, read_bodies, read_index
+from agi_core.executors import JobSpec
+from agi_core.executors.worker import PartitionRunner
+from agi_core.provenance import read_record
+from tests.conftest import TEST_APPS, run_agi
+
+
+class _Canary:
+    """Unpickling this creates the canary file: the attacker's code running in the reader."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def run(env, share, **kwargs):
+    return asyncio.run(AGI.run(env, cluster={"workers_data_path": str(share)}, **kwargs))
+
+
+def plant_in_pack(cache: Path, key: str, body: bytes) -> Path:
+    """What a writer of the share can do: rewrite the pack holding ``key`` with ``body`` in its
+    place, the sizes and SHA-256 sums of the index recomputed (and the old tag kept: a replay)."""
+    for path in list_indexes(cache / "packs"):
+        index = read_index(path)
+        if key not in index.position:
+            continue
+        writer = PackWriter(cache / "packs", prefix=index.prefix)
+        for i, old, _ in read_bodies(index, range(len(index.keys))):
+            writer.add(index.keys[i], body if index.keys[i] == key else old, partition=index.partitions[i],
+                       tag=index.tags[i], **index.common)
+        written = writer.flush()
+        index.index.unlink()
+        index.pack.unlink()
+        return written
+    raise AssertionError(f"no pack holds {key}")
+
+
+def test_a_planted_pickle_is_not_unpickled_the_record_says_untrusted_and_the_answer_is_right(toy_env, share, tmp_path):
+    first = run(toy_env, share, mode=0, n=4)
+    key = next(p.cache_key for p in read_record(first.manifest).partitions if p.id == "p2")
+    canary = tmp_path / "canary"
+    pack = plant_in_pack(share / "cache" / "toy", key, pickle.dumps(_Canary(canary)))
+
+    again = run(toy_env, share, mode=0, n=4)
+    assert not canary.exists()  # the planted pickle never ran
+    record = read_record(again.manifest)
+    part = next(p for p in record.partitions if p.id == "p2")
+    assert part.cache == "untrusted" and str(pack) in (part.note or "")
+    assert {p.id: p.cache for p in record.partitions if p.id != "p2"} == {"p0": "hit", "p1": "hit", "p3": "hit"}
+    assert again.value == first.value and again.results["p2"] == first.results["p2"]
+    warnings = [w for w in record.warnings if "untrusted" in w]
+    assert len(warnings) == 1 and "1 cache entry" in warnings[0] and str(pack) in warnings[0]
+
+    third = run(toy_env, share, mode=0, n=4)  # the fresh result replaced it
+    assert {p.cache for p in read_record(third.manifest).partitions} == {"hit"} and not canary.exists()
+
+
+def test_an_untagged_single_file_entry_and_a_tag_made_under_another_key_are_untrusted(share, tmp_path):
+    store = CacheStore.for_app(share, "toy", key=ensure_key())
+    canary = tmp_path / "canary"
+    evil = pickle.dumps(_Canary(canary))
+    old = "ab" * 32
+    single = store.entry_path(old)
+    single.parent.mkdir(parents=True)
+    single.write_bytes(encode_single({"key": old, "partition": "p0"}, evil))  # the older layout: no tag at all
+    other = CacheStore.for_app(share, "toy", key=CacheKey(os.urandom(32)))  # someone else's key
+    forged = "cd" * 32
+    other.put(forged, _Canary(canary), partition="p1")
+    for key in (old, forged):
+        (_, entry, problem), = store.load_many(store.view({key}), [key])
+        assert entry is None and ": untrusted: " in problem
+    assert not canary.exists()
+
+    out = run_agi("cache", "verify", "toy", "--share", str(share), "--json")
+    assert out.returncode == 1 and not canary.exists()
+    verdicts = {e["key"]: e["verdict"] for e in json.loads(out.stdout)["entries"]}
+    assert verdicts == {old: "untrusted", forged: "untrusted"}
+
+
+def test_the_key_is_made_once_private_and_a_worker_with_another_key_stores_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "state" / "agi_core" / "cache.key"
+    key = ensure_key(path)
+    assert ensure_key(path) == key and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+    other = tmp_path / "other.key"
+    other.write_bytes(os.urandom(32))
+    monkeypatch.setenv(KEY_ENV, str(other))  # what a stale warm cluster's worker holds
+    assert worker_key(key.id).check("ab" * 32, "cd" * 32, None, key.tag("ab" * 32, "cd" * 32, None)) is False
+    job = JobSpec(TEST_APPS / "toy_project" / "src", "toy", None, {"n": 1}, 0, tmp_path / "out", run_id="r",
+                  cache_dir=tmp_path / "cache", cache_kernel="python", cache_key_id=key.id)
+    outcome = PartitionRunner(job).run(__import__("agi_core").Partition("p0", payload={"i": 0}), "s", key="ef" * 32)
+    assert outcome.status == "ok" and outcome.cache == "miss"
+    assert "not the manager's" in outcome.note and "agi cluster down" in outcome.note
+    assert not list((tmp_path / "cache").rglob(f"*{INDEX_SUFFIX}"))
