@@ -165,7 +165,7 @@ def test_every_cell_runs_in_a_real_kernel(executed):
     pool, dask = executed.cells[0], executed.cells[1]
     assert "ok in" in "".join(_texts(pool)) and "48/48 partitions ok" in "".join(_texts(pool))
     assert "'ok'" in _texts(pool)[-2] and "mandelbrot.png" in _texts(pool)[-2]
-    assert "Dask scheduler tcp://" in "".join(_texts(dask)) and "48/48 partitions ok" in "".join(_texts(dask))
+    assert "Dask scheduler tls://" in "".join(_texts(dask)) and "48/48 partitions ok" in "".join(_texts(dask))
 
 
 def test_progress_in_a_notebook_is_one_display_without_escape_codes(executed):

@@ -135,7 +135,7 @@ def _print_spec(env: Any, mode: str | None, cluster: dict[str, Any]) -> None:
         from ..cluster.slurm import SlurmCluster
 
         console().print(escape(f"{spec.slurm.jobs} Slurm job(s), each running this batch script:"))
-        click.echo(SlurmCluster(spec).job_script())
+        click.echo(SlurmCluster.warm(spec).job_script())  # `up` starts a warm cluster: its credentials folder
         return
     table(None, ["worker", "host", "threads", "gpu"],
           ([w.name, w.host, w.nthreads or "cores / workers", "GPU=1" if w.gpu else ""] for w in spec.workers))

@@ -47,7 +47,7 @@ class ClusterBackend(abc.ABC):
     workers are named after their slots and that does not outlive this process.
     """
 
-    #: the scheduler's address, e.g. ``tcp://10.0.0.1:8786`` or ``tcp://[fe80::1]:8786`` (set by `start`)
+    #: the scheduler's address, e.g. ``tls://10.0.0.1:8786`` or ``tls://[fe80::1]:8786`` (set by `start`; ``tcp://`` with ``tls = false``)
     address: str = ""
     #: the dashboard's URL, or None when there is none
     dashboard: str | None = None

@@ -77,7 +77,7 @@ class ClusterSpec:
 
     @property
     def scheduler_address(self) -> str:
-        """``tcp://10.0.0.1:8786``; IPv6 in brackets: ``tcp://[::1]:8786``."""
+        """``tls://10.0.0.1:8786`` (``tcp://`` with ``tls = false``); IPv6 in brackets: ``tls://[::1]:8786``."""
         return f"{self.protocol}://{self.scheduler.url_host}:{self.scheduler_port}"
 
     @property
