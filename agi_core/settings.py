@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import paths
 from .errors import AgiError, SettingsError
+from .secrets import SecretError
 from .settings_schema import CacheSettings, ClusterSettings, DaskSettings, InstallSettings, SlurmSettings, SshSettings, WorkerSpec
 
 _Table = TypeVar("_Table", bound=BaseModel)
@@ -137,14 +138,15 @@ def _format_validation(exc: ValidationError, *, origin: str, prefix: str, model:
             lines[key] = f"{where}: missing key '{key}'"
         else:
             what = str(cause) if error["type"] == "value_error" and cause is not None else error["msg"].lower()
-            found = f", found {_describe(error['input'])}"
+            # a refused secret is never repeated: the message may be printed, logged or pasted
+            found = "" if isinstance(cause, SecretError) else f", found {_describe(error['input'])}"
             lines[key] = (lines[key].removesuffix(found) + f", or {what}{found}" if key in lines
                           else f"{where}: key '{key}': {what}{found}")
             hint = _value_hint(error, full)
             if hint and hint not in fixes:
                 fixes.append(hint)
         if isinstance(cause, AgiError) and cause.fix and cause.fix not in fixes:
-            fixes.append(cause.fix)
+            fixes.append(cause.fix.replace("KEY = ", f"{key} = ") if isinstance(cause, SecretError) else cause.fix)
     return SettingsError("\n".join(lines.values()), fix="correct the key(s) named above" + (": " + "; ".join(fixes) if fixes else ""))
 
 
@@ -424,6 +426,8 @@ def save_settings_values(path: Path, assignments: list[str], args_model: type[Ba
                 raise SettingsError(f"{path}: key '{'.'.join(keys)}': '{part}' is not a table", fix="choose another key")
         node[keys[-1]] = value
     new_text = tomlkit.dumps(document)
+    # checked before the temporary file is written, so a secret typed as text never reaches the disk
+    _validate_cluster(tomllib.loads(new_text).get("cluster", {}), str(path))
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(new_text)
     try:
