@@ -34,7 +34,7 @@ from pydantic_core import core_schema
 
 from .errors import AgiError
 
-__all__ = ["Secret", "SecretError"]
+__all__ = ["Secret", "SecretError", "is_reference"]
 
 _KINDS = ("env", "file")
 
@@ -135,6 +135,11 @@ class Secret:
         return {"type": "object", "description": 'a reference: {env = "NAME"} or {file = "PATH"} (0600)',
                 "properties": {"env": {"type": "string"}, "file": {"type": "string"}},
                 "minProperties": 1, "maxProperties": 1, "additionalProperties": False}
+
+
+def is_reference(value: Any) -> bool:
+    """Whether a settings value has the form of a secret's reference: a table of ``env`` or ``file``."""
+    return isinstance(value, Mapping) and bool(value) and set(value) <= set(_KINDS)
 
 
 _FIX = ('name where the secret is kept: KEY = {env = "NAME"} (an environment variable) or '

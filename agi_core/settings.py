@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import paths
 from .errors import AgiError, SettingsError
-from .secrets import SecretError
+from .secrets import SecretError, is_reference
 from .settings_schema import CacheSettings, ClusterSettings, DaskSettings, InstallSettings, SlurmSettings, SshSettings, WorkerSpec
 
 _Table = TypeVar("_Table", bound=BaseModel)
@@ -274,10 +274,12 @@ def _validate_args(model: type[BaseModel], values: Mapping[str, Any], origins: M
 
 
 def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge tables; the worker map is replaced, never merged (a map names the whole cluster)."""
+    """Deep-merge tables; the worker map is replaced, never merged (a map names the whole cluster),
+    and so is a secret's reference (``{env = ...}`` over ``{file = ...}`` names one place, not two)."""
     merged = dict(base)
     for key, value in top.items():
-        if key != "workers" and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+        if (key != "workers" and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
+                and not is_reference(value)):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value
