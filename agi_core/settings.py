@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import paths
 from .errors import AgiError, SettingsError
+from .secret_refs import SecretError, is_reference
 from .settings_schema import CacheSettings, ClusterSettings, DaskSettings, InstallSettings, SlurmSettings, SshSettings, WorkerSpec
 
 _Table = TypeVar("_Table", bound=BaseModel)
@@ -137,14 +138,15 @@ def _format_validation(exc: ValidationError, *, origin: str, prefix: str, model:
             lines[key] = f"{where}: missing key '{key}'"
         else:
             what = str(cause) if error["type"] == "value_error" and cause is not None else error["msg"].lower()
-            found = f", found {_describe(error['input'])}"
+            # a refused secret is never repeated: the message may be printed, logged or pasted
+            found = "" if isinstance(cause, SecretError) else f", found {_describe(error['input'])}"
             lines[key] = (lines[key].removesuffix(found) + f", or {what}{found}" if key in lines
                           else f"{where}: key '{key}': {what}{found}")
             hint = _value_hint(error, full)
             if hint and hint not in fixes:
                 fixes.append(hint)
         if isinstance(cause, AgiError) and cause.fix and cause.fix not in fixes:
-            fixes.append(cause.fix)
+            fixes.append(cause.fix.replace("KEY = ", f"{key} = ") if isinstance(cause, SecretError) else cause.fix)
     return SettingsError("\n".join(lines.values()), fix="correct the key(s) named above" + (": " + "; ".join(fixes) if fixes else ""))
 
 
@@ -272,10 +274,12 @@ def _validate_args(model: type[BaseModel], values: Mapping[str, Any], origins: M
 
 
 def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge tables; the worker map is replaced, never merged (a map names the whole cluster)."""
+    """Deep-merge tables; the worker map is replaced, never merged (a map names the whole cluster),
+    and so is a secret's reference (``{env = ...}`` over ``{file = ...}`` names one place, not two)."""
     merged = dict(base)
     for key, value in top.items():
-        if key != "workers" and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+        if (key != "workers" and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
+                and not is_reference(value)):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value
@@ -424,6 +428,8 @@ def save_settings_values(path: Path, assignments: list[str], args_model: type[Ba
                 raise SettingsError(f"{path}: key '{'.'.join(keys)}': '{part}' is not a table", fix="choose another key")
         node[keys[-1]] = value
     new_text = tomlkit.dumps(document)
+    # checked before the temporary file is written, so a secret typed as text never reaches the disk
+    _validate_cluster(tomllib.loads(new_text).get("cluster", {}), str(path))
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(new_text)
     try:

@@ -26,6 +26,7 @@ from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field,
 
 from .hosts import LOCAL_HOST, HostAddress, is_local_host
 from .modes import Mode
+from .secret_refs import Secret
 from .stalls import StallPolicy
 
 __all__ = ["SLURM_HOST", "CacheSettings", "ClusterSettings", "DaskSettings", "InstallSettings", "ShareSettings", "SlurmSettings",
@@ -95,6 +96,9 @@ class WorkerSpec(_Strict):
 class SshSettings(_Strict):
     user: str | None = None
     key: str | None = Field(default=None, description="client private key")
+    key_passphrase: Secret | None = Field(
+        default=None, description='decrypts an encrypted client key: {env = "NAME"} or {file = "PATH"} (0600), never '
+        "the passphrase itself (agi_core.secret_refs)")
     known_hosts: str = "~/.ssh/known_hosts"
     port: int = Field(default=22, ge=1, le=65535)
     connect_timeout: float = Field(default=10.0, gt=0)

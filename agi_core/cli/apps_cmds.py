@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -106,6 +107,17 @@ def settings_command(ctx: click.Context, app: str, assignments: tuple[str, ...],
     rows += [[f"cluster.{key}", value] for key, value in data["cluster"].items() if key not in ("workers", *tables)]
     rows += [[f"cluster.workers.{host}", spec] for host, spec in data["cluster"]["workers"].items()]
     rows += [[f"cluster.{name}.{key}", value] for name in tables for key, value in data["cluster"][name].items()]
+    rows = [[key, _shown(settings, key, value)] for key, value in rows]
     rows += [["(mode)", str(settings.cluster.mode)], ["(share)", settings.share]]
     table(f"{env.name} settings  [dim]{escape(str(settings.path))}[/]", ["key", "value"],
           ([key, None if value is None else escape(str(value))] for key, value in rows))
+
+
+def _shown(settings: Any, key: str, value: Any) -> Any:
+    """A row's value as shown: a `Secret` as ``*** (env NAME)``, its reference only (it holds no value)."""
+    from ..secret_refs import Secret
+
+    node: Any = settings
+    for part in key.split("."):
+        node = getattr(node, part, None)
+    return str(node) if isinstance(node, Secret) else value

@@ -44,10 +44,14 @@ async def connect(target: SshTarget) -> Any:
     if target.key is not None:
         options["client_keys"] = [str(target.key)]
         options["agent_path"] = None
+        if target.passphrase is not None:
+            options["passphrase"] = target.passphrase.reveal("cluster.ssh.key_passphrase")
     try:
         return await asyncssh.connect(host, **options)
     except asyncssh.HostKeyNotVerifiable:
         raise await describe_rejected_key(target) from None
+    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+        raise _undecryptable_key(target, exc) from None
     except asyncssh.PermissionDenied:
         who = target.user or os.environ.get("USER", "the current user")
         raise SshError(host, "authentication refused", f"user {who}, key {target.key or 'default keys'}",
@@ -64,3 +68,15 @@ async def connect(target: SshTarget) -> Any:
         raise SshError(host, "unreachable", exc.strerror or str(exc), fix=f"check the network route to {host}") from None
     except asyncssh.Error as exc:
         raise SshError(host, "SSH error", str(exc.reason), fix="see `agi doctor APP` and the host's sshd log") from None
+
+
+def _undecryptable_key(target: SshTarget, exc: Exception) -> SshError:
+    """The client key could not be loaded: encrypted without a passphrase given, or a wrong one."""
+    if "bcrypt" in str(exc):
+        return SshError(target.host, "client key cannot be decrypted here", f"{target.key}: {exc}",
+                        fix="install bcrypt in agi's environment: pip install 'agi-orchestrator[ssh-keys]'")
+    if target.passphrase is None:
+        return SshError(target.host, "client key is encrypted", f"{target.key}: {exc}",
+                        fix='name its passphrase: [cluster.ssh] key_passphrase = {env = "NAME"} or {file = "PATH"} (chmod 600)')
+    return SshError(target.host, "client key could not be decrypted", f"{target.key}: {exc}",
+                    fix=f"check the passphrase that [cluster.ssh] key_passphrase names ({target.passphrase})")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
 from ..hosts import HostAddress
+from ..secret_refs import Secret
 
 if TYPE_CHECKING:
     from ..settings import SshSettings
@@ -46,6 +47,8 @@ class SshTarget:
     known_hosts: Path = Path("~/.ssh/known_hosts")
     connect_timeout: float = 10.0
     command_timeout: float = 600.0
+    #: decrypts an encrypted ``key``; read (`Secret.reveal`) only when connecting
+    passphrase: Secret | None = None
 
     @classmethod
     def from_settings(cls, host: str | HostAddress, ssh: SshSettings) -> SshTarget:
@@ -61,7 +64,7 @@ class SshTarget:
             host=address.host, port=address.port or ssh.port, user=address.user or ssh.user,
             key=Path(ssh.key).expanduser() if ssh.key else None,
             known_hosts=Path(ssh.known_hosts).expanduser(),
-            connect_timeout=ssh.connect_timeout, command_timeout=ssh.command_timeout,
+            connect_timeout=ssh.connect_timeout, command_timeout=ssh.command_timeout, passphrase=ssh.key_passphrase,
         )
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..env import AgiEnv
 from ..errors import SettingsError
+from ..secret_refs import Secret
 from ..settings import read_toml, save_settings_values
 
 __all__ = ["Field", "SaveOutcome", "cluster_fields", "form_fields", "save_form", "worker_rows"]
@@ -26,6 +28,8 @@ CLUSTER_KEYS: dict[str, tuple[str, str, str]] = {
     "cluster.workers_data_path": ("share", "text", "the cluster share, same path on every node"),
     "cluster.ssh.user": ("SSH user", "text", ""),
     "cluster.ssh.key": ("SSH key", "text", "client private key"),
+    "cluster.ssh.key_passphrase": ("SSH key passphrase", "secret", 'where it is kept: {env = "NAME"} or {file = "PATH"} '
+                                   "(chmod 600); never the passphrase itself"),
     "cluster.ssh.port": ("SSH port", "integer", ""),
     "cluster.install.python": ("Python", "text", 'worker venvs\' Python, e.g. "3.11"'),
     "cluster.install.source": ("packages from", "choice:wheelhouse,index", "wheelhouse: no internet needed on hosts"),
@@ -39,7 +43,7 @@ class Field:
 
     key: str  # dotted: args.n, cluster.pool
     label: str
-    kind: str  # integer, number, boolean, toggle, rapids, text, json, choice:a,b
+    kind: str  # integer, number, boolean, toggle, rapids, text, json, secret, choice:a,b
     value: Any
     source: str  # call, app settings, profile NAME, default
     help: str = ""
@@ -56,6 +60,8 @@ class Field:
             return ""
         if self.kind == "json":
             return json.dumps(self.value)
+        if self.kind == "secret":  # the reference ({env = "NAME"}): a Secret holds no value to show
+            return Secret.parse(self.value).toml()
         return str(self.value)
 
 
@@ -151,6 +157,12 @@ def _parse(field_: Field, raw: str | None) -> Any:
             return int(text) if field_.kind == "integer" else float(text)
         except ValueError:
             return text
+    if field_.kind == "secret":  # refused here, so a secret typed as text never reaches a file
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        return Secret.parse(value).reference()  # a SecretError (a ValueError) names the fix, not the value
     if field_.kind == "json":
         try:
             return json.loads(text)
@@ -179,7 +191,8 @@ def save_form(env: AgiEnv, form: Mapping[str, str], workers: list[tuple[str, str
             outcome.errors[field_.key] = str(exc)
             continue
         if value != field_.value and value is not None:
-            assignments.append(f"{field_.key}={_toml_literal(value)}")
+            literal = Secret.parse(value).toml() if field_.kind == "secret" else _toml_literal(value)
+            assignments.append(f"{field_.key}={literal}")
         elif value is None and field_.value is not None and field_.source == "app settings":
             outcome.errors[field_.key] = "a value is required here (remove the key from the file to use the default)"
     if workers is not None:
