@@ -19,10 +19,10 @@ from .env import AgiEnv
 from .errors import SettingsError
 from .events import EventSink, ignore
 from .executors import Outcome
+from .main_guard import refuse_in_reimport
 from .modes import Mode
 from .plan import WorkPlan
 from .run import Runner, RunRequest, RunResult, chosen_plan, fresh_plan, resolve, resume_request
-from .main_guard import refuse_in_reimport
 from .share_access import ShareAccess, share_umask
 
 __all__ = ["AGI", "RunResult"]

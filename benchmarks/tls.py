@@ -38,8 +38,9 @@ from _common import summary, warm_security, write  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agi_core import AGI, AgiEnv  # noqa: E402
 from cluster import PLAIN_DASK, plain_map  # noqa: E402
+
+from agi_core import AGI, AgiEnv  # noqa: E402
 
 CREDENTIALS = """
 import json, time

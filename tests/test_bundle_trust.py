@@ -19,11 +19,11 @@ from agi_core import AGI
 from agi_core.cache import CacheStore
 from agi_core.cache.entries import decode_single, encode_single
 from agi_core.errors import AgiError
+from agi_core.provenance import read_record
 from agi_core.provenance.bundle import export_run, verify_bundle
 from agi_core.provenance.bundle_import import import_bundle
 from agi_core.provenance.signing import openssh_public
 from agi_core.provenance.trust import TrustedKeys
-from agi_core.provenance import read_record
 from tests.conftest import run_agi
 from tests.test_bundles import keys
 

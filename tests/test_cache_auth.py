@@ -10,8 +10,6 @@ import pickle
 import stat
 from pathlib import Path
 
-import pytest
-
 from agi_core import AGI
 from agi_core.cache import CacheStore
 from agi_core.cache.auth import KEY_ENV, CacheKey, ensure_key, worker_key

@@ -102,8 +102,8 @@ def test_warm_cluster_is_attached_and_a_mismatch_is_refused(toy_env, share, warm
 def test_a_warm_cluster_refuses_strangers_and_keeps_its_credentials_private(toy_env, share, warm_dir, tmp_path):
     """`agi cluster up` with the default settings: its own CA, on the manager and on the host
     (0700 folders, 0600 files); runs attach with them; strangers are refused; `down` deletes them."""
-    from agi_core.cluster.launched import LaunchedCluster
     from agi_core.cluster.client import open_client
+    from agi_core.cluster.launched import LaunchedCluster
     from tests.strangers import assert_refused, attempts, run_as
 
     cluster_spec = spec(toy_env, workers={"127.0.0.1": 2}, dask={"scheduler_port": 0, "dashboard_port": None})

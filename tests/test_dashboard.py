@@ -8,7 +8,6 @@ import re
 import socket
 import tomllib
 import urllib.request
-from pathlib import Path
 
 import pytest
 

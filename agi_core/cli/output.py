@@ -124,9 +124,8 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
 def _cell_width(cell: str) -> int:
     """The width of a cell's longest line, markup removed."""
-    from rich.text import Text
-
     from rich.errors import MarkupError
+    from rich.text import Text
 
     try:
         return max((Text.from_markup(line).cell_len for line in cell.splitlines()), default=0)

@@ -32,7 +32,6 @@ def runs_group() -> None:
 def _store(ctx: click.Context, app: str | None, share: Path | None) -> RunStore:
     from ..paths import default_share
     from ..provenance import RunStore
-
     from .cache_cmds import access_for
 
     access = access_for(ctx, app)  # which folders may be read: APP's [cluster.share] group_access
@@ -308,7 +307,6 @@ def runs_import(bundle: Path, key: Path | None, share: Path | None, with_cache: 
     an existing entry."""
     from ..paths import default_share
     from ..provenance.bundle_import import import_bundle
-
     from ..share_access import ShareAccess, share_umask
 
     with share_umask(ShareAccess()):  # what it creates on the share: folders 0750, files 0640

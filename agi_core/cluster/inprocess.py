@@ -115,7 +115,7 @@ class InProcessCluster(ClusterBackend):
         try:
             self._cluster = await SpecCluster(workers=workers, scheduler=scheduler, asynchronous=True, silence_logs=40,
                                               name="agi", security=self._security)
-        except Exception as exc:
+        except Exception:
             refused = reimport_refused(since)  # the workers stopped: the script runs AGI.run unguarded
             if refused is not None:
                 raise refused from None  # Dask's own error says only that a nanny failed

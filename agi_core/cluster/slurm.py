@@ -53,11 +53,11 @@ with _keeping_sigint():
     from dask_jobqueue import SLURMCluster as JobqueueCluster  # noqa: E402 - the registry turns its absence into a fix
     from dask_jobqueue.slurm import SLURMJob  # noqa: E402
 
+from ..cache.auth import KEY_ENV
 from ..errors import AgiError
 from ..events import EventSink, Notice, Phase, ignore
 from ..hosts import HostAddress, slot_name
 from ..settings_schema import SLURM_HOST, SlurmSettings
-from ..cache.auth import KEY_ENV
 from .backend import ClusterBackend, ProcessRecord
 from .cache_key import publish_key
 from .client import config_yaml

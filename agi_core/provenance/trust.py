@@ -90,7 +90,7 @@ class TrustedKeys:
                 public_from_bytes(" ".join(parts[:2]).encode(), f"{self.path}:{number}")
             except AgiError as exc:
                 raise TrustError(f"{self.path} line {number}: {exc.message}",
-                                 fix=f"remove or fix that line (or `agi keys untrust` it and trust the key again)") from None
+                                 fix="remove or fix that line (or `agi keys untrust` it and trust the key again)") from None
             found.append(TrustedKey(parts[2] if len(parts) > 2 else "", " ".join(parts[:2])))
         return found
 
