@@ -125,3 +125,16 @@ def test_a_bad_partition_timeout_is_a_settings_error_naming_the_key(toy_env, sha
 
     with pytest.raises(SettingsError, match="partition_timeout"):
         run(toy_env, share, mode="p", n=2, cluster={"partition_timeout": "soon"})
+
+
+def test_a_dask_partition_that_never_returns_fails_alone_and_its_batch_mates_succeed(toy_env, share, tmp_path, monkeypatch):
+    """One task holds a slot's whole batch: the hung partition uses up its retries, then the batch's
+    next attempt skips it (the started log says each lost attempt was in it) and runs the others."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    with pytest.raises(RunError) as info:
+        run(toy_env, share, mode="d", n=6, hang_on=[2], workers={"127.0.0.1": 2},
+            cluster={"partition_timeout": 3, "retries": 1, "dask": {"max_tasks_per_slot": 1}})
+    by_id = {o.id: o for o in info.value.result.outcomes}
+    assert [pid for pid, o in by_id.items() if o.status != "ok"] == ["p2"]
+    error = by_id["p2"].error
+    assert "partition_timeout = 3" in error and "its worker was lost 2 times while it ran" in error and "retries = 1" in error

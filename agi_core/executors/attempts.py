@@ -55,9 +55,11 @@ class StartedLog:
     attempt, `mark` appends one before its ``work()``. Without a log (not a run's task, or the
     share refuses it) nothing is marked and nothing counted: the partitions still run."""
 
-    def __init__(self, fd: int | None, before: Mapping[int, int]) -> None:
+    def __init__(self, fd: int | None, before: Mapping[int, int], lost_in: Mapping[int, int] | None = None) -> None:
         self._fd = fd
         self.before = before
+        #: index -> how many earlier attempts were lost while it ran (the last one each started)
+        self.lost_in: Mapping[int, int] = lost_in or {}
 
     @classmethod
     def open(cls, folder: Path, first: str) -> StartedLog:
@@ -69,13 +71,18 @@ class StartedLog:
         except OSError:
             return cls(None, {})
         try:
-            before = _counts(path) if os.fstat(fd).st_size else {}
+            before: Mapping[int, int] = {}
+            lost_in: Mapping[int, int] = {}
+            if os.fstat(fd).st_size:
+                data = path.read_bytes()
+                before, lost_in = _counts_in(data), _lost_in(data)
             if before:  # this attempt is a re-run: the manager will read this log
                 os.close(os.open(f"{path}{AGAIN}", os.O_WRONLY | os.O_CREAT, 0o644))
+            os.write(fd, _ATTEMPT)
         except OSError:
             os.close(fd)
             return cls(None, {})
-        return cls(fd, before)
+        return cls(fd, before, lost_in)
 
     def mark(self, index: int) -> int:
         """Note that the batch's partition ``index`` starts now; return how often it started before."""
@@ -86,6 +93,16 @@ class StartedLog:
             except OSError:  # e.g. a full share: the partition runs anyway, unlogged
                 self.close()
         return self.before.get(index, 0)
+
+    def finish(self) -> None:
+        """Note that this attempt ran its whole batch: if the task runs again (its result was
+        lost with its worker), none of its partitions is the one a worker was lost in."""
+        fd = self._fd
+        if fd is not None:
+            try:
+                os.write(fd, _FINISHED)
+            except OSError:
+                self.close()
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -99,11 +116,39 @@ class StartedLog:
         self.close()
 
 
+#: the lines that start an attempt and end one that ran its whole batch (readers of indexes skip them)
+_ATTEMPT, _FINISHED = b"-\n", b"=\n"
+
+
 def _counts(path: Path) -> Counter[int]:
     """Index → how often the log names it (a last line cut short by a kill, or garbage a crashed
     host left, is not counted)."""
-    data = path.read_bytes()
+    return _counts_in(path.read_bytes())
+
+
+def _counts_in(data: bytes) -> Counter[int]:
     return Counter(int(line) for line in data[: data.rfind(b"\n") + 1].split() if line.isdigit())
+
+
+def _lost_in(data: bytes) -> Counter[int]:
+    r"""Index → how many attempts of the log ended (their worker lost) while it ran: the last index
+    each unfinished attempt started. An attempt that ran its whole batch blames none.
+
+    >>> dict(_lost_in(b"-\n0\n1\n-\n0\n1\n-\n0\n1\n2\n=\n"))
+    {1: 2}
+    """
+    lost: Counter[int] = Counter()
+    last: int | None = None
+    for line in data[: data.rfind(b"\n") + 1].split():
+        if line == _ATTEMPT.strip() or line == _FINISHED.strip():
+            if last is not None and line == _ATTEMPT.strip():
+                lost[last] += 1
+            last = None
+        elif line.isdigit():
+            last = int(line)
+    if last is not None:
+        lost[last] += 1
+    return lost
 
 
 def last_started(folder: Path, ids: Sequence[str]) -> tuple[str, float] | None:
@@ -118,7 +163,10 @@ def last_started(folder: Path, ids: Sequence[str]) -> tuple[str, float] | None:
             when = os.fstat(log.fileno()).st_mtime
     except (OSError, TypeError):
         return None
-    complete = [line for line in lines[:-1] if line.isdigit()]  # the last item is after the last newline
+    lines = lines[:-1]  # the last item is after the last newline
+    if b"-" in lines:  # this attempt's lines only: the earlier attempts' partitions are not running
+        lines = lines[len(lines) - lines[::-1].index(b"-"):]
+    complete = [line for line in lines if line.isdigit()]
     if not complete or int(complete[-1]) >= len(ids):
         return None
     return ids[int(complete[-1])], when

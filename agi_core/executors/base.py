@@ -50,6 +50,8 @@ class JobSpec:
     #: cache hits recomputed for the audit (``--audit``): partition id -> its entry's digest, which
     #: the worker compares the fresh result with (`agi_core.cache.audit`)
     audit: Mapping[str, str] = field(default_factory=dict)
+    #: times a partition may run again after its worker was lost (``[cluster] retries``)
+    retries: int = 2
     #: the id of the manager's cache key (`cache.auth.CacheKey.id`): a worker holding another key stores nothing
     cache_key_id: str = ""
     #: the umask of what workers create on the share (`share_access`: ``[cluster.share] group_access``); None: left as it is

@@ -78,7 +78,9 @@ class DaskExecutor(Executor):
         from .dask_watch import RunningPartitions, allow_failures
 
         await self.client.register_plugin(RunningPartitions())
-        await self.client.run_on_scheduler(allow_failures, count=self.context.cluster.retries)
+        # one attempt more than the budget: in it, the batch skips a partition its workers were
+        # lost in more than `retries` times (`run_batch`), and its other partitions still run
+        await self.client.run_on_scheduler(allow_failures, count=self.context.cluster.retries + 1)
 
     def _require_gpus(self) -> None:
         """``rapids = "require"``: every worker must see a GPU (or numba's simulator), checked on the
@@ -143,6 +145,9 @@ class DaskExecutor(Executor):
                 for arrived in self._where_ran(await self._collect([first, *pending.next_batch(block=False)])):
                     if arrived.id in done:  # skipped here already, when its failed dependency arrived
                         continue
+                    if arrived.status == "failed" and arrived.id in self._stopped:  # say why its worker was lost
+                        arrived.error = f"{self._stopped[arrived.id]}; {arrived.error}"
+                        arrived.line = b""
                     for outcome in settle(driver, [arrived], slot_of):
                         done.add(outcome.id)
                         yield outcome

@@ -273,7 +273,15 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
     watch = running_partition()  # tells the manager, through the scheduler, what runs here and since when
     outcomes = []
     with StartedLog.open(started_dir(runner.job.out_dir), parts[0][0].id if parts else "") as started:
+        budget = runner.job.retries
         for index, (part, key, audit) in enumerate(parts):
+            lost = started.lost_in.get(index, 0)
+            if lost > budget:  # it is what keeps killing this task's workers: the others still run
+                outcome = Outcome(part.id, slot, "failed", host, worker, error=f"its worker was lost {lost} times while it ran "
+                                  f"([cluster] retries = {budget}): not run again")
+                _count_retries(outcome, started.before.get(index, 0))
+                outcomes.append(outcome)
+                continue
             before = started.mark(index)  # on the share before work() runs: a re-run of this task will know
             if watch is not None:
                 watch.started(part.id)
@@ -281,6 +289,7 @@ def run_batch(job_json: str, packed_parts: bytes, slot: str, deps: Mapping[str, 
             if before:
                 _count_retries(outcome, before)
             outcomes.append(outcome)
+        started.finish()
     if watch is not None:
         watch.finished()
     runner.flush()  # the batch's entries, as one pack, before its outcomes go

@@ -184,6 +184,7 @@ class Runner:
         return JobSpec(self.env.src_dir, self.env.module_name, self.env.class_name, self.request.args, self.request.mode,
                        self.run_dir / "out", run_id=self.run_id, cache_dir=cache.store.root if cache else None,
                        cache_kernel=cache.keys.kernel if cache else "", refresh=self.request.refresh, audit=audit,
+                       retries=self.request.cluster.retries,
                        inputs_base=self.request.share, cache_key_id=cache.store.key.id if cache else "",
                        share_umask=ShareAccess.of(self.request.cluster.share.group_access).umask)
 

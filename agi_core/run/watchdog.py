@@ -102,4 +102,6 @@ class Watchdog:
 
 
 def _expected(expected: float | None) -> str:
-    return f" (expected about {expected:.3g} s)" if expected is not None else " (no partition has finished yet)"
+    if expected is None:
+        return " (no partition has finished yet)"
+    return f" (expected about {expected:.3g} s)" if expected >= 0.001 else " (expected under 1 ms)"
