@@ -412,12 +412,7 @@ class CacheStore:
                 continue  # served by nobody; gc removes it
             if drop.isdisjoint(pack.keys):
                 continue
-            for i in packs.rewrite_without(pack, drop):
-                key = pack.keys[i]
-                if key in drop:
-                    removed.add(key)
-                if i in pack.files:
-                    shutil.rmtree(self.root / key[:2] / pack.files[i], ignore_errors=True)
+            removed |= self._rewrite_without(pack, drop)
         return removed
 
     def discard_copies(self, copies: Iterable[tuple[str, packs.PackIndex | Path]]) -> set[str]:
@@ -445,12 +440,19 @@ class CacheStore:
                 pack = packs.read_index(index_path)
             except (FileNotFoundError, CorruptEntry):
                 continue
-            for i in packs.rewrite_without(pack, keys):
-                key = pack.keys[i]
-                if key in keys:
-                    removed.add(key)
-                if i in pack.files:
-                    shutil.rmtree(self.root / key[:2] / pack.files[i], ignore_errors=True)
+            removed |= self._rewrite_without(pack, keys)
+        return removed
+
+    def _rewrite_without(self, pack: packs.PackIndex, keys: set[str]) -> set[str]:
+        """Rewrite ``pack`` without the entries of ``keys`` and remove their output folders;
+        returns the keys whose entry was removed."""
+        removed: set[str] = set()
+        for i in packs.rewrite_without(pack, keys):
+            key = pack.keys[i]
+            if key in keys:
+                removed.add(key)
+            if i in pack.files:
+                shutil.rmtree(self.root / key[:2] / pack.files[i], ignore_errors=True)
         return removed
 
     def clear(self) -> int:
