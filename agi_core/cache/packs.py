@@ -345,7 +345,7 @@ def read_bodies(index: PackIndex, positions: Iterable[int]) -> Iterator[tuple[in
 
 def merge(indexes: list[PackIndex]) -> int:
     """Replace consecutive packs (in name order: nothing written between them) by one, so that a
-    cache of many small packs (a mode-0 run writes one per partition) is not one file read per
+    cache of many small packs (a mode-0 run writes one per partition of 5 ms or more) is not one file read per
     entry. A key in several of them keeps the copy a reader would take (the first written, or the
     last ``--refresh`` one); the merged pack takes the first one's time prefix, so it sorts where
     they did, and the newest last use of theirs. Returns how many entries it holds (0: nothing
