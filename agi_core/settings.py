@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 from . import paths
 from .errors import AgiError, SettingsError
 from .secret_refs import SecretError, is_reference
-from .settings_schema import CacheSettings, ClusterSettings, DaskSettings, InstallSettings, SlurmSettings, SshSettings, WorkerSpec
+from .settings_schema import CacheSettings, ClusterSettings, DaskSettings, InstallSettings, SshSettings, WorkerSpec
 
 _Table = TypeVar("_Table", bound=BaseModel)
 
@@ -39,7 +39,6 @@ __all__ = [
     "DaskSettings",
     "InstallSettings",
     "Settings",
-    "SlurmSettings",
     "SshSettings",
     "WorkerSpec",
     "call_overrides",
@@ -157,14 +156,23 @@ def _known_keys(model: type[BaseModel], parts: list[str]) -> list[str]:
     (True, True)
     >>> "count" in _known_keys(ClusterSettings, ["workers", "10.0.0.2"])
     True
+    >>> "memory" in _known_keys(ClusterSettings, ["slurm"])
+    True
     """
     import typing
 
     current: Any = model
     index = 0
     while index < len(parts):
-        if not (isinstance(current, type) and issubclass(current, BaseModel)) or parts[index] not in current.model_fields:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return []
+        if parts[index] not in current.model_fields:
+            # a backend's own table, ``[cluster.<name>]`` (`ClusterSettings.backend_options_model`)
+            options = getattr(current, "backend_options_model", lambda name: None)(parts[index])
+            if options is None:
+                return []
+            current, index = options, index + 1
+            continue
         annotation = current.model_fields[parts[index]].annotation
         inner = [a for a in (annotation, *typing.get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
         if not inner:
