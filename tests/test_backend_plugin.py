@@ -105,3 +105,19 @@ def test_a_missing_slurm_extra_is_named(monkeypatch):
     with pytest.raises(AgiError, match="needs dask-jobqueue") as info:
         SlurmCluster(spec).job_script()
     assert info.value.fix is not None and "pip install 'agi-orchestrator[slurm]'" in info.value.fix
+
+
+def test_the_ui_form_shows_and_saves_the_selected_backends_options(apps_copy):
+    from agi_core import AgiEnv
+    from agi_core.ui.settings_form import form_fields, save_form
+
+    settings = apps_copy / "toy_project" / "app_settings.toml"
+    settings.write_text(settings.read_text().replace("[cluster]\n", '[cluster]\nbackend = "slurm"\n') + "\n[cluster.slurm]\njobs = 2\n")
+    fields = {f.key: f for f in form_fields(AgiEnv(app="toy", apps_path=apps_copy))}
+    assert fields["cluster.backend"].value == "slurm" and "ssh" in fields["cluster.backend"].kind
+    jobs, memory, partition = fields["cluster.slurm.jobs"], fields["cluster.slurm.memory"], fields["cluster.slurm.partition"]
+    assert (jobs.value, jobs.kind, jobs.source) == (2, "integer", "app settings") and jobs.help == "worker jobs submitted"
+    assert (memory.value, memory.source) == ("2GB", "default") and partition.kind == "text"
+    outcome = save_form(AgiEnv(app="toy", apps_path=apps_copy), {"cluster.slurm.jobs": "3", "cluster.slurm.memory": "2GB"})
+    assert outcome.saved == ["cluster.slurm.jobs"], outcome
+    assert AgiEnv(app="toy", apps_path=apps_copy).settings().cluster.worker_map()["slurm"].count == 3
