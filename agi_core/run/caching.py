@@ -32,7 +32,7 @@ from ..events import EventSink, Notice
 from ..executors import Outcome
 from ..plan import Known
 from ..provenance import AuditMismatch, AuditRecord
-from ..provenance.lines import cached_line, partition_line
+from ..provenance.lines import CachedLines, partition_line
 from ..share_access import ShareAccess, check_folder
 from ..share_io import share_error
 
@@ -156,34 +156,31 @@ class RunCache:
         restoring its output files. Gives ``(key, problem)`` for each one that is not: None when
         it is gone, "" when it is sound but cannot be loaded here (kept), else why it cannot be
         trusted (the caller looks again before it calls it corrupt)."""
-        for key, entry, problem in self.store.load_many(view, keys):
+        hits, digests, unloadable, store, lines = self.hits, self.digests, self.unloadable, self.store, CachedLines(_HIT_NOTE)
+        for key, entry, problem in store.load_many(view, keys):
             pid = wanted[key]
-            outputs = entry.header.get("outputs") if entry is not None else None
-            if entry is not None and outputs:
+            if entry is not None and entry.described:
                 try:
-                    self.store.restore(entry, out_dir)
+                    store.restore(entry, out_dir)
                 except CorruptEntry as exc:
                     entry, problem = None, str(exc)
                 except OSError as exc:  # out/ cannot take it (full, read-only): the entry is fine, the run cannot go on
                     raise share_error(exc, "restoring a cached output to") from exc
             if entry is None:
                 if problem is not None and UNLOADABLE in problem:
-                    self.unloadable[pid] = problem
+                    unloadable[pid] = problem
                     problem = ""
                 yield key, problem
                 continue
-            known[pid] = Known(entry.result, source=entry.location)
-            self.digests[pid] = str(entry.header.get("sha256", ""))
-            slot, kernel = slot_of.get(pid, ""), str(entry.header.get("kernel", ""))
-            names = tuple(entry.outputs) if outputs else ()
+            location, kernel, slot = entry.location, entry.kernel, slot_of.get(pid, "")
+            known[pid] = Known(entry.result, source=location)
+            digests[pid] = entry.sha256
+            names = tuple(entry.outputs) if entry.described else ()
             outcome = Outcome(pid, slot, "cached", note=_HIT_NOTE, result=entry.result, outputs=names, cache="hit", key=key,
-                              location=entry.location, kernel=kernel)
-            outcome.line = cached_line(pid, slot, kernel, entry.location, key, _HIT_NOTE, names)
-            undeclared = entry.header.get("undeclared")
-            if undeclared:  # what its work() read without declaring, when it was computed: warned again
-                outcome.undeclared = tuple(undeclared)
-                outcome.line = partition_line(outcome)
-            self.hits[pid] = outcome
+                              location=location, kernel=kernel, undeclared=entry.undeclared)
+            # what its work() read without declaring, when it was computed, is warned again (the generic line says it)
+            outcome.line = partition_line(outcome) if entry.undeclared else lines.line(pid, slot, kernel, location, key, names)
+            hits[pid] = outcome
 
     def mark(self, outcome: Outcome) -> None:
         """Say in a computed partition's outcome that its cache entry was corrupt (it was found
