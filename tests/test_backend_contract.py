@@ -94,3 +94,12 @@ def test_the_default_hooks_keep_the_worker_map_and_the_ssh_install_roles():
     assert spec.options == {} and "options" not in spec.identity()
     with pytest.raises(AgiError, match="no scheduler"):  # the ssh backend reaches hosts: it needs one
         cluster_spec(settings(workers={"10.0.0.2": 2}), Mode.CLUSTER, app="toy")
+
+
+def test_the_built_in_table_repeats_the_entry_points_of_pyproject():
+    import tomllib
+
+    from agi_core.backend_plugins import BUILTIN_BACKENDS, GROUP
+
+    declared = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]["entry-points"][GROUP]
+    assert declared == {name: entry["class"] for name, entry in BUILTIN_BACKENDS.items()}
