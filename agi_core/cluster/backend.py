@@ -223,8 +223,11 @@ class ClusterBackend(abc.ABC):
     @classmethod
     def install_hosts(cls, cluster: ClusterSettings, options: Any) -> dict[str, list[str]]:
         """Host → roles that `agi install` prepares (`install_kind` says how): by default the
-        scheduler host first, then every host of the worker map. The scheduler's port is Dask's,
-        not SSH's, so its host is named without it."""
+        scheduler host first, then every host of the worker map; none when the backend installs
+        nothing ahead of a run (``"none"``, or ``"ship"``: the run ships the environment). The
+        scheduler's port is Dask's, not SSH's, so its host is named without it."""
+        if cls.install_kind in ("none", "ship"):
+            return {}
         roles: dict[str, list[str]] = {}
         scheduler = cluster.scheduler_address()
         if scheduler is not None:
