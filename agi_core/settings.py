@@ -133,6 +133,9 @@ def _format_validation(exc: ValidationError, *, origin: str, prefix: str, model:
             close = difflib.get_close_matches(parts[-1], _known_keys(model or type(None), parts[:-1]), n=1) if parts else []
             if close:
                 fixes.append(f"did you mean '{_dotted([*full[:-1], close[0]])}'?")
+            elif full[:1] == ["cluster"] and len(parts) == 1 and isinstance(error["input"], Mapping):
+                fixes.append(f"[{key}] is the table of a cluster backend named '{parts[0]}' only when a package that "
+                             "provides it is installed (entry-point group agi_core.backends): install it, or remove the table")
         elif error["type"] == "missing":
             lines[key] = f"{where}: missing key '{key}'"
         else:
