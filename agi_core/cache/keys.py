@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +63,24 @@ class RunKeys:
     inputs_mode: str = "stamp"
 
     def to_json(self) -> bytes:
+        return b"".join(self.json_chunks())
+
+    def json_chunks(self, chunk: int = 20_000) -> Iterator[bytes]:
+        """`to_json` in pieces of ``chunk`` partitions (a run writes them as they come: at
+        1,000,000 partitions the whole text is 130 MB the manager need not hold)."""
         from pydantic_core import to_json
 
-        return to_json({"schema": KEYS_SCHEMA, "format": self.format, "code": self.code, "kernel": self.kernel,
-                        "args": self.args, "keys": self.keys, "parts": self.parts, "inputs": self.inputs,
-                        "inputs_mode": self.inputs_mode})
+        head = to_json({"schema": KEYS_SCHEMA, "format": self.format, "code": self.code, "kernel": self.kernel,
+                        "args": self.args, "inputs": self.inputs, "inputs_mode": self.inputs_mode})
+        yield head[:-1]
+        for name, table in (("keys", self.keys), ("parts", self.parts)):
+            yield b',"' + name.encode() + b'":{'
+            items, separator = iter(table.items()), b""
+            while some := dict(islice(items, chunk)):
+                yield separator + to_json(some)[1:-1]
+                separator = b","
+            yield b"}"
+        yield b"}"
 
     @classmethod
     def from_json(cls, data: bytes | str) -> RunKeys:

@@ -97,7 +97,7 @@ class RunCache:
         1,000,000 partitions, the parts are 200 MB of the manager's memory)."""
         target = run_dir / KEYS_FILE
         if not (self.memo_used and self.memo is not None and self.memo.link_found(target)):  # linked: the same keys, on the share
-            write_bytes_atomic(target, self.keys.to_json())
+            write_bytes_atomic(target, self.keys.json_chunks())
         if self.memo is not None:
             self.memo.keep(target)
         self.keys = replace(self.keys, parts={}, inputs={})
