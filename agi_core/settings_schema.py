@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from .hosts import LOCAL_HOST, HostAddress, is_local_host
 from .modes import Mode
@@ -81,6 +81,8 @@ class WorkerSpec(_Strict):
                                           '(declared by hand: hosts that cannot be probed, a simulated GPU)')
     gpus: int | None = Field(default=None, ge=0, description="NVIDIA GPUs of this host; None: as `agi install` / `agi doctor` "
                              "found them (nvidia-smi). Worker k < gpus owns GPU k (CUDA_VISIBLE_DEVICES=k)")
+    share_gpus: StrictBool = Field(default=False, description='with capabilities = ["gpu"]: workers may share a GPU (more '
+                                   "workers than GPUs, or a host never probed: no GPU pinned); false: worker k owns GPU k")
     env: dict[str, str] = Field(default_factory=dict, description="environment of this host's worker processes, "
                                 'e.g. {NUMBA_ENABLE_CUDASIM = "1"} for a simulated GPU')
 
@@ -210,10 +212,23 @@ class SlurmSettings(_Strict):
     def _login_is_a_host(cls, value: str | None) -> str | None:
         return None if value is None else _host_string(value)
 
+    @model_validator(mode="after")
+    def _one_gpu_per_worker(self) -> SlurmSettings:
+        # each Dask worker of a job runs its kernels on one GPU (`gpus.bind_in_job`): fewer GPUs than
+        # workers would share one, more would sit idle
+        if self.gpus and self.gpus != self.processes:
+            raise ValueError(f"gpus = {self.gpus} with processes = {self.processes}: each worker of a job uses one GPU, so "
+                             + (f"{self.processes - self.gpus} workers would share a GPU" if self.gpus < self.processes
+                                else f"{self.gpus - self.processes} GPUs per job would sit idle")
+                             + f"; set processes = gpus (one worker per GPU), e.g. processes = {self.gpus}")
+        return self
+
     def worker_map(self) -> dict[str, WorkerSpec]:
         """The slots of the jobs, as a worker map: `SLURM_HOST` with ``jobs * processes`` workers
         (which offer a GPU when the jobs ask for some)."""
-        return {SLURM_HOST: WorkerSpec(count=self.jobs * self.processes, capabilities=("gpu",) if self.gpus else ())}
+        # no device pinned here: each job's workers split the GPUs Slurm gave the job (`gpus.bind_in_job`)
+        return {SLURM_HOST: WorkerSpec(count=self.jobs * self.processes, capabilities=("gpu",) if self.gpus else (),
+                                       share_gpus=bool(self.gpus))}
 
 
 class ClusterSettings(_Strict):

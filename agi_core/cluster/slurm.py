@@ -63,6 +63,7 @@ from .cache_key import publish_key
 from .client import config_yaml
 from .inprocess import dashboard_address, http_address
 from .launched import LaunchedCluster
+from .slurm_gpu import PRELOAD as SLURM_GPU_PRELOAD
 from .slurm_queue import cancel_jobs, check_slurm, job_states, submit_error, wait_gone, wait_until_running
 from .spec import ClusterSpec
 
@@ -199,7 +200,8 @@ class SlurmCluster(ClusterBackend):
             "interface": slurm.interface, "log_directory": str(self.log_directory),
             "local_directory": spec.dask.local_directory, "death_timeout": 60,
             "job_extra_directives": [*slurm.job_extra, *([f"--gres=gpu:{slurm.gpus}"] if gpu else [])],
-            "worker_extra_args": ["--no-dashboard", *(["--resources", "GPU=1"] if gpu else [])],
+            # each worker of a GPU job takes its own GPU of the job's (`slurm_gpu`)
+            "worker_extra_args": ["--no-dashboard", *(["--resources", "GPU=1", "--preload", SLURM_GPU_PRELOAD] if gpu else [])],
             "job_script_prologue": [f"export DASK_CONFIG={shlex.quote(str(self.log_directory / 'dask.yaml'))}",
                                     f"export {KEY_ENV}={shlex.quote(str(self.log_directory / 'keys' / 'cache.key'))}",
                                     "export PYTHONUNBUFFERED=1"],
