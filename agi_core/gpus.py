@@ -47,9 +47,9 @@ from .paths import state_dir
 if TYPE_CHECKING:
     from .settings import WorkerSpec
 
-__all__ = ["GPU", "GPU_SLOT", "SIMULATOR", "Gpu", "GpuProbe", "WorkerGpu", "bind_in_job", "gpu_here", "gpu_workers", "gpus_of",
-           "library_probe", "local_gpus", "parse_gpu_list", "parse_gpus", "probe_gpus", "remember_gpus", "remembered_gpus",
-           "with_mig", "worker_env", "worker_gpu_facts"]
+__all__ = ["GPU", "GPU_SLOT", "SIMULATOR", "Gpu", "GpuProbe", "WorkerGpu", "bind_in_job", "gpu_here", "gpu_libraries_unusable",
+           "gpu_workers", "gpus_of", "library_probe", "local_gpus", "parse_gpu_list", "parse_gpus", "probe_gpus", "remember_gpus",
+           "remembered_gpus", "with_mig", "worker_env", "worker_gpu_facts"]
 
 #: the capability a GPU slot offers (``Partition(needs=("gpu",))``, ``prefers=("gpu",)``)
 GPU = "gpu"
@@ -362,6 +362,10 @@ def _visible(gpus: list[Gpu], devices: str | None) -> list[Gpu]:
     return [g for g in gpus if str(g.index) in wanted or (g.uuid and g.uuid in wanted)]
 
 
+#: what `library_probe` says that the run record keeps
+_LIBRARY_FACTS = ("numba_cuda", "cudf", "numba_error", "cudf_error", "error")
+
+
 def worker_gpu_facts() -> dict[str, Any]:
     """This worker process's GPU facts, for the run record (run on each Dask worker): the GPUs it
     sees (``CUDA_VISIBLE_DEVICES`` applied), whether they are simulated, whether numba.cuda and
@@ -376,5 +380,23 @@ def worker_gpu_facts() -> dict[str, Any]:
         facts["gpu_error"] = probe.error
     if gpus or sim:
         found = library_probe()
-        facts.update({key: value for key, value in found.items() if key in ("numba_cuda", "cudf", "numba_error", "cudf_error", "error")})
+        facts.update({key: value for key, value in found.items() if key in _LIBRARY_FACTS})
     return facts
+
+
+def gpu_libraries_unusable(workers: Mapping[str, Mapping[str, Any]]) -> str:
+    """The hosts (with the libraries' errors) among Dask workers' records (``capabilities`` from
+    `worker_gpu_facts`) whose GPU neither numba.cuda nor cuDF can use; "" when every one can.
+
+    >>> gpu_libraries_unusable({"w": {"host": "h1", "capabilities": {"gpu_models": ["H100"], "numba_cuda": False,
+    ...                            "numba_error": "CudaSupportError: driver too old", "cudf": None}}})
+    'h1 (CudaSupportError: driver too old)'
+    """
+    found: dict[str, str] = {}
+    for facts in workers.values():
+        caps = facts.get("capabilities") or {}
+        if not (caps.get("gpu_models") or caps.get("gpu_simulated")) or caps.get("numba_cuda") or caps.get("cudf"):
+            continue
+        errors = [str(caps[key]) for key in ("numba_error", "cudf_error", "error") if caps.get(key)]
+        found.setdefault(str(facts.get("host", "?")), "; ".join(errors) or "numba-cuda and cuDF are not installed")
+    return ", ".join(f"{host} ({why})" for host, why in sorted(found.items()))

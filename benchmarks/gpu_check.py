@@ -1,4 +1,4 @@
-# Needs: an NVIDIA GPU with driver >= 525 and numba-cuda[cu12] in this Python (CUDA 13: driver >= 580, numba-cuda[cu13]), agi_core's dependencies, a C compiler; no network (cuDF, ~2.8 GB of wheels, only for the dataframe step, where installed).
+# Needs: NVIDIA driver >= 525 + numba-cuda[cu12] in this Python, agi_core's deps, a C compiler; no network (cuDF: optional).
 """The device check: what the rapids bit does on a real GPU, in one command, as JSON.
 
     python benchmarks/gpu_check.py --quick       # a few minutes on one GPU
@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,8 @@ from numba import cuda
 from mandelbrot import kernels, kernels_cy, kernels_gpu
 from mandelbrot.app import MandelbrotArgs
 out = {"numba_cuda": getattr(cuda, "implementation", "?"), "simulated": kernels_gpu.simulated(),
-       "gpu_rule": kernels_gpu.square_rule(), "cython_rule": kernels_cy.SQUARE_RULE, "why_unavailable": kernels_gpu.why_unavailable()}
+       "gpu_rule": kernels_gpu.square_rule(), "cython_rule": kernels_cy.SQUARE_RULE,
+       "why_unavailable": kernels_gpu.why_unavailable()}
 if not out["simulated"]:
     device = cuda.get_current_device()
     out["device"] = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
@@ -122,7 +123,8 @@ out["differing_pixels"] = sum(row["differ_cython"] + row.get("differ_numpy", 0) 
 if not out["simulated"]:
     from mandelbrot._cuda_escape import escape
     ptx = "\n".join(escape.inspect_asm().values())
-    out["ptx"] = {op: len(re.findall(re.escape(op) + r"\b", ptx)) for op in ("fma.rn.f64", "mul.rn.f64", "add.rn.f64", "mul.f64", "add.f64")}
+    ops = ("fma.rn.f64", "mul.rn.f64", "add.rn.f64", "mul.f64", "add.f64")  # unrounded mul/add could be contracted
+    out["ptx"] = {op: len(re.findall(re.escape(op) + r"\b", ptx)) for op in ops}
     try:
         sass = "\n".join(escape.inspect_sass().values())
         out["sass"] = {op: len(re.findall(r"\b" + op + r"\b", sass)) for op in ("DFMA", "DMUL", "DADD", "FFMA")}
@@ -158,7 +160,8 @@ runs["numpy"].append(per_band(kernels.escape_counts))  # the slow one: once
 image = {kind: min(sum(times) for times in values) for kind, values in runs.items()}
 out = {"bands": len(bands), "size": opts["size"], "first_call_s": round(first_call_s, 4),
        "image_s": {kind: round(s, 5) for kind, s in image.items()},
-       "band_median_s": {kind: round(statistics.median([t for times in values for t in times]), 6) for kind, values in runs.items()},
+       "band_median_s": {kind: round(statistics.median([t for times in values for t in times]), 6)
+                         for kind, values in runs.items()},
        "gpu_speed_vs_cython_1_thread": round(image["cython_1_thread"] / image["gpu"], 2),
        "gpu_speed_vs_numpy": round(image["numpy"] / image["gpu"], 2)}
 # one mid-size band's parts, as a fresh call without kept buffers would pay them
@@ -219,17 +222,19 @@ opts = json.loads(sys.argv[1])
 env = AgiEnv(app="mandelbrot", apps_path=Path(opts["apps"]))
 out = {}
 images = {}
-for mode, cluster in (("0", {}), ("pr", {"workers": opts["pool_workers"]}), ("dr", {"workers": opts["cluster_workers"], "tls": False,
-                                                                                  "gpu_speed": opts["gpu_speed"]})):
-    run = asyncio.run(AGI.run(env, mode=mode, use_cache=False, cluster={"workers_data_path": opts["share"], **cluster}, **opts["size"]))
+dr = {"workers": opts["cluster_workers"], "tls": False, "gpu_speed": opts["gpu_speed"]}
+for mode, cluster in (("0", {}), ("pr", {"workers": opts["pool_workers"]}), ("dr", dr)):
+    cluster = {"workers_data_path": opts["share"], **cluster}
+    run = asyncio.run(AGI.run(env, mode=mode, use_cache=False, cluster=cluster, **opts["size"]))
     images[mode] = (run.out_dir / "mandelbrot.png").read_bytes()
     slots = {}
     for o in run.outcomes:
         slots.setdefault(o.slot, {"partitions": 0, "kernels": set(), "devices": set(), "notes": set()})
         slot = slots[o.slot]
         slot["partitions"] += 1; slot["kernels"].add(o.kernel); slot["devices"].add(o.device); slot["notes"].add(o.note)
+    shown = {name: {k: sorted(v) if isinstance(v, set) else v for k, v in slot.items()} for name, slot in sorted(slots.items())}
     out[mode] = {"status": run.status, "duration_s": round(run.duration_s, 3), "same_image_as_mode_0": images[mode] == images["0"],
-                 "slots": {name: {k: sorted(v) if isinstance(v, set) else v for k, v in slot.items()} for name, slot in sorted(slots.items())}}
+                 "slots": shown}
 print(json.dumps(out))
 """
 
@@ -293,14 +298,16 @@ def run_check(scale: str, simulate: bool, skip: set[str], tmp: Path) -> dict[str
     def cold() -> dict[str, Any]:
         cache = tmp / "numba-cache"
         fresh = {**env, "NUMBA_CACHE_DIR": str(cache)}
-        return {"without_cache": _child(_COLD, {"src": src}, fresh, limit), "with_cache": _child(_COLD, {"src": src}, fresh, limit),
+        without = _child(_COLD, {"src": src}, fresh, limit)
+        return {"without_cache": without, "with_cache": _child(_COLD, {"src": src}, fresh, limit),
                 "cache_files": len(list(cache.rglob("*.nbi"))) if cache.exists() else 0}
 
     step("cold_start", cold)
 
     def gpu_tests() -> dict[str, Any]:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_gpu_kernels.py", "-q", "-rs", "-p", "no:cacheprovider"],
-                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=limit, check=False)
+        command = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_gpu_kernels.py", "-q", "-rs",
+                   "-p", "no:cacheprovider"]
+        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=limit, check=False)
         tail = done.stdout.strip().splitlines()[-8:]
         return {"exit_code": done.returncode, "summary": tail[-1] if tail else "", "output_tail": tail}
 
@@ -322,8 +329,8 @@ def run_check(scale: str, simulate: bool, skip: set[str], tmp: Path) -> dict[str
         if why:
             return {"skipped": f"cuDF cannot run here: {why}"}
         quick = ["--repeats", "1", "--flights", "16"] if scale != "full" else []
-        done = subprocess.run([sys.executable, "benchmarks/dataframe.py", *quick], env=env, cwd=ROOT, capture_output=True, text=True,
-                              timeout=limit * 2, check=False)
+        done = subprocess.run([sys.executable, "benchmarks/dataframe.py", *quick], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=limit * 2, check=False)
         if done.returncode != 0:
             raise RuntimeError(done.stderr.strip()[-1500:])
         return {"result": json.loads((RESULTS / "dataframe.json").read_text())}
@@ -334,8 +341,8 @@ def run_check(scale: str, simulate: bool, skip: set[str], tmp: Path) -> dict[str
 
 def _gpu_model() -> str:
     try:
-        done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True,
-                              timeout=30, check=False)
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=30, check=False)
         return done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""
     except (OSError, subprocess.TimeoutExpired):
         return ""
@@ -344,7 +351,8 @@ def _gpu_model() -> str:
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats: a few minutes")
-    parser.add_argument("--simulate", action="store_true", help="numba's CUDA simulator at tiny sizes (no GPU needed): what CI runs")
+    parser.add_argument("--simulate", action="store_true",
+                        help="numba's CUDA simulator at tiny sizes (no GPU needed): what CI runs")
     parser.add_argument("--skip", default="", help=f"comma-separated steps to leave out, of: {', '.join(STEPS)}")
     parser.add_argument("--out", type=Path, help="where the JSON goes (default: benchmarks/results/gpu_check-<GPU model>.json)")
     opts = parser.parse_args(argv)
@@ -357,11 +365,12 @@ def main(argv: list[str] | None = None) -> Path:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="agi-gpu-check-") as tmp:
         report = run_check(scale, opts.simulate, skip, Path(tmp))
-    payload = {"benchmark": "gpu_check", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "scale": scale,
+    payload = {"benchmark": "gpu_check", "when": datetime.now(UTC).isoformat(timespec="seconds"), "scale": scale,
                "simulated": opts.simulate, "gpu": model,
                "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
                "seconds": round(time.perf_counter() - started, 1), **report}
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", (model.split(",")[0] if model else "simulator" if opts.simulate else "no-gpu")).strip("-").lower()
+    name = model.split(",")[0] if model else "simulator" if opts.simulate else "no-gpu"
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
     out = opts.out or RESULTS / f"gpu_check-{slug}{'-quick' if opts.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1) + "\n")

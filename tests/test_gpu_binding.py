@@ -17,7 +17,7 @@ import pytest
 from agi_core.cluster import spec_for
 from agi_core.cluster.slurm import SlurmCluster
 from agi_core.errors import SettingsError
-from agi_core.gpus import Gpu, bind_in_job, gpu_workers, parse_gpu_list, parse_gpus, probe_gpus, with_mig, worker_env
+from agi_core.gpus import bind_in_job, gpu_workers, parse_gpu_list, parse_gpus, probe_gpus, with_mig, worker_env
 from agi_core.modes import Mode
 from agi_core.plan import slots_for
 from agi_core.settings import ClusterSettings, WorkerSpec
@@ -52,7 +52,8 @@ def test_one_sick_gpu_does_not_hide_the_others(tmp_path, monkeypatch):
     """nvidia-smi exits 15 when it cannot read one GPU; it still lists the others, and says why."""
     query = H100_UUIDS.splitlines()[0] + "\nUnable to determine the device handle for GPU0000:2A:00.0: Unknown Error\n" \
         + H100_UUIDS.splitlines()[1].replace("1,", "2,") + "\n"
-    fake_nvidia_smi(tmp_path / "bin", query, stderr="Unable to determine the device handle for GPU0000:2A:00.0: Unknown Error\n", status=15)
+    sick = "Unable to determine the device handle for GPU0000:2A:00.0: Unknown Error\n"
+    fake_nvidia_smi(tmp_path / "bin", query, stderr=sick, status=15)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     found = probe_gpus()
     assert [g.index for g in found.gpus] == [0, 2]
@@ -93,8 +94,8 @@ def test_old_drivers_mig_names_and_crlf_lines_parse_too():
 def test_a_remote_hosts_probe_output_gives_its_mig_instances_and_error():
     from agi_core.capabilities import HostInfo
 
-    text = "".join(f"gpu={line}\n" for line in H100_UUIDS.splitlines()) + "gpu_error=WARNING: infoROM is corrupted at gpu 0000:2A:00.0\n" \
-        + "".join(f"gpu_list={line}\n" for line in MIG_LIST.splitlines())
+    text = ("".join(f"gpu={line}\n" for line in H100_UUIDS.splitlines()) + "gpu_error=WARNING: infoROM is corrupted\n"
+            + "".join(f"gpu_list={line}\n" for line in MIG_LIST.splitlines()))
     info = HostInfo.parse("10.0.0.2", text)
     assert len(info.devices) == 3 and info.devices[0].uuid.startswith("MIG-") and "infoROM" in info.gpu_error
 
@@ -148,8 +149,8 @@ def test_each_worker_of_a_slurm_gpu_job_runs_on_its_own_gpu(tmp_path):
 
     with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None) as local, \
             Client(local) as client:
-        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", local.scheduler_address, "--nworkers", "2",
-                                   "--nthreads", "1", "--name", "slurm-0", *extra],
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", local.scheduler_address,
+                                   "--nworkers", "2", "--nthreads", "1", "--name", "slurm-0", *extra],
                                   env={**os.environ, "CUDA_VISIBLE_DEVICES": inherited, "PYTHONPATH": str(ROOT)},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
         try:
@@ -179,8 +180,8 @@ numba.cuda.is_available = is_available
 from agi_core import AGI, AgiEnv
 run = asyncio.run(AGI.run(AgiEnv(app="gpu_toy", apps_path=sys.argv[1]), mode="pr", n=4, use_cache=False,
                           cluster={"workers_data_path": sys.argv[2], "workers": {"127.0.0.1": 2}}))
-print(json.dumps({"manager": os.getpid(), "parts": {pid: [r["kernel"], r["cuda_visible_devices"]] for pid, r in run.results.items()},
-                  "slots": {o.id: o.slot for o in run.outcomes}}))
+parts = {pid: [r["kernel"], r["cuda_visible_devices"]] for pid, r in run.results.items()}
+print(json.dumps({"manager": os.getpid(), "parts": parts, "slots": {o.id: o.slot for o in run.outcomes}}))
 """
 
 
@@ -189,7 +190,8 @@ def test_pool_slots_under_the_rapids_bit_get_their_own_gpu_and_the_manager_never
     the GPU kernels run (no `is_available` call in the manager, where cuInit would poison every
     forked slot), slot 0 gets the GPU by UUID, slot 1 an empty CUDA_VISIBLE_DEVICES and the CPU kernels."""
     bin_dir = fake_nvidia_smi(tmp_path / "bin", H100_UUIDS.splitlines()[0] + "\n")
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PATH": f"{bin_dir}:{os.environ['PATH']}", "XDG_STATE_HOME": str(tmp_path / "state")}
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "XDG_STATE_HOME": str(tmp_path / "state")}
     done = subprocess.run([sys.executable, "-c", _POOL_RUN, str(TEST_APPS), str(tmp_path / "share"), str(tmp_path / "calls")],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -199,4 +201,5 @@ def test_pool_slots_under_the_rapids_bit_get_their_own_gpu_and_the_manager_never
     by_slot = {}
     for pid, slot in facts["slots"].items():
         by_slot.setdefault(slot, set()).add(tuple(facts["parts"][pid]))
-    assert by_slot == {"127.0.0.1-0": {("gpu", "GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77")}, "127.0.0.1-1": {("python", "")}}, by_slot
+    gpu0 = "GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77"
+    assert by_slot == {"127.0.0.1-0": {("gpu", gpu0)}, "127.0.0.1-1": {("python", "")}}, by_slot

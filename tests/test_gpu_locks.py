@@ -49,10 +49,10 @@ def test_the_gpu_target_of_each_bundled_app_locks_to_real_wheels(app, index, tmp
                            *builder.lock_options(GPU_HOST), "--python-version", GPU_HOST.python,
                            "--python-platform", GPU_HOST.uv_platform(), "--no-header", "--no-annotate"],
                           capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, (f"{app}'s GPU target does not lock with the manager's pins ({', '.join(builder.constraints())}):\n"
-                                  f"{done.stderr[-2000:]}")
-    pins = dict(line.split("==", 1) for line in done.stdout.splitlines() if "==" in line)
+    pins = ", ".join(builder.constraints())
+    assert done.returncode == 0, f"{app}'s GPU target does not lock with the manager's pins ({pins}):\n{done.stderr[-2000:]}"
+    pinned = dict(line.split("==", 1) for line in done.stdout.splitlines() if "==" in line)
     gpu_package = {"mandelbrot": "numba-cuda", "flight_telemetry": "cudf-cu12"}[app]
-    assert gpu_package in pins, sorted(pins)
+    assert gpu_package in pinned, sorted(pinned)
     if app == "flight_telemetry":  # a release with real wheels, not the 24.10 stub
-        assert (26, 2) <= tuple(int(x) for x in pins["cudf-cu12"].split(".")[:2]) < (26, 12), pins["cudf-cu12"]
+        assert (26, 2) <= tuple(int(x) for x in pinned["cudf-cu12"].split(".")[:2]) < (26, 12), pinned["cudf-cu12"]

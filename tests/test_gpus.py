@@ -79,7 +79,8 @@ def test_each_gpu_gets_a_worker_of_its_own_and_the_others_run_on_cpu():
     assert [o.device if o else None for o in owners] == ["0", "1", None]
     pci = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}  # CUDA counts devices as nvidia-smi does
     assert [worker_env(spec, o, len(gpus)) for o in owners] == [
-        {"CUDA_VISIBLE_DEVICES": "0", **pci}, {"CUDA_VISIBLE_DEVICES": "1", **pci}, {"CUDA_VISIBLE_DEVICES": "", "AGI_GPU_SLOT": "0"}]
+        {"CUDA_VISIBLE_DEVICES": "0", **pci}, {"CUDA_VISIBLE_DEVICES": "1", **pci},
+        {"CUDA_VISIBLE_DEVICES": "", "AGI_GPU_SLOT": "0"}]
     slots = slots_for({"10.0.0.2": spec, "10.0.0.3": WorkerSpec(count=1)}, {"10.0.0.2": gpus})
     assert [(s.name, s.capabilities) for s in slots] == [
         ("10.0.0.2-0", ("gpu",)), ("10.0.0.2-1", ("gpu",)), ("10.0.0.2-2", ()), ("10.0.0.3-0", ())]

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["slot_envs", "slot_main_in_env"]
 
 
-def slot_envs(workers: Mapping[str, WorkerSpec], capabilities: Mapping[str, Sequence[str]], gpus: Sequence[Gpu]) -> dict[str, dict[str, str]]:
+def slot_envs(workers: Mapping[str, WorkerSpec], capabilities: Mapping[str, Sequence[str]],
+              gpus: Sequence[Gpu]) -> dict[str, dict[str, str]]:
     """Slot name → the environment its process gets, for this machine's worker map ``workers``,
     the plan's slots' ``capabilities`` and this machine's ``gpus`` (probed).
 

@@ -221,8 +221,8 @@ class ArtifactBuilder:
             tmp = lock_path.with_suffix(".tmp")
             links = [arg for link in self.find_links for arg in ("--find-links", link)]
             await _run(uv, "pip", "compile", "-q", str(requirements), "-c", str(constraints), *links, *self.lock_options(target),
-                       "--python-version", target.python, "--python-platform", target.uv_platform(), "--no-header", "--no-annotate",
-                       "-o", str(tmp), what="locking the dependencies (uv pip compile)")
+                       "--python-version", target.python, "--python-platform", target.uv_platform(), "--no-header",
+                       "--no-annotate", "-o", str(tmp), what="locking the dependencies (uv pip compile)")
             os.replace(tmp, lock_path)
         wheelhouse = self.cache_dir / "wheelhouse" / target.key
         done = wheelhouse / f".complete-{sha256_file(lock_path)[:16]}"

@@ -50,7 +50,8 @@ def prepare(env: AgiEnv, request: RunRequest, emit: EventSink) -> Prepared:
                                 python=str(python) if python else None)  # fails early if a kernel is missing
         note, kind = chosen.note, chosen.kind
         if mode & Mode.RAPIDS and request.cluster.rapids == "require" and chosen.kind != "gpu":
-            raise AgiError(f'rapids = "require", but the GPU kernels cannot run here: {chosen.note.removesuffix(": ran the CPU kernels")}',
+            why = chosen.note.removesuffix(": ran the CPU kernels")
+            raise AgiError(f'rapids = "require", but the GPU kernels cannot run here: {why}',
                            fix="check this machine with `agi doctor APP` (nvidia-smi, the driver, the app's gpu extra: "
                                "numba-cuda or cuDF), or set rapids = true to run the CPU kernels (the record says so)")
     if not pooled_gpu:

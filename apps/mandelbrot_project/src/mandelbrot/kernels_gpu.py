@@ -118,8 +118,9 @@ class _Buffers(threading.local):
     def get(self, cuda: Any, height: int, width: int) -> tuple[Any, Any, Any, np.ndarray]:
         """Device ``re`` (width), ``im`` (height), ``counts`` and pinned host ``counts``, of this band's size."""
         if self.arrays is None or width != self.width or height > self.rows:
+            shape = (height, width)
             self.arrays = (cuda.device_array(width, dtype=np.float64), cuda.device_array(height, dtype=np.float64),
-                           cuda.device_array((height, width), dtype=np.uint16), cuda.pinned_array((height, width), dtype=np.uint16))
+                           cuda.device_array(shape, dtype=np.uint16), cuda.pinned_array(shape, dtype=np.uint16))
             self.width, self.rows = width, height
         device_re, device_im, device_counts, host_counts = self.arrays
         return device_re, device_im[:height], device_counts[:height], host_counts[:height]
