@@ -59,8 +59,8 @@ def select_kernels(package: str, mode: Mode, *, gpu_check: str = "here", python:
     kernels, with a note for the record that says why (``no GPU on h2: ran the CPU kernels``).
 
     ``gpu_check="child"``: ask whether the GPU kernels can run in a child Python instead
-    (`gpu_reason_in_child`; ``python``: the workers' interpreter): a manager that forks worker processes must not initialise CUDA
-    itself (CUDA refuses to run in a child forked after ``cuInit``).
+    (`gpu_reason_in_child`; ``python``: the workers' interpreter): a manager that starts worker
+    processes must not initialise CUDA itself (CUDA refuses to run in a child forked after ``cuInit``).
     """
     choice = _select(package, mode, gpu_check, python)
     set_threads = getattr(choice.module, "set_threads", None)
@@ -93,9 +93,13 @@ except ModuleNotFoundError as exc:
 
 def gpu_reason_in_child(package: str, python: str | None = None, timeout: float = 180.0) -> str:
     """`gpu_reason` for ``package``'s GPU kernels, asked of a child ``python`` with this process's
-    ``sys.path``: this process loads no GPU library and never calls ``cuInit``."""
+    ``sys.path`` (less its own installation's folders when ``python`` is another interpreter, an
+    app's environment): this process loads no GPU library and never calls ``cuInit``."""
+    paths = sys.path
+    if python and os.path.abspath(python) != os.path.abspath(sys.executable):
+        paths = [p for p in sys.path if p and not p.startswith((sys.prefix, sys.base_prefix))]
     try:
-        done = subprocess.run([python or sys.executable, "-c", _CHILD_CHECK, json.dumps(sys.path), package],
+        done = subprocess.run([python or sys.executable, "-c", _CHILD_CHECK, json.dumps(paths), package],
                               capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"the check of the GPU kernels in a child Python did not answer ({type(exc).__name__}: {exc})"

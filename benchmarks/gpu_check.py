@@ -93,10 +93,14 @@ opts = json.loads(sys.argv[1])
 sys.path.insert(0, opts["src"])
 import numpy as np
 from numba import cuda
-from mandelbrot import kernels, kernels_cy, kernels_gpu
+from mandelbrot import kernels, kernels_gpu
 from mandelbrot.app import MandelbrotArgs
+try:
+    from mandelbrot import kernels_cy
+except ImportError:  # no C compiler or Cython on this machine: against NumPy only
+    kernels_cy = None
 out = {"numba_cuda": getattr(cuda, "implementation", "?"), "simulated": kernels_gpu.simulated(),
-       "gpu_rule": kernels_gpu.square_rule(), "cython_rule": kernels_cy.SQUARE_RULE,
+       "gpu_rule": kernels_gpu.square_rule(), "cython_rule": kernels_cy.SQUARE_RULE if kernels_cy else None,
        "why_unavailable": kernels_gpu.why_unavailable()}
 if not out["simulated"]:
     device = cuda.get_current_device()
@@ -112,14 +116,15 @@ for name, view in opts["views"].items():
     re_, im = args.axes()
     kernels_gpu.escape_counts(re_[:8], im[:8], args.max_iter)  # compiled and warm
     start = time.perf_counter(); gpu = kernels_gpu.escape_counts(re_, im, args.max_iter); gpu_s = time.perf_counter() - start
-    start = time.perf_counter(); cython = kernels_cy.escape_counts(re_, im, args.max_iter); cython_s = time.perf_counter() - start
-    row = {"pixels": int(gpu.size), "max_iter": args.max_iter, "gpu_s": round(gpu_s, 4), "cython_s": round(cython_s, 4),
-           "differ_cython": int((gpu != cython).sum())}
-    if against == "numpy":
+    row = {"pixels": int(gpu.size), "max_iter": args.max_iter, "gpu_s": round(gpu_s, 4)}
+    if kernels_cy is not None:
+        start = time.perf_counter(); cython = kernels_cy.escape_counts(re_, im, args.max_iter)
+        row.update(cython_s=round(time.perf_counter() - start, 4), differ_cython=int((gpu != cython).sum()))
+    if against == "numpy" or kernels_cy is None and gpu.size <= 4_000_000:
         row["differ_numpy"] = int((gpu != kernels.escape_counts(re_, im, args.max_iter)).sum())
     views[name] = row
 out["views"] = views
-out["differing_pixels"] = sum(row["differ_cython"] + row.get("differ_numpy", 0) for row in views.values())
+out["differing_pixels"] = sum(row.get("differ_cython", 0) + row.get("differ_numpy", 0) for row in views.values())
 if not out["simulated"]:
     from mandelbrot._cuda_escape import escape
     ptx = "\n".join(escape.inspect_asm().values())
@@ -139,8 +144,12 @@ opts = json.loads(sys.argv[1])
 sys.path.insert(0, opts["src"])
 import numpy as np
 from numba import cuda
-from mandelbrot import kernels, kernels_cy, kernels_gpu
+from mandelbrot import kernels, kernels_gpu
 from mandelbrot.app import Mandelbrot, MandelbrotArgs
+try:
+    from mandelbrot import kernels_cy
+except ImportError:  # no C compiler or Cython on this machine
+    kernels_cy = None
 args = MandelbrotArgs(**opts["size"])
 re_, im = args.axes()
 bands = [(p.payload["top"], p.payload["bottom"]) for p in Mandelbrot().plan(args)]
@@ -151,18 +160,20 @@ def per_band(fn):
     return times
 start = time.perf_counter(); kernels_gpu.escape_counts(re_, im[bands[0][0]:bands[0][1]], args.max_iter)
 first_call_s = time.perf_counter() - start  # context, square_rule, JIT (or the disk cache)
-kernels_cy.set_threads(1)  # a CPU slot under the pool bit: one thread
-runs = {"gpu": [], "cython_1_thread": [], "numpy": []}
+runs = {"gpu": [], "cython_1_thread": [], "numpy": []} if kernels_cy else {"gpu": [], "numpy": []}
+if kernels_cy:
+    kernels_cy.set_threads(1)  # a CPU slot under the pool bit: one thread
 for _ in range(opts["repeats"]):
     runs["gpu"].append(per_band(kernels_gpu.escape_counts))
-    runs["cython_1_thread"].append(per_band(kernels_cy.escape_counts))
+    if kernels_cy:
+        runs["cython_1_thread"].append(per_band(kernels_cy.escape_counts))
 runs["numpy"].append(per_band(kernels.escape_counts))  # the slow one: once
 image = {kind: min(sum(times) for times in values) for kind, values in runs.items()}
 out = {"bands": len(bands), "size": opts["size"], "first_call_s": round(first_call_s, 4),
        "image_s": {kind: round(s, 5) for kind, s in image.items()},
        "band_median_s": {kind: round(statistics.median([t for times in values for t in times]), 6)
                          for kind, values in runs.items()},
-       "gpu_speed_vs_cython_1_thread": round(image["cython_1_thread"] / image["gpu"], 2),
+       "gpu_speed_vs_cython_1_thread": round(image["cython_1_thread"] / image["gpu"], 2) if kernels_cy else None,
        "gpu_speed_vs_numpy": round(image["numpy"] / image["gpu"], 2)}
 # one mid-size band's parts, as a fresh call without kept buffers would pay them
 top, bottom = bands[len(bands) // 2]
@@ -258,16 +269,20 @@ def _child(script: str, opts: dict[str, Any], env: dict[str, str], timeout: floa
     return result
 
 
-def _app_copy(tmp: Path) -> Path:
-    """A private copy of the Mandelbrot app with its Cython kernels built; its apps folder."""
+def _app_copy(tmp: Path) -> tuple[Path, str]:
+    """A private copy of the Mandelbrot app with its Cython kernels built; its apps folder, and
+    why the kernels could not be built ("" when they were: without them, against NumPy only)."""
     sys.path.insert(0, str(ROOT))
     from agi_core.install.cython_build import build_in_place
 
     apps = tmp / "apps"
     shutil.copytree(ROOT / "apps" / "mandelbrot_project", apps / "mandelbrot_project",
                     ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.c", "build"))
-    build_in_place(apps / "mandelbrot_project" / "src" / "mandelbrot")
-    return apps
+    try:
+        build_in_place(apps / "mandelbrot_project" / "src" / "mandelbrot")
+    except Exception as exc:  # noqa: BLE001 - no C compiler or Cython: the GPU is still checked against NumPy
+        return apps, f"{type(exc).__name__}: {exc}"[:500]
+    return apps, ""
 
 
 def run_check(scale: str, simulate: bool, skip: set[str], tmp: Path) -> dict[str, Any]:
@@ -277,9 +292,9 @@ def run_check(scale: str, simulate: bool, skip: set[str], tmp: Path) -> dict[str
     if simulate:
         env["NUMBA_ENABLE_CUDASIM"] = "1"
     limit = 120 if scale == "tiny" else 600
-    apps = _app_copy(tmp)
+    apps, cython_error = _app_copy(tmp)
     src = str(apps / "mandelbrot_project" / "src")
-    report: dict[str, Any] = {"steps": {}}
+    report: dict[str, Any] = {"steps": {}, **({"cython_error": cython_error} if cython_error else {})}
 
     def step(name: str, fn: Any) -> None:
         if name in skip:

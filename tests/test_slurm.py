@@ -116,11 +116,12 @@ def test_settings_errors_name_the_key():
 
 
 def test_gpu_jobs_ask_for_gres_only_with_the_rapids_bit():
-    cluster = ClusterSettings.model_validate({"backend": "slurm", "slurm": {"jobs": 1, "gpus": 2}})
+    cluster = ClusterSettings.model_validate({"backend": "slurm", "slurm": {"jobs": 1, "gpus": 2, "processes": 2}})
     with_gpu = SlurmCluster(spec_for(cluster, Mode.parse("dr"), "mandelbrot")).job_script()
     without = SlurmCluster(spec_for(cluster, Mode.parse("d"), "mandelbrot")).job_script()
     assert "#SBATCH --gres=gpu:2" in with_gpu and "--resources GPU=1" in with_gpu
-    assert "gres" not in without and "GPU=1" not in without
+    assert "--preload agi_core.cluster.slurm_gpu" in with_gpu  # each worker takes its own GPU of the job's
+    assert "gres" not in without and "GPU=1" not in without and "preload" not in without
 
 
 # -- real runs on the single-node Slurm ----------------------------------------------------------

@@ -164,7 +164,7 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
         elif threads == 0 and where.is_local and local_threads:
             threads = max(1, local_threads // max(worker.count, 1))
         host_gpus = (gpus or {}).get(host, ())
-        for k, gpu in enumerate(gpu_workers(worker, host_gpus)):
+        for k, gpu in enumerate(gpu_workers(worker, host_gpus, host)):
             slot = slot_name(host, k)
             env = tuple(worker_env(worker, gpu, len(host_gpus)).items())
             owns_gpu = gpu is not None and (slurm is None or bool(mode & Mode.RAPIDS))  # Slurm: --gres only with the rapids bit
