@@ -21,7 +21,7 @@ from agi_core.gpus import bind_in_job, gpu_workers, parse_gpu_list, parse_gpus, 
 from agi_core.modes import Mode
 from agi_core.plan import slots_for
 from agi_core.settings import ClusterSettings, WorkerSpec
-from tests.conftest import ROOT, TEST_APPS
+from tests.conftest import ROOT, TEST_APPS, run_agi
 
 H100_UUIDS = ("0, NVIDIA H100 80GB HBM3, 81559, GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77\n"
               "1, NVIDIA H100 80GB HBM3, 81559, GPU-0e1f7c2a-8b4e-4c1d-9f3e-2a6b5c4d3e2f\n")
@@ -203,3 +203,52 @@ def test_pool_slots_under_the_rapids_bit_get_their_own_gpu_and_the_manager_never
         by_slot.setdefault(slot, set()).add(tuple(facts["parts"][pid]))
     gpu0 = "GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77"
     assert by_slot == {"127.0.0.1-0": {("gpu", gpu0)}, "127.0.0.1-1": {("python", "")}}, by_slot
+
+
+# ---------------------------------------------------------------- the worker's kernel choice
+
+_CHOICE = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from agi_core.kernels import select_kernels
+from agi_core.modes import Mode
+choice = select_kernels("gpu_toy", Mode.RAPIDS)
+print(json.dumps([choice.kind, choice.note, "numba" in sys.modules]))
+"""
+
+
+def test_a_worker_whose_slot_has_no_gpu_runs_the_cpu_kernels_even_where_it_sees_one():
+    """The simulator makes a GPU visible to every process; the plan's word (AGI_GPU_SLOT=0) wins."""
+    src = str(TEST_APPS / "gpu_toy_project" / "src")
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PYTHONPATH": str(ROOT)}
+    ask = [sys.executable, "-c", _CHOICE, src]
+    cpu = json.loads(subprocess.run(ask, env={**env, "AGI_GPU_SLOT": "0"}, capture_output=True, text=True, check=True).stdout)
+    assert cpu[0] == "python" and cpu[1] == f"the plan gives this worker no GPU on {os.uname().nodename}: ran the CPU kernels"
+    assert cpu[2] is False  # numba was not even imported
+    assert json.loads(subprocess.run(ask, env=env, capture_output=True, text=True, check=True).stdout)[0] == "gpu"
+
+
+def test_a_gpu_the_kernels_cannot_use_is_named_with_numbas_error_and_require_refuses_it(tmp_path):
+    """nvidia-smi lists a GPU but numba.cuda finds no driver (as with a driver too old for the
+    wheels): the CPU kernels run and the note carries numba's error; rapids = "require" refuses."""
+    import importlib.util
+
+    if importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed (the examples extra)")
+    bin_dir = fake_nvidia_smi(tmp_path / "bin", H100_UUIDS.splitlines()[0] + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    (tmp_path / "libcuda.so").write_bytes(b"")  # a driver library that does not load, whatever the machine has
+    env.update(PATH=f"{bin_dir}:{os.environ['PATH']}", XDG_STATE_HOME=str(tmp_path / "state"),
+               NUMBA_CUDA_DRIVER=str(tmp_path / "libcuda.so"))
+    size = ["--set", "width=16", "--set", "height=8", "--set", "bands=2", "--set", "max_iter=20"]
+    share = ["--set", f"cluster.workers_data_path={json.dumps(str(tmp_path / 'share'))}"]
+    ran = run_agi("run", "mandelbrot", "--mode", "r", "--no-cache", *size, *share, env=env)
+    assert ran.returncode == 0, ran.stderr
+    record = json.loads(next((tmp_path / "share" / "runs").rglob("manifest.json")).read_text())
+    note = record["partitions"][0]["note"]
+    assert record["partitions"][0]["kernel"] == "python", record["partitions"][0]
+    assert "is not usable by mandelbrot's GPU kernels (CudaSupportError" in note, note
+    require = ["--set", 'cluster.rapids="require"']
+    refused = run_agi("run", "mandelbrot", "--mode", "r", "--no-cache", *size, *share, *require, env=env)
+    assert refused.returncode == 1 and 'rapids = "require", but the GPU kernels cannot run here' in refused.stderr, refused.stderr
+    assert "CudaSupportError" in refused.stderr and "agi doctor" in refused.stderr
