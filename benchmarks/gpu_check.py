@@ -103,11 +103,13 @@ out = {"numba_cuda": getattr(cuda, "implementation", "?"), "simulated": kernels_
        "gpu_rule": kernels_gpu.square_rule(), "cython_rule": kernels_cy.SQUARE_RULE if kernels_cy else None,
        "why_unavailable": kernels_gpu.why_unavailable()}
 if not out["simulated"]:
-    device = cuda.get_current_device()
-    out["device"] = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
-    out["compute_capability"] = list(device.compute_capability)
-    from numba.cuda.cudadrv.driver import driver
-    out["driver_cuda_version"] = list(driver.get_version())
+    try:
+        device = cuda.get_current_device()
+        out["device"] = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
+        out["compute_capability"] = list(device.compute_capability)
+        out["driver_cuda_version"] = list(cuda.cudadrv.driver.driver.get_version())
+    except Exception as exc:  # what numba-cuda exposes differs between versions: recorded, not fatal
+        out["device_error"] = f"{type(exc).__name__}: {exc}"[:300]
 views = {}
 for name, view in opts["views"].items():
     view = dict(view)
