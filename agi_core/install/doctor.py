@@ -178,7 +178,7 @@ def _check_gpu(checks: HostChecks, ctx: InstallContext, info: HostInfo) -> None:
         checks.add("gpu", False, exc.message, exc.fix)
         return
     declared = spec is not None and (GPU in spec.capabilities or spec.gpus is not None)
-    found = ", ".join(info.gpus) or "none found" + (f" ({info.gpu_error})" if info.gpu_error else "")
+    found = (", ".join(info.gpus) or "none found") + (f" (nvidia-smi: {info.gpu_error})" if info.gpu_error else "")
     detail = found + (f"; {owners} of {spec.count} workers own a GPU" if spec is not None else "") + (" (declared)" if declared else "")
     wants_gpu = bool(ctx.modes & Mode.RAPIDS) and spec is not None
     require = ctx.cluster.rapids == "require"
