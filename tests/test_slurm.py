@@ -20,7 +20,7 @@ from agi_core.cluster.manage import cluster_down, cluster_status, cluster_up
 from agi_core.cluster.slurm import SlurmCluster, slot_worker_names
 from agi_core.events import PartitionDone
 from agi_core.settings import ClusterSettings
-from agi_core.testing.slurm import PARTITION
+from agi_testkit.slurm import PARTITION
 from tests.conftest import TEST_APPS
 from tests.slurm_fixtures import slurm  # noqa: F401 - the session's Slurm
 

@@ -38,6 +38,7 @@ import shutil
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,8 @@ class CacheStore:
         for one that cannot be trusted, ``(key, None, None)`` for one gone since ``view`` was
         taken; keys ``view`` does not have are left out. Each pack is read once and, with
         ``touch``, marked used once."""
-        for key, header, body, path, where, problem in self._read(view, keys, touch):
+        pack, pack_index = Path(), None
+        for key, body, where, problem, source, i in self._read(view, keys, touch):
             if body is None:
                 yield key, None, problem
                 continue
@@ -191,17 +193,30 @@ class CacheStore:
             except Exception as exc:  # noqa: BLE001 - any unpickling failure makes the entry unusable here
                 yield key, None, f"{where}#{key[:16]}…: {UNLOADABLE} ({type(exc).__name__}: {exc}): {_load_fix(exc)}"
                 continue
-            yield key, Entry(path, header, result, where), None
+            if isinstance(source, packs.PackIndex):  # the columns, not a header per entry (`Entry`)
+                if source is not pack_index:  # one Path per pack: making one per entry was a third of a hit's cost
+                    pack, pack_index = source.pack, source
+                yield key, Entry(pack, partial(source.header, i), result, where, source.sha256[i],
+                                 str(source.value(i, "kernel", "")), source.outputs.get(i) or [],
+                                 tuple(source.value(i, "undeclared") or ())), None
+            else:
+                yield key, Entry(Path(where), partial(dict, source), result, where, str(source.get("sha256", "")),
+                                 str(source.get("kernel", "")), list(source.get("outputs") or ()),
+                                 tuple(source.get("undeclared") or ())), None
 
     def read_raw(self, view: CacheView, keys: Iterable[str], *, touch: bool = False
                  ) -> Iterator[tuple[str, dict[str, Any], bytes | None, str, str | None]]:
         """``(key, header, body, location, problem)``, bodies checked but not unpickled (bundles
         carry them as they are). ``body`` is None with a problem, or when the entry is gone."""
-        for key, header, body, _, where, problem in self._read(view, keys, touch):
+        for key, body, where, problem, source, i in self._read(view, keys, touch):
+            header = source.header(i) if isinstance(source, packs.PackIndex) else source
             yield key, header, body, where, problem
 
     def _read(self, view: CacheView, keys: Iterable[str], touch: bool
-              ) -> Iterator[tuple[str, dict[str, Any], bytes | None, Path, str, str | None]]:
+              ) -> Iterator[tuple[str, bytes | None, str, str | None, packs.PackIndex | dict[str, Any], int]]:
+        """``(key, body, location, problem, source, i)``: ``source`` is the entry's pack index
+        (``i`` its position there) or a single-file entry's header (``i`` -1); ``body`` None with
+        a problem, or when the entry is gone."""
         by_pack: dict[str, tuple[packs.PackIndex, list[int]]] = {}
         for key in keys:
             place = view.places.get(key)
@@ -219,39 +234,42 @@ class CacheStore:
                 checked = list(packs.read_bodies(index, positions))
             except FileNotFoundError:
                 for i in positions:
-                    yield keys_of[i], {}, None, pack, where, None
+                    yield keys_of[i], None, where, None, index, i
                 continue
+            # A sealed index authenticates every entry's key, checksum and outputs in one HMAC;
+            # otherwise (packs gc merged, bundles imported, older caches) each tag is checked.
+            sealed = self.key.check_seal(index.columns_sha256, index.seal)
             for i, body, problem in checked:
-                if body is not None and not check(keys_of[i], sums[i], outputs.get(i), tags[i]):
+                if body is not None and not sealed and not check(keys_of[i], sums[i], outputs.get(i), tags[i]):
                     body, problem = None, untrusted(where, keys_of[i])  # checked before anything unpickles it
-                yield keys_of[i], index.header(i), body, pack, where, problem
+                yield keys_of[i], body, where, problem, index, i
             if touch:
                 _touch(index.index)
 
     def _read_single(self, key: str, path: Path, touch: bool
-                     ) -> tuple[str, dict[str, Any], bytes | None, Path, str, str | None]:
+                     ) -> tuple[str, bytes | None, str, str | None, dict[str, Any], int]:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return key, {}, None, path, str(path), None
+            return key, None, str(path), None, {}, -1
         try:
             header, body = decode_single(path, data)
             if header.get("key") != key:
                 raise CorruptEntry(f"{path}: the header is for key {str(header.get('key'))[:16]}…")
             check_body(str(path), header, body)
         except CorruptEntry as exc:
-            return key, {}, None, path, str(path), str(exc)
+            return key, None, str(path), str(exc), {}, -1
         if not self.key.check(key, str(header.get("sha256")), header.get("outputs"), header.get("tag")):
-            return key, header, None, path, str(path), untrusted(str(path), key)
+            return key, None, str(path), untrusted(str(path), key), header, -1
         if touch:
             _touch(path)
-        return key, header, body, path, str(path), None
+        return key, body, str(path), None, header, -1
 
     def restore(self, entry: Entry, out_dir: Path | None) -> None:
         """Copy the entry's output files into ``out_dir``, checking each one's size and checksum
         (``out_dir`` None: check them only). Each file is written beside its name and renamed: an
         `OSError` (a full or read-only out/) leaves no partial file, and names the file."""
-        for item in entry.header.get("outputs", ()):
+        for item in entry.described:
             source = entry.files_dir / item["path"]
             where = entry.location or entry.path
             try:
@@ -532,7 +550,8 @@ class EntryWriter:
                  max_entries: int = packs.MAX_PACK_ENTRIES) -> None:
         self.store = store
         self._tag = store.key.tag  # raises `auth.CacheKeyError` for a store without the key: nothing is stored untagged
-        self._packs = packs.PackWriter(store.packs_dir, max_bytes=1 << 62, max_entries=1 << 62)  # `add_result` decides
+        # `add_result` decides when a pack is full; each pack is sealed: this writer tagged every entry itself
+        self._packs = packs.PackWriter(store.packs_dir, max_bytes=1 << 62, max_entries=1 << 62, seal=store.key.seal)
         self._max_bytes, self._max_entries = max_bytes, max_entries
         self._files: list[tuple[str, str]] = []  # (key, output folder) of the buffered entries
         self.failed: dict[str, BaseException] = {}  # a full pack's location -> why writing it failed

@@ -140,7 +140,7 @@ class DaskExecutor(Executor):
         addresses = await self._addresses()
         self._open_started()
         # the audit's digests travel with their partitions (`_submit`), not in every task's job
-        job_json = json.dumps({**asdict(self.job), "audit": {}}, default=str)
+        job_json = json.dumps({**asdict(self.job), "audit": {}, "job_id_env": self._handle.backend.job_id_env or ""}, default=str)
         slot_of = plan.slot_of()
         pending = as_completed(self._submit_all(job_json, plan, driver, addresses), loop=self.client.loop)
         done: set[str] = set()  # partitions whose outcome was given (a skip can overtake its task)

@@ -22,8 +22,9 @@ from pathlib import Path
 from ..env import AgiEnv
 from ..errors import AgiError
 from ..settings import read_toml
+from .code_hash import agi_code_hash
 
-__all__ = ["Artifacts", "ArtifactBuilder", "Target", "agi_source_dir", "sha256_file", "uv_binary"]
+__all__ = ["Artifacts", "ArtifactBuilder", "Target", "agi_code_hash", "agi_source_dir", "sha256_file", "uv_binary"]
 
 # Packages Dask compares between client, scheduler and workers: pinned to the manager's versions.
 MATCHED_PACKAGES = ("dask", "distributed", "cloudpickle", "msgpack", "tornado", "toolz", "numpy", "lz4", "pandas")
@@ -91,35 +92,6 @@ def agi_source_dir() -> Path:
         raise BuildError(f"agi_core runs from {root}, which is not its source tree (no pyproject.toml of {AGI_DISTRIBUTION})",
                          fix="install agi_core from a source checkout (pip install -e .) to install workers")
     return root
-
-
-def _tree_hash(root: Path, paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-#: Sub-packages of agi_core that workers never import: the command line, the web UI, pipelines,
-#: reports, the notebook display and the test rig. They are left out of the code hash, so editing them does not
-#: re-install every host. (A worker module importing them would break this: tests/test_layers.py
-#: checks that none does.)
-MANAGER_ONLY_PACKAGES = ("cli", "ui", "pipeline", "reports", "testing", "notebook")
-
-
-def agi_code_hash(root: Path | None = None) -> str:
-    """The hash of the agi_core code workers run: ``pyproject.toml`` and every module of
-    ``agi_core`` except `MANAGER_ONLY_PACKAGES`. A change re-installs agi_core on every host.
-
-    ``root`` is the source tree (default: `agi_source_dir`).
-    """
-    root = root or agi_source_dir()
-    package = root / "agi_core"
-    files = [root / "pyproject.toml", *(
-        p for p in package.rglob("*.py")
-        if "__pycache__" not in p.parts and p.relative_to(package).parts[0] not in MANAGER_ONLY_PACKAGES
-    )]
-    return _tree_hash(root, files)
 
 
 def uv_binary() -> Path:

@@ -112,6 +112,11 @@ class RecordWriter:
         with self._queue_lock:
             self._lines.append((pid, line))
 
+    def add_many(self, lines: Iterable[tuple[str, bytes]]) -> None:
+        """`add` for many partitions at once (the cache hits that start a re-run)."""
+        with self._queue_lock:
+            self._lines.extend(lines)
+
     def flush(self) -> None:
         """Append the queued outcomes to the log and refresh the heartbeat. Lines that could not
         be written stay queued for the next flush."""
