@@ -23,7 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..app import Partition
 from ..events import Notice
+from ..gpus import local_gpus
+from ..modes import Mode
 from .base import ExecutionContext, Executor, InFlight, JobSpec, Outcome, settle, skipped_outcomes
+from .slot_env import slot_envs, slot_main_in_env
 from .slot_process import IDLE, Batch, slot_main
 from .wire import unpack_outcomes
 
@@ -44,13 +47,15 @@ class _SlotProcess:
     """A worker process for one slot and the pipe to it. One batch is in flight at a time: the
     manager never blocks on a pipe the worker is not reading."""
 
-    def __init__(self, name: str, job: JobSpec, context: Any, parts: dict[str, Partition], keys: dict[str, str]) -> None:
+    def __init__(self, name: str, job: JobSpec, context: Any, parts: dict[str, Partition], keys: dict[str, str],
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.conn, child = context.Pipe()
         # [index in the batch of the partition running, its start]: written by the process (`slot_main`)
         self.progress = context.RawArray("d", [IDLE, 0.0])
-        self.process = context.Process(target=slot_main, args=(child, job, name, os.getpid(), parts, keys, self.progress),
-                                       name=f"agi-slot-{name}", daemon=True)
+        args = (child, job, name, os.getpid(), parts, keys, self.progress)
+        target, args = (slot_main, args) if env is None else (slot_main_in_env, (env, *args))  # env: its GPU (`slot_env`)
+        self.process = context.Process(target=target, args=args, name=f"agi-slot-{name}", daemon=True)
         self.process.start()
         child.close()
         self.busy = False  # a batch was sent and its end not yet reported
@@ -138,14 +143,15 @@ class _ReadyQueue:
         return len(self._ids) + len(self._heap)
 
 
-def _process_context(python: Path | None) -> Any:
+def _process_context(python: Path | None, *, rapids: bool = False) -> Any:
     # fork starts a slot in milliseconds with the app already imported; spawn where another
-    # interpreter (the app's environment) must run the slots, or fork is unsafe.
-    if python is None:
+    # interpreter (the app's environment) must run the slots, or fork is unsafe: with the rapids
+    # bit, CUDA does not run in a process forked from one that initialised it.
+    if python is None and not rapids:
         return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     from .app_spawn import spawn_context
 
-    return spawn_context(python)
+    return spawn_context(python or Path(sys.executable))
 
 
 def _respawn_context(python: Path | None) -> Any:
@@ -185,10 +191,15 @@ class PoolExecutor(Executor):
         self._respawns: dict[str, int] = {}  # slot -> times its process was started again
         self._inbox: _Inbox | None = None
         self._notices: list[str] = []
+        self._envs: dict[str, dict[str, str]] = {}  # slot -> its process's GPU environment (rapids bit)
 
     async def start(self, plan: WorkPlan) -> None:
         """Start the slot processes (before any thread starts in this process, so forks stay clean)."""
-        context = _process_context(self.context.python)
+        rapids = bool(Mode(self.job.mode) & Mode.RAPIDS)
+        context = _process_context(self.context.python, rapids=rapids)
+        if rapids:  # each slot its own GPU, or none, as the plan says (`slot_env`)
+            self._envs = slot_envs(self.context.cluster.local_worker_map(), {s.name: s.capabilities for s in plan.slots},
+                                   local_gpus())
         self._plan = plan
         self._home = plan.slot_of()
         self._assignment = plan.assignment
@@ -209,7 +220,7 @@ class PoolExecutor(Executor):
         else:
             own = {pid: parts[pid] for pid in ids}
         keys = self.context.keys
-        return _SlotProcess(name, self.job, context, own, {pid: keys[pid] for pid in ids if pid in keys})
+        return _SlotProcess(name, self.job, context, own, {pid: keys[pid] for pid in ids if pid in keys}, self._envs.get(name))
 
     async def execute(self, plan: WorkPlan, driver: GraphDriver) -> AsyncIterator[Outcome]:
         await self.start(plan)
