@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,22 @@ class RunKeys:
                 separator = b","
             yield b"}"
         yield b"}"
+
+    @classmethod
+    def keys_only_from_json(cls, data: bytes) -> RunKeys:
+        """`from_json` without ``parts`` (what each key was made of, for ``--why``: 60% of the
+        file): an unchanged re-run needs the keys alone. The parts are read only when the file
+        has them last (`json_chunks` writes them last), else the whole file is read."""
+        from pydantic_core import from_json
+
+        cut = data.rfind(b',"parts":{')
+        if cut < 0 or data.find(b'"inputs_mode":', 0, cut) < 0:
+            return replace(cls.from_json(data), parts={})
+        raw = from_json(data[:cut] + b"}")
+        if not isinstance(raw, dict) or raw.get("schema") != KEYS_SCHEMA:
+            raise ValueError(f"not a cache key file (schema {raw.get('schema')!r})")
+        return cls(code=raw["code"], kernel=raw["kernel"], args=raw["args"], keys=raw["keys"], parts={},
+                   format=raw["format"], inputs=raw.get("inputs") or {}, inputs_mode=raw.get("inputs_mode", "stamp"))
 
     @classmethod
     def from_json(cls, data: bytes | str) -> RunKeys:
