@@ -25,11 +25,15 @@ __all__ = [
     "HostStep",
     "Notice",
     "PartitionDone",
+    "PartitionsMoved",
     "Phase",
     "RunFinished",
     "RunStarted",
     "StepFinished",
     "StepStarted",
+    "WorkerJoined",
+    "WorkerLeft",
+    "WorkersJoining",
     "ignore",
 ]
 
@@ -91,6 +95,51 @@ class ClusterReady(Event):
     dashboard: str | None = None
     warm: bool = False
     note: str = ""
+
+
+@dataclass(frozen=True)
+class WorkersJoining(Event):
+    """While a cluster starts: ``joined`` of the ``expected`` workers are there; the run starts
+    at ``needed`` (``[cluster] min_workers``)."""
+
+    kind: ClassVar[str] = "workers_joining"
+    joined: int
+    expected: int
+    needed: int
+
+
+@dataclass(frozen=True)
+class WorkerJoined(Event):
+    """A worker joined a running run (``late``: after it started) and serves ``slot``."""
+
+    kind: ClassVar[str] = "worker_joined"
+    name: str
+    slot: str
+    host: str = ""
+    late: bool = True
+
+
+@dataclass(frozen=True)
+class WorkerLeft(Event):
+    """A worker left a running run (it died, was retired, or its job ended)."""
+
+    kind: ClassVar[str] = "worker_left"
+    name: str
+    slot: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PartitionsMoved(Event):
+    """``count`` partitions that had not started move from ``source``'s worker to ``target``'s:
+    ``reason`` is "not joined" (planned for a worker that was not there), "joined" (a late worker
+    takes work) or "left" (their worker left before starting them)."""
+
+    kind: ClassVar[str] = "partitions_moved"
+    source: str
+    target: str
+    count: int
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     StrictBool,
+    StrictInt,
     ValidationError,
     field_validator,
     model_serializer,
@@ -187,6 +188,13 @@ class ClusterSettings(_Strict):
     retries: int = Field(default=2, ge=0, description="times a partition may run again after its worker was lost "
                          "(it died, or was stopped past partition_timeout); then it fails")
     share: ShareSettings = Field(default_factory=ShareSettings, description="who besides you may use what agi keeps on the share")
+    min_workers: StrictInt | float | Literal["all"] | None = Field(
+        default=None, description='workers that must have joined before the run starts: a count (2), a fraction of the '
+        'worker map (0.5) or "all"; None: the backend\'s default (all for ssh, 1 for slurm). The others are waited for '
+        "in the background until join_timeout, and take work when they join")
+    join_timeout: float | None = Field(default=None, gt=0, description="seconds to wait for min_workers to join (then the "
+                                       "run fails) and for the rest (then they are recorded as never joined); None: "
+                                       "[cluster.dask] start_timeout")
     # ``[cluster.<name>]`` tables of installed backends (`backend_table`): not fields, each backend's own model
     _backend_tables: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
 
@@ -258,6 +266,22 @@ class ClusterSettings(_Strict):
     @classmethod
     def _timeout_form(cls, value: float | str) -> float | str:
         StallPolicy.parse(value)  # a ValueError names the accepted forms
+        return value
+
+    @field_validator("min_workers", mode="before")
+    @classmethod
+    def _min_workers_not_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"min_workers = {str(value).lower()}: expected a count, a fraction in (0, 1] or \"all\"")
+        return value
+
+    @field_validator("min_workers")
+    @classmethod
+    def _min_workers_form(cls, value: int | float | str | None) -> int | float | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"min_workers = {value}: a count must be at least 1")
+        if isinstance(value, float) and not 0 < value <= 1:
+            raise ValueError(f"min_workers = {value}: a fraction must be in (0, 1] (a count is written without a point)")
         return value
 
     @field_validator("scheduler")

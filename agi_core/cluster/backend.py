@@ -245,6 +245,14 @@ class ClusterBackend(abc.ABC):
         return host_port_rules(cluster)
 
     @classmethod
+    def default_min_workers(cls, options: Any, expected: int) -> int:
+        """How many of the ``expected`` workers must have joined before a run starts when
+        ``[cluster] min_workers`` is not set: by default all of them (a host that does not come
+        usually means a mistake); a batch-queue backend, whose jobs start when the queue lets
+        them, says 1 (`joining`)."""
+        return expected
+
+    @classmethod
     def identity(cls, options: Any) -> dict[str, Any]:
         """What of the options a warm cluster must match to be reused (their JSON); by default
         all of them. A backend leaves out what does not change the running cluster."""

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import AgiError
+from ..events import EventSink, ignore
 from .backend import ClusterBackend
+from .joining import wait_for_min_workers
 from .spec import ClusterSpec
 from .versions import check_versions
 
@@ -71,8 +73,9 @@ async def open_client(address: str, *, security: Any = None, timeout: float = 10
         return await Client(address, asynchronous=True, timeout=timeout, security=security, set_as_default=False)
 
 
-async def connect_client(backend: ClusterBackend, spec: ClusterSpec, *, wait: bool = True) -> Any:
-    """A connected client, once every worker of ``spec`` joined and versions match.
+async def connect_client(backend: ClusterBackend, spec: ClusterSpec, *, wait: bool = True, emit: EventSink = ignore) -> Any:
+    """A connected client, once ``spec.min_workers`` of its workers joined (`joining`; ``emit``
+    hears joined/expected) and versions match.
 
     Raises `AgiError` naming the scheduler it cannot reach, the workers that never joined (with
     the backend's report on them), or the hosts whose versions differ.
@@ -84,26 +87,9 @@ async def connect_client(backend: ClusterBackend, spec: ClusterSpec, *, wait: bo
                        fix="check that it runs (agi cluster status APP) and that its port is open") from None
     try:
         if wait:
-            await _wait_for_workers(client, backend, spec)
+            await wait_for_min_workers(client, backend, spec, emit)
         await check_versions(client, app=spec.app, app_distribution=spec.app_distribution, app_version=spec.app_version)
     except BaseException:
         await client.close()
         raise
     return client
-
-
-async def _wait_for_workers(client: Any, backend: ClusterBackend, spec: ClusterSpec) -> None:
-    names = backend.worker_names()
-    expected = set(names.values())
-    try:
-        await client.wait_for_workers(len(expected), timeout=spec.dask.start_timeout)
-        return
-    except (asyncio.TimeoutError, TimeoutError):
-        pass
-    joined = {str(w.get("name")) for w in (await client.scheduler.identity(n_workers=-1))["workers"].values()}
-    missing = sorted(expected - joined)
-    hosts = sorted({w.host for w in spec.workers if names.get(w.slot) in missing})
-    logs = await backend.missing_workers_report(joined)
-    raise AgiError(f"{len(missing)} worker(s) did not join within {spec.dask.start_timeout:g} s, on host(s) {', '.join(hosts)}: "
-                   f"{', '.join(missing)}" + (f"\n{logs}" if logs else ""),
-                   fix="check those hosts with `agi doctor APP` (venv installed? scheduler reachable from them?)")

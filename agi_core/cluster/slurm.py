@@ -139,6 +139,11 @@ class SlurmCluster(ClusterBackend):
     places_workers = True  # Slurm picks the nodes
     install_kind = "shared"  # one venv on the shared filesystem, built from the login node
 
+    @classmethod
+    def default_min_workers(cls, options: Any, expected: int) -> int:
+        """One: the queue starts jobs when it can, and the run starts with the first worker."""
+        return min(1, expected)
+
     def __init__(self, spec: ClusterSpec, *, warm: bool = False) -> None:
         """``warm``: a cluster that outlives this process (detached scheduler, jobs left running)."""
         super().__init__(spec)

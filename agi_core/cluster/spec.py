@@ -63,6 +63,13 @@ class ClusterSpec:
     app_version: str | None = None  # the version the manager runs (its pyproject.toml)
     local_python: str | None = None  # the interpreter of processes on this machine; None: the manager's
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # the backend's ``[cluster.<name>]`` (JSON of its `Options`)
+    min_workers: int = 0  # workers that must have joined before a run starts (`joining`); 0: all
+    join_timeout: float | None = None  # seconds to wait for them (and for the rest); None: dask.start_timeout
+
+    @property
+    def join_wait(self) -> float:
+        """Seconds a run waits for its workers to join (`join_timeout`, else ``dask.start_timeout``)."""
+        return self.join_timeout if self.join_timeout is not None else self.dask.start_timeout
 
     @property
     def protocol(self) -> str:
@@ -185,7 +192,14 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
         workers=tuple(processes), dask=cluster.dask, ssh=cluster.ssh, root=cluster.install.root.rstrip("/") or "/",
         venv=cluster.install.venv_path(app), fan_out=cluster.install.concurrency, tls=cluster.tls, embedded=embedded,
         app_distribution=app_distribution, app_version=app_version, options=options.model_dump(mode="json"),
+        min_workers=_min_workers(cluster, backend, options, len(processes)), join_timeout=cluster.join_timeout,
     )
+
+
+def _min_workers(cluster: ClusterSettings, backend: Any, options: Any, expected: int) -> int:
+    from .joining import resolve_min_workers
+
+    return resolve_min_workers(cluster.min_workers, expected, backend_default=backend.default_min_workers(options, expected))
 
 
 def spec_for(cluster: ClusterSettings, mode: Mode, app: str, *, app_distribution: str | None = None,

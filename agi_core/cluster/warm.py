@@ -135,7 +135,7 @@ async def open_cluster(spec: ClusterSpec, *, warm: WarmClusters | None = None,
     backend = backend_class(spec.backend)(spec)
     await backend.start(emit)
     try:
-        client = await connect_client(backend, spec)
+        client = await connect_client(backend, spec, emit=emit)
         try:
             yield ClusterHandle(client, backend, warm=False, note=note, worker_names=backend.worker_names())
         finally:

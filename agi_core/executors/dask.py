@@ -11,6 +11,7 @@ and moves the data between workers; results come back in one gather per group of
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
@@ -27,6 +28,8 @@ from ..modes import Mode
 from ..provenance import ClusterRecord
 from .attempts import last_started, remove_started, rerun_counts, started_dir
 from .base import ExecutionContext, Executor, InFlight, Outcome, settle
+from .dask_elastic import ElasticBatches
+from .elastic import Batch
 from .wire import pack_outcomes, unpack_outcomes
 from .worker import pack, run_batch
 
@@ -37,6 +40,8 @@ __all__ = ["DaskExecutor"]
 
 #: a worker silent this long (no heartbeat) may have stopped before saying what it runs
 _SILENT_S = 5.0
+#: how often a run asks the scheduler which workers it has (joins and leaves)
+_WATCH_S = 0.5
 
 
 class DaskExecutor(Executor):
@@ -51,6 +56,7 @@ class DaskExecutor(Executor):
         self._stopped: dict[str, str] = {}  # partition -> why its worker was stopped (a hang)
         self._slot_of_worker: dict[str, str] | None = None  # Dask worker name -> the slot it serves
         self._started: Path | None = None  # the started logs' folder, once made (`attempts`)
+        self._elastic: ElasticBatches | None = None  # the queued batches as workers come and go (`dask_elastic`)
         self.max_tasks_per_slot = context.cluster.dask.max_tasks_per_slot
         self.retries_allowed = context.cluster.dask.retries
 
@@ -122,8 +128,10 @@ class DaskExecutor(Executor):
         if self._handle is None:
             return None
         backend = self._handle.backend
+        elastic = self._elastic
         return ClusterRecord(scheduler=backend.address, dashboard=backend.dashboard, warm=self._handle.warm,
-                             note=self._handle.note, backend=self.context.cluster.backend)
+                             note=self._handle.note, backend=self.context.cluster.backend,
+                             never_joined=elastic.absent if elastic else [], never_joined_report=elastic.absent_report if elastic else "")
 
     async def _addresses(self) -> dict[str, str]:
         """Slot → the address of the Dask worker that serves it (the backend names the worker),
@@ -142,22 +150,32 @@ class DaskExecutor(Executor):
         # the audit's digests travel with their partitions (`_submit`), not in every task's job
         job_json = json.dumps({**asdict(self.job), "audit": {}, "job_id_env": self._handle.backend.job_id_env or ""}, default=str)
         slot_of = plan.slot_of()
+        elastic = self._elastic = self._new_elastic(plan)
+        await elastic.refresh(announce=False)
         pending = as_completed(self._submit_all(job_json, plan, driver, addresses), loop=self.client.loop)
+        watcher = asyncio.ensure_future(self._watch(elastic, pending))
         done: set[str] = set()  # partitions whose outcome was given (a skip can overtake its task)
         try:
-            async for first in pending:
-                # Whatever else finished meanwhile comes back in the same gather: one round trip
-                # for many partitions instead of one each.
-                for arrived in self._where_ran(await self._collect([first, *pending.next_batch(block=False)])):
-                    if arrived.id in done:  # skipped here already, when its failed dependency arrived
-                        continue
-                    if arrived.status == "failed" and arrived.id in self._stopped:  # say why its worker was lost
-                        arrived.error = f"{self._stopped[arrived.id]}; {arrived.error}"
-                        arrived.line = b""
-                    for outcome in settle(driver, [arrived], slot_of):
-                        done.add(outcome.id)
-                        yield outcome
+            while True:
+                async for first in pending:
+                    # Whatever else finished meanwhile comes back in the same gather: one round trip
+                    # for many partitions instead of one each.
+                    finished = [first, *pending.next_batch(block=False)]
+                    pending.update([more for future in finished for more in elastic.finished(future)])
+                    for arrived in self._where_ran(await self._collect(finished)):
+                        if arrived.id in done:  # skipped here already, when its failed dependency arrived
+                            continue
+                        if arrived.status == "failed" and arrived.id in self._stopped:  # say why its worker was lost
+                            arrived.error = f"{self._stopped[arrived.id]}; {arrived.error}"
+                            arrived.line = b""
+                        for outcome in settle(driver, [arrived], slot_of):
+                            done.add(outcome.id)
+                            yield outcome
+                if not elastic.waiting():
+                    break
+                await self._until_a_worker(elastic, pending)  # every worker left with batches queued
         finally:
+            watcher.cancel()
             unfinished = [f for f in self._futures if not f.done()]
             if unfinished:
                 await self.client.cancel(unfinished, force=True)
@@ -232,14 +250,70 @@ class DaskExecutor(Executor):
 
     def _submit_batches(self, job_json: str, independent: dict[str, list[str]], addresses: dict[str, str],
                         parts: dict[str, Any]) -> list[Any]:
-        futures = []
+        """Cut each slot's independent partitions into batches and hand them to the elastic
+        queues (`dask_elastic`), which submit a window per joined worker and keep the rest movable."""
+        batches = []
         for slot, free in independent.items():
             count = min(len(free), max(self.max_tasks_per_slot, -(-len(free) // 1000)))
             # Round-robin over a heaviest-first list gives batches of similar weight.
             for k in range(count):
-                batch_key = f"{slot}-{len(self._futures)}"
-                futures.append(self._submit(job_json, free[k::count], slot, {}, addresses, parts, key=batch_key))
-        return futures
+                ids = free[k::count]
+                batches.append(Batch(len(batches), slot, ids, float(sum(parts[pid].weight for pid in ids)),
+                                     frozenset(need for pid in ids for need in parts[pid].needs)))
+        assert self._elastic is not None
+
+        def submit(batch: Batch, on: str) -> Any:
+            address = self._elastic.joined.get(on) if self._elastic is not None else None
+            return self._submit(job_json, batch.ids, batch.slot, {}, {batch.slot: address} if address else {}, parts,
+                                key=f"{batch.slot}-b{batch.seq}")
+
+        return self._elastic.begin(batches, submit)
+
+    def _new_elastic(self, plan: WorkPlan) -> ElasticBatches:
+        backend = self._handle.backend
+        return ElasticBatches(self.client, self._handle.worker_names, emit=self.context.emit,
+                              join_wait=self._join_wait(), report=backend.missing_workers_report,
+                              capacity={s.name: s.capacity for s in plan.slots},
+                              capabilities={s.name: tuple(s.capabilities) for s in plan.slots})
+
+    def _join_wait(self) -> float:
+        """Seconds the run waits for missing workers (``[cluster] join_timeout``, else ``start_timeout``)."""
+        cluster = self.context.cluster
+        return cluster.join_timeout if cluster.join_timeout is not None else cluster.dask.start_timeout
+
+    async def _watch(self, elastic: ElasticBatches, pending: Any) -> None:
+        """Look at the workers every `_WATCH_S` while the run goes: joins take work, leaves hand theirs on."""
+        while True:
+            await asyncio.sleep(_WATCH_S)
+            try:
+                futures = await elastic.poll()
+            except Exception:  # noqa: BLE001 - the scheduler is gone: the run's own loop says so
+                return
+            if futures:
+                pending.update(futures)
+            if elastic.joined_since_facts:
+                elastic.joined_since_facts = False
+                await self._refresh_facts()
+
+    async def _refresh_facts(self) -> None:
+        """The versions and capabilities of workers that joined late, for the record."""
+        try:
+            self._facts.update(await self._worker_records(self.context.app_distribution or self.context.app,
+                                                          self.context.app_version or ""))
+        except Exception:  # noqa: BLE001 - a worker that left meanwhile: the record keeps what it had
+            pass
+
+    async def _until_a_worker(self, elastic: ElasticBatches, pending: Any) -> None:
+        """No task is left in Dask but batches are queued: every worker left. Wait for one to
+        join (the watcher submits to it), up to the join wait, then fail naming what is left."""
+        wait = self._join_wait()
+        while pending.is_empty():
+            if elastic.stranded_for() > wait:
+                raise AgiError(f"every worker left the cluster and none joined within {wait:g} s: "
+                               f"{elastic.waiting()} batch(es) of partitions were never run",
+                               fix="check the workers' hosts or jobs (agi cluster status APP); "
+                                   "`agi run APP --resume RUN` computes only what is left")
+            await asyncio.sleep(_WATCH_S)
 
     async def in_flight(self) -> list[InFlight]:
         """What each worker runs, as the scheduler last heard it. A worker silent for `_SILENT_S`

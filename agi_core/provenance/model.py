@@ -71,6 +71,8 @@ class ClusterRecord(_Model):
     warm: bool = False
     note: str = ""
     backend: str = ""
+    never_joined: list[str] = Field(default_factory=list)  # Dask names of workers that never joined (`[cluster] join_timeout`)
+    never_joined_report: str = ""  # the backend's report on them (where each ran, its log's end)
 
 
 class ManagerRecord(_Model):
