@@ -8,8 +8,9 @@ batches ahead per worker (`window`) and keeps the rest here, where they move fre
   whole, to the joined slot where it would finish first (the balancer's rule, longest-processing-
   time: ``(load + weight) / capacity``), keeping the plan's order in every slot.
 - `steal`: a worker that joins late takes batches from the end of the most loaded slots' queues
-  while that shortens the longest one; a batch moved once is not taken again (only a leaving
-  worker moves it a second time: it cannot run where it is).
+  while that shortens the longest one; a batch moved once is not taken again, unless it goes
+  back to the slot it was planned for (a worker late for the start gets its own batches back),
+  and a leaving worker's batches move again (they cannot run where they are).
 
 Only independent partitions are batched (DAG nodes are Dask tasks with their inputs' futures,
 placed by Dask): moving a batch breaks no dependency, and each slot's queue stays in plan order.
@@ -82,6 +83,10 @@ class BatchQueues:
 
     def queued(self, slot: str) -> int:
         return len(self._queues.get(slot, ()))
+
+    def view(self, slot: str) -> tuple[Batch, ...]:
+        """The batches queued for ``slot``, in the order its worker gets them."""
+        return tuple(self._queues.get(slot, ()))
 
     def slots(self) -> list[str]:
         """The slots that have batches queued."""
@@ -157,7 +162,8 @@ class BatchQueues:
 
     def steal(self, thief: str) -> list[Move]:
         """A worker that joined takes batches from the end of the most loaded queues while that
-        leaves the most loaded slot less loaded than before; never a batch that moved already."""
+        leaves the most loaded slot less loaded than before; never a batch that moved already,
+        unless it was planned for ``thief``."""
         self._queues.setdefault(thief, deque())
         self._load.setdefault(thief, 0.0)
         thief_capacity = self._capacity.get(thief, 1.0)
@@ -170,7 +176,7 @@ class BatchQueues:
             negative, victim = heapq.heappop(heap)
             queue = self._queues[victim]
             index = next((i for i in range(len(queue) - 1, -1, -1)
-                          if not queue[i].moves and self._fits(queue[i], thief)), None)
+                          if (not queue[i].moves or queue[i].slot == thief) and self._fits(queue[i], thief)), None)
             if index is None:
                 continue
             batch = queue[index]

@@ -1,0 +1,100 @@
+"""A test backend whose workers come late, never, or leave: the embedded cluster of real Dask
+worker processes (`InProcessCluster`), but the slots named in ``[cluster.elastictest]`` are not
+started with the others.
+
+- ``late = {slot = "FILE"}``: that slot's worker (a real Nanny + worker process) starts when FILE
+  exists, so the test, not a timer, decides when it joins.
+- ``never = ["slot"]``: that slot's worker never starts (its "report" says so).
+- ``leave = {slot = "FILE"}``: that slot's worker is closed (its nanny too) when FILE exists.
+
+Registered for a test with `register` (the built-in table of backends, as an installed plugin would be).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agi_core.cluster.inprocess import InProcessCluster
+from agi_core.events import EventSink, ignore
+from agi_core.lifeline import MANAGER_PID_ENV, PRELOAD
+
+NAME = "elastictest"
+
+
+class ElasticTestOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    late: dict[str, str] = Field(default_factory=dict)
+    never: list[str] = Field(default_factory=list)
+    leave: dict[str, str] = Field(default_factory=dict)
+
+
+class ElasticTestCluster(InProcessCluster):
+    Options = ElasticTestOptions
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__(spec)
+        self._late: list[Any] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def launch(self, emit: EventSink = ignore) -> None:
+        options = self.options
+        held = set(options.late) | set(options.never)
+        full = self.spec
+        self.spec = dataclasses.replace(full, workers=tuple(w for w in full.workers if w.slot not in held))
+        try:
+            await super().launch(emit)
+        finally:
+            self.spec = full
+        for slot, gate in options.late.items():
+            worker = next(w for w in full.workers if w.slot == slot)
+            self._tasks.append(asyncio.ensure_future(self._start_when(worker, gate)))
+        for slot, gate in options.leave.items():
+            self._tasks.append(asyncio.ensure_future(self._leave_when(slot, gate)))
+
+    async def _start_when(self, worker: Any, gate: str) -> None:
+        from distributed import Nanny
+
+        while not os.path.exists(gate):
+            await asyncio.sleep(0.05)
+        nanny = Nanny(self.address, name=worker.name, host=worker.bind_host, nthreads=worker.nthreads or 1,
+                      local_directory=self.spec.dask.local_directory, env={MANAGER_PID_ENV: str(os.getpid())},
+                      preload=[PRELOAD], silence_logs=40, dashboard=False, security=self.security())
+        self._late.append(nanny)
+        await nanny
+
+    async def _leave_when(self, slot: str, gate: str) -> None:
+        while not os.path.exists(gate):
+            await asyncio.sleep(0.05)
+        cluster = self._cluster
+        name = next(w.name for w in self.spec.workers if w.slot == slot)
+        nanny = cluster.workers.get(name) if cluster is not None else None
+        nanny = nanny or next((n for n in self._late if n.name == name), None)
+        if nanny is not None:
+            await nanny.close()
+
+    async def missing_workers_report(self, joined: set[str]) -> str:
+        never = [w.name for w in self.spec.workers if w.slot in self.options.never and w.name not in joined]
+        return "\n".join(f"{name}: not started (test backend: never)" for name in never)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for nanny in self._late:
+            with contextlib.suppress(Exception):
+                await nanny.close()
+        self._late = []
+        await super().close()
+
+
+def register(monkeypatch: Any) -> None:
+    """Make ``[cluster] backend = "elastictest"`` known for this test."""
+    from agi_core import backend_plugins
+
+    monkeypatch.setitem(backend_plugins.BUILTIN_BACKENDS, NAME, {"class": f"{__name__}:ElasticTestCluster", "err": "tests only"})
