@@ -263,3 +263,20 @@ def test_a_leaving_worker_hands_its_queued_batches_on(ledger_env, tmp_path):
     record = _record(share)
     assert {p["status"] for p in record["partitions"]} == {"ok"}
     assert sum(1 for p in record["partitions"] if p["slot"] == second and p.get("ran_slot") == first) >= moved[0].count
+
+
+def test_the_cli_shows_joining_joins_leaves_and_moves():
+    import io
+
+    from rich.console import Console
+
+    from agi_core.cli.run_view import RunView
+
+    out = io.StringIO()
+    with RunView(enabled=True, console=Console(file=out, width=200)) as view:
+        for event in (WorkersJoining(0, 2, 1), WorkersJoining(1, 2, 1), PartitionsMoved("h-1", "h-0", 16, "not joined"),
+                      WorkerJoined("h-1", "h-1", "127.0.0.1"), PartitionsMoved("h-0", "h-1", 15, "joined"), WorkerLeft("h-0", "h-0")):
+            view(event)
+    assert out.getvalue().splitlines() == ["workers: 0/2 joined (starts at 1)", "workers: 1/2 joined (starts at 1)",
+                                           "moved 16 partitions h-1 → h-0 (not joined)", "worker h-1 joined (late) on 127.0.0.1",
+                                           "moved 15 partitions h-0 → h-1 (joined)", "worker h-0 left"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..events import ClusterReady, Event, Notice, PartitionDone, Phase, RunFinished, RunStarted
+from .elastic_view import elastic_line
 
 __all__ = ["MAX_SLOT_BARS", "RunView", "cluster_line"]
 
@@ -60,6 +61,8 @@ class RunView:
             self._say(f"compiling {event.detail}" if event.detail else "compiling")
         elif isinstance(event, Notice):
             self._say(event.text, warning=event.level == "warning")
+        elif (line := elastic_line(event)) is not None:  # workers joining, leaving, partitions moved
+            self._say(line)
 
     @property
     def console(self) -> Any:

@@ -102,6 +102,16 @@ const agi = (() => {
         case "cluster_ready":
           if (e.dashboard) q(".notices").insertAdjacentHTML("beforeend", `<div class="alert">Dask dashboard: <a href="${esc(e.dashboard)}" target="_blank" rel="noopener">${esc(e.dashboard)}</a></div>`);
           break;
+        case "workers_joining":
+          q(".phase").textContent = `workers: ${e.joined}/${e.expected} joined` + (e.needed < e.expected ? ` (starts at ${e.needed})` : "");
+          break;
+        case "worker_joined": case "worker_left": case "partitions_moved": {
+          const text = e.kind === "worker_joined" ? `worker ${e.slot} joined${e.late ? " (late)" : ""}`
+            : e.kind === "worker_left" ? `worker ${e.slot} left${e.reason ? ": " + e.reason : ""}`
+            : `moved ${e.count} partition${e.count === 1 ? "" : "s"} ${e.source} → ${e.target} (${e.reason})`;
+          q(".notices").insertAdjacentHTML("beforeend", `<div class="alert">${esc(text)}</div>`);
+          break;
+        }
         case "notice": q(".notices").insertAdjacentHTML("beforeend", `<div class="alert ${e.level === "warning" ? "warn" : ""}">${esc(e.text)}</div>`); break;
         case "host_step": {
           let row = q(`.host-row[data-host="${CSS.escape(e.host)}"]`);
