@@ -270,7 +270,9 @@ class SlurmCluster(ClusterBackend):
             await self._start_jobqueue(host, emit)
         emit(Phase("cluster", f"{len(self.jobs)} Slurm job(s) queued: {', '.join(self.jobs.values())}; "
                               f"waiting up to {self.slurm.pending_timeout:g} s for them to run"))
-        states = await wait_until_running(list(self.jobs.values()), self.slurm.pending_timeout)
+        # the run starts with [cluster] min_workers' jobs (the rest join when they run: `joining`)
+        need = -(-self.spec.min_workers // max(1, self.slurm.processes)) if self.spec.min_workers else None
+        states = await wait_until_running(list(self.jobs.values()), self.slurm.pending_timeout, need=need)
         self.nodes = {job_id: state.node for job_id, state in states.items()}
         elsewhere = sorted({node for node in self.nodes.values() if node and node != socket.gethostname()})
         if elsewhere and _is_loopback(host):

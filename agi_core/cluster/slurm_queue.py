@@ -116,30 +116,38 @@ def pending_report(pending: Sequence[JobState], seconds: float) -> str:
     return f"{len(pending)} Slurm job(s) still pending after {seconds:g} s: {jobs}"
 
 
-async def wait_until_running(job_ids: Sequence[str], timeout: float, *, poll: float = 2.0) -> dict[str, JobState]:
-    """Wait until every job runs; their states. Raises `AgiError` with Slurm's reason for each
-    job still pending after ``timeout`` s, or naming the jobs that ended before they ran a worker.
+async def wait_until_running(job_ids: Sequence[str], timeout: float, *, poll: float = 2.0,
+                             need: int | None = None) -> dict[str, JobState]:
+    """Wait until ``need`` of the jobs run (default: every one); their states. Raises `AgiError`
+    with Slurm's reason for each job still pending after ``timeout`` s while fewer run, or naming
+    the jobs that ended before they ran a worker when too few are left to reach ``need``. The
+    jobs beyond ``need`` may still be pending: their workers join the run when they start.
 
     ``squeue`` is asked after 0.1 s, then twice as late each time up to every ``poll`` s: an
     idle cluster starts jobs within a second, a busy one is not asked more than it needs."""
+    need = len(job_ids) if need is None else max(1, min(need, len(job_ids)))
     deadline = time.monotonic() + timeout
     start = time.monotonic()
     pause = 0.1
     while True:
         states = await job_states(job_ids)
         gone = [job_id for job_id in job_ids if job_id not in states or states[job_id].state not in ("PENDING", "CONFIGURING", "RUNNING")]
-        if gone:
+        if gone and len(job_ids) - len(gone) < need:
             raise AgiError(f"Slurm job(s) {', '.join(gone)} ended before their Dask workers could run "
                            f"({', '.join(states[j].state if j in states else 'no longer queued' for j in gone)})",
                            fix="read the jobs' output files in [cluster.slurm] log_directory (a wrong [cluster.slurm] python? "
                                "run `agi install APP`)")
-        waiting = [states[job_id] for job_id in job_ids if states[job_id].state != "RUNNING"]
-        if not waiting:
-            return states
+        running = [job_id for job_id in job_ids if job_id in states and states[job_id].state == "RUNNING"]
+        if len(running) >= need:
+            return {job_id: states[job_id] for job_id in job_ids if job_id in states}
         if time.monotonic() >= deadline:
+            waiting = [states[job_id] for job_id in job_ids if job_id in states and states[job_id].state != "RUNNING"
+                       and job_id not in gone]
             raise AgiError(pending_report(waiting, round(time.monotonic() - start)),
                            fix="ask for less (cores, memory, gpus, walltime in [cluster.slurm]), pick another partition, "
-                               "or wait longer: [cluster.slurm] pending_timeout")
+                               "or wait longer: [cluster.slurm] pending_timeout"
+                               + (f"; {len(running)} job(s) run, the run starts at {need} ([cluster] min_workers)"
+                                  if need < len(job_ids) else ""))
         await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 2, poll)
 

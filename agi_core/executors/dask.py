@@ -172,6 +172,7 @@ class DaskExecutor(Executor):
                             done.add(outcome.id)
                             yield outcome
                 if not elastic.waiting():
+                    await elastic.finish()
                     break
                 await self._until_a_worker(elastic, pending)  # every worker left with batches queued
         finally:

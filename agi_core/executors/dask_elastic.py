@@ -151,9 +151,13 @@ class ElasticBatches:
             self.moved += move.count
             self._emit(PartitionsMoved(move.source, move.target, move.count, move.reason))
 
-    async def _note_absent(self) -> None:
-        """Past the join wait, record (once) the workers that never joined and why."""
-        if self._deadline is None or time.monotonic() < self._deadline:
+    async def finish(self) -> None:
+        """The run's work is done: the workers still missing never joined it (recorded, with why)."""
+        await self._note_absent(now=True)
+
+    async def _note_absent(self, *, now: bool = False) -> None:
+        """Past the join wait (or ``now``), record (once) the workers that never joined and why."""
+        if self._deadline is None or (time.monotonic() < self._deadline and not now):
             return
         self._deadline = None
         missing = sorted(set(self._names.values()) - self._seen)
@@ -164,5 +168,6 @@ class ElasticBatches:
             self.absent_report = await self._report(set(self._seen))
         except Exception as exc:  # noqa: BLE001 - the report is a courtesy: the run goes on
             self.absent_report = f"(the backend could not say why: {type(exc).__name__}: {exc})"
-        self._emit(Notice(f"{len(missing)} worker(s) never joined within {self._join_wait:g} s: {', '.join(missing)}"
+        within = "the run" if now else f"{self._join_wait:g} s"
+        self._emit(Notice(f"{len(missing)} worker(s) never joined within {within}: {', '.join(missing)}"
                           + (f"\n{self.absent_report}" if self.absent_report else ""), level="warning"))
