@@ -163,33 +163,37 @@ class BatchQueues:
     def steal(self, thief: str) -> list[Move]:
         """A worker that joined takes batches from the end of the most loaded queues while that
         leaves the most loaded slot less loaded than before; never a batch that moved already,
-        unless it was planned for ``thief``."""
+        unless it was planned for ``thief``. One pass over the queues, then a heap of victims."""
         self._queues.setdefault(thief, deque())
         self._load.setdefault(thief, 0.0)
         thief_capacity = self._capacity.get(thief, 1.0)
-        moved: dict[tuple[str, str], list[Batch]] = {}
-        gained = 0.0
-        # the victims by load, highest first (a heap of negated loads)
-        heap = [(-self.load(s), s) for s, q in self._queues.items() if q and s != thief]
+        # each victim's takeable batches, from the end of its queue
+        takeable = {victim: [i for i in range(len(queue) - 1, -1, -1)
+                             if (not queue[i].moves or queue[i].slot == thief) and self._fits(queue[i], thief)]
+                    for victim, queue in self._queues.items() if queue and victim != thief}
+        position = dict.fromkeys(takeable, 0)
+        taken: dict[str, set[int]] = {victim: set() for victim in takeable}
+        mine = self._load[thief]
+        heap = [(-self.load(victim), victim) for victim, indexes in takeable.items() if indexes]
         heapq.heapify(heap)
         while heap:
             negative, victim = heapq.heappop(heap)
-            queue = self._queues[victim]
-            index = next((i for i in range(len(queue) - 1, -1, -1)
-                          if (not queue[i].moves or queue[i].slot == thief) and self._fits(queue[i], thief)), None)
-            if index is None:
+            indexes, at = takeable[victim], position[victim]
+            batch = self._queues[victim][indexes[at]]
+            if (mine + batch.weight) / thief_capacity >= -negative:  # taking it would not shorten the longest queue
                 continue
-            batch = queue[index]
-            capacity = self._capacity.get(victim, 1.0)
-            mine = (self._load[thief] + gained + batch.weight) / thief_capacity
-            if mine >= -negative:  # taking it would not shorten the longest queue
-                continue
-            del queue[index]
+            position[victim] = at + 1
+            taken[victim].add(indexes[at])
             self._load[victim] -= batch.weight
-            gained += batch.weight
-            moved.setdefault((victim, thief), []).append(batch)
-            if queue:
-                heapq.heappush(heap, (-(self._load[victim] / capacity), victim))
+            mine += batch.weight
+            if at + 1 < len(indexes):
+                heapq.heappush(heap, (-self.load(victim), victim))
+        moved: dict[tuple[str, str], list[Batch]] = {}
+        for victim, gone in taken.items():
+            if gone:
+                queue = self._queues[victim]
+                moved[(victim, thief)] = [queue[i] for i in sorted(gone)]
+                self._queues[victim] = deque(batch for i, batch in enumerate(queue) if i not in gone)
         return self._apply(moved, "joined")
 
     def _apply(self, moved: Mapping[tuple[str, str], list[Batch]], reason: str) -> list[Move]:
