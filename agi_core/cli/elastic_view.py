@@ -19,11 +19,12 @@ __all__ = ["elastic_line"]
 
 
 def elastic_line(event: Event) -> str | None:
-    """The line for an elastic-run event, or None for other events (and for the joining counts a
-    big cluster would print too often: every tenth of the map, and the start)."""
+    """The line for an elastic-run event, or None for other events, for a full house (the cluster
+    line follows), and for the joining counts a big cluster would print too often (every tenth of
+    the map is shown, and the count the run starts at)."""
     if isinstance(event, WorkersJoining):
         step = max(1, event.expected // 10)
-        if event.joined % step and event.joined not in (event.needed, event.expected):
+        if event.joined >= event.expected or (event.joined % step and event.joined != event.needed):
             return None
         starts = f" (starts at {event.needed})" if event.needed < event.expected else ""
         return f"workers: {event.joined}/{event.expected} joined{starts}"
