@@ -335,3 +335,20 @@ def test_the_port_matrix_is_all_a_run_needs(env, rig_hosts, tmp_path):
     finally:
         for host in rig_hosts.hosts:
             host.run(["nft", "flush", "ruleset"])
+
+
+def test_with_min_workers_a_host_whose_worker_never_joins_is_recorded_and_the_run_completes(env, rig_hosts, tmp_path):
+    """Issue 24: the run starts with the 2 workers that joined; the third's partitions run there,
+    and the record names the worker that never joined with the end of its log."""
+    h3 = rig_hosts.hosts[2]
+    h3.run("mv /root/.agi/venvs/toy /root/.agi/venvs/toy.hidden")
+    try:
+        cluster = {**cluster_for(rig_hosts, tmp_path, start_timeout=8), "min_workers": 2}
+        result = asyncio.run(AGI.run(env, cluster=cluster, mode="d", n=12))
+    finally:
+        h3.run("mv /root/.agi/venvs/toy.hidden /root/.agi/venvs/toy")
+    record = check_every_partition_once(result, 12)
+    assert record["cluster"]["never_joined"] == [f"{h3.ip}-0"]
+    assert "No such file or directory" in record["cluster"]["never_joined_report"]  # the end of its log
+    planned_there = [p for p in record["partitions"] if p["slot"] == f"{h3.ip}-0"]
+    assert planned_there and all(p["ran_slot"] and p["host"] != "h3" for p in planned_there)

@@ -41,8 +41,11 @@ def test_min_workers_counts_fractions_all_and_the_backends_default():
 def test_the_default_comes_from_the_backend():
     from agi_core.backend_plugins import load_backend
 
+    from agi_core.cluster.slurm import SlurmSettings
+
     assert load_backend("ssh").default_min_workers(None, 5) == 5
-    assert load_backend("slurm").default_min_workers(None, 5) == 1
+    assert load_backend("slurm").default_min_workers(SlurmSettings(), 5) == 1  # one job's workers
+    assert load_backend("slurm").default_min_workers(SlurmSettings(processes=2), 6) == 2
 
 
 @pytest.mark.parametrize("bad", [0, 1.5, True, "some"])

@@ -38,7 +38,7 @@ def slurm_cluster(tmp_path: Path, **slurm_settings: object) -> dict[str, object]
 
 
 def run(env: AgiEnv, tmp_path: Path, mode: object, slurm_settings: dict[str, object] | None = None, **kwargs: object):
-    cluster = slurm_cluster(tmp_path, **(slurm_settings or {}))
+    cluster = {**slurm_cluster(tmp_path, **(slurm_settings or {})), "min_workers": "all"}  # every job's worker does work
     return asyncio.run(AGI.run(env, mode=mode, cluster=cluster, **kwargs))
 
 

@@ -33,5 +33,6 @@ def elastic_line(event: Event) -> str | None:
     if isinstance(event, WorkerLeft):
         return f"worker {event.slot} left" + (f": {event.reason}" if event.reason else "")
     if isinstance(event, PartitionsMoved):
-        return f"moved {event.count} partition{'s' if event.count != 1 else ''} {event.source} → {event.target} ({event.reason})"
+        plural = "s" if event.count != 1 else ""
+        return f"moved {event.count} partition{plural} {event.source} → {event.target} ({event.reason})"
     return None

@@ -7,6 +7,7 @@ These functions take what the caller resolved (the app's name and its `ClusterSp
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -74,6 +75,8 @@ async def cluster_up(app: str, spec: ClusterSpec, *, warm: WarmClusters | None =
         await cluster_down(app, spec, warm=warm)  # leftovers of a dead one
     if spec.embedded:  # a warm cluster needs a known port: the settings' one
         spec = spec.with_ports(spec.dask.scheduler_port, spec.dask.dashboard_port)
+    # a warm cluster is brought up whole: every worker, not the [cluster] min_workers a run starts with
+    spec = dataclasses.replace(spec, min_workers=0)
     backend = backend_class(spec.backend).warm(spec)
     with dask.config.set(dask_config(spec)):
         await backend.start(emit)

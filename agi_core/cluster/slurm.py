@@ -141,8 +141,8 @@ class SlurmCluster(ClusterBackend):
 
     @classmethod
     def default_min_workers(cls, options: Any, expected: int) -> int:
-        """One: the queue starts jobs when it can, and the run starts with the first worker."""
-        return min(1, expected)
+        """One job's workers: the queue starts jobs when it can, and the run starts with the first."""
+        return max(1, min(options.processes, expected))
 
     def __init__(self, spec: ClusterSpec, *, warm: bool = False) -> None:
         """``warm``: a cluster that outlives this process (detached scheduler, jobs left running)."""

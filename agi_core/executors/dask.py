@@ -173,6 +173,8 @@ class DaskExecutor(Executor):
                             yield outcome
                 if not elastic.waiting():
                     await elastic.finish()
+                    if elastic.joined_since_facts:  # a worker that joined after the watcher's last look
+                        await self._refresh_facts()
                     break
                 await self._until_a_worker(elastic, pending)  # every worker left with batches queued
         finally:
