@@ -283,3 +283,31 @@ def test_the_cli_shows_joining_joins_leaves_and_moves():
     assert out.getvalue().splitlines() == ["workers: 0/2 joined (starts at 1)", "workers: 1/2 joined (starts at 1)",
                                            "moved 16 partitions h-1 → h-0 (not joined)", "worker h-1 joined (late) on 127.0.0.1",
                                            "moved 15 partitions h-0 → h-1 (joined)", "worker h-0 left"]
+
+
+def test_when_every_worker_of_the_start_left_a_new_one_takes_over(ledger_env, tmp_path):
+    share, ledger, gate = tmp_path / "share", tmp_path / "ledger.txt", tmp_path / "gate"
+    late, leave = tmp_path / "late", tmp_path / "leave"
+    share.mkdir()
+    base = _cluster(share, min_workers=1, join_timeout=60)
+    plan = asyncio.run(AGI.get_distrib(ledger_env, mode="d", cluster=base, n=16))
+    first, second = sorted(plan.assignment)
+    held = [p.id for p in plan.partitions if plan.slot_of()[p.id] == first][0]
+    events: list = []
+    cluster = {**base, "elastictest": {"late": {second: str(late)}, "leave": {first: str(leave)}}}
+    thread, box = _start(ledger_env, cluster, {"n": 16, "ledger": str(ledger), "hold": held, "gate": str(gate)}, events)
+    _wait("the held partition to start", lambda: any(pid == held for pid, _ in _ledger(ledger)), thread, box)
+    leave.touch()  # the only worker leaves: nobody is left
+    _wait("the worker to leave", lambda: any(isinstance(e, WorkerLeft) and e.slot == first for e in events), thread, box)
+    late.touch()  # a new one comes
+    _wait("the new worker to join", lambda: any(isinstance(e, WorkerJoined) and e.slot == second for e in events), thread, box)
+    gate.touch()
+    thread.join(120)
+    assert "error" not in box, box
+    ran = Counter(pid for pid, _ in _ledger(ledger))
+    assert set(ran) == {p.id for p in plan.partitions}
+    assert {pid for pid, n in ran.items() if n > 1} <= {held}  # only what ran on the leaving worker ran again
+    assert any(isinstance(e, PartitionsMoved) and e.source == first and e.target == second for e in events)
+    record = _record(share)
+    assert {p["status"] for p in record["partitions"]} == {"ok"}
+    assert {p.get("ran_slot") or p["slot"] for p in record["partitions"] if p["slot"] == first} == {second}

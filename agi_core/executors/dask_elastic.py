@@ -117,6 +117,10 @@ class ElasticBatches:
             self._moved(self.queues.orphan(stranded, list(self.joined), reason="left" if left else "not joined"))
         for slot in joined:
             self._moved(self.queues.steal(slot))
+        if joined:  # Dask's tasks that named only workers that left run on the new ones
+            from .dask_watch import run_stranded
+
+            await self._client.run_on_scheduler(run_stranded)
         await self._note_absent()
         return self._fill_all()
 

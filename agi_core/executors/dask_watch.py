@@ -15,8 +15,8 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-__all__ = ["PLUGIN_NAME", "RunningPartitions", "allow_failures", "drop_worker", "running_partition", "scheduler_view",
-           "stop_worker_process"]
+__all__ = ["PLUGIN_NAME", "RunningPartitions", "allow_failures", "drop_worker", "run_stranded", "running_partition",
+           "scheduler_view", "stop_worker_process"]
 
 PLUGIN_NAME = "agi-running-partitions"
 _METRIC = "agi_running"
@@ -91,3 +91,21 @@ async def drop_worker(dask_scheduler: Any, address: str) -> None:
     """Run on the scheduler: forget a worker now; its tasks go to others (or fail, past the budget)."""
     if address in dask_scheduler.workers:
         await dask_scheduler.remove_worker(address, stimulus_id="agi-partition-timeout", close=False)
+
+
+def run_stranded(dask_scheduler: Any) -> int:
+    """Run on the scheduler: tasks left without a worker because every worker they named left
+    go to the workers there are now. Their restriction is loose (``allow_other_workers``), but
+    Dask, when a worker joins, only hands it the waiting tasks that name it (or name none):
+    without this, a run whose original workers all left would wait for ever beside new ones.
+    Returns how many tasks were handed on."""
+    stranded = [ts for ts in dask_scheduler.unrunnable
+                if ts.loose_restrictions and ts.worker_restrictions
+                and not any(address in dask_scheduler.workers for address in ts.worker_restrictions)]
+    for ts in stranded:
+        ts.worker_restrictions = None  # the workers it named are gone; it may run anywhere
+    runnable = [ts for ts in stranded if dask_scheduler.valid_workers(ts) is None or dask_scheduler.valid_workers(ts)]
+    if runnable and dask_scheduler.workers:
+        runnable.sort(key=lambda ts: ts.priority, reverse=True)  # processed last-in first-out
+        dask_scheduler.transitions({ts.key: "processing" for ts in runnable}, stimulus_id=f"agi-stranded-{time.time()}")
+    return len(runnable)
