@@ -138,8 +138,15 @@ class SaveOutcome:
 
 
 def _toml_literal(value: Any) -> str:
+    """``value`` as the right-hand side of ``KEY=VALUE``: a table is written inline (``{"h" = 3}``);
+    ``tomlkit.item`` would give a table body (``"h" = 3``), which then reads as a string."""
     import tomlkit
 
+    if isinstance(value, Mapping):
+        table = tomlkit.inline_table()
+        table.update({key: tomlkit.item(item) if not isinstance(item, Mapping) else tomlkit.parse(f"v = {_toml_literal(item)}")["v"]
+                      for key, item in value.items()})
+        return table.as_string()
     return tomlkit.item(value).as_string()
 
 
