@@ -7,6 +7,7 @@ this process is killed its worker processes are killed with it (`agi_core.lifeli
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
@@ -55,6 +56,33 @@ def _dashboard_port(spec: ClusterSpec, emit: EventSink) -> int | None:
                         "this run's dashboard takes a free port ([cluster.dask] dashboard_port)"))
             return 0
     return port
+
+
+async def _started(cluster: Any) -> Any:
+    """``await cluster`` (a `SpecCluster`'s start), never cut short by a cancellation: its start
+    goes on in Dask's own tasks whatever happens to the caller (the Nannies are added to
+    ``cluster.workers`` only once all are up, and ``close()`` does nothing before the cluster
+    runs), so a start cancelled half-way left worker processes that outlived the run. On a
+    cancellation the start is finished, the cluster closed, and the cancellation raised."""
+    import asyncio
+
+    starting = asyncio.ensure_future(_await(cluster))
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        while not starting.done():  # a second cancel while the start ends: still close what started
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([starting])
+        if not starting.cancelled() and starting.exception() is None:
+            closing = asyncio.ensure_future(cluster.close())
+            while not closing.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([closing])
+        raise
+
+
+async def _await(cluster: Any) -> Any:
+    return await cluster
 
 
 class InProcessCluster(ClusterBackend):
@@ -112,9 +140,10 @@ class InProcessCluster(ClusterBackend):
             for w in spec.workers
         }
         since = time.time()
+        cluster = SpecCluster(workers=workers, scheduler=scheduler, asynchronous=True, silence_logs=40, name="agi",
+                              security=self._security)
         try:
-            self._cluster = await SpecCluster(workers=workers, scheduler=scheduler, asynchronous=True, silence_logs=40,
-                                              name="agi", security=self._security)
+            self._cluster = await _started(cluster)
         except Exception:
             refused = reimport_refused(since)  # the workers stopped: the script runs AGI.run unguarded
             if refused is not None:

@@ -37,15 +37,18 @@ class Job:
     cancellable: bool = True
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _task: asyncio.Task[dict[str, Any]] | None = field(default=None, repr=False)
+    _cancel_asked: bool = field(default=False, repr=False)
 
     def cancel(self) -> bool:
         """Ask the job to stop, as Ctrl-C stops the CLI: the core records the run (or pipeline run)
         as interrupted and stops what it started. False when it cannot be cancelled (done already,
         or an install, which must not stop half-way through a host)."""
         loop, task = self._loop, self._task
-        if self.done or not self.cancellable or loop is None or task is None:
+        if self.done or not self.cancellable:
             return False
-        loop.call_soon_threadsafe(task.cancel)
+        self._cancel_asked = True  # read by the job's task as it starts, if it has not yet
+        if loop is not None and task is not None:
+            loop.call_soon_threadsafe(task.cancel)
         return True
 
     def emit(self, event: Event) -> None:
@@ -80,6 +83,8 @@ class Jobs:
 
         async def main() -> dict[str, Any]:
             job._loop, job._task = asyncio.get_running_loop(), asyncio.current_task()  # type: ignore[assignment]
+            if job._cancel_asked:  # cancelled before its task existed
+                raise asyncio.CancelledError
             return await work(job)
 
         def body() -> None:

@@ -43,10 +43,8 @@ def cancel_job(request: Request, job_id: str) -> dict:
     everything it started is stopped. The job's event stream then ends with status ``cancelled``."""
     job = job_of(request, job_id)
     if not job.cancel():
-        why = ("it has ended already" if job.done else "an install is never stopped half-way through a host"
-               if not job.cancellable else "it is still starting")
-        raise AgiError(f"job {job_id} ({job.title}) cannot be cancelled: {why}",
-                       fix="try again in a moment" if why == "it is still starting" else "wait for it to end")
+        why = "it has ended already" if job.done else "an install is never stopped half-way through a host"
+        raise AgiError(f"job {job_id} ({job.title}) cannot be cancelled: {why}", fix="wait for it to end")
     return job.summary()
 
 
