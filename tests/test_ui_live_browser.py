@@ -5,11 +5,14 @@ tab, after the UI server restarts, and when it was started from the command line
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
+from tests.conftest import ROOT
 from tests.ui_fixtures import api, browser, expect, finish, login, page, ui  # noqa: F401 - fixtures
 
 
@@ -28,7 +31,7 @@ def _left_behind(before: set[int]) -> list[str]:
 
 @pytest.mark.parametrize("when", ["0.3 s after Run", "while the cluster starts"])
 def test_cancelling_a_cluster_run_as_it_starts_leaves_no_process(page, ui, when):
-    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=8", "args.sleep=0.2", "cluster.pool=false", "cluster.cluster_enabled=true",
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=8", "args.sleep=0.2", "cluster.pool=false", "cluster.cluster_enabled=true", _fresh(),
                                                          'cluster.workers={"127.0.0.1" = 2}']})
     page.goto(ui["base"] + "/orchestrate?app=toy")
     before = _children()
@@ -44,3 +47,89 @@ def test_cancelling_a_cluster_run_as_it_starts_leaves_no_process(page, ui, when)
     expect(page.locator("#run-panel .job")).to_have_attribute("data-status", "cancelled")
     assert _left_behind(before) == []
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0", "cluster.cluster_enabled=false", "cluster.workers={}"]})
+
+
+def _fresh() -> str:
+    """An offset no run used yet: the toy's cache keys read it, so every partition is computed (and sleeps)."""
+    return f"args.offset={time.monotonic_ns() % 10**9}"
+
+
+def _run_ids(page, ui) -> list[str]:
+    return [r["run_id"] for r in api(page, ui, "GET", "/api/runs?app=toy")]
+
+
+def test_a_double_click_on_run_starts_one_run(page, ui):
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=10", "args.sleep=0.05", "cluster.pool=false", _fresh()]})
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    before = _run_ids(page, ui)
+    page.dblclick("#run-button")
+    finish(page, "#run-panel")
+    expect(page.locator("#run-panel .job")).to_have_attribute("data-status", "ok")
+    expect(page.locator("#run-button")).to_be_enabled()
+    assert len(_run_ids(page, ui)) == len(before) + 1
+    # Run pressed again while a run runs (another tab, a script): the running one is shown, none started
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=12", "args.sleep=0.25", _fresh()]})
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    page.click("#run-button")
+    other = login(page.context.browser, ui)
+    other.goto(ui["base"] + "/orchestrate?app=toy")
+    expect(other.locator("#run-panel .job")).to_have_count(1)
+    expect(other.locator("#run-button")).to_be_disabled()
+    finish(page, "#run-panel")
+    finish(other, "#run-panel")
+    assert len(_run_ids(page, ui)) == len(before) + 2
+    other.context.close()
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0"]})
+
+
+def test_a_reload_during_a_run_finds_it_and_follows_it_to_the_end(page, ui):
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=24", "args.sleep=0.15", "cluster.pool=true", 'cluster.workers={"127.0.0.1" = 2}', _fresh()]})
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    page.click("#run-button")
+    expect(page.locator("#run-panel .gantt rect")).not_to_have_count(0)
+    page.reload()
+    job = page.locator("#run-panel .job")
+    expect(job).to_have_count(1)
+    expect(job.locator(".cancel")).to_be_visible()  # still cancellable after the reload
+    page.screenshot(path=str(ui["root"] / "screenshots" / "run-after-reload.png"), full_page=True)
+    run_id = _run_ids(page, ui)[0]
+    record_page = login(page.context.browser, ui)  # another tab, on the record's page
+    record_page.goto(f"{ui['base']}/runs/toy/{run_id}")
+    expect(record_page.locator("#run-live .job")).to_have_count(1)
+    finish(page, "#run-panel")
+    expect(job).to_have_attribute("data-status", "ok")
+    expect(job).to_have_attribute("data-progress", "100")
+    expect(page.locator("#run-panel .gantt rect")).to_have_count(24)
+    finish(record_page, "#run-live")
+    expect(record_page.locator("#run-live .job")).to_have_attribute("data-status", "ok")
+    record_page.context.close()
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0", "cluster.pool=false", "cluster.workers={}"]})
+
+
+def test_a_cli_run_appears_live_and_is_followed_from_its_record(page, ui):
+    """A run this server did not start (the CLI's; or one from before `agi ui` restarted) is read
+    from its manifest and partition log."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    cli = subprocess.Popen([sys.executable, "-m", "agi_core.cli", "run", "toy", "--apps-path", str(ui["apps"]),
+                            "--set", f'cluster.workers_data_path="{ui["config"].share}"', "--set", "n=20", "--set", "sleep=0.3", "--set", _fresh()],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        runs = page.locator("#runs-table .live-link")
+        page.goto(ui["base"] + "/runs")
+        while not runs.count():
+            assert cli.poll() is None, cli.stdout.read()
+            time.sleep(0.3)
+            page.reload()
+        page.screenshot(path=str(ui["root"] / "screenshots" / "runs-with-a-live-run.png"), full_page=True)
+        page.goto(ui["base"] + "/orchestrate?app=toy")
+        job = page.locator("#run-panel .job[data-events]")
+        expect(job).to_have_count(1)
+        finish(page, "#run-panel")
+        expect(job).to_have_attribute("data-status", "ok")
+        expect(page.locator("#run-panel .job-result")).to_contain_text("done")
+        assert page.locator("#run-panel .gantt rect").count() == 20
+        assert cli.wait(60) == 0
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()

@@ -38,7 +38,7 @@ def _error(request: Request, exc: AgiError) -> Response:
 
 def create_app(config: UiConfig) -> FastAPI:
     """The ASGI app of one UI server. Every request passes `TokenGuard` (token, CSRF, Host)."""
-    from .routes import api, files, jobs, orchestrate, pipeline, runs
+    from .routes import api, files, jobs, live, orchestrate, pipeline, runs
 
     app = FastAPI(title="agi ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.config = config
@@ -46,7 +46,7 @@ def create_app(config: UiConfig) -> FastAPI:
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.templates.env.globals["csrf"] = config.csrf
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    for module in (orchestrate, pipeline, runs, files, jobs, api):
+    for module in (orchestrate, pipeline, live, runs, files, jobs, api):
         app.include_router(module.router)
     app.add_exception_handler(AgiError, _error)  # type: ignore[arg-type]
     app.add_middleware(TokenGuard, config=config)

@@ -73,6 +73,15 @@ class Jobs:
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
+    def running(self, kind: str, app: str | None = None) -> Job | None:
+        """The newest job of ``kind`` (for ``app``) still running: a page opened again finds it."""
+        return next((j for j in self.all() if not j.done and j.kind == kind and (app is None or j.app == app)), None)
+
+    def of_run(self, run_id: str) -> Job | None:
+        """The job that started run ``run_id`` (its ``run_started`` event names it)."""
+        return next((j for j in self.all() if j.kind == "run" and any(e["kind"] == "run_started" and e.get("run_id") == run_id
+                                                                        for e in j.events[:64])), None)
+
     def all(self) -> list[Job]:
         return sorted(self._jobs.values(), key=lambda j: j.started, reverse=True)
 

@@ -14,6 +14,7 @@ from ..apps import app_names, env_for
 from ..plans import discard, move_partitions, plan_view, slot_page
 from ..settings_form import SaveOutcome, form_fields, save_form, worker_rows
 from ..steps import add_step
+from .live import live_views
 
 __all__ = ["router"]
 
@@ -51,7 +52,7 @@ def orchestrate(request: Request, app: str | None = None) -> Response:
     except AgiError as exc:
         fields, workers, broken = [], [], exc
     return render(request, "orchestrate.html", page="orchestrate", apps=names, app=chosen, env=env, fields=fields,
-                  workers=workers, outcome=None, other_errors={}, broken=broken)
+                  workers=workers, outcome=None, other_errors={}, broken=broken, **live_views(request, chosen))
 
 
 @router.get("/orchestrate/{app}/settings")
@@ -112,6 +113,9 @@ def plan_discard(request: Request, app: str) -> Response:
 
 @router.post("/orchestrate/{app}/run")
 def run(request: Request, app: str) -> Response:
+    running = request.app.state.jobs.running("run", app)
+    if running is not None:  # a double click, or Run in another tab: show the run that runs
+        return render(request, "_job.html", job=running, again=True)
     job = start_run(request.app.state.jobs, request.app.state.config, app)
     return render(request, "_job.html", job=job)
 

@@ -11,6 +11,7 @@ from ...provenance import RunStore
 from ..actions import IMAGE_SUFFIXES
 from ..app import render
 from ..files import run_store, safe_name
+from .live import record_view
 
 __all__ = ["router"]
 
@@ -43,8 +44,12 @@ def run_page(request: Request, app: str, run_id: str, message: str = "") -> Resp
     images = sorted(str(p.relative_to(run_dir)) for p in (run_dir / "out").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) \
         if (run_dir / "out").is_dir() else []
     failed = [p for p in record.partitions if p.status == "failed"]
+    live = None
+    if record.status == "running":  # reattach: the job that runs it on this server, else its log
+        job = request.app.state.jobs.of_run(record.run_id)
+        live = {"job": job} if job is not None and not job.done else record_view(record.app.name, record.run_id)
     return render(request, "run.html", page="runs", record=record, figures=figures, images=images, failed=failed,
-                  message=message, bundles=sorted(p.name for p in run_dir.parent.glob(f"{run_id}*.tar.gz")))
+                  message=message, live=live, bundles=sorted(p.name for p in run_dir.parent.glob(f"{run_id}*.tar.gz")))
 
 
 @router.post("/runs/{app}/{run_id}/report")

@@ -133,7 +133,9 @@ const agi = (() => {
       }
     };
 
-    const source = new EventSource(`/api/jobs/${id}/events`);
+    const runButton = el.closest("#run-panel") ? document.getElementById("run-button") : null;
+    if (runButton) runButton.disabled = true;  // one run at a time: a double click starts nothing more
+    const source = new EventSource(el.dataset.events || `/api/jobs/${id}/events`);
     let messages = 0;
     source.onmessage = (m) => {
       messages += 1; el.dataset.messages = messages;
@@ -149,7 +151,8 @@ const agi = (() => {
       const cancel = q(".cancel"); if (cancel) cancel.remove();
       const pill = q(".status"); pill.textContent = job.status; pill.classList.add(job.status);
       if (job.status === "ok") paintProgress(true);
-      htmx.ajax("GET", `/jobs/${id}/result`, {target: q(".job-result"), swap: "innerHTML"});
+      if (runButton) runButton.disabled = false;
+      htmx.ajax("GET", el.dataset.result || `/jobs/${id}/result`, {target: q(".job-result"), swap: "innerHTML"});
     });
   }
 
