@@ -68,7 +68,10 @@ async def save_settings(request: Request, app: str) -> Response:
     workers = list(zip(map(str, hosts), map(str, counts), strict=False)) if "workers_present" in form else None
     env = env_for(request.app.state.config, app)
     outcome = save_form(env, values, workers)
-    return _settings_panel(request, app, outcome, values)
+    response = _settings_panel(request, app, outcome, values)
+    if outcome.saved:  # the plan and snippet panels reload (hx-trigger="settings-saved from:body")
+        response.headers["HX-Trigger"] = "settings-saved"
+    return response
 
 
 @router.post("/orchestrate/{app}/install")

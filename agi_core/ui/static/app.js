@@ -6,6 +6,19 @@ const agi = (() => {
 
   function tab(button) {
     button.parentElement.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b === button));
+    const panel = document.getElementById("snippet-panel");  // a reload after Save keeps this kind
+    if (panel) { panel.setAttribute("hx-get", button.getAttribute("hx-get")); htmx.process(panel); }
+  }
+
+  /* Unsaved edits: each edited field is marked, and the Run card says Run uses the saved values. */
+  function markDirty(ev) {
+    const field = ev.target.closest(".settings .field, .settings .worker-row");
+    if (field) field.classList.add("dirty");
+    showDirty();
+  }
+  function showDirty() {
+    const banner = document.getElementById("unsaved");
+    if (banner) banner.hidden = !document.querySelector(".settings .dirty");
   }
 
   function copy(button) {
@@ -21,8 +34,17 @@ const agi = (() => {
     row.className = "worker-row";
     row.innerHTML = '<input name="worker_host" placeholder="host or user@host" aria-label="host">' +
       '<input name="worker_count" type="number" min="0" value="1" aria-label="workers">' +
-      '<button type="button" class="btn small ghost" onclick="this.parentElement.remove()">✕</button>';
+      '<button type="button" class="btn small ghost" onclick="agi.removeWorker(this)">✕</button>';
+    row.classList.add("dirty");
     document.getElementById("worker-rows").appendChild(row);
+    showDirty();
+  }
+
+  function removeWorker(button) {
+    const rows = button.closest(".workers");
+    button.parentElement.remove();
+    rows.classList.add("dirty");  // the map changed: marked until saved
+    showDirty();
   }
 
   /* Follow one job: progress, per-worker bars, a growing Gantt chart, host steps, step badges. */
@@ -161,7 +183,10 @@ const agi = (() => {
   }
   document.addEventListener("DOMContentLoaded", () => {
     scan(document);
+    document.body.addEventListener("input", markDirty);
+    document.body.addEventListener("change", markDirty);
+    document.body.addEventListener("htmx:afterSettle", showDirty);
     document.body.addEventListener("htmx:afterSettle", (ev) => scan(ev.target.parentElement || document));
   });
-  return {tab, copy, addWorker, follow};
+  return {tab, copy, addWorker, removeWorker, follow};
 })();
