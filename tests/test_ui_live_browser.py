@@ -5,6 +5,7 @@ tab, after the UI server restarts, and when it was started from the command line
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,6 +46,7 @@ def test_cancelling_a_cluster_run_as_it_starts_leaves_no_process(page, ui, when)
     cancel.click()
     finish(page, "#run-panel")
     expect(page.locator("#run-panel .job")).to_have_attribute("data-status", "cancelled")
+    expect(page.locator("#run-panel .job .spinner")).to_have_class(re.compile(r"\bst-end-cancelled\b"))  # not green
     assert _left_behind(before) == []
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0", "cluster.cluster_enabled=false", "cluster.workers={}"]})
 

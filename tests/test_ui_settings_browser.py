@@ -1,12 +1,12 @@
-"""The ORCHESTRATE page's settings in a real browser (`tests.ui_fixtures`): the worker map saved from
-the form, panels that follow a save, unsaved edits marked, the mode hint for every mode."""
+"""Pages and settings in a real browser (`tests.ui_fixtures`): the worker map saved from the form,
+panels that follow a save, unsaved edits marked, the small things (errors, favicon, failure colours), the mode hint.
 
 from __future__ import annotations
 
 import re
 import tomllib
 
-from tests.ui_fixtures import api, browser, expect, open_page, page, settings_file, ui  # noqa: F401 - fixtures
+from tests.ui_fixtures import api, browser, expect, finish, open_page, page, settings_file, ui  # noqa: F401 - fixtures
 
 
 def test_a_two_host_worker_map_is_saved_from_the_form(page, ui):
@@ -46,3 +46,49 @@ def test_unsaved_edits_are_marked_and_a_save_refreshes_the_plan_and_the_snippet(
     expect(page.locator(".plan-head")).to_contain_text("9 partitions")  # not the plan of n = 6
     expect(page.locator("#snippet-panel code")).to_contain_text("'n': 9")  # Copy gives code for the saved settings
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6"]})
+
+
+def test_a_field_error_names_its_key_once(page, ui):
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    page.locator('[name="args.n"]').fill("eight")
+    page.click("#save-settings")
+    error = page.locator('.field[data-key="args.n"] .field-error')
+    expect(error).to_contain_text("valid integer")
+    assert error.inner_text().count("args.n") == 1, error.inner_text()
+
+
+def test_a_nul_byte_in_a_file_path_is_not_found(page, ui):
+    assert page.request.get(ui["base"] + "/files/toy/run%00/manifest.json").status == 404
+
+
+def test_an_unknown_app_in_the_url_gets_a_whole_page_and_404(page, ui):
+    response = page.goto(ui["base"] + "/orchestrate?app=nosuchapp")
+    assert response.status == 404
+    expect(page.locator(".topbar")).to_be_visible()  # styled, with its navigation
+    expect(page.locator("#page-error")).to_contain_text("unknown app 'nosuchapp'")
+    expect(page.locator("#page-error .fix")).to_contain_text("toy")
+    page.screenshot(path=str(ui["root"] / "screenshots" / "unknown-app.png"))
+
+
+def test_the_favicon_is_served(page, ui):
+    response = page.request.get(ui["base"] + "/favicon.ico")
+    assert response.status == 200 and b"<svg" in response.body()
+
+
+def test_a_run_with_a_failed_partition_is_not_painted_as_a_success(page, ui):
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=8", "args.fail_on=[3]", "cluster.pool=true", 'cluster.workers={"127.0.0.1" = 2}']})
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    page.click("#run-button")
+    finish(page, "#run-panel")
+    job = page.locator("#run-panel .job")
+    expect(job).to_have_attribute("data-status", "failed")
+    expect(job.locator(".spinner")).to_have_class(re.compile(r"\bst-end-failed\b"))  # not the green dot
+    expect(job.locator(".progress")).to_have_class(re.compile(r"\bhas-failed\b"))
+    expect(job.locator(".progress-text")).to_contain_text("1 failed")
+    worker = job.locator(".worker").filter(has_text="failed")
+    expect(worker).to_have_count(1)
+    widths = worker.evaluate("w => [w.querySelector('.w-bar').getBoundingClientRect().width, "
+                             "w.querySelector('.w-fail').getBoundingClientRect().width]")
+    assert widths[0] > widths[1] > 0  # one failure of four is a quarter of the bar, not all of it
+    page.screenshot(path=str(ui["root"] / "screenshots" / "run-with-a-failure.png"), full_page=True)
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.fail_on=[]", "cluster.pool=false", "cluster.workers={}"]})

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -15,7 +15,7 @@ from .config import UiConfig
 from .jobs import Jobs
 from .security import TokenGuard
 
-__all__ = ["create_app", "render"]
+__all__ = ["NotFound", "create_app", "render"]
 
 HERE = Path(__file__).parent
 
@@ -32,8 +32,18 @@ def _error(request: Request, exc: AgiError) -> Response:
         return JSONResponse({"error": exc.message}, status_code=404)
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": exc.message, "fix": exc.fix}, status_code=400)
+    if not request.headers.get("hx-request"):  # a page asked for by its URL: a whole page, with its status
+        return render(request, "error.html", status_code=404 if isinstance(exc, NotFound) else 400, message=exc.message, fix=exc.fix)
     # HTMX swaps 2xx answers only: the error box replaces the panel's result
     return render(request, "_error.html", message=exc.message, fix=exc.fix)
+
+
+class NotFound(AgiError):
+    """What a page's URL names does not exist (an app, a run): its page answers 404."""
+
+
+def _favicon() -> Response:
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
 def create_app(config: UiConfig) -> FastAPI:
@@ -46,6 +56,7 @@ def create_app(config: UiConfig) -> FastAPI:
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.templates.env.globals["csrf"] = config.csrf
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     for module in (orchestrate, pipeline, live, runs, files, jobs, api):
         app.include_router(module.router)
     app.add_exception_handler(AgiError, _error)  # type: ignore[arg-type]

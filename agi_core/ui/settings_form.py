@@ -181,6 +181,14 @@ def _parse(field_: Field, raw: str | None) -> Any:
 _KEY = re.compile(r"key '([^']+)'|(?:unknown|missing) (?:argument|key) '([^']+)'")
 
 
+def _without_key(text: str, key: str) -> str:
+    """The error without the key it is shown beside (``key 'args.n': …`` → ``…``)."""
+    short = key.removeprefix("args.")
+    for prefix in (f"key '{key}': ", f"key '{short}': ", f"{key}: ", f"argument '{short}': "):
+        text = text.removeprefix(prefix)
+    return text
+
+
 def save_form(env: AgiEnv, form: Mapping[str, str], workers: list[tuple[str, str]] | None = None) -> SaveOutcome:
     """Write the values of ``form`` that differ from today's into ``app_settings.toml``.
 
@@ -222,7 +230,8 @@ def save_form(env: AgiEnv, form: Mapping[str, str], workers: list[tuple[str, str
         for line in exc.message.splitlines():
             match = _KEY.search(line)
             key = next((g for g in match.groups() if g), "") if match else ""
-            outcome.errors[key if "." in key else f"args.{key}" if key else "_"] = line.split(": ", 1)[-1]
+            full = key if "." in key else f"args.{key}" if key else "_"
+            outcome.errors[full] = _without_key(line.split(": ", 1)[-1], full)
         outcome.message = "not saved: fix the values marked"
         return outcome
     outcome.saved = [a.split("=", 1)[0] for a in assignments]

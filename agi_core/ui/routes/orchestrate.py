@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from ...errors import AgiError
 from ..actions import start_install, start_run
-from ..app import render
+from ..app import NotFound, render
 from ..apps import app_names, env_for
 from ..plans import discard, move_partitions, plan_view, slot_page
 from ..settings_form import SaveOutcome, form_fields, save_form, worker_rows
@@ -45,7 +45,7 @@ def orchestrate(request: Request, app: str | None = None) -> Response:
     names = app_names(config)
     chosen = app or config.app or (names[0] if names else None)
     if chosen is not None and chosen not in names:
-        raise AgiError(f"unknown app {chosen!r}", fix=f"choose one of: {', '.join(names)}")
+        raise NotFound(f"unknown app {chosen!r}", fix=f"choose one of: {', '.join(names)}")
     env = env_for(config, chosen) if chosen else None
     try:  # a settings file that does not validate is shown as an error in its panel, not as a blank page
         fields, workers, broken = (form_fields(env), worker_rows(env), None) if env else ([], [], None)

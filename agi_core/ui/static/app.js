@@ -52,14 +52,14 @@ const agi = (() => {
     el.dataset.following = "1";
     const id = el.dataset.job;
     const q = (sel) => el.querySelector(sel);
-    const st = {total: 0, done: 0, slots: {}, bars: [], hosts: {}, end: 0, drawn: false};
+    const st = {total: 0, done: 0, failed: 0, slots: {}, bars: [], hosts: {}, end: 0, drawn: false};
 
     const slotRow = (slot) => {
       if (!st.slots[slot]) {
         st.slots[slot] = {n: 0, done: 0, failed: 0};
         const row = document.createElement("div");
         row.className = "worker"; row.dataset.slot = slot;
-        row.innerHTML = `<span class="w-name">${esc(slot)}</span><span class="w-track"><span class="w-bar"></span></span><span class="w-count"></span>`;
+        row.innerHTML = `<span class="w-name">${esc(slot)}</span><span class="w-track"><span class="w-bar"></span><span class="w-fail"></span></span><span class="w-count"></span>`;
         q(".workers").appendChild(row);
       }
       return st.slots[slot];
@@ -67,14 +67,17 @@ const agi = (() => {
     const paintSlot = (slot) => {
       const s = st.slots[slot], row = q(`.worker[data-slot="${CSS.escape(slot)}"]`);
       if (!row) return;
-      row.querySelector(".w-bar").style.width = `${s.n ? (100 * s.done) / s.n : 0}%`;
-      row.querySelector(".w-bar").classList.toggle("has-failed", s.failed > 0);
-      row.querySelector(".w-count").textContent = `${s.done}/${s.n || "?"}`;
+      // the failed share of the bar in red, the rest in green: one failure is one partition's width
+      const total = s.n || Math.max(s.done, 1);
+      row.querySelector(".w-bar").style.width = `${(100 * (s.done - s.failed)) / total}%`;
+      row.querySelector(".w-fail").style.width = `${(100 * s.failed) / total}%`;
+      row.querySelector(".w-count").textContent = `${s.done}/${s.n || "?"}` + (s.failed ? ` · ${s.failed} failed` : "");
     };
     const paintProgress = (force) => {
       const pct = force ? 100 : st.total ? Math.floor((100 * st.done) / st.total) : 0;
       q(".progress-bar").style.width = `${pct}%`;
-      q(".progress-text").textContent = st.total ? `${pct}% · ${st.done}/${st.total}` : `${pct}%`;
+      q(".progress-text").textContent = (st.total ? `${pct}% · ${st.done}/${st.total}` : `${pct}%`) + (st.failed ? ` · ${st.failed} failed` : "");
+      q(".progress").classList.toggle("has-failed", st.failed > 0);
       el.dataset.progress = pct;
     };
     let pending = false;
@@ -108,7 +111,8 @@ const agi = (() => {
           break;
         case "partition_done": {
           const s = slotRow(e.slot);
-          s.done += 1; if (e.status === "failed") s.failed += 1; st.done += 1;
+          s.done += 1; st.done += 1;
+          if (e.status === "failed") { s.failed += 1; st.failed += 1; }
           const end = e.t, start = Math.max(0, end - (e.duration_s || 0));
           st.end = Math.max(st.end, end);
           st.bars.push({id: e.id, slot: e.slot, start, end, status: e.status});
@@ -169,7 +173,7 @@ const agi = (() => {
       const job = JSON.parse(m.data);
       el.dataset.status = job.status;
       q(".phase").textContent = "";
-      q(".spinner").classList.add("stopped");
+      q(".spinner").classList.add("stopped", `st-end-${job.status}`);  // the dot's colour says how it ended
       const cancel = q(".cancel"); if (cancel) cancel.remove();
       const pill = q(".status"); pill.textContent = job.status; pill.classList.add(job.status);
       if (job.status === "ok") paintProgress(true);
