@@ -1,5 +1,5 @@
 """Pages and settings in a real browser (`tests.ui_fixtures`): the worker map saved from the form,
-panels that follow a save, unsaved edits marked, the small things (errors, favicon, failure colours), the mode hint.
+panels that follow a save, unsaved edits marked, the small things (errors, favicon, failure colours), the mode hint."""
 
 from __future__ import annotations
 
@@ -92,3 +92,23 @@ def test_a_run_with_a_failed_partition_is_not_painted_as_a_success(page, ui):
     assert widths[0] > widths[1] > 0  # one failure of four is a quarter of the bar, not all of it
     page.screenshot(path=str(ui["root"] / "screenshots" / "run-with-a-failure.png"), full_page=True)
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.fail_on=[]", "cluster.pool=false", "cluster.workers={}"]})
+
+
+def test_plan_loads_are_shares_of_the_makespan_then_seconds_once_the_app_ran(page, ui):
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=8", "args.sleep=0.1", "args.offset=17", "cluster.pool=true",
+                                                         'cluster.workers={"127.0.0.1" = 2}']})
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    expect(page.locator("#plan-makespan")).to_have_text("makespan 100%")  # no run of it yet: no seconds
+    expect(page.locator('details.slot[data-slot="127.0.0.1-0"] summary')).to_contain_text("% of the makespan")
+    assert "e+" not in page.locator("#plan").inner_text()
+    page.click("#run-button")
+    finish(page, "#run-panel")
+    expect(page.locator("#run-panel .job")).to_have_attribute("data-status", "ok")
+    page.reload()
+    expect(page.locator("#plan-estimate")).to_contain_text("estimated from run")
+    makespan = page.locator("#plan-makespan").inner_text()
+    seconds = float(makespan.split("≈ ")[1].removesuffix(" s"))
+    assert seconds > 0, makespan  # 4 partitions of 0.1 s on the busiest slot
+    expect(page.locator('details.slot[data-slot="127.0.0.1-0"] summary')).to_contain_text("≈")
+    page.screenshot(path=str(ui["root"] / "screenshots" / "plan-in-seconds.png"), full_page=True)
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0", "args.offset=0", "cluster.pool=false", "cluster.workers={}"]})

@@ -15,7 +15,7 @@ from .config import UiConfig
 from .jobs import Jobs
 from .security import TokenGuard
 
-__all__ = ["NotFound", "create_app", "render"]
+__all__ = ["NotFound", "create_app", "render", "seconds"]
 
 HERE = Path(__file__).parent
 
@@ -42,6 +42,17 @@ class NotFound(AgiError):
     """What a page's URL names does not exist (an app, a run): its page answers 404."""
 
 
+def seconds(value: float) -> str:
+    """A duration as people read it: 0.42 s, 12.3 s, 4 min 05 s, 2 h 03 min."""
+    if value < 10:
+        return f"{value:.2g} s" if value < 1 else f"{value:.1f} s"
+    if value < 60:
+        return f"{value:.0f} s"
+    if value < 3600:
+        return f"{int(value // 60)} min {int(value % 60):02d} s"
+    return f"{int(value // 3600)} h {int(value % 3600 // 60):02d} min"
+
+
 def _favicon() -> Response:
     return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
@@ -55,6 +66,7 @@ def create_app(config: UiConfig) -> FastAPI:
     app.state.jobs = Jobs()
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.templates.env.globals["csrf"] = config.csrf
+    app.state.templates.env.filters["seconds"] = seconds
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     for module in (orchestrate, pipeline, live, runs, files, jobs, api):

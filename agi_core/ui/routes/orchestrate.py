@@ -83,7 +83,18 @@ def install(request: Request, app: str) -> Response:
 @router.get("/orchestrate/{app}/plan")
 def plan_panel(request: Request, app: str, message: str = "") -> Response:
     view = plan_view(request.app.state.config, env_for(request.app.state.config, app))
-    return render(request, "_plan.html", app=app, view=view, message=message)
+    return render(request, "_plan.html", app=app, view=view, message=message, rate=_rate(request, app))
+
+
+def _rate(request: Request, app: str):
+    """Seconds per unit of weight, from the app's newest successful run (None before one)."""
+    from ..estimates import seconds_per_weight
+    from ..files import run_store, safe_name
+
+    state = request.app.state
+    if not hasattr(state, "rates"):
+        state.rates = {}
+    return seconds_per_weight(run_store(state.config), safe_name(app), state.rates)
 
 
 @router.get("/orchestrate/{app}/plan/slot")
@@ -101,10 +112,10 @@ async def plan_move(request: Request, app: str) -> Response:
         plan = move_partitions(config, env_for(config, app), [str(p) for p in form.getlist("pid")], str(form.get("slot", "")))
     except AgiError as exc:
         view = plan_view(config, env_for(config, app))
-        return render(request, "_plan.html", app=app, view=view, message="", error=exc)
+        return render(request, "_plan.html", app=app, view=view, message="", error=exc, rate=_rate(request, app))
     moved = len(form.getlist("pid"))
     return plan_panel(request, app, message=f"moved {moved} partition(s) to {form.get('slot')}; saved, "
-                                             f"the next run uses this plan (makespan {plan.makespan():.4g})")
+                                             "the next run uses this plan")
 
 
 @router.post("/orchestrate/{app}/plan/discard")
