@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import tomllib
 
+import pytest
+
 from tests.ui_fixtures import api, browser, expect, finish, open_page, page, settings_file, ui  # noqa: F401 - fixtures
 
 
@@ -112,3 +114,41 @@ def test_plan_loads_are_shares_of_the_makespan_then_seconds_once_the_app_ran(pag
     expect(page.locator('details.slot[data-slot="127.0.0.1-0"] summary')).to_contain_text("≈")
     page.screenshot(path=str(ui["root"] / "screenshots" / "plan-in-seconds.png"), full_page=True)
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0", "args.offset=0", "cluster.pool=false", "cluster.workers={}"]})
+
+
+def _expected_hint(mode: int) -> list[str]:
+    """What the hint of ``mode`` must say, with a worker map of 3 processes on this machine."""
+    words = []
+    if mode & 4:
+        words += ["Dask, 3 worker processes on this machine", "more threads in each (pool)" if mode & 1 else "one partition at a time"]
+    elif mode & 1:
+        words += ["a pool of 3 processes on this machine, no Dask"]
+    else:
+        words += ["in the agi process itself"]
+    if mode & 8:
+        words += ["GPU kernels where a worker has a GPU", ("Cython" if mode & 2 else "Python") + " kernels elsewhere"]
+    else:
+        words += ["compiled Cython kernels" if mode & 2 else "Python kernels"]
+    return words
+
+
+@pytest.mark.parametrize("mode", range(16))
+def test_the_mode_hint_says_each_mode_in_words(page, ui, mode):
+    from agi_core.modes import Mode
+
+    if mode == 0:
+        api(page, ui, "POST", "/api/settings/toy", {"set": ['cluster.workers={"127.0.0.1" = 3}']})
+    if mode == 0 or "orchestrate" not in page.url:
+        page.goto(ui["base"] + "/orchestrate?app=toy")
+    hint = page.locator("#mode-hint")
+    for bit, key in ((1, "cluster.pool"), (2, "cluster.cython"), (4, "cluster.cluster_enabled")):
+        if page.locator(f'[name="{key}"]').is_checked() != bool(mode & bit):  # unsaved: the hint follows the form
+            page.locator(f'.field[data-key="{key}"] .switch span').click()
+    page.select_option('[name="cluster.rapids"]', "on" if mode & 8 else "off")
+    expect(hint).to_contain_text(f"mode {mode} ({Mode(mode).letters or '-'}):")
+    for words in _expected_hint(mode):
+        expect(hint).to_contain_text(words)
+    if mode == 5:
+        page.screenshot(path=str(ui["root"] / "screenshots" / "mode-hint-5.png"))
+    if mode == 15:
+        api(page, ui, "POST", "/api/settings/toy", {"set": ["cluster.workers={}"]})

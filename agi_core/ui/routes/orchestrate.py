@@ -74,6 +74,23 @@ async def save_settings(request: Request, app: str) -> Response:
     return response
 
 
+@router.get("/orchestrate/{app}/mode")
+def mode(request: Request, app: str) -> Response:
+    """The mode hint of the form's toggles and worker map as they are now (saved or not)."""
+    from ...modes import Mode
+    from ..mode_hint import mode_hint
+
+    query = request.query_params
+    rapids = {"on": True, "require": "require"}.get(query.get("cluster.rapids", "off"), False)
+    value = (Mode.POOL * ("cluster.pool" in query) | Mode.CYTHON * ("cluster.cython" in query)
+             | Mode.CLUSTER * ("cluster.cluster_enabled" in query) | Mode.RAPIDS * bool(rapids))
+    workers: dict[str, int] = {}
+    for host, count in zip(query.getlist("worker_host"), query.getlist("worker_count"), strict=False):
+        if host.strip() and count.strip().isdigit():
+            workers[host.strip()] = int(count)
+    return render(request, "_notice_text.html", text=mode_hint(Mode(value), workers, rapids))
+
+
 @router.post("/orchestrate/{app}/install")
 def install(request: Request, app: str) -> Response:
     job = start_install(request.app.state.jobs, request.app.state.config, app)
