@@ -4,10 +4,12 @@ panels that follow a save, unsaved edits marked, the small things (errors, favic
 from __future__ import annotations
 
 import re
+import time
 import tomllib
 
 import pytest
 
+from tests.conftest import run_agi
 from tests.ui_fixtures import api, browser, expect, finish, open_page, page, settings_file, ui  # noqa: F401 - fixtures
 
 
@@ -152,3 +154,36 @@ def test_the_mode_hint_says_each_mode_in_words(page, ui, mode):
         page.screenshot(path=str(ui["root"] / "screenshots" / "mode-hint-5.png"))
     if mode == 15:
         api(page, ui, "POST", "/api/settings/toy", {"set": ["cluster.workers={}"]})
+
+
+@pytest.fixture(scope="module")
+def big_run(ui):
+    """A toy run of 100,000 partitions, two of them failed, recorded in the module's share (by the CLI)."""
+    share = ui["config"].share
+    done = run_agi("run", "toy", "--apps-path", str(ui["apps"]), "--set", f'cluster.workers_data_path="{share}"', "--set", "n=100000",
+                   "--set", "fail_on=[7,77777]", "--set", "offset=5", "--no-cache", timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr  # its two failures
+    return sorted((share / "runs" / "toy").iterdir())[-1].name
+
+
+def test_the_record_page_of_100000_partitions_filters_sorts_and_finds(page, ui, big_run):
+    started = time.monotonic()
+    open_page(page, ui, f"/runs/toy/{big_run}", "record-100000")
+    ui["timings"]["100,000-partition record page, first load (parses the manifest), s"] = round(time.monotonic() - started, 3)
+    open_page(page, ui, f"/runs/toy/{big_run}", "record-100000")  # the record is kept read: timed in timings.json
+    expect(page.locator("#partition-count")).to_contain_text("100000 of 100000 partitions · showing 1–300")
+    page.select_option('#partition-filters [name="status"]', "failed")
+    expect(page.locator("#partition-count")).to_contain_text("2 of 100000")
+    expect(page.locator("#partition-table tbody tr")).to_have_count(2)
+    page.select_option('#partition-filters [name="status"]', "")
+    page.fill("#partition-q", "p77777")
+    expect(page.locator("#partition-table tbody tr").first).to_have_attribute("data-pid", "p77777")  # the exact id first
+    page.fill("#partition-q", "")
+    page.select_option('#partition-filters [name="sort"]', "duration")
+    page.check('#partition-filters [name="desc"]')
+    expect(page.locator("#partition-count")).to_contain_text("showing 1–300")
+    durations = [float(t.removesuffix(" s")) for t in page.locator("#partition-table tbody tr td:nth-child(5)").all_inner_texts()]
+    assert durations == sorted(durations, reverse=True) and len(durations) == 300
+    page.click("#partitions-next")
+    expect(page.locator("#partition-count")).to_contain_text("showing 301–600")
+    page.screenshot(path=str(ui["root"] / "screenshots" / "record-100000-sorted.png"), full_page=True)

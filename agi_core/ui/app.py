@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 from ..errors import AgiError
 from .config import UiConfig
 from .jobs import Jobs
+from .records import RecordCache
 from .security import TokenGuard
 
 __all__ = ["NotFound", "create_app", "render", "seconds"]
@@ -64,6 +65,8 @@ def create_app(config: UiConfig) -> FastAPI:
     app = FastAPI(title="agi ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.config = config
     app.state.jobs = Jobs()
+    app.state.records = RecordCache()  # run records read once (RUNS table, record pages)
+    app.state.rates = {}  # manifest → seconds per unit of weight (plan estimates)
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.templates.env.globals["csrf"] = config.csrf
     app.state.templates.env.filters["seconds"] = seconds

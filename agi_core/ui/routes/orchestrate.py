@@ -109,8 +109,6 @@ def _rate(request: Request, app: str):
     from ..files import run_store, safe_name
 
     state = request.app.state
-    if not hasattr(state, "rates"):
-        state.rates = {}
     return seconds_per_weight(run_store(state.config), safe_name(app), state.rates)
 
 
