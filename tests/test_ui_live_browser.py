@@ -135,3 +135,26 @@ def test_a_cli_run_appears_live_and_is_followed_from_its_record(page, ui):
         if cli.poll() is None:
             cli.kill()
             cli.wait()
+
+
+def test_compare_modes_runs_each_mode_and_shows_wall_times_and_speedups(page, ui):
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=8", "args.sleep=0.1", 'cluster.workers={"127.0.0.1" = 2}']})
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    before = _run_ids(page, ui)
+    page.click("#compare summary")
+    for mode in ("0", "1", "4", "5"):
+        expect(page.locator(f'#compare [name="mode"][value="{mode}"]')).to_be_checked()
+    page.uncheck('#compare [name="mode"][value="5"]')
+    page.click("#compare-button")
+    finish(page, "#compare-panel")
+    expect(page.locator("#compare-panel .job")).to_have_attribute("data-status", "ok")
+    table = page.locator("#compare-table")
+    expect(table.locator("tbody tr")).to_have_count(3)
+    assert [table.locator("tbody tr").nth(i).get_attribute("data-mode") for i in range(3)] == ["0", "1", "4"]
+    expect(table.locator("tbody tr").first.locator(".speedup")).to_have_text("×1.00")
+    assert len(_run_ids(page, ui)) == len(before) + 3
+    for row in range(3):  # each mode computed its 8 partitions: none came from the cache
+        run_id = table.locator("tbody tr").nth(row).locator("a").inner_text()
+        assert api(page, ui, "GET", f"/api/runs/toy/{run_id}")["totals"]["ok"] == 8
+    page.screenshot(path=str(ui["root"] / "screenshots" / "compare-modes.png"), full_page=True)
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0", "cluster.workers={}"]})

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from ..errors import AgiError
+from ..modes import Mode
 from .config import UiConfig
 from .jobs import Jobs
 from .records import RecordCache
@@ -70,6 +71,7 @@ def create_app(config: UiConfig) -> FastAPI:
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.templates.env.globals["csrf"] = config.csrf
     app.state.templates.env.filters["seconds"] = seconds
+    app.state.templates.env.globals["mode_letters"] = [Mode(m).letters for m in range(16)]
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     for module in (orchestrate, pipeline, live, runs, files, jobs, api):

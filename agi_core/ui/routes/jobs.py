@@ -80,4 +80,10 @@ def job_result(request: Request, job_id: str) -> Response:
     """The panel shown when a job ends: its outcome, images, links."""
     job = job_of(request, job_id)
     dashboard = next((e.get("dashboard") for e in job.events if e["kind"] == "cluster_ready" and e.get("dashboard")), None)
-    return render(request, "_job_result.html", job=job, dashboard=dashboard)
+    compare = None
+    if job.kind == "compare" and job.result.get("runs"):
+        from ..compare import compare_rows
+        from ..files import run_store
+
+        compare = compare_rows(run_store(request.app.state.config), str(job.app), list(job.result["runs"]))
+    return render(request, "_job_result.html", job=job, dashboard=dashboard, compare=compare)

@@ -149,6 +149,20 @@ def run(request: Request, app: str) -> Response:
     return render(request, "_job.html", job=job)
 
 
+@router.post("/orchestrate/{app}/compare")
+async def compare(request: Request, app: str) -> Response:
+    """Run the app in each ticked mode, one after the other, then show wall times and speed-ups."""
+    from ..compare import parse_modes, start_compare
+
+    form = await request.form()
+    jobs = request.app.state.jobs
+    running = jobs.running("compare", app) or jobs.running("run", app)
+    if running is not None:
+        return render(request, "_job.html", job=running, again=True)
+    job = start_compare(jobs, request.app.state.config, app, parse_modes([str(m) for m in form.getlist("mode")]))
+    return render(request, "_job.html", job=job)
+
+
 @router.get("/orchestrate/{app}/snippet")
 def snippet(request: Request, app: str, kind: str = "run") -> Response:
     from ...run import resolve

@@ -106,6 +106,13 @@ const agi = (() => {
       switch (e.kind) {
         case "phase": q(".phase").textContent = e.name + (e.detail ? ` · ${e.detail}` : ""); break;
         case "run_started":
+          if (st.total) {  // the next run of a job that runs several (compare modes): its own bars
+            Object.assign(st, {done: 0, failed: 0, slots: {}, bars: [], end: 0});
+            q(".workers").innerHTML = "";
+          }
+          st.t0 = e.t || 0;
+          st.run = (st.run || 0) + 1;
+          if (el.dataset.kind === "compare") q(".phase").textContent = `run ${st.run}: mode ${e.mode}`;
           st.total = e.partitions;
           for (const [slot, n] of Object.entries(e.slots || {})) { slotRow(slot).n = n; paintSlot(slot); }
           break;
@@ -113,7 +120,7 @@ const agi = (() => {
           const s = slotRow(e.slot);
           s.done += 1; st.done += 1;
           if (e.status === "failed") { s.failed += 1; st.failed += 1; }
-          const end = e.t, start = Math.max(0, end - (e.duration_s || 0));
+          const end = e.t - (st.t0 || 0), start = Math.max(0, end - (e.duration_s || 0));
           st.end = Math.max(st.end, end);
           st.bars.push({id: e.id, slot: e.slot, start, end, status: e.status});
           paintSlot(e.slot);
