@@ -187,3 +187,22 @@ def test_the_record_page_of_100000_partitions_filters_sorts_and_finds(page, ui, 
     page.click("#partitions-next")
     expect(page.locator("#partition-count")).to_contain_text("showing 301–600")
     page.screenshot(path=str(ui["root"] / "screenshots" / "record-100000-sorted.png"), full_page=True)
+
+
+def test_page_loads_at_10000_partitions_are_timed(page, ui):
+    """Not a threshold: the timings go to timings.json (docs/ui.md quotes them)."""
+    share = ui["config"].share
+    done = run_agi("run", "toy", "--apps-path", str(ui["apps"]), "--set", f'cluster.workers_data_path="{share}"', "--set", "n=10000",
+                   "--set", "offset=9", "--no-cache", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = sorted((share / "runs" / "toy").iterdir())[-1].name
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=10000", "cluster.pool=true", 'cluster.workers={"127.0.0.1" = 8}']})
+    for attempt in ("first", "again"):
+        for path in ("/orchestrate?app=toy", "/runs", f"/runs/toy/{run_id}"):
+            open_page(page, ui, path, f"10000-{path.strip('/').replace('/', '-').replace('?', '-')}")
+            ui["timings"][f"10,000 partitions: load {path.split('/' + run_id)[0]} ({attempt}), ms"] = ui["timings"].pop(f"load {path}")
+        started = time.monotonic()
+        assert page.request.get(ui["base"] + "/orchestrate/toy/plan").ok
+        ui["timings"][f"10,000 partitions: the plan panel ({attempt}), ms"] = round(1000 * (time.monotonic() - started), 1)
+    expect(page.locator("#partition-count")).to_contain_text("10000 of 10000")
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "cluster.pool=false", "cluster.workers={}"]})

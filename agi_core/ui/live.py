@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..provenance import RunRecord
+from ..errors import AgiError
+from ..provenance import RunRecord, RunStore, read_record
+from ..provenance.writer import HEARTBEAT_FILE, LOG_FILE
 
 __all__ = ["RecordFollower", "running_records"]
 
@@ -53,6 +55,19 @@ def end_summary(record: RunRecord) -> dict[str, Any]:
             "error": record.error, "result": {"run_id": record.run_id, "app": record.app.name}}
 
 
-def running_records(records: list[RunRecord]) -> list[RunRecord]:
-    """The records that still run (read_record judged the others: abandoned, failed)."""
-    return [r for r in records if r.status == "running"]
+def running_records(store: RunStore, app: str | None = None) -> list[RunRecord]:
+    """The share's records that still run, newest first. Only folders that still have a heartbeat
+    or a partition log are read (a finished run's writer removes both): a page need not parse the
+    manifests of finished 100,000-partition runs to find the one that runs."""
+    found = []
+    for manifest in store.manifests(app):
+        folder = manifest.parent
+        if not ((folder / HEARTBEAT_FILE).exists() or (folder / LOG_FILE).exists()):
+            continue
+        try:
+            record = read_record(manifest, store.access)
+        except AgiError:
+            continue
+        if record.status == "running":  # read_record judged the others (abandoned, failed)
+            found.append(record)
+    return sorted(found, key=lambda r: (r.started, r.run_id), reverse=True)

@@ -42,7 +42,7 @@ def live_views(request: Request, app: str | None) -> dict[str, Any]:
         views["run_view"] = {"job": run}
     else:
         try:
-            records = running_records(run_store(request.app.state.config).list(safe_name(app)))
+            records = running_records(run_store(request.app.state.config), safe_name(app))
         except AgiError:
             records = []
         mine = {e.get("run_id") for j in jobs.all() for e in j.events[:64] if e["kind"] == "run_started"}
@@ -56,7 +56,7 @@ def live_views(request: Request, app: str | None) -> dict[str, Any]:
 def live(request: Request) -> dict:
     """What runs now: this server's jobs, and the share's running records (from the CLI too)."""
     jobs = [job.summary() for job in request.app.state.jobs.all() if not job.done]
-    records = running_records(run_store(request.app.state.config).list())
+    records = running_records(run_store(request.app.state.config))
     return {"jobs": jobs, "records": [{"app": r.app.name, "run_id": r.run_id, "started": r.started, "done": r.totals.partitions
                                        - r.totals.not_run, "partitions": r.totals.partitions} for r in records]}
 
