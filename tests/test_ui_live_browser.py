@@ -85,7 +85,7 @@ def test_a_double_click_on_run_starts_one_run(page, ui):
 
 
 def test_a_reload_during_a_run_finds_it_and_follows_it_to_the_end(page, ui):
-    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=24", "args.sleep=0.15", "cluster.pool=true", 'cluster.workers={"127.0.0.1" = 2}', _fresh()]})
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=40", "args.sleep=0.25", "cluster.pool=true", 'cluster.workers={"127.0.0.1" = 2}', _fresh()]})
     page.goto(ui["base"] + "/orchestrate?app=toy")
     page.click("#run-button")
     expect(page.locator("#run-panel .gantt rect")).not_to_have_count(0)
@@ -101,7 +101,7 @@ def test_a_reload_during_a_run_finds_it_and_follows_it_to_the_end(page, ui):
     finish(page, "#run-panel")
     expect(job).to_have_attribute("data-status", "ok")
     expect(job).to_have_attribute("data-progress", "100")
-    expect(page.locator("#run-panel .gantt rect")).to_have_count(24)
+    expect(page.locator("#run-panel .gantt rect")).to_have_count(40)
     finish(record_page, "#run-live")
     expect(record_page.locator("#run-live .job")).to_have_attribute("data-status", "ok")
     record_page.context.close()
