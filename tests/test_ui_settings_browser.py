@@ -206,3 +206,46 @@ def test_page_loads_at_10000_partitions_are_timed(page, ui):
         ui["timings"][f"10,000 partitions: the plan panel ({attempt}), ms"] = round(1000 * (time.monotonic() - started), 1)
     expect(page.locator("#partition-count")).to_contain_text("10000 of 10000")
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "cluster.pool=false", "cluster.workers={}"]})
+
+
+def test_the_gantt_zooms_and_report_figures_open_full_size(page, ui):
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=8", "args.offset=21", "cluster.pool=true", 'cluster.workers={"127.0.0.1" = 2}']})
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    page.click("#run-button")
+    finish(page, "#run-panel")
+    job = page.locator("#run-panel .job")
+    fit = float(job.locator(".gantt").evaluate("svg => svg.getBoundingClientRect().width"))
+    job.locator(".zoom-in").click()
+    job.locator(".zoom-in").click()
+    expect(job.locator(".zoom-level")).to_have_text("×4")
+    zoomed = float(job.locator(".gantt").get_attribute("width"))
+    assert zoomed > 3 * fit  # four times as wide, scrolled sideways in its box
+    job.locator(".zoom-fit").click()
+    expect(job.locator(".gantt")).to_have_attribute("width", "100%")
+    job.locator(".job-result a").first.click()  # the run's record
+    page.click("#make-report")
+    link = page.locator('.figures a.full-size:has(img[alt="gantt.png"])')
+    expect(link).to_be_visible()
+    assert link.get_attribute("target") == "_blank"
+    full = page.request.get(ui["base"] + link.get_attribute("href"))
+    assert full.ok and full.headers["content-type"] == "image/png"
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.offset=0", "cluster.pool=false", "cluster.workers={}"]})
+
+
+def test_a_stale_edited_plan_is_an_error_with_its_fix_as_a_button(page, ui):
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=8", "cluster.pool=true", 'cluster.workers={"127.0.0.1" = 2}']})
+    api(page, ui, "POST", "/api/plan/toy/move", {"partitions": ["p0"], "slot": "127.0.0.1-1"})
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=9"]})  # the edited plan is now stale
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    page.click("#run-button")
+    finish(page, "#run-panel")
+    expect(page.locator("#run-panel .job")).to_have_attribute("data-status", "failed")
+    expect(page.locator("#run-panel .job-result")).to_contain_text("stale")
+    page.screenshot(path=str(ui["root"] / "screenshots" / "error-as-action.png"), full_page=True)
+    page.click("#action-discard-plan")
+    expect(page.locator("#plan")).to_contain_text("edits discarded")
+    expect(page.locator(".plan-head")).to_contain_text("9 partitions")
+    page.click("#run-button")
+    finish(page, "#run-panel")
+    expect(page.locator("#run-panel .job")).to_have_attribute("data-status", "ok")
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "cluster.pool=false", "cluster.workers={}"]})

@@ -86,4 +86,17 @@ def job_result(request: Request, job_id: str) -> Response:
         from ..files import run_store
 
         compare = compare_rows(run_store(request.app.state.config), str(job.app), list(job.result["runs"]))
-    return render(request, "_job_result.html", job=job, dashboard=dashboard, compare=compare)
+    from ..error_actions import actions_for
+
+    cluster = next((e for e in job.events if e["kind"] == "cluster_ready"), None)
+    return render(request, "_job_result.html", job=job, dashboard=dashboard, compare=compare, actions=actions_for(job),
+                  no_dashboard=_no_dashboard() if cluster is not None and not dashboard else None)
+
+
+def _no_dashboard() -> str:
+    """Why a cluster run had no Dask dashboard."""
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is None:
+        return "no Dask dashboard: bokeh is not installed here (pip install bokeh, then run again)"
+    return "no Dask dashboard: [cluster.dask] dashboard_port is empty"

@@ -85,7 +85,11 @@ const agi = (() => {
       pending = false;
       const svg = q(".gantt"), slots = Object.keys(st.slots);
       if (!st.bars.length || !slots.length) return;
-      const rowH = 16, left = 110, width = Math.max(320, svg.clientWidth || 600), span = Math.max(st.end, 1e-3);
+      const box = q(".gantt-box"), zoom = st.zoom || 1;
+      const rowH = 16, left = 110, width = Math.max(320, (box.clientWidth || 600) * zoom), span = Math.max(st.end, 1e-3);
+      svg.setAttribute("width", zoom > 1 ? width : "100%");
+      q(".gantt-tools").hidden = false;
+      q(".zoom-level").textContent = `×${zoom}`;
       const shown = st.bars.length > 4000 ? st.bars.slice(-4000) : st.bars;
       svg.setAttribute("height", slots.length * rowH + 22);
       svg.setAttribute("viewBox", `0 0 ${width} ${slots.length * rowH + 22}`);
@@ -100,6 +104,10 @@ const agi = (() => {
       svg.innerHTML = parts.join("");
     };
     const scheduleGantt = () => { if (!pending) { pending = true; requestAnimationFrame(drawGantt); } };
+    const zoomTo = (z) => { st.zoom = Math.min(64, Math.max(1, z)); drawGantt(); };  // wider, scrolled sideways
+    q(".zoom-in").addEventListener("click", () => zoomTo((st.zoom || 1) * 2));
+    q(".zoom-out").addEventListener("click", () => zoomTo((st.zoom || 1) / 2));
+    q(".zoom-fit").addEventListener("click", () => zoomTo(1));
     const stepItem = (step) => document.querySelector(`.step[data-step="${CSS.escape(step)}"]`);
 
     const handle = (e) => {
