@@ -158,3 +158,20 @@ def test_compare_modes_runs_each_mode_and_shows_wall_times_and_speedups(page, ui
         assert api(page, ui, "GET", f"/api/runs/toy/{run_id}")["totals"]["ok"] == 8
     page.screenshot(path=str(ui["root"] / "screenshots" / "compare-modes.png"), full_page=True)
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0", "cluster.workers={}"]})
+
+
+def test_a_cluster_start_shows_the_scheduler_and_each_worker_joining(page, ui):
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=4", "cluster.pool=false", "cluster.cluster_enabled=true",
+                                                         'cluster.workers={"127.0.0.1" = 2}', _fresh()]})
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    page.click("#run-button")
+    finish(page, "#run-panel")
+    job = page.locator("#run-panel .job")
+    expect(job).to_have_attribute("data-status", "ok")
+    expect(job.locator('.host-row[data-host="scheduler"]')).to_contain_text("up at tls://127.0.0.1:")
+    for slot in ("127.0.0.1-0", "127.0.0.1-1"):
+        row = job.locator(f'.host-row[data-host="{slot}"]')
+        expect(row).to_contain_text("joined")
+        expect(row).to_have_class(re.compile(r"\bdone\b"))
+    page.screenshot(path=str(ui["root"] / "screenshots" / "cluster-start.png"), full_page=True)
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "cluster.cluster_enabled=false", "cluster.workers={}"]})

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from ..errors import AgiError
-from ..events import EventSink, Notice, Phase, ignore
+from ..events import EventSink, HostStep, Notice, Phase, ignore
 from ..lifeline import MANAGER_PID_ENV, PRELOAD
 from ..main_guard import reimport_refused
 from .backend import ClusterBackend
@@ -58,7 +58,32 @@ def _dashboard_port(spec: ClusterSpec, emit: EventSink) -> int | None:
     return port
 
 
-async def _started(cluster: Any) -> Any:
+async def _watch_start(cluster: Any, names: list[str], emit: EventSink) -> None:
+    """Say how the start goes, instead of seconds of nothing: the scheduler up, then each worker as
+    it joins (``HostStep`` per slot, ``Phase`` "workers joined n/m"). Polled until cancelled."""
+    import asyncio
+
+    from distributed.core import Status
+
+    for name in names:
+        emit(HostStep(name, "starting"))
+    up, joined = False, set()
+    while True:
+        scheduler = getattr(cluster, "scheduler", None)
+        if not up and scheduler is not None and getattr(scheduler, "status", None) == Status.running:
+            up = True
+            emit(HostStep("scheduler", f"up at {scheduler.address}", done=True))
+        if up:
+            now = {str(w.name) for w in list(scheduler.workers.values())} & set(names)
+            for name in sorted(now - joined):
+                emit(HostStep(name, "joined", done=True))
+            if now - joined:
+                joined |= now
+                emit(Phase("cluster", f"workers joined {len(joined)}/{len(names)}"))
+        await asyncio.sleep(0.1)
+
+
+async def _started(cluster: Any, emit: EventSink = ignore, names: list[str] | None = None) -> Any:
     """``await cluster`` (a `SpecCluster`'s start), never cut short by a cancellation: its start
     goes on in Dask's own tasks whatever happens to the caller (the Nannies are added to
     ``cluster.workers`` only once all are up, and ``close()`` does nothing before the cluster
@@ -67,6 +92,8 @@ async def _started(cluster: Any) -> Any:
     import asyncio
 
     starting = asyncio.ensure_future(_await(cluster))
+    watching = asyncio.ensure_future(_watch_start(cluster, names or [], emit))
+    starting.add_done_callback(lambda _: watching.cancel())
     try:
         return await asyncio.shield(starting)
     except asyncio.CancelledError:
@@ -143,7 +170,7 @@ class InProcessCluster(ClusterBackend):
         cluster = SpecCluster(workers=workers, scheduler=scheduler, asynchronous=True, silence_logs=40, name="agi",
                               security=self._security)
         try:
-            self._cluster = await _started(cluster)
+            self._cluster = await _started(cluster, emit, [w.name for w in spec.workers])
         except Exception:
             refused = reimport_refused(since)  # the workers stopped: the script runs AGI.run unguarded
             if refused is not None:
