@@ -173,5 +173,8 @@ def test_a_cluster_start_shows_the_scheduler_and_each_worker_joining(page, ui):
         row = job.locator(f'.host-row[data-host="{slot}"]')
         expect(row).to_contain_text("joined")
         expect(row).to_have_class(re.compile(r"\bdone\b"))
+        row.locator("summary").click()  # its log: every step, with its time
+        expect(row.locator(".h-log")).to_contain_text("starting")
+        expect(row.locator(".h-log")).to_contain_text("joined")
     page.screenshot(path=str(ui["root"] / "screenshots" / "cluster-start.png"), full_page=True)
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "cluster.cluster_enabled=false", "cluster.workers={}"]})

@@ -58,9 +58,10 @@ def _dashboard_port(spec: ClusterSpec, emit: EventSink) -> int | None:
     return port
 
 
-async def _watch_start(cluster: Any, names: list[str], emit: EventSink) -> None:
+async def _watch_start(cluster: Any, names: list[str], emit: EventSink, starting: Any) -> None:
     """Say how the start goes, instead of seconds of nothing: the scheduler up, then each worker as
-    it joins (``HostStep`` per slot, ``Phase`` "workers joined n/m"). Polled until cancelled."""
+    it joins (``HostStep`` per slot, ``Phase`` "workers joined n/m"). Polled until ``starting``
+    is done, then once more (the last workers join as it ends)."""
     import asyncio
 
     from distributed.core import Status
@@ -80,6 +81,8 @@ async def _watch_start(cluster: Any, names: list[str], emit: EventSink) -> None:
             if now - joined:
                 joined |= now
                 emit(Phase("cluster", f"workers joined {len(joined)}/{len(names)}"))
+        if starting.done():
+            return
         await asyncio.sleep(0.1)
 
 
@@ -92,10 +95,12 @@ async def _started(cluster: Any, emit: EventSink = ignore, names: list[str] | No
     import asyncio
 
     starting = asyncio.ensure_future(_await(cluster))
-    watching = asyncio.ensure_future(_watch_start(cluster, names or [], emit))
-    starting.add_done_callback(lambda _: watching.cancel())
+    watching = asyncio.ensure_future(_watch_start(cluster, names or [], emit, starting))
     try:
-        return await asyncio.shield(starting)
+        started = await asyncio.shield(starting)
+        with contextlib.suppress(Exception):
+            await watching  # its last look, once the start ended
+        return started
     except asyncio.CancelledError:
         while not starting.done():  # a second cancel while the start ends: still close what started
             with contextlib.suppress(asyncio.CancelledError):

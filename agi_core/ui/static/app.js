@@ -145,14 +145,17 @@ const agi = (() => {
           break;
         case "notice": q(".notices").insertAdjacentHTML("beforeend", `<div class="alert ${e.level === "warning" ? "warn" : ""}">${esc(e.text)}</div>`); break;
         case "host_step": {
+          // one row per host: its latest step, and every step with its time in the row's log
           let row = q(`.host-row[data-host="${CSS.escape(e.host)}"]`);
           if (!row) {
-            row = document.createElement("div"); row.className = "host-row"; row.dataset.host = e.host;
-            row.innerHTML = `<span class="h-name">${esc(e.host)}</span><span class="h-step"></span>`;
+            row = document.createElement("details"); row.className = "host-row"; row.dataset.host = e.host;
+            row.innerHTML = `<summary><span class="h-name">${esc(e.host)}</span><span class="h-step"></span></summary><pre class="h-log"></pre>`;
             q(".hosts").appendChild(row);
           }
           row.querySelector(".h-step").textContent = e.step;
+          row.querySelector(".h-log").textContent += `${(e.t || 0).toFixed(2)} s  ${e.step}\n`;
           row.className = "host-row" + (e.failed ? " failed" : e.done ? " done" : " busy");
+          if (e.failed) row.open = true;
           break;
         }
         case "run_finished": st.finished = true; break;
