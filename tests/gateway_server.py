@@ -85,7 +85,9 @@ class GatewayServer:
             f"c.ClusterConfig.scheduler_cmd = [{str(bin_dir / 'dask')!r}, 'scheduler']",
             f"c.ClusterConfig.worker_cmd = [{str(bin_dir / 'dask')!r}, 'worker']",
             # the image's own PATH first: its uv is the one the shipped environment is installed with
-            f"c.ClusterConfig.environment = {{'PATH': {str(bin_dir) + ':/usr/bin:/bin'!r}, 'HOME': {str(folder / 'home')!r}}}",
+            # HOSTNAME as in a Kubernetes pod (its name), which the run record keeps per partition
+            (f"c.ClusterConfig.environment = {{'PATH': {str(bin_dir) + ':/usr/bin:/bin'!r}, 'HOME': {str(folder / 'home')!r}, "
+             "'HOSTNAME': 'gateway-pod-1'}"),
             "",
         ]))
         (folder / "home").mkdir(exist_ok=True)

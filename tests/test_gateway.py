@@ -76,8 +76,6 @@ def _ledger(path: Path) -> list[tuple[str, int]]:
 
 
 def test_a_wrong_password_is_refused_before_anything_starts(gateway_env, tmp_path, monkeypatch):
-    from dask_gateway import BasicAuth, Gateway
-
     monkeypatch.setenv(PASSWORD_ENV, "not-the-password")
     env = AgiEnv(app="ledger", apps_path=TEST_APPS)
     with pytest.raises(AgiError) as caught:
@@ -87,11 +85,7 @@ def test_a_wrong_password_is_refused_before_anything_starts(gateway_env, tmp_pat
     assert "not-the-password" not in str(caught.value) + str(caught.value.fix)
     assert "password" in caught.value.fix
 
-    async def clusters() -> list:
-        async with Gateway(gateway_env.url, auth=BasicAuth("agi-test", PASSWORD), asynchronous=True) as gateway:
-            return await gateway.list_clusters()
-
-    assert asyncio.run(clusters()) == []  # nothing was started
+    assert asyncio.run(_clusters(gateway_env.url, settle_s=0)) == []  # nothing was started
     for manifest in (tmp_path / "runs").rglob("manifest.json"):  # a record of the failed run, where no partition ran
         assert not any(p.get("status") == "ok" for p in json.loads(manifest.read_text()).get("partitions", []))
 
@@ -178,6 +172,7 @@ def test_mode_d_on_gateway_workers_equals_mode_0(warm_gateway):
         record = json.loads(result.manifest.read_text())
         workers = {w.name for w in warm_gateway["up"].workers}
         assert {p["worker"] for p in record["partitions"]} <= workers  # run by the Gateway's workers
+        assert {p.get("job_id") for p in record["partitions"]} == {"gateway-pod-1"}  # the pod, by `job_id_env`
         assert record["cluster"]["backend"] == "gateway" and record["cluster"]["scheduler"].startswith("gateway://")
     assert Counter(pid for pid, _ in warm_gateway["ledger"]) == {f"l{i}": 2 for i in range(6)}  # two runs, each once
 
@@ -255,11 +250,16 @@ def test_without_shipping_the_image_lacks_agi_and_the_version_check_says_so(gate
     assert asyncio.run(_clusters(gateway_env.url)) == []
 
 
-async def _clusters(url: str) -> list:
+async def _clusters(url: str, settle_s: float = 30.0) -> list:
+    """The user's clusters the Gateway still lists, once those being stopped are gone (a stop
+    request returns before the Gateway has stopped the processes; polled, at most ``settle_s``)."""
     from dask_gateway import BasicAuth, Gateway
 
     async with Gateway(url, auth=BasicAuth("agi-test", PASSWORD), asynchronous=True) as gateway:
-        return await gateway.list_clusters()
+        deadline = time.monotonic() + settle_s
+        while (clusters := await gateway.list_clusters()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        return clusters
 
 
 # -- a worker killed mid-run ---------------------------------------------------------------------

@@ -89,6 +89,7 @@ class GatewayCluster(ClusterBackend):
     """A cluster of a Dask Gateway, for one run or kept warm between runs."""
 
     Options = GatewayOptions
+    job_id_env = "HOSTNAME"  # a Kubernetes pod's name (its container's hostname): the record names the pod
     places_workers = True  # the Gateway places the scheduler and workers
     install_kind = "ship"  # images nobody logs into: the run ships the environment (env_shipping)
 
