@@ -22,8 +22,18 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationError, field_validator,
-                      model_serializer, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails
 
 from .hosts import LOCAL_HOST, HostAddress, is_local_host
@@ -82,6 +92,8 @@ class WorkerSpec(_Strict):
                                           '(declared by hand: hosts that cannot be probed, a simulated GPU)')
     gpus: int | None = Field(default=None, ge=0, description="NVIDIA GPUs of this host; None: as `agi install` / `agi doctor` "
                              "found them (nvidia-smi). Worker k < gpus owns GPU k (CUDA_VISIBLE_DEVICES=k)")
+    share_gpus: StrictBool = Field(default=False, description='with capabilities = ["gpu"]: workers may share a GPU (more '
+                                   "workers than GPUs, or a host never probed: no GPU pinned); false: worker k owns GPU k")
     env: dict[str, str] = Field(default_factory=dict, description="environment of this host's worker processes, "
                                 'e.g. {NUMBA_ENABLE_CUDASIM = "1"} for a simulated GPU')
 

@@ -78,6 +78,7 @@ from .cache_key import publish_key  # noqa: E402
 from .client import config_yaml  # noqa: E402
 from .inprocess import dashboard_address, http_address  # noqa: E402
 from .launched import LaunchedCluster  # noqa: E402
+from .slurm_gpu import PRELOAD as SLURM_GPU_PRELOAD  # noqa: E402
 from .slurm_options import SLURM_HOST, SlurmSettings  # noqa: E402
 from .slurm_queue import cancel_jobs, check_slurm, job_states, submit_error, wait_gone, wait_until_running  # noqa: E402
 from .spec import ClusterSpec  # noqa: E402
@@ -225,7 +226,8 @@ class SlurmCluster(ClusterBackend):
             "interface": slurm.interface, "log_directory": str(self.log_directory),
             "local_directory": spec.dask.local_directory, "death_timeout": 60,
             "job_extra_directives": [*slurm.job_extra, *([f"--gres=gpu:{slurm.gpus}"] if gpu else [])],
-            "worker_extra_args": ["--no-dashboard", *(["--resources", "GPU=1"] if gpu else [])],
+            # each worker of a GPU job takes its own GPU of the job's (`slurm_gpu`)
+            "worker_extra_args": ["--no-dashboard", *(["--resources", "GPU=1", "--preload", SLURM_GPU_PRELOAD] if gpu else [])],
             "job_script_prologue": [f"export DASK_CONFIG={shlex.quote(str(self.log_directory / 'dask.yaml'))}",
                                     f"export {KEY_ENV}={shlex.quote(str(self.log_directory / 'keys' / 'cache.key'))}",
                                     "export PYTHONUNBUFFERED=1"],

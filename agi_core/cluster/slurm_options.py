@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..hosts import HostAddress
 from ..settings_schema import WorkerSpec
@@ -90,7 +90,20 @@ class SlurmSettings(BaseModel):
         HostAddress.parse(value)  # a HostAddressError (a ValueError) names the accepted forms
         return value.strip()
 
+    @model_validator(mode="after")
+    def _one_gpu_per_worker(self) -> SlurmSettings:
+        # each Dask worker of a job runs its kernels on one GPU (`slurm_gpu`): fewer GPUs than
+        # workers would share one, more would sit idle
+        if self.gpus and self.gpus != self.processes:
+            raise ValueError(f"gpus = {self.gpus} with processes = {self.processes}: each worker of a job uses one GPU, so "
+                             + (f"{self.processes - self.gpus} workers would share a GPU" if self.gpus < self.processes
+                                else f"{self.gpus - self.processes} GPUs per job would sit idle")
+                             + f"; set processes = gpus (one worker per GPU), e.g. processes = {self.gpus}")
+        return self
+
     def worker_map(self) -> dict[str, WorkerSpec]:
         """The slots of the jobs, as a worker map: `SLURM_HOST` with ``jobs * processes`` workers
         (which offer a GPU when the jobs ask for some)."""
-        return {SLURM_HOST: WorkerSpec(count=self.jobs * self.processes, capabilities=("gpu",) if self.gpus else ())}
+        # no device pinned here: each job's workers split the GPUs Slurm gave the job (`slurm_gpu`)
+        return {SLURM_HOST: WorkerSpec(count=self.jobs * self.processes, capabilities=("gpu",) if self.gpus else (),
+                                       share_gpus=bool(self.gpus))}

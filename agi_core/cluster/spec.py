@@ -168,7 +168,7 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
         where = HostAddress.parse(host)
         threads = backend.threads(options, mode, local=where.is_local, workers_on_host=worker.count, local_threads=local_threads)
         host_gpus = (gpus or {}).get(host, ())
-        for k, gpu in enumerate(gpu_workers(worker, host_gpus)):
+        for k, gpu in enumerate(gpu_workers(worker, host_gpus, host)):
             slot = slot_name(host, k)
             env = tuple(worker_env(worker, gpu, len(host_gpus)).items())
             processes.append(WorkerProcess(slot, slot, host, where.host, threads, backend.owns_gpu(options, mode, gpu), env))

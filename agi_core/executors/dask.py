@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
 from ..events import ClusterReady, Notice
+from ..gpus import gpu_libraries_unusable
 from ..modes import Mode
 from ..provenance import ClusterRecord
 from .attempts import last_started, remove_started, rerun_counts, started_dir
@@ -92,6 +93,11 @@ class DaskExecutor(Executor):
             raise AgiError(f'rapids = "require", but workers see no GPU: no GPU on {", ".join(without)}',
                            fix="check those hosts with `agi doctor APP` (nvidia-smi, the driver, CUDA_VISIBLE_DEVICES), "
                                "remove them from the worker map, or set rapids = true to run the CPU kernels there")
+        unusable = gpu_libraries_unusable(self._facts)  # a GPU that neither numba.cuda nor cuDF can use
+        if unusable:
+            raise AgiError(f'rapids = "require", but the GPU libraries cannot use the GPU of {unusable}',
+                           fix="check those hosts with `agi doctor APP` (gpu libraries: the driver, the app's gpu extra), "
+                               "or set rapids = true to run the CPU kernels there")
 
     async def _worker_records(self, distribution: str, source_version: str) -> dict[str, dict[str, Any]]:
         """Each Dask worker's versions and capabilities, for the run record."""

@@ -158,6 +158,13 @@ class ArtifactBuilder:
                 pass
         return pins
 
+    @staticmethod
+    def lock_options(target: Target) -> list[str]:
+        """``uv pip compile`` options for ``target``: a GPU target takes wheels only, as its
+        wheelhouse does, so an unfit pin fails the lock, naming it, rather than reaching for an old
+        release published as a stub that downloads from NVIDIA's index when built (cudf-cu12 24.10)."""
+        return ["--no-build"] if target.gpu else []
+
     def inputs_hash(self, target: Target) -> str:
         """What the lock depends on: requirements, pins and target. Equal inputs give an equal lock."""
         text = "\n".join([target.key, *self.requirements(target), "--", *self.constraints(), "--", *self.find_links])
@@ -185,9 +192,9 @@ class ArtifactBuilder:
             constraints.write_text("\n".join(self.constraints()) + "\n")
             tmp = lock_path.with_suffix(".tmp")
             links = [arg for link in self.find_links for arg in ("--find-links", link)]
-            await _run(uv, "pip", "compile", "-q", str(requirements), "-c", str(constraints), *links, "--python-version", target.python,
-                       "--python-platform", target.uv_platform(), "--no-header", "--no-annotate", "-o", str(tmp),
-                       what="locking the dependencies (uv pip compile)")
+            await _run(uv, "pip", "compile", "-q", str(requirements), "-c", str(constraints), *links, *self.lock_options(target),
+                       "--python-version", target.python, "--python-platform", target.uv_platform(), "--no-header",
+                       "--no-annotate", "-o", str(tmp), what="locking the dependencies (uv pip compile)")
             os.replace(tmp, lock_path)
         wheelhouse = self.cache_dir / "wheelhouse" / target.key
         done = wheelhouse / f".complete-{sha256_file(lock_path)[:16]}"

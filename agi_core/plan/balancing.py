@@ -64,7 +64,7 @@ def slots_for(workers: Mapping[str, WorkerSpec], gpus: Mapping[str, Sequence[Gpu
     """
     slots = []
     for host, spec in workers.items():
-        owners = gpu_workers(spec, (gpus or {}).get(host, ()))
+        owners = gpu_workers(spec, (gpus or {}).get(host, ()), host)
         plain = tuple(spec.capabilities)
         with_gpu = plain if GPU in plain else (*plain, GPU)
         slots += [Slot(slot_name(host, k), host, spec.capacity, with_gpu if owners[k] else plain) for k in range(spec.count)]
@@ -79,12 +79,12 @@ def slots_for_mode(cluster: ClusterSettings, mode: Mode, *, local_capabilities: 
     this machine's entries of it (`ClusterSettings.local_worker_map`): all their slots with the
     pool bit, the first one without it. The names are the cluster's on this machine, so a plan
     written for ``--mode p`` runs unchanged under ``--mode dp``. ``gpus``: each host's GPUs
-    (`gpus.gpus_of`), for the cluster's slots.
+    (`gpus.gpus_of`), for the cluster's slots (this machine's, for its slots).
     """
     if mode & Mode.CLUSTER:
         return slots_for(cluster.worker_map(), gpus)
     slots = [Slot(s.name, s.host, s.capacity, tuple(dict.fromkeys(s.capabilities + local_capabilities)))
-             for s in slots_for(cluster.local_worker_map())]
+             for s in slots_for(cluster.local_worker_map(), gpus)]
     return slots if mode & Mode.POOL else slots[:1]
 
 

@@ -96,10 +96,14 @@ class RunCache:
         What each key was made of is needed only there: the run keeps the keys alone (at
         1,000,000 partitions, the parts are 200 MB of the manager's memory)."""
         target = run_dir / KEYS_FILE
-        if not (self.memo_used and self.memo is not None and self.memo.link_found(target)):  # linked: the same keys, on the share
-            write_bytes_atomic(target, self.keys.to_json())
+        if self.memo_used and self.memo is not None:  # the keys came from the memo, without their parts
+            if not self.memo.link_found(target):  # linked: the same keys, on the share
+                write_bytes_atomic(target, self.memo.text)
+        else:
+            write_bytes_atomic(target, self.keys.json_chunks())
         if self.memo is not None:
             self.memo.keep(target)
+            self.memo.text = b""
         self.keys = replace(self.keys, parts={}, inputs={})
 
     def load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, HasResult]:
