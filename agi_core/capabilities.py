@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .gpus import Gpu, parse_gpus
+from .gpus import Gpu, parse_gpus, with_mig
 
 if TYPE_CHECKING:
     from .ssh import HostSession
@@ -33,8 +33,12 @@ UV=$(command -v uv || true); [ -z "$UV" ] && [ -x "$AGI_ROOT/bin/uv" ] && UV="$A
 echo "uv=$UV"
 [ -n "$UV" ] && echo "uv_version=$("$UV" --version 2>/dev/null | awk '{print $2}')"
 if command -v nvidia-smi >/dev/null 2>&1; then
-  T=""; command -v timeout >/dev/null 2>&1 && T="timeout 10"
-  $T nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits 2>/dev/null | sed 's/^/gpu=/'
+  T=""; command -v timeout >/dev/null 2>&1 && T="timeout 30"
+  E=$(mktemp 2>/dev/null || echo /tmp/agi-nvsmi.$$)
+  $T nvidia-smi --query-gpu=index,name,memory.total,uuid --format=csv,noheader,nounits 2>"$E" | sed 's/^/gpu=/'
+  [ -s "$E" ] && printf 'gpu_error=%s\n' "$(tr '\n' ' ' <"$E" | cut -c1-400)"
+  $T nvidia-smi -L 2>/dev/null | sed 's/^/gpu_list=/'
+  rm -f "$E"
 fi
 true
 """
@@ -58,13 +62,18 @@ class HostInfo:
     uv: str = ""
     uv_version: str = ""
     gpus: list[str] = field(default_factory=list)  # "NVIDIA H100 80GB HBM3, 81559 MiB", one per GPU
-    devices: list[Gpu] = field(default_factory=list)  # the same GPUs, with their index
+    devices: list[Gpu] = field(default_factory=list)  # the same GPUs, with their index and UUID (MIG instances, not their GPU)
+    gpu_error: str = ""  # what nvidia-smi wrote to stderr (a driver mismatch, one sick GPU)
 
     @classmethod
     def parse(cls, host: str, text: str) -> HostInfo:
         info = cls(host)
+        listing = []
         for line in text.splitlines():
             key, sep, value = line.partition("=")
+            if key == "gpu_list":  # `nvidia-smi -L`: its indentation says which lines are MIG instances
+                listing.append(value.rstrip())
+                continue
             value = value.strip()
             if not sep:
                 continue
@@ -77,6 +86,9 @@ class HostInfo:
                 info.memory_gb = round(int(value) / 1024**2, 1) if value.isdigit() else 0.0
             elif key in cls.__dataclass_fields__:
                 setattr(info, key, value)
+        if listing:
+            info.devices = with_mig(info.devices, "\n".join(listing))
+            info.gpus = [gpu.describe() for gpu in info.devices]
         return info
 
     @property

@@ -14,8 +14,6 @@ agi_core (which would cost every worker a fraction of a second at start).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import signal
 import sys
@@ -39,6 +37,9 @@ def die_with_parent(parent_pid: int) -> None:
     """
     if not sys.platform.startswith("linux"):
         return
+    import ctypes  # here, not at the top: 0.17 s a manager that starts no process need not pay
+    import ctypes.util
+
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 from . import paths
 from .errors import AgiError, SettingsError
 from .secret_refs import SecretError, is_reference
-from .settings_schema import CacheSettings, ClusterSettings, DaskSettings, InstallSettings, SlurmSettings, SshSettings, WorkerSpec
+from .settings_schema import CacheSettings, ClusterSettings, DaskSettings, InstallSettings, SshSettings, WorkerSpec
 
 _Table = TypeVar("_Table", bound=BaseModel)
 
@@ -39,7 +39,6 @@ __all__ = [
     "DaskSettings",
     "InstallSettings",
     "Settings",
-    "SlurmSettings",
     "SshSettings",
     "WorkerSpec",
     "call_overrides",
@@ -134,6 +133,9 @@ def _format_validation(exc: ValidationError, *, origin: str, prefix: str, model:
             close = difflib.get_close_matches(parts[-1], _known_keys(model or type(None), parts[:-1]), n=1) if parts else []
             if close:
                 fixes.append(f"did you mean '{_dotted([*full[:-1], close[0]])}'?")
+            elif full[:1] == ["cluster"] and len(parts) == 1 and isinstance(error["input"], Mapping):
+                fixes.append(f"[{key}] is the table of a cluster backend named '{parts[0]}' only when a package that "
+                             "provides it is installed (entry-point group agi_core.backends): install it, or remove the table")
         elif error["type"] == "missing":
             lines[key] = f"{where}: missing key '{key}'"
         else:
@@ -157,14 +159,23 @@ def _known_keys(model: type[BaseModel], parts: list[str]) -> list[str]:
     (True, True)
     >>> "count" in _known_keys(ClusterSettings, ["workers", "10.0.0.2"])
     True
+    >>> "memory" in _known_keys(ClusterSettings, ["slurm"])
+    True
     """
     import typing
 
     current: Any = model
     index = 0
     while index < len(parts):
-        if not (isinstance(current, type) and issubclass(current, BaseModel)) or parts[index] not in current.model_fields:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return []
+        if parts[index] not in current.model_fields:
+            # a backend's own table, ``[cluster.<name>]`` (`ClusterSettings.backend_options_model`)
+            options = getattr(current, "backend_options_model", lambda name: None)(parts[index])
+            if options is None:
+                return []
+            current, index = options, index + 1
+            continue
         annotation = current.model_fields[parts[index]].annotation
         inner = [a for a in (annotation, *typing.get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
         if not inner:

@@ -22,15 +22,26 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from .hosts import LOCAL_HOST, HostAddress, is_local_host
 from .modes import Mode
 from .secret_refs import Secret
 from .stalls import StallPolicy
 
-__all__ = ["SLURM_HOST", "CacheSettings", "ClusterSettings", "DaskSettings", "InstallSettings", "ShareSettings", "SlurmSettings",
-           "SshSettings", "WorkerSpec"]
+__all__ = ["CacheSettings", "ClusterSettings", "DaskSettings", "InstallSettings", "ShareSettings", "SshSettings", "WorkerSpec"]
 
 
 def _host_string(value: str) -> str:
@@ -81,6 +92,8 @@ class WorkerSpec(_Strict):
                                           '(declared by hand: hosts that cannot be probed, a simulated GPU)')
     gpus: int | None = Field(default=None, ge=0, description="NVIDIA GPUs of this host; None: as `agi install` / `agi doctor` "
                              "found them (nvidia-smi). Worker k < gpus owns GPU k (CUDA_VISIBLE_DEVICES=k)")
+    share_gpus: StrictBool = Field(default=False, description='with capabilities = ["gpu"]: workers may share a GPU (more '
+                                   "workers than GPUs, or a host never probed: no GPU pinned); false: worker k owns GPU k")
     env: dict[str, str] = Field(default_factory=dict, description="environment of this host's worker processes, "
                                 'e.g. {NUMBA_ENABLE_CUDASIM = "1"} for a simulated GPU')
 
@@ -140,80 +153,11 @@ class DaskSettings(_Strict):
         "default (65536) returns memory sooner but makes NumPy code with large temporaries several times slower")
 
 
-#: The worker-map key of the slots of Slurm jobs: ``slurm-0``, ``slurm-1``, ... (Slurm picks the nodes).
-SLURM_HOST = "slurm"
+def _backend_model(name: str) -> type[BaseModel]:
+    """The options model of the backend ``name`` (`ClusterBackend.Options`), its class imported now."""
+    from .backend_plugins import load_backend
 
-_MEMORY = re.compile(r"\d+(\.\d+)?\s*([KMGTP]i?B?|B)?", re.IGNORECASE)
-_WALLTIME = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}")
-
-
-class SlurmSettings(_Strict):
-    """``[cluster.slurm]``: Dask workers as Slurm batch jobs (``[cluster] backend = "slurm"``, docs/slurm.md).
-
-    Each job runs ``processes`` Dask workers, one slot each: the plan has ``jobs * processes``
-    slots, ``slurm-0`` … (`worker_map`).
-
-    >>> SlurmSettings(jobs=2, processes=2).worker_map()["slurm"].count
-    4
-    >>> SlurmSettings.model_validate({"queue": "gpu", "memory": "4GB"}).partition
-    'gpu'
-    """
-
-    partition: str | None = Field(default=None, validation_alias=AliasChoices("partition", "queue"),
-                                  description="the Slurm partition (queue) of the jobs (-p); None: the cluster's default")
-    account: str | None = Field(default=None, description="the account the jobs are charged to (-A)")
-    jobs: int = Field(default=1, ge=1, description="worker jobs submitted")
-    processes: int = Field(default=1, ge=1, description="Dask worker processes per job (one slot each)")
-    cores: int = Field(default=1, ge=1, description="CPU cores per job (--cpus-per-task); with the pool bit its "
-                       "workers share them as threads")
-    memory: str = Field(default="2GB", description='memory per job (--mem), e.g. "4GB"; the workers share it')
-    walltime: str = Field(default="01:00:00", description='the jobs\' time limit (-t), e.g. "02:00:00" or "1-00:00:00"')
-    job_extra: list[str] = Field(default_factory=list, description='more #SBATCH lines, e.g. ["--qos=high", "--exclusive"]')
-    python: str | None = Field(default=None, description="the workers' Python on the shared filesystem; None: the "
-                               "venv `agi install` builds at [cluster.install] venv")
-    interface: str | None = Field(default=None, description='network interface the scheduler and workers use, e.g. "ib0"; '
-                                  "None: this machine's hostname for the scheduler, Dask's choice for workers")
-    gpus: int = Field(default=0, ge=0, description="GPUs per job: with the rapids bit, --gres=gpu:N and a GPU "
-                      "Dask resource for each of its workers")
-    login: str | None = Field(default=None, description="[USER@]HOST of the login node `agi install` builds the "
-                              "environment from, over SSH; None: this machine (the manager runs on the cluster)")
-    log_directory: str | None = Field(default=None, description="the jobs' output files (shared filesystem); None: "
-                                      "<[cluster.install] root>/logs/<app>/slurm")
-    pending_timeout: float = Field(default=600.0, gt=0, description="seconds the jobs may wait in the queue before "
-                                   "the run fails, naming Slurm's reason")
-
-    @field_validator("memory")
-    @classmethod
-    def _memory_is_a_size(cls, value: str) -> str:
-        if not _MEMORY.fullmatch(value.strip()):
-            raise ValueError(f"invalid memory {value!r}: expected a size such as '4GB', '512MB' or '2GiB'")
-        return value.strip()
-
-    @field_validator("walltime")
-    @classmethod
-    def _walltime_is_slurm_time(cls, value: str) -> str:
-        if not _WALLTIME.fullmatch(value.strip()):
-            raise ValueError(f"invalid walltime {value!r}: expected Slurm's MINUTES, HH:MM:SS or DAYS-HH:MM:SS")
-        return value.strip()
-
-    @field_validator("job_extra")
-    @classmethod
-    def _directives(cls, lines: list[str]) -> list[str]:
-        directives = [line.strip().removeprefix("#SBATCH").strip() for line in lines]
-        bad = [line for line in directives if not line.startswith("-")]
-        if bad:
-            raise ValueError(f"invalid #SBATCH option(s) {bad}: expected sbatch options such as '--qos=high'")
-        return directives
-
-    @field_validator("login")
-    @classmethod
-    def _login_is_a_host(cls, value: str | None) -> str | None:
-        return None if value is None else _host_string(value)
-
-    def worker_map(self) -> dict[str, WorkerSpec]:
-        """The slots of the jobs, as a worker map: `SLURM_HOST` with ``jobs * processes`` workers
-        (which offer a GPU when the jobs ask for some)."""
-        return {SLURM_HOST: WorkerSpec(count=self.jobs * self.processes, capabilities=("gpu",) if self.gpus else ())}
+    return load_backend(name).Options
 
 
 class ClusterSettings(_Strict):
@@ -243,7 +187,63 @@ class ClusterSettings(_Strict):
     retries: int = Field(default=2, ge=0, description="times a partition may run again after its worker was lost "
                          "(it died, or was stopped past partition_timeout); then it fails")
     share: ShareSettings = Field(default_factory=ShareSettings, description="who besides you may use what agi keeps on the share")
-    slurm: SlurmSettings = Field(default_factory=SlurmSettings, description='the jobs of backend = "slurm"')
+    # ``[cluster.<name>]`` tables of installed backends (`backend_table`): not fields, each backend's own model
+    _backend_tables: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _backend_options(cls, data: Any, handler: Any) -> Any:
+        """Take out the ``[cluster.<name>]`` tables that name an installed backend, validate each
+        with that backend's options model (errors keep the key: ``cluster.slurm.memory``), and
+        keep them beside the fields; any other unknown key is refused as usual."""
+        tables: dict[str, Any] = {}
+        if isinstance(data, Mapping) and any(key not in cls.model_fields for key in data):
+            from .backend_plugins import backend_names
+
+            names = set(backend_names())
+            tables = {key: value for key, value in data.items() if key not in cls.model_fields and key in names}
+            data = {key: value for key, value in data.items() if key not in tables}
+        checked: dict[str, dict[str, Any]] = {}
+        errors: list[InitErrorDetails] = []
+        for name, table in tables.items():
+            try:
+                checked[name] = _backend_model(name).model_validate(table).model_dump(mode="json", exclude_unset=True)
+            except ValidationError as exc:
+                errors += [InitErrorDetails(type=e["type"], loc=(name, *e["loc"]), input=e["input"], ctx=e.get("ctx") or {})
+                           for e in exc.errors()]
+        try:
+            model = handler(data)
+        except ValidationError as exc:
+            if not errors:
+                raise
+            errors = [InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"], ctx=e.get("ctx") or {})
+                      for e in exc.errors()] + errors
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        if checked:
+            model._backend_tables = checked
+        return model
+
+    @model_serializer(mode="wrap")
+    def _with_backend_tables(self, handler: Any) -> Any:
+        """Dumps keep ``[cluster.<name>]`` where it was written, so they read back the same."""
+        data = handler(self)
+        if isinstance(data, dict):
+            data.update({name: dict(table) for name, table in self._backend_tables.items()})
+        return data
+
+    @classmethod
+    def backend_options_model(cls, name: str) -> type[BaseModel] | None:
+        """The options model of ``[cluster.<name>]`` when ``name`` is an installed backend's, else None."""
+        from .backend_plugins import backend_names
+
+        if name in cls.model_fields or name not in backend_names():
+            return None
+        return _backend_model(name)
+
+    def backend_table(self, name: str) -> dict[str, Any]:
+        """The ``[cluster.<name>]`` table as set (validated by that backend's options model), or {}."""
+        return dict(self._backend_tables.get(name, {}))
 
     @field_validator("workers", mode="before")
     @classmethod
@@ -289,12 +289,14 @@ class ClusterSettings(_Strict):
         configured, this machine (`LOCAL_HOST`) with one slot per core (`local_worker_map`).
 
         The one place that default lives, so install, cluster start and the work plan agree.
-        With ``backend = "slurm"``, the slots of its jobs (`SlurmSettings.worker_map`): Slurm
-        picks their nodes.
+        A backend that places its workers itself implies its own map (`ClusterBackend.implied_worker_map`:
+        a Slurm backend's job slots); an unknown backend name raises the registry's `AgiError`.
         """
-        if self.backend == SLURM_HOST:
-            return self.slurm.worker_map()
-        return dict(self.workers) or self.local_worker_map()
+        from .backend_plugins import load_backend
+
+        backend = load_backend(self.backend)
+        implied = backend.implied_worker_map(self, backend.options_of(self))
+        return implied if implied is not None else (dict(self.workers) or self.local_worker_map())
 
     def local_worker_map(self) -> dict[str, WorkerSpec]:
         """The entries of the worker map that name this machine, or `LOCAL_HOST` with one slot

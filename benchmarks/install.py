@@ -4,7 +4,7 @@ Measures, in one run: a cold install (empty hosts, warm manager cache), an uncha
 an app-only change, and as the baseline a forced full re-install of the same hosts (fingerprints
 removed: what a tool without install fingerprints does every time).
 
-Needs root and network namespaces (see agi_core/testing/rig.py). Usage:
+Needs root and network namespaces (see agi_testkit/rig.py). Usage:
     python benchmarks/install.py [--hosts 3]
 """
 
@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # agi_testkit: the repository's, not shipped
 from _common import write  # noqa: E402
 
 from agi_core import AGI, AgiEnv  # noqa: E402
-from agi_core.testing.rig import Rig, rig_available  # noqa: E402
+from agi_testkit.rig import Rig, rig_available  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

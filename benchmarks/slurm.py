@@ -6,7 +6,7 @@
 (b) warm: 2,000 no-op partitions with `AGI.run` on a warm Slurm cluster (`AGI.cluster_up`) vs
     plain ``client.map`` of the same function on the same workers.
 Same jobs (1 core, 1 GB, this test environment's Python), same work, same run; medians compared.
-Needs root and Debian's slurmctld, slurmd, slurm-client and munge (`agi_core.testing.slurm`).
+Needs root and Debian's slurmctld, slurmd, slurm-client and munge (`agi_testkit.slurm`).
 
 Usage: sudo python benchmarks/slurm.py [--repeats 3]
 """
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agi_core import AGI, AgiEnv  # noqa: E402
-from agi_core.testing.slurm import PARTITION, SingleNodeSlurm, slurm_available  # noqa: E402
+from agi_testkit.slurm import PARTITION, SingleNodeSlurm, slurm_available  # noqa: E402
 
 JOBS, MEMORY, SLEEP, N_COLD, N_WARM = 2, "1GB", 0.02, 200, 2000
 

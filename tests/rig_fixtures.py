@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from agi_core.testing.rig import Rig, rig_available, up_free_rig
+from agi_testkit.rig import Rig, rig_available, up_free_rig
 
 RIG_HOSTS = 3
 

@@ -1,4 +1,4 @@
-"""Fixtures: a real single-node Slurm (`agi_core.testing.slurm`) for the whole session.
+"""Fixtures: a real single-node Slurm (`agi_testkit.slurm`) for the whole session.
 
 ``slurm``: munged, slurmctld and slurmd started once (about 2 s), ``SLURM_CONF`` pointing at it
 for the session, torn down at its end (jobs cancelled, daemons stopped by PID). Where it cannot
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agi_core.testing.slurm import SingleNodeSlurm, slurm_available
+from agi_testkit.slurm import SingleNodeSlurm, slurm_available
 
 __all__ = ["slurm"]
 

@@ -96,3 +96,16 @@ def test_one_slot_too_few_pairs_the_two_lightest():
     parts = [Partition(f"p{i}", w) for i, w in enumerate(weights)]
     slots = [Slot(f"h-{k}", "h") for k in range(6)]
     assert makespan(balance(parts, slots), {p.id: p.weight for p in parts}, slots) == 2 * 108527.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(weights=st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 7.25]) | st.floats(min_value=0, max_value=1e3, allow_nan=False),
+                        max_size=150),
+       n_slots=st.integers(min_value=1, max_value=8), capacity=st.sampled_from([1.0, 2.0, 3.5]))
+def test_alike_slots_take_the_same_placement_as_the_general_path(weights, n_slots, capacity):
+    """Slots that are all alike take a shorter path (`_balance_alike`); it must place every
+    partition where the general one does, ties in weight and load included. A speed-up for a
+    capability no partition prefers sends the same plan down the general path."""
+    parts = [Partition(f"p{i}", w) for i, w in enumerate(weights)]
+    slots = [Slot(f"h-{k}", "h", capacity=capacity) for k in range(n_slots)]
+    assert balance(parts, slots) == balance(parts, slots, speeds={"unused": 2.0})

@@ -219,8 +219,9 @@ def test_discard_gc_and_clear_rewrite_or_remove_packs_and_keep_the_rest_whole(to
 
 
 def test_gc_merges_many_small_packs_and_every_entry_still_serves(toy_env, share):
-    first = run(toy_env, share, mode=0, n=70, write_files=True)  # mode 0 writes a pack per partition
-    refreshed = run(toy_env, share, mode=0, n=70, write_files=True, refresh=["p3"])  # p3's newer entry must stay the one served
+    # mode 0 writes a pack per partition that runs 5 ms or more (`sequential._SLOW_S`)
+    first = run(toy_env, share, mode=0, n=70, write_files=True, sleep=0.006)
+    refreshed = run(toy_env, share, mode=0, n=70, write_files=True, sleep=0.006, refresh=["p3"])  # p3's newer entry must stay the one served
     packs = share / "cache" / "toy" / "packs"
     assert len(list(packs.glob("*.index"))) == 71
     gc = run_agi("cache", "gc", "toy", "--share", str(share), "--json")
@@ -229,9 +230,21 @@ def test_gc_merges_many_small_packs_and_every_entry_still_serves(toy_env, share)
     store = CacheStore(share / "cache" / "toy")
     key = next(p.cache_key for p in read_record(refreshed.manifest).partitions if p.id == "p3")
     assert store.load(key).header["run_id"] == refreshed.run_id != first.run_id
-    again = run(toy_env, share, mode="p", n=70, write_files=True)
+    again = run(toy_env, share, mode="p", n=70, write_files=True, sleep=0.006)
     assert set(caches(again).values()) == {"hit"} and (again.out_dir / "part-69.txt").is_file()
     assert run_agi("cache", "verify", "toy", "--share", str(share)).returncode == 0
+
+
+def test_mode_0_writes_fast_partitions_in_few_packs_and_a_rerun_serves_every_one(share):
+    """Mode 0 reports (and writes the entries of) fast partitions together, at least every 0.2 s,
+    instead of a pack per partition, which made 100,000 tiny partitions ten times slower."""
+    noop = AgiEnv(app="noop", apps_path=TEST_APPS)
+    first = run(noop, share, mode=0, n=3000)
+    packs = list((share / "cache" / "noop" / "packs").glob("*.index"))
+    assert first.value == 3000 and 0 < len(packs) < 300  # one per 0.2 s of run at most
+    assert set(caches(first).values()) == {"stored"}
+    again = run(noop, share, mode=0, n=3000)
+    assert set(caches(again).values()) == {"hit"} and again.value == 3000
 
 
 def test_a_worker_running_batches_in_threads_stores_every_entry_whole(tmp_path):

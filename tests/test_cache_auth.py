@@ -73,6 +73,33 @@ def test_a_planted_pickle_is_not_unpickled_the_record_says_untrusted_and_the_ans
     assert {p.cache for p in read_record(third.manifest).partitions} == {"hit"} and not canary.exists()
 
 
+def test_a_sealed_pack_authenticates_every_entry_in_one_check_and_a_replayed_seal_does_not(share, tmp_path):
+    store = CacheStore.for_app(share, "toy", key=ensure_key())
+    writer = store.writer()
+    keys = [f"{i:02x}" * 32 for i in range(3)]
+    for i, key in enumerate(keys):
+        writer.add(key, {"i": i}, partition=f"p{i}")
+    pack = writer.flush()
+    index = read_index(pack.with_suffix(INDEX_SUFFIX))
+    assert index.seal and store.key.check_seal(index.columns_sha256, index.seal)
+    assert [entry.result for _, entry, _ in store.load_many(store.view(set(keys)), keys)] == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+    # Someone who can write the share swaps a result and keeps the old seal: the columns changed
+    # (the result's SHA-256), so the seal does not check, and each entry's own tag decides.
+    canary = tmp_path / "canary"
+    evil = pickle.dumps(_Canary(canary))
+    replay = PackWriter(store.packs_dir, prefix=index.prefix, seal=lambda _digest: index.seal)
+    for i, body, _ in read_bodies(index, range(3)):
+        replay.add(index.keys[i], evil if i == 1 else body, partition=index.partitions[i], tag=index.tags[i], **index.common)
+    planted = replay.flush()
+    index.index.unlink()
+    index.pack.unlink()
+    assert read_index(planted.with_suffix(INDEX_SUFFIX)).seal == index.seal
+    loaded = {key: (entry, problem) for key, entry, problem in store.load_many(store.view(set(keys)), keys)}
+    assert loaded[keys[1]][0] is None and ": untrusted: " in loaded[keys[1]][1] and not canary.exists()
+    assert loaded[keys[0]][0].result == {"i": 0} and loaded[keys[2]][0].result == {"i": 2}  # their own tags still check
+
+
 def test_an_untagged_single_file_entry_and_a_tag_made_under_another_key_are_untrusted(share, tmp_path):
     store = CacheStore.for_app(share, "toy", key=ensure_key())
     canary = tmp_path / "canary"

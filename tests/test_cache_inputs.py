@@ -8,6 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from hypothesis import given
@@ -17,7 +18,7 @@ from agi_core import AGI, AgiEnv
 from agi_core.app import Partition
 from agi_core.cache import plan_keys
 from agi_core.cache.inputs import InputStamper, describe_change
-from agi_core.cache.keys import explain, payload_changes
+from agi_core.cache.keys import RunKeys, explain, payload_changes
 from agi_core.errors import PlanError
 from agi_core.provenance import RunStore, read_record
 from tests.conftest import TEST_APPS, run_agi
@@ -288,6 +289,10 @@ def test_keys_read_from_a_memo_that_another_run_replaced_meanwhile_are_not_linke
     memo.keep(other)
     target = tmp_path / "mine.json"
     assert memo.link_found(target) is False and not target.exists()
+    # the run then writes the bytes it read: its keys file has the parts `--why` needs, though
+    # the memo gave the run its keys without them (an unchanged re-run never parses them)
+    assert memo.text == first.read_bytes() and RunKeys.from_json(memo.text).parts == {"a": [None, ANY, []]}
+    assert memo.find(parts, code="c", kernel="python", stamper=InputStamper(tmp_path)).parts == {}
 
 
 @pytest.mark.parametrize("mode", ["0", "p"])
@@ -307,3 +312,18 @@ def test_the_cli_prints_the_undeclared_reads_warning_without_a_terminal(share, t
                     "--set", "cluster.workers_data_path=" + str(share))
     assert shown.returncode == 0, shown.stderr
     assert f"{FILES} partitions read files not in their inputs (notes.txt" in " ".join((shown.stdout + shown.stderr).split())
+
+
+def test_keys_read_without_their_parts_match_the_whole_file_whatever_the_args_hold():
+    """An unchanged re-run reads a keys file up to its parts; an arg that is itself a dict named
+    "parts", or a file written with the parts in the middle (older runs), must not fool it."""
+    parts = [Partition(f"p{i}", payload={"parts": {"x": i}}) for i in range(3)]
+    keys = plan_keys(parts, code="c", args={"a": 1, "parts": {"b": 2}}, kernel="python")
+    whole = RunKeys.from_json(keys.to_json())
+    older = json.dumps({"schema": json.loads(keys.to_json())["schema"], "format": keys.format, "code": keys.code,
+                        "kernel": keys.kernel, "args": keys.args, "keys": keys.keys, "parts": keys.parts,
+                        "inputs": keys.inputs, "inputs_mode": keys.inputs_mode}).encode()
+    for data in (keys.to_json(), older):
+        alone = RunKeys.keys_only_from_json(data)
+        assert alone.parts == {} and (alone.keys, alone.args, alone.code, alone.inputs_mode) == \
+            (whole.keys, whole.args, whole.code, whole.inputs_mode)

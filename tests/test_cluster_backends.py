@@ -78,7 +78,7 @@ def test_the_ssh_backend_is_embedded_on_this_machine_and_launched_across_hosts()
 
 def test_defaults_of_the_contract():
     class Minimal(ClusterBackend):
-        async def start(self) -> None:
+        async def launch(self, emit=None) -> None:
             self.address = "tcp://127.0.0.1:1"
 
         async def close(self) -> None:

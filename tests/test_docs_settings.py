@@ -8,7 +8,8 @@ cell is its default::
     |---|---|---|---|
     | `cluster.dask.scheduler_port` | int 0–65535 | `8786` | ... |
 
-Dotted names are built by walking `ClusterSettings` recursively from ``cluster``: a field that is a
+Dotted names are built by walking `ClusterSettings` recursively from ``cluster`` (and each built-in
+backend's options model from ``cluster.<name>``): a field that is a
 model (``ssh``, ``dask``, ...) has a row of its own and its fields below it; a field that maps keys
 to a model (the worker map) has a row, and its model's fields use a placeholder for the key
 (``cluster.workers.HOST.count``). ``[args]`` is each app's own model and is not checked here.
@@ -81,7 +82,22 @@ def documented_rows(text: str) -> dict[str, tuple[int, str]]:
     return rows
 
 
-KEYS = settings_keys() | settings_keys(CacheSettings, "cache")
+def backend_keys() -> dict[str, typing.Any]:
+    """The keys of each built-in backend's own table, ``[cluster.<name>]`` (`ClusterBackend.Options`)."""
+    from pydantic.fields import FieldInfo
+
+    from agi_core.cluster import backend_class, known_backends
+
+    keys: dict[str, typing.Any] = {}
+    for name in known_backends:
+        options = backend_class(name).Options
+        if options.model_fields and name not in ClusterSettings.model_fields:
+            keys[f"cluster.{name}"] = FieldInfo(annotation=options, default_factory=options)
+            keys |= settings_keys(options, f"cluster.{name}")
+    return keys
+
+
+KEYS = settings_keys() | backend_keys() | settings_keys(CacheSettings, "cache")
 ROWS = documented_rows(PAGE.read_text())
 
 

@@ -11,6 +11,8 @@ MODULES = [
     "agi_core.pipeline.model", "agi_core.pipeline.steps_file", "agi_core.pipeline.authoring", "agi_core.pipeline.record",
     "agi_core.pipeline.runner", "agi_core.pipeline.inputs", "agi_core.run.step", "agi_core.pipeline.agilab",
     "agi_core.pipeline.agilab_code", "agi_core.share_io", "agi_core.stalls",
+    "agi_core.backend_plugins", "agi_core.cluster.ports", "agi_core.cluster.slurm", "agi_core.cluster.slurm_options",
+    "agi_core.cluster.slurm_ports",
 ]
 
 

@@ -77,8 +77,10 @@ def test_each_gpu_gets_a_worker_of_its_own_and_the_others_run_on_cpu():
     gpus = parse_gpus(H100)
     owners = gpu_workers(spec, gpus)
     assert [o.device if o else None for o in owners] == ["0", "1", None]
+    pci = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}  # CUDA counts devices as nvidia-smi does
     assert [worker_env(spec, o, len(gpus)) for o in owners] == [
-        {"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}, {"CUDA_VISIBLE_DEVICES": ""}]
+        {"CUDA_VISIBLE_DEVICES": "0", **pci}, {"CUDA_VISIBLE_DEVICES": "1", **pci},
+        {"CUDA_VISIBLE_DEVICES": "", "AGI_GPU_SLOT": "0"}]
     slots = slots_for({"10.0.0.2": spec, "10.0.0.3": WorkerSpec(count=1)}, {"10.0.0.2": gpus})
     assert [(s.name, s.capabilities) for s in slots] == [
         ("10.0.0.2-0", ("gpu",)), ("10.0.0.2-1", ("gpu",)), ("10.0.0.2-2", ()), ("10.0.0.3-0", ())]
@@ -89,9 +91,9 @@ def test_the_cluster_gives_gpu_workers_the_gpu_resource_and_their_device():
         "10.0.0.2": 3, "10.0.0.3": {"count": 1, "capabilities": ["gpu"], "env": {"NUMBA_ENABLE_CUDASIM": "1"}}}})
     spec = cluster_spec(cluster, Mode.CLUSTER, app="demo", gpus={"10.0.0.2": parse_gpus(H100)})
     assert [(w.name, w.gpu, dict(w.env)) for w in spec.workers] == [
-        ("10.0.0.2-0", True, {"CUDA_VISIBLE_DEVICES": "0"}),
-        ("10.0.0.2-1", True, {"CUDA_VISIBLE_DEVICES": "1"}),
-        ("10.0.0.2-2", False, {"CUDA_VISIBLE_DEVICES": ""}),
+        ("10.0.0.2-0", True, {"CUDA_VISIBLE_DEVICES": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}),
+        ("10.0.0.2-1", True, {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}),
+        ("10.0.0.2-2", False, {"CUDA_VISIBLE_DEVICES": "", "AGI_GPU_SLOT": "0"}),
         ("10.0.0.3-0", True, {"NUMBA_ENABLE_CUDASIM": "1"}),  # declared (simulated): no device to pin
     ]
     assert type(spec).from_json(json.loads(json.dumps(spec.to_json()))) == spec  # a warm cluster's state file

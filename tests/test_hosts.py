@@ -1,19 +1,14 @@
-"""Host strings parsed once (`HostAddress`), the default worker map, and the worker code hash."""
+"""Host strings parsed once (`HostAddress`) and the default worker map. (The worker code hash: tests/test_code_hash.py.)"""
 
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from agi_core import SettingsError
 from agi_core.events import HostStep
 from agi_core.hosts import LOCAL_HOST, HostAddress, HostAddressError
-from agi_core.install.artifacts import agi_code_hash, agi_source_dir
 from agi_core.install.installer import hosts_of
 from agi_core.settings import ClusterSettings, SshSettings
 from agi_core.ssh import SshTarget
@@ -130,37 +125,3 @@ def test_install_view_draws_host_steps():
         view(HostStep("10.0.0.2", "probe"))
         view(HostStep("10.0.0.3", "failed", done=True, failed=True))
     assert [event.step for event in view._steps.values()] == ["probe", "failed"]
-
-
-# -- the worker code hash ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def source_copy(tmp_path: Path) -> Path:
-    """A copy of agi_core's source tree (pyproject.toml and the package), to edit freely."""
-    root = agi_source_dir()
-    shutil.copy2(root / "pyproject.toml", tmp_path / "pyproject.toml")
-    shutil.copytree(root / "agi_core", tmp_path / "agi_core", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-    return tmp_path
-
-
-def test_code_hash_ignores_the_cli_and_the_test_rig(source_copy):
-    before = agi_code_hash(source_copy)
-    assert before == agi_code_hash(agi_source_dir())  # a faithful copy hashes the same
-    with (source_copy / "agi_core" / "testing" / "rig.py").open("a") as handle:
-        handle.write("\n# a change to the test rig\n")
-    (source_copy / "agi_core" / "cli" / "new_command.py").write_text("X = 1\n")
-    assert agi_code_hash(source_copy) == before
-    with (source_copy / "agi_core" / "executors" / "worker.py").open("a") as handle:
-        handle.write("\n# a change workers run\n")
-    assert agi_code_hash(source_copy) != before
-
-
-def test_worker_modules_do_not_import_the_cli_or_the_test_rig():
-    """What the code hash leaves out must be what workers never import."""
-    modules = ["agi_core.executors.worker", "agi_core.app", "agi_core.env", "agi_core.kernels", "agi_core.install.cython_build"]
-    code = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
-            "print(sorted(m for m in sys.modules if m.startswith(('agi_core.cli', 'agi_core.testing'))))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "[]", result.stdout

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agi_core.testing.rig import Rig, RigHost, rig_available
+from agi_testkit.rig import Rig, RigHost, rig_available
 
 asyncssh = pytest.importorskip("asyncssh")
 
@@ -224,7 +224,7 @@ def test_reset_brings_every_host_back(rig_hosts: Rig) -> None:
 
 def test_down_leaves_nothing_even_after_a_crashed_owner(needs_rig: None) -> None:
     # a process brings a rig up and is then SIGKILLed: its hosts keep running, unowned
-    script = ("import json, time; from agi_core.testing.rig import up_free_rig; "
+    script = ("import json, time; from agi_testkit.rig import up_free_rig; "
               "r = up_free_rig(2); print(json.dumps([r.prefix, str(r.subnet)]), flush=True); time.sleep(60)")
     owner = subprocess.Popen(
         [sys.executable, "-c", script],

@@ -20,7 +20,7 @@ from agi_core.cluster.manage import cluster_down, cluster_status, cluster_up
 from agi_core.cluster.slurm import SlurmCluster, slot_worker_names
 from agi_core.events import PartitionDone
 from agi_core.settings import ClusterSettings
-from agi_core.testing.slurm import PARTITION
+from agi_testkit.slurm import PARTITION
 from tests.conftest import TEST_APPS
 from tests.slurm_fixtures import slurm  # noqa: F401 - the session's Slurm
 
@@ -116,11 +116,12 @@ def test_settings_errors_name_the_key():
 
 
 def test_gpu_jobs_ask_for_gres_only_with_the_rapids_bit():
-    cluster = ClusterSettings.model_validate({"backend": "slurm", "slurm": {"jobs": 1, "gpus": 2}})
+    cluster = ClusterSettings.model_validate({"backend": "slurm", "slurm": {"jobs": 1, "gpus": 2, "processes": 2}})
     with_gpu = SlurmCluster(spec_for(cluster, Mode.parse("dr"), "mandelbrot")).job_script()
     without = SlurmCluster(spec_for(cluster, Mode.parse("d"), "mandelbrot")).job_script()
     assert "#SBATCH --gres=gpu:2" in with_gpu and "--resources GPU=1" in with_gpu
-    assert "gres" not in without and "GPU=1" not in without
+    assert "--preload agi_core.cluster.slurm_gpu" in with_gpu  # each worker takes its own GPU of the job's
+    assert "gres" not in without and "GPU=1" not in without and "preload" not in without
 
 
 # -- real runs on the single-node Slurm ----------------------------------------------------------
@@ -334,8 +335,22 @@ def test_gpu_jobs_get_their_gres_and_the_gpu_resource(slurm, tmp_path, monkeypat
     assert [(w["capabilities"]["gpus"], w["capabilities"]["gpu_simulated"]) for w in record["workers"].values()] == [(1.0, True)] * 2
     assert slurm.queue() == []
     with pytest.raises(AgiError, match="Slurm refused the worker job") as info:
-        asyncio.run(AGI.run(env, mode="dr", cluster=slurm_cluster(tmp_path, gpus=3, jobs=1), n=2))
+        asyncio.run(AGI.run(env, mode="dr", cluster=slurm_cluster(tmp_path, gpus=3, processes=3, jobs=1), n=2))
     assert "gpus" in (info.value.fix or "")
+    assert slurm.queue() == []
+
+
+def test_each_worker_of_a_two_gpu_job_runs_on_its_own_gpu(slurm, tmp_path, monkeypatch):  # noqa: F811
+    """One job, two GPUs, two workers: Slurm gives the job both GPUs in one CUDA_VISIBLE_DEVICES,
+    and each worker puts its own first (`slurm_gpu`), so they do not share the first one."""
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    env = AgiEnv(app="gpu_toy", apps_path=TEST_APPS)
+    cluster = slurm_cluster(tmp_path, jobs=1, gpus=2, processes=2, cores=2)
+    result = asyncio.run(AGI.run(env, mode="dr", cluster=cluster, n=4, need_gpu=[0, 1, 2, 3]))
+    record = json.loads(result.manifest.read_text())
+    seen = sorted(w["capabilities"]["cuda_visible_devices"] for w in record["workers"].values())
+    assert seen == ["0,1", "1,0"], seen
+    assert {r["cuda_visible_devices"] for r in result.results.values()} <= {"0,1", "1,0"}
     assert slurm.queue() == []
 
 

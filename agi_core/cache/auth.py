@@ -82,6 +82,19 @@ class CacheKey:
         """True when ``tag`` is this key's tag of that entry (compared in constant time)."""
         return isinstance(tag, str) and hmac.compare_digest(self.tag(key, sha256, outputs), tag)
 
+    def seal(self, columns_sha256: str) -> str:
+        """The tag of a whole pack index, whose second line (every entry's key, result checksum,
+        output files and tag) has SHA-256 ``columns_sha256``: one HMAC authenticates them all, so
+        a reader of 100,000 hits checks a few seals instead of 100,000 tags. (``pack`` cannot
+        begin a tag's message: those begin with a hex cache key.)"""
+        mac = self._keyed.copy()
+        mac.update(b"pack\0" + columns_sha256.encode() + b"\0")
+        return mac.hexdigest()
+
+    def check_seal(self, columns_sha256: str, seal: Any) -> bool:
+        """True when ``seal`` is this key's seal of an index whose columns have that SHA-256."""
+        return isinstance(seal, str) and bool(seal) and hmac.compare_digest(self.seal(columns_sha256), seal)
+
 
 @dataclass(frozen=True)
 class NoKey:
@@ -95,6 +108,12 @@ class NoKey:
         raise CacheKeyError(self.reason)
 
     def check(self, key: str, sha256: str, outputs: Sequence[dict[str, Any]] | None, tag: Any) -> bool:
+        return False
+
+    def seal(self, columns_sha256: str) -> str:
+        raise CacheKeyError(self.reason)
+
+    def check_seal(self, columns_sha256: str, seal: Any) -> bool:
         return False
 
 

@@ -56,13 +56,15 @@ class KeysMemo:
         self.folder = Path(cache_root) / MEMO_DIR
         self.path = self.folder / f"{name}.json"
         self.found: tuple[int, int] | None = None  # (device, inode) of the file `find` read the keys from
+        self.text = b""  # that file's bytes: the keys file of a run that used them, where no link can be made
 
     def find(self, partitions: Sequence[Partition], *, code: str, kernel: str, stamper: InputStamper) -> RunKeys | None:
         """The memo's keys when they are this plan's keys today, else None (key the plan)."""
         try:
             with self.path.open("rb") as handle:
                 info = os.fstat(handle.fileno())
-                keys = RunKeys.from_json(handle.read())
+                data = handle.read()
+            keys = RunKeys.keys_only_from_json(data)  # the parts stay in the file (`link_found` links it)
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if (keys.format, keys.code, keys.kernel, keys.inputs_mode) != (CACHE_FORMAT, code, kernel, stamper.mode) \
@@ -77,6 +79,7 @@ class KeysMemo:
             if stamps != keys.inputs:
                 return None
         self.found = (info.st_dev, info.st_ino)
+        self.text = data
         return keys
 
     def link_found(self, target: Path) -> bool:

@@ -21,7 +21,10 @@ unlinks the old index and pack, so a reader sees the old pack, the new one, or b
 same content). Only renames and unlinks are used: safe on NFS, where locks are not.
 
 Each entry has its authentication tag (column ``tag``: an HMAC under its owner's key, `auth`),
-which `CacheStore` checks before it unpickles anything; this module only keeps it.
+which `CacheStore` checks before it unpickles anything; this module only keeps it. A worker's
+pack also has a ``seal`` in its index header (`auth.CacheKey.seal` of the columns' SHA-256),
+which authenticates all its entries in one check; packs that copy entries (gc's merge and
+rewrite, bundle imports) have none, so their entries are checked tag by tag.
 
 >>> import tempfile
 >>> folder = Path(tempfile.mkdtemp())
@@ -40,7 +43,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +86,10 @@ class PackIndex:
     extra: dict[int, dict[str, Any]] = field(default_factory=dict)
     offsets: list[int] = field(default_factory=list)
     position: dict[str, int] = field(default_factory=dict)  # key -> its position (the last, if a key is there twice)
+    columns_sha256: str = ""  # the SHA-256 of the index's second line (checked when it is read)
+    #: the writer's tag of the whole index (`auth.CacheKey.seal` of ``columns_sha256``): when it checks,
+    #: every entry's key, checksum and outputs are authenticated at once; "" when the pack has none
+    seal: str = ""
 
     @property
     def pack(self) -> Path:
@@ -112,6 +119,14 @@ class PackIndex:
             header.update(self.extra[i])
         return header
 
+    def value(self, i: int, name: str, default: Any = None) -> Any:
+        """One field of entry ``i``'s header without building the header (`header`): its own
+        value where it differs from the pack's common fields, else the common one."""
+        own = self.extra.get(i)
+        if own is not None and name in own:
+            return own[name]
+        return self.common.get(name, default)
+
     def columns(self) -> dict[str, Any]:
         """The index's second line. ``created`` goes as milliseconds after the first entry's time:
         integers encode several times faster than floats, which made half of a flush's cost."""
@@ -126,11 +141,14 @@ class PackWriter:
     """Buffers entries and writes them as one pack and its index (`flush`).
 
     Not thread-safe: one per worker process (or per thread). ``prefix``: the time part of the
-    names (a rewrite passes the old pack's); by default the time of the first `add` after a flush."""
+    names (a rewrite passes the old pack's); by default the time of the first `add` after a flush.
+    ``seal``: tags a whole index (`auth.CacheKey.seal`), given only by a writer that tagged every
+    entry it adds itself (a worker storing what it computed), never by one copying entries."""
 
     def __init__(self, folder: Path, *, prefix: str | None = None, max_bytes: int = MAX_PACK_BYTES,
-                 max_entries: int = MAX_PACK_ENTRIES) -> None:
+                 max_entries: int = MAX_PACK_ENTRIES, seal: Callable[[str], str] | None = None) -> None:
         self.folder = Path(folder)
+        self._seal = seal
         self._prefix = prefix
         self._max_bytes, self._max_entries = max_bytes, max_entries
         self._seq = 0
@@ -213,8 +231,11 @@ class PackWriter:
         self._reset()
         pack_path, index_path = index.pack, index.index
         columns = to_json(index.columns(), fallback=str)  # 5x faster than json.dumps: a flush per send
+        digest = sha256_hex(columns)
         head = {"schema": PACK_SCHEMA, "pack": pack_path.name, "pack_size": sum(index.sizes), "count": len(index.keys),
-                "common": index.common, "columns_sha256": sha256_hex(columns)}
+                "common": index.common, "columns_sha256": digest}
+        if self._seal is not None:
+            head["seal"] = self._seal(digest)
         tmp_pack, tmp_index = self.folder / temp_name(pack_path.name), self.folder / temp_name(index_path.name)
         writing = tmp_pack
         try:
@@ -272,7 +293,8 @@ def read_index(path: Path) -> PackIndex:
         index = PackIndex(path.parent, path.name[: -len(INDEX_SUFFIX)], head.get("common") or {}, cols["key"], cols["size"],
                           cols["sha256"], cols["partition"], created, set(cols["replace"]),
                           *({int(i): v for i, v in cols[name].items()} for name in ("outputs", "files")),
-                          _tags(cols.get("tag"), len(cols["key"])), {int(i): v for i, v in cols["extra"].items()})
+                          _tags(cols.get("tag"), len(cols["key"])), {int(i): v for i, v in cols["extra"].items()},
+                          columns_sha256=str(head["columns_sha256"]), seal=str(head.get("seal") or ""))
         if not len(index.keys) == len(index.sizes) == len(index.sha256) == len(index.partitions) == len(index.created) \
                 == len(index.tags):
             raise ValueError("columns of different lengths")
@@ -323,7 +345,7 @@ def read_bodies(index: PackIndex, positions: Iterable[int]) -> Iterator[tuple[in
 
 def merge(indexes: list[PackIndex]) -> int:
     """Replace consecutive packs (in name order: nothing written between them) by one, so that a
-    cache of many small packs (a mode-0 run writes one per partition) is not one file read per
+    cache of many small packs (a mode-0 run writes one per partition of 5 ms or more) is not one file read per
     entry. A key in several of them keeps the copy a reader would take (the first written, or the
     last ``--refresh`` one); the merged pack takes the first one's time prefix, so it sorts where
     they did, and the newest last use of theirs. Returns how many entries it holds (0: nothing

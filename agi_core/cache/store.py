@@ -38,6 +38,7 @@ import shutil
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -182,76 +183,114 @@ class CacheStore:
         for one that cannot be trusted, ``(key, None, None)`` for one gone since ``view`` was
         taken; keys ``view`` does not have are left out. Each pack is read once and, with
         ``touch``, marked used once."""
-        for key, header, body, path, where, problem in self._read(view, keys, touch):
+        loads = pickle.loads
+        for source, rows in self._read(view, keys, touch):
+            if isinstance(source, packs.PackIndex):
+                # what a hit needs, from the pack's columns (`Entry`); the same for all its entries
+                # when none differs from the pack's common fields (the usual case)
+                pack, where, keys_of, sums, outputs, header = source.pack, str(source.pack), source.keys, source.sha256, \
+                    source.outputs, source.header
+                kernel = None if source.extra else str(source.common.get("kernel", ""))
+                undeclared = None if source.extra else tuple(source.common.get("undeclared") or ())
+                for i, body, problem in rows:
+                    key = keys_of[i]
+                    if body is None:
+                        yield key, None, problem
+                        continue
+                    try:
+                        result = loads(body)
+                    except Exception as exc:  # noqa: BLE001 - any unpickling failure makes the entry unusable here
+                        yield key, None, f"{where}#{key[:16]}…: {UNLOADABLE} ({type(exc).__name__}: {exc}): {_load_fix(exc)}"
+                        continue
+                    yield key, Entry(pack, partial(header, i), result, where, sums[i],
+                                     str(source.value(i, "kernel", "")) if kernel is None else kernel,
+                                     outputs.get(i) or [],
+                                     tuple(source.value(i, "undeclared") or ()) if undeclared is None else undeclared), None
+                continue
+            key, body, where, problem, header_of_single = rows
             if body is None:
                 yield key, None, problem
                 continue
             try:
-                result = pickle.loads(body)
-            except Exception as exc:  # noqa: BLE001 - any unpickling failure makes the entry unusable here
+                result = loads(body)
+            except Exception as exc:  # noqa: BLE001 - as above
                 yield key, None, f"{where}#{key[:16]}…: {UNLOADABLE} ({type(exc).__name__}: {exc}): {_load_fix(exc)}"
                 continue
-            yield key, Entry(path, header, result, where), None
+            single = header_of_single
+            yield key, Entry(Path(where), partial(dict, single), result, where, str(single.get("sha256", "")),
+                             str(single.get("kernel", "")), list(single.get("outputs") or ()),
+                             tuple(single.get("undeclared") or ())), None
 
     def read_raw(self, view: CacheView, keys: Iterable[str], *, touch: bool = False
                  ) -> Iterator[tuple[str, dict[str, Any], bytes | None, str, str | None]]:
         """``(key, header, body, location, problem)``, bodies checked but not unpickled (bundles
         carry them as they are). ``body`` is None with a problem, or when the entry is gone."""
-        for key, header, body, _, where, problem in self._read(view, keys, touch):
-            yield key, header, body, where, problem
+        for source, rows in self._read(view, keys, touch):
+            if isinstance(source, packs.PackIndex):
+                where = str(source.pack)
+                for i, body, problem in rows:
+                    yield source.keys[i], source.header(i), body, where, problem
+            else:
+                key, body, where, problem, header = rows
+                yield key, header, body, where, problem
 
-    def _read(self, view: CacheView, keys: Iterable[str], touch: bool
-              ) -> Iterator[tuple[str, dict[str, Any], bytes | None, Path, str, str | None]]:
+    def _read(self, view: CacheView, keys: Iterable[str], touch: bool) -> Iterator[tuple[Any, Any]]:
+        """The entries of ``keys``, checked, a pack at a time: ``(index, [(i, body, problem)])``
+        for the entries of a pack (``i`` their positions in it), ``(None, (key, body, location,
+        problem, header))`` for a single-file entry. ``body`` is None with a problem, or when
+        the entry is gone."""
         by_pack: dict[str, tuple[packs.PackIndex, list[int]]] = {}
         for key in keys:
             place = view.places.get(key)
             if place is None:
                 continue
             if isinstance(place, Path):
-                yield self._read_single(key, place, touch)
+                yield None, self._read_single(key, place, touch)
                 continue
             by_pack.setdefault(place.name, (place, []))[1].append(place.position[key])
         check = self.key.check
         for index, positions in by_pack.values():
-            pack, keys_of, sums, tags, outputs = index.pack, index.keys, index.sha256, index.tags, index.outputs
-            where = str(pack)  # one string for all its entries (Path caches it)
+            keys_of, sums, tags, outputs = index.keys, index.sha256, index.tags, index.outputs
+            where = str(index.pack)
             try:
                 checked = list(packs.read_bodies(index, positions))
             except FileNotFoundError:
-                for i in positions:
-                    yield keys_of[i], {}, None, pack, where, None
+                yield index, [(i, None, None) for i in positions]
                 continue
-            for i, body, problem in checked:
-                if body is not None and not check(keys_of[i], sums[i], outputs.get(i), tags[i]):
-                    body, problem = None, untrusted(where, keys_of[i])  # checked before anything unpickles it
-                yield keys_of[i], index.header(i), body, pack, where, problem
+            # A sealed index authenticates every entry's key, checksum and outputs in one HMAC;
+            # otherwise (packs gc merged, bundles imported, older caches) each tag is checked.
+            if not self.key.check_seal(index.columns_sha256, index.seal):
+                checked = [(i, None, untrusted(where, keys_of[i]))  # checked before anything unpickles it
+                           if body is not None and not check(keys_of[i], sums[i], outputs.get(i), tags[i]) else (i, body, problem)
+                           for i, body, problem in checked]
+            yield index, checked
             if touch:
                 _touch(index.index)
 
     def _read_single(self, key: str, path: Path, touch: bool
-                     ) -> tuple[str, dict[str, Any], bytes | None, Path, str, str | None]:
+                     ) -> tuple[str, bytes | None, str, str | None, dict[str, Any]]:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return key, {}, None, path, str(path), None
+            return key, None, str(path), None, {}
         try:
             header, body = decode_single(path, data)
             if header.get("key") != key:
                 raise CorruptEntry(f"{path}: the header is for key {str(header.get('key'))[:16]}…")
             check_body(str(path), header, body)
         except CorruptEntry as exc:
-            return key, {}, None, path, str(path), str(exc)
+            return key, None, str(path), str(exc), {}
         if not self.key.check(key, str(header.get("sha256")), header.get("outputs"), header.get("tag")):
-            return key, header, None, path, str(path), untrusted(str(path), key)
+            return key, None, str(path), untrusted(str(path), key), header
         if touch:
             _touch(path)
-        return key, header, body, path, str(path), None
+        return key, body, str(path), None, header
 
     def restore(self, entry: Entry, out_dir: Path | None) -> None:
         """Copy the entry's output files into ``out_dir``, checking each one's size and checksum
         (``out_dir`` None: check them only). Each file is written beside its name and renamed: an
         `OSError` (a full or read-only out/) leaves no partial file, and names the file."""
-        for item in entry.header.get("outputs", ()):
+        for item in entry.described:
             source = entry.files_dir / item["path"]
             where = entry.location or entry.path
             try:
@@ -532,7 +571,8 @@ class EntryWriter:
                  max_entries: int = packs.MAX_PACK_ENTRIES) -> None:
         self.store = store
         self._tag = store.key.tag  # raises `auth.CacheKeyError` for a store without the key: nothing is stored untagged
-        self._packs = packs.PackWriter(store.packs_dir, max_bytes=1 << 62, max_entries=1 << 62)  # `add_result` decides
+        # `add_result` decides when a pack is full; each pack is sealed: this writer tagged every entry itself
+        self._packs = packs.PackWriter(store.packs_dir, max_bytes=1 << 62, max_entries=1 << 62, seal=store.key.seal)
         self._max_bytes, self._max_entries = max_bytes, max_entries
         self._files: list[tuple[str, str]] = []  # (key, output folder) of the buffered entries
         self.failed: dict[str, BaseException] = {}  # a full pack's location -> why writing it failed

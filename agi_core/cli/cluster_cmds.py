@@ -24,7 +24,7 @@ def cluster_group() -> None:
 @apps_path_option
 @click.option("--mode", "-m", default=None, help="Mode whose pool bit sets worker threads (default: from settings).")
 @set_option()
-@click.option("--dry-run", is_flag=True, help="Print what would start (scheduler, workers; with Slurm, the job script) and start nothing.")
+@click.option("--dry-run", is_flag=True, help="Print what would start (scheduler, workers; or what the backend submits, e.g. a batch job script) and start nothing.")
 @click.pass_context
 def cluster_up_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...], dry_run: bool) -> None:
     """Start APP's scheduler and workers (from its settings) and leave them running."""
@@ -131,14 +131,20 @@ def _print_spec(env: Any, mode: str | None, cluster: dict[str, Any]) -> None:
     where = "this machine" if spec.embedded else spec.scheduler.host
     port = f"port {spec.scheduler.port}" if spec.scheduler.port else "any free port"
     console().print(escape(f"{env.name}: backend {spec.backend}, scheduler on {where} ({port}), {len(spec.workers)} worker(s)"))
-    if spec.slurm is not None:
-        from ..cluster.slurm import SlurmCluster
-
-        console().print(escape(f"{spec.slurm.jobs} Slurm job(s), each running this batch script:"))
-        click.echo(SlurmCluster.warm(spec).job_script())  # `up` starts a warm cluster: its credentials folder
+    text = _backend_dry_run(spec)
+    if text is not None:
+        click.echo(text)
         return
     table(None, ["worker", "host", "threads", "gpu"],
           ([w.name, w.host, w.nthreads or "cores / workers", "GPU=1" if w.gpu else ""] for w in spec.workers))
+
+
+def _backend_dry_run(spec: Any) -> str | None:
+    """The backend's own `--dry-run` text (`ClusterBackend.dry_run`: a batch script...), or None;
+    asked of a warm one, since `up` starts a warm cluster (its credentials folder differs)."""
+    from ..cluster import backend_class
+
+    return backend_class(spec.backend).warm(spec).dry_run()
 
 
 def _print_cluster(status: Any, as_json: bool) -> None:

@@ -6,22 +6,47 @@ scheduler address, its `distributed.Security`, and which Dask worker serves whic
 closed. Backends that can outlive this process (a warm cluster, `agi cluster up`) also say how
 to record themselves (`state`) and how a later process re-attaches to them (`attach`).
 
-Backends live one per module and are found by name in `registry.known_backends`.
+Before any cluster exists, the rest of agi asks the backend *class* what it implies (class
+methods, given the settings and the backend's own options): the worker map, the threads of a
+worker, the hosts `agi install` prepares, the port rules, what identifies a warm cluster, and
+which environment variable names a worker's batch job or pod. Nothing else branches on a
+backend's name. Its options are its own pydantic model (`Options`), read from
+``[cluster.<name>]`` and checked with the rest of the settings (docs/backends.md).
+
+Backends are found by name through the entry-point group ``agi_core.backends``
+(`agi_core.backend_plugins`; `registry.backend_class`).
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from ..errors import AgiError
 from ..events import EventSink, ignore
 
 if TYPE_CHECKING:
+    from ..gpus import Gpu
+    from ..modes import Mode
+    from ..settings_schema import ClusterSettings, WorkerSpec
+    from .ports import PortRule
     from .spec import ClusterSpec
 
-__all__ = ["ClusterBackend", "ProcessRecord"]
+__all__ = ["ClusterBackend", "InstallKind", "NoOptions", "ProcessRecord"]
+
+#: what `agi install` does for a backend: install on each host of `install_hosts` over SSH ("hosts"),
+#: build one environment on a shared filesystem from the host(s) named there ("shared"), ship the
+#: environment to the workers through Dask at run time ("ship"), or nothing ("none")
+InstallKind = Literal["hosts", "shared", "ship", "none"]
+
+
+class NoOptions(BaseModel):
+    """The options of a backend that has none: ``[cluster.<name>]`` must then be empty."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True)
@@ -42,10 +67,23 @@ class ClusterBackend(abc.ABC):
     ``backend.address`` with ``backend.security()``; ``await backend.close()``. Also usable as
     ``async with Backend(spec) as backend``.
 
-    Subclasses must implement `start` and `close`, and set `address` (and `dashboard` when they
-    serve one) in `start`. Every other method has a correct default for a backend whose Dask
-    workers are named after their slots and that does not outlive this process.
+    Subclasses implement `launch` (called by the template `start`, which closes whatever was
+    started when it fails) and `close`, and set `address` (and `dashboard` when they serve one)
+    in `launch`. Every other method has a correct default for a backend whose Dask workers are
+    named after their slots, run on the hosts of the worker map, and do not outlive this process.
     """
+
+    #: the model of ``[cluster.<name>]`` (pydantic, ``extra="forbid"`` so a typo is refused with the
+    #: key named), as an app's ``Args``; `spec.options` holds it validated, as JSON, `options` as the model
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    #: the environment variable that names the batch job or pod a worker runs in (the run record
+    #: keeps it per partition); None: workers run in none
+    job_id_env: ClassVar[str | None] = None
+    #: the backend places the workers itself (batch jobs, pods): the worker map it implies names no
+    #: host to reach, so no ``[cluster] scheduler`` is needed for them
+    places_workers: ClassVar[bool] = False
+    #: what `agi install` does for this backend (`InstallKind`); `install_hosts` names the hosts
+    install_kind: ClassVar[InstallKind] = "hosts"
 
     #: the scheduler's address, e.g. ``tls://10.0.0.1:8786`` or ``tls://[fe80::1]:8786`` (set by `start`; ``tcp://`` with ``tls = false``)
     address: str = ""
@@ -54,25 +92,43 @@ class ClusterBackend(abc.ABC):
 
     def __init__(self, spec: ClusterSpec) -> None:
         """Build the backend from its spec alone: everything it needs (hosts, SSH and install
-        settings, ports, TLS, the app) is in ``spec``, so the registry can construct any backend
-        the same way. Do no I/O here: `start` does it."""
+        settings, ports, TLS, the app, its own options) is in ``spec``, so the registry can
+        construct any backend the same way. Do no I/O here: `launch` does it."""
         self.spec = spec
+
+    @property
+    def options(self) -> Any:
+        """This backend's options (an instance of `Options`), from ``spec.options``."""
+        return self.Options.model_validate(self.spec.options)
 
     # -- life cycle -------------------------------------------------------------------------
 
-    @abc.abstractmethod
     async def start(self, emit: EventSink = ignore) -> None:
+        """Start the scheduler and every worker of ``spec`` (`launch`); on any failure, Ctrl-C
+        included, stop whatever was started (`close`) before the error goes on.
+
+        The one copy of that clean-up: backends implement `launch` and `close` only.
+        """
+        try:
+            await self.launch(emit)
+        except BaseException:
+            await self.close()
+            raise
+
+    @abc.abstractmethod
+    async def launch(self, emit: EventSink = ignore) -> None:
         """Start the scheduler and launch every worker of ``spec``; set `address`. ``emit``
         receives progress events (`HostStep` per host, `Phase`): the core never prints.
 
         Returns once the scheduler accepts connections; the client waits for the workers (and
-        asks `missing_workers_report` about those that never join). On failure, stop whatever
-        was started, then raise an `AgiError` naming the host and the cause.
+        asks `missing_workers_report` about those that never join). On failure, raise an
+        `AgiError` naming the host and the cause: `start` stops what was started.
         """
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Stop everything this backend started. Idempotent; also called after a failed start."""
+        """Stop everything this backend started, and return as soon as it is stopped (no fixed
+        sleeps: poll briefly). Idempotent; also called after a failed (or partial) `launch`."""
 
     async def __aenter__(self) -> ClusterBackend:
         await self.start()
@@ -127,3 +183,69 @@ class ClusterBackend(abc.ABC):
     def started(self) -> tuple[ProcessRecord, ...]:
         """The processes this backend started (for `agi cluster status`); () when it keeps none."""
         return ()
+
+    def dry_run(self) -> str | None:
+        """What `agi cluster up --dry-run` prints beyond its summary line (a batch script, a
+        cluster request), or None for the table of workers. Nothing is contacted."""
+        return None
+
+    # -- what the rest of agi asks before a cluster exists (class methods) -------------------
+
+    @classmethod
+    def options_of(cls, cluster: ClusterSettings) -> Any:
+        """The backend's options from ``[cluster.<backend>]`` of ``cluster`` (checked when the
+        settings were read: `ClusterSettings` validates the table with `Options`)."""
+        return cls.Options.model_validate(cluster.backend_table(cluster.backend))
+
+    @classmethod
+    def implied_worker_map(cls, cluster: ClusterSettings, options: Any) -> dict[str, WorkerSpec] | None:
+        """The worker map this backend implies (a Slurm backend: its jobs' slots), or None: the
+        settings' own ``[cluster.workers]`` (`ClusterSettings.worker_map` asks this first)."""
+        return None
+
+    @classmethod
+    def threads(cls, options: Any, mode: Mode, *, local: bool, workers_on_host: int, local_threads: int | None) -> int:
+        """Threads of one Dask worker: 1, or with the pool bit its host's cores shared among its
+        workers (``local_threads``, this machine's cores; 0 elsewhere: decided on the host)."""
+        from ..modes import Mode
+
+        if not mode & Mode.POOL:
+            return 1
+        if local and local_threads:
+            return max(1, local_threads // max(workers_on_host, 1))
+        return 0
+
+    @classmethod
+    def owns_gpu(cls, options: Any, mode: Mode, gpu: Gpu | None) -> bool:
+        """Whether a worker assigned ``gpu`` (`gpus.gpu_workers`) gets the Dask resource ``GPU=1``."""
+        return gpu is not None
+
+    @classmethod
+    def install_hosts(cls, cluster: ClusterSettings, options: Any) -> dict[str, list[str]]:
+        """Host → roles that `agi install` prepares (`install_kind` says how): by default the
+        scheduler host first, then every host of the worker map; none when the backend installs
+        nothing ahead of a run (``"none"``, or ``"ship"``: the run ships the environment). The
+        scheduler's port is Dask's, not SSH's, so its host is named without it."""
+        if cls.install_kind in ("none", "ship"):
+            return {}
+        roles: dict[str, list[str]] = {}
+        scheduler = cluster.scheduler_address()
+        if scheduler is not None:
+            roles.setdefault(str(scheduler.with_port(None)), []).append("scheduler")
+        for host, spec in cluster.worker_map().items():
+            roles.setdefault(host, []).append(f"{spec.count} workers")
+        return roles
+
+    @classmethod
+    def port_rules(cls, cluster: ClusterSettings, options: Any) -> list[PortRule]:
+        """The TCP connections the cluster needs (`agi cluster ports`); by default those of a
+        scheduler and workers on the hosts the settings name (`ports.host_port_rules`)."""
+        from .ports import host_port_rules
+
+        return host_port_rules(cluster)
+
+    @classmethod
+    def identity(cls, options: Any) -> dict[str, Any]:
+        """What of the options a warm cluster must match to be reused (their JSON); by default
+        all of them. A backend leaves out what does not change the running cluster."""
+        return options.model_dump(mode="json")

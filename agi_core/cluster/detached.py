@@ -15,7 +15,32 @@ from ..settings import SshSettings
 from ..ssh import HostSession, SshError, Tether, open_session, shell_path
 from .backend import ProcessRecord
 
-__all__ = ["DetachedProcesses"]
+__all__ = ["DetachedProcesses", "stop_groups"]
+
+#: seconds stopped processes get between SIGTERM and SIGKILL (a Dask worker closes in a few tens of ms)
+TERM_GRACE = 2.0
+
+
+def running(pids: Iterable[int]) -> str:
+    """A shell test, true while a process of the groups ``pids`` still runs.
+
+    A zombie does not count: it has exited and freed its ports and memory, and only waits for
+    init to reap it, which some inits (a container's, a VM's) do seconds later; ``kill -0``
+    would wait for that too."""
+    groups = " ".join(str(pid) for pid in pids)
+    return (f"ps -e -o pgid=,stat= | awk 'BEGIN {{ n = split(\"{groups}\", g, \" \"); for (i = 1; i <= n; i++) want[g[i]] }} "
+            "($1 in want) && $2 !~ /^Z/ { found = 1 } END { exit !found }'")
+
+
+def stop_groups(pids: Iterable[int], *, grace: float = TERM_GRACE) -> str:
+    """The shell command that stops the process groups ``pids``: SIGTERM, then as soon as none
+    runs, done; SIGKILL for what is left after ``grace`` s. Returns at once when none runs any
+    more (nothing to signal), with no fixed sleep: the close costs what the processes take."""
+    pids = list(pids)
+    groups = " ".join(f"-{pid}" for pid in pids)
+    steps = max(1, round(grace / 0.02))
+    return (f"kill -TERM -- {groups} 2>/dev/null || exit 0; i=0; while [ $i -lt {steps} ]; do {running(pids)} || exit 0; "
+            f"sleep 0.02; i=$((i + 1)); done; kill -KILL -- {groups} 2>/dev/null; true")
 
 
 class DetachedProcesses:
@@ -71,14 +96,13 @@ class DetachedProcesses:
         for process in self.processes:
             by_host.setdefault(process.host, []).append(process.pid)
         for host, pids in by_host.items():
-            groups = " ".join(f"-{pid}" for pid in pids)
             session = await self.session(host)
-            self._tethers.append(await session.tether(
-                f"cat > /dev/null; {first}kill -TERM -- {groups} 2>/dev/null; sleep 3; kill -KILL -- {groups} 2>/dev/null; true"))
+            # released by `stop_all` once the processes are stopped: it then finds nothing to signal and ends at once
+            self._tethers.append(await session.tether(f"cat > /dev/null; {first}{stop_groups(pids, grace=3.0)}"))
 
     async def stop_all(self, *, cleanup: str = "") -> None:
-        """Stop every process by its group, host by host: SIGTERM, then SIGKILL for what is left;
-        then close the sessions. Hosts that cannot be reached are skipped (they took their
+        """Stop every process by its group, host by host: SIGTERM, then SIGKILL for what is left
+        after `TERM_GRACE` s (`stop_groups`: done as soon as none runs); then close the sessions. Hosts that cannot be reached are skipped (they took their
         processes with them, or will be cleaned up when they return). ``cleanup``: a shell
         command run first on each host (deleting the cluster's files), in the same round trip."""
         by_host: dict[str, list[int]] = {}
@@ -87,13 +111,10 @@ class DetachedProcesses:
         self.processes = []
 
         async def stop(host: str, pids: list[int]) -> None:
-            groups = " ".join(f"-{pid}" for pid in pids)
             try:
                 session = await self.session(host)
                 first = f"{cleanup}; " if cleanup else ""
-                await session.run(f"{first}kill -TERM -- {groups} 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do "
-                                  f"kill -0 -- {groups} 2>/dev/null || exit 0; sleep 0.2; done; kill -KILL -- {groups} 2>/dev/null; true",
-                                  check=False, timeout=30)
+                await session.run(f"{first}{stop_groups(pids)}", check=False, timeout=30)
             except Exception:  # noqa: BLE001 - a host that is gone took its processes with it
                 pass
 

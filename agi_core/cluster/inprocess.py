@@ -141,7 +141,7 @@ class InProcessCluster(ClusterBackend):
 
         return make_credentials(self.spec.tls_names()).security()
 
-    async def start(self, emit: EventSink = ignore) -> None:
+    async def launch(self, emit: EventSink = ignore) -> None:
         from distributed import Nanny, Scheduler
         from distributed.deploy.spec import SpecCluster
 

@@ -131,14 +131,7 @@ class LaunchedCluster(ClusterBackend):
 
     # -- start / stop -----------------------------------------------------------------------
 
-    async def start(self, emit: EventSink = ignore) -> None:
-        try:
-            await self._start(emit)
-        except BaseException:
-            await self.close()
-            raise
-
-    async def _start(self, emit: EventSink) -> None:
+    async def launch(self, emit: EventSink = ignore) -> None:
         spec = self.spec
         hosts = {spec.scheduler_host, *(w.host for w in spec.workers)}
         self._prepare_tls()

@@ -10,8 +10,9 @@ Every connection is TCP and is opened by the side named first:
   dependencies travel between workers); the scheduler reaches each nanny's port;
 - a browser reaches the scheduler's dashboard port.
 
-With ``backend = "slurm"`` the scheduler runs on the manager (the login node) and the workers on
-compute nodes Slurm picks, so the rules name the compute nodes as a group.
+A backend decides its own rules (`ClusterBackend.port_rules`): those here (`host_port_rules`) are
+for a scheduler and workers on the hosts the settings name; a batch backend names the nodes its
+scheduler picks as a group (`COMPUTE_NODES`).
 
 >>> from agi_core.settings import ClusterSettings
 >>> cluster = ClusterSettings.model_validate({"scheduler": "10.0.0.1:8786", "workers": {"10.0.0.2": 2}})
@@ -29,15 +30,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..hosts import HostAddress, is_local_host
-from ..settings_schema import SLURM_HOST, ClusterSettings
+from ..settings_schema import ClusterSettings
 
-__all__ = ["MANAGER", "PortRule", "firewall_rules", "port_rules"]
+__all__ = ["ANY_PORT", "BROWSER", "COMPUTE_NODES", "MANAGER", "PortRule", "firewall_rules", "host_port_rules", "port_rules"]
 
 #: how the rules name the machine that runs ``agi`` (``--manager ADDRESS`` puts its address there)
 MANAGER = "manager"
 #: the source of dashboard connections
 BROWSER = "browser"
-#: how the rules name the nodes Slurm runs the worker jobs on
+#: how the rules name the nodes a batch scheduler runs the worker jobs on
 COMPUTE_NODES = "compute nodes"
 #: the port range of a process that binds any free port (Linux's ephemeral range)
 ANY_PORT = "32768:60999"
@@ -69,8 +70,17 @@ def _where(text: str) -> str:
 
 
 def port_rules(cluster: ClusterSettings) -> list[PortRule]:
-    """The connections ``cluster``'s settings need, in the order a run makes them; empty when
-    every process runs on this machine (nothing crosses a network)."""
+    """The connections ``cluster``'s settings need, in the order a run makes them, as its
+    backend says (`ClusterBackend.port_rules`); empty when nothing crosses a network."""
+    from ..backend_plugins import load_backend
+
+    backend = load_backend(cluster.backend)
+    return backend.port_rules(cluster, backend.options_of(cluster))
+
+
+def host_port_rules(cluster: ClusterSettings) -> list[PortRule]:
+    """The connections of a scheduler and workers on the hosts ``cluster`` names (the worker
+    map, ``[cluster] scheduler``); empty when every process runs on this machine."""
     dask = cluster.dask
     worker_ports = (dask.worker_ports or ANY_PORT).replace("-", ":")
     nanny_ports = (dask.nanny_ports or ANY_PORT).replace("-", ":")
@@ -78,22 +88,6 @@ def port_rules(cluster: ClusterSettings) -> list[PortRule]:
     nanny_setting = "[cluster.dask] nanny_ports" + ("" if dask.nanny_ports else ' (unset: any free port; set e.g. "9100:9199")')
     rules: list[PortRule] = []
     scheduler = cluster.scheduler_address()
-    if cluster.backend == SLURM_HOST:
-        # like `spec_for`: without [cluster] scheduler, it binds any free port and has no dashboard
-        scheduler_port = str(scheduler.port or dask.scheduler_port) if scheduler else ANY_PORT
-        scheduler_setting = "[cluster] scheduler" + ("" if scheduler else ' (unset: any free port; set e.g. "login01:8786")')
-        if cluster.slurm.login:
-            rules.append(PortRule(MANAGER, _host(cluster.slurm.login), str(cluster.ssh.port), "SSH: agi install builds the shared venv",
-                                  "[cluster.ssh] port"))
-        rules += [
-            PortRule(COMPUTE_NODES, MANAGER, scheduler_port, "workers join the scheduler", scheduler_setting),
-            PortRule(MANAGER, COMPUTE_NODES, worker_ports, "scheduler and manager reach the workers", worker_setting),
-            PortRule(COMPUTE_NODES, COMPUTE_NODES, worker_ports, "workers exchange results", worker_setting),
-        ]
-        if scheduler and dask.dashboard_port is not None:
-            rules.append(PortRule(BROWSER, MANAGER, str(dask.dashboard_port), "Dask dashboard", "[cluster.dask] dashboard_port"))
-        return rules
-
     # this machine, however the settings name it, is the manager; a worker-map key may carry its SSH port
     ssh_ports = {_where(key): HostAddress.parse(key).port or cluster.ssh.port for key in cluster.worker_map()}
     workers = list(ssh_ports)

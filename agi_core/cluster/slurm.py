@@ -49,24 +49,41 @@ def _keeping_sigint() -> Iterator[None]:
             signal.signal(signal.SIGINT, handler)
 
 
-with _keeping_sigint():
-    from dask_jobqueue import SLURMCluster as JobqueueCluster  # noqa: E402 - the registry turns its absence into a fix
-    from dask_jobqueue.slurm import SLURMJob  # noqa: E402
+#: what installs dask-jobqueue, which the backend needs (the ``slurm`` extra of agi's distribution)
+EXTRA_FIX = "pip install 'agi-orchestrator[slurm]' (the slurm extra: dask-jobqueue)"
 
-from ..cache.auth import KEY_ENV
-from ..errors import AgiError
-from ..events import EventSink, Notice, Phase, ignore
-from ..hosts import HostAddress, slot_name
-from ..settings_schema import SLURM_HOST, SlurmSettings
-from .backend import ClusterBackend, ProcessRecord
-from .cache_key import publish_key
-from .client import config_yaml
-from .inprocess import dashboard_address, http_address
-from .launched import LaunchedCluster
-from .slurm_queue import cancel_jobs, check_slurm, job_states, submit_error, wait_gone, wait_until_running
-from .spec import ClusterSpec
 
-__all__ = ["SlurmCluster", "slot_worker_names"]
+def jobqueue() -> Any:
+    """The ``dask_jobqueue`` module, imported now (its SIGINT handler undone: `_keeping_sigint`).
+
+    Raises `AgiError` naming the ``slurm`` extra when it is not installed: the backend's class
+    and its options load without it, so settings and `agi cluster ports` work anyway."""
+    try:
+        with _keeping_sigint():
+            import dask_jobqueue
+            import dask_jobqueue.slurm  # noqa: F401 - SLURMJob
+    except ImportError as exc:
+        raise AgiError(f'[cluster] backend = "slurm" needs dask-jobqueue, which is not installed ({exc})',
+                       fix=EXTRA_FIX) from None
+    return dask_jobqueue
+
+
+from ..cache.auth import KEY_ENV  # noqa: E402 - after the helper above, which the class below uses
+from ..errors import AgiError  # noqa: E402
+from ..events import EventSink, Notice, Phase, ignore  # noqa: E402
+from ..hosts import LOCAL_HOST, HostAddress, slot_name  # noqa: E402
+from ..modes import Mode  # noqa: E402
+from .backend import ClusterBackend, ProcessRecord  # noqa: E402
+from .cache_key import publish_key  # noqa: E402
+from .client import config_yaml  # noqa: E402
+from .inprocess import dashboard_address, http_address  # noqa: E402
+from .launched import LaunchedCluster  # noqa: E402
+from .slurm_gpu import PRELOAD as SLURM_GPU_PRELOAD  # noqa: E402
+from .slurm_options import SLURM_HOST, SlurmSettings  # noqa: E402
+from .slurm_queue import cancel_jobs, check_slurm, job_states, submit_error, wait_gone, wait_until_running  # noqa: E402
+from .spec import ClusterSpec  # noqa: E402
+
+__all__ = ["SlurmCluster", "SlurmSettings", "slot_worker_names"]
 
 
 def _is_loopback(host: str) -> bool:
@@ -99,25 +116,35 @@ def slot_worker_names(*, jobs: int, processes: int) -> dict[str, str]:
     return names
 
 
-class _JobqueueCluster(JobqueueCluster):
+def _jobqueue_cluster(**options: Any) -> Any:
     """dask-jobqueue's `SLURMCluster`, its job ``j``'s worker named `job_worker_name` (``slurm-<j>``)."""
 
-    def _new_worker_name(self, worker_number: int) -> str:  # dask's documented hook for worker names
-        return job_worker_name(worker_number)
+    class JobqueueCluster(jobqueue().SLURMCluster):  # type: ignore[misc,name-defined]
+        def _new_worker_name(self, worker_number: int) -> str:  # dask's documented hook for worker names
+            return job_worker_name(worker_number)
+
+    return JobqueueCluster(**options)
+
+
+def _slurm_job(**options: Any) -> Any:
+    """One dask-jobqueue `SLURMJob` (a warm cluster's worker job, or the script `--dry-run` shows)."""
+    return jobqueue().slurm.SLURMJob(**options)
 
 
 class SlurmCluster(ClusterBackend):
     """A scheduler on this machine and ``[cluster.slurm] jobs`` worker jobs submitted to Slurm."""
 
+    Options = SlurmSettings
+    job_id_env = "SLURM_JOB_ID"  # a worker in a Slurm job: the record names the job
+    places_workers = True  # Slurm picks the nodes
+    install_kind = "shared"  # one venv on the shared filesystem, built from the login node
+
     def __init__(self, spec: ClusterSpec, *, warm: bool = False) -> None:
         """``warm``: a cluster that outlives this process (detached scheduler, jobs left running)."""
         super().__init__(spec)
-        if spec.slurm is None:
-            raise AgiError("the slurm backend needs the [cluster.slurm] settings in its spec",
-                           fix='build the spec with cluster_spec() from settings whose [cluster] backend = "slurm"')
         if not spec.app:
             raise AgiError("a Slurm cluster needs the app's name (its jobs, logs and venv)", fix="build the spec with cluster_spec(..., app=NAME)")
-        self.slurm: SlurmSettings = spec.slurm
+        self.slurm: SlurmSettings = self.options
         self.warm_cluster = warm
         self.jobs: dict[str, str] = {}  # each job's Dask worker name (`job_worker_name`) → its Slurm job id
         self.nodes: dict[str, str] = {}  # job id → the node it runs on
@@ -199,7 +226,8 @@ class SlurmCluster(ClusterBackend):
             "interface": slurm.interface, "log_directory": str(self.log_directory),
             "local_directory": spec.dask.local_directory, "death_timeout": 60,
             "job_extra_directives": [*slurm.job_extra, *([f"--gres=gpu:{slurm.gpus}"] if gpu else [])],
-            "worker_extra_args": ["--no-dashboard", *(["--resources", "GPU=1"] if gpu else [])],
+            # each worker of a GPU job takes its own GPU of the job's (`slurm_gpu`)
+            "worker_extra_args": ["--no-dashboard", *(["--resources", "GPU=1", "--preload", SLURM_GPU_PRELOAD] if gpu else [])],
             "job_script_prologue": [f"export DASK_CONFIG={shlex.quote(str(self.log_directory / 'dask.yaml'))}",
                                     f"export {KEY_ENV}={shlex.quote(str(self.log_directory / 'keys' / 'cache.key'))}",
                                     "export PYTHONUNBUFFERED=1"],
@@ -214,18 +242,15 @@ class SlurmCluster(ClusterBackend):
     def job_script(self) -> str:
         """The batch script of one worker job (what `sbatch` gets), for docs and debugging."""
         placeholder = f"{self.spec.protocol}://SCHEDULER:{self.spec.scheduler_port or 'PORT'}"
-        return SLURMJob(scheduler=self.address or placeholder, name=job_worker_name(0), **self.job_options()).job_script()
+        return _slurm_job(scheduler=self.address or placeholder, name=job_worker_name(0), **self.job_options()).job_script()
+
+    def dry_run(self) -> str:
+        return f"{self.slurm.jobs} Slurm job(s), each running this batch script:\n{self.job_script()}"
 
     # -- life cycle -----------------------------------------------------------------------------
 
-    async def start(self, emit: EventSink = ignore) -> None:
-        try:
-            await self._start(emit)
-        except BaseException:
-            await self.close()
-            raise
-
-    async def _start(self, emit: EventSink) -> None:
+    async def launch(self, emit: EventSink = ignore) -> None:
+        jobqueue()  # a missing extra is named before Slurm is asked anything
         await check_slurm(self.slurm.partition)
         self.log_directory.mkdir(parents=True, exist_ok=True)
         (self.log_directory / "dask.yaml").write_text(config_yaml(self.spec))
@@ -258,7 +283,7 @@ class SlurmCluster(ClusterBackend):
         else:
             scheduler["host"] = host
         emit(Phase("cluster", f"starting a Dask scheduler here and submitting {self.slurm.jobs} Slurm job(s)"))
-        self._cluster = _JobqueueCluster(asynchronous=True, name=job_name(spec.app), scheduler_options=scheduler,
+        self._cluster = _jobqueue_cluster(asynchronous=True, name=job_name(spec.app), scheduler_options=scheduler,
                                         silence_logs=40, **self.job_options())
         await self._cluster  # the scheduler
         self.address = self._cluster.scheduler_address
@@ -278,7 +303,7 @@ class SlurmCluster(ClusterBackend):
         await self._scheduler.start(emit)
         self.address, self.dashboard = self._scheduler.address, self._scheduler.dashboard
         emit(Phase("cluster", f"submitting {len(names)} Slurm job(s)"))
-        jobs = [SLURMJob(scheduler=self.address, name=name, **self.job_options()) for name in names]
+        jobs = [_slurm_job(scheduler=self.address, name=name, **self.job_options()) for name in names]
         results = await asyncio.gather(*(job.start() for job in jobs), return_exceptions=True)
         self.jobs = {job.name: job.job_id for job in jobs if job.job_id}
         failed = [result for result in results if isinstance(result, BaseException)]
@@ -360,3 +385,39 @@ class SlurmCluster(ClusterBackend):
         host = HostAddress.parse(backend.address.split("://")[-1]).host if backend.address else "127.0.0.1"
         backend._scheduler = LaunchedCluster.attach(backend._scheduler_spec(host), state)
         return backend
+
+    # -- what the rest of agi asks of the backend (before a cluster exists) ---------------------
+
+    @classmethod
+    def implied_worker_map(cls, cluster: Any, options: SlurmSettings) -> dict[str, Any]:
+        """The slots of the jobs (`SlurmSettings.worker_map`): Slurm picks their nodes."""
+        return options.worker_map()
+
+    @classmethod
+    def threads(cls, options: SlurmSettings, mode: Mode, *, local: bool, workers_on_host: int, local_threads: int | None) -> int:
+        """With the pool bit, a job's cores shared among its worker processes; else 1."""
+        return max(1, options.cores // options.processes) if mode & Mode.POOL else 1
+
+    @classmethod
+    def owns_gpu(cls, options: SlurmSettings, mode: Mode, gpu: Any) -> bool:
+        """A job asks for ``--gres`` only with the rapids bit: its workers own a GPU only then."""
+        return gpu is not None and bool(mode & Mode.RAPIDS)
+
+    @classmethod
+    def install_hosts(cls, cluster: Any, options: SlurmSettings) -> dict[str, list[str]]:
+        """One host: the login node (``[cluster.slurm] login``, else this machine), which builds
+        the venv once on the shared filesystem that every compute node sees (``[cluster.install]
+        root``); the scheduler runs in the manager's own Python."""
+        return {options.login or LOCAL_HOST: [f"Slurm workers: {options.jobs * options.processes} (shared venv)"]}
+
+    @classmethod
+    def port_rules(cls, cluster: Any, options: SlurmSettings) -> list[Any]:
+        from .slurm_ports import slurm_port_rules
+
+        return slurm_port_rules(cluster, options)
+
+    @classmethod
+    def identity(cls, options: SlurmSettings) -> dict[str, Any]:
+        """The jobs' resources: a warm cluster of 1 GB jobs does not fit 8 GB ones (where to
+        install from and how long to wait in the queue change nothing that runs)."""
+        return options.model_dump(mode="json", exclude={"login", "pending_timeout"})

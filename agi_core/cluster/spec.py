@@ -1,9 +1,11 @@
 """`ClusterSpec`: everything a cluster backend needs to start a run's Dask processes, as one value.
 
 A backend is built from its spec alone (``Backend(spec)``): hosts, slot and worker names, ports,
-threads, TLS, and what launching on hosts needs (SSH settings, agi's folder and the app's venv on
-each host, the SSH fan-out). `cluster_spec` derives it from settings once; nothing downstream
-re-reads settings.
+threads, TLS, what launching on hosts needs (SSH settings, agi's folder and the app's venv on
+each host, the SSH fan-out), and the backend's own options (``[cluster.<name>]``, as JSON).
+`cluster_spec` derives it from settings once, asking the backend's class what its options imply
+(threads, GPUs, the worker map); nothing downstream re-reads settings, and the spec names no
+backend but by its registry name.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ..errors import SettingsError
 from ..gpus import Gpu, gpu_workers, gpus_of, worker_env
 from ..hosts import LOCAL_HOST, HostAddress, slot_name
 from ..modes import Mode
-from ..settings import ClusterSettings, DaskSettings, SlurmSettings, SshSettings
+from ..settings import ClusterSettings, DaskSettings, SshSettings
 
 __all__ = ["ClusterSpec", "WorkerProcess", "cluster_spec", "spec_for"]
 
@@ -60,7 +62,8 @@ class ClusterSpec:
     app_distribution: str | None = None  # the app's distribution name, for the version check
     app_version: str | None = None  # the version the manager runs (its pyproject.toml)
     local_python: str | None = None  # the interpreter of processes on this machine; None: the manager's
-    slurm: SlurmSettings | None = None  # backend "slurm": the jobs that run the workers (`cluster.slurm`)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # the backend's ``[cluster.<name>]`` (JSON of its `Options`)
+    project_dir: str | None = None  # the app's project (its pyproject.toml): backends that ship its wheel build it from here
 
     @property
     def protocol(self) -> str:
@@ -104,8 +107,12 @@ class ClusterSpec:
         identity = {"backend": self.backend, "scheduler": scheduler, "tls": self.tls,
                     "workers": sorted([w.name, w.address, w.nthreads] + ([w.gpu, dict(w.env)] if w.gpu or w.env else [])
                                       for w in self.workers)}
-        if self.slurm is not None:  # the jobs' resources too: a warm cluster of 1 GB jobs does not fit 8 GB ones
-            identity["slurm"] = self.slurm.model_dump(mode="json", exclude={"login", "pending_timeout"})
+        from .registry import backend_class
+
+        backend = backend_class(self.backend)
+        options = backend.identity(backend.Options.model_validate(self.options))
+        if options:  # the backend's own options that shape the cluster (a Slurm job's resources)
+            identity["options"] = options
         return identity
 
     # -- JSON (a warm cluster's state file records the spec it was started with) -------------
@@ -114,17 +121,15 @@ class ClusterSpec:
         data = dataclasses.asdict(self)
         data["scheduler"] = {"host": self.scheduler.host, "user": self.scheduler.user, "port": self.scheduler.port}
         data["dask"], data["ssh"] = self.dask.model_dump(mode="json"), self.ssh.model_dump(mode="json")
-        data["slurm"] = None if self.slurm is None else self.slurm.model_dump(mode="json")
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClusterSpec:
-        fields = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {key: value for key, value in data.items() if key in known}  # a field of an older agi is dropped
         fields["scheduler"] = HostAddress(**fields["scheduler"])
         fields["workers"] = tuple(WorkerProcess(**{**w, "env": tuple(tuple(kv) for kv in w.get("env", ()))}) for w in fields["workers"])
         fields["dask"], fields["ssh"] = DaskSettings.model_validate(fields["dask"]), SshSettings.model_validate(fields["ssh"])
-        if fields.get("slurm") is not None:
-            fields["slurm"] = SlurmSettings.model_validate(fields["slurm"])
         return cls(**fields)
 
 
@@ -139,15 +144,18 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
     GPUs (`gpus.gpus_of`); the workers that own one (`gpus.gpu_workers`) get the Dask resource
     ``GPU=1`` and their own ``CUDA_VISIBLE_DEVICES``, as the work plan's slots say.
 
-    With ``backend = "slurm"`` the workers are the slots of its jobs; the scheduler runs on this
-    machine (the `[cluster] scheduler` host, when set, names the address jobs reach it at), each
-    worker gets ``cores / processes`` threads with the pool bit, and a GPU only with the rapids bit.
+    The backend's class decides what its options imply (`ClusterBackend.threads`, `owns_gpu`,
+    `implied_worker_map`, `places_workers`): a Slurm backend's workers are its jobs' slots, with
+    ``cores / processes`` threads under the pool bit and a GPU only with the rapids bit.
     """
+    from .registry import backend_class
+
+    backend = backend_class(cluster.backend)
+    options = backend.options_of(cluster)
     workers_map = cluster.worker_map()
     scheduler = cluster.scheduler_address()
-    slurm = cluster.slurm if cluster.backend == "slurm" else None
     remote = [host for host in workers_map if not HostAddress.parse(host).is_local]
-    if scheduler is None and remote and slurm is None:
+    if scheduler is None and remote and not backend.places_workers:
         raise SettingsError(f"the worker map names remote hosts ({', '.join(remote[:3])}) but no scheduler",
                             fix='set [cluster] scheduler = "HOST:PORT" (a host every worker can reach)')
     embedded = scheduler is None
@@ -158,17 +166,12 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
     processes = []
     for host, worker in workers_map.items():
         where = HostAddress.parse(host)
-        threads = 0 if mode & Mode.POOL else 1
-        if threads == 0 and slurm is not None:
-            threads = max(1, slurm.cores // slurm.processes)
-        elif threads == 0 and where.is_local and local_threads:
-            threads = max(1, local_threads // max(worker.count, 1))
+        threads = backend.threads(options, mode, local=where.is_local, workers_on_host=worker.count, local_threads=local_threads)
         host_gpus = (gpus or {}).get(host, ())
-        for k, gpu in enumerate(gpu_workers(worker, host_gpus)):
+        for k, gpu in enumerate(gpu_workers(worker, host_gpus, host)):
             slot = slot_name(host, k)
             env = tuple(worker_env(worker, gpu, len(host_gpus)).items())
-            owns_gpu = gpu is not None and (slurm is None or bool(mode & Mode.RAPIDS))  # Slurm: --gres only with the rapids bit
-            processes.append(WorkerProcess(slot, slot, host, where.host, threads, owns_gpu, env))
+            processes.append(WorkerProcess(slot, slot, host, where.host, threads, backend.owns_gpu(options, mode, gpu), env))
     if not processes:
         raise SettingsError("the worker map has no workers (every count is 0)",
                             fix="give at least one host a count > 0 in [cluster.workers]")
@@ -182,12 +185,12 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
         app=app, backend=cluster.backend, scheduler=scheduler, dashboard_port=dashboard_port,
         workers=tuple(processes), dask=cluster.dask, ssh=cluster.ssh, root=cluster.install.root.rstrip("/") or "/",
         venv=cluster.install.venv_path(app), fan_out=cluster.install.concurrency, tls=cluster.tls, embedded=embedded,
-        app_distribution=app_distribution, app_version=app_version, slurm=slurm,
+        app_distribution=app_distribution, app_version=app_version, options=options.model_dump(mode="json"),
     )
 
 
 def spec_for(cluster: ClusterSettings, mode: Mode, app: str, *, app_distribution: str | None = None,
-             app_version: str | None = None, local_python: Path | None = None) -> ClusterSpec:
+             app_version: str | None = None, local_python: Path | None = None, project_dir: Path | None = None) -> ClusterSpec:
     """The spec of ``app``'s cluster under ``cluster`` settings, for ``mode`` (resolved by
     `run.resolve`; the cluster bit is implied), with this machine's cores for local threads.
 
@@ -202,4 +205,5 @@ def spec_for(cluster: ClusterSettings, mode: Mode, app: str, *, app_distribution
 
     spec = cluster_spec(cluster, Mode(mode) | Mode.CLUSTER, app=app, app_distribution=app_distribution, app_version=app_version,
                         local_threads=os.cpu_count(), gpus=gpus_of(cluster.worker_map()))
+    spec = dataclasses.replace(spec, project_dir=str(project_dir)) if project_dir else spec  # backends that ship the app
     return dataclasses.replace(spec, local_python=str(local_python)) if local_python else spec

@@ -37,8 +37,8 @@ class SshCluster(ClusterBackend):
     def dashboard(self) -> str | None:
         return self.inner.dashboard
 
-    async def start(self, emit: EventSink = ignore) -> None:
-        await self.inner.start(emit)
+    async def launch(self, emit: EventSink = ignore) -> None:
+        await self.inner.launch(emit)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -91,10 +91,10 @@ def mismatch(state: dict[str, Any], spec: ClusterSpec) -> str | None:
         reasons.append(f"scheduler {have.get('scheduler')} vs {want['scheduler']}")
     if have.get("tls") != want["tls"]:
         reasons.append(f"tls {have.get('tls')} vs {want['tls']}")
-    if have.get("slurm") != want.get("slurm"):
-        changed = sorted(key for key in {*(have.get("slurm") or {}), *(want.get("slurm") or {})}
-                         if (have.get("slurm") or {}).get(key) != (want.get("slurm") or {}).get(key))
-        reasons.append(f"[cluster.slurm] {', '.join(changed)} differ")
+    have_options, want_options = have.get("options") or {}, want.get("options") or {}
+    if have_options != want_options:  # the backend's own options that shape the cluster (`ClusterBackend.identity`)
+        changed = sorted(key for key in {*have_options, *want_options} if have_options.get(key) != want_options.get(key))
+        reasons.append(f"[cluster.{want['backend']}] {', '.join(changed)} differ")
     have_workers = {tuple(w[:2]) for w in have.get("workers", [])}
     want_workers = {tuple(w[:2]) for w in want["workers"]}
     if have_workers != want_workers:

@@ -56,6 +56,8 @@ class JobSpec:
     cache_key_id: str = ""
     #: the umask of what workers create on the share (`share_access`: ``[cluster.share] group_access``); None: left as it is
     share_umask: int | None = None
+    #: the environment variable naming the batch job or pod a worker runs in (`ClusterBackend.job_id_env`); "": none
+    job_id_env: str = ""
 
 
 @dataclass(slots=True)
@@ -90,7 +92,7 @@ class Outcome:
     cache: str = ""
     key: str = ""
     location: str = ""
-    job_id: str = ""  # the batch job (Slurm's SLURM_JOB_ID) whose worker ran it; "" outside a batch job
+    job_id: str = ""  # the batch job or pod whose worker ran it (`JobSpec.job_id_env`); "" outside one
     #: files work() opened for reading that are not among its declared inputs (`file_reads`)
     undeclared: tuple[str, ...] = ()
     digest: str = ""  # an audited result's SHA-256 (``cache`` audited or mismatch); "" otherwise

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
 from ..events import ClusterReady, Notice
+from ..gpus import gpu_libraries_unusable
 from ..modes import Mode
 from ..provenance import ClusterRecord
 from .attempts import last_started, remove_started, rerun_counts, started_dir
@@ -61,8 +62,9 @@ class DaskExecutor(Executor):
 
         if self._handle is not None:
             return
+        project = next((p for p in (self.job.src_dir, *self.job.src_dir.parents) if (p / "pyproject.toml").is_file()), None)
         spec = spec_for(self.context.cluster, Mode(self.job.mode), self.context.app, app_distribution=self.context.app_distribution,
-                        app_version=self.context.app_version, local_python=self.context.python)
+                        app_version=self.context.app_version, local_python=self.context.python, project_dir=project)
         self._stack.enter_context(dask.config.set(dask_config(spec)))
         self._handle = await self._stack.enter_async_context(open_cluster(spec, emit=self.context.emit))
         backend = self._handle.backend
@@ -91,6 +93,11 @@ class DaskExecutor(Executor):
             raise AgiError(f'rapids = "require", but workers see no GPU: no GPU on {", ".join(without)}',
                            fix="check those hosts with `agi doctor APP` (nvidia-smi, the driver, CUDA_VISIBLE_DEVICES), "
                                "remove them from the worker map, or set rapids = true to run the CPU kernels there")
+        unusable = gpu_libraries_unusable(self._facts)  # a GPU that neither numba.cuda nor cuDF can use
+        if unusable:
+            raise AgiError(f'rapids = "require", but the GPU libraries cannot use the GPU of {unusable}',
+                           fix="check those hosts with `agi doctor APP` (gpu libraries: the driver, the app's gpu extra), "
+                               "or set rapids = true to run the CPU kernels there")
 
     async def _worker_records(self, distribution: str, source_version: str) -> dict[str, dict[str, Any]]:
         """Each Dask worker's versions and capabilities, for the run record."""
@@ -134,7 +141,7 @@ class DaskExecutor(Executor):
         addresses = await self._addresses()
         self._open_started()
         # the audit's digests travel with their partitions (`_submit`), not in every task's job
-        job_json = json.dumps({**asdict(self.job), "audit": {}}, default=str)
+        job_json = json.dumps({**asdict(self.job), "audit": {}, "job_id_env": self._handle.backend.job_id_env or ""}, default=str)
         slot_of = plan.slot_of()
         pending = as_completed(self._submit_all(job_json, plan, driver, addresses), loop=self.client.loop)
         done: set[str] = set()  # partitions whose outcome was given (a skip can overtake its task)
@@ -219,7 +226,7 @@ class DaskExecutor(Executor):
         keys, audit = self.context.keys, self.job.audit
         batch = pack([(parts[pid], keys.get(pid, ""), audit.get(pid, "")) for pid in ids])
         future = self.client.submit(run_batch, job_json, batch, slot, deps, key=f"agi-{self.context.run_id}-{key}",
-                                    workers=[address] if address else None, allow_other_workers=True,
+                                    workers=[address] if address else None, allow_other_workers=bool(address),
                                     retries=self.retries_allowed, pure=False, priority=priority)
         self._futures[future] = (slot, ids)
         return future

@@ -17,13 +17,16 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..app import Partition
 from ..events import Notice
+from ..gpus import local_gpus
+from ..modes import Mode
 from .base import ExecutionContext, Executor, InFlight, JobSpec, Outcome, settle, skipped_outcomes
+from .slot_env import slot_envs, slot_main_in_env
 from .slot_process import IDLE, Batch, slot_main
 from .wire import unpack_outcomes
 
@@ -44,13 +47,15 @@ class _SlotProcess:
     """A worker process for one slot and the pipe to it. One batch is in flight at a time: the
     manager never blocks on a pipe the worker is not reading."""
 
-    def __init__(self, name: str, job: JobSpec, context: Any, parts: dict[str, Partition], keys: dict[str, str]) -> None:
+    def __init__(self, name: str, job: JobSpec, context: Any, parts: dict[str, Partition], keys: dict[str, str],
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.conn, child = context.Pipe()
         # [index in the batch of the partition running, its start]: written by the process (`slot_main`)
         self.progress = context.RawArray("d", [IDLE, 0.0])
-        self.process = context.Process(target=slot_main, args=(child, job, name, os.getpid(), parts, keys, self.progress),
-                                       name=f"agi-slot-{name}", daemon=True)
+        args = (child, job, name, os.getpid(), parts, keys, self.progress)
+        target, args = (slot_main, args) if env is None else (slot_main_in_env, (env, *args))  # env: its GPU (`slot_env`)
+        self.process = context.Process(target=target, args=args, name=f"agi-slot-{name}", daemon=True)
         self.process.start()
         child.close()
         self.busy = False  # a batch was sent and its end not yet reported
@@ -111,36 +116,42 @@ class _SlotProcess:
 class _ReadyQueue:
     """A slot's ready partitions, in the plan's order. Ready partitions mostly arrive in rank
     order (all of a plan without dependencies at once): those go to a deque, popped in O(1);
-    a partition that arrives out of order goes to a heap."""
+    a partition that arrives out of order goes to a heap. The deque keeps ids and ranks side by
+    side, not a tuple per partition (at 1,000,000 ready partitions, 64 MB)."""
 
     def __init__(self) -> None:
-        self._run: deque[tuple[int, str]] = deque()
+        self._ids: deque[str] = deque()
+        self._ranks: deque[int] = deque()
         self._heap: list[tuple[int, str]] = []
 
     def extend(self, ranked: list[tuple[int, str]]) -> None:
-        for item in sorted(ranked):
-            if not self._heap and (not self._run or item > self._run[-1]):
-                self._run.append(item)
+        ranked.sort()
+        for item in ranked:
+            if not self._heap and (not self._ranks or item[0] > self._ranks[-1]):
+                self._ranks.append(item[0])
+                self._ids.append(item[1])
             else:
                 heapq.heappush(self._heap, item)
 
     def pop(self) -> str:
-        if self._heap and (not self._run or self._heap[0] < self._run[0]):
+        if self._heap and (not self._ranks or self._heap[0][0] < self._ranks[0]):
             return heapq.heappop(self._heap)[1]
-        return self._run.popleft()[1]
+        self._ranks.popleft()
+        return self._ids.popleft()
 
     def __len__(self) -> int:
-        return len(self._run) + len(self._heap)
+        return len(self._ids) + len(self._heap)
 
 
-def _process_context(python: Path | None) -> Any:
+def _process_context(python: Path | None, *, rapids: bool = False) -> Any:
     # fork starts a slot in milliseconds with the app already imported; spawn where another
-    # interpreter (the app's environment) must run the slots, or fork is unsafe.
-    if python is None:
+    # interpreter (the app's environment) must run the slots, or fork is unsafe: with the rapids
+    # bit, CUDA does not run in a process forked from one that initialised it.
+    if python is None and not rapids:
         return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     from .app_spawn import spawn_context
 
-    return spawn_context(python)
+    return spawn_context(python or Path(sys.executable))
 
 
 def _respawn_context(python: Path | None) -> Any:
@@ -172,7 +183,7 @@ class PoolExecutor(Executor):
     def __init__(self, context: ExecutionContext) -> None:
         super().__init__(context)
         self._slots: dict[str, _SlotProcess] = {}
-        self._parts: dict[str, Partition] = {}
+        self._plan: WorkPlan | None = None  # what `start` was given: a process started again gets its slot's partitions
         self._home: dict[str, str] = {}  # partition -> the slot the plan gave it (whose process has it)
         self._assignment: dict[str, list[str]] = {}  # slot -> its partitions, in order
         self._lost: dict[str, int] = {}  # partition -> how often its process died while running it
@@ -180,30 +191,43 @@ class PoolExecutor(Executor):
         self._respawns: dict[str, int] = {}  # slot -> times its process was started again
         self._inbox: _Inbox | None = None
         self._notices: list[str] = []
+        self._envs: dict[str, dict[str, str]] = {}  # slot -> its process's GPU environment (rapids bit)
 
     async def start(self, plan: WorkPlan) -> None:
         """Start the slot processes (before any thread starts in this process, so forks stay clean)."""
-        context = _process_context(self.context.python)
-        self._parts = plan.partition_map()
+        rapids = bool(Mode(self.job.mode) & Mode.RAPIDS)
+        context = _process_context(self.context.python, rapids=rapids)
+        if rapids:  # each slot its own GPU, or none, as the plan says (`slot_env`)
+            self._envs = slot_envs(self.context.cluster.local_worker_map(), {s.name: s.capabilities for s in plan.slots},
+                                   local_gpus())
+        self._plan = plan
         self._home = plan.slot_of()
         self._assignment = plan.assignment
+        parts = plan.partition_map() if any(plan.assignment.get(s.name) and s.name not in self._slots for s in plan.slots) else {}
         for slot in plan.slots:
             ids = plan.assignment.get(slot.name)
             if ids and slot.name not in self._slots:
-                self._slots[slot.name] = self._new_slot(slot.name, context)
+                self._slots[slot.name] = self._new_slot(slot.name, context, parts)
 
-    def _new_slot(self, name: str, context: Any) -> _SlotProcess:
+    def _new_slot(self, name: str, context: Any, parts: Mapping[str, Partition] | None = None) -> _SlotProcess:
+        """A process for slot ``name``, given its partitions. ``parts``: every partition by id,
+        when the caller has the map (not kept: at 1,000,000 partitions it is 40 MB)."""
         ids = self._assignment.get(name, [])
+        if parts is None:
+            assert self._plan is not None
+            mine = set(ids)
+            own = {p.id: p for p in self._plan.partitions if p.id in mine}
+        else:
+            own = {pid: parts[pid] for pid in ids}
         keys = self.context.keys
-        return _SlotProcess(name, self.job, context, {pid: self._parts[pid] for pid in ids},
-                            {pid: keys[pid] for pid in ids if pid in keys})
+        return _SlotProcess(name, self.job, context, own, {pid: keys[pid] for pid in ids if pid in keys}, self._envs.get(name))
 
     async def execute(self, plan: WorkPlan, driver: GraphDriver) -> AsyncIterator[Outcome]:
         await self.start(plan)
         loop = asyncio.get_running_loop()
         inbox: _Inbox = asyncio.Queue()
         self._inbox = inbox
-        slot_of = plan.slot_of()
+        slot_of = self._home  # the plan's slot of each partition (`start`)
         rank = {pid: k for ids in plan.assignment.values() for k, pid in enumerate(ids)}
         ready = {name: _ReadyQueue() for name in self._slots}
         for slot in self._slots.values():
@@ -317,9 +341,9 @@ class PoolExecutor(Executor):
                     skipped = driver.complete(pid, ok=False)
                     failed += skipped_outcomes(driver, skipped, slot_of)
                 continue
-            parts = self._parts
-            slot.send([(pid, driver.inputs(pid) if parts[pid].deps else {},
-                        None if self._home[pid] == name else (parts[pid], keys.get(pid, ""))) for pid in ids])
+            part = driver.partition
+            slot.send([(pid, driver.inputs(pid) if part(pid).deps else {},
+                        None if self._home[pid] == name else (part(pid), keys.get(pid, ""))) for pid in ids])
         return failed
 
     @staticmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
     from ..plan import GraphDriver, WorkPlan
 
 __all__ = ["SequentialExecutor"]
+
+#: outcomes are reported (their entries written first, as one pack) at least this often...
+_REPORT_S = 0.2
+#: ...and at once after a partition that ran this long (a pack then costs little beside it)
+_SLOW_S = 0.005
 
 
 class SequentialExecutor(Executor):
@@ -45,14 +51,33 @@ class SequentialExecutor(Executor):
                 heapq.heappush(ready, (rank[pid], pid))
 
         refill()
-        while ready:
-            _, pid = heapq.heappop(ready)
-            await asyncio.sleep(0)  # a cancellation (Ctrl-C) lands between partitions
-            ran = self._runner.run(parts[pid], slot_of[pid], driver.inputs(pid), key=keys.get(pid, ""))
-            self._runner.flush()  # reported as stored: written (mode 0 is for debugging, not speed)
-            for outcome in settle(driver, [ran], slot_of):
-                yield outcome
-            refill()
+        pending: list[Outcome] = []  # settled, not reported yet: their cache entries are not written yet
+        oldest = 0.0
+        try:
+            while ready:
+                _, pid = heapq.heappop(ready)
+                await asyncio.sleep(0)  # a cancellation (Ctrl-C) lands between partitions
+                started = time.monotonic()
+                ran = self._runner.run(parts[pid], slot_of[pid], driver.inputs(pid), key=keys.get(pid, ""))
+                now = time.monotonic()
+                oldest = oldest if pending else now
+                pending.extend(settle(driver, [ran], slot_of))  # its dependants may run next: the driver knows now
+                refill()
+                # Report (and first write the cache entries of) what ran, in one pack, when it is the
+                # end, when a partition took long enough that a pack costs little beside it, or at least
+                # every `_REPORT_S`: a pack per partition made 100,000 tiny ones 10x slower.
+                if not ready or now - started >= _SLOW_S or now - oldest >= _REPORT_S:
+                    self._runner.flush()  # reported as stored: written
+                    reported, pending = pending, []
+                    for outcome in reported:
+                        yield outcome
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            if pending:  # stopped (Ctrl-C): what ran before is reported (its entries written) first
+                self._runner.flush()
+                reported, pending = pending, []
+                for outcome in reported:
+                    yield outcome
+            raise
 
     async def close(self) -> None:
         pass

@@ -45,7 +45,8 @@ class PartitionRunner:
         self.kernels: KernelChoice = select_kernels(job.module_name.split(".")[0], Mode(job.mode))
         self.host = socket.gethostname()
         self.worker = f"{self.host}:{os.getpid()}"
-        self.job_id = os.environ.get("SLURM_JOB_ID", "")  # a worker in a Slurm job: the record names the job
+        # a worker in a batch job or pod: the record names it (`ClusterBackend.job_id_env`)
+        self.job_id = os.environ.get(job.job_id_env, "") if job.job_id_env else ""
         self._loggers: dict[str, logging.Logger] = {}
         if job.share_umask is not None:  # what this worker creates on the share: the run's modes (`share_access`)
             os.umask(job.share_umask)

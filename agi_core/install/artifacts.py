@@ -22,8 +22,9 @@ from pathlib import Path
 from ..env import AgiEnv
 from ..errors import AgiError
 from ..settings import read_toml
+from .code_hash import agi_code_hash
 
-__all__ = ["Artifacts", "ArtifactBuilder", "Target", "agi_source_dir", "sha256_file", "uv_binary"]
+__all__ = ["Artifacts", "ArtifactBuilder", "Target", "agi_code_hash", "agi_source_dir", "sha256_file", "uv_binary"]
 
 # Packages Dask compares between client, scheduler and workers: pinned to the manager's versions.
 MATCHED_PACKAGES = ("dask", "distributed", "cloudpickle", "msgpack", "tornado", "toolz", "numpy", "lz4", "pandas")
@@ -93,35 +94,6 @@ def agi_source_dir() -> Path:
     return root
 
 
-def _tree_hash(root: Path, paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-#: Sub-packages of agi_core that workers never import: the command line, the web UI, pipelines,
-#: reports, the notebook display and the test rig. They are left out of the code hash, so editing them does not
-#: re-install every host. (A worker module importing them would break this: tests/test_layers.py
-#: checks that none does.)
-MANAGER_ONLY_PACKAGES = ("cli", "ui", "pipeline", "reports", "testing", "notebook")
-
-
-def agi_code_hash(root: Path | None = None) -> str:
-    """The hash of the agi_core code workers run: ``pyproject.toml`` and every module of
-    ``agi_core`` except `MANAGER_ONLY_PACKAGES`. A change re-installs agi_core on every host.
-
-    ``root`` is the source tree (default: `agi_source_dir`).
-    """
-    root = root or agi_source_dir()
-    package = root / "agi_core"
-    files = [root / "pyproject.toml", *(
-        p for p in package.rglob("*.py")
-        if "__pycache__" not in p.parts and p.relative_to(package).parts[0] not in MANAGER_ONLY_PACKAGES
-    )]
-    return _tree_hash(root, files)
-
-
 def uv_binary() -> Path:
     """The manager's own uv (from the `uv` package), uploaded to hosts that lack one."""
     try:
@@ -186,6 +158,13 @@ class ArtifactBuilder:
                 pass
         return pins
 
+    @staticmethod
+    def lock_options(target: Target) -> list[str]:
+        """``uv pip compile`` options for ``target``: a GPU target takes wheels only, as its
+        wheelhouse does, so an unfit pin fails the lock, naming it, rather than reaching for an old
+        release published as a stub that downloads from NVIDIA's index when built (cudf-cu12 24.10)."""
+        return ["--no-build"] if target.gpu else []
+
     def inputs_hash(self, target: Target) -> str:
         """What the lock depends on: requirements, pins and target. Equal inputs give an equal lock."""
         text = "\n".join([target.key, *self.requirements(target), "--", *self.constraints(), "--", *self.find_links])
@@ -213,9 +192,9 @@ class ArtifactBuilder:
             constraints.write_text("\n".join(self.constraints()) + "\n")
             tmp = lock_path.with_suffix(".tmp")
             links = [arg for link in self.find_links for arg in ("--find-links", link)]
-            await _run(uv, "pip", "compile", "-q", str(requirements), "-c", str(constraints), *links, "--python-version", target.python,
-                       "--python-platform", target.uv_platform(), "--no-header", "--no-annotate", "-o", str(tmp),
-                       what="locking the dependencies (uv pip compile)")
+            await _run(uv, "pip", "compile", "-q", str(requirements), "-c", str(constraints), *links, *self.lock_options(target),
+                       "--python-version", target.python, "--python-platform", target.uv_platform(), "--no-header",
+                       "--no-annotate", "-o", str(tmp), what="locking the dependencies (uv pip compile)")
             os.replace(tmp, lock_path)
         wheelhouse = self.cache_dir / "wheelhouse" / target.key
         done = wheelhouse / f".complete-{sha256_file(lock_path)[:16]}"

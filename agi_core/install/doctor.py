@@ -172,9 +172,13 @@ async def _run_checks(session: HostSession, checks: HostChecks, ctx: InstallCont
 def _check_gpu(checks: HostChecks, ctx: InstallContext, info: HostInfo) -> None:
     """The host's GPUs as nvidia-smi lists them, and which of its workers own one."""
     spec = ctx.cluster.worker_map().get(checks.host)
-    owners = sum(1 for gpu in gpu_workers(spec, info.devices) if gpu) if spec is not None else 0
+    try:
+        owners = sum(1 for gpu in gpu_workers(spec, info.devices, checks.host) if gpu) if spec is not None else 0
+    except AgiError as exc:  # more workers declared than GPUs found
+        checks.add("gpu", False, exc.message, exc.fix)
+        return
     declared = spec is not None and (GPU in spec.capabilities or spec.gpus is not None)
-    found = ", ".join(info.gpus) or "none found"
+    found = (", ".join(info.gpus) or "none found") + (f" (nvidia-smi: {info.gpu_error})" if info.gpu_error else "")
     detail = found + (f"; {owners} of {spec.count} workers own a GPU" if spec is not None else "") + (" (declared)" if declared else "")
     wants_gpu = bool(ctx.modes & Mode.RAPIDS) and spec is not None
     require = ctx.cluster.rapids == "require"
@@ -195,6 +199,8 @@ async def _check_gpu_libraries(session: HostSession, checks: HostChecks, ctx: In
     found = await probe_gpu_libraries(session, venv, worker_environment(ctx, checks.host))
     usable = bool(found.get("numba_cuda")) or bool(found.get("cudf"))
     detail = f"numba.cuda {_said(found.get('numba_cuda'))}, cuDF {_said(found.get('cudf'))}"
+    errors = [found[key] for key in ("numba_error", "cudf_error", "error") if found.get(key)]
+    detail += f" ({'; '.join(errors)})" if errors else ""  # what numba.cuda or cuDF raised: the driver, a missing library
     checks.add("gpu libraries", usable, detail, None if usable else f"agi install {ctx.env.name} (the app's gpu extra)")
 
 

@@ -169,7 +169,7 @@ def host_target(ctx: InstallContext, host: str, info: HostInfo) -> Target:
     host (one of its workers owns a GPU, probed or declared: `gpus.gpu_workers`) that gets the
     app's ``gpu`` extra. Hosts without a GPU never download or install it."""
     spec = ctx.cluster.worker_map().get(host)
-    gpu = bool(ctx.modes & Mode.RAPIDS) and spec is not None and any(gpu_workers(spec, info.devices))
+    gpu = bool(ctx.modes & Mode.RAPIDS) and spec is not None and any(gpu_workers(spec, info.devices, host))
     return Target(ctx.cluster.install.python or info.python_minor, info.arch, info.glibc, gpu=gpu and bool(ctx.builder.gpu_extra()))
 
 

@@ -15,10 +15,8 @@ from .. import paths
 from ..env import AgiEnv
 from ..errors import AgiError
 from ..events import Event, EventSink, HostStep, ignore
-from ..hosts import LOCAL_HOST
 from ..modes import Mode
 from ..settings import ClusterSettings
-from ..settings_schema import SLURM_HOST
 from .artifacts import ArtifactBuilder
 from .host import HostReport, InstallContext, install_host
 
@@ -46,25 +44,16 @@ class InstallError(AgiError):
 
 
 def hosts_of(cluster: ClusterSettings) -> dict[str, list[str]]:
-    """Host → roles: the scheduler host first, then every host of the worker map (this machine
-    when none is configured: `ClusterSettings.worker_map`).
-
-    The scheduler's port is Dask's, not SSH's, so its host is named without it.
-
-    With ``backend = "slurm"``, one host: the login node (``[cluster.slurm] login``, else this
-    machine), which builds the venv once on the shared filesystem that every compute node sees
-    (``[cluster.install] root``); the scheduler runs in the manager's own Python.
+    """Host → roles, as the cluster's backend says (`ClusterBackend.install_hosts`): by default
+    the scheduler host first, then every host of the worker map (this machine when none is
+    configured: `ClusterSettings.worker_map`); a batch backend names the login node that builds
+    one venv on the shared filesystem. The scheduler's port is Dask's, not SSH's, so its host is
+    named without it.
     """
-    if cluster.backend == SLURM_HOST:
-        slurm = cluster.slurm
-        return {slurm.login or LOCAL_HOST: [f"Slurm workers: {slurm.jobs * slurm.processes} (shared venv)"]}
-    roles: dict[str, list[str]] = {}
-    scheduler = cluster.scheduler_address()
-    if scheduler is not None:
-        roles.setdefault(str(scheduler.with_port(None)), []).append("scheduler")
-    for host, spec in cluster.worker_map().items():
-        roles.setdefault(host, []).append(f"{spec.count} workers")
-    return roles
+    from ..cluster.registry import backend_class
+
+    backend = backend_class(cluster.backend)
+    return backend.install_hosts(cluster, backend.options_of(cluster))
 
 
 def _fan_out(sinks: list[EventSink]) -> EventSink:

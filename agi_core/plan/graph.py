@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..app import Partition
 
@@ -40,6 +40,13 @@ class Known:
     source: str = "cache"
 
 
+class HasResult(Protocol):
+    """What the driver needs of a known result: the result (a `Known`, or a cache hit's `Outcome`)."""
+
+    @property
+    def result(self) -> Any: ...
+
+
 class GraphDriver:
     """Tracks the partitions of one run: waiting, ready, running, done.
 
@@ -48,30 +55,31 @@ class GraphDriver:
     count as succeeded for their dependents.
     """
 
-    def __init__(self, partitions: Sequence[Partition], *, known: Mapping[str, Known] | None = None) -> None:
+    def __init__(self, partitions: Sequence[Partition], *, known: Mapping[str, HasResult] | None = None) -> None:
         self._parts = {p.id: p for p in partitions}
         self._order = [p.id for p in partitions]
         self._waiting: dict[str, int] = {}
         self._dependents: dict[str, list[str]] = {}
-        for part in partitions:
-            if part.deps:
-                self._waiting[part.id] = len(part.deps)
-                for dep in part.deps:
-                    self._dependents.setdefault(dep, []).append(part.id)
+        for part in [p for p in partitions if p.deps]:
+            self._waiting[part.id] = len(part.deps)
+            for dep in part.deps:
+                self._dependents.setdefault(dep, []).append(part.id)
         self._results: dict[str, Any] = {}  # results of done partitions that others still need
-        self._known: list[tuple[str, Known]] = []
+        self._known: list[tuple[str, HasResult]] = []
         self._open = len(self._order)  # neither done, failed nor skipped
         self._known_ids = frozenset(known or ())
         if known:
-            for pid in self._order:
-                if pid in known:
-                    self._known.append((pid, known[pid]))
-                    self._open -= 1
-                    if pid in self._dependents:
-                        self._results[pid] = known[pid].result
-                    for child in self._dependents.get(pid, ()):
+            self._known = [(pid, known[pid]) for pid in self._order if pid in known]
+            self._open -= len(self._known)
+            dependents = self._dependents
+            for pid, found in self._known if dependents else ():
+                if pid in dependents:
+                    self._results[pid] = found.result
+                    for child in dependents[pid]:
                         self._waiting[child] -= 1
-        self._fresh: list[str] = [pid for pid in self._order if not self._waiting.get(pid) and not (known and pid in known)]
+        waiting = self._waiting
+        self._fresh: list[str] = ([pid for pid in self._order if not waiting.get(pid) and pid not in known] if known
+                                  else [pid for pid in self._order if not waiting.get(pid)])
 
     # -- questions --------------------------------------------------------------------------
 
@@ -106,7 +114,7 @@ class GraphDriver:
         """The result of a done partition that others depend on (KeyError otherwise)."""
         return self._results[pid]
 
-    def take_known(self) -> list[tuple[str, Known]]:
+    def take_known(self) -> list[tuple[str, HasResult]]:
         """The partitions known from the start, once."""
         known, self._known = self._known, []
         return known

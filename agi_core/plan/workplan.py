@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from ..app import Partition
-from ..atomic import write_text_atomic
+from ..atomic import write_bytes_atomic
 from ..errors import PlanError
 from .balancing import Slot, balance, makespan
 from .dag import bottom_levels, check_dependencies, dependency_problems, topological_order
@@ -185,26 +185,33 @@ class WorkPlan:
     def to_json(self) -> str:
         """JSON with one line per slot of the assignment and one per partition: easy to read, diff
         and edit, and fast to write for 100,000 partitions (pydantic-core encodes each partition)."""
+        return b"".join(self.json_chunks()).decode()
+
+    def json_chunks(self, chunk: int = 20_000) -> Iterator[bytes]:
+        """`to_json`'s text, encoded, in pieces of ``chunk`` partitions: `save` writes them as they
+        come, so a plan of 1,000,000 partitions is never a few hundred MB string in memory."""
         head = {"schema": SCHEMA, "app": self.app, "fingerprint": self.fingerprint, "args": self.args,
                 "slots": [{"name": s.name, "host": s.host, "capacity": s.capacity, "capabilities": list(s.capabilities)}
                           for s in self.slots]}
         lines = [f" {json.dumps(key)}: {json.dumps(value)}" for key, value in head.items()]
         assignment = ",\n".join(f"  {json.dumps(slot)}: {json.dumps(ids)}" for slot, ids in self.assignment.items())
-        # One encoder call for every partition, then a line break before each: `},{"id":` cannot
-        # occur inside a JSON string (its quote would be escaped), and whitespace between JSON
-        # tokens is always allowed, so the text stays the same data.
-        try:
-            encoded = to_json(self.partitions)
-        except ValueError as exc:  # e.g. a string UTF-8 cannot encode, in a field build_plan does not look into
-            bad = next((p.id for p in self.partitions if not _encodes(p)), "?")
-            raise PlanError(f"partition '{bad}' cannot be written to a plan file: {exc}", fix=_PAYLOAD_FIX) from None
-        partitions = encoded[1:-1].replace(b'},{"id":', b'},\n  {"id":').decode() if self.partitions else ""
-        partitions = f"  {partitions}" if partitions else partitions
-        return "{\n" + ",\n".join(lines) + f',\n "assignment": {{\n{assignment}\n }},\n "partitions": [\n{partitions}\n ]\n}}\n'
+        yield ("{\n" + ",\n".join(lines) + f',\n "assignment": {{\n{assignment}\n }},\n "partitions": [\n').encode()
+        for first in range(0, len(self.partitions), chunk):
+            # One encoder call for a chunk of partitions, then a line break before each: `},{"id":`
+            # cannot occur inside a JSON string (its quote would be escaped), and whitespace between
+            # JSON tokens is always allowed, so the text stays the same data.
+            some = self.partitions[first: first + chunk]
+            try:
+                encoded = to_json(some)
+            except ValueError as exc:  # e.g. a string UTF-8 cannot encode, in a field build_plan does not look into
+                bad = next((p.id for p in some if not _encodes(p)), "?")
+                raise PlanError(f"partition '{bad}' cannot be written to a plan file: {exc}", fix=_PAYLOAD_FIX) from None
+            yield (b",\n  " if first else b"  ") + encoded[1:-1].replace(b'},{"id":', b'},\n  {"id":')
+        yield b"\n ]\n}\n"
 
     def save(self, path: Path) -> None:
         """Write the plan atomically (a reader never sees half a file)."""
-        write_text_atomic(Path(path), self.to_json())
+        write_bytes_atomic(Path(path), self.json_chunks())
 
     @classmethod
     def from_json(cls, text: str, *, origin: str = "plan", current: WorkPlan | None = None) -> WorkPlan:

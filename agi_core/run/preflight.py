@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import AgiError
 from ..events import EventSink, Notice, Phase
 from ..hosts import is_local_host
 from ..kernels import select_kernels
@@ -35,15 +36,27 @@ def prepare(env: AgiEnv, request: RunRequest, emit: EventSink) -> Prepared:
         from ..cluster.registry import backend_class
 
         backend_class(request.cluster.backend)
-    workers = request.cluster.worker_map()
-    workers_here = not mode & Mode.CLUSTER or all(is_local_host(host) for host in workers)
+    # without the cluster bit the workers are this machine's: the backend (its module, SSH) is not asked
+    workers_here = not mode & Mode.CLUSTER or all(is_local_host(host) for host in request.cluster.worker_map())
     if mode & Mode.CYTHON and workers_here:  # remote hosts compiled theirs at `agi install`
         _compile_kernels(env, emit)
     note, kind = "", None
+    # with the pool and rapids bits, whether the GPU kernels run is asked of a child of the workers'
+    # Python: CUDA initialised here would fail every slot process forked from this one
+    pooled_gpu = bool(mode & Mode.POOL and mode & Mode.RAPIDS and not mode & Mode.CLUSTER)
+    python = local_worker_python(env, request, emit) if pooled_gpu else None
     if not mode & Mode.CLUSTER:  # on a cluster, each worker picks its kernels (and records which)
-        chosen = select_kernels(env.module_name.split(".")[0], mode)  # fails early if a kernel is missing
+        chosen = select_kernels(env.module_name.split(".")[0], mode, gpu_check="child" if pooled_gpu else "here",
+                                python=str(python) if python else None)  # fails early if a kernel is missing
         note, kind = chosen.note, chosen.kind
-    return Prepared(kernel_note=note, python=local_worker_python(env, request, emit), kernel_kind=kind)
+        if mode & Mode.RAPIDS and request.cluster.rapids == "require" and chosen.kind != "gpu":
+            why = chosen.note.removesuffix(": ran the CPU kernels")
+            raise AgiError(f'rapids = "require", but the GPU kernels cannot run here: {why}',
+                           fix="check this machine with `agi doctor APP` (nvidia-smi, the driver, the app's gpu extra: "
+                               "numba-cuda or cuDF), or set rapids = true to run the CPU kernels (the record says so)")
+    if not pooled_gpu:
+        python = local_worker_python(env, request, emit)
+    return Prepared(kernel_note=note, python=python, kernel_kind=kind)
 
 
 def local_worker_python(env: AgiEnv, request: RunRequest, emit: EventSink) -> Path | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,42 @@ from ..executors import Outcome
 from ..modes import Mode
 from ..plan import WorkPlan
 
-__all__ = ["RunResult"]
+__all__ = ["ResultsView", "RunResult"]
+
+
+class ResultsView(Mapping[str, Any]):
+    """Partition id → result, for every partition that succeeded (or came from the cache), read
+    from the run's outcomes: a run of 1,000,000 partitions need not build a second dict of them.
+
+    >>> view = ResultsView({"a": Outcome("a", "s0", "ok", result=1), "b": Outcome("b", "s0", "failed")})
+    >>> dict(view), "b" in view, len(view)
+    ({'a': 1}, False, 1)
+    """
+
+    def __init__(self, outcomes: Mapping[str, Outcome]) -> None:
+        self._outcomes = outcomes
+        self._count: int | None = None
+
+    def __getitem__(self, pid: str) -> Any:
+        outcome = self._outcomes[pid]
+        if not outcome.ok:
+            raise KeyError(pid)
+        return outcome.result
+
+    def __contains__(self, pid: object) -> bool:
+        outcome = self._outcomes.get(pid)  # type: ignore[call-overload]
+        return outcome is not None and outcome.ok
+
+    def __iter__(self) -> Iterator[str]:
+        return (pid for pid, outcome in self._outcomes.items() if outcome.ok)
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = sum(1 for outcome in self._outcomes.values() if outcome.ok)
+        return self._count
+
+    def __repr__(self) -> str:
+        return f"ResultsView({len(self)} results)"
 
 
 @dataclass
@@ -22,7 +58,7 @@ class RunResult:
     mode: Mode
     status: str
     value: Any = field(repr=False)
-    results: dict[str, Any] = field(repr=False)  # partition results can be large: not in the repr
+    results: Mapping[str, Any] = field(repr=False)  # id -> result (`ResultsView`); large: not in the repr
     outcomes: list[Outcome] = field(repr=False)
     run_dir: Path
     plan: WorkPlan = field(repr=False)

@@ -16,7 +16,7 @@ from ..errors import SettingsError
 from ..secret_refs import Secret
 from ..settings import read_toml, save_settings_values
 
-__all__ = ["Field", "SaveOutcome", "cluster_fields", "form_fields", "save_form", "worker_rows"]
+__all__ = ["Field", "SaveOutcome", "backend_fields", "cluster_fields", "form_fields", "save_form", "worker_rows"]
 
 #: the cluster keys the form edits: dotted key → (label, input kind, help)
 CLUSTER_KEYS: dict[str, tuple[str, str, str]] = {
@@ -113,13 +113,39 @@ def form_fields(env: AgiEnv) -> list[Field]:
     fields = [Field(f"args.{name}", name, _arg_kind(prop), values.get(name), _source(f"args.{name}", document, profile),
                     prop.get("description", ""))
               for name, prop in schema.get("properties", {}).items()]
-    return fields + cluster_fields(settings.cluster.model_dump(mode="json"), document, profile)
+    return fields + cluster_fields(settings.cluster.model_dump(mode="json"), document, profile) + backend_fields(settings.cluster, document, profile)
 
 
 def cluster_fields(cluster: Mapping[str, Any], document: Mapping[str, Any], profile: tuple[str | None, Mapping[str, Any]]) -> list[Field]:
     fields = []
     for key, (label, kind, help_text) in CLUSTER_KEYS.items():
         fields.append(Field(key, label, kind, _lookup(cluster, key.split(".")[1:])[1], _source(key, document, profile), help_text))
+    return fields
+
+
+def backend_fields(cluster: Any, document: Mapping[str, Any], profile: tuple[str | None, Mapping[str, Any]]) -> list[Field]:
+    """The backend choice, then the selected backend's own options (``[cluster.<name>]``), from its
+    options model's JSON schema (`ClusterBackend.Options`): a plugin's options appear without a
+    change here. None when the backend cannot be loaded (the settings page shows that error)."""
+    from ..backend_plugins import backend_names
+    from ..cluster.registry import backend_class
+    from ..errors import AgiError
+
+    name = cluster.backend
+    fields = [Field("cluster.backend", "backend", "choice:" + ",".join(dict.fromkeys([name, *backend_names()])), name,
+                    _source("cluster.backend", document, profile), "how the cluster's workers are started (docs/backends.md)")]
+    try:
+        backend = backend_class(name)
+        values = backend.options_of(cluster).model_dump(mode="json")
+    except AgiError:
+        return fields
+    if name in type(cluster).model_fields:  # a core table ([cluster.ssh]): the keys above edit it
+        return fields
+    for key, prop in backend.Options.model_json_schema().get("properties", {}).items():
+        choices = [branch for branch in prop.get("anyOf", []) if branch.get("type") != "null"]  # optional: its other branch
+        kind = _arg_kind(choices[0] if len(choices) == 1 else prop)
+        dotted = f"cluster.{name}.{key}"
+        fields.append(Field(dotted, f"{name}: {key}", kind, values.get(key), _source(dotted, document, profile), prop.get("description", "")))
     return fields
 
 

@@ -9,13 +9,13 @@ the simulator the same names are Python operations (each rounded once) and an ex
 
 from __future__ import annotations
 
-from numba import config, cuda
+from numba import cuda
 
-from .kernels_gpu import FUSED, FUSED_NEG, exact_fma
+from .kernels_gpu import FUSED, FUSED_NEG, exact_fma, simulated
 
 __all__ = ["escape"]
 
-if config.ENABLE_CUDASIM:
+if simulated():
     def mul(a: float, b: float) -> float:
         return a * b
 
@@ -29,7 +29,7 @@ else:
     mul, add, fma = libdevice.dmul_rn, libdevice.dadd_rn, libdevice.fma_rn
 
 
-@cuda.jit(fastmath=False)
+@cuda.jit(fastmath=False, cache=True)  # cached on disk: a fresh worker process skips the JIT
 def escape(re, im, max_iter, rule, counts):  # numba infers the types from the arguments
     """One thread per pixel: ``counts[y, x]`` = iterations before ``re[x] + i*im[y]`` escapes."""
     x, y = cuda.grid(2)

@@ -64,7 +64,9 @@ class Mandelbrot(App):
             sample[sample >= cap] = args.max_iter  # likely inside the set: costs every iteration
             # iterations per sampled pixel, scaled to the band's pixel count, plus a fixed cost per pixel
             weight = (float(sample.mean()) + 1.0) * (bottom - top) * args.width if sample.size else 1.0
-            parts.append(Partition(id=f"band-{k:04d}", weight=round(weight, 1), payload={"top": top, "bottom": bottom}))
+            # prefers the GPU: with the rapids bit, a GPU slot takes gpu_speed times the share of a CPU slot
+            parts.append(Partition(id=f"band-{k:04d}", weight=round(weight, 1), payload={"top": top, "bottom": bottom},
+                                   prefers=("gpu",)))
         return parts
 
     def work(self, part: Partition, ctx: WorkContext) -> dict[str, Any]:

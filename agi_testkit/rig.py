@@ -14,7 +14,7 @@ Connect as root with ``rig.client_key`` and check host keys against ``rig.known_
 IPs of every host). The root namespace cannot resolve h1..hN: connect by IP.
 
 Needs root, iproute2, util-linux (``unshare``, ``nsenter``), procps (``sysctl``) and openssh-server;
-`rig_available()` says why not. ``python -m agi_core.testing.rig_cli --help`` (``scripts/rig``) drives a manual rig.
+`rig_available()` says why not. ``python -m agi_testkit.rig_cli --help`` (``scripts/rig``) drives a manual rig.
 The recipe, timings and pitfalls behind this module are in ../shared/reference/test-rig.md.
 """
 

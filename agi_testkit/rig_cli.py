@@ -1,6 +1,6 @@
-"""``python -m agi_core.testing.rig_cli`` (or ``scripts/rig``): a rig of fake SSH hosts by hand.
+"""``python -m agi_testkit.rig_cli`` (or ``scripts/rig``): a rig of fake SSH hosts by hand.
 
-The rig itself lives in `agi_core.testing.rig`; this is only its command line.
+The rig itself lives in `agi_testkit.rig`; this is only its command line.
 """
 
 from __future__ import annotations
