@@ -28,7 +28,8 @@ def test_a_two_host_worker_map_is_saved_from_the_form(page, ui):
     rows = page.locator(".worker-row")
     expect(rows).to_have_count(2)
     rows.nth(1).locator('[name="worker_count"]').fill("4")
-    page.click("#save-settings")
+    with page.expect_response(lambda r: r.url.endswith("/orchestrate/toy/settings") and r.request.method == "POST"):
+        page.click("#save-settings")  # the message of the first save is on the page until this answer
     expect(page.locator("#settings-saved")).to_contain_text("cluster.workers")
     assert tomllib.loads(settings_file(ui).read_text())["cluster"]["workers"] == {"127.0.0.1": 3, "10.0.0.2": 4}
     page.screenshot(path=str(ui["root"] / "screenshots" / "settings-two-host-map.png"), full_page=True)
