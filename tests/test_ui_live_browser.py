@@ -146,6 +146,9 @@ def test_compare_modes_runs_each_mode_and_shows_wall_times_and_speedups(page, ui
         expect(page.locator(f'#compare [name="mode"][value="{mode}"]')).to_be_checked()
     page.uncheck('#compare [name="mode"][value="5"]')
     page.click("#compare-button")
+    expect(page.locator("#compare-panel .gantt rect")).not_to_have_count(0)  # the first mode runs
+    page.reload()  # the compare job is found again, and followed to its end
+    expect(page.locator("#compare-panel .job")).to_have_count(1)
     finish(page, "#compare-panel")
     expect(page.locator("#compare-panel .job")).to_have_attribute("data-status", "ok")
     table = page.locator("#compare-table")

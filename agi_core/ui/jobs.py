@@ -35,6 +35,7 @@ class Job:
     error: str | None = None
     fix: str | None = None
     cancellable: bool = True
+    run_ids: list[str] = field(default_factory=list)  # the runs it started (a compare job starts several)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _task: asyncio.Task[dict[str, Any]] | None = field(default=None, repr=False)
     _cancel_asked: bool = field(default=False, repr=False)
@@ -53,7 +54,10 @@ class Job:
 
     def emit(self, event: Event) -> None:
         """The `EventSink` given to the core: events are stored with the time they arrived."""
-        self.events.append({**event.as_dict(), "t": round(time.time() - self.started, 4)})  # list.append is atomic
+        data = {**event.as_dict(), "t": round(time.time() - self.started, 4)}
+        if data["kind"] == "run_started":  # the runs it made, found again by their record's page
+            self.run_ids.append(data["run_id"])
+        self.events.append(data)  # list.append is atomic
 
     @property
     def done(self) -> bool:
@@ -79,8 +83,7 @@ class Jobs:
 
     def of_run(self, run_id: str) -> Job | None:
         """The job that started run ``run_id`` (its ``run_started`` event names it)."""
-        return next((j for j in self.all() if j.kind == "run" and any(e["kind"] == "run_started" and e.get("run_id") == run_id
-                                                                        for e in j.events[:64])), None)
+        return next((j for j in self.all() if run_id in j.run_ids), None)
 
     def all(self) -> list[Job]:
         return sorted(self._jobs.values(), key=lambda j: j.started, reverse=True)

@@ -36,7 +36,7 @@ def live_views(request: Request, app: str | None) -> dict[str, Any]:
     if app is None:
         return {}
     jobs = request.app.state.jobs
-    views: dict[str, Any] = {"install_job": jobs.running("install", app)}
+    views: dict[str, Any] = {"install_job": jobs.running("install", app), "compare_job": jobs.running("compare", app)}
     run = jobs.running("run", app)
     if run is not None:
         views["run_view"] = {"job": run}
@@ -45,7 +45,7 @@ def live_views(request: Request, app: str | None) -> dict[str, Any]:
             records = running_records(run_store(request.app.state.config), safe_name(app))
         except AgiError:
             records = []
-        mine = {e.get("run_id") for j in jobs.all() for e in j.events[:64] if e["kind"] == "run_started"}
+        mine = {run_id for job in jobs.all() for run_id in job.run_ids}
         record = next((r for r in records if r.run_id not in mine), None)
         if record is not None:
             views["run_view"] = record_view(app, record.run_id)
