@@ -181,3 +181,25 @@ def test_a_cluster_start_shows_the_scheduler_and_each_worker_joining(page, ui):
         expect(row.locator(".h-log")).to_contain_text("joined")
     page.screenshot(path=str(ui["root"] / "screenshots" / "cluster-start.png"), full_page=True)
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "cluster.cluster_enabled=false", "cluster.workers={}"]})
+
+
+def test_a_second_ui_server_follows_a_run_it_did_not_start(page, ui):
+    """As after `agi ui` restarts: a server without the run's job finds it from the record."""
+    from tests.ui_fixtures import serve
+
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=24", "args.sleep=0.25", "cluster.pool=false", _fresh()]})
+    api(page, ui, "POST", "/api/run/toy")
+    server, thread, base = serve(ui["config"])
+    try:
+        other = login(page.context.browser, {**ui, "base": base})
+        other.goto(base + "/orchestrate?app=toy")
+        job = other.locator("#run-panel .job[data-events]")  # followed from the record, not a job of this server
+        expect(job).to_have_count(1)
+        finish(other, "#run-panel")
+        expect(job).to_have_attribute("data-status", "ok")
+        assert other.locator("#run-panel .gantt rect").count() == 24
+        other.context.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0"]})
