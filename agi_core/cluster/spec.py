@@ -63,6 +63,7 @@ class ClusterSpec:
     app_version: str | None = None  # the version the manager runs (its pyproject.toml)
     local_python: str | None = None  # the interpreter of processes on this machine; None: the manager's
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # the backend's ``[cluster.<name>]`` (JSON of its `Options`)
+    project_dir: str | None = None  # the app's project (its pyproject.toml): backends that ship its wheel build it from here
     min_workers: int = 0  # workers that must have joined before a run starts (`joining`); 0: all
     join_timeout: float | None = None  # seconds to wait for them (and for the rest); None: dask.start_timeout
 
@@ -203,7 +204,7 @@ def _min_workers(cluster: ClusterSettings, backend: Any, options: Any, expected:
 
 
 def spec_for(cluster: ClusterSettings, mode: Mode, app: str, *, app_distribution: str | None = None,
-             app_version: str | None = None, local_python: Path | None = None) -> ClusterSpec:
+             app_version: str | None = None, local_python: Path | None = None, project_dir: Path | None = None) -> ClusterSpec:
     """The spec of ``app``'s cluster under ``cluster`` settings, for ``mode`` (resolved by
     `run.resolve`; the cluster bit is implied), with this machine's cores for local threads.
 
@@ -218,4 +219,5 @@ def spec_for(cluster: ClusterSettings, mode: Mode, app: str, *, app_distribution
 
     spec = cluster_spec(cluster, Mode(mode) | Mode.CLUSTER, app=app, app_distribution=app_distribution, app_version=app_version,
                         local_threads=os.cpu_count(), gpus=gpus_of(cluster.worker_map()))
+    spec = dataclasses.replace(spec, project_dir=str(project_dir)) if project_dir else spec  # backends that ship the app
     return dataclasses.replace(spec, local_python=str(local_python)) if local_python else spec
