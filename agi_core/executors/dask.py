@@ -261,9 +261,7 @@ class DaskExecutor(Executor):
             count = min(len(free), max(self.max_tasks_per_slot, -(-len(free) // 1000)))
             # Round-robin over a heaviest-first list gives batches of similar weight.
             for k in range(count):
-                ids = free[k::count]
-                batches.append(Batch(len(batches), slot, ids, float(sum(parts[pid].weight for pid in ids)),
-                                     frozenset(need for pid in ids for need in parts[pid].needs)))
+                batches.append(Batch(len(batches), slot, free[k::count]))
         assert self._elastic is not None
 
         def submit(batch: Batch, on: str) -> Any:
@@ -271,7 +269,11 @@ class DaskExecutor(Executor):
             return self._submit(job_json, batch.ids, batch.slot, {}, {batch.slot: address} if address else {}, parts,
                                 key=f"{batch.slot}-b{batch.seq}")
 
-        return self._elastic.begin(batches, submit)
+        def weigh(batch: Batch) -> tuple[float, frozenset[str]]:
+            return (float(sum(parts[pid].weight for pid in batch.ids)),
+                    frozenset(need for pid in batch.ids for need in parts[pid].needs))
+
+        return self._elastic.begin(batches, submit, weigh)
 
     def _new_elastic(self, plan: WorkPlan) -> ElasticBatches:
         backend = self._handle.backend

@@ -41,6 +41,7 @@ class ElasticBatches:
         self._names = dict(worker_names)
         self._slot_of = {name: slot for slot, name in worker_names.items()}
         self._submit: Callable[[Batch, str], Any] = _unset
+        self._weigh: Callable[[Batch], tuple[float, frozenset[str]]] | None = None
         self.joined_since_facts = False  # a worker joined since the record last asked what workers run
         self._emit = emit
         self._report = report
@@ -90,16 +91,28 @@ class ElasticBatches:
 
     # -- the batches ---------------------------------------------------------------------------
 
-    def begin(self, batches: list[Batch], submit: Callable[[Batch, str], Any]) -> list[Any]:
+    def begin(self, batches: list[Batch], submit: Callable[[Batch, str], Any],
+              weigh: Callable[[Batch], tuple[float, frozenset[str]]]) -> list[Any]:
         """Queue the run's batches, hand those of absent slots to the joined ones, and submit
         each joined worker's window; returns the futures. ``submit(batch, slot)`` submits a
-        batch to the worker serving ``slot`` and returns its future."""
-        self._submit = submit
+        batch to the worker serving ``slot`` and returns its future; ``weigh(batch)`` gives its
+        weight and needs, asked only once something has to move (a pass over the partitions
+        that a run whose workers all came and stayed never pays)."""
+        self._submit, self._weigh = submit, weigh
         self.queues = BatchQueues(batches, capacity=self._capacity, capabilities=self._capabilities)
         for slot in self.joined:
             self.queues.add(slot, self._capacity.get(slot, 1.0), self._capabilities.get(slot, ()))
-        self._moved(self.queues.orphan([s for s in self.queues.slots() if s not in self.joined], list(self.joined)))
+        absent = [s for s in self.queues.slots() if s not in self.joined]
+        if absent:
+            self._weighed()
+            self._moved(self.queues.orphan(absent, list(self.joined)))
         return self._fill_all()
+
+    def _weighed(self) -> None:
+        """Weigh the queued batches, once, before the first move (none moved before it)."""
+        weigh, self._weigh = self._weigh, None
+        if weigh is not None:
+            self.queues.reweigh(weigh)
 
     def finished(self, future: Any) -> list[Any]:
         """A submitted batch finished: its worker's window has room for the next ones."""
@@ -113,6 +126,8 @@ class ElasticBatches:
         """One look at the workers: moves for joins and leaves, and the futures submitted for them."""
         joined, left = await self.refresh()
         stranded = [slot for slot in self.queues.slots() if slot not in self.joined]
+        if (stranded or joined) and len(self.queues):
+            self._weighed()
         if stranded and self.joined:
             self._moved(self.queues.orphan(stranded, list(self.joined), reason="left" if left else "not joined"))
         for slot in joined:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["Batch", "BatchQueues", "Move", "window"]
@@ -110,6 +110,14 @@ class BatchQueues:
             self._load[slot] -= batch.weight
             taken.append(batch)
         return taken
+
+    def reweigh(self, weigh: Callable[[Batch], tuple[float, frozenset[str]]]) -> None:
+        """Give every queued batch its weight and needs (``weigh``) and recompute the loads: a run
+        whose workers all came weighs nothing until something has to move."""
+        for slot, queue in self._queues.items():
+            for batch in queue:
+                batch.weight, batch.needs = weigh(batch)
+            self._load[slot] = sum(batch.weight for batch in queue)
 
     def add(self, slot: str, capacity: float = 1.0, capabilities: Iterable[str] = ()) -> None:
         """Know ``slot`` (a worker that joined without being in the plan) before it takes work."""
