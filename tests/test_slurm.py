@@ -326,7 +326,7 @@ def test_gpu_jobs_get_their_gres_and_the_gpu_resource(slurm, tmp_path, monkeypat
             queued.extend(subprocess.run(["squeue", "-h", "-n", "agi-gpu_toy", "-o", "%b"], capture_output=True, text=True,
                                          check=True).stdout.split())
 
-    cluster = slurm_cluster(tmp_path, gpus=1)
+    cluster = {**slurm_cluster(tmp_path, gpus=1), "min_workers": "all"}  # both jobs' workers do work
     result = asyncio.run(AGI.run(env, mode="dr", cluster=cluster, n=4, need_gpu=[0, 1, 2, 3], on_event=look))
     assert result.value == sum(sum(range(64)) * (i + 1) for i in range(4))
     assert len(queued) == 2 and all(gres.endswith("gpu:1") for gres in queued), queued

@@ -153,6 +153,8 @@ class DaskExecutor(Executor):
         slot_of = plan.slot_of()
         elastic = self._elastic = self._new_elastic(plan)
         await elastic.refresh(announce=False)
+        if any(self._handle.worker_names.get(slot, slot) not in self._facts for slot in elastic.joined):
+            await self._refresh_facts()  # a worker that joined after `start` took the workers' facts
         pending = as_completed(self._submit_all(job_json, plan, driver, addresses), loop=self.client.loop)
         watcher = asyncio.ensure_future(self._watch(elastic, pending))
         done: set[str] = set()  # partitions whose outcome was given (a skip can overtake its task)
