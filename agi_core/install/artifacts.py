@@ -21,6 +21,8 @@ from pathlib import Path
 
 from ..env import AgiEnv
 from ..errors import AgiError
+from ..execution_shape import ExecutionShape
+from ..kernel_kinds import kind
 from ..settings import read_toml
 from .code_hash import agi_code_hash
 
@@ -120,13 +122,21 @@ async def _run(*command: str, what: str, cwd: Path | None = None, env: dict[str,
     return out.decode()
 
 
+def cpu_extras(shape: ExecutionShape) -> tuple[str, ...]:
+    """The app's optional-dependency extras that the CPU kernel kinds of ``shape`` need on every
+    host (`KernelKind.extra`, e.g. ``numba``); the GPU kinds' go to GPU hosts only (`GPU_EXTRA`)."""
+    return tuple(kind(name).extra for name in shape.kernels if kind(name).extra and not kind(name).gpu)
+
+
 class ArtifactBuilder:
     """Builds and caches wheels, locks and wheelhouses under ``cache_dir``; one build per target."""
 
-    def __init__(self, env: AgiEnv, cache_dir: Path, *, cython: bool = False, find_links: Sequence[str] = ()) -> None:
+    def __init__(self, env: AgiEnv, cache_dir: Path, *, cython: bool = False, find_links: Sequence[str] = (),
+                 extras: Sequence[str] = ()) -> None:
         self.env = env
         self.cache_dir = cache_dir
         self.cython = cython
+        self.extras = tuple(extras)  # the app's extras every host gets: its CPU kernel kinds' (`cpu_extras`)
         self.find_links = [str(Path(link).expanduser()) for link in find_links]
         self._locks: dict[str, asyncio.Lock] = {}
         self._built: dict[str, Artifacts] = {}
@@ -141,8 +151,10 @@ class ArtifactBuilder:
         project = read_toml(self.env.project_dir / "pyproject.toml").get("project", {})
         app = project.get("dependencies", [])
         extra = ["cython>=3.0", "setuptools>=68"] if self.cython else []
-        gpu = project.get("optional-dependencies", {}).get(GPU_EXTRA, []) if target is not None and target.gpu else []
-        return sorted({*agi, *app, *extra, *gpu})
+        optional = project.get("optional-dependencies", {})
+        gpu = optional.get(GPU_EXTRA, []) if target is not None and target.gpu else []
+        kinds = [req for name in self.extras for req in optional.get(name, [])]
+        return sorted({*agi, *app, *extra, *gpu, *kinds})
 
     def gpu_extra(self) -> list[str]:
         """The app's ``gpu`` extra (``[project.optional-dependencies] gpu``): what GPU hosts get."""

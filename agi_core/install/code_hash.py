@@ -51,6 +51,7 @@ WORKER_ENTRIES = (
     "agi_core.gpus",  # worker_gpu_facts (Client.run), the GPU library probe
     "agi_core.lifeline",  # the Dask preload of workers started by this machine
     "agi_core.install.cython_build",  # `python -m agi_core.install.cython_build` on each host
+    "agi_core.install.warm",  # `python -m agi_core.install.warm` on each host (JIT kernel kinds)
     "agi_core.app",  # the app contract: `from agi_core import App, Partition, WorkContext`
     "agi_core.kernels",  # an app's kernel tier (CPU, Cython, GPU)
     "agi_core.errors",  # `from agi_core import AgiError`

@@ -14,10 +14,11 @@ from ..capabilities import HostInfo, probe
 from ..env import AgiEnv
 from ..errors import AgiError
 from ..gpus import GPU, gpu_workers, remember_gpus
+from ..execution_shape import ExecutionShape
 from ..modes import Mode
 from ..settings import ClusterSettings
 from ..ssh import HostSession, SshError, open_session
-from .artifacts import ArtifactBuilder
+from .artifacts import ArtifactBuilder, cpu_extras
 from .host import (
     FINGERPRINT_FILE,
     InstallContext,
@@ -79,8 +80,9 @@ def _manager_versions() -> dict[str, str]:
 async def doctor_app(env: AgiEnv, settings: ClusterSettings, mode: Mode) -> DoctorReport:
     """Run every check on every host of ``settings`` (resolved, as for `install_app`), concurrently.
     Never raises for a host's problem: it is a failed check."""
-    ctx = InstallContext(env, settings, mode, ArtifactBuilder(env, paths.cache_dir(), cython=bool(mode & Mode.CYTHON),
-                                                              find_links=settings.install.find_links))
+    shape = ExecutionShape.of(mode, compiled=settings.compiled, rapids=settings.rapids)
+    ctx = InstallContext(env, settings, mode, ArtifactBuilder(env, paths.cache_dir(), cython="cython" in shape.builds,
+                                                              find_links=settings.install.find_links, extras=cpu_extras(shape)))
     share = settings.workers_data_path
     token_file, token = _write_token(Path(share).expanduser()) if share else (None, "")
     try:
@@ -180,7 +182,7 @@ def _check_gpu(checks: HostChecks, ctx: InstallContext, info: HostInfo) -> None:
     declared = spec is not None and (GPU in spec.capabilities or spec.gpus is not None)
     found = (", ".join(info.gpus) or "none found") + (f" (nvidia-smi: {info.gpu_error})" if info.gpu_error else "")
     detail = found + (f"; {owners} of {spec.count} workers own a GPU" if spec is not None else "") + (" (declared)" if declared else "")
-    wants_gpu = bool(ctx.modes & Mode.RAPIDS) and spec is not None
+    wants_gpu = ctx.shape.gpu != "off" and spec is not None
     require = ctx.cluster.rapids == "require"
     short = wants_gpu and spec is not None and owners < spec.count
     fix = None
@@ -194,7 +196,7 @@ async def _check_gpu_libraries(session: HostSession, checks: HostChecks, ctx: In
                                venv: str | None) -> None:
     """On a GPU host with the rapids bit: can numba.cuda use the GPU, does cuDF import (in a child
     of the app's venv; never on a host without a GPU)."""
-    if venv is None or not ctx.modes & Mode.RAPIDS or not host_target(ctx, checks.host, info).gpu:
+    if venv is None or ctx.shape.gpu == "off" or not host_target(ctx, checks.host, info).gpu:
         return
     found = await probe_gpu_libraries(session, venv, worker_environment(ctx, checks.host))
     usable = bool(found.get("numba_cuda")) or bool(found.get("cudf"))
