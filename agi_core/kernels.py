@@ -69,11 +69,7 @@ def select_kernels(package: str, shape: ExecutionShape | Mode, *, gpu_check: str
     """
     if not isinstance(shape, ExecutionShape):
         shape = ExecutionShape.of(shape)
-    choice = _select(package, shape, gpu_check, python)
-    set_threads = getattr(choice.module, "set_threads", None)
-    if callable(set_threads):  # threads inside a kernel on top of a partition per core would oversubscribe
-        set_threads(shape.kernel_threads)
-    return choice
+    return _select(package, shape, gpu_check, python)
 
 
 def gpu_reason(module: ModuleType) -> str:
@@ -121,7 +117,7 @@ def _select(package: str, shape: ExecutionShape, gpu_check: str = "here", python
     for name in shape.kernels:
         row = kind(name)
         if row.gpu:
-            choice, why_not = _gpu_choice(package, row, gpu_check, python)
+            choice, why_not = _gpu_choice(package, row, shape, gpu_check, python)
             if choice is not None:
                 return choice
             note = f"{why_not}: ran the CPU kernels"
@@ -131,6 +127,9 @@ def _select(package: str, shape: ExecutionShape, gpu_check: str = "here", python
             module = importlib.import_module(package)  # an app may keep its reference kernels in the package
         reason = "" if module is None else gpu_reason(module)
         if module is not None and not reason:
+            _set_threads(module, shape)
+            if row.build == "warm" and callable(getattr(module, "warm", None)):
+                module.warm()  # a JIT's compile (or its disk cache's load) here, not inside the first partition
             return KernelChoice(module, name, row.device, note)
         if not row.fallback:
             what = f"no {row.module} module on this host" if module is None else f"{row.module} cannot run here ({reason})"
@@ -143,7 +142,15 @@ def _select(package: str, shape: ExecutionShape, gpu_check: str = "here", python
                    fix="give the app a kernels.py, or run with another mode")
 
 
-def _gpu_choice(package: str, row: KernelKind, gpu_check: str, python: str | None) -> tuple[KernelChoice | None, str]:
+def _set_threads(module: ModuleType, shape: ExecutionShape) -> None:
+    """Tell a kernel module that runs its own threads how many (``set_threads``, when it has one):
+    threads inside a kernel on top of a partition per core would oversubscribe."""
+    set_threads = getattr(module, "set_threads", None)
+    if callable(set_threads):
+        set_threads(shape.kernel_threads)
+
+
+def _gpu_choice(package: str, row: KernelKind, shape: ExecutionShape, gpu_check: str, python: str | None) -> tuple[KernelChoice | None, str]:
     """The GPU kind ``row`` when it can run in this process, else None and why not."""
     here, why_not = gpu_here()
     if here and os.environ.get(GPU_SLOT) == "0":
@@ -151,6 +158,7 @@ def _gpu_choice(package: str, row: KernelKind, gpu_check: str, python: str | Non
     module = _optional(f"{package}.{row.module}") if here else None
     reason = "" if module is None else gpu_reason_in_child(package, python) if gpu_check == "child" else gpu_reason(module)
     if module is not None and not reason:
+        _set_threads(module, shape)
         return KernelChoice(module, row.name, "cuda:0 (simulator)" if simulated() else row.device,
                             "CUDA simulator" if simulated() else ""), ""
     if here:
