@@ -23,7 +23,7 @@ from types import ModuleType
 from .errors import AgiError
 from .execution_shape import ExecutionShape
 from .gpus import GPU_SLOT, gpu_here, simulated
-from .kernel_kinds import CPU_FALLBACK, KernelKind, kind
+from .kernel_kinds import CPU_FALLBACK, KernelKind, compiled_kinds, kind
 from .modes import Mode
 
 __all__ = ["KernelChoice", "gpu_reason", "gpu_reason_in_child", "gpu_visible", "select_kernels"]
@@ -135,11 +135,19 @@ def _select(package: str, shape: ExecutionShape, gpu_check: str = "here", python
             what = f"no {row.module} module on this host" if module is None else f"{row.module} cannot run here ({reason})"
             raise AgiError(
                 f"the run asks for the {name} kernels (mode bit {row.letter or '-'}), but app package '{package}' has {what}",
-                fix=f"build or install them with `agi install APP` (the {row.letter} bit in --modes), "
-                    f"or run without the {row.letter} bit" if row.letter else "check the app's kernels module",
+                fix=_missing_fix(row),
             )
     raise AgiError(f"no kernels of app package '{package}' can run here (tried {', '.join(shape.kernels)})",
                    fix="give the app a kernels.py, or run with another mode")
+
+
+def _missing_fix(row: KernelKind) -> str:
+    """How to get a kind's module, or do without it."""
+    how = (f"build them with `agi install APP` (the {row.letter} bit in --modes)" if row.build == "cython"
+           else f"give the app a {row.module}.py (docs/apps.md), and `agi install APP` for its hosts")
+    if row.name in compiled_kinds():
+        how += f", or pick other compiled kernels ([cluster] compiled = {' | '.join(repr(k) for k in compiled_kinds())})"
+    return how + (f", or run without the {row.letter} bit" if row.letter else "")
 
 
 def _set_threads(module: ModuleType, shape: ExecutionShape) -> None:

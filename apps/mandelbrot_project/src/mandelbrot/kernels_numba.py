@@ -1,10 +1,11 @@
 """Compiled CPU kernels on numba (kernel kind ``numba``): the same functions as kernels.py, the same results.
 
 The per-pixel loop of the Cython kernel, compiled by ``numba.njit(parallel=True, cache=True)``:
-rows go to numba's threads (``prange``; with ``set_threads(1)``, under the pool bit, a serial
-version runs, which starts no threading layer: numba's OpenMP layer breaks in a forked child, and
-its workqueue layer is not thread-safe under a Dask worker's threads), and ``LANES`` neighbouring pixels of a row iterate in
-lockstep so that independent chains keep the FPU busy (as in ``kernels_cy.pyx``). The counts equal
+rows go to numba's threads (``prange``), and ``LANES`` neighbouring pixels of a row iterate in
+lockstep, in scalars, so that independent chains keep the FPU busy (as in ``kernels_cy.pyx``).
+With ``set_threads(1)`` (the pool bit: a partition per core already) a serial version runs, which
+starts no threading layer: numba's OpenMP layer cannot run in a process forked after it started,
+and its workqueue layer is not thread-safe under a Dask worker's threads. The counts equal
 NumPy's bit for bit because every operation is rounded as NumPy rounds it:
 
 - numba compiles without fastmath, so LLVM fuses no ``a*b + c`` of its own;
@@ -70,45 +71,69 @@ def _compiled() -> tuple[Callable[..., Any], Callable[..., Any]]:
 
         return types.float64(types.float64, types.float64, types.float64), codegen
 
+    @numba.njit(cache=True, fastmath=False, nogil=True, inline="always")
+    def square_re(a: float, b: float, rule: int) -> float:
+        """The real part of ``(a + i*b)**2``, rounded as this host's NumPy rounds it."""
+        if rule == 0:
+            return fma(a, a, -(b * b))
+        if rule == 1:
+            return fma(-b, b, a * a)
+        return a * a - b * b
+
     @numba.njit(cache=True, fastmath=False, nogil=True)
-    def row(re: np.ndarray, ci: float, max_iter: int, rule: int, counts: np.ndarray) -> None:
-        """One row: each pixel runs exactly the per-pixel loop; ``LANES`` neighbours go in lockstep."""
+    def row(re: np.ndarray, ci: float, max_iter: int, rule: int, counts: np.ndarray) -> None:  # noqa: PLR0915 - unrolled lanes
+        """One row: each pixel runs exactly the per-pixel loop; 8 neighbours go in lockstep, in
+        scalars (LLVM keeps them in registers; lane arrays it cannot, not knowing they do not alias)."""
         width = re.size
-        cr = np.empty(LANES)
-        zr = np.empty(LANES)
-        zi = np.empty(LANES)
-        n = np.empty(LANES, np.int64)
         for x in range(0, width, LANES):
             m = min(LANES, width - x)
-            for k in range(LANES):
-                cr[k] = re[x + k] if k < m else 0.0
-                zr[k] = 0.0
-                zi[k] = 0.0
-                n[k] = max_iter if k < m else 0  # 0: a padding lane, already done
-            left = m
+            c0 = re[x]
+            c1 = re[x + 1] if m > 1 else 0.0
+            c2 = re[x + 2] if m > 2 else 0.0
+            c3 = re[x + 3] if m > 3 else 0.0
+            c4 = re[x + 4] if m > 4 else 0.0
+            c5 = re[x + 5] if m > 5 else 0.0
+            c6 = re[x + 6] if m > 6 else 0.0
+            c7 = re[x + 7] if m > 7 else 0.0
+            a0 = b0 = a1 = b1 = a2 = b2 = a3 = b3 = a4 = b4 = a5 = b5 = a6 = b6 = a7 = b7 = 0.0
+            n0, d0 = max_iter, False  # a lane past the row's end is a padding lane, done at once
+            n1, d1 = (max_iter, False) if m > 1 else (0, True)
+            n2, d2 = (max_iter, False) if m > 2 else (0, True)
+            n3, d3 = (max_iter, False) if m > 3 else (0, True)
+            n4, d4 = (max_iter, False) if m > 4 else (0, True)
+            n5, d5 = (max_iter, False) if m > 5 else (0, True)
+            n6, d6 = (max_iter, False) if m > 6 else (0, True)
+            n7, d7 = (max_iter, False) if m > 7 else (0, True)
             for i in range(max_iter):
-                for k in range(LANES):
-                    a = zr[k]
-                    b = zi[k]
-                    if rule == 0:
-                        square = fma(a, a, -(b * b))
-                    elif rule == 1:
-                        square = fma(-b, b, a * a)
-                    else:
-                        square = a * a - b * b
-                    zr[k] = square + cr[k]
-                    zi[k] = 2.0 * a * b + ci
-                for k in range(LANES):
-                    if n[k] == max_iter and zr[k] * zr[k] + zi[k] * zi[k] > 4.0:
-                        n[k] = i
-                        zr[k] = 0.0  # park the lane at a point that stays finite
-                        zi[k] = 0.0
-                        cr[k] = 0.0
-                        left -= 1
-                if left == 0:
+                a0, b0 = square_re(a0, b0, rule) + c0, 2.0 * a0 * b0 + ci
+                a1, b1 = square_re(a1, b1, rule) + c1, 2.0 * a1 * b1 + ci
+                a2, b2 = square_re(a2, b2, rule) + c2, 2.0 * a2 * b2 + ci
+                a3, b3 = square_re(a3, b3, rule) + c3, 2.0 * a3 * b3 + ci
+                a4, b4 = square_re(a4, b4, rule) + c4, 2.0 * a4 * b4 + ci
+                a5, b5 = square_re(a5, b5, rule) + c5, 2.0 * a5 * b5 + ci
+                a6, b6 = square_re(a6, b6, rule) + c6, 2.0 * a6 * b6 + ci
+                a7, b7 = square_re(a7, b7, rule) + c7, 2.0 * a7 * b7 + ci
+                if not d0 and a0 * a0 + b0 * b0 > 4.0:
+                    n0, d0, a0, b0, c0 = i, True, 0.0, 0.0, 0.0  # parked where it stays finite
+                if not d1 and a1 * a1 + b1 * b1 > 4.0:
+                    n1, d1, a1, b1, c1 = i, True, 0.0, 0.0, 0.0
+                if not d2 and a2 * a2 + b2 * b2 > 4.0:
+                    n2, d2, a2, b2, c2 = i, True, 0.0, 0.0, 0.0
+                if not d3 and a3 * a3 + b3 * b3 > 4.0:
+                    n3, d3, a3, b3, c3 = i, True, 0.0, 0.0, 0.0
+                if not d4 and a4 * a4 + b4 * b4 > 4.0:
+                    n4, d4, a4, b4, c4 = i, True, 0.0, 0.0, 0.0
+                if not d5 and a5 * a5 + b5 * b5 > 4.0:
+                    n5, d5, a5, b5, c5 = i, True, 0.0, 0.0, 0.0
+                if not d6 and a6 * a6 + b6 * b6 > 4.0:
+                    n6, d6, a6, b6, c6 = i, True, 0.0, 0.0, 0.0
+                if not d7 and a7 * a7 + b7 * b7 > 4.0:
+                    n7, d7, a7, b7, c7 = i, True, 0.0, 0.0, 0.0
+                if d0 and d1 and d2 and d3 and d4 and d5 and d6 and d7:
                     break
-            for k in range(m):
-                counts[x + k] = n[k]
+            for k, n in enumerate((n0, n1, n2, n3, n4, n5, n6, n7)):
+                if k < m:
+                    counts[x + k] = n
 
     @numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
     def rows_parallel(re: np.ndarray, im: np.ndarray, max_iter: int, rule: int, counts: np.ndarray) -> None:
