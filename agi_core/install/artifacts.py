@@ -18,27 +18,26 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..env import AgiEnv
-from ..errors import AgiError
 from ..execution_shape import ExecutionShape
 from ..kernel_kinds import kind
 from ..settings import read_toml
 from .code_hash import agi_code_hash
+from .source import AGI_DISTRIBUTION, BuildError, agi_source_dir
 
-__all__ = ["Artifacts", "ArtifactBuilder", "Target", "agi_code_hash", "agi_source_dir", "sha256_file", "uv_binary"]
+if TYPE_CHECKING:
+    from ..env import AgiEnv
+
+__all__ = ["AGI_DISTRIBUTION", "Artifacts", "ArtifactBuilder", "BuildError", "Target", "agi_code_hash", "agi_source_dir", "cpu_extras",
+           "sha256_file", "uv_binary"]
 
 # Packages Dask compares between client, scheduler and workers: pinned to the manager's versions.
 MATCHED_PACKAGES = ("dask", "distributed", "cloudpickle", "msgpack", "tornado", "toolz", "numpy", "lz4", "pandas")
-AGI_DISTRIBUTION = "agi-orchestrator"
 # Needed by the manager only (SSH client, installer, Slurm job submission): workers do not get them.
 MANAGER_ONLY = ("asyncssh", "uv", "dask-jobqueue")
 #: the app's extra that GPU hosts install when the rapids bit is enabled (numba-cuda, cudf-cu12, …)
 GPU_EXTRA = "gpu"
-
-
-class BuildError(AgiError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -85,15 +84,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def agi_source_dir() -> Path:
-    """The source tree agi_core runs from (workers get a wheel built from it)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "pyproject.toml").is_file() or read_toml(root / "pyproject.toml").get("project", {}).get("name") != AGI_DISTRIBUTION:
-        raise BuildError(f"agi_core runs from {root}, which is not its source tree (no pyproject.toml of {AGI_DISTRIBUTION})",
-                         fix="install agi_core from a source checkout (pip install -e .) to install workers")
-    return root
 
 
 def uv_binary() -> Path:

@@ -35,6 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import AgiError
+from .source import agi_source_dir
 
 __all__ = ["WORKER_ENTRIES", "agi_code_hash", "worker_modules"]
 
@@ -72,11 +73,9 @@ def agi_code_hash(root: Path | None = None) -> str:
     """The hash of the agi_core code workers run: ``pyproject.toml`` and every module of
     `worker_modules`. A change re-installs agi_core on every host; a change elsewhere does not.
 
-    ``root`` is the source tree (default: `artifacts.agi_source_dir`).
+    ``root`` is the source tree (default: `source.agi_source_dir`).
     """
     if root is None:
-        from .artifacts import agi_source_dir
-
         root = agi_source_dir()
     return _hash(*_stamp(root))
 

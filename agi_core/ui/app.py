@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -13,18 +12,12 @@ from fastapi.templating import Jinja2Templates
 from ..errors import AgiError
 from .config import UiConfig
 from .jobs import Jobs
+from .rendering import render
 from .security import TokenGuard
 
 __all__ = ["create_app", "render"]
 
 HERE = Path(__file__).parent
-
-
-def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
-    """A template rendered with the page context every template may use."""
-    app = request.app
-    return app.state.templates.TemplateResponse(request, template, {"config": app.state.config, **context},
-                                                status_code=status_code)
 
 
 def _error(request: Request, exc: AgiError) -> Response:

@@ -9,9 +9,9 @@ from fastapi.responses import RedirectResponse, Response
 
 from ...errors import AgiError
 from ..actions import start_install, start_run
-from ..app import render
 from ..apps import app_names, env_for
 from ..plans import discard, move_partitions, plan_view, slot_page
+from ..rendering import render
 from ..settings_form import SaveOutcome, form_fields, save_form, worker_rows
 from ..steps import add_step
 

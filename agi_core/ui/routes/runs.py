@@ -9,8 +9,8 @@ from fastapi.responses import Response
 
 from ...provenance import RunStore
 from ..actions import IMAGE_SUFFIXES
-from ..app import render
 from ..files import run_store, safe_name
+from ..rendering import render
 
 __all__ = ["router"]
 
