@@ -126,3 +126,43 @@ def test_the_shape_reads_the_bits_once():
     assert ExecutionShape.of(Mode.parse("dcr"), rapids="require").gpu == "require"
     assert ExecutionShape.of(Mode.parse("c")).builds == ("cython",)
     assert ExecutionShape.of(Mode.parse("c"), compiled="numba").builds == ("warm",)
+
+
+def test_install_warms_and_doctor_checks_the_numba_kernels_in_a_hosts_python(mandelbrot_apps, monkeypatch, tmp_path):
+    from agi_core.install.artifacts import ArtifactBuilder, cpu_extras
+    from agi_core.install.doctor import HostChecks, _check_kernels
+    from agi_core.install.host import InstallContext, warm_modules
+    from agi_core.settings import ClusterSettings
+    from agi_core.ssh import LocalSession
+
+    # this host's Python stands for a venv that `agi install` made: it sees the app's source and this agi_core
+    src = mandelbrot_apps / "mandelbrot_project" / "src"
+    monkeypatch.setenv("PYTHONPATH", f"{src}:{ROOT}")
+    env = AgiEnv(app="mandelbrot", apps_path=mandelbrot_apps)
+    cluster = ClusterSettings.model_validate({"compiled": "numba"})
+    shape = ExecutionShape.of(Mode.parse("dc"), compiled="numba")
+    ctx = InstallContext(env, cluster, Mode.parse("dc"), ArtifactBuilder(env, tmp_path, extras=cpu_extras(shape)))
+    assert warm_modules(ctx) == ("kernels_numba",)
+    assert "numba>=0.60" in ctx.builder.requirements()  # the app's numba extra, on every host
+    venv = str(Path(sys.executable).parent.parent)
+
+    async def check(modes: str) -> HostChecks:
+        checks = HostChecks("127.0.0.1", ["worker"])
+        session = LocalSession("127.0.0.1")
+        context = InstallContext(env, cluster, Mode.parse(modes), ctx.builder)
+        if modes == "dc":
+            warmed = await session.run(f"{venv}/bin/python -m agi_core.install.warm mandelbrot kernels_numba", what="warm")
+            assert warmed.stdout.strip() == "mandelbrot.kernels_numba compiled"
+        await _check_kernels(session, checks, context, venv)
+        return checks
+
+    ok = asyncio.run(check("dc"))
+    assert [(c.name, c.ok) for c in ok.checks] == [("numba kernels", True)]
+    (src / "mandelbrot" / "kernels_numba.py").rename(src / "mandelbrot" / "kernels_numba.off")  # a host without the module
+    try:
+        checks = HostChecks("127.0.0.1", ["worker"])
+        asyncio.run(_check_kernels(LocalSession("127.0.0.1"), checks, ctx, venv))
+    finally:
+        (src / "mandelbrot" / "kernels_numba.off").rename(src / "mandelbrot" / "kernels_numba.py")
+    assert [(c.name, c.ok) for c in checks.checks] == [("numba kernels", False)]
+    assert "does not import" in checks.checks[0].detail and checks.checks[0].fix == "agi install mandelbrot --modes cd"

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import secrets
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,11 +15,12 @@ from .. import paths
 from ..capabilities import HostInfo, probe
 from ..env import AgiEnv
 from ..errors import AgiError
-from ..gpus import GPU, gpu_workers, remember_gpus
 from ..execution_shape import ExecutionShape
+from ..gpus import GPU, gpu_workers, remember_gpus
+from ..kernel_kinds import kind
 from ..modes import Mode
 from ..settings import ClusterSettings
-from ..ssh import HostSession, SshError, open_session
+from ..ssh import HostSession, SshError, open_session, shell_path
 from .artifacts import ArtifactBuilder, cpu_extras
 from .host import (
     FINGERPRINT_FILE,
@@ -143,8 +146,6 @@ async def _run_checks(session: HostSession, checks: HostChecks, ctx: InstallCont
     if stored is None:
         checks.add("venv", False, f"no install in {venv}", fix_install)
     else:
-        import json
-
         data = json.loads(stored)
         target = host_target(ctx, checks.host, info)
         wanted = expected_fingerprint(ctx, target)
@@ -160,6 +161,7 @@ async def _run_checks(session: HostSession, checks: HostChecks, ctx: InstallCont
             mismatched = [f"{n} {versions.get(n)} (manager {manager[n]})" for n in manager if versions.get(n) != manager[n]]
             checks.add("versions", not mismatched, ", ".join(mismatched) or f"dask {versions.get('dask')}, distributed {versions.get('distributed')}",
                        "install the same dask/distributed on the manager, then " + fix_install if mismatched else None)
+        await _check_kernels(session, checks, ctx, venv)
     remember_gpus(checks.host, info.devices)  # the plan and the cluster give this host's workers its GPUs
     _check_gpu(checks, ctx, info)
     await _check_gpu_libraries(session, checks, ctx, info, venv if stored is not None else None)
@@ -169,6 +171,23 @@ async def _run_checks(session: HostSession, checks: HostChecks, ctx: InstallCont
         checks.add("share", same, share + (" is the manager's share" if same else " is not the manager's share here"),
                    None if same else f"mount the manager's share at {share} on {session.host}")
 
+
+
+async def _check_kernels(session: HostSession, checks: HostChecks, ctx: InstallContext, venv: str) -> None:
+    """Each compiled CPU kernel kind the modes ask for (`ExecutionShape.kernels`; the GPU kinds have
+    their own checks) imports in the app's venv and can run there (`install.warm --check`)."""
+    for name in ctx.shape.kernels:
+        row = kind(name)
+        if row.gpu or not row.build:
+            continue
+        command = f"{shell_path(venv)}/bin/python -m agi_core.install.warm --check {shlex.quote(ctx.package)} {row.module}"
+        result = await session.run(command, what=f"{name} kernels check", check=False, timeout=180)
+        try:
+            why = str(json.loads(result.stdout.strip().splitlines()[-1]))
+        except (ValueError, IndexError):
+            why = " ".join((result.stderr or result.stdout).split())[-300:] or "the check printed nothing"
+        checks.add(f"{name} kernels", not why, why or f"{ctx.package}.{row.module} imports",
+                   f"agi install {ctx.env.name} --modes {''.join(sorted(ctx.modes.letters))}" if why else None)
 
 
 def _check_gpu(checks: HostChecks, ctx: InstallContext, info: HostInfo) -> None:
