@@ -83,7 +83,7 @@ def test_a_run_picks_numba_records_it_and_caches_under_its_own_kind(mandelbrot_a
 
 def test_a_kind_added_in_one_place_is_seen_everywhere(apps_copy, monkeypatch):
     from agi_core.cache.keys import plan_keys
-    from agi_core.ui.settings_form import form_fields
+    from agi_core.ui.settings_form import form_fields, save_form
 
     fake = kernel_kinds.KernelKind("fake", "kernels_fake", 2, "c", help="a test's kernels (kernels_fake.py)")
     monkeypatch.setattr(kernel_kinds, "KINDS", (*kernel_kinds.KINDS, fake))
@@ -105,6 +105,9 @@ def test_a_kind_added_in_one_place_is_seen_everywhere(apps_copy, monkeypatch):
     # the settings form offers it
     field = next(f for f in form_fields(env) if f.key == "cluster.compiled")
     assert field.kind == "choice:cython,numba,fake" and "kernels_fake.py" in field.help
+    outcome = save_form(env, {"cluster.compiled": "fake", "cluster.cython": "on"})
+    assert outcome.saved == ["cluster.cython", "cluster.compiled"], outcome
+    assert resolve(AgiEnv(app="toy", apps_path=apps_copy)).shape.kernels == ("fake",)  # the saved settings' mode: c
     # and the table refuses what it does not have, naming what it has
     with pytest.raises(AgiError) as info:
         resolve(env, mode="c", cluster={"compiled": "jax"})
