@@ -81,28 +81,28 @@ def gpu_reason(module: ModuleType) -> str:
     return "" if getattr(module, "available", lambda: True)() else f"{module.__name__}.available() is false: a library it needs is missing?"
 
 
-#: Run as ``python -c``: prints why ``sys.argv[2]``'s GPU kernels cannot run (one JSON string, "" when they can).
+#: Run as ``python -c``: prints why module ``sys.argv[3]`` of ``sys.argv[2]`` cannot run (one JSON string, "" when it can).
 _CHILD_CHECK = r"""
 import importlib, json, sys
 sys.path[:0] = json.loads(sys.argv[1])
 from agi_core.kernels import gpu_reason
 try:
-    module = importlib.import_module(sys.argv[2] + ".kernels_gpu")
+    module = importlib.import_module(sys.argv[2] + "." + sys.argv[3])
     print(json.dumps(gpu_reason(module)))
 except ModuleNotFoundError as exc:
-    print(json.dumps("no kernels_gpu module" if exc.name == sys.argv[2] + ".kernels_gpu" else f"{type(exc).__name__}: {exc}"))
+    print(json.dumps(f"no {sys.argv[3]} module" if exc.name == sys.argv[2] + "." + sys.argv[3] else f"{type(exc).__name__}: {exc}"))
 """
 
 
-def gpu_reason_in_child(package: str, python: str | None = None, timeout: float = 180.0) -> str:
-    """`gpu_reason` for ``package``'s GPU kernels, asked of a child ``python`` with this process's
+def gpu_reason_in_child(package: str, python: str | None = None, timeout: float = 180.0, module: str = "kernels_gpu") -> str:
+    """`gpu_reason` for ``package``'s GPU kernels (its ``module``: a GPU kind's, `kernel_kinds`), asked of a child ``python`` with this process's
     ``sys.path`` (less its own installation's folders when ``python`` is another interpreter, an
     app's environment): this process loads no GPU library and never calls ``cuInit``."""
     paths = sys.path
     if python and os.path.abspath(python) != os.path.abspath(sys.executable):
         paths = [p for p in sys.path if p and not p.startswith((sys.prefix, sys.base_prefix))]
     try:
-        done = subprocess.run([python or sys.executable, "-c", _CHILD_CHECK, json.dumps(paths), package],
+        done = subprocess.run([python or sys.executable, "-c", _CHILD_CHECK, json.dumps(paths), package, module],
                               capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"the check of the GPU kernels in a child Python did not answer ({type(exc).__name__}: {exc})"
@@ -164,7 +164,7 @@ def _gpu_choice(package: str, row: KernelKind, shape: ExecutionShape, gpu_check:
     if here and os.environ.get(GPU_SLOT) == "0":
         here, why_not = False, f"the plan gives this worker no GPU on {socket.gethostname()}"
     module = _optional(f"{package}.{row.module}") if here else None
-    reason = "" if module is None else gpu_reason_in_child(package, python) if gpu_check == "child" else gpu_reason(module)
+    reason = "" if module is None else gpu_reason_in_child(package, python, module=row.module) if gpu_check == "child" else gpu_reason(module)
     if module is not None and not reason:
         _set_threads(module, shape)
         return KernelChoice(module, row.name, "cuda:0 (simulator)" if simulated() else row.device,
