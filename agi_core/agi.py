@@ -138,7 +138,7 @@ class AGI:
         request = resolve(env, mode=mode, cluster=cluster, with_bits=Mode.CLUSTER)
         python = local_worker_python(env, request, on_event or ignore)
         spec = spec_for(request.cluster, request.shape, env.name, app_distribution=env.distribution,
-                        app_version=env.version(), local_python=python)
+                        app_version=env.version(), local_python=python, project_dir=env.project_dir)
         return await cluster_up(env.name, spec, emit=on_event or ignore)
 
     @staticmethod

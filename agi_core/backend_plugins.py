@@ -47,6 +47,8 @@ BUILTIN_BACKENDS: dict[str, dict[str, str]] = {
     "launched": {"class": "agi_core.cluster.launched:LaunchedCluster", "err": f"pip install {DISTRIBUTION}"},
     # Workers as Slurm batch jobs through dask-jobqueue; the scheduler on this machine (docs/slurm.md).
     "slurm": {"class": "agi_core.cluster.slurm:SlurmCluster", "err": f"pip install '{DISTRIBUTION}[slurm]'"},
+    # A cluster asked of a Dask Gateway (Kubernetes, Slurm/PBS, YARN or local behind it; docs/gateway.md).
+    "gateway": {"class": "agi_core.cluster.gateway:GatewayCluster", "err": f"pip install '{DISTRIBUTION}[gateway]'"},
 }
 
 

@@ -48,6 +48,11 @@ class KernelKind:
     fallback: bool = False  # unavailable on a worker: the next kind runs instead of an error
     extra: str = ""  # the app's optional-dependency extra that install adds for it ("gpu")
     help: str = ""
+    label: str = ""  # as a sentence names it ("Cython kernels"); default: the name
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
 
     @property
     def device(self) -> str:
@@ -56,11 +61,11 @@ class KernelKind:
 
 #: the table; the first row is the default kind, which every app has (``kernels.py`` or the package)
 KINDS: tuple[KernelKind, ...] = (
-    KernelKind("python", "kernels", 0, "", help="the reference kernels (kernels.py)"),
-    KernelKind("cython", "kernels_cy", 2, "c", build="cython", help="compiled Cython kernels (kernels_cy.pyx)"),
+    KernelKind("python", "kernels", 0, "", help="the reference kernels (kernels.py)", label="Python"),
+    KernelKind("cython", "kernels_cy", 2, "c", build="cython", help="compiled Cython kernels (kernels_cy.pyx)", label="Cython"),
     KernelKind("numba", "kernels_numba", 2, "c", build="warm", extra="numba", help="numba.njit CPU kernels (kernels_numba.py)"),
     KernelKind("gpu", "kernels_gpu", 8, "r", gpu=True, fallback=True, extra="gpu",
-               help="GPU kernels (kernels_gpu.py) where a worker has a GPU, the CPU kernels elsewhere"),
+               help="GPU kernels (kernels_gpu.py) where a worker has a GPU, the CPU kernels elsewhere", label="GPU"),
 )
 #: the kind that runs without the cython bit, and under the rapids bit where no GPU kind can
 CPU_FALLBACK = "python"

@@ -123,6 +123,11 @@ class Secret:
     def __hash__(self) -> int:
         return hash((Secret, self._kind, self._name))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copied and pickled as its reference (``dataclasses.asdict`` deep-copies the settings
+        inside a `ClusterSpec`); immutable slots refuse the default way."""
+        return (Secret.parse, (self.reference(),))
+
     # -- pydantic: validated by `parse`, serialised as its reference (python and JSON alike)
 
     @classmethod

@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -98,12 +99,17 @@ print(json.dumps({"run_s": time.perf_counter() - start, "peak_rss_mib": resource
 def noop_process(share: str, n: int, *, use_cache: bool = True, tree: Path = ROOT) -> dict[str, Any]:
     """One `agi run noop` as its own process: wall time (interpreter start and imports included).
     ``tree``: the agi_core source tree to run (another checkout, for a before/after comparison)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", _PROCESS, str(tree / "tests" / "apps"), share, str(n), "1" if use_cache else "0"],
                          capture_output=True, text=True, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)})
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert out.returncode == 0, out.stderr[-2000:]
-    return {"wall_s": round(wall, 4), **json.loads(out.stdout.strip().splitlines()[-1])}
+    # CPU time (user + system) of the process and the slots it waited for: steadier than wall
+    # time on a shared machine, where other processes' load stretches every wait
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"wall_s": round(wall, 4), "cpu_s": round(cpu, 4), **json.loads(out.stdout.strip().splitlines()[-1])}
 
 
 def rerun_parts(share: str, n: int) -> dict[str, float]:
@@ -174,7 +180,8 @@ def auth_cost(count: int = 200_000) -> dict[str, float]:
 
 
 def _runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"wall": summary([r["wall_s"] for r in runs]), "manager_peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
+    return {"wall": summary([r["wall_s"] for r in runs]), "cpu": summary([r["cpu_s"] for r in runs]),
+            "manager_peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
 
 
 def noop(sizes: list[int], repeats: int) -> dict[str, Any]:
@@ -192,6 +199,7 @@ def noop(sizes: list[int], repeats: int) -> dict[str, Any]:
     result: dict[str, Any] = {
         "partitions": base, "first_run": first,
         "unchanged_rerun_wall": summary([r["wall_s"] for r in reruns]),
+        "unchanged_rerun_cpu": summary([r["cpu_s"] for r in reruns]),
         "unchanged_rerun_manager_rss_mib": max(r["peak_rss_mib"] for r in reruns),
         "unchanged_rerun_parts_median": {k: round(sorted(p[k] for p in parts)[len(parts) // 2], 4) for k in parts[0]},
         "all_miss": {n: _runs(runs) for n, runs in miss.items()},

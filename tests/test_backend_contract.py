@@ -67,14 +67,14 @@ def test_a_zombie_counts_as_stopped_and_a_live_group_as_running():
 
 
 def test_the_slurm_backend_answers_the_hooks():
-    cluster = settings(backend="slurm", pool=True, slurm={"jobs": 2, "processes": 2, "cores": 8, "gpus": 1, "login": "hpc@login01"})
+    cluster = settings(backend="slurm", pool=True, slurm={"jobs": 2, "processes": 2, "cores": 8, "gpus": 2, "login": "hpc@login01"})
     spec = cluster_spec(cluster, Mode.CLUSTER | Mode.POOL, app="toy")
     assert [w.slot for w in spec.workers] == ["slurm-0", "slurm-1", "slurm-2", "slurm-3"]
     assert {w.nthreads for w in spec.workers} == {4} and not any(w.gpu for w in spec.workers)  # GPUs only with the rapids bit
     assert all(w.gpu for w in cluster_spec(cluster, Mode.CLUSTER | Mode.RAPIDS, app="toy").workers)
     assert spec.options["jobs"] == 2 and "slurm" not in {f for f in ClusterSpec.__dataclass_fields__}
     assert hosts_of(cluster) == {"hpc@login01": ["Slurm workers: 4 (shared venv)"]}
-    bigger = cluster_spec(settings(backend="slurm", slurm={"jobs": 2, "processes": 2, "cores": 8, "gpus": 1, "memory": "8GB",
+    bigger = cluster_spec(settings(backend="slurm", slurm={"jobs": 2, "processes": 2, "cores": 8, "gpus": 2, "memory": "8GB",
                                                            "login": "other", "pending_timeout": 5}), Mode.CLUSTER | Mode.POOL, app="toy")
     # the login node and the queue timeout change nothing that runs: only the memory differs
     assert mismatch({"identity": spec.identity()}, bigger) == "[cluster.slurm] memory differ"

@@ -131,7 +131,7 @@ def test_a_cpu_slot_on_an_unprobed_host_is_told_it_has_no_gpu():
 
 
 def test_slurm_gpus_must_match_the_processes_of_a_job():
-    for gpus, processes, why in ((1, 2, "1 workers would share a GPU"), (4, 1, "3 GPUs per job would sit idle")):
+    for gpus, processes, why in ((1, 2, "2 workers would share 1 GPU"), (4, 1, "3 GPUs per job would sit idle")):
         with pytest.raises(ValueError, match=why):
             ClusterSettings.model_validate({"backend": "slurm", "slurm": {"gpus": gpus, "processes": processes}})
     ClusterSettings.model_validate({"backend": "slurm", "slurm": {"gpus": 2, "processes": 2}})

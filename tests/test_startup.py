@@ -16,6 +16,7 @@ try:
          'cluster.workers_data_path="{{share}}"'], prog_name="agi", standalone_mode=False)
 finally:
     print("HEAVY:", sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r})))
+    print("MANAGER:", sorted(m for m in sys.modules if m.startswith(("agi_core.cluster", "agi_core.ssh", "agi_core.install"))))
 """
 
 
@@ -24,4 +25,5 @@ def test_mode_0_run_imports_nothing_heavy(share):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "HEAVY: []" in out.stdout, out.stdout
+    assert "MANAGER: []" in out.stdout, out.stdout  # no cluster backend, SSH or install code for a local run
     assert list(share.glob("runs/toy/*/manifest.json"))

@@ -7,6 +7,7 @@ this process is killed its worker processes are killed with it (`agi_core.lifeli
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
@@ -14,7 +15,7 @@ import time
 from typing import Any
 
 from ..errors import AgiError
-from ..events import EventSink, Notice, Phase, ignore
+from ..events import EventSink, HostStep, Notice, Phase, ignore
 from ..lifeline import MANAGER_PID_ENV, PRELOAD
 from ..main_guard import reimport_refused
 from .backend import ClusterBackend
@@ -55,6 +56,65 @@ def _dashboard_port(spec: ClusterSpec, emit: EventSink) -> int | None:
                         "this run's dashboard takes a free port ([cluster.dask] dashboard_port)"))
             return 0
     return port
+
+
+async def _watch_start(cluster: Any, names: list[str], emit: EventSink, starting: Any) -> None:
+    """Say how the start goes, instead of seconds of nothing: the scheduler up, then each worker as
+    it joins (``HostStep`` per slot, ``Phase`` "workers joined n/m"). Polled until ``starting``
+    is done, then once more (the last workers join as it ends)."""
+    import asyncio
+
+    from distributed.core import Status
+
+    for name in names:
+        emit(HostStep(name, "starting"))
+    up, joined = False, set()
+    while True:
+        scheduler = getattr(cluster, "scheduler", None)
+        if not up and scheduler is not None and getattr(scheduler, "status", None) == Status.running:
+            up = True
+            emit(HostStep("scheduler", f"up at {scheduler.address}", done=True))
+        if up:
+            now = {str(w.name) for w in list(scheduler.workers.values())} & set(names)
+            for name in sorted(now - joined):
+                emit(HostStep(name, "joined", done=True))
+            if now - joined:
+                joined |= now
+                emit(Phase("cluster", f"workers joined {len(joined)}/{len(names)}"))
+        if starting.done():
+            return
+        await asyncio.sleep(0.1)
+
+
+async def _started(cluster: Any, emit: EventSink = ignore, names: list[str] | None = None) -> Any:
+    """``await cluster`` (a `SpecCluster`'s start), never cut short by a cancellation: its start
+    goes on in Dask's own tasks whatever happens to the caller (the Nannies are added to
+    ``cluster.workers`` only once all are up, and ``close()`` does nothing before the cluster
+    runs), so a start cancelled half-way left worker processes that outlived the run. On a
+    cancellation the start is finished, the cluster closed, and the cancellation raised."""
+    import asyncio
+
+    starting = asyncio.ensure_future(_await(cluster))
+    watching = asyncio.ensure_future(_watch_start(cluster, names or [], emit, starting))
+    try:
+        started = await asyncio.shield(starting)
+        with contextlib.suppress(Exception):
+            await watching  # its last look, once the start ended
+        return started
+    except asyncio.CancelledError:
+        while not starting.done():  # a second cancel while the start ends: still close what started
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([starting])
+        if not starting.cancelled() and starting.exception() is None:
+            closing = asyncio.ensure_future(cluster.close())
+            while not closing.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([closing])
+        raise
+
+
+async def _await(cluster: Any) -> Any:
+    return await cluster
 
 
 class InProcessCluster(ClusterBackend):
@@ -112,9 +172,10 @@ class InProcessCluster(ClusterBackend):
             for w in spec.workers
         }
         since = time.time()
+        cluster = SpecCluster(workers=workers, scheduler=scheduler, asynchronous=True, silence_logs=40, name="agi",
+                              security=self._security)
         try:
-            self._cluster = await SpecCluster(workers=workers, scheduler=scheduler, asynchronous=True, silence_logs=40,
-                                              name="agi", security=self._security)
+            self._cluster = await _started(cluster, emit, [w.name for w in spec.workers])
         except Exception:
             refused = reimport_refused(since)  # the workers stopped: the script runs AGI.run unguarded
             if refused is not None:

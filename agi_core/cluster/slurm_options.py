@@ -96,8 +96,8 @@ class SlurmSettings(BaseModel):
         # workers would share one, more would sit idle
         if self.gpus and self.gpus != self.processes:
             raise ValueError(f"gpus = {self.gpus} with processes = {self.processes}: each worker of a job uses one GPU, so "
-                             + (f"{self.processes - self.gpus} workers would share a GPU" if self.gpus < self.processes
-                                else f"{self.gpus - self.processes} GPUs per job would sit idle")
+                             + (f"{self.processes} workers would share {self.gpus} GPU{'s' if self.gpus > 1 else ''}" if self.gpus < self.processes
+                                else f"{self.gpus - self.processes} GPU{'s' if self.gpus - self.processes > 1 else ''} per job would sit idle")
                              + f"; set processes = gpus (one worker per GPU), e.g. processes = {self.gpus}")
         return self
 

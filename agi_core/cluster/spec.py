@@ -64,6 +64,7 @@ class ClusterSpec:
     app_version: str | None = None  # the version the manager runs (its pyproject.toml)
     local_python: str | None = None  # the interpreter of processes on this machine; None: the manager's
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # the backend's ``[cluster.<name>]`` (JSON of its `Options`)
+    project_dir: str | None = None  # the app's project (its pyproject.toml): backends that ship its wheel build it from here
 
     @property
     def protocol(self) -> str:
@@ -199,7 +200,7 @@ def cluster_spec(cluster: ClusterSettings, shape: ExecutionShape | Mode, *, app:
 
 
 def spec_for(cluster: ClusterSettings, shape: ExecutionShape | Mode, app: str, *, app_distribution: str | None = None,
-             app_version: str | None = None, local_python: Path | None = None) -> ClusterSpec:
+             app_version: str | None = None, local_python: Path | None = None, project_dir: Path | None = None) -> ClusterSpec:
     """The spec of ``app``'s cluster under ``cluster`` settings, for ``shape`` (`RunRequest.shape`,
     resolved by `run.resolve`, or a `Mode`; the cluster bit is implied), with this machine's cores for local threads.
 
@@ -214,4 +215,5 @@ def spec_for(cluster: ClusterSettings, shape: ExecutionShape | Mode, app: str, *
 
     spec = cluster_spec(cluster, shape, app=app, app_distribution=app_distribution, app_version=app_version,
                         local_threads=os.cpu_count(), gpus=gpus_of(cluster.worker_map()))
+    spec = dataclasses.replace(spec, project_dir=str(project_dir)) if project_dir else spec  # backends that ship the app
     return dataclasses.replace(spec, local_python=str(local_python)) if local_python else spec

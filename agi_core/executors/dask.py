@@ -61,8 +61,9 @@ class DaskExecutor(Executor):
 
         if self._handle is not None:
             return
+        project = next((p for p in (self.job.src_dir, *self.job.src_dir.parents) if (p / "pyproject.toml").is_file()), None)
         spec = spec_for(self.context.cluster, self.context.shape, self.context.app, app_distribution=self.context.app_distribution,
-                        app_version=self.context.app_version, local_python=self.context.python)
+                        app_version=self.context.app_version, local_python=self.context.python, project_dir=project)
         self._stack.enter_context(dask.config.set(dask_config(spec)))
         self._handle = await self._stack.enter_async_context(open_cluster(spec, emit=self.context.emit))
         backend = self._handle.backend
@@ -224,7 +225,7 @@ class DaskExecutor(Executor):
         keys, audit = self.context.keys, self.job.audit
         batch = pack([(parts[pid], keys.get(pid, ""), audit.get(pid, "")) for pid in ids])
         future = self.client.submit(run_batch, job_json, batch, slot, deps, key=f"agi-{self.context.run_id}-{key}",
-                                    workers=[address] if address else None, allow_other_workers=True,
+                                    workers=[address] if address else None, allow_other_workers=bool(address),
                                     retries=self.retries_allowed, pure=False, priority=priority)
         self._futures[future] = (slot, ids)
         return future

@@ -157,8 +157,10 @@ class RecordWriter:
             for pid, line in lines:
                 offsets[pid] = offset
                 offset += len(line) + 1
-            # line by line into the file's buffer: joined first, 100,000 lines were 3 copies of 37 MB
-            log.writelines(part for _, line in lines for part in (line, b"\n"))
+            # joined a few thousand at a time: all at once, 100,000 lines were 3 copies of 37 MB;
+            # one write per line, 3x slower
+            for first in range(0, len(lines), 4096):
+                log.write(b"\n".join([line for _, line in lines[first: first + 4096]]) + b"\n")
         self._offset_of.update(offsets)
 
     def start_heartbeat(self) -> None:

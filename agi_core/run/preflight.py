@@ -36,8 +36,8 @@ def prepare(env: AgiEnv, request: RunRequest, emit: EventSink) -> Prepared:
         from ..cluster.registry import backend_class
 
         backend_class(request.cluster.backend)
-    workers = request.cluster.worker_map()
-    workers_here = not shape.cluster or all(is_local_host(host) for host in workers)
+    # without the cluster bit the workers are this machine's: the backend (its module, SSH) is not asked
+    workers_here = not shape.cluster or all(is_local_host(host) for host in request.cluster.worker_map())
     if "cython" in shape.builds and workers_here:  # remote hosts compiled theirs at `agi install`
         _compile_kernels(env, emit)
     note, kind = "", None

@@ -45,6 +45,9 @@ def start_run(jobs: Jobs, config: UiConfig, app: str, *, mode: str | None = None
             if exc.result is not None:
                 exc.ui_result = summary(exc.result)  # type: ignore[attr-defined]
             raise
+        except AgiError as exc:  # refused before it ran (a stale edited plan, ...): the page may offer the fix
+            exc.ui_result = {"app": app, "plan_file": str(plan) if plan else None}  # type: ignore[attr-defined]
+            raise
         return summary(result)
 
     return jobs.start("run", f"run {app}" + (" (edited plan)" if plan else ""), work, app=app)

@@ -28,6 +28,8 @@ def safe_name(name: str) -> str:
 
 def inside(root: Path, relative: str) -> Path:
     """``root / relative`` resolved (links followed), refused unless it stays inside ``root``."""
+    if "\x00" in relative:  # the OS refuses it (ValueError): not a file here, so a 404, not a 500
+        raise AgiError(f"no file {relative!r} in {root.name}", fix="use the links the pages give")
     root = root.resolve()
     target = (root / relative).resolve()
     if target != root and root not in target.parents:

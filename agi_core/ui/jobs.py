@@ -35,22 +35,29 @@ class Job:
     error: str | None = None
     fix: str | None = None
     cancellable: bool = True
+    run_ids: list[str] = field(default_factory=list)  # the runs it started (a compare job starts several)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _task: asyncio.Task[dict[str, Any]] | None = field(default=None, repr=False)
+    _cancel_asked: bool = field(default=False, repr=False)
 
     def cancel(self) -> bool:
         """Ask the job to stop, as Ctrl-C stops the CLI: the core records the run (or pipeline run)
         as interrupted and stops what it started. False when it cannot be cancelled (done already,
         or an install, which must not stop half-way through a host)."""
         loop, task = self._loop, self._task
-        if self.done or not self.cancellable or loop is None or task is None:
+        if self.done or not self.cancellable:
             return False
-        loop.call_soon_threadsafe(task.cancel)
+        self._cancel_asked = True  # read by the job's task as it starts, if it has not yet
+        if loop is not None and task is not None:
+            loop.call_soon_threadsafe(task.cancel)
         return True
 
     def emit(self, event: Event) -> None:
         """The `EventSink` given to the core: events are stored with the time they arrived."""
-        self.events.append({**event.as_dict(), "t": round(time.time() - self.started, 4)})  # list.append is atomic
+        data = {**event.as_dict(), "t": round(time.time() - self.started, 4)}
+        if data["kind"] == "run_started":  # the runs it made, found again by their record's page
+            self.run_ids.append(data["run_id"])
+        self.events.append(data)  # list.append is atomic
 
     @property
     def done(self) -> bool:
@@ -70,6 +77,14 @@ class Jobs:
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
+    def running(self, kind: str, app: str | None = None) -> Job | None:
+        """The newest job of ``kind`` (for ``app``) still running: a page opened again finds it."""
+        return next((j for j in self.all() if not j.done and j.kind == kind and (app is None or j.app == app)), None)
+
+    def of_run(self, run_id: str) -> Job | None:
+        """The job that started run ``run_id`` (its ``run_started`` event names it)."""
+        return next((j for j in self.all() if run_id in j.run_ids), None)
+
     def all(self) -> list[Job]:
         return sorted(self._jobs.values(), key=lambda j: j.started, reverse=True)
 
@@ -80,6 +95,8 @@ class Jobs:
 
         async def main() -> dict[str, Any]:
             job._loop, job._task = asyncio.get_running_loop(), asyncio.current_task()  # type: ignore[assignment]
+            if job._cancel_asked:  # cancelled before its task existed
+                raise asyncio.CancelledError
             return await work(job)
 
         def body() -> None:

@@ -175,8 +175,15 @@ class SaveOutcome:
 
 
 def _toml_literal(value: Any) -> str:
+    """``value`` as the right-hand side of ``KEY=VALUE``: a table is written inline (``{"h" = 3}``);
+    ``tomlkit.item`` would give a table body (``"h" = 3``), which then reads as a string."""
     import tomlkit
 
+    if isinstance(value, Mapping):
+        table = tomlkit.inline_table()
+        table.update({key: tomlkit.item(item) if not isinstance(item, Mapping) else tomlkit.parse(f"v = {_toml_literal(item)}")["v"]
+                      for key, item in value.items()})
+        return table.as_string()
     return tomlkit.item(value).as_string()
 
 
@@ -209,6 +216,14 @@ def _parse(field_: Field, raw: str | None) -> Any:
 
 
 _KEY = re.compile(r"key '([^']+)'|(?:unknown|missing) (?:argument|key) '([^']+)'")
+
+
+def _without_key(text: str, key: str) -> str:
+    """The error without the key it is shown beside (``key 'args.n': …`` → ``…``)."""
+    short = key.removeprefix("args.")
+    for prefix in (f"key '{key}': ", f"key '{short}': ", f"{key}: ", f"argument '{short}': "):
+        text = text.removeprefix(prefix)
+    return text
 
 
 def save_form(env: AgiEnv, form: Mapping[str, str], workers: list[tuple[str, str]] | None = None) -> SaveOutcome:
@@ -252,7 +267,8 @@ def save_form(env: AgiEnv, form: Mapping[str, str], workers: list[tuple[str, str
         for line in exc.message.splitlines():
             match = _KEY.search(line)
             key = next((g for g in match.groups() if g), "") if match else ""
-            outcome.errors[key if "." in key else f"args.{key}" if key else "_"] = line.split(": ", 1)[-1]
+            full = key if "." in key else f"args.{key}" if key else "_"
+            outcome.errors[full] = _without_key(line.split(": ", 1)[-1], full)
         outcome.message = "not saved: fix the values marked"
         return outcome
     outcome.saved = [a.split("=", 1)[0] for a in assignments]

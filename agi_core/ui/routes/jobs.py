@@ -43,10 +43,8 @@ def cancel_job(request: Request, job_id: str) -> dict:
     everything it started is stopped. The job's event stream then ends with status ``cancelled``."""
     job = job_of(request, job_id)
     if not job.cancel():
-        why = ("it has ended already" if job.done else "an install is never stopped half-way through a host"
-               if not job.cancellable else "it is still starting")
-        raise AgiError(f"job {job_id} ({job.title}) cannot be cancelled: {why}",
-                       fix="try again in a moment" if why == "it is still starting" else "wait for it to end")
+        why = "it has ended already" if job.done else "an install is never stopped half-way through a host"
+        raise AgiError(f"job {job_id} ({job.title}) cannot be cancelled: {why}", fix="wait for it to end")
     return job.summary()
 
 
@@ -82,4 +80,23 @@ def job_result(request: Request, job_id: str) -> Response:
     """The panel shown when a job ends: its outcome, images, links."""
     job = job_of(request, job_id)
     dashboard = next((e.get("dashboard") for e in job.events if e["kind"] == "cluster_ready" and e.get("dashboard")), None)
-    return render(request, "_job_result.html", job=job, dashboard=dashboard)
+    compare = None
+    if job.kind == "compare" and job.result.get("runs"):
+        from ..compare import compare_rows
+        from ..files import run_store
+
+        compare = compare_rows(run_store(request.app.state.config), str(job.app), list(job.result["runs"]))
+    from ..error_actions import actions_for
+
+    cluster = next((e for e in job.events if e["kind"] == "cluster_ready"), None)
+    return render(request, "_job_result.html", job=job, dashboard=dashboard, compare=compare, actions=actions_for(job),
+                  no_dashboard=_no_dashboard() if cluster is not None and not dashboard else None)
+
+
+def _no_dashboard() -> str:
+    """Why a cluster run had no Dask dashboard."""
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is None:
+        return "no Dask dashboard: bokeh is not installed here (pip install bokeh, then run again)"
+    return "no Dask dashboard: [cluster.dask] dashboard_port is empty"

@@ -11,9 +11,10 @@ from ...errors import AgiError
 from ..actions import start_install, start_run
 from ..apps import app_names, env_for
 from ..plans import discard, move_partitions, plan_view, slot_page
-from ..rendering import render
+from ..rendering import NotFound, render
 from ..settings_form import SaveOutcome, form_fields, save_form, worker_rows
 from ..steps import add_step
+from .live import live_views
 
 __all__ = ["router"]
 
@@ -44,14 +45,14 @@ def orchestrate(request: Request, app: str | None = None) -> Response:
     names = app_names(config)
     chosen = app or config.app or (names[0] if names else None)
     if chosen is not None and chosen not in names:
-        raise AgiError(f"unknown app {chosen!r}", fix=f"choose one of: {', '.join(names)}")
+        raise NotFound(f"unknown app {chosen!r}", fix=f"choose one of: {', '.join(names)}")
     env = env_for(config, chosen) if chosen else None
     try:  # a settings file that does not validate is shown as an error in its panel, not as a blank page
         fields, workers, broken = (form_fields(env), worker_rows(env), None) if env else ([], [], None)
     except AgiError as exc:
         fields, workers, broken = [], [], exc
     return render(request, "orchestrate.html", page="orchestrate", apps=names, app=chosen, env=env, fields=fields,
-                  workers=workers, outcome=None, other_errors={}, broken=broken)
+                  workers=workers, outcome=None, other_errors={}, broken=broken, **live_views(request, chosen))
 
 
 @router.get("/orchestrate/{app}/settings")
@@ -67,7 +68,30 @@ async def save_settings(request: Request, app: str) -> Response:
     workers = list(zip(map(str, hosts), map(str, counts), strict=False)) if "workers_present" in form else None
     env = env_for(request.app.state.config, app)
     outcome = save_form(env, values, workers)
-    return _settings_panel(request, app, outcome, values)
+    response = _settings_panel(request, app, outcome, values)
+    if outcome.saved:  # the plan and snippet panels reload (hx-trigger="settings-saved from:body")
+        response.headers["HX-Trigger"] = "settings-saved"
+    return response
+
+
+@router.get("/orchestrate/{app}/mode")
+def mode(request: Request, app: str) -> Response:
+    """The mode hint of the form's toggles and worker map as they are now (saved or not)."""
+    from ...kernel_kinds import compiled_kinds
+    from ...modes import Mode
+    from ..mode_hint import mode_hint
+
+    query = request.query_params
+    rapids = {"on": True, "require": "require"}.get(query.get("cluster.rapids", "off"), False)
+    value = (Mode.POOL * ("cluster.pool" in query) | Mode.CYTHON * ("cluster.cython" in query)
+             | Mode.CLUSTER * ("cluster.cluster_enabled" in query) | Mode.RAPIDS * bool(rapids))
+    workers: dict[str, int] = {}
+    for host, count in zip(query.getlist("worker_host"), query.getlist("worker_count"), strict=False):
+        if host.strip() and count.strip().isdigit():
+            workers[host.strip()] = int(count)
+    compiled = query.get("cluster.compiled", "cython")
+    compiled = compiled if compiled in compiled_kinds() else "cython"
+    return render(request, "_notice_text.html", text=mode_hint(Mode(value), workers, rapids, compiled=compiled))
 
 
 @router.post("/orchestrate/{app}/install")
@@ -79,7 +103,16 @@ def install(request: Request, app: str) -> Response:
 @router.get("/orchestrate/{app}/plan")
 def plan_panel(request: Request, app: str, message: str = "") -> Response:
     view = plan_view(request.app.state.config, env_for(request.app.state.config, app))
-    return render(request, "_plan.html", app=app, view=view, message=message)
+    return render(request, "_plan.html", app=app, view=view, message=message, rate=_rate(request, app))
+
+
+def _rate(request: Request, app: str):
+    """Seconds per unit of weight, from the app's newest successful run (None before one)."""
+    from ..estimates import seconds_per_weight
+    from ..files import run_store, safe_name
+
+    state = request.app.state
+    return seconds_per_weight(run_store(state.config), safe_name(app), state.rates)
 
 
 @router.get("/orchestrate/{app}/plan/slot")
@@ -97,10 +130,10 @@ async def plan_move(request: Request, app: str) -> Response:
         plan = move_partitions(config, env_for(config, app), [str(p) for p in form.getlist("pid")], str(form.get("slot", "")))
     except AgiError as exc:
         view = plan_view(config, env_for(config, app))
-        return render(request, "_plan.html", app=app, view=view, message="", error=exc)
+        return render(request, "_plan.html", app=app, view=view, message="", error=exc, rate=_rate(request, app))
     moved = len(form.getlist("pid"))
     return plan_panel(request, app, message=f"moved {moved} partition(s) to {form.get('slot')}; saved, "
-                                             f"the next run uses this plan (makespan {plan.makespan():.4g})")
+                                             "the next run uses this plan")
 
 
 @router.post("/orchestrate/{app}/plan/discard")
@@ -112,7 +145,24 @@ def plan_discard(request: Request, app: str) -> Response:
 
 @router.post("/orchestrate/{app}/run")
 def run(request: Request, app: str) -> Response:
+    running = request.app.state.jobs.running("run", app)
+    if running is not None:  # a double click, or Run in another tab: show the run that runs
+        return render(request, "_job.html", job=running, again=True)
     job = start_run(request.app.state.jobs, request.app.state.config, app)
+    return render(request, "_job.html", job=job)
+
+
+@router.post("/orchestrate/{app}/compare")
+async def compare(request: Request, app: str) -> Response:
+    """Run the app in each ticked mode, one after the other, then show wall times and speed-ups."""
+    from ..compare import parse_modes, start_compare
+
+    form = await request.form()
+    jobs = request.app.state.jobs
+    running = jobs.running("compare", app) or jobs.running("run", app)
+    if running is not None:
+        return render(request, "_job.html", job=running, again=True)
+    job = start_compare(jobs, request.app.state.config, app, parse_modes([str(m) for m in form.getlist("mode")]))
     return render(request, "_job.html", job=job)
 
 

@@ -25,7 +25,7 @@ def _steps_panel(request: Request, error: AgiError | None = None, job=None) -> R
 def pipeline_page(request: Request) -> Response:
     config = request.app.state.config
     return render(request, "pipeline.html", page="pipeline", rows=step_rows(config), apps=app_names(config), error=None,
-                  job=None, file=config.steps_file.absolute())
+                  job=request.app.state.jobs.running("pipeline"), file=config.steps_file.absolute())  # a reload finds it
 
 
 def _edit(request: Request, action) -> Response:

@@ -6,6 +6,19 @@ const agi = (() => {
 
   function tab(button) {
     button.parentElement.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b === button));
+    const panel = document.getElementById("snippet-panel");  // a reload after Save keeps this kind
+    if (panel) { panel.setAttribute("hx-get", button.getAttribute("hx-get")); htmx.process(panel); }
+  }
+
+  /* Unsaved edits: each edited field is marked, and the Run card says Run uses the saved values. */
+  function markDirty(ev) {
+    const field = ev.target.closest(".settings .field, .settings .worker-row");
+    if (field) field.classList.add("dirty");
+    showDirty();
+  }
+  function showDirty() {
+    const banner = document.getElementById("unsaved");
+    if (banner) banner.hidden = !document.querySelector(".settings .dirty");
   }
 
   function copy(button) {
@@ -21,8 +34,17 @@ const agi = (() => {
     row.className = "worker-row";
     row.innerHTML = '<input name="worker_host" placeholder="host or user@host" aria-label="host">' +
       '<input name="worker_count" type="number" min="0" value="1" aria-label="workers">' +
-      '<button type="button" class="btn small ghost" onclick="this.parentElement.remove()">✕</button>';
+      '<button type="button" class="btn small ghost" onclick="agi.removeWorker(this)">✕</button>';
+    row.classList.add("dirty");
     document.getElementById("worker-rows").appendChild(row);
+    showDirty();
+  }
+
+  function removeWorker(button) {
+    const rows = button.closest(".workers");
+    button.parentElement.remove();
+    rows.classList.add("dirty");  // the map changed: marked until saved
+    showDirty();
   }
 
   /* Follow one job: progress, per-worker bars, a growing Gantt chart, host steps, step badges. */
@@ -30,14 +52,14 @@ const agi = (() => {
     el.dataset.following = "1";
     const id = el.dataset.job;
     const q = (sel) => el.querySelector(sel);
-    const st = {total: 0, done: 0, slots: {}, bars: [], hosts: {}, end: 0, drawn: false};
+    const st = {total: 0, done: 0, failed: 0, slots: {}, bars: [], hosts: {}, end: 0, drawn: false};
 
     const slotRow = (slot) => {
       if (!st.slots[slot]) {
         st.slots[slot] = {n: 0, done: 0, failed: 0};
         const row = document.createElement("div");
         row.className = "worker"; row.dataset.slot = slot;
-        row.innerHTML = `<span class="w-name">${esc(slot)}</span><span class="w-track"><span class="w-bar"></span></span><span class="w-count"></span>`;
+        row.innerHTML = `<span class="w-name">${esc(slot)}</span><span class="w-track"><span class="w-bar"></span><span class="w-fail"></span></span><span class="w-count"></span>`;
         q(".workers").appendChild(row);
       }
       return st.slots[slot];
@@ -45,14 +67,17 @@ const agi = (() => {
     const paintSlot = (slot) => {
       const s = st.slots[slot], row = q(`.worker[data-slot="${CSS.escape(slot)}"]`);
       if (!row) return;
-      row.querySelector(".w-bar").style.width = `${s.n ? (100 * s.done) / s.n : 0}%`;
-      row.querySelector(".w-bar").classList.toggle("has-failed", s.failed > 0);
-      row.querySelector(".w-count").textContent = `${s.done}/${s.n || "?"}`;
+      // the failed share of the bar in red, the rest in green: one failure is one partition's width
+      const total = s.n || Math.max(s.done, 1);
+      row.querySelector(".w-bar").style.width = `${(100 * (s.done - s.failed)) / total}%`;
+      row.querySelector(".w-fail").style.width = `${(100 * s.failed) / total}%`;
+      row.querySelector(".w-count").textContent = `${s.done}/${s.n || "?"}` + (s.failed ? ` · ${s.failed} failed` : "");
     };
     const paintProgress = (force) => {
       const pct = force ? 100 : st.total ? Math.floor((100 * st.done) / st.total) : 0;
       q(".progress-bar").style.width = `${pct}%`;
-      q(".progress-text").textContent = st.total ? `${pct}% · ${st.done}/${st.total}` : `${pct}%`;
+      q(".progress-text").textContent = (st.total ? `${pct}% · ${st.done}/${st.total}` : `${pct}%`) + (st.failed ? ` · ${st.failed} failed` : "");
+      q(".progress").classList.toggle("has-failed", st.failed > 0);
       el.dataset.progress = pct;
     };
     let pending = false;
@@ -60,7 +85,11 @@ const agi = (() => {
       pending = false;
       const svg = q(".gantt"), slots = Object.keys(st.slots);
       if (!st.bars.length || !slots.length) return;
-      const rowH = 16, left = 110, width = Math.max(320, svg.clientWidth || 600), span = Math.max(st.end, 1e-3);
+      const box = q(".gantt-box"), zoom = st.zoom || 1;
+      const rowH = 16, left = 110, width = Math.max(320, (box.clientWidth || 600) * zoom), span = Math.max(st.end, 1e-3);
+      svg.setAttribute("width", zoom > 1 ? width : "100%");
+      q(".gantt-tools").hidden = false;
+      q(".zoom-level").textContent = `×${zoom}`;
       const shown = st.bars.length > 4000 ? st.bars.slice(-4000) : st.bars;
       svg.setAttribute("height", slots.length * rowH + 22);
       svg.setAttribute("viewBox", `0 0 ${width} ${slots.length * rowH + 22}`);
@@ -75,19 +104,31 @@ const agi = (() => {
       svg.innerHTML = parts.join("");
     };
     const scheduleGantt = () => { if (!pending) { pending = true; requestAnimationFrame(drawGantt); } };
+    const zoomTo = (z) => { st.zoom = Math.min(64, Math.max(1, z)); drawGantt(); };  // wider, scrolled sideways
+    q(".zoom-in").addEventListener("click", () => zoomTo((st.zoom || 1) * 2));
+    q(".zoom-out").addEventListener("click", () => zoomTo((st.zoom || 1) / 2));
+    q(".zoom-fit").addEventListener("click", () => zoomTo(1));
     const stepItem = (step) => document.querySelector(`.step[data-step="${CSS.escape(step)}"]`);
 
     const handle = (e) => {
       switch (e.kind) {
         case "phase": q(".phase").textContent = e.name + (e.detail ? ` · ${e.detail}` : ""); break;
         case "run_started":
+          if (st.total) {  // the next run of a job that runs several (compare modes): its own bars
+            Object.assign(st, {done: 0, failed: 0, slots: {}, bars: [], end: 0});
+            q(".workers").innerHTML = "";
+          }
+          st.t0 = e.t || 0;
+          st.run = (st.run || 0) + 1;
+          if (el.dataset.kind === "compare") q(".phase").textContent = `run ${st.run}: mode ${e.mode}`;
           st.total = e.partitions;
           for (const [slot, n] of Object.entries(e.slots || {})) { slotRow(slot).n = n; paintSlot(slot); }
           break;
         case "partition_done": {
           const s = slotRow(e.slot);
-          s.done += 1; if (e.status === "failed") s.failed += 1; st.done += 1;
-          const end = e.t, start = Math.max(0, end - (e.duration_s || 0));
+          s.done += 1; st.done += 1;
+          if (e.status === "failed") { s.failed += 1; st.failed += 1; }
+          const end = e.t - (st.t0 || 0), start = Math.max(0, end - (e.duration_s || 0));
           st.end = Math.max(st.end, end);
           st.bars.push({id: e.id, slot: e.slot, start, end, status: e.status});
           paintSlot(e.slot);
@@ -104,14 +145,17 @@ const agi = (() => {
           break;
         case "notice": q(".notices").insertAdjacentHTML("beforeend", `<div class="alert ${e.level === "warning" ? "warn" : ""}">${esc(e.text)}</div>`); break;
         case "host_step": {
+          // one row per host: its latest step, and every step with its time in the row's log
           let row = q(`.host-row[data-host="${CSS.escape(e.host)}"]`);
           if (!row) {
-            row = document.createElement("div"); row.className = "host-row"; row.dataset.host = e.host;
-            row.innerHTML = `<span class="h-name">${esc(e.host)}</span><span class="h-step"></span>`;
+            row = document.createElement("details"); row.className = "host-row"; row.dataset.host = e.host;
+            row.innerHTML = `<summary><span class="h-name">${esc(e.host)}</span><span class="h-step"></span></summary><pre class="h-log"></pre>`;
             q(".hosts").appendChild(row);
           }
           row.querySelector(".h-step").textContent = e.step;
+          row.querySelector(".h-log").textContent += `${(e.t || 0).toFixed(2)} s  ${e.step}\n`;
           row.className = "host-row" + (e.failed ? " failed" : e.done ? " done" : " busy");
+          if (e.failed) row.open = true;
           break;
         }
         case "run_finished": st.finished = true; break;
@@ -133,7 +177,9 @@ const agi = (() => {
       }
     };
 
-    const source = new EventSource(`/api/jobs/${id}/events`);
+    const runButton = el.closest("#run-panel") ? document.getElementById("run-button") : null;
+    if (runButton) runButton.disabled = true;  // one run at a time: a double click starts nothing more
+    const source = new EventSource(el.dataset.events || `/api/jobs/${id}/events`);
     let messages = 0;
     source.onmessage = (m) => {
       messages += 1; el.dataset.messages = messages;
@@ -145,11 +191,12 @@ const agi = (() => {
       const job = JSON.parse(m.data);
       el.dataset.status = job.status;
       q(".phase").textContent = "";
-      q(".spinner").classList.add("stopped");
+      q(".spinner").classList.add("stopped", `st-end-${job.status}`);  // the dot's colour says how it ended
       const cancel = q(".cancel"); if (cancel) cancel.remove();
       const pill = q(".status"); pill.textContent = job.status; pill.classList.add(job.status);
       if (job.status === "ok") paintProgress(true);
-      htmx.ajax("GET", `/jobs/${id}/result`, {target: q(".job-result"), swap: "innerHTML"});
+      if (runButton) runButton.disabled = false;
+      htmx.ajax("GET", el.dataset.result || `/jobs/${id}/result`, {target: q(".job-result"), swap: "innerHTML"});
     });
   }
 
@@ -158,7 +205,10 @@ const agi = (() => {
   }
   document.addEventListener("DOMContentLoaded", () => {
     scan(document);
+    document.body.addEventListener("input", markDirty);
+    document.body.addEventListener("change", markDirty);
+    document.body.addEventListener("htmx:afterSettle", showDirty);
     document.body.addEventListener("htmx:afterSettle", (ev) => scan(ev.target.parentElement || document));
   });
-  return {tab, copy, addWorker, follow};
+  return {tab, copy, addWorker, removeWorker, follow};
 })();
