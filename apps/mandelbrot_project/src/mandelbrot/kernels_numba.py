@@ -168,7 +168,8 @@ def escape_counts(re: np.ndarray, im: np.ndarray, max_iter: int) -> np.ndarray:
     before = numba.get_num_threads()
     numba.set_num_threads(min(_threads, numba.config.NUMBA_NUM_THREADS) if _threads else numba.config.NUMBA_NUM_THREADS)
     try:
-        parallel(re, im, int(max_iter), rule, counts)
+        with numba.parallel_chunksize(1):  # rows one at a time, as each thread finishes one: their costs differ a lot
+            parallel(re, im, int(max_iter), rule, counts)
     finally:
         numba.set_num_threads(before)
     return counts
