@@ -40,7 +40,6 @@ def test_min_workers_counts_fractions_all_and_the_backends_default():
 
 def test_the_default_comes_from_the_backend():
     from agi_core.backend_plugins import load_backend
-
     from agi_core.cluster.slurm import SlurmSettings
 
     assert load_backend("ssh").default_min_workers(None, 5) == 5

@@ -71,8 +71,8 @@ def jobqueue() -> Any:
 from ..cache.auth import KEY_ENV  # noqa: E402 - after the helper above, which the class below uses
 from ..errors import AgiError  # noqa: E402
 from ..events import EventSink, Notice, Phase, ignore  # noqa: E402
-from ..hosts import LOCAL_HOST, HostAddress, slot_name  # noqa: E402
 from ..execution_shape import ExecutionShape  # noqa: E402
+from ..hosts import LOCAL_HOST, HostAddress, slot_name  # noqa: E402
 from .backend import ClusterBackend, ProcessRecord  # noqa: E402
 from .cache_key import publish_key  # noqa: E402
 from .client import config_yaml  # noqa: E402

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError
+from ..execution_shape import ExecutionShape
 from ..gpus import Gpu, gpu_workers, gpus_of, worker_env
 from ..hosts import LOCAL_HOST, HostAddress, slot_name
-from ..execution_shape import ExecutionShape
 from ..modes import Mode
 from ..settings import ClusterSettings, DaskSettings, SshSettings
 

@@ -18,8 +18,8 @@ from ..capabilities import HostInfo, probe
 from ..env import AgiEnv
 from ..errors import AgiError
 from ..events import EventSink, HostStep, ignore
-from ..gpus import LIBRARY_PROBE, gpu_workers, remember_gpus
 from ..execution_shape import ExecutionShape
+from ..gpus import LIBRARY_PROBE, gpu_workers, remember_gpus
 from ..kernel_kinds import kind
 from ..modes import Mode
 from ..settings import ClusterSettings

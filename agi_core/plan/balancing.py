@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError
+from ..execution_shape import ExecutionShape
 from ..gpus import GPU, gpu_workers
 from ..hosts import slot_name
-from ..execution_shape import ExecutionShape
 from ..modes import Mode
 from .dag import bottom_levels
 

@@ -26,8 +26,8 @@ from ..cache.inputs import check_inputs
 from ..cache.write_failures import CacheWrites, tally
 from ..errors import RunError, ShareError, Terminated
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
-from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, InFlight, JobSpec, Outcome, create_executor
 from ..execution_shape import ExecutionShape
+from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, InFlight, JobSpec, Outcome, create_executor
 from ..kernels import select_kernels
 from ..modes import Mode
 from ..plan import GraphDriver, HasResult

@@ -127,7 +127,7 @@ async def plan_move(request: Request, app: str) -> Response:
     form = await request.form()
     config = request.app.state.config
     try:
-        plan = move_partitions(config, env_for(config, app), [str(p) for p in form.getlist("pid")], str(form.get("slot", "")))
+        move_partitions(config, env_for(config, app), [str(p) for p in form.getlist("pid")], str(form.get("slot", "")))
     except AgiError as exc:
         view = plan_view(config, env_for(config, app))
         return render(request, "_plan.html", app=app, view=view, message="", error=exc, rate=_rate(request, app))
