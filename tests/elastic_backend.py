@@ -64,7 +64,7 @@ class ElasticTestCluster(InProcessCluster):
         while not os.path.exists(gate):
             await asyncio.sleep(0.05)
         nanny = Nanny(self.address, name=worker.name, host=worker.bind_host, nthreads=worker.nthreads or 1,
-                      local_directory=self.spec.dask.local_directory, env={MANAGER_PID_ENV: str(os.getpid())},
+                      local_directory=self.spec.dask.local_directory, env={**dict(worker.env), MANAGER_PID_ENV: str(os.getpid())},
                       preload=[PRELOAD], silence_logs=40, dashboard=False, security=self.security())
         self._late.append(nanny)
         await nanny

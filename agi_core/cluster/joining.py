@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
 from ..events import EventSink, WorkersJoining, ignore
-from .backend import ClusterBackend
-from .spec import ClusterSpec
+
+if TYPE_CHECKING:  # annotations only: `spec` asks this module for `resolve_min_workers`
+    from .backend import ClusterBackend
+    from .spec import ClusterSpec
 
 __all__ = ["joined_names", "resolve_min_workers", "wait_for_min_workers"]
 
