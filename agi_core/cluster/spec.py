@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError
-from ..execution_shape import ExecutionShape
 from ..gpus import Gpu, gpu_workers, gpus_of, worker_env
 from ..hosts import LOCAL_HOST, HostAddress, slot_name
 from ..modes import Mode

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError
-from ..execution_shape import ExecutionShape
 from ..gpus import GPU, gpu_workers
 from ..hosts import slot_name
 from ..modes import Mode
