@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ def keys(parts: dict[str, Any]) -> dict[str, str]:
 def differences(a: Any, b: Any, where: str = "value") -> list[str]:
     """Where two results differ: floats and arrays within a relative 1e-12 (the hosts run the manager's pinned
     NumPy, so they are in fact bitwise equal; the tolerance only forgives a change of summation order), the rest exactly."""
-    if isinstance(a, dict) and isinstance(b, dict):
+    if isinstance(a, Mapping) and isinstance(b, Mapping):  # a run's results are a read-only Mapping (`ResultsView`)
         if a.keys() != b.keys():
             return [f"{where}: keys {sorted(a)} != {sorted(b)}"]
         return [d for k in a for d in differences(a[k], b[k], f"{where}[{k!r}]")]

@@ -51,7 +51,11 @@ class ResultsView(Mapping[str, Any]):
 
 @dataclass
 class RunResult:
-    """The reduced value, every partition's result by id, and where the record is."""
+    """The reduced value, every partition's result by id, and where the record is.
+
+    ``results`` is a read-only mapping (`ResultsView`: id -> result of each partition that
+    succeeded or came from the cache), read from ``outcomes``; ``dict(result.results)`` makes a
+    dict of it when one is needed."""
 
     run_id: str
     app: str
