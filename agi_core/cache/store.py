@@ -61,6 +61,11 @@ def _load_fix(exc: BaseException) -> str:
     return "load it where the same code and package versions are installed; the entry is kept"
 
 
+def _unloadable(where: str, key: str, exc: BaseException) -> str:
+    """The problem of a sound entry whose result this process cannot unpickle (`UNLOADABLE`)."""
+    return f"{where}#{key[:16]}…: {UNLOADABLE} ({type(exc).__name__}: {exc}): {_load_fix(exc)}"
+
+
 _SUFFIX = SINGLE_SUFFIX
 #: `CacheStore.compact`: packs under this many entries are merged, once there are more than `MANY_PACKS`
 SMALL_PACK = 1000
@@ -200,7 +205,7 @@ class CacheStore:
                     try:
                         result = loads(body)
                     except Exception as exc:  # noqa: BLE001 - any unpickling failure makes the entry unusable here
-                        yield key, None, f"{where}#{key[:16]}…: {UNLOADABLE} ({type(exc).__name__}: {exc}): {_load_fix(exc)}"
+                        yield key, None, _unloadable(where, key, exc)
                         continue
                     yield key, Entry(pack, partial(header, i), result, where, sums[i],
                                      str(source.value(i, "kernel", "")) if kernel is None else kernel,
@@ -214,7 +219,7 @@ class CacheStore:
             try:
                 result = loads(body)
             except Exception as exc:  # noqa: BLE001 - as above
-                yield key, None, f"{where}#{key[:16]}…: {UNLOADABLE} ({type(exc).__name__}: {exc}): {_load_fix(exc)}"
+                yield key, None, _unloadable(where, key, exc)
                 continue
             single = header_of_single
             yield key, Entry(Path(where), partial(dict, single), result, where, str(single.get("sha256", "")),
