@@ -18,7 +18,7 @@ from agi_core import AGI, AgiEnv
 from agi_core.app import Partition
 from agi_core.cache import plan_keys
 from agi_core.cache.inputs import InputStamper, describe_change
-from agi_core.cache.keys import RunKeys, explain, payload_changes
+from agi_core.cache.keys import RunKeys, explain, payload_changes, payload_fingerprint
 from agi_core.errors import PlanError
 from agi_core.provenance import RunStore, read_record
 from tests.conftest import TEST_APPS, run_agi
@@ -266,12 +266,13 @@ def test_a_damaged_memo_is_ignored_and_the_plan_keyed_again(share, texts):
 
 @given(st.one_of(st.integers(), st.text(), st.none(), st.booleans(), st.floats(allow_nan=False),
                  st.dictionaries(st.text(), st.integers()), st.lists(st.text())))
-def test_a_payload_digest_is_the_digest_of_its_canonical_json_whatever_the_path_that_made_it(payload):
+def test_a_payload_fingerprint_is_made_from_its_canonical_json_whatever_the_path_that_made_it(payload):
     import hashlib
 
     keys = plan_keys([Partition("p", payload=payload)], code="c", args={}, kernel="python")
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    assert keys.parts["p"][1] == hashlib.sha256(canonical).hexdigest()[:32]
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    expected = "=" + canonical if len(canonical) <= 32 else hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    assert keys.parts["p"][1] == expected == payload_fingerprint(payload)
 
 
 def test_keys_read_from_a_memo_that_another_run_replaced_meanwhile_are_not_linked_as_this_runs(tmp_path):
@@ -327,3 +328,11 @@ def test_keys_read_without_their_parts_match_the_whole_file_whatever_the_args_ho
         alone = RunKeys.keys_only_from_json(data)
         assert alone.parts == {} and (alone.keys, alone.args, alone.code, alone.inputs_mode) == \
             (whole.keys, whole.args, whole.code, whole.inputs_mode)
+
+
+@given(st.lists(st.one_of(st.integers(), st.text(max_size=40), st.none(), st.booleans(), st.lists(st.integers(), max_size=12)),
+                min_size=2, max_size=2, unique_by=lambda v: json.dumps(v, sort_keys=True)))
+def test_two_different_payloads_never_share_a_key_short_or_long(payloads):
+    # a short payload is keyed by its text, a long one by a digest: the two kinds never meet
+    keys = [plan_keys([Partition("p", payload=value)], code="c", args={}, kernel="python").keys["p"] for value in payloads]
+    assert keys[0] != keys[1]

@@ -31,10 +31,11 @@ from ..app import Partition
 from ..errors import PlanError
 from .inputs import InputStamper, describe_change, folder_entries
 
-__all__ = ["CACHE_FORMAT", "KEYS_FILE", "KEYS_SCHEMA", "RunKeys", "explain", "kernel_kind_for_mode", "plan_keys", "read_run_keys"]
+__all__ = ["CACHE_FORMAT", "KEYS_FILE", "KEYS_SCHEMA", "RunKeys", "explain", "kernel_kind_for_mode", "payload_fingerprint", "plan_keys",
+           "read_run_keys"]
 
 #: bump when the way results are keyed or stored changes: every older entry then misses
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 KEYS_SCHEMA = "agi.cache-keys.v1"
 #: every run's keys, beside its record: what `agi runs show --why` compares and `agi cache gc` keeps
 KEYS_FILE = "cache_keys.json"
@@ -53,7 +54,7 @@ class RunKeys:
     kernel: str
     args: dict[str, Any]
     keys: dict[str, str]
-    #: pid -> [reads (None: all args), payload digest, dependency ids] and, when it declares
+    #: pid -> [reads (None: all args), payload fingerprint (`payload_fingerprint`), dependency ids] and, when it declares
     #: input files, [..., declared input paths]
     parts: dict[str, list[Any]] = field(default_factory=dict)
     format: int = CACHE_FORMAT
@@ -116,6 +117,22 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 _ascii_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # what the encoder uses for a str
 
 
+#: a payload whose canonical JSON is this short is kept as it is (``=`` and the text) in the key
+#: parts, instead of a digest of it (32 hex digits: never begins with ``=``)
+_SHORT_PAYLOAD = 32
+
+
+def payload_fingerprint(value: Any) -> str:
+    """What stands for a payload in its partition's key: ``=`` and its canonical JSON when that
+    is short (``=42``), else the first 32 hex digits of the JSON's SHA-256.
+
+    >>> payload_fingerprint(42), payload_fingerprint("a"), len(payload_fingerprint(list(range(50))))
+    ('=42', '="a"', 32)
+    """
+    text = _ENCODER.encode(value)
+    return "=" + text if len(text) <= _SHORT_PAYLOAD else hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def _canonical(value: Any) -> bytes:
     return _ENCODER.encode(value).encode()
 
@@ -126,42 +143,59 @@ def plan_keys(partitions: Sequence[Partition], *, code: str, args: Mapping[str, 
     for cycles). A ``reads`` naming an arg the app does not have is a `PlanError`; so is a
     declared input that does not exist. ``stamper`` stamps declared inputs (default: size and
     modification time, relative paths from the current folder)."""
-    from ..plan import topological_order
-
-    by_id = {p.id: p for p in partitions}
     args = dict(args)
+    try:  # plans list dependencies first almost always: no ordering pass then
+        return _keyed(partitions, code=code, args=args, kernel=kernel, stamper=stamper)
+    except _DependencyLater:
+        from ..plan import topological_order
+
+        by_id = {p.id: p for p in partitions}
+        ordered = [by_id[pid] for pid in topological_order(partitions)[0]]
+        return _keyed(ordered, code=code, args=args, kernel=kernel, stamper=stamper)
+
+
+class _DependencyLater(Exception):
+    """A partition comes before one of its dependencies in the order given to `_keyed`."""
+
+
+def _keyed(partitions: Sequence[Partition], *, code: str, args: dict[str, Any], kernel: str,
+           stamper: InputStamper | None) -> RunKeys:
     head = hashlib.sha256(f"agi-cache\0{CACHE_FORMAT}\0{code}\0{kernel}\0".encode())
+    copy = head.copy
     keys: dict[str, str] = {}
     parts: dict[str, list[Any]] = {}
-    if stamper is None and any(p.inputs for p in partitions):
-        stamper = InputStamper(Path.cwd())
-    order = topological_order(partitions)[0] if any(p.deps for p in partitions) else list(by_id)
     encode, sha256 = _ENCODER.encode, hashlib.sha256
     shared: dict[tuple[str, ...] | None, tuple[bytes, list[str] | None]] = {}  # reads -> (args digest, reads as listed)
     no_deps: list[str] = []  # one list object for every partition without dependencies (written as [])
-    for pid in order:
-        part = by_id[pid]
-        reads = part.reads
+    for part in partitions:
+        pid, reads, value = part.id, part.reads, part.payload
         known = shared.get(reads)
         if known is None:
             known = shared[reads] = (_args_digest(pid, reads, args), list(reads) if reads is not None else None)
-        value = part.payload
         kind = type(value)  # the common scalars without the encoder: the same text it would give
         text = str(value) if kind is int else _ascii_string(value) if kind is str else "null" if value is None else encode(value)
-        payload = sha256(text.encode()).hexdigest()[:32]
-        h = head.copy()
-        h.update(pid.encode() + b"\0" + known[0] + payload.encode())
-        entry = [known[1], payload, list(part.deps) if part.deps else no_deps]
-        if part.inputs:
-            assert stamper is not None
-            try:
-                stamper.stamp(part.inputs)
-            except PlanError as exc:
-                raise PlanError(f"partition '{pid}': {exc.message}", fix=exc.fix) from None
-            h.update(b"\0inputs\0" + stamper.digest(part.inputs).encode())
-            entry.append(list(part.inputs))
-        for dep in part.deps:
-            h.update(b"\0" + keys[dep].encode())
+        # a short payload is its own fingerprint: one hash per partition instead of two
+        payload = "=" + text if len(text) <= _SHORT_PAYLOAD else sha256(text.encode()).hexdigest()[:32]
+        h = copy()
+        h.update(b"%s\0%s%s" % (pid.encode(), known[0], payload.encode()))
+        if part.inputs or part.deps:
+            entry = [known[1], payload, list(part.deps)]
+            if part.inputs:
+                if stamper is None:
+                    stamper = InputStamper(Path.cwd())
+                try:
+                    stamper.stamp(part.inputs)
+                except PlanError as exc:
+                    raise PlanError(f"partition '{pid}': {exc.message}", fix=exc.fix) from None
+                h.update(b"\0inputs\0" + stamper.digest(part.inputs).encode())
+                entry.append(list(part.inputs))
+            for dep in part.deps:
+                dep_key = keys.get(dep)
+                if dep_key is None:
+                    raise _DependencyLater(dep)
+                h.update(b"\0" + dep_key.encode())
+        else:
+            entry = [known[1], payload, no_deps]
         keys[pid] = h.hexdigest()
         parts[pid] = entry
     stamps = stamper.stamps if stamper is not None else {}

@@ -20,7 +20,7 @@ place: dropping entries (`rewrite_without`) writes a new pack of the others, ren
 unlinks the old index and pack, so a reader sees the old pack, the new one, or both (same key,
 same content). Only renames and unlinks are used: safe on NFS, where locks are not.
 
-Each entry has its authentication tag (column ``tag``: an HMAC under its owner's key, `auth`),
+Each entry has its authentication tag (column ``tag``: a MAC under its owner's key, `auth`),
 which `CacheStore` checks before it unpickles anything; this module only keeps it. A worker's
 pack also has a ``seal`` in its index header (`auth.CacheKey.seal` of the columns' SHA-256),
 which authenticates all its entries in one check; packs that copy entries (gc's merge and

@@ -262,7 +262,7 @@ class CacheStore:
             except FileNotFoundError:
                 yield index, [(i, None, None) for i in positions]
                 continue
-            # A sealed index authenticates every entry's key, checksum and outputs in one HMAC;
+            # A sealed index authenticates every entry's key, checksum and outputs in one MAC;
             # otherwise (packs gc merged, bundles imported, older caches) each tag is checked.
             if not self.key.check_seal(index.columns_sha256, index.seal):
                 checked = [(i, None, untrusted(where, keys_of[i]))  # checked before anything unpickles it

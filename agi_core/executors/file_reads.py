@@ -90,6 +90,11 @@ class ReadWatch:
         self._seen: set[str] | None = None
         self._previous: ReadWatch | None = None
 
+    @property
+    def untouched(self) -> bool:
+        """Nothing was opened while it watched: it can watch another partition as it is."""
+        return self._seen is None
+
     def __enter__(self) -> ReadWatch:
         _install_hook()
         self._previous = getattr(_state, "watch", None)

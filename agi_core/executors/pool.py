@@ -18,6 +18,8 @@ import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,61 +43,112 @@ __all__ = ["PoolExecutor"]
 _FIRST_BATCH = 256
 _MAX_BATCH = 4096
 _BATCH_S = 0.05
+#: A slot holds up to two batches: the next waits in its pipe while it runs one, so it never
+#: idles while the manager records what it sent (measured: a third of a slot's time with tiny
+#: partitions). A queued batch is written only when it fits in the pipe at once (`_QUEUED_BYTES`,
+#: well under Linux's 208 KiB socket buffer): the manager must never block on a slot that is busy
+#: writing its outcomes to it. A bigger one is written when the slot finishes the batch before.
+_DEPTH = 2
+_QUEUED_BYTES = 64 << 10
+
+
+@dataclass(eq=False)
+class _Sent:
+    """A batch given to a slot: its number (the slot counts the batches it reads the same way,
+    and publishes the one it runs in `Progress`), its partitions in the order they run, when it
+    was given, and its message while it waits to be written (`_QUEUED_BYTES`)."""
+
+    number: int
+    ids: list[str]
+    at: float
+    held: bytes = b""
 
 
 class _SlotProcess:
-    """A worker process for one slot and the pipe to it. One batch is in flight at a time: the
-    manager never blocks on a pipe the worker is not reading."""
+    """A worker process for one slot and the pipe to it, with up to `_DEPTH` batches in flight."""
 
     def __init__(self, name: str, job: JobSpec, context: Any, parts: dict[str, Partition], keys: dict[str, str],
                  env: dict[str, str] | None = None) -> None:
         self.name = name
         self.conn, child = context.Pipe()
-        # [index in the batch of the partition running, its start]: written by the process (`slot_main`)
-        self.progress = context.RawArray("d", [IDLE, 0.0])
+        # written by the process (`slot_main`): see `slot_process.Progress`
+        self.progress = context.RawArray("d", [IDLE, 0.0, 0.0])
         args = (child, job, name, os.getpid(), parts, keys, self.progress)
         target, args = (slot_main, args) if env is None else (slot_main_in_env, (env, *args))  # env: its GPU (`slot_env`)
         self.process = context.Process(target=target, args=args, name=f"agi-slot-{name}", daemon=True)
         self.process.start()
         child.close()
-        self.busy = False  # a batch was sent and its end not yet reported
-        self.batch: list[str] = []  # the partitions of the batch in flight, in the order they run
+        self._batches: deque[_Sent] = deque()  # given and not reported done, oldest (the one it runs) first
+        self._given = 0  # batches given so far: the next one's number is one more
+        self._last_done = 0.0  # when the last batch was reported done (a queued batch starts then)
         self.in_flight: dict[str, None] = {}  # partitions sent and not reported yet, in order
         self.dead = ""  # why it cannot run partitions any more
         self.stopped: tuple[str, str] | None = None  # (partition, why) when the manager stopped it for a hang
         self.batch_size = _FIRST_BATCH  # the next batch's size at most
-        self._sent = (0.0, 0)  # when the batch in flight was sent, and its size
+
+    @property
+    def busy(self) -> bool:
+        """A batch was given and its end not yet reported."""
+        return bool(self._batches)
+
+    @property
+    def full(self) -> bool:
+        """It holds as many batches as it may: give it no other until one ends."""
+        return len(self._batches) >= _DEPTH
 
     def send(self, batch: Batch) -> None:
-        self.batch = [pid for pid, _, _ in batch]
-        self.in_flight = dict.fromkeys(self.batch)
-        self.busy = True
-        self._sent = (time.monotonic(), len(batch))
-        self.conn.send(batch)
+        self._given += 1
+        sent = _Sent(self._given, [pid for pid, _, _ in batch], time.monotonic())
+        self.in_flight.update(dict.fromkeys(sent.ids))
+        message = bytes(ForkingPickler.dumps(batch))
+        if self._batches and len(message) > _QUEUED_BYTES:
+            sent.held = message  # written when the batch before it ends (`batch_done`)
+        else:
+            self.conn.send_bytes(message)
+        self._batches.append(sent)
 
     def batch_done(self) -> None:
-        """The batch in flight ended: size the next one from how long this one took."""
-        self.busy = False
-        started, size = self._sent
-        per_partition = (time.monotonic() - started) / max(1, size)
+        """The oldest batch ended: size the next one from how long this one took, and write the
+        batch that waited for it."""
+        sent = self._batches.popleft()
+        now = time.monotonic()
+        started = max(sent.at, self._last_done)  # a queued batch starts when the one before it ends
+        self._last_done = now
+        per_partition = (now - started) / max(1, len(sent.ids))
         self.batch_size = max(1, min(_MAX_BATCH, int(_BATCH_S / per_partition) if per_partition > 0 else _MAX_BATCH))
+        if self._batches and self._batches[0].held:
+            message, self._batches[0].held = self._batches[0].held, b""
+            self.conn.send_bytes(message)
 
     def running(self) -> tuple[str, float] | None:
         """The partition this process runs now and when it started; None between partitions."""
+        number = self.progress[2]
         since, index = self.progress[1], int(self.progress[0])  # the start first: `slot_main` writes it first
-        if not self.busy or index < 0 or index >= len(self.batch) or self.batch[index] not in self.in_flight:
+        if index < 0 or number != self.progress[2]:  # between partitions, or it moved to another batch meanwhile
             return None
-        return self.batch[index], since
+        sent = next((b for b in self._batches if b.number == number), None)
+        if sent is None or index >= len(sent.ids) or sent.ids[index] not in self.in_flight:
+            return None
+        return sent.ids[index], since
 
     def lost(self) -> tuple[list[str], str | None, list[str]]:
         """After the process died: its unreported partitions split into those that ran (their
         results were lost with it), the one it died in (None: it died between partitions), and
         those it never started."""
-        index = int(self.progress[0]) if self.busy else len(self.batch)
-        position = {pid: k for k, pid in enumerate(self.batch)}
-        ran = [pid for pid in self.in_flight if position[pid] < index or index < 0]
-        current = self.batch[index] if 0 <= index < len(self.batch) and self.batch[index] in self.in_flight else None
-        unstarted = [pid for pid in self.in_flight if index >= 0 and position[pid] > index]
+        index, number = int(self.progress[0]), int(self.progress[2])
+        ran: list[str] = []
+        current: str | None = None
+        unstarted: list[str] = []
+        for sent in self._batches:
+            for k, pid in enumerate(sent.ids):
+                if pid not in self.in_flight:
+                    continue
+                if sent.number < number or sent.number == number and (index < 0 or k < index):
+                    ran.append(pid)
+                elif sent.number == number and k == index:
+                    current = pid
+                else:
+                    unstarted.append(pid)
         return ran, current, unstarted
 
     def kill(self, *, wait: float = 5) -> None:
@@ -331,7 +384,7 @@ class PoolExecutor(Executor):
         keys = self.context.keys
         for name, queue in ready.items():
             slot = self._slots[name]
-            if slot.busy or not queue:
+            if slot.full or not queue:
                 continue
             size = min(slot.batch_size, max(1, len(queue) // 4))
             ids = [queue.pop() for _ in range(min(size, len(queue)))]

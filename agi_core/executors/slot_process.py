@@ -8,7 +8,8 @@ cannot load fails its partition, not the group.
 
 Which partition runs now, and since when, is written to a small shared array (`Progress`)
 before each `work()`: the manager reads it without a message, to name a partition that hangs
-and, when the process dies, the partition it died in.
+and, when the process dies, the partition it died in. The manager may queue a second batch in the
+pipe while one runs (`pool._DEPTH`): the array also says which batch runs, counted as they are read.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def slot_main(conn: Connection, job: JobSpec, name: str, parent_pid: int, parts:
               progress: MutableSequence[float]) -> None:
     """Load the app once, then run each batch the manager sends until it sends ``None``.
     ``keys``: the cache keys of this slot's partitions (empty without the cache). ``progress``:
-    [index in the batch of the partition running now (`IDLE` between batches), when it started]."""
+    [index in the batch of the partition running now (`IDLE` between batches), when it started,
+    the number of that batch (the first read is 1)]."""
     die_with_parent(parent_pid)
     # The manager handles Ctrl-C and SIGTERM (`run.termination`) and stops us; a fork must not
     # wake the manager's event loop through its inherited signal wake-up descriptor either.
@@ -51,7 +53,10 @@ def slot_main(conn: Connection, job: JobSpec, name: str, parent_pid: int, parts:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
     runner: PartitionRunner | None = None
+    number = 0
     while (batch := conn.recv()) is not None:
+        number += 1
+        progress[2] = number  # while the index says IDLE: a reader never pairs it with the last batch's index
         pending: list[Outcome] = []
         last_send = time.monotonic()
         for index, (pid, inputs, moved) in enumerate(batch):

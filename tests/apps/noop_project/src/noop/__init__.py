@@ -14,6 +14,7 @@ class NoopArgs(BaseModel):
 
     n: int = 1000
     layers: int = 0  # > 0: a DAG of that many layers, each node depending on two of the layer before
+    result_kb: int = 0  # > 0: each result also carries that many KiB (big messages between processes)
 
 
 class Noop(App):
@@ -30,8 +31,8 @@ class Noop(App):
             parts.append(Partition(id=f"n{i}", payload=i, deps=deps))
         return parts
 
-    def work(self, part: Partition, ctx: WorkContext) -> int:
-        return part.payload
+    def work(self, part: Partition, ctx: WorkContext) -> Any:
+        return part.payload if not ctx.args.result_kb else (part.payload, "x" * (ctx.args.result_kb << 10))
 
     def reduce(self, results: dict[str, Any], ctx: WorkContext) -> int:
         return len(results)
