@@ -35,6 +35,7 @@ __all__ = [
     "WorkerLeft",
     "WorkersJoining",
     "ignore",
+    "wants_partitions",
 ]
 
 
@@ -53,6 +54,17 @@ EventSink = Callable[[Event], None]
 
 def ignore(event: Event) -> None:
     """The sink used when nobody listens."""
+
+
+def wants_partitions(sink: EventSink) -> bool:
+    """Whether ``sink`` wants a `PartitionDone` per partition: not `ignore`, and not a sink whose
+    ``partition_events`` attribute is False (e.g. the CLI without its progress bars). A run of
+    100,000 partitions builds 100,000 of them: a third of a second when nobody reads them.
+
+    >>> wants_partitions(print), wants_partitions(ignore)
+    (True, False)
+    """
+    return sink is not ignore and getattr(sink, "partition_events", True)
 
 
 @dataclass(frozen=True)

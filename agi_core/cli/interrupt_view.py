@@ -19,7 +19,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..events import Event, EventSink, RunFinished
+from ..events import Event, EventSink, RunFinished, wants_partitions
 
 __all__ = ["RunEnd", "interrupted_lines", "print_stopped", "resume_command"]
 
@@ -30,6 +30,11 @@ class RunEnd:
     def __init__(self, sink: EventSink) -> None:
         self.sink = sink
         self.event: RunFinished | None = None
+
+    @property
+    def partition_events(self) -> bool:
+        """What the sink it passes events to says (`events.wants_partitions`)."""
+        return wants_partitions(self.sink)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunFinished):

@@ -8,6 +8,7 @@ holds the group, its error handling and the entry point.
 from __future__ import annotations
 
 import errno
+import gc
 import re
 import traceback
 from typing import Any
@@ -126,4 +127,10 @@ def main() -> None:
     # asyncssh still names DSA key classes at import; cryptography's deprecation notice about it
     # is noise for a user who never uses DSA keys (they are refused by OpenSSH anyway)
     warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh(\.|$)")
-    cli(prog_name="agi")
+    try:
+        cli(prog_name="agi")
+    finally:
+        # The process ends here: keep the interpreter's last garbage collection from walking
+        # every object a big run left (0.13 s after a run of 100,000 partitions). Nothing is lost:
+        # files are closed, and what a collection would free, the exit frees.
+        gc.freeze()

@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
@@ -166,6 +166,40 @@ class _SlotProcess:
         self.kill()
 
 
+class _Placement(Mapping[str, str]):
+    """Each partition's home slot (the plan's, whose process was given it) and its rank there
+    (its place in the slot's plan order), as one int per partition: two dicts at 1,000,000
+    partitions were 110 MB of the manager's memory. Read as a mapping, partition -> home slot."""
+
+    def __init__(self, assignment: Mapping[str, list[str]]) -> None:
+        self.names = list(assignment)
+        count = self._count = max(1, len(self.names))
+        self._code = {pid: rank * count + i for i, ids in enumerate(assignment.values()) for rank, pid in enumerate(ids)}
+
+    def __getitem__(self, pid: str) -> str:
+        return self.names[self._code[pid] % self._count]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._code)
+
+    def __len__(self) -> int:
+        return len(self._code)
+
+    def place(self, pid: str) -> tuple[str, int]:
+        """``pid``'s home slot and its rank there."""
+        rank, i = divmod(self._code[pid], self._count)
+        return self.names[i], rank
+
+    def strangers(self, ids: list[str], slot: str) -> set[str]:
+        """Those of ``ids`` whose home is not ``slot`` (moved there after a death)."""
+        code, count, i = self._code, self._count, self.names.index(slot)
+        return {pid for pid in ids if code[pid] % count != i}
+
+    def rank(self, pid: str, default: int = 0) -> int:
+        code = self._code.get(pid)
+        return default if code is None else code // self._count
+
+
 class _ReadyQueue:
     """A slot's ready partitions, in the plan's order. Ready partitions mostly arrive in rank
     order (all of a plan without dependencies at once): those go to a deque, popped in O(1);
@@ -237,7 +271,7 @@ class PoolExecutor(Executor):
         super().__init__(context)
         self._slots: dict[str, _SlotProcess] = {}
         self._plan: WorkPlan | None = None  # what `start` was given: a process started again gets its slot's partitions
-        self._home: dict[str, str] = {}  # partition -> the slot the plan gave it (whose process has it)
+        self._home = _Placement({})  # partition -> the slot the plan gave it (whose process has it), and its rank there
         self._assignment: dict[str, list[str]] = {}  # slot -> its partitions, in order
         self._lost: dict[str, int] = {}  # partition -> how often its process died while running it
         self._reruns: dict[str, int] = {}  # partition -> times it ran again after its process was lost
@@ -254,7 +288,7 @@ class PoolExecutor(Executor):
             self._envs = slot_envs(self.context.cluster.local_worker_map(), {s.name: s.capabilities for s in plan.slots},
                                    local_gpus())
         self._plan = plan
-        self._home = plan.slot_of()
+        self._home = _Placement(plan.assignment)
         self._assignment = plan.assignment
         parts = plan.partition_map() if any(plan.assignment.get(s.name) and s.name not in self._slots for s in plan.slots) else {}
         for slot in plan.slots:
@@ -281,18 +315,17 @@ class PoolExecutor(Executor):
         inbox: _Inbox = asyncio.Queue()
         self._inbox = inbox
         slot_of = self._home  # the plan's slot of each partition (`start`)
-        rank = {pid: k for ids in plan.assignment.values() for k, pid in enumerate(ids)}
         ready = {name: _ReadyQueue() for name in self._slots}
         for slot in self._slots.values():
             loop.add_reader(slot.conn.fileno(), self._receive, slot, inbox)
         try:
-            self._refill(driver, ready, rank, slot_of)
+            self._refill(driver, ready)
             for outcome in self._dispatch(driver, ready, slot_of):
                 yield outcome
             while not driver.finished:
                 slot, outcomes, batch_done = await inbox.get()
                 if outcomes is None:  # the process died or was stopped: start another, move its work
-                    outcomes = self._after_death(slot, ready, rank, loop, inbox)
+                    outcomes = self._after_death(slot, ready, loop, inbox)
                     batch_done = False
                 for outcome in outcomes:
                     slot.in_flight.pop(outcome.id, None)
@@ -303,7 +336,7 @@ class PoolExecutor(Executor):
                         yield outcome
                 for outcome in settle(driver, outcomes, slot_of):
                     yield outcome
-                self._refill(driver, ready, rank, slot_of)
+                self._refill(driver, ready)
                 for outcome in self._dispatch(driver, ready, slot_of):
                     yield outcome
         finally:
@@ -312,8 +345,8 @@ class PoolExecutor(Executor):
                 if not slot.conn.closed:
                     loop.remove_reader(slot.conn.fileno())
 
-    def _after_death(self, slot: _SlotProcess, ready: dict[str, _ReadyQueue], rank: dict[str, int],
-                     loop: asyncio.AbstractEventLoop, inbox: _Inbox) -> list[Outcome]:
+    def _after_death(self, slot: _SlotProcess, ready: dict[str, _ReadyQueue], loop: asyncio.AbstractEventLoop,
+                     inbox: _Inbox) -> list[Outcome]:
         """A slot's process is gone: start another in its place (or give its work to the other
         slots), run again what it had not reported, and fail the partition it died in once that
         partition has used up its retries. Returns the outcomes of partitions that failed."""
@@ -347,7 +380,7 @@ class PoolExecutor(Executor):
         for k, pid in enumerate(moved):
             others = [name for name in targets if name != slot.name] if pid == current else []
             name = (others or targets)[k % len(others or targets)]
-            ready[name].extend([(rank.get(pid, 0), pid)])
+            ready[name].extend([(self._home.rank(pid), pid)])
         return failed
 
     def _replace(self, slot: _SlotProcess, loop: asyncio.AbstractEventLoop, inbox: _Inbox) -> _SlotProcess | None:
@@ -364,10 +397,12 @@ class PoolExecutor(Executor):
         loop.add_reader(fresh.conn.fileno(), self._receive, fresh, inbox)
         return fresh
 
-    def _refill(self, driver: GraphDriver, ready: dict[str, _ReadyQueue], rank: dict[str, int], slot_of: dict[str, str]) -> None:
+    def _refill(self, driver: GraphDriver, ready: dict[str, _ReadyQueue]) -> None:
         arrived: dict[str, list[tuple[int, str]]] = {}
+        place = self._home.place
         for pid in driver.ready():
-            arrived.setdefault(self._live(slot_of[pid]), []).append((rank[pid], pid))
+            home, rank = place(pid)
+            arrived.setdefault(self._live(home), []).append((rank, pid))
         for slot, ranked in arrived.items():
             ready[slot].extend(ranked)
 
@@ -395,8 +430,9 @@ class PoolExecutor(Executor):
                     failed += skipped_outcomes(driver, skipped, slot_of)
                 continue
             part = driver.partition
+            moved = self._home.strangers(ids, name)
             slot.send([(pid, driver.inputs(pid) if part(pid).deps else {},
-                        None if self._home[pid] == name else (part(pid), keys.get(pid, ""))) for pid in ids])
+                        (part(pid), keys.get(pid, "")) if moved and pid in moved else None) for pid in ids])
         return failed
 
     @staticmethod

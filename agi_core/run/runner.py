@@ -25,7 +25,7 @@ from ..cache.audit import new_seed
 from ..cache.inputs import check_inputs
 from ..cache.write_failures import CacheWrites, tally
 from ..errors import RunError, ShareError, Terminated
-from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, ignore
+from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, wants_partitions
 from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, InFlight, JobSpec, Outcome, create_executor
 from ..kernels import select_kernels
 from ..modes import Mode
@@ -61,6 +61,7 @@ class Runner:
                  on_outcome: Callable[[Outcome], None] | None = None) -> None:
         self.env, self.request, self.plan = env, request, plan
         self.emit = emit
+        self._partition_events = wants_partitions(emit)
         self.on_outcome = on_outcome
         self.run_id = new_run_id()
         self.run_dir = RunStore(request.share).run_dir(env.name, self.run_id)
@@ -283,7 +284,7 @@ class Runner:
         self._not_ok += outcome.status not in ("ok", "cached")
         self.writer.add(outcome.id, outcome.line or partition_line(outcome))
         outcome.line = b""  # the record's log has it now: 1,000,000 lines are 300 MB the manager need not keep
-        if self.emit is not ignore:  # 100,000 events nobody reads cost a third of a second
+        if self._partition_events:  # 100,000 events nobody reads cost a third of a second
             self.emit(PartitionDone(outcome.id, outcome.slot, outcome.status, outcome.host, outcome.worker,
                                     outcome.duration, outcome.error))
         if self.on_outcome is not None:
@@ -298,9 +299,9 @@ class Runner:
         for outcome in hits:
             outcome.line = b""  # the record's log has it now
             outcomes[outcome.id] = outcome
-        if self.emit is not ignore or self.on_outcome is not None:
+        if self._partition_events or self.on_outcome is not None:
             for outcome in hits:
-                if self.emit is not ignore:
+                if self._partition_events:
                     self.emit(PartitionDone(outcome.id, outcome.slot, outcome.status, outcome.host, outcome.worker,
                                             outcome.duration, outcome.error))
                 if self.on_outcome is not None:
