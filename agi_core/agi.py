@@ -137,7 +137,7 @@ class AGI:
 
         request = resolve(env, mode=mode, cluster=cluster, with_bits=Mode.CLUSTER)
         python = local_worker_python(env, request, on_event or ignore)
-        spec = spec_for(request.cluster, request.run_mode, env.name, app_distribution=env.distribution,
+        spec = spec_for(request.cluster, request.shape, env.name, app_distribution=env.distribution,
                         app_version=env.version(), local_python=python, project_dir=env.project_dir)
         return await cluster_up(env.name, spec, emit=on_event or ignore)
 
@@ -147,7 +147,7 @@ class AGI:
         from .cluster import cluster_status, spec_for
 
         request = resolve(env, cluster=cluster, with_bits=Mode.CLUSTER)
-        return await cluster_status(env.name, spec_for(request.cluster, request.run_mode, env.name))
+        return await cluster_status(env.name, spec_for(request.cluster, request.shape, env.name))
 
     @staticmethod
     async def cluster_down(env: AgiEnv, *, cluster: Hosts | None = None) -> int:
@@ -155,4 +155,4 @@ class AGI:
         from .cluster import cluster_down, spec_for
 
         request = resolve(env, cluster=cluster, with_bits=Mode.CLUSTER)
-        return await cluster_down(env.name, spec_for(request.cluster, request.run_mode, env.name))
+        return await cluster_down(env.name, spec_for(request.cluster, request.shape, env.name))

@@ -38,6 +38,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails
 
 from .hosts import LOCAL_HOST, HostAddress, is_local_host
+from .kernel_kinds import compiled_kinds
 from .modes import Mode
 from .secret_refs import Secret
 from .stalls import StallPolicy
@@ -170,6 +171,8 @@ class ClusterSettings(_Strict):
     rapids: StrictBool | Literal["require"] = Field(
         default=False, description='GPU kernels where a worker has a GPU, CPU kernels (recorded) elsewhere; "require": a '
         "worker without a GPU is an error raised before anything runs")
+    compiled: str = Field(default="cython", description="the compiled CPU kernels the cython bit runs: a kernel kind "
+                          "of agi_core.kernel_kinds (\"cython\": kernels_cy, \"numba\": kernels_numba)")
     gpu_speed: float = Field(default=1.0, gt=0, description="how many times faster a GPU slot runs a partition that "
                              'prefers "gpu" (with the rapids bit); measure it with the app\'s kernel benchmark')
     backend: str = Field(default="ssh", description='the cluster backend\'s registry name: how workers are started ("ssh", ...)')
@@ -289,6 +292,14 @@ class ClusterSettings(_Strict):
     def _scheduler_is_a_host(cls, value: str | None) -> str | None:
         return None if value is None else _host_string(value)
 
+    @field_validator("compiled")
+    @classmethod
+    def _compiled_is_a_kind(cls, value: str) -> str:
+        if value not in compiled_kinds():  # the table of kernel kinds, read now
+            raise ValueError(f"compiled = {value!r}: expected a compiled CPU kernel kind, one of "
+                             f"{', '.join(repr(k) for k in compiled_kinds())}")
+        return value
+
     @field_validator("backend")
     @classmethod
     def _backend_is_a_name(cls, value: str) -> str:
@@ -302,7 +313,8 @@ class ClusterSettings(_Strict):
     def mode(self) -> Mode:
         """The mode these settings switch on."""
         bits = (self.pool, self.cython, self.cluster_enabled, self.rapids)
-        return Mode(sum(bit for on, bit in zip(bits, (1, 2, 4, 8), strict=True) if on))
+        flags = (Mode.POOL, Mode.CYTHON, Mode.CLUSTER, Mode.RAPIDS)
+        return Mode(sum(flag for on, flag in zip(bits, flags, strict=True) if on))
 
     def scheduler_address(self) -> HostAddress | None:
         """The configured scheduler, parsed (its port may be None: then ``dask.scheduler_port``)."""

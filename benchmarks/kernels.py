@@ -3,6 +3,8 @@
 Every kernel computes the whole image of the app's default view in one call:
 - ``cython_1_thread`` / ``cython_threads``: the app's compiled kernel (``kernels_cy``), on one OpenMP
   thread (as under the pool bit) and on OpenMP's default (every core, as in mode 2);
+- ``numba_app_1_thread`` / ``numba_app_threads``: the app's numba kernel kind (``kernels_numba``,
+  bit-exact), serial (as under the pool bit) and on numba's threads (every core, as in mode 2);
 - ``njit`` / ``njit_parallel``: the per-pixel loop a numba user writes, with ``@numba.njit`` and
   with ``@numba.njit(parallel=True)`` + ``prange`` over rows (numba's default, no fastmath);
 - ``gpu``: the app's numba.cuda kernel (``kernels_gpu``) on a real GPU, when there is one;
@@ -98,6 +100,7 @@ def main() -> None:
         sys.path.insert(0, str(env.src_dir))
         reference = importlib.import_module("mandelbrot.kernels")
         cython = importlib.import_module("mandelbrot.kernels_cy")
+        numba_app = importlib.import_module("mandelbrot.kernels_numba")
         re, im = args.axes()
 
         def on_threads(threads: int) -> Callable:
@@ -106,8 +109,15 @@ def main() -> None:
                 return cython.escape_counts(re, im, max_iter)
             return run
 
+        def numba_on(threads: int) -> Callable:
+            def run(re: np.ndarray, im: np.ndarray, max_iter: int) -> np.ndarray:
+                numba_app.set_threads(threads)
+                return numba_app.escape_counts(re, im, max_iter)
+            return run
+
         njit, njit_parallel = numba_kernels()
         kernels: dict[str, Callable] = {"cython_1_thread": on_threads(1), "cython_threads": on_threads(0),
+                                        "numba_app_1_thread": numba_on(1), "numba_app_threads": numba_on(0),
                                         "njit": njit, "njit_parallel": njit_parallel}
         gpu, gpu_name = gpu_kernel()
         if gpu is not None:
@@ -134,7 +144,10 @@ def main() -> None:
     med = {name: statistics.median(t) for name, t in times.items()}
     import numba
 
+    iterations = int(np.minimum(expected.astype(np.int64) + 1, args.max_iter).sum())
     ratios: dict[str, Any] = {
+        "numba_app_1_thread_time_over_cython_1_thread": round(med["numba_app_1_thread"] / med["cython_1_thread"], 3),
+        "numba_app_threads_time_over_cython_threads": round(med["numba_app_threads"] / med["cython_threads"], 3),
         "njit_time_over_cython_1_thread": round(med["njit"] / med["cython_1_thread"], 3),
         "njit_parallel_time_over_cython_threads": round(med["njit_parallel"] / med["cython_threads"], 3),
         "njit_parallel_time_over_cython_1_thread": round(med["njit_parallel"] / med["cython_1_thread"], 3),
@@ -146,7 +159,8 @@ def main() -> None:
         ratios["njit_parallel_time_over_gpu"] = round(med["njit_parallel"] / med["gpu"], 3)
     write("kernels", {
         "app": "mandelbrot", "args": args.model_dump(), "pixels": int(expected.size),
-        "iterations": int(np.minimum(expected.astype(np.int64) + 1, args.max_iter).sum()),
+        "iterations": iterations,
+        "ns_per_pixel_iteration": {name: round(t / iterations * 1e9, 3) for name, t in med.items()},
         "numba": numba.__version__, "numpy": np.__version__,
         "cython_compile_args": pyx_args, "openmp": openmp_supported(), "openmp_default_threads": os.cpu_count(),
         "cpu": _cpu_model(),

@@ -41,9 +41,12 @@ KEYS_SCHEMA = "agi.cache-keys.v1"
 KEYS_FILE = "cache_keys.json"
 
 
-def kernel_kind_for_mode(mode: int) -> str:
-    """The kernel kind a mode asks for (a worker that cannot provide it does not store its result)."""
-    return "gpu" if mode & 8 else "cython" if mode & 2 else "python"
+def kernel_kind_for_mode(mode: int, compiled: str = "cython") -> str:
+    """The kernel kind a mode asks for first (a worker that cannot provide it does not store its
+    result): the first of `kernel_kinds.preference` (a request has it as ``shape.kernels[0]``)."""
+    from ..kernel_kinds import preference
+
+    return preference(mode, compiled)[0]
 
 
 @dataclass

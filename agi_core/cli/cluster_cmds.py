@@ -127,7 +127,7 @@ def _print_spec(env: Any, mode: str | None, cluster: dict[str, Any]) -> None:
     from ..run import resolve
 
     request = resolve(env, mode=mode, cluster=cluster or None, with_bits=Mode.CLUSTER)
-    spec = spec_for(request.cluster, request.run_mode, env.name, app_distribution=env.distribution, app_version=env.version())
+    spec = spec_for(request.cluster, request.shape, env.name, app_distribution=env.distribution, app_version=env.version())
     where = "this machine" if spec.embedded else spec.scheduler.host
     port = f"port {spec.scheduler.port}" if spec.scheduler.port else "any free port"
     console().print(escape(f"{env.name}: backend {spec.backend}, scheduler on {where} ({port}), {len(spec.workers)} worker(s)"))

@@ -29,8 +29,8 @@ from ..errors import AgiError
 from ..events import EventSink, ignore
 
 if TYPE_CHECKING:
+    from ..execution_shape import ExecutionShape
     from ..gpus import Gpu
-    from ..modes import Mode
     from ..settings_schema import ClusterSettings, WorkerSpec
     from .ports import PortRule
     from .spec import ClusterSpec
@@ -204,19 +204,17 @@ class ClusterBackend(abc.ABC):
         return None
 
     @classmethod
-    def threads(cls, options: Any, mode: Mode, *, local: bool, workers_on_host: int, local_threads: int | None) -> int:
-        """Threads of one Dask worker: 1, or with the pool bit its host's cores shared among its
-        workers (``local_threads``, this machine's cores; 0 elsewhere: decided on the host)."""
-        from ..modes import Mode
-
-        if not mode & Mode.POOL:
+    def threads(cls, options: Any, shape: ExecutionShape, *, local: bool, workers_on_host: int, local_threads: int | None) -> int:
+        """Threads of one Dask worker: 1, or with the pool bit (``shape.pooled``) its host's cores
+        shared among its workers (``local_threads``, this machine's cores; 0 elsewhere: decided on the host)."""
+        if not shape.pooled:
             return 1
         if local and local_threads:
             return max(1, local_threads // max(workers_on_host, 1))
         return 0
 
     @classmethod
-    def owns_gpu(cls, options: Any, mode: Mode, gpu: Gpu | None) -> bool:
+    def owns_gpu(cls, options: Any, shape: ExecutionShape, gpu: Gpu | None) -> bool:
         """Whether a worker assigned ``gpu`` (`gpus.gpu_workers`) gets the Dask resource ``GPU=1``."""
         return gpu is not None
 

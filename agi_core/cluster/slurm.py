@@ -71,8 +71,8 @@ def jobqueue() -> Any:
 from ..cache.auth import KEY_ENV  # noqa: E402 - after the helper above, which the class below uses
 from ..errors import AgiError  # noqa: E402
 from ..events import EventSink, Notice, Phase, ignore  # noqa: E402
+from ..execution_shape import ExecutionShape  # noqa: E402
 from ..hosts import LOCAL_HOST, HostAddress, slot_name  # noqa: E402
-from ..modes import Mode  # noqa: E402
 from .backend import ClusterBackend, ProcessRecord  # noqa: E402
 from .cache_key import publish_key  # noqa: E402
 from .client import config_yaml  # noqa: E402
@@ -401,14 +401,14 @@ class SlurmCluster(ClusterBackend):
         return options.worker_map()
 
     @classmethod
-    def threads(cls, options: SlurmSettings, mode: Mode, *, local: bool, workers_on_host: int, local_threads: int | None) -> int:
+    def threads(cls, options: SlurmSettings, shape: ExecutionShape, *, local: bool, workers_on_host: int, local_threads: int | None) -> int:
         """With the pool bit, a job's cores shared among its worker processes; else 1."""
-        return max(1, options.cores // options.processes) if mode & Mode.POOL else 1
+        return max(1, options.cores // options.processes) if shape.pooled else 1
 
     @classmethod
-    def owns_gpu(cls, options: SlurmSettings, mode: Mode, gpu: Any) -> bool:
+    def owns_gpu(cls, options: SlurmSettings, shape: ExecutionShape, gpu: Any) -> bool:
         """A job asks for ``--gres`` only with the rapids bit: its workers own a GPU only then."""
-        return gpu is not None and bool(mode & Mode.RAPIDS)
+        return gpu is not None and shape.gpu != "off"
 
     @classmethod
     def install_hosts(cls, cluster: Any, options: SlurmSettings) -> dict[str, list[str]]:

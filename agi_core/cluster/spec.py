@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError
+from ..execution_shape import ExecutionShape
 from ..gpus import Gpu, gpu_workers, gpus_of, worker_env
 from ..hosts import LOCAL_HOST, HostAddress, slot_name
 from ..modes import Mode
@@ -140,12 +141,20 @@ class ClusterSpec:
         return cls(**fields)
 
 
-def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_distribution: str | None = None,
+def on_cluster(cluster: ClusterSettings, shape: ExecutionShape | Mode) -> ExecutionShape:
+    """``shape`` with the cluster bit (a `Mode`: its shape under ``cluster``'s kernel settings)."""
+    if not isinstance(shape, ExecutionShape):
+        shape = ExecutionShape.of(Mode(int(shape)) | Mode.CLUSTER, compiled=cluster.compiled, rapids=cluster.rapids)
+    return shape if shape.cluster else shape.model_copy(update={"cluster": True, "executor": "dask"})
+
+
+def cluster_spec(cluster: ClusterSettings, shape: ExecutionShape | Mode, *, app: str = "", app_distribution: str | None = None,
                  app_version: str | None = None, local_threads: int | None = None,
                  gpus: Mapping[str, Sequence[Gpu]] | None = None) -> ClusterSpec:
     """The processes for ``cluster``'s worker map (`ClusterSettings.worker_map`).
 
-    Threads: one per worker, or with the pool bit the host's cores shared among its workers
+    ``shape``: the run's (`RunRequest.shape`; a `Mode` stands for its shape). Threads: one per
+    worker, or with the pool bit the host's cores shared among its workers
     (``local_threads`` for this machine; decided on the host elsewhere). ``app`` names the
     venv and logs on hosts; backends that launch processes there need it. ``gpus``: each host's
     GPUs (`gpus.gpus_of`); the workers that own one (`gpus.gpu_workers`) get the Dask resource
@@ -159,6 +168,7 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
 
     backend = backend_class(cluster.backend)
     options = backend.options_of(cluster)
+    shape = on_cluster(cluster, shape)
     workers_map = cluster.worker_map()
     scheduler = cluster.scheduler_address()
     remote = [host for host in workers_map if not HostAddress.parse(host).is_local]
@@ -173,12 +183,12 @@ def cluster_spec(cluster: ClusterSettings, mode: Mode, *, app: str = "", app_dis
     processes = []
     for host, worker in workers_map.items():
         where = HostAddress.parse(host)
-        threads = backend.threads(options, mode, local=where.is_local, workers_on_host=worker.count, local_threads=local_threads)
+        threads = backend.threads(options, shape, local=where.is_local, workers_on_host=worker.count, local_threads=local_threads)
         host_gpus = (gpus or {}).get(host, ())
         for k, gpu in enumerate(gpu_workers(worker, host_gpus, host)):
             slot = slot_name(host, k)
             env = tuple(worker_env(worker, gpu, len(host_gpus)).items())
-            processes.append(WorkerProcess(slot, slot, host, where.host, threads, backend.owns_gpu(options, mode, gpu), env))
+            processes.append(WorkerProcess(slot, slot, host, where.host, threads, backend.owns_gpu(options, shape, gpu), env))
     if not processes:
         raise SettingsError("the worker map has no workers (every count is 0)",
                             fix="give at least one host a count > 0 in [cluster.workers]")
@@ -203,10 +213,10 @@ def _min_workers(cluster: ClusterSettings, backend: Any, options: Any, expected:
     return resolve_min_workers(cluster.min_workers, expected, backend_default=backend.default_min_workers(options, expected))
 
 
-def spec_for(cluster: ClusterSettings, mode: Mode, app: str, *, app_distribution: str | None = None,
+def spec_for(cluster: ClusterSettings, shape: ExecutionShape | Mode, app: str, *, app_distribution: str | None = None,
              app_version: str | None = None, local_python: Path | None = None, project_dir: Path | None = None) -> ClusterSpec:
-    """The spec of ``app``'s cluster under ``cluster`` settings, for ``mode`` (resolved by
-    `run.resolve`; the cluster bit is implied), with this machine's cores for local threads.
+    """The spec of ``app``'s cluster under ``cluster`` settings, for ``shape`` (`RunRequest.shape`,
+    resolved by `run.resolve`, or a `Mode`; the cluster bit is implied), with this machine's cores for local threads.
 
     ``app_distribution`` and ``app_version`` (`AgiEnv.distribution`, `AgiEnv.version`) let the
     version check compare the app installed on workers; without them, only agi's and Dask's
@@ -217,7 +227,7 @@ def spec_for(cluster: ClusterSettings, mode: Mode, app: str, *, app_distribution
     import dataclasses
     import os
 
-    spec = cluster_spec(cluster, Mode(mode) | Mode.CLUSTER, app=app, app_distribution=app_distribution, app_version=app_version,
+    spec = cluster_spec(cluster, shape, app=app, app_distribution=app_distribution, app_version=app_version,
                         local_threads=os.cpu_count(), gpus=gpus_of(cluster.worker_map()))
     spec = dataclasses.replace(spec, project_dir=str(project_dir)) if project_dir else spec  # backends that ship the app
     return dataclasses.replace(spec, local_python=str(local_python)) if local_python else spec

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..execution_shape import ExecutionShape
+
 if TYPE_CHECKING:
     from ..events import EventSink
     from ..plan import GraphDriver, WorkPlan
@@ -58,6 +60,10 @@ class JobSpec:
     share_umask: int | None = None
     #: the environment variable naming the batch job or pod a worker runs in (`ClusterBackend.job_id_env`); "": none
     job_id_env: str = ""
+    #: the kernel kinds to run, best first (`RunRequest.shape.kernels`), and what a kernel module's
+    #: ``set_threads`` is told (`ExecutionShape.kernel_threads`)
+    kernels: tuple[str, ...] = ("python",)
+    kernel_threads: int = 0
 
 
 @dataclass(slots=True)
@@ -149,6 +155,7 @@ class ExecutionContext:
     app_distribution: str | None = None  # the app's [project] name and version, for the cluster's version check
     app_version: str | None = None
     keys: Mapping[str, str] = field(default_factory=dict)  # partition id -> cache key; empty without the cache
+    shape: ExecutionShape = field(default_factory=ExecutionShape)  # the request's (`RunRequest.shape`)
 
 
 class Executor(abc.ABC):

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AgiError
 from ..events import ClusterReady, Notice
 from ..gpus import gpu_libraries_unusable
-from ..modes import Mode
 from ..provenance import ClusterRecord
 from .attempts import last_started, remove_started, rerun_counts, started_dir
 from .base import ExecutionContext, Executor, InFlight, Outcome, settle
@@ -69,7 +68,7 @@ class DaskExecutor(Executor):
         if self._handle is not None:
             return
         project = next((p for p in (self.job.src_dir, *self.job.src_dir.parents) if (p / "pyproject.toml").is_file()), None)
-        spec = spec_for(self.context.cluster, Mode(self.job.mode), self.context.app, app_distribution=self.context.app_distribution,
+        spec = spec_for(self.context.cluster, self.context.shape, self.context.app, app_distribution=self.context.app_distribution,
                         app_version=self.context.app_version, local_python=self.context.python, project_dir=project)
         self._stack.enter_context(dask.config.set(dask_config(spec)))
         self._handle = await self._stack.enter_async_context(open_cluster(spec, emit=self.context.emit))
@@ -77,7 +76,7 @@ class DaskExecutor(Executor):
         self.context.emit(ClusterReady(backend.address, backend.dashboard, self._handle.warm, self._handle.note))
         self._facts = await self._worker_records(spec.app_distribution or self.context.app, spec.app_version or "")
         await self._watch_workers()
-        if self.job.mode & Mode.RAPIDS and self.context.cluster.rapids == "require":
+        if self.context.shape.gpu == "require":
             self._require_gpus()
 
     async def _watch_workers(self) -> None:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from ..app import Partition
 from ..events import Notice
 from ..gpus import local_gpus
-from ..modes import Mode
 from .base import ExecutionContext, Executor, InFlight, JobSpec, Outcome, settle, skipped_outcomes
 from .slot_env import slot_envs, slot_main_in_env
 from .slot_process import IDLE, Batch, slot_main
@@ -282,7 +281,7 @@ class PoolExecutor(Executor):
 
     async def start(self, plan: WorkPlan) -> None:
         """Start the slot processes (before any thread starts in this process, so forks stay clean)."""
-        rapids = bool(Mode(self.job.mode) & Mode.RAPIDS)
+        rapids = self.context.shape.gpu != "off"
         context = _process_context(self.context.python, rapids=rapids)
         if rapids:  # each slot its own GPU, or none, as the plan says (`slot_env`)
             self._envs = slot_envs(self.context.cluster.local_worker_map(), {s.name: s.capabilities for s in plan.slots},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import AgiError
+from ..execution_shape import ExecutionShape
 from ..modes import Mode
 from .base import ExecutionContext, Executor
 
@@ -24,10 +25,9 @@ known_executors: dict[str, str] = {
 
 
 def executor_name(mode: Mode) -> str:
-    """The executor a mode runs on: the cluster bit wins, then the pool bit, else sequential."""
-    if mode & Mode.CLUSTER:
-        return "dask"
-    return "pool" if mode & Mode.POOL else "sequential"
+    """The executor a mode runs on: the cluster bit wins, then the pool bit, else sequential
+    (`ExecutionShape.of`; a request has it as ``request.shape.executor``)."""
+    return ExecutionShape.of(mode).executor
 
 
 def create_executor(name: str, context: ExecutionContext) -> Executor:

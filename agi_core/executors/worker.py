@@ -23,8 +23,8 @@ from ..cache.auth import worker_key
 from ..cache.inputs import resolve_input
 from ..cache.write_failures import failure_note
 from ..env import load_app_class
+from ..execution_shape import ExecutionShape
 from ..kernels import KernelChoice, select_kernels
-from ..modes import Mode
 from ..provenance.lines import partition_line
 from .attempts import StartedLog, started_dir
 from .base import JobSpec, Outcome
@@ -42,7 +42,8 @@ class PartitionRunner:
         app_class = load_app_class(job.src_dir, job.module_name, job.class_name, prefer_installed=prefer_installed)
         self.app: App = app_class()
         self.args = app_class.Args.model_validate(dict(job.args))
-        self.kernels: KernelChoice = select_kernels(job.module_name.split(".")[0], Mode(job.mode))
+        shape = ExecutionShape(kernels=tuple(job.kernels), pooled=job.kernel_threads == 1)
+        self.kernels: KernelChoice = select_kernels(job.module_name.split(".")[0], shape)
         self.host = socket.gethostname()
         self.worker = f"{self.host}:{os.getpid()}"
         # a worker in a batch job or pod: the record names it (`ClusterBackend.job_id_env`)
@@ -233,7 +234,7 @@ def _runner(job_json: str) -> PartitionRunner:
     data = json.loads(job_json)
     paths = {name: Path(data[name]) if data.get(name) is not None else None
              for name in ("src_dir", "out_dir", "cache_dir", "inputs_base")}
-    job = JobSpec(**{**data, **paths, "refresh": tuple(data.get("refresh", ()))})
+    job = JobSpec(**{**data, **paths, "refresh": tuple(data.get("refresh", ())), "kernels": tuple(data.get("kernels", ("python",)))})
     return PartitionRunner(job, prefer_installed=True)
 
 

@@ -18,25 +18,26 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..env import AgiEnv
-from ..errors import AgiError
+from ..execution_shape import ExecutionShape
+from ..kernel_kinds import kind
 from ..settings import read_toml
 from .code_hash import agi_code_hash
+from .source import AGI_DISTRIBUTION, BuildError, agi_source_dir
 
-__all__ = ["Artifacts", "ArtifactBuilder", "Target", "agi_code_hash", "agi_source_dir", "sha256_file", "uv_binary"]
+if TYPE_CHECKING:
+    from ..env import AgiEnv
+
+__all__ = ["AGI_DISTRIBUTION", "Artifacts", "ArtifactBuilder", "BuildError", "Target", "agi_code_hash", "agi_source_dir", "cpu_extras",
+           "sha256_file", "uv_binary"]
 
 # Packages Dask compares between client, scheduler and workers: pinned to the manager's versions.
 MATCHED_PACKAGES = ("dask", "distributed", "cloudpickle", "msgpack", "tornado", "toolz", "numpy", "lz4", "pandas")
-AGI_DISTRIBUTION = "agi-orchestrator"
 # Needed by the manager only (SSH client, installer, Slurm job submission): workers do not get them.
 MANAGER_ONLY = ("asyncssh", "uv", "dask-jobqueue")
 #: the app's extra that GPU hosts install when the rapids bit is enabled (numba-cuda, cudf-cu12, …)
 GPU_EXTRA = "gpu"
-
-
-class BuildError(AgiError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -85,15 +86,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def agi_source_dir() -> Path:
-    """The source tree agi_core runs from (workers get a wheel built from it)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "pyproject.toml").is_file() or read_toml(root / "pyproject.toml").get("project", {}).get("name") != AGI_DISTRIBUTION:
-        raise BuildError(f"agi_core runs from {root}, which is not its source tree (no pyproject.toml of {AGI_DISTRIBUTION})",
-                         fix="install agi_core from a source checkout (pip install -e .) to install workers")
-    return root
-
-
 def uv_binary() -> Path:
     """The manager's own uv (from the `uv` package), uploaded to hosts that lack one."""
     try:
@@ -120,13 +112,21 @@ async def _run(*command: str, what: str, cwd: Path | None = None, env: dict[str,
     return out.decode()
 
 
+def cpu_extras(shape: ExecutionShape) -> tuple[str, ...]:
+    """The app's optional-dependency extras that the CPU kernel kinds of ``shape`` need on every
+    host (`KernelKind.extra`, e.g. ``numba``); the GPU kinds' go to GPU hosts only (`GPU_EXTRA`)."""
+    return tuple(kind(name).extra for name in shape.kernels if kind(name).extra and not kind(name).gpu)
+
+
 class ArtifactBuilder:
     """Builds and caches wheels, locks and wheelhouses under ``cache_dir``; one build per target."""
 
-    def __init__(self, env: AgiEnv, cache_dir: Path, *, cython: bool = False, find_links: Sequence[str] = ()) -> None:
+    def __init__(self, env: AgiEnv, cache_dir: Path, *, cython: bool = False, find_links: Sequence[str] = (),
+                 extras: Sequence[str] = ()) -> None:
         self.env = env
         self.cache_dir = cache_dir
         self.cython = cython
+        self.extras = tuple(extras)  # the app's extras every host gets: its CPU kernel kinds' (`cpu_extras`)
         self.find_links = [str(Path(link).expanduser()) for link in find_links]
         self._locks: dict[str, asyncio.Lock] = {}
         self._built: dict[str, Artifacts] = {}
@@ -141,8 +141,10 @@ class ArtifactBuilder:
         project = read_toml(self.env.project_dir / "pyproject.toml").get("project", {})
         app = project.get("dependencies", [])
         extra = ["cython>=3.0", "setuptools>=68"] if self.cython else []
-        gpu = project.get("optional-dependencies", {}).get(GPU_EXTRA, []) if target is not None and target.gpu else []
-        return sorted({*agi, *app, *extra, *gpu})
+        optional = project.get("optional-dependencies", {})
+        gpu = optional.get(GPU_EXTRA, []) if target is not None and target.gpu else []
+        kinds = [req for name in self.extras for req in optional.get(name, [])]
+        return sorted({*agi, *app, *extra, *gpu, *kinds})
 
     def gpu_extra(self) -> list[str]:
         """The app's ``gpu`` extra (``[project.optional-dependencies] gpu``): what GPU hosts get."""

@@ -35,6 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import AgiError
+from .source import agi_source_dir
 
 __all__ = ["WORKER_ENTRIES", "agi_code_hash", "worker_modules"]
 
@@ -51,6 +52,7 @@ WORKER_ENTRIES = (
     "agi_core.gpus",  # worker_gpu_facts (Client.run), the GPU library probe
     "agi_core.lifeline",  # the Dask preload of workers started by this machine
     "agi_core.install.cython_build",  # `python -m agi_core.install.cython_build` on each host
+    "agi_core.install.warm",  # `python -m agi_core.install.warm` on each host (JIT kernel kinds)
     "agi_core.app",  # the app contract: `from agi_core import App, Partition, WorkContext`
     "agi_core.kernels",  # an app's kernel tier (CPU, Cython, GPU)
     "agi_core.errors",  # `from agi_core import AgiError`
@@ -71,11 +73,9 @@ def agi_code_hash(root: Path | None = None) -> str:
     """The hash of the agi_core code workers run: ``pyproject.toml`` and every module of
     `worker_modules`. A change re-installs agi_core on every host; a change elsewhere does not.
 
-    ``root`` is the source tree (default: `artifacts.agi_source_dir`).
+    ``root`` is the source tree (default: `source.agi_source_dir`).
     """
     if root is None:
-        from .artifacts import agi_source_dir
-
         root = agi_source_dir()
     return _hash(*_stamp(root))
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import secrets
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,11 +15,13 @@ from .. import paths
 from ..capabilities import HostInfo, probe
 from ..env import AgiEnv
 from ..errors import AgiError
+from ..execution_shape import ExecutionShape
 from ..gpus import GPU, gpu_workers, remember_gpus
+from ..kernel_kinds import kind
 from ..modes import Mode
 from ..settings import ClusterSettings
-from ..ssh import HostSession, SshError, open_session
-from .artifacts import ArtifactBuilder
+from ..ssh import HostSession, SshError, open_session, shell_path
+from .artifacts import ArtifactBuilder, cpu_extras
 from .host import (
     FINGERPRINT_FILE,
     InstallContext,
@@ -79,8 +83,9 @@ def _manager_versions() -> dict[str, str]:
 async def doctor_app(env: AgiEnv, settings: ClusterSettings, mode: Mode) -> DoctorReport:
     """Run every check on every host of ``settings`` (resolved, as for `install_app`), concurrently.
     Never raises for a host's problem: it is a failed check."""
-    ctx = InstallContext(env, settings, mode, ArtifactBuilder(env, paths.cache_dir(), cython=bool(mode & Mode.CYTHON),
-                                                              find_links=settings.install.find_links))
+    shape = ExecutionShape.of(mode, compiled=settings.compiled, rapids=settings.rapids)
+    ctx = InstallContext(env, settings, mode, ArtifactBuilder(env, paths.cache_dir(), cython="cython" in shape.builds,
+                                                              find_links=settings.install.find_links, extras=cpu_extras(shape)))
     share = settings.workers_data_path
     token_file, token = _write_token(Path(share).expanduser()) if share else (None, "")
     try:
@@ -141,8 +146,6 @@ async def _run_checks(session: HostSession, checks: HostChecks, ctx: InstallCont
     if stored is None:
         checks.add("venv", False, f"no install in {venv}", fix_install)
     else:
-        import json
-
         data = json.loads(stored)
         target = host_target(ctx, checks.host, info)
         wanted = expected_fingerprint(ctx, target)
@@ -158,6 +161,7 @@ async def _run_checks(session: HostSession, checks: HostChecks, ctx: InstallCont
             mismatched = [f"{n} {versions.get(n)} (manager {manager[n]})" for n in manager if versions.get(n) != manager[n]]
             checks.add("versions", not mismatched, ", ".join(mismatched) or f"dask {versions.get('dask')}, distributed {versions.get('distributed')}",
                        "install the same dask/distributed on the manager, then " + fix_install if mismatched else None)
+        await _check_kernels(session, checks, ctx, venv)
     remember_gpus(checks.host, info.devices)  # the plan and the cluster give this host's workers its GPUs
     _check_gpu(checks, ctx, info)
     await _check_gpu_libraries(session, checks, ctx, info, venv if stored is not None else None)
@@ -167,6 +171,23 @@ async def _run_checks(session: HostSession, checks: HostChecks, ctx: InstallCont
         checks.add("share", same, share + (" is the manager's share" if same else " is not the manager's share here"),
                    None if same else f"mount the manager's share at {share} on {session.host}")
 
+
+
+async def _check_kernels(session: HostSession, checks: HostChecks, ctx: InstallContext, venv: str) -> None:
+    """Each compiled CPU kernel kind the modes ask for (`ExecutionShape.kernels`; the GPU kinds have
+    their own checks) imports in the app's venv and can run there (`install.warm --check`)."""
+    for name in ctx.shape.kernels:
+        row = kind(name)
+        if row.gpu or not row.build:
+            continue
+        command = f"{shell_path(venv)}/bin/python -m agi_core.install.warm --check {shlex.quote(ctx.package)} {row.module}"
+        result = await session.run(command, what=f"{name} kernels check", check=False, timeout=180)
+        try:
+            why = str(json.loads(result.stdout.strip().splitlines()[-1]))
+        except (ValueError, IndexError):
+            why = " ".join((result.stderr or result.stdout).split())[-300:] or "the check printed nothing"
+        checks.add(f"{name} kernels", not why, why or f"{ctx.package}.{row.module} imports",
+                   f"agi install {ctx.env.name} --modes {''.join(sorted(ctx.modes.letters))}" if why else None)
 
 
 def _check_gpu(checks: HostChecks, ctx: InstallContext, info: HostInfo) -> None:
@@ -180,7 +201,7 @@ def _check_gpu(checks: HostChecks, ctx: InstallContext, info: HostInfo) -> None:
     declared = spec is not None and (GPU in spec.capabilities or spec.gpus is not None)
     found = (", ".join(info.gpus) or "none found") + (f" (nvidia-smi: {info.gpu_error})" if info.gpu_error else "")
     detail = found + (f"; {owners} of {spec.count} workers own a GPU" if spec is not None else "") + (" (declared)" if declared else "")
-    wants_gpu = bool(ctx.modes & Mode.RAPIDS) and spec is not None
+    wants_gpu = ctx.shape.gpu != "off" and spec is not None
     require = ctx.cluster.rapids == "require"
     short = wants_gpu and spec is not None and owners < spec.count
     fix = None
@@ -194,7 +215,7 @@ async def _check_gpu_libraries(session: HostSession, checks: HostChecks, ctx: In
                                venv: str | None) -> None:
     """On a GPU host with the rapids bit: can numba.cuda use the GPU, does cuDF import (in a child
     of the app's venv; never on a host without a GPU)."""
-    if venv is None or not ctx.modes & Mode.RAPIDS or not host_target(ctx, checks.host, info).gpu:
+    if venv is None or ctx.shape.gpu == "off" or not host_target(ctx, checks.host, info).gpu:
         return
     found = await probe_gpu_libraries(session, venv, worker_environment(ctx, checks.host))
     usable = bool(found.get("numba_cuda")) or bool(found.get("cudf"))

@@ -18,7 +18,9 @@ from ..capabilities import HostInfo, probe
 from ..env import AgiEnv
 from ..errors import AgiError
 from ..events import EventSink, HostStep, ignore
+from ..execution_shape import ExecutionShape
 from ..gpus import LIBRARY_PROBE, gpu_workers, remember_gpus
+from ..kernel_kinds import kind
 from ..modes import Mode
 from ..settings import ClusterSettings
 from ..ssh import HostSession, SshError, open_session, shell_path
@@ -67,6 +69,11 @@ class InstallContext:
         return self.env.module_name.split(".")[0]
 
     @property
+    def shape(self) -> ExecutionShape:
+        """What the modes to install for run (`ExecutionShape`): their kernel kinds say what to build."""
+        return ExecutionShape.of(self.modes, compiled=self.cluster.compiled, rapids=self.cluster.rapids)
+
+    @property
     def distribution(self) -> str:
         from ..settings import read_toml
 
@@ -82,7 +89,8 @@ def remote_paths(cluster: ClusterSettings, app: str) -> dict[str, str]:
 
 def expected_fingerprint(ctx: InstallContext, target: Target) -> dict[str, Any]:
     return {"schema": FINGERPRINT_SCHEMA, "app": ctx.env.name, "app_hash": ctx.builder.app_hash, "agi_hash": ctx.builder.agi_hash,
-            "deps_inputs": ctx.builder.inputs_hash(target), "python": target.python, "modes": int(ctx.modes & Mode.CYTHON)}
+            "deps_inputs": ctx.builder.inputs_hash(target), "python": target.python,
+            "modes": 2 if "cython" in ctx.shape.builds else 0, **({"warm": list(warm_modules(ctx))} if warm_modules(ctx) else {})}
 
 
 async def install_host(host: str, roles: list[str], ctx: InstallContext, on_event: EventSink = ignore) -> HostReport:
@@ -146,12 +154,16 @@ async def _install(session: HostSession, report: HostReport, ctx: InstallContext
         reinstall.append(ctx.distribution)
     await session.run(_install_command(uv, venv, paths, artifacts, reinstall, ctx), what="uv pip install")
 
-    if ctx.modes & Mode.CYTHON and _has_pyx(artifacts):
+    if "cython" in ctx.shape.builds and _has_pyx(artifacts):
         step("cython")
         if not info.cc:
             raise AgiError(f"the cython bit is enabled but {session.host} has no C compiler",
                            fix=f"install gcc on {session.host}, or leave the cython bit out of modes_enabled")
         await session.run(f"{shell_path(venv)}/bin/python -m agi_core.install.cython_build {shlex.quote(ctx.package)}", what="building Cython kernels")
+    for module in warm_modules(ctx):  # a JIT's kernels compiled once per host, into its on-disk cache
+        step(f"warm {module}")
+        await session.run(f"{shell_path(venv)}/bin/python -m agi_core.install.warm {shlex.quote(ctx.package)} {shlex.quote(module)}",
+                          what=f"warming the {module} kernels")
 
     step("check")
     report.versions = await smoke_import(session, venv, ctx.package)
@@ -169,7 +181,7 @@ def host_target(ctx: InstallContext, host: str, info: HostInfo) -> Target:
     host (one of its workers owns a GPU, probed or declared: `gpus.gpu_workers`) that gets the
     app's ``gpu`` extra. Hosts without a GPU never download or install it."""
     spec = ctx.cluster.worker_map().get(host)
-    gpu = bool(ctx.modes & Mode.RAPIDS) and spec is not None and any(gpu_workers(spec, info.devices, host))
+    gpu = ctx.shape.gpu != "off" and spec is not None and any(gpu_workers(spec, info.devices, host))
     return Target(ctx.cluster.install.python or info.python_minor, info.arch, info.glibc, gpu=gpu and bool(ctx.builder.gpu_extra()))
 
 
@@ -239,6 +251,11 @@ def _install_command(uv: str, venv: str, paths: dict[str, str], artifacts: Artif
     # (agi_core's manager-only dependencies stay off the workers).
     return (f"{UV_ENV} {uv_cmd} pip install -q --no-deps --python {shell_path(venv)}/bin/python {source} {flags} "
             f"-r {shell_path(paths['lock'])} {wheelhouse}/{artifacts.agi_wheel} {wheelhouse}/{artifacts.app_wheel}")
+
+
+def warm_modules(ctx: InstallContext) -> tuple[str, ...]:
+    """The app's kernel modules that install warms (`KernelKind.build` ``"warm"``), for the modes installed."""
+    return tuple(kind(name).module for name in ctx.shape.kernels if kind(name).build == "warm")
 
 
 def _has_pyx(artifacts: Artifacts) -> bool:

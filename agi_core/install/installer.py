@@ -15,9 +15,10 @@ from .. import paths
 from ..env import AgiEnv
 from ..errors import AgiError
 from ..events import Event, EventSink, HostStep, ignore
+from ..execution_shape import ExecutionShape
 from ..modes import Mode
 from ..settings import ClusterSettings
-from .artifacts import ArtifactBuilder
+from .artifacts import ArtifactBuilder, cpu_extras
 from .host import HostReport, InstallContext, install_host
 
 __all__ = ["InstallError", "InstallReport", "hosts_of", "install_app"]
@@ -70,14 +71,15 @@ async def install_app(
 ) -> InstallReport:
     """Install ``env``'s app on the scheduler host and every worker host of ``cluster`` (resolved
     settings: `AGI.install` resolves the call first); raise `InstallError` (after every host has
-    finished) when any failed. The cython bit of ``mode`` (resolved once, by `run.resolve`) builds kernels.
+    finished) when any failed. The kernel kinds of ``mode`` (resolved once, by `run.resolve`: `ExecutionShape`) say what is built or warmed.
 
     ``on_event`` receives every host's `HostStep` events (a ``waiting`` step for each host first);
     nothing is printed here: `agi install` draws them with `agi_core.cli.install_view.InstallView`.
     """
     hosts = hosts_of(cluster)
-    builder = ArtifactBuilder(env, cache_dir or paths.cache_dir(), cython=bool(mode & Mode.CYTHON),
-                              find_links=cluster.install.find_links)
+    shape = ExecutionShape.of(mode, compiled=cluster.compiled, rapids=cluster.rapids)
+    builder = ArtifactBuilder(env, cache_dir or paths.cache_dir(), cython="cython" in shape.builds,
+                              find_links=cluster.install.find_links, extras=cpu_extras(shape))
     ctx = InstallContext(env, cluster, mode, builder)
     limit = asyncio.Semaphore(cluster.install.concurrency)
     emit = on_event or ignore

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError
+from ..execution_shape import ExecutionShape
 from ..gpus import GPU, gpu_workers
 from ..hosts import slot_name
 from ..modes import Mode
@@ -71,9 +72,9 @@ def slots_for(workers: Mapping[str, WorkerSpec], gpus: Mapping[str, Sequence[Gpu
     return slots
 
 
-def slots_for_mode(cluster: ClusterSettings, mode: Mode, *, local_capabilities: tuple[str, ...] = (),
+def slots_for_mode(cluster: ClusterSettings, shape: ExecutionShape | Mode, *, local_capabilities: tuple[str, ...] = (),
                    gpus: Mapping[str, Sequence[Gpu]] | None = None) -> list[Slot]:
-    """The slots a run in ``mode`` has.
+    """The slots a run of ``shape`` has (a `Mode`: its shape, `ExecutionShape.of`).
 
     The cluster bit: every worker of the worker map (`ClusterSettings.worker_map`). Otherwise
     this machine's entries of it (`ClusterSettings.local_worker_map`): all their slots with the
@@ -81,11 +82,13 @@ def slots_for_mode(cluster: ClusterSettings, mode: Mode, *, local_capabilities: 
     written for ``--mode p`` runs unchanged under ``--mode dp``. ``gpus``: each host's GPUs
     (`gpus.gpus_of`), for the cluster's slots (this machine's, for its slots).
     """
-    if mode & Mode.CLUSTER:
+    if not isinstance(shape, ExecutionShape):
+        shape = ExecutionShape.of(shape)
+    if shape.cluster:
         return slots_for(cluster.worker_map(), gpus)
     slots = [Slot(s.name, s.host, s.capacity, tuple(dict.fromkeys(s.capabilities + local_capabilities)))
              for s in slots_for(cluster.local_worker_map(), gpus)]
-    return slots if mode & Mode.POOL else slots[:1]
+    return slots if shape.pooled else slots[:1]
 
 
 def balance(partitions: Sequence[Partition], slots: Sequence[Slot], *, levels: Mapping[str, float] | None = None,

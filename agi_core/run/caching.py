@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..atomic import write_bytes_atomic
-from ..cache import CacheStore, CorruptEntry, RunKeys, kernel_kind_for_mode, plan_keys
+from ..cache import CacheStore, CorruptEntry, RunKeys, plan_keys
 from ..cache.audit import audit_sample
 from ..cache.auth import UNTRUSTED, ensure_key
 from ..cache.inputs import HASHES_FILE, InputStamper
@@ -78,7 +78,7 @@ class RunCache:
         check_folder(store.root, access, what="cache entries", share=request.share)
         check_folder(store.packs_dir, access, what="cache entries")
         stamper = InputStamper(request.share, mode=request.cache.inputs, hashes_file=store.root / HASHES_FILE)
-        code, kind = env.code_hash(), kernel or kernel_kind_for_mode(request.mode)
+        code, kind = env.code_hash(), kernel or request.shape.kernels[0]
         memo = KeysMemo(store.root, memo_id(fingerprint=plan.fingerprint, code=code, kernel=kind, inputs_mode=stamper.mode))
         keys = memo.find(plan.partitions, code=code, kernel=kind, stamper=stamper)
         reused = keys is not None

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from ..errors import PlanError
 from ..gpus import GPU, gpu_here, gpus_of, local_gpus, simulated
-from ..modes import Mode
 from ..plan import Slot, WorkPlan, build_plan, slots_for_mode
 from .app_errors import plan_error
 
@@ -39,7 +38,7 @@ def fresh_plan(env: AgiEnv, request: RunRequest) -> WorkPlan:
     check_reads(partitions, set(env.app_class.Args.model_fields))
     slots = request_slots(request)
     check_gpu_slots(request, slots, [p.id for p in partitions if GPU in p.needs])
-    speeds = {GPU: request.cluster.gpu_speed} if request.run_mode & Mode.RAPIDS else None
+    speeds = {GPU: request.cluster.gpu_speed} if request.shape.gpu != "off" else None
     return build_plan(env.name, request.args, partitions, slots, speeds=speeds)
 
 
@@ -59,13 +58,13 @@ def request_slots(request: RunRequest) -> list[Slot]:
     this process may use one: with the rapids bit, this machine's slot k owns its k-th GPU, as a
     cluster's worker k would (the pool gives it that device: `executors.slot_env`), and every slot
     offers one under numba's CUDA simulator."""
-    mode = request.run_mode
-    if mode & Mode.CLUSTER:
-        return slots_for_mode(request.cluster, mode, gpus=gpus_of(request.cluster.worker_map()))
-    if not mode & Mode.RAPIDS or not gpu_here()[0]:
-        return slots_for_mode(request.cluster, mode)
+    shape = request.shape
+    if shape.cluster:
+        return slots_for_mode(request.cluster, shape, gpus=gpus_of(request.cluster.worker_map()))
+    if shape.gpu == "off" or not gpu_here()[0]:
+        return slots_for_mode(request.cluster, shape)
     here = local_gpus()
-    return slots_for_mode(request.cluster, mode, local_capabilities=(GPU,) if simulated() and not here else (),
+    return slots_for_mode(request.cluster, shape, local_capabilities=(GPU,) if simulated() and not here else (),
                           gpus=dict.fromkeys(request.cluster.local_worker_map(), here))
 
 
@@ -83,7 +82,7 @@ def check_gpu_slots(request: RunRequest, slots: list[Slot], needing: list[str]) 
     if needing and sum(without.values()) == len(slots):
         more = f" (and {len(needing) - 1} more)" if len(needing) > 1 else ""
         raise PlanError(f"partition '{needing[0]}'{more} needs gpu, but no worker has a GPU: no GPU on {hosts}", fix=how)
-    if request.run_mode & Mode.RAPIDS and request.cluster.rapids == "require" and without:
+    if request.shape.gpu == "require" and without:
         raise PlanError(f'rapids = "require", but workers have no GPU: no GPU on {hosts}',
                         fix=f"{how}; or remove those hosts from the worker map, or set rapids = true to run the CPU "
                             "kernels there (the record says so)")

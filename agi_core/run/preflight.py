@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from ..errors import AgiError
 from ..events import EventSink, Notice, Phase
 from ..hosts import is_local_host
+from ..kernel_kinds import kind as kernel_kind
 from ..kernels import select_kernels
-from ..modes import Mode
 
 if TYPE_CHECKING:
     from ..env import AgiEnv
@@ -31,25 +31,25 @@ class Prepared:
 
 
 def prepare(env: AgiEnv, request: RunRequest, emit: EventSink) -> Prepared:
-    mode = request.run_mode
-    if mode & Mode.CLUSTER:  # an unknown backend, or one whose package is missing, fails here
+    shape = request.shape
+    if shape.cluster:  # an unknown backend, or one whose package is missing, fails here
         from ..cluster.registry import backend_class
 
         backend_class(request.cluster.backend)
     # without the cluster bit the workers are this machine's: the backend (its module, SSH) is not asked
-    workers_here = not mode & Mode.CLUSTER or all(is_local_host(host) for host in request.cluster.worker_map())
-    if mode & Mode.CYTHON and workers_here:  # remote hosts compiled theirs at `agi install`
+    workers_here = not shape.cluster or all(is_local_host(host) for host in request.cluster.worker_map())
+    if "cython" in shape.builds and workers_here:  # remote hosts compiled theirs at `agi install`
         _compile_kernels(env, emit)
     note, kind = "", None
-    # with the pool and rapids bits, whether the GPU kernels run is asked of a child of the workers'
+    # with the pool executor and GPU kernels, whether they run is asked of a child of the workers'
     # Python: CUDA initialised here would fail every slot process forked from this one
-    pooled_gpu = bool(mode & Mode.POOL and mode & Mode.RAPIDS and not mode & Mode.CLUSTER)
+    pooled_gpu = shape.executor == "pool" and shape.gpu != "off"
     python = local_worker_python(env, request, emit) if pooled_gpu else None
-    if not mode & Mode.CLUSTER:  # on a cluster, each worker picks its kernels (and records which)
-        chosen = select_kernels(env.module_name.split(".")[0], mode, gpu_check="child" if pooled_gpu else "here",
+    if not shape.cluster:  # on a cluster, each worker picks its kernels (and records which)
+        chosen = select_kernels(env.module_name.split(".")[0], shape, gpu_check="child" if pooled_gpu else "here",
                                 python=str(python) if python else None)  # fails early if a kernel is missing
         note, kind = chosen.note, chosen.kind
-        if mode & Mode.RAPIDS and request.cluster.rapids == "require" and chosen.kind != "gpu":
+        if shape.gpu == "require" and not kernel_kind(chosen.kind).gpu:
             why = chosen.note.removesuffix(": ran the CPU kernels")
             raise AgiError(f'rapids = "require", but the GPU kernels cannot run here: {why}',
                            fix="check this machine with `agi doctor APP` (nvidia-smi, the driver, the app's gpu extra: "
@@ -68,7 +68,7 @@ def local_worker_python(env: AgiEnv, request: RunRequest, emit: EventSink) -> Pa
     if request.executor == "sequential":
         check_in_process(env)
         return None
-    if request.run_mode & Mode.CLUSTER and not any(is_local_host(host) for host in request.cluster.worker_map()):
+    if request.shape.cluster and not any(is_local_host(host) for host in request.cluster.worker_map()):
         return None  # remote workers run the venv `agi install` built on their host
     chosen = app_python(env, request.cluster.install, on_event=emit)
     if chosen.source == "manager":

@@ -115,11 +115,11 @@ def local_versions(app_distribution: str, app_version: str) -> dict[str, str]:
     return versions
 
 
-def local_capabilities(mode: Mode) -> dict[str, Any]:
-    """This machine's cores and, with the rapids bit, its GPUs (`gpus.worker_gpu_facts`): what the
+def local_capabilities(gpu: bool) -> dict[str, Any]:
+    """This machine's cores and, when the run may use GPU kernels (``shape.gpu`` not "off"), its GPUs (`gpus.worker_gpu_facts`): what the
     record says of workers that ran here."""
     facts: dict[str, Any] = {"cores": os.cpu_count()}
-    if mode & Mode.RAPIDS:
+    if gpu:
         from ..gpus import worker_gpu_facts
 
         facts.update(worker_gpu_facts())

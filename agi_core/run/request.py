@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import SettingsError
-from ..executors import executor_name
+from ..execution_shape import ExecutionShape
 from ..modes import Mode
 from ..paths import default_share
 from ..provenance import StepRecord
@@ -57,15 +57,31 @@ class RunRequest(BaseModel):
                                   "whether every result must be stored)")
     resume: str | None = Field(default=None, description="the run whose unfinished partitions this run completes")
     step: StepRecord | None = Field(default=None, description="the pipeline step this run belongs to")
+    shape: ExecutionShape = Field(default_factory=ExecutionShape, description="how it executes, derived from mode and "
+                                  "cluster once, when the request is made: executor, kernel kinds, threads, GPU policy")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_shape(cls, data: Any) -> Any:
+        """The shape of the mode and the ``[cluster]`` kernel settings, unless given (read back from JSON)."""
+        if isinstance(data, dict) and data.get("shape") is None and "mode" in data:
+            cluster = data.get("cluster")
+            if isinstance(cluster, dict):
+                compiled, rapids = cluster.get("compiled", "cython"), cluster.get("rapids", True)
+            else:
+                compiled, rapids = getattr(cluster, "compiled", "cython"), getattr(cluster, "rapids", True)
+            data = {**data, "shape": ExecutionShape.of(data["mode"], compiled=compiled, rapids=rapids)}
+        return data
 
     @property
     def run_mode(self) -> Mode:
+        """The mode, for showing it (what runs is `shape`)."""
         return Mode(self.mode)
 
     @property
     def executor(self) -> str:
         """The registry name of the executor this request runs on."""
-        return executor_name(self.run_mode)
+        return self.shape.executor
 
     @property
     def share(self) -> Path:

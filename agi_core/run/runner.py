@@ -26,6 +26,7 @@ from ..cache.inputs import check_inputs
 from ..cache.write_failures import CacheWrites, tally
 from ..errors import RunError, ShareError, Terminated
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, wants_partitions
+from ..execution_shape import ExecutionShape
 from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, InFlight, JobSpec, Outcome, create_executor
 from ..kernels import select_kernels
 from ..modes import Mode
@@ -187,12 +188,13 @@ class Runner:
                        cache_kernel=cache.keys.kernel if cache else "", refresh=self.request.refresh, audit=audit,
                        retries=self.request.cluster.retries,
                        inputs_base=self.request.share, cache_key_id=cache.store.key.id if cache else "",
-                       share_umask=ShareAccess.of(self.request.cluster.share.group_access).umask)
+                       share_umask=ShareAccess.of(self.request.cluster.share.group_access).umask,
+                       kernels=self.request.shape.kernels, kernel_threads=self.request.shape.kernel_threads)
 
     def _context(self, job: JobSpec) -> ExecutionContext:
         return ExecutionContext(self.run_id, self.env.name, job, self.request.cluster, self.emit, self._python,
                                 app_distribution=self.env.distribution, app_version=self.env.version(),
-                                keys=self.cache.keys.keys if self.cache else {})
+                                keys=self.cache.keys.keys if self.cache else {}, shape=self.request.shape)
 
     async def _execute(self, executor: Executor, known: dict[str, HasResult]) -> None:
         todo = _without(self.plan, known)
@@ -310,7 +312,7 @@ class Runner:
     def _reduce(self, job: JobSpec, results: dict[str, Any]) -> Any:
         app = self.env.app_class()
         # reduce runs here, on the manager, which need not have compiled or GPU kernels
-        kernels = select_kernels(job.module_name.split(".")[0], Mode(0))
+        kernels = select_kernels(job.module_name.split(".")[0], ExecutionShape())
         ctx = WorkContext(args=self.env.app_class.Args.model_validate(self.request.args), kernels=kernels.module,
                           kernel_kind=kernels.kind, device=kernels.device, out_dir=job.out_dir,
                           log=logging.getLogger(f"agi.app.{job.module_name}"), slot="manager")
@@ -395,7 +397,7 @@ class Runner:
         local = None
         if self.request.executor != "dask":
             local = WorkerRecord(versions=local_versions(self.env.distribution, self.env.version()),
-                                 capabilities=local_capabilities(Mode(self.request.mode)))
+                                 capabilities=local_capabilities(self.request.shape.gpu != "off"))
         facts = {name: WorkerRecord.model_validate(data) for name, data in self._worker_facts.items()}
         notes = self.record.kernel_note or _kernel_notes(self.outcomes.values())
         self.record = self.record.model_copy(update={

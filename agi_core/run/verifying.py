@@ -31,6 +31,7 @@ from ..cache.auth import UNTRUSTED
 from ..cache.keys import read_run_keys
 from ..cache.maintenance import verify_store
 from ..errors import AgiError
+from ..execution_shape import ExecutionShape
 from ..executors import JobSpec
 from ..executors.worker import PartitionRunner
 from ..plan import WorkPlan
@@ -176,7 +177,7 @@ class _Recompute:
         part = plan.partition_map().get(pid)
         if part is None:
             raise _Unverifiable(f"the plan of run {run_id} has no partition {pid}")
-        runner = self._runner(record.args, record.mode.value)
+        runner = self._runner(record.args, record.mode.value, _shape(record.request, record.mode.value))
         if runner.kernels.kind != keys.kernel:
             raise _Unverifiable(f"its key is for the {keys.kernel} kernels; here they would be {runner.kernels.kind}")
         deps = {}
@@ -187,14 +188,22 @@ class _Recompute:
                 raise _Unverifiable(f"the cache entry of its dependency {dep} is gone or corrupt") from None
         return runner, part, plan.slot_of().get(pid, "verify"), deps
 
-    def _runner(self, args: dict[str, Any], mode: int) -> PartitionRunner:
-        name = json.dumps([args, mode], sort_keys=True, default=str)
+    def _runner(self, args: dict[str, Any], mode: int, shape: ExecutionShape) -> PartitionRunner:
+        name = json.dumps([args, mode, shape.kernels], sort_keys=True, default=str)
         runner = self._runners.get(name)
         if runner is None:
             job = JobSpec(self.env.src_dir, self.env.module_name, self.env.class_name, args, mode,
-                          Path(self._out.name) / str(len(self._runners)))
+                          Path(self._out.name) / str(len(self._runners)), kernels=shape.kernels,
+                          kernel_threads=shape.kernel_threads)
             runner = self._runners[name] = PartitionRunner(job)
         return runner
 
     def close(self) -> None:
         self._out.cleanup()
+
+
+def _shape(request: dict[str, Any], mode: int) -> ExecutionShape:
+    """The shape a recorded run had: its request's, or (a record older than shapes) its mode's."""
+    if request.get("shape"):
+        return ExecutionShape.model_validate(request["shape"])
+    return ExecutionShape.of(mode, compiled=(request.get("cluster") or {}).get("compiled", "cython"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -15,18 +14,12 @@ from ..modes import Mode
 from .config import UiConfig
 from .jobs import Jobs
 from .records import RecordCache
+from .rendering import NotFound, render, seconds
 from .security import TokenGuard
 
 __all__ = ["NotFound", "create_app", "render", "seconds"]
 
 HERE = Path(__file__).parent
-
-
-def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
-    """A template rendered with the page context every template may use."""
-    app = request.app
-    return app.state.templates.TemplateResponse(request, template, {"config": app.state.config, **context},
-                                                status_code=status_code)
 
 
 def _error(request: Request, exc: AgiError) -> Response:
@@ -38,21 +31,6 @@ def _error(request: Request, exc: AgiError) -> Response:
         return render(request, "error.html", status_code=404 if isinstance(exc, NotFound) else 400, message=exc.message, fix=exc.fix)
     # HTMX swaps 2xx answers only: the error box replaces the panel's result
     return render(request, "_error.html", message=exc.message, fix=exc.fix)
-
-
-class NotFound(AgiError):
-    """What a page's URL names does not exist (an app, a run): its page answers 404."""
-
-
-def seconds(value: float) -> str:
-    """A duration as people read it: 0.42 s, 12.3 s, 4 min 05 s, 2 h 03 min."""
-    if value < 10:
-        return f"{value:.2g} s" if value < 1 else f"{value:.1f} s"
-    if value < 60:
-        return f"{value:.0f} s"
-    if value < 3600:
-        return f"{int(value // 60)} min {int(value % 60):02d} s"
-    return f"{int(value // 3600)} h {int(value % 3600 // 60):02d} min"
 
 
 def _favicon() -> Response:

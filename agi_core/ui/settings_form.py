@@ -13,6 +13,7 @@ from typing import Any
 
 from ..env import AgiEnv
 from ..errors import SettingsError
+from ..kernel_kinds import setting_keys
 from ..secret_refs import Secret
 from ..settings import read_toml, save_settings_values
 
@@ -21,7 +22,7 @@ __all__ = ["Field", "SaveOutcome", "backend_fields", "cluster_fields", "form_fie
 #: the cluster keys the form edits: dotted key → (label, input kind, help)
 CLUSTER_KEYS: dict[str, tuple[str, str, str]] = {
     "cluster.pool": ("pool", "toggle", "bit 1: a process per slot on this machine"),
-    "cluster.cython": ("cython", "toggle", "bit 2: compiled Cython kernels"),
+    "cluster.cython": ("cython", "toggle", "bit 2: compiled CPU kernels"),  # kernel keys: `kernel_kinds.setting_keys`
     "cluster.cluster_enabled": ("cluster", "toggle", "bit 4: a Dask cluster (scheduler + worker map)"),
     "cluster.rapids": ("rapids", "rapids", "bit 8: GPU kernels where a worker has a GPU"),
     "cluster.scheduler": ("scheduler", "text", "HOST:PORT of the Dask scheduler"),
@@ -116,9 +117,19 @@ def form_fields(env: AgiEnv) -> list[Field]:
     return fields + cluster_fields(settings.cluster.model_dump(mode="json"), document, profile) + backend_fields(settings.cluster, document, profile)
 
 
+def _cluster_keys() -> dict[str, tuple[str, str, str]]:
+    """`CLUSTER_KEYS` with the kernel keys from the table of kernel kinds (`kernel_kinds.setting_keys`, read now)."""
+    kernel_keys, keys = setting_keys(), {}
+    for key, row in CLUSTER_KEYS.items():
+        keys[key] = kernel_keys.get(key, row)
+        if key == "cluster.cython":
+            keys["cluster.compiled"] = kernel_keys["cluster.compiled"]
+    return keys
+
+
 def cluster_fields(cluster: Mapping[str, Any], document: Mapping[str, Any], profile: tuple[str | None, Mapping[str, Any]]) -> list[Field]:
     fields = []
-    for key, (label, kind, help_text) in CLUSTER_KEYS.items():
+    for key, (label, kind, help_text) in _cluster_keys().items():
         fields.append(Field(key, label, kind, _lookup(cluster, key.split(".")[1:])[1], _source(key, document, profile), help_text))
     return fields
 

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from ...errors import AgiError
-from ..app import render
 from ..jobs import Job
+from ..rendering import render
 
 __all__ = ["router"]
 

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from ...errors import AgiError
-from ..app import render
 from ..files import run_store, safe_name
 from ..live import RecordFollower, end_summary, running_records
+from ..rendering import render
 
 __all__ = ["router"]
 

@@ -9,9 +9,9 @@ from fastapi.responses import RedirectResponse, Response
 
 from ...errors import AgiError
 from ..actions import start_install, start_run
-from ..app import NotFound, render
 from ..apps import app_names, env_for
 from ..plans import discard, move_partitions, plan_view, slot_page
+from ..rendering import NotFound, render
 from ..settings_form import SaveOutcome, form_fields, save_form, worker_rows
 from ..steps import add_step
 from .live import live_views
@@ -77,6 +77,7 @@ async def save_settings(request: Request, app: str) -> Response:
 @router.get("/orchestrate/{app}/mode")
 def mode(request: Request, app: str) -> Response:
     """The mode hint of the form's toggles and worker map as they are now (saved or not)."""
+    from ...kernel_kinds import compiled_kinds
     from ...modes import Mode
     from ..mode_hint import mode_hint
 
@@ -88,7 +89,9 @@ def mode(request: Request, app: str) -> Response:
     for host, count in zip(query.getlist("worker_host"), query.getlist("worker_count"), strict=False):
         if host.strip() and count.strip().isdigit():
             workers[host.strip()] = int(count)
-    return render(request, "_notice_text.html", text=mode_hint(Mode(value), workers, rapids))
+    compiled = query.get("cluster.compiled", "cython")
+    compiled = compiled if compiled in compiled_kinds() else "cython"
+    return render(request, "_notice_text.html", text=mode_hint(Mode(value), workers, rapids, compiled=compiled))
 
 
 @router.post("/orchestrate/{app}/install")

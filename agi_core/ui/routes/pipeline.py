@@ -7,8 +7,8 @@ from fastapi.responses import Response
 
 from ...errors import AgiError
 from ..actions import start_pipeline
-from ..app import render
 from ..apps import app_names
+from ..rendering import render
 from ..steps import add_step, move_step, remove_step, set_deps, step_rows
 
 __all__ = ["router"]

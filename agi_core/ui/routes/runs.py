@@ -9,9 +9,9 @@ from fastapi.responses import Response
 
 from ...provenance import RunStore
 from ..actions import IMAGE_SUFFIXES
-from ..app import render
 from ..files import run_store, safe_name
 from ..records import SORTS, RecordCache, partition_page
+from ..rendering import render
 from .live import record_view
 
 __all__ = ["router"]
