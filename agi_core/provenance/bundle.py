@@ -49,7 +49,8 @@ SUMS_FILE = "SHA256SUMS"
 SIG_FILE = "SHA256SUMS.sig"
 PUB_FILE = "SHA256SUMS.pub"
 #: the files of a run folder a bundle carries when they exist (besides out/)
-RUN_FILES = (MANIFEST_FILE, "plan.json", "cache_keys.json", LOG_FILE, HEARTBEAT_FILE, "gantt.png", "load.png", "dag.png", "report.pdf")
+RUN_FILES = (MANIFEST_FILE, "plan.json", "cache_keys.json", LOG_FILE, HEARTBEAT_FILE, "gantt.png", "load.png", "dag.png", "cache.png",
+             "report.pdf")
 _CHUNK = 1 << 20
 
 
