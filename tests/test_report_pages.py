@@ -13,8 +13,8 @@ import pytest
 
 from agi_core.provenance import AppRecord, PartitionRecord, RunRecord, read_record
 from agi_core.reports.cache_facts import cache_facts
-from agi_core.reports.page import Page
 from agi_core.reports.cache_page import CachePage
+from agi_core.reports.page import Page
 from agi_core.reports.run_pages import RUN_PAGES, DagPage, GanttPage, LoadPage, RunSubject, SummaryPage
 from tests.conftest import TEST_APPS, run_agi
 from tests.test_reports import check_pictures, pdf_pages, report
