@@ -353,8 +353,8 @@ def cache_clear(ctx: click.Context, app: str, share: Path | None, yes: bool, as_
 @SHARE_OPTION
 @click.option("--older-than", type=DURATION, default=None, help="Remove entries unused for longer than this (30m, 12h, 7d).")
 @click.option("--max-size", type=SIZE, default=None,
-              help="Then remove the least recently used entries until the rest fits in this (500M, 2G; "
-                   "APP's entries, or every app's together).")
+              help="Then remove the least recently used entries until the rest fits in this (500M, 2G, 2GiB: "
+                   "powers of 1024; 500MB, 2GB: powers of 1000; APP's entries, or every app's together).")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 @json_option
 @click.pass_context
