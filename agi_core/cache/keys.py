@@ -32,8 +32,8 @@ from ..errors import PlanError
 from .explain import explain, payload_changes  # re-exported: explaining a miss lives beside, in explain.py
 from .inputs import InputStamper
 
-__all__ = ["CACHE_FORMAT", "KEYS_FILE", "KEYS_SCHEMA", "RunKeys", "explain", "kernel_kind_for_mode", "payload_changes", "payload_fingerprint", "plan_keys",
-           "read_run_keys"]
+__all__ = ["CACHE_FORMAT", "KEYS_FILE", "KEYS_SCHEMA", "RunKeys", "explain", "kernel_kind_for_mode", "payload_changes",
+           "payload_fingerprint", "plan_keys", "read_run_keys"]
 
 #: bump when the way results are keyed or stored changes: every older entry then misses
 CACHE_FORMAT = 2

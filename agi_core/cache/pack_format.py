@@ -23,6 +23,7 @@ MAX_PACK_BYTES = 64 << 20
 
 MAX_PACK_ENTRIES = 20_000
 
+
 @dataclass(eq=False)
 class PackIndex:
     """One pack as its index describes it: where it is, the fields its entries share, and its

@@ -23,6 +23,7 @@ def list_indexes(folder: Path) -> list[Path]:
         return []
     return [folder / n for n in sorted(names) if n.endswith(INDEX_SUFFIX) and not n.startswith(".")]
 
+
 def read_index(path: Path) -> PackIndex:
     """A pack's index. Raises `CorruptEntry` naming the file when it is not whole (its checksum
     does not match) or not ours, and FileNotFoundError when it is gone."""
@@ -58,6 +59,7 @@ def read_index(path: Path) -> PackIndex:
     index.position = dict(zip(index.keys, range(len(index.keys))))
     return index
 
+
 def _tags(column: Any, count: int) -> list[str]:
     """The tag column: one string per entry (an index written before tags, sparse or absent: "" where none)."""
     if isinstance(column, list):
@@ -66,6 +68,7 @@ def _tags(column: Any, count: int) -> list[str]:
     for i, tag in (column or {}).items():
         tags[int(i)] = str(tag or "")
     return tags
+
 
 def read_bodies(index: PackIndex, positions: Iterable[int]) -> Iterator[tuple[int, bytes | None, str | None]]:
     """Each entry's checked body, or the reason it cannot be trusted; the pack is read once.

@@ -50,6 +50,7 @@ def merge(indexes: list[PackIndex]) -> int:
         index.pack.unlink(missing_ok=True)
     return len(bodies)
 
+
 def rewrite_without(index: PackIndex, drop: set[str]) -> list[int]:
     """Replace the pack of ``index`` by one without the entries whose key is in ``drop`` (and
     without entries that no longer check); returns the positions dropped. The new pack keeps the

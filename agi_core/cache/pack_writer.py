@@ -18,6 +18,8 @@ from .entries import sha256_hex
 from .pack_format import MAX_PACK_BYTES, MAX_PACK_ENTRIES, PACK_SCHEMA, PACK_SUFFIX, PackIndex
 from .tempnames import temp_name
 
+_MISSING = object()  # a field an entry lacks, vs one it has as None
+
 
 class PackWriter:
     """Buffers entries and writes them as one pack and its index (`flush`).
@@ -138,5 +140,3 @@ class PackWriter:
             raise
         self.written.append(pack_path)
         return pack_path
-
-_MISSING = object()
