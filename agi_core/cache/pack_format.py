@@ -11,16 +11,11 @@ from typing import Any
 from .entries import ENTRY_SCHEMA
 
 PACK_SCHEMA = "agi.cache.pack.v1"
-
 PACKS = "packs"  # the folder of packs, in an app's cache folder
-
 PACK_SUFFIX = ".pack"
-
 INDEX_SUFFIX = ".index"
-
 #: a writer flushes by itself past these (a pack stays small enough to read whole)
 MAX_PACK_BYTES = 64 << 20
-
 MAX_PACK_ENTRIES = 20_000
 
 
