@@ -50,7 +50,7 @@ def _host_string(value: str) -> str:
     """A host string as written (less surrounding blanks), once `HostAddress.parse` accepts it.
 
     Raises `HostAddressError` (a `ValueError`): pydantic reports it against the key that held the
-    value, and `settings._format_validation` adds the file name and the accepted forms.
+    value, and `settings_errors.format_validation` adds the file name and the accepted forms.
     """
     HostAddress.parse(value)
     return value.strip()
