@@ -156,7 +156,8 @@ class PartitionsMoved(Event):
 
 @dataclass(frozen=True)
 class PartitionDone(Event):
-    """One partition finished: ``status`` is ok, failed, skipped or cached."""
+    """One partition finished: the fields of its record (`provenance.PartitionRecord`, the same
+    names) that a watcher needs. ``status`` is ok, failed, skipped or cached."""
 
     kind: ClassVar[str] = "partition_done"
     id: str
@@ -166,6 +167,15 @@ class PartitionDone(Event):
     worker: str = ""
     duration_s: float = 0.0
     error: str | None = None
+    cache: str = ""
+    ran_slot: str = ""  # the slot whose worker ran it, when not ``slot`` (its task moved)
+    job_id: str = ""  # the batch job or pod whose worker ran it
+
+    @classmethod
+    def of(cls, outcome: Any) -> PartitionDone:
+        """The event of a finished partition's `executors.Outcome` (or anything with its record's fields)."""
+        return cls(outcome.id, outcome.slot, outcome.status, outcome.host, outcome.worker, outcome.duration_s, outcome.error,
+                   outcome.cache, outcome.ran_slot, outcome.job_id)
 
 
 @dataclass(frozen=True)
