@@ -21,7 +21,7 @@ from agi_core.ui.config import check_bind  # noqa: E402
 
 @pytest.fixture
 def config(apps_copy: Path, share: Path, tmp_path: Path) -> UiConfig:
-    return UiConfig(apps_path=(apps_copy,), app="toy", share=share, steps_file=tmp_path / "lab_steps.toml")
+    return UiConfig(apps_path=(apps_copy,), app="toy", share=share, steps_file=tmp_path / "lab_steps.toml", state=tmp_path / "state")
 
 
 @pytest.fixture
