@@ -192,6 +192,20 @@ def test_install_streams_each_hosts_steps_until_it_is_done(api):
     assert last["done"] and not last["failed"] and last["step"] in ("installed", "updated", "unchanged")
 
 
+def test_install_streams_what_uv_prints_into_its_hosts_log(api, apps_copy):
+    """A changed app is installed again: uv's lines come as `host_output` events of that host and
+    step, as they are printed (before the host's last step), not one line per step."""
+    module = next((apps_copy / "toy_project" / "src" / "toy").glob("*.py"))
+    module.write_text(module.read_text() + f"\n# changed {time.time_ns()}\n")  # a new app hash: re-installed
+    job = wait(api, api.post("/api/install/toy").json())
+    assert job["status"] == "ok", job
+    kinds = [e["kind"] for e in job["stream"]]
+    lines = [e for e in job["stream"] if e["kind"] == "host_output"]
+    assert {e["host"] for e in lines} == {"127.0.0.1"} and {e["step"] for e in lines} >= {"install"}
+    assert any(e["line"].startswith(("Installed", "Resolved")) for e in lines), lines
+    assert kinds.index("host_output") < len(kinds) - 1 - kinds[::-1].index("host_step")  # streamed before the host ended
+
+
 def test_a_failed_partition_comes_with_its_error(api):
     api.post("/api/settings/toy", json={"set": ["args.fail_on=[2]"]})
     job = wait(api, api.post("/api/run/toy").json())

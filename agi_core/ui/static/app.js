@@ -108,6 +108,15 @@ const agi = (() => {
     q(".zoom-in").addEventListener("click", () => zoomTo((st.zoom || 1) * 2));
     q(".zoom-out").addEventListener("click", () => zoomTo((st.zoom || 1) / 2));
     q(".zoom-fit").addEventListener("click", () => zoomTo(1));
+    const hostRow = (host) => {
+      let row = q(`.host-row[data-host="${CSS.escape(host)}"]`);
+      if (!row) {
+        row = document.createElement("details"); row.className = "host-row busy"; row.dataset.host = host;
+        row.innerHTML = `<summary><span class="h-name">${esc(host)}</span><span class="h-step"></span></summary><pre class="h-log"></pre>`;
+        q(".hosts").appendChild(row);
+      }
+      return row;
+    };
     const stepItem = (step) => document.querySelector(`.step[data-step="${CSS.escape(step)}"]`);
 
     const handle = (e) => {
@@ -154,16 +163,18 @@ const agi = (() => {
           break;
         }
         case "notice": q(".notices").insertAdjacentHTML("beforeend", `<div class="alert ${e.level === "warning" ? "warn" : ""}">${esc(e.text)}</div>`); break;
+        case "host_output": {
+          // what the host's uv and Cython build print, line by line, under its step in the row's log
+          const log = hostRow(e.host).querySelector(".h-log");
+          log.appendChild(document.createTextNode(`    ${e.line}\n`));
+          if (log.childNodes.length > 4000) log.removeChild(log.firstChild);  // the newest lines of a long build
+          break;
+        }
         case "host_step": {
           // one row per host: its latest step, and every step with its time in the row's log
-          let row = q(`.host-row[data-host="${CSS.escape(e.host)}"]`);
-          if (!row) {
-            row = document.createElement("details"); row.className = "host-row"; row.dataset.host = e.host;
-            row.innerHTML = `<summary><span class="h-name">${esc(e.host)}</span><span class="h-step"></span></summary><pre class="h-log"></pre>`;
-            q(".hosts").appendChild(row);
-          }
+          const row = hostRow(e.host);
           row.querySelector(".h-step").textContent = e.step;
-          row.querySelector(".h-log").textContent += `${(e.t || 0).toFixed(2)} s  ${e.step}\n`;
+          row.querySelector(".h-log").appendChild(document.createTextNode(`${(e.t || 0).toFixed(2)} s  ${e.step}\n`));
           row.className = "host-row" + (e.failed ? " failed" : e.done ? " done" : " busy");
           if (e.failed) row.open = true;
           break;
