@@ -285,3 +285,47 @@ def test_a_restarted_server_cancels_a_ui_run_and_everything_it_started(page, ui)
     _, alive = psutil.wait_procs(started, timeout=30)
     assert [p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0", "cluster.pool=false", "cluster.workers={}"]})
+
+
+def test_a_cluster_runs_page_offers_the_dask_dashboards_key_plots(page, ui):
+    """While a cluster run runs, its record page links and frames the dashboard's key plots
+    (routes distributed serves); a cluster without a dashboard says why, not a dead link."""
+    from agi_core.ui.dashboard import PLOTS
+
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=16", "args.sleep=0.4", "cluster.pool=false", "cluster.cluster_enabled=true",
+                                                         'cluster.workers={"127.0.0.1" = 2}', _fresh()]})
+    api(page, ui, "POST", "/api/run/toy")
+    while not (live := [r for r in api(page, ui, "GET", "/api/live")["records"] if r["app"] == "toy"]):
+        time.sleep(0.1)
+    run_id = live[0]["run_id"]
+    page.goto(f"{ui['base']}/runs/toy/{run_id}")
+    links = page.locator("#run-live .dashboard-links a[data-plot]")
+    expect(links).to_have_count(len(PLOTS))
+    page.locator("#run-live .dash-plots summary").click()
+    frames = page.locator("#run-live .dash-plots iframe")
+    expect(frames).to_have_count(len(PLOTS))
+    for i, (path, _) in enumerate(PLOTS):
+        src = frames.nth(i).get_attribute("src")
+        assert src.endswith("/" + path) and page.request.get(src).ok, src  # distributed serves it while the run runs
+    expect(page.frame_locator("#run-live .dash-plots iframe").first.locator(".bk-Figure, .bk-root, div").first).to_be_attached()
+    page.screenshot(path=str(ui["root"] / "screenshots" / "dashboard-plots.png"), full_page=True)
+    finish(page, "#run-live")
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "cluster.cluster_enabled=false", "cluster.workers={}"]})
+
+
+def test_a_cluster_run_where_bokeh_is_missing_says_so_instead_of_a_dead_link(page, ui, tmp_path, monkeypatch):
+    hidden = tmp_path / "no-bokeh"
+    hidden.mkdir()
+    (hidden / "sitecustomize.py").write_text("import sys\nsys.modules['bokeh'] = None  # bokeh cannot be imported here\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(hidden), os.environ.get("PYTHONPATH")) if p))  # the run's process
+    monkeypatch.setitem(sys.modules, "bokeh", None)  # and this server's
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=4", "args.sleep=0.0", "cluster.pool=false", "cluster.cluster_enabled=true",
+                                                         'cluster.workers={"127.0.0.1" = 1}', _fresh()]})
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    page.click("#run-button")
+    finish(page, "#run-panel")
+    expect(page.locator("#run-panel .job")).to_have_attribute("data-status", "ok")
+    expect(page.locator("#run-panel .job .no-dashboard")).to_have_text(
+        "no Dask dashboard: bokeh is not installed here (pip install bokeh, then run again)")
+    expect(page.locator("#run-panel .job .dashboard-links")).to_have_count(0)
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "cluster.cluster_enabled=false", "cluster.workers={}"]})

@@ -117,6 +117,23 @@ const agi = (() => {
       }
       return row;
     };
+    // The cluster's Dask dashboard: a link, its key plots (links, and frames opened on demand, so
+    // bokeh is asked only when wanted); where the cluster has none, why (not a dead link).
+    const showDashboard = (url) => {
+      const box = q(".dashboard");
+      if (!url) { box.innerHTML = `<div class="muted no-dashboard">${esc(el.dataset.noDashboard || "no Dask dashboard")}</div>`; return; }
+      const base = url.replace(/\/status\/?$/, "");
+      const plots = (el.dataset.plots || "").split(";").filter(Boolean).map((p) => p.split("="));
+      box.innerHTML = `<div class="dashboard-links">Dask dashboard: <a href="${esc(url)}" target="_blank" rel="noopener">${esc(url)}</a>`
+        + ` <span class="muted">· key plots:</span> ${plots.map(([path, label]) => `<a href="${esc(base)}/${esc(path)}" target="_blank" rel="noopener" data-plot="${esc(path)}">${esc(label)}</a>`).join(" · ")}</div>`
+        + `<details class="dash-plots"><summary>show the key plots here</summary><div class="plots"></div></details>`;
+      const details = box.querySelector(".dash-plots");
+      details.addEventListener("toggle", () => {
+        const frames = details.querySelector(".plots");
+        if (!details.open || frames.childElementCount) return;
+        frames.innerHTML = plots.map(([path, label]) => `<figure><figcaption>${esc(label)}</figcaption><iframe src="${esc(base)}/${esc(path)}" title="${esc(label)}" loading="lazy"></iframe></figure>`).join("");
+      });
+    };
     const stepItem = (step) => document.querySelector(`.step[data-step="${CSS.escape(step)}"]`);
 
     const handle = (e) => {
@@ -149,9 +166,7 @@ const agi = (() => {
           }
           break;
         }
-        case "cluster_ready":
-          if (e.dashboard) q(".notices").insertAdjacentHTML("beforeend", `<div class="alert">Dask dashboard: <a href="${esc(e.dashboard)}" target="_blank" rel="noopener">${esc(e.dashboard)}</a></div>`);
-          break;
+        case "cluster_ready": showDashboard(e.dashboard); break;
         case "workers_joining":
           q(".phase").textContent = `workers: ${e.joined}/${e.expected} joined` + (e.needed < e.expected ? ` (starts at ${e.needed})` : "");
           break;
