@@ -262,3 +262,25 @@ def test_a_running_run_is_cancelled_like_ctrl_c(api, mode):
     assert 0 < len([p for p in record["partitions"] if p["status"] == "ok"]) < 40
     refused = api.post(f"/api/jobs/{job['id']}/cancel")
     assert refused.status_code == 400 and "has ended already" in refused.json()["error"]
+
+
+def test_a_ui_run_runs_in_its_own_process_and_a_killed_one_is_said_so(api, config):
+    """A run from the UI is a detached process (its own session, so `agi ui` stopping does not stop
+    it); one killed before it could say how it went fails with that, and names its output log."""
+    import os
+    import signal
+
+    import psutil
+
+    api.post("/api/settings/toy", json={"set": ["args.n=40", "args.sleep=0.2"]})
+    job = api.post("/api/run/toy").json()
+    while api.get(f"/api/jobs/{job['id']}").json()["events"] < 3:
+        time.sleep(0.05)
+    folder = config.state_dir() / "runs" / job["id"]
+    pid = json.loads((folder / "process.json").read_text())["pid"]
+    assert pid != os.getpid() and os.getsid(pid) == pid != os.getsid(0)  # a session of its own
+    assert "agi_core.ui.run_process" in " ".join(psutil.Process(pid).cmdline())
+    os.kill(pid, signal.SIGKILL)
+    ended = wait(api, job)
+    assert ended["status"] == "failed" and ended["error"] == "the run's process ended (exit status -9) without saying how the run went"
+    assert ended["fix"] == f"its output is in {folder / 'output.log'}"

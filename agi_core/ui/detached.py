@@ -28,6 +28,7 @@ from .run_process import EVENTS_FILE, LOG_FILE, OUTCOME_FILE, PROCESS_FILE, REQU
 __all__ = ["RunProcess", "process_of_run", "run_detached"]
 
 STOP_S = 60.0  # how long a cancelled run may take to stop its executor and write its record
+KEEP_S = 7 * 86400  # the folders of runs that ended are removed this long after (their records stay on the share)
 TICK_S = 0.1  # how often the events file is read
 
 
@@ -47,6 +48,7 @@ class RunProcess:
 
     @classmethod
     def start(cls, folder: Path, request_json: str) -> RunProcess:
+        _prune(folder.parent)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / REQUEST_FILE).write_text(request_json)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_package_root(), os.environ.get("PYTHONPATH")) if p)}
@@ -90,6 +92,20 @@ class RunProcess:
             await asyncio.sleep(TICK_S)
         if self.alive:
             self.kill()
+
+
+def _prune(runs: Path) -> None:
+    """Remove the folders of UI runs that ended more than `KEEP_S` ago."""
+    import shutil
+
+    if not runs.is_dir():
+        return
+    for outcome in runs.glob(f"*/{OUTCOME_FILE}"):
+        try:
+            if time.time() - outcome.stat().st_mtime > KEEP_S:
+                shutil.rmtree(outcome.parent, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _create_time(pid: int) -> float:
