@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from . import paths
+from .atomic import replacing
 from .errors import AgiError, SettingsError
 from .secret_refs import SecretError, is_reference
 from .settings_schema import CacheSettings, ClusterSettings, DaskSettings, InstallSettings, SshSettings, WorkerSpec
@@ -441,12 +441,10 @@ def save_settings_values(path: Path, assignments: list[str], args_model: type[Ba
     new_text = tomlkit.dumps(document)
     # checked before the temporary file is written, so a secret typed as text never reaches the disk
     _validate_cluster(tomllib.loads(new_text).get("cluster", {}), str(path))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(new_text)
-    try:
-        settings = load_settings(tmp, args_model, profile_dirs=profile_dirs)
-    except SettingsError as exc:
-        tmp.unlink()
-        raise SettingsError(str(exc).replace(str(tmp), str(path)), fix=exc.fix) from None
-    os.replace(tmp, path)
+    with replacing(path) as tmp:  # checked as a file before it replaces the settings
+        tmp.write_text(new_text)
+        try:
+            settings = load_settings(tmp, args_model, profile_dirs=profile_dirs)
+        except SettingsError as exc:
+            raise SettingsError(str(exc).replace(str(tmp), str(path)), fix=exc.fix) from None
     return Settings(path=path, args=settings.args, cluster=settings.cluster, document=settings.document, cache=settings.cache)

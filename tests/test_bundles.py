@@ -70,8 +70,8 @@ def test_export_import_into_another_share_then_show_and_report_work_there(share,
     out = agi("runs", "export", failed_run, "--share", str(share), "--out", str(bundle), "--with-cache", "--sign", str(private))
     assert out.returncode == 0, out.stderr
     names = members(bundle)
-    for name in ("run/manifest.json", "run/plan.json", "run/cache_keys.json", "run/gantt.png", "run/dag.png", "run/report.pdf",
-                 "run/out/part-0.txt", "run/out/part-2.txt", "SHA256SUMS"):
+    for name in ("run/manifest.json", "run/plan.json", "run/cache_keys.json", "run/gantt.png", "run/dag.png", "run/cache.png",
+                 "run/report.pdf", "run/out/part-0.txt", "run/out/part-2.txt", "SHA256SUMS"):
         assert name in names, name
     entries = [n for n in names if n.startswith("cache/") and n.endswith(".entry")]
     assert len(entries) == 3 and len([n for n in names if ".files-" in n]) == 3  # p0..p2 stored, each with its file

@@ -310,3 +310,36 @@ def test_when_every_worker_of_the_start_left_a_new_one_takes_over(ledger_env, tm
     record = _record(share)
     assert {p["status"] for p in record["partitions"]} == {"ok"}
     assert {p.get("ran_slot") or p["slot"] for p in record["partitions"] if p["slot"] == first} == {second}
+
+
+def test_a_worker_joins_once_the_scheduler_runs_it_and_a_joined_one_that_pauses_stays():
+    """Pure logic beside the real late-worker test: a worker the scheduler registered but does not
+    run yet gets nothing (a batch for it would run elsewhere, behind what runs there)."""
+    from agi_core.executors.dask_elastic import ElasticBatches
+
+    class Scheduler:
+        def __init__(self) -> None:
+            self.workers: dict = {}
+
+        async def identity(self, n_workers: int = -1) -> dict:
+            return {"workers": self.workers}
+
+    class Client:
+        scheduler = Scheduler()
+
+    async def report(joined: set[str]) -> str:
+        return ""
+
+    async def go() -> list:
+        client = Client()
+        batches = ElasticBatches(client, {"s0": "w0", "s1": "w1"}, emit=lambda e: None, join_wait=60, report=report)
+        seen = []
+        client.scheduler.workers = {"tcp://a": {"name": "w0", "status": "running"}, "tcp://b": {"name": "w1", "status": "init"}}
+        seen.append(await batches.refresh(announce=False))
+        client.scheduler.workers["tcp://b"]["status"] = "running"
+        seen.append(await batches.refresh(announce=False))
+        client.scheduler.workers["tcp://a"]["status"] = "paused"
+        seen.append(await batches.refresh(announce=False))
+        return seen
+
+    assert asyncio.run(go()) == [(["s0"], []), (["s1"], []), ([], [])]

@@ -119,10 +119,10 @@ def test_report_of_an_int_weight_dag_has_the_planned_load_and_the_dag(share):
     report = run_agi("runs", "report", "last", "--share", str(share))
     assert report.returncode == 0, report.stderr
     names = [Path(line).name for line in report.stdout.splitlines() if line.strip()]
-    assert names == ["gantt.png", "load.png", "dag.png", "report.pdf"]
+    assert names == ["gantt.png", "load.png", "dag.png", "cache.png", "report.pdf"]
 
-    from agi_core.reports.render import _read_plan
+    from agi_core.reports.render import read_plan
 
     record = read_record(Path(out["manifest"]))
-    plan, note = _read_plan(Path(out["run_dir"]), record)  # the plan.json the run saved reads back, fingerprint and all
+    plan, note = read_plan(Path(out["run_dir"]), record)  # the plan.json the run saved reads back, fingerprint and all
     assert note == "" and plan is not None and set(plan.loads()) == set(plan.assignment)

@@ -47,15 +47,15 @@ def check_pictures(paths: list[Path]) -> None:
             assert data.startswith(b"%PDF"), path
 
 
-def test_report_of_a_failed_dag_run_has_every_picture_and_four_pages(share):
+def test_report_of_a_failed_dag_run_has_every_picture_and_five_pages(share):
     run_id = run_app(share, "n=6", "chain=true", "fail_on=[3]", "write_files=true")
     run_dir = share / "runs" / "toy" / run_id
     assert read_record(run_dir / "manifest.json").status == "failed"
     paths = report(share, run_id)
-    assert [p.name for p in paths] == ["gantt.png", "load.png", "dag.png", "report.pdf"]
+    assert [p.name for p in paths] == ["gantt.png", "load.png", "dag.png", "cache.png", "report.pdf"]
     assert all(p.parent == run_dir for p in paths)
     check_pictures(paths)
-    assert pdf_pages(run_dir / "report.pdf") == 4  # summary, Gantt, load, DAG
+    assert pdf_pages(run_dir / "report.pdf") == 5  # summary, Gantt, load, DAG, cache
     assert not [p.name for p in run_dir.iterdir() if ".tmp" in p.name]
 
 
@@ -63,12 +63,12 @@ def test_report_of_a_run_without_deps_has_no_dag_and_counts_cache_hits(share):
     first = run_app(share, "n=5")
     second = run_app(share, "n=5")  # every partition a cache hit
     paths = report(share, first)
-    assert [p.name for p in paths] == ["gantt.png", "load.png", "report.pdf"]
+    assert [p.name for p in paths] == ["gantt.png", "load.png", "cache.png", "report.pdf"]  # it stored entries: a cache page
     check_pictures(paths)
-    assert pdf_pages(paths[-1]) == 3
+    assert pdf_pages(paths[-1]) == 4
     hits = report(share, second)
     check_pictures(hits)
-    assert pdf_pages(hits[-1]) == 3
+    assert pdf_pages(hits[-1]) == 4
 
     from agi_core.reports.render import _Timeline, summary_lines
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENTRY_SCHEMA", "SINGLE_SUFFIX", "CorruptEntry", "Entry", "EntryInfo", "check_body", "decode_single", "encode_single",
-           "sha256_hex"]
+__all__ = ["ENTRY_SCHEMA", "SINGLE_SUFFIX", "UNLOADABLE", "CorruptEntry", "Entry", "EntryInfo", "check_body", "decode_single",
+           "encode_single", "sha256_hex", "unloadable"]
 
 ENTRY_SCHEMA = "agi.cache.v1"
 SINGLE_SUFFIX = ".entry"
@@ -112,3 +113,17 @@ def decode_single(path: Path, data: bytes) -> tuple[dict[str, Any], bytes]:
     if not isinstance(header, dict) or header.get("schema") != ENTRY_SCHEMA:
         raise CorruptEntry(f"{path}: not a cache entry of schema {ENTRY_SCHEMA}")
     return header, data[end + 1:]
+
+
+#: in a problem `CacheStore.load_many` gives: the entry is sound (its checksum matches) but this
+#: process cannot load its result (most often, a module it lacks): not damage, so it is kept
+UNLOADABLE = "a sound entry whose result cannot be loaded here"
+
+
+def unloadable(where: str, key: str, exc: BaseException) -> str:
+    """The problem of a sound entry whose result this process cannot unpickle (`UNLOADABLE`)."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        fix = f"install {exc.name.split('.')[0]} in this environment ({sys.executable}); the entry is kept"
+    else:
+        fix = "load it where the same code and package versions are installed; the entry is kept"
+    return f"{where}#{key[:16]}…: {UNLOADABLE} ({type(exc).__name__}: {exc}): {fix}"

@@ -30,11 +30,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
+from ..atomic import write_text_atomic
 from ..errors import PlanError
 
 __all__ = ["HASHES_FILE", "InputStamper", "check_inputs", "describe_change", "folder_entries", "missing_inputs", "resolve_input"]
@@ -156,13 +156,11 @@ class InputStamper:
         if not (self._memo_changed and self.hashes_file and self._memo is not None):
             return
         merged = {**_read_memo(self.hashes_file), **self._memo}
-        tmp = self.hashes_file.with_name(f".tmp-{self.hashes_file.name}-{os.getpid()}-{secrets.token_hex(4)}")
         try:
             self.hashes_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(merged, separators=(",", ":")))
-            os.replace(tmp, self.hashes_file)
+            write_text_atomic(self.hashes_file, json.dumps(merged, separators=(",", ":")))
         except OSError:
-            tmp.unlink(missing_ok=True)  # a read-only share: hashes are computed again next time
+            pass  # a read-only share: hashes are computed again next time
         self._memo_changed = False
 
 

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..app import Partition
+from ..atomic import replacing
 from ..errors import PlanError
 from .inputs import InputStamper
 from .keys import CACHE_FORMAT, RunKeys
@@ -102,16 +102,15 @@ class KeysMemo:
         """Make ``keys_file`` (a run's cache_keys.json) the memo, by a hard link (no copy), and
         drop the least recently used memos beyond `KEEP`. Best effort: a share without hard
         links only loses the shortcut (a run that used the memo links the same file: nothing changes)."""
-        tmp = self.folder / f".tmp-{self.path.name}-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             if self.path.exists() and os.path.samefile(self.path, keys_file):
                 return
-            os.link(keys_file, tmp)
-            os.replace(tmp, self.path)
+            with replacing(self.path) as tmp:
+                os.link(keys_file, tmp)
             self._prune()
         except OSError:
-            tmp.unlink(missing_ok=True)
+            pass
 
     def _prune(self) -> None:
         memos = []

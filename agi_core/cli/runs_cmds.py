@@ -206,8 +206,9 @@ def _print_prune(plan: Any, verb: str, summary: bool = False) -> None:
 @click.pass_context
 def runs_report(ctx: click.Context, run: str, app: str | None, share: Path | None, as_json: bool) -> None:
     """Write RUN's report into its run folder: gantt.png (partitions per worker over time), load.png
-    (planned against actual load per slot), dag.png (when the plan has dependencies) and report.pdf
-    (a summary page, then those pictures). Needs matplotlib.
+    (planned against actual load per slot), dag.png (when the plan has dependencies), cache.png
+    (hits, misses, entries stored, time saved: when the run used the cache) and report.pdf (a
+    summary page, then those pictures). Needs matplotlib.
 
     RUN is a run id, a unique prefix of one, `last`, or a record's path.
     """

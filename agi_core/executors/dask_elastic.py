@@ -70,7 +70,14 @@ class ElasticBatches:
         for address, info in identity["workers"].items():
             name = str(info.get("name"))
             self._seen.add(name)
-            now[self._slot_of.get(name, name)] = (address, int(info.get("nthreads") or 1), str(info.get("host") or ""))
+            slot = self._slot_of.get(name, name)
+            if info.get("status", "running") != "running" and self.joined.get(slot) != address:
+                # Registered but not running yet: the scheduler places nothing on it, so a batch
+                # submitted for it now would run on another worker (loose restrictions), behind
+                # whatever that one runs. It joins at the next look. (A joined worker that pauses
+                # stays joined.)
+                continue
+            now[slot] = (address, int(info.get("nthreads") or 1), str(info.get("host") or ""))
         joined = [slot for slot in now if slot not in self.joined or self.joined[slot] != now[slot][0]]
         left = [slot for slot in self.joined if slot not in now or self.joined[slot] != now[slot][0]]
         for slot in left:

@@ -13,13 +13,13 @@ import asyncio
 import hashlib
 import importlib.metadata
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..atomic import replacing
 from ..execution_shape import ExecutionShape
 from ..kernel_kinds import kind
 from ..settings import read_toml
@@ -192,12 +192,11 @@ class ArtifactBuilder:
             constraints = lock_path.with_suffix(".constraints")
             requirements.write_text("\n".join(self.requirements(target)) + "\n")
             constraints.write_text("\n".join(self.constraints()) + "\n")
-            tmp = lock_path.with_suffix(".tmp")
             links = [arg for link in self.find_links for arg in ("--find-links", link)]
-            await _run(uv, "pip", "compile", "-q", str(requirements), "-c", str(constraints), *links, *self.lock_options(target),
-                       "--python-version", target.python, "--python-platform", target.uv_platform(), "--no-header",
-                       "--no-annotate", "-o", str(tmp), what="locking the dependencies (uv pip compile)")
-            os.replace(tmp, lock_path)
+            with replacing(lock_path) as tmp:
+                await _run(uv, "pip", "compile", "-q", str(requirements), "-c", str(constraints), *links, *self.lock_options(target),
+                           "--python-version", target.python, "--python-platform", target.uv_platform(), "--no-header",
+                           "--no-annotate", "-o", str(tmp), what="locking the dependencies (uv pip compile)")
         wheelhouse = self.cache_dir / "wheelhouse" / target.key
         done = wheelhouse / f".complete-{sha256_file(lock_path)[:16]}"
         if not done.is_file():
@@ -225,13 +224,15 @@ class ArtifactBuilder:
         async with self._locks.setdefault(str(out), asyncio.Lock()):
             wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
             if not wheels:
-                tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-                shutil.rmtree(tmp, ignore_errors=True)
-                await _run(uv, "build", "-q", "--wheel", "-o", str(tmp), str(project), what=f"building the {label} wheel (uv build)")
+                built = False
                 try:
-                    os.replace(tmp, out)
-                except OSError:  # another process finished the same build first: same inputs, same wheel
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    with replacing(out) as tmp:
+                        await _run(uv, "build", "-q", "--wheel", "-o", str(tmp), str(project), what=f"building the {label} wheel (uv build)")
+                        built = True
+                except OSError:
+                    if not built:
+                        raise
+                    # another process finished the same build first: same inputs, same wheel
                 wheels = sorted(out.glob("*.whl"))
             return wheels[0]
 

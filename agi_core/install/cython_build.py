@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ..atomic import replacing
 from ..errors import AgiError
 
 __all__ = ["COMPILE_ARGS", "OPENMP_ARGS", "build_in_place", "compile_args", "find_pyx", "openmp_supported", "stale_pyx"]
@@ -161,9 +162,8 @@ def build_in_place(package_dir: Path, echo: Callable[[str], None] | None = None)
             if done.returncode != 0 or not marker:
                 raise _build_error(pyx, done)
             target = _compiled(pyx)
-            partial = target.with_name(f".{target.name}.tmp{os.getpid()}")
-            shutil.copyfile(marker[-1].removeprefix("AGI-BUILT "), partial)
-            os.replace(partial, target)  # a running process keeps the old module; new imports get the new one
+            with replacing(target) as partial:  # a running process keeps the old module; new imports get the new one
+                shutil.copyfile(marker[-1].removeprefix("AGI-BUILT "), partial)
             built.append(target)
     return built
 

@@ -22,7 +22,7 @@ from .dag import dependency_graph
 if TYPE_CHECKING:
     from .workplan import WorkPlan
 
-__all__ = ["MAX_ARROWS", "MAX_LABELS", "draw_plan"]
+__all__ = ["MAX_ARROWS", "MAX_LABELS", "draw_plan", "plan_figure"]
 
 #: graphs with at most this many partitions get their ids written on them
 MAX_LABELS = 60
@@ -38,6 +38,14 @@ def draw_plan(plan: WorkPlan, path: str | Path, *, labels: bool | None = None) -
     ``labels``: write partition ids on the nodes (default: when there are at most `MAX_LABELS`).
     A plan without deps is one column. Returns the path written.
     """
+    path = Path(path)
+    plan_figure(plan, labels=labels).savefig(path)
+    return path
+
+
+def plan_figure(plan: WorkPlan, *, labels: bool | None = None) -> Any:
+    """`draw_plan`'s picture as a matplotlib ``Figure`` (on the Agg canvas), for a caller that
+    writes it itself (the run report's DAG page)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -47,7 +55,6 @@ def draw_plan(plan: WorkPlan, path: str | Path, *, labels: bool | None = None) -
                        fix="pip install matplotlib") from None
     import networkx as nx
 
-    path = Path(path)
     graph = dependency_graph(plan.partitions)
     try:
         generations = list(nx.topological_generations(graph))
@@ -100,8 +107,7 @@ def draw_plan(plan: WorkPlan, path: str | Path, *, labels: bool | None = None) -
                  f"{len(layers)} generation{'s' * (len(layers) != 1)}, left to right", fontsize=10)
     ax.invert_yaxis()  # the first slot at the top, as in the legend
     ax.set_axis_off()
-    figure.savefig(path)
-    return path
+    return figure
 
 
 def _layered(graph: Any, layers: dict[int, list[str]]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
+from ..atomic import replacing
 from ..cache.entries import encode_single
 from ..errors import AgiError
 from .signing import load_private_key, openssh_public, public_from_bytes
@@ -48,7 +49,8 @@ SUMS_FILE = "SHA256SUMS"
 SIG_FILE = "SHA256SUMS.sig"
 PUB_FILE = "SHA256SUMS.pub"
 #: the files of a run folder a bundle carries when they exist (besides out/)
-RUN_FILES = (MANIFEST_FILE, "plan.json", "cache_keys.json", LOG_FILE, HEARTBEAT_FILE, "gantt.png", "load.png", "dag.png", "report.pdf")
+RUN_FILES = (MANIFEST_FILE, "plan.json", "cache_keys.json", LOG_FILE, HEARTBEAT_FILE, "gantt.png", "load.png", "dag.png", "cache.png",
+             "report.pdf")
 _CHUNK = 1 << 20
 
 
@@ -150,10 +152,9 @@ def export_run(record: RunRecord, out: Path, *, with_cache: bool = False, sign_k
     key = load_private_key(sign_key) if sign_key else None  # fail before writing anything
     files, entries, missing = _files_of(run_dir, record, with_cache)
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     sums: list[str] = []
     try:
-        with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        with replacing(out) as tmp, tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
             for name, path in files.items():
                 if isinstance(path, bytes):  # made here (a cache entry taken out of its pack)
                     tar.addfile(_tarinfo(name, len(path)), io.BytesIO(path))
@@ -173,11 +174,8 @@ def export_run(record: RunRecord, out: Path, *, with_cache: bool = False, sign_k
                 public = openssh_public(key.public_key())
                 tar.addfile(_tarinfo(SIG_FILE, len(signature)), io.BytesIO(signature))
                 tar.addfile(_tarinfo(PUB_FILE, len(public)), io.BytesIO(public))
-        os.replace(tmp, out)
     except OSError as exc:
         raise AgiError(f"cannot write the bundle {out}: {exc.strerror or exc}", fix="check the folder exists and is writable") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportResult(out, len(files), out.stat().st_size, entries, missing, key is not None)
 
 

@@ -1,26 +1,26 @@
-"""Render a pipeline run's report into its folder (`agi steps report`): ``gantt.png`` (one row
-per step, from its start to its end, coloured by status), ``dag.png`` (the steps and their deps,
-coloured by status, in dependency layers) and ``report.pdf`` (a summary page, then both).
+"""The pipeline report's pages (`agi steps report`): a summary (PDF only), ``gantt.png`` (one row
+per step, from its start to its end, coloured by status) and ``dag.png`` (the steps and their deps,
+coloured by status, in dependency layers). `PIPELINE_PAGES` is the list; `writer` writes them.
 
-Built like the run report (`render.py`): `Figure` objects on the Agg canvas, no pyplot state,
-every file written beside its name and renamed into place.
+Drawn like the run report's pages: `Figure` objects on the Agg canvas, no pyplot state.
 """
 
 from __future__ import annotations
 
-import os
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .pages import WIDTH, first_line, image_page, matplotlib_classes, replace_into, summary_page, timestamp
+from ..errors import AgiError
+from .drawing import WIDTH, first_line, matplotlib_classes, summary_page, timestamp
+from .page import Page
 
 if TYPE_CHECKING:
     from ..pipeline import PipelineRecord
 
-__all__ = ["PIPELINE_REPORT_FILES", "write_pipeline_report"]
+__all__ = ["PIPELINE_PAGES", "PipelineSubject"]
 
-PIPELINE_REPORT_FILES = ("gantt.png", "dag.png", "report.pdf")
 _STATUS_COLOURS = {"ok": "#4C72B0", "failed": "#D62728", "skipped": "#C0C0C0", "interrupted": "#FF8C00",
                    "running": "#9A9A9A", "pending": "#E0E0E0", "not_run": "#E0E0E0", "reused": "#8FBC8F"}
 
@@ -100,21 +100,54 @@ def summary_lines(record: PipelineRecord) -> list[str]:
     return out
 
 
-def write_pipeline_report(record: PipelineRecord, run_dir: Path) -> list[Path]:
-    """Write the report of pipeline run ``record`` into ``run_dir``; returns the paths written."""
-    PdfPages = matplotlib_classes()[2]
-    run_dir = Path(run_dir)
-    gantt, dag = _gantt(record), _dag(record)
-    replace_into(gantt, run_dir / "gantt.png")
-    replace_into(dag, run_dir / "dag.png")
-    pdf = run_dir / "report.pdf"
-    tmp = run_dir / f".report.pdf.tmp{os.getpid()}"
-    try:
-        with PdfPages(tmp, metadata={"Title": f"pipeline run {record.pipeline_run}", "Creator": "agi_core"}) as pages:
-            pages.savefig(summary_page(summary_lines(record)))
-            pages.savefig(gantt)
-            pages.savefig(image_page(run_dir / "dag.png", f"pipeline run {record.pipeline_run}: steps and deps"))
-        os.replace(tmp, pdf)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return [run_dir / "gantt.png", run_dir / "dag.png", pdf]
+@dataclass(eq=False)
+class PipelineSubject:
+    """A pipeline run's record with the folder its report goes into."""
+
+    record: PipelineRecord
+    run_dir: Path
+
+    @classmethod
+    def of(cls, record: PipelineRecord, run_dir: Path | None = None) -> PipelineSubject:
+        """``run_dir`` defaults to the folder the record's ``pipeline.json`` was read from."""
+        if run_dir is None:
+            if not record.path:
+                raise AgiError(f"pipeline run {record.pipeline_run}: no folder to write the report into", fix="pass run_dir")
+            run_dir = Path(record.path).parent
+        return cls(record, Path(run_dir))
+
+    @property
+    def title(self) -> str:
+        return f"pipeline run {self.record.pipeline_run}"
+
+
+class PipelineSummaryPage(Page):
+    name, title = "summary", "the pipeline run, then one block per step"
+
+    def draw(self, subject: PipelineSubject) -> Any:
+        return summary_page(summary_lines(subject.record))
+
+
+class PipelineGanttPage(Page):
+    name, title, file = "gantt", "steps over time, by status", "gantt.png"
+
+    def draw(self, subject: PipelineSubject) -> Any:
+        return _gantt(subject.record)
+
+
+class PipelineDagPage(Page):
+    name, title, file = "dag", "the steps and their deps, by status", "dag.png"
+
+    def draw(self, subject: PipelineSubject) -> Any:
+        return _dag(subject.record)
+
+    def pdf_caption(self, subject: PipelineSubject) -> str:
+        return f"{subject.title}: steps and deps"
+
+
+#: the pipeline report, page by page (the PDF's order)
+PIPELINE_PAGES: tuple[Page, ...] = (
+    PipelineSummaryPage(),
+    PipelineGanttPage(),
+    PipelineDagPage(),
+)

@@ -1,5 +1,5 @@
-"""Render a run's report into its run folder: ``gantt.png``, ``load.png``, ``dag.png`` (when the plan
-has dependencies) and ``report.pdf`` (a summary page, then the same pictures).
+"""What the run report's pages draw (`run_pages` makes them pages): the timeline of a run's
+partitions, the Gantt chart, the load chart, the summary text, the plan the run saved.
 
 * The Gantt chart has one row per worker and one bar per computed partition, from its recorded
   start to its end: failures red, retried partitions outlined and hatched, partitions that started
@@ -9,33 +9,27 @@ has dependencies) and ``report.pdf`` (a summary page, then the same pictures).
 * The load chart compares, per slot, the planned load (``plan.json``: weight / capacity, as
   `WorkPlan.loads` gives it) with the busy time recorded, each as a share of its total so the two
   are comparable.
-* The DAG picture is `agi_core.plan.drawing.draw_plan`'s.
 
-matplotlib is imported only when drawing (`pages.matplotlib_classes`), and used through `Figure` objects on the Agg
-canvas: pyplot's global state is never touched. Every file is written beside its final name and
-renamed into place.
+matplotlib is imported only when drawing (`drawing.matplotlib_classes`), and used through `Figure`
+objects on the Agg canvas: pyplot's global state is never touched.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
-from .pages import WIDTH, first_line, image_page, matplotlib_classes, replace_into, summary_page, timestamp
+from .drawing import WIDTH, first_line, matplotlib_classes, timestamp
 
 if TYPE_CHECKING:
     from ..plan.workplan import WorkPlan
     from ..provenance import PartitionRecord, RunRecord
 
-__all__ = ["REPORT_FILES", "write_report"]
-
-#: the files a report writes into the run folder (dag.png only when the plan has dependencies)
-REPORT_FILES = ("gantt.png", "load.png", "dag.png", "report.pdf")
+__all__ = ["read_plan", "summary_lines"]
 
 MAX_FAILURES = 12  # failures listed on the summary page
 MAX_ROW_LABELS = 60  # Gantt rows (workers) and load bars (slots) with their names written
@@ -233,10 +227,10 @@ def summary_lines(record: RunRecord, line: _Timeline, plan_note: str = "") -> li
     return out
 
 
-# -- writing -----------------------------------------------------------------------------------
+# -- the plan -------------------------------------------------------------------------------------
 
 
-def _read_plan(run_dir: Path, record: RunRecord) -> tuple[WorkPlan | None, str]:
+def read_plan(run_dir: Path, record: RunRecord) -> tuple[WorkPlan | None, str]:
     from ..plan.workplan import WorkPlan
 
     path = run_dir / (record.plan.file or "plan.json")
@@ -246,50 +240,3 @@ def _read_plan(run_dir: Path, record: RunRecord) -> tuple[WorkPlan | None, str]:
         return WorkPlan.load(path), ""
     except AgiError as exc:
         return None, f"{path.name} unreadable ({exc.message.splitlines()[0][:80]}): no planned load"
-
-
-def write_report(record: RunRecord, run_dir: Path | None = None) -> list[Path]:
-    """Write ``record``'s report into ``run_dir`` (default: the folder its manifest was read from).
-    Returns the paths written: gantt.png, load.png, dag.png (when the plan has deps), report.pdf."""
-    PdfPages = matplotlib_classes()[2]
-    if run_dir is None:
-        if not record.path:
-            raise AgiError(f"run {record.run_id}: no run folder to write the report into", fix="pass run_dir")
-        run_dir = Path(record.path).parent
-    run_dir = Path(run_dir)
-    line = _Timeline(record)
-    plan, plan_note = _read_plan(run_dir, record)
-    written: list[Path] = []
-    gantt = _gantt(record, line)
-    replace_into(gantt, run_dir / "gantt.png")
-    written.append(run_dir / "gantt.png")
-    load = _load(record, line, plan, plan_note)
-    replace_into(load, run_dir / "load.png")
-    written.append(run_dir / "load.png")
-    dag_page = None
-    if plan is not None and any(p.deps for p in plan.partitions):
-        from ..plan.drawing import draw_plan
-
-        dag = run_dir / "dag.png"
-        tmp = run_dir / f".dag.tmp{os.getpid()}.png"
-        try:
-            draw_plan(plan, tmp)
-            os.replace(tmp, dag)
-        finally:
-            tmp.unlink(missing_ok=True)
-        written.append(dag)
-        dag_page = image_page(dag, f"{record.app.name} run {record.run_id}: the plan's dependency graph")
-    pdf = run_dir / "report.pdf"
-    tmp = run_dir / f".report.pdf.tmp{os.getpid()}"
-    try:
-        with PdfPages(tmp, metadata={"Title": f"{record.app.name} run {record.run_id}", "Creator": "agi_core"}) as pages:
-            pages.savefig(summary_page(summary_lines(record, line, plan_note)))
-            pages.savefig(gantt)
-            pages.savefig(load)
-            if dag_page is not None:
-                pages.savefig(dag_page)
-        os.replace(tmp, pdf)
-    finally:
-        tmp.unlink(missing_ok=True)
-    written.append(pdf)
-    return written

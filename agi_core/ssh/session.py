@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..atomic import replacing
 from ..errors import AgiError
 from ..hosts import HostAddress
 from ..secret_refs import Secret
@@ -208,9 +209,8 @@ class LocalSession(HostSession):
     async def put(self, local: Path, remote: str) -> None:
         target = Path(os.path.expanduser(remote))
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        await asyncio.to_thread(shutil.copy2, local, tmp)
-        os.replace(tmp, target)
+        with replacing(target) as tmp:
+            await asyncio.to_thread(shutil.copy2, local, tmp)
 
     async def close(self) -> None:
         pass

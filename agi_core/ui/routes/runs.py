@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ...provenance import RunStore
+from ...provenance import RunRecord, RunStore
 from ..actions import IMAGE_SUFFIXES
 from ..files import run_store, safe_name
 from ..records import SORTS, RecordCache, partition_page
@@ -59,7 +59,7 @@ def run_page(request: Request, app: str, run_id: str, message: str = "") -> Resp
     store = run_store(request.app.state.config)
     record = _record(request, app, run_id)
     run_dir = Path(record.path).parent if record.path else store.run_dir(app, run_id)
-    figures = [p.name for p in sorted(run_dir.glob("*.png"))]
+    figures = report_figures(record, run_dir)
     images = sorted(str(p.relative_to(run_dir)) for p in (run_dir / "out").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) \
         if (run_dir / "out").is_dir() else []
     failed = [p for p in record.partitions if p.status == "failed"]
@@ -70,6 +70,13 @@ def run_page(request: Request, app: str, run_id: str, message: str = "") -> Resp
     return render(request, "run.html", page="runs", record=record, figures=figures, images=images, failed=failed[:20],
                   failed_total=len(failed), message=message, live=live, sorts=SORTS, parts=partition_page(record),
                   status="", q="", sort="plan", desc="", bundles=sorted(p.name for p in run_dir.parent.glob(f"{run_id}*.tar.gz")))
+
+
+def report_figures(record: RunRecord, run_dir: Path) -> list[str]:
+    """The report's pictures written so far, of the pages that apply to ``record`` (in page order)."""
+    from ...reports import figure_files
+
+    return figure_files(record, run_dir, written=True)
 
 
 @router.post("/runs/{app}/{run_id}/report")

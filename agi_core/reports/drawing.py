@@ -1,18 +1,16 @@
-"""What the run report (`render.py`) and the pipeline report (`pipeline.py`) draw alike:
-matplotlib's classes (imported only when drawing: `Figure` objects on the Agg canvas, pyplot's
-global state never touched), a page of text, a page holding a picture, a figure written beside its
-final name and renamed into place, and the small readers of record fields both use."""
+"""What the report pages draw alike: matplotlib's classes (imported only when drawing: `Figure`
+objects on the Agg canvas, pyplot's global state never touched), a page of text, a page holding a
+picture, and the small readers of record fields the pages share."""
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import AgiError
 
-__all__ = ["WIDTH", "first_line", "image_page", "matplotlib_classes", "replace_into", "summary_page", "timestamp"]
+__all__ = ["WIDTH", "first_line", "image_page", "matplotlib_classes", "summary_page", "timestamp"]
 
 WIDTH = 110  # characters per summary line
 
@@ -71,11 +69,3 @@ def summary_page(lines: list[str]) -> Any:
         figure.text(0.05, 0.97 - k * 0.0118, text[:WIDTH + 12], fontsize=7, family="monospace", va="top")
     return figure
 
-
-def replace_into(figure: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        figure.savefig(tmp, format=path.suffix.lstrip("."))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
