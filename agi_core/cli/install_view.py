@@ -20,7 +20,7 @@ def print_host_output(event: Event, console: Any = None) -> None:
         from rich.console import Console
         from rich.markup import escape
 
-        (console or Console(stderr=True)).print(f"[dim]{escape(event.host)} {escape(event.step)}[/] {escape(event.line)}", highlight=False)
+        (console or Console(stderr=True)).print(f"[dim]{escape(event.host)} {escape(event.step)}[/] {escape(event.line)}", highlight=False, soft_wrap=True)
 
 
 class InstallView:
