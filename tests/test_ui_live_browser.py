@@ -191,6 +191,8 @@ def test_a_second_ui_server_follows_a_run_it_did_not_start(page, ui):
 
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=24", "args.sleep=0.25", "cluster.pool=false", _fresh()]})
     api(page, ui, "POST", "/api/run/toy")
+    while not [r for r in api(page, ui, "GET", "/api/live")["records"] if r["app"] == "toy"]:  # its process has started it
+        time.sleep(0.1)
     server, thread, base = serve(ui["config"])
     try:
         other = login(page.context.browser, {**ui, "base": base})
