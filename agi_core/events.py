@@ -22,6 +22,7 @@ __all__ = [
     "ClusterReady",
     "Event",
     "EventSink",
+    "HostOutput",
     "HostStep",
     "Notice",
     "PartitionDone",
@@ -196,6 +197,16 @@ class HostStep(Event):
     step: str
     done: bool = False
     failed: bool = False
+
+
+@dataclass(frozen=True)
+class HostOutput(Event):
+    """A line an install step printed on one host (uv, the Cython build), as it is printed."""
+
+    kind: ClassVar[str] = "host_output"
+    host: str
+    line: str
+    step: str = ""
 
 
 @dataclass(frozen=True)
