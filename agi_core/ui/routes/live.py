@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from ...errors import AgiError
-from ..files import run_store, safe_name
 from ..detached import process_of_run
+from ..files import run_store, safe_name
 from ..live import RecordFollower, end_summary, running_records
 from ..rendering import render
 
