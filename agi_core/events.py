@@ -22,6 +22,7 @@ __all__ = [
     "ClusterReady",
     "Event",
     "EventSink",
+    "HostOutput",
     "HostStep",
     "Notice",
     "PartitionDone",
@@ -156,7 +157,8 @@ class PartitionsMoved(Event):
 
 @dataclass(frozen=True)
 class PartitionDone(Event):
-    """One partition finished: ``status`` is ok, failed, skipped or cached."""
+    """One partition finished: the fields of its record (`provenance.PartitionRecord`, the same
+    names) that a watcher needs. ``status`` is ok, failed, skipped or cached."""
 
     kind: ClassVar[str] = "partition_done"
     id: str
@@ -166,6 +168,15 @@ class PartitionDone(Event):
     worker: str = ""
     duration_s: float = 0.0
     error: str | None = None
+    cache: str = ""
+    ran_slot: str = ""  # the slot whose worker ran it, when not ``slot`` (its task moved)
+    job_id: str = ""  # the batch job or pod whose worker ran it
+
+    @classmethod
+    def of(cls, outcome: Any) -> PartitionDone:
+        """The event of a finished partition's `executors.Outcome` (or anything with its record's fields)."""
+        return cls(outcome.id, outcome.slot, outcome.status, outcome.host, outcome.worker, outcome.duration_s, outcome.error,
+                   outcome.cache, outcome.ran_slot, outcome.job_id)
 
 
 @dataclass(frozen=True)
@@ -186,6 +197,16 @@ class HostStep(Event):
     step: str
     done: bool = False
     failed: bool = False
+
+
+@dataclass(frozen=True)
+class HostOutput(Event):
+    """A line an install step printed on one host (uv, the Cython build), as it is printed."""
+
+    kind: ClassVar[str] = "host_output"
+    host: str
+    line: str
+    step: str = ""
 
 
 @dataclass(frozen=True)

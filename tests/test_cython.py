@@ -239,3 +239,18 @@ def test_cython_bit_on_a_local_cluster_compiles_for_its_workers(tmp_path, share,
                                  width=80, height=60, bands=4))
     record = json.loads(result.manifest.read_text())
     assert {p["kernel"] for p in record["partitions"]} == {"cython"} and record["executor"] == "dask"
+
+
+def test_verbose_build_says_each_module_and_the_compiler_commands_on_stderr(tmp_path):
+    """What `agi install` streams into each host's log (`HostOutput`): stdout stays the JSON list."""
+    package = tmp_path / "verbose_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "kernels_cy.pyx").write_text("def square(long i):\n    return i * i\n")
+    done = subprocess.run([sys.executable, "-m", "agi_core.install.cython_build", "--verbose", str(package)], capture_output=True,
+                          text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [str(package.resolve() / f"kernels_cy{EXT}")]
+    lines = done.stderr.splitlines()
+    assert lines[0] == "compiling kernels_cy.pyx (verbose_pkg.kernels_cy)"
+    assert any("Cythonizing" in line for line in lines) and any(" -shared " in line for line in lines)  # Cython, then the link

@@ -185,8 +185,11 @@ def test_cython_bit_compiles_kernels_on_the_host_and_runs_them(rig_hosts, mandel
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     cluster = cluster_for(rig, workers={host.ip: 1}, scheduler=f"{host.ip}:8786", workers_data_path=str(tmp_path),
                           dask={"dashboard_port": None, "start_timeout": 30})
-    report = asyncio.run(AGI.install(mandelbrot_copy, cluster=cluster, modes_enabled="dc"))
+    events = []
+    report = asyncio.run(AGI.install(mandelbrot_copy, cluster=cluster, modes_enabled="dc", on_event=events.append))
     assert report.hosts[0].status in ("installed", "updated"), report.hosts[0].cause
+    output = [(e.step, e.line) for e in events if e.kind == "host_output" and e.host == host.ip]  # streamed over SSH
+    assert ("cython", "compiling kernels_cy.pyx (mandelbrot.kernels_cy)") in output and any(s == "install" for s, _ in output)
     built = host.run("ls /root/.agi/venvs/mandelbrot/lib/python3.11/site-packages/mandelbrot/")
     assert "kernels_cy.cpython-311-x86_64-linux-gnu.so" in built.stdout
     result = asyncio.run(AGI.run(mandelbrot_copy, mode="dc", cluster=cluster, width=120, height=90, bands=4))

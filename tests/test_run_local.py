@@ -220,3 +220,21 @@ def test_a_result_that_cannot_travel_back_fails_its_partition_and_the_record_say
     record = json.loads(info.value.result.manifest.read_text())
     line = next(p for p in record["partitions"] if p["id"] == "p2")
     assert line["status"] == "failed" and "cannot be sent back" in line["error"] and "result_location" not in line
+
+
+def test_a_records_head_is_the_record_without_its_partitions(toy_env, share):
+    """What the RUNS list reads (`read_record_head`): the manifest's fields before its partitions,
+    the same as the whole record's; a running record, or one laid out otherwise, is read whole."""
+    from agi_core.provenance.store import read_record, read_record_head
+
+    with pytest.raises(RunError) as failed:
+        run(toy_env, share, mode=0, n=40, fail_on=[3])
+    manifest = failed.value.result.manifest
+    head, whole = read_record_head(manifest), read_record(manifest)
+    assert head.partitions == [] and len(whole.partitions) == 40
+    assert head.model_dump(exclude={"partitions"}) == whole.model_dump(exclude={"partitions"}) and head.status == "failed"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps(data))  # compact: no head to cut, read whole
+    assert len(read_record_head(manifest).partitions) == 40
+    manifest.write_text(json.dumps({**data, "status": "running"}, indent=1))  # running: its log and heartbeat are judged
+    assert read_record_head(manifest).status == read_record(manifest).status != "failed"

@@ -21,7 +21,7 @@ from agi_core.ui.config import check_bind  # noqa: E402
 
 @pytest.fixture
 def config(apps_copy: Path, share: Path, tmp_path: Path) -> UiConfig:
-    return UiConfig(apps_path=(apps_copy,), app="toy", share=share, steps_file=tmp_path / "lab_steps.toml")
+    return UiConfig(apps_path=(apps_copy,), app="toy", share=share, steps_file=tmp_path / "lab_steps.toml", state=tmp_path / "state")
 
 
 @pytest.fixture
@@ -192,6 +192,20 @@ def test_install_streams_each_hosts_steps_until_it_is_done(api):
     assert last["done"] and not last["failed"] and last["step"] in ("installed", "updated", "unchanged")
 
 
+def test_install_streams_what_uv_prints_into_its_hosts_log(api, apps_copy):
+    """A changed app is installed again: uv's lines come as `host_output` events of that host and
+    step, as they are printed (before the host's last step), not one line per step."""
+    module = next((apps_copy / "toy_project" / "src" / "toy").glob("*.py"))
+    module.write_text(module.read_text() + f"\n# changed {time.time_ns()}\n")  # a new app hash: re-installed
+    job = wait(api, api.post("/api/install/toy").json())
+    assert job["status"] == "ok", job
+    kinds = [e["kind"] for e in job["stream"]]
+    lines = [e for e in job["stream"] if e["kind"] == "host_output"]
+    assert {e["host"] for e in lines} == {"127.0.0.1"} and {e["step"] for e in lines} >= {"install"}
+    assert any(e["line"].startswith(("Installed", "Resolved")) for e in lines), lines
+    assert kinds.index("host_output") < len(kinds) - 1 - kinds[::-1].index("host_step")  # streamed before the host ended
+
+
 def test_a_failed_partition_comes_with_its_error(api):
     api.post("/api/settings/toy", json={"set": ["args.fail_on=[2]"]})
     job = wait(api, api.post("/api/run/toy").json())
@@ -248,3 +262,25 @@ def test_a_running_run_is_cancelled_like_ctrl_c(api, mode):
     assert 0 < len([p for p in record["partitions"] if p["status"] == "ok"]) < 40
     refused = api.post(f"/api/jobs/{job['id']}/cancel")
     assert refused.status_code == 400 and "has ended already" in refused.json()["error"]
+
+
+def test_a_ui_run_runs_in_its_own_process_and_a_killed_one_is_said_so(api, config):
+    """A run from the UI is a detached process (its own session, so `agi ui` stopping does not stop
+    it); one killed before it could say how it went fails with that, and names its output log."""
+    import os
+    import signal
+
+    import psutil
+
+    api.post("/api/settings/toy", json={"set": ["args.n=40", "args.sleep=0.2"]})
+    job = api.post("/api/run/toy").json()
+    while api.get(f"/api/jobs/{job['id']}").json()["events"] < 3:
+        time.sleep(0.05)
+    folder = config.state_dir() / "runs" / job["id"]
+    pid = json.loads((folder / "process.json").read_text())["pid"]
+    assert pid != os.getpid() and os.getsid(pid) == pid != os.getsid(0)  # a session of its own
+    assert "agi_core.ui.run_process" in " ".join(psutil.Process(pid).cmdline())
+    os.kill(pid, signal.SIGKILL)
+    ended = wait(api, job)
+    assert ended["status"] == "failed" and ended["error"] == "the run's process ended (exit status -9) without saying how the run went"
+    assert ended["fix"] == f"its output is in {folder / 'output.log'}"

@@ -154,6 +154,39 @@ def test_run_the_pipeline(page, ui):
     expect(page.locator(".facts")).to_contain_text("render")  # the step's run record names the step
 
 
+def test_a_stale_step_is_refreshed_from_its_row_or_from_the_refused_runs_error(page, ui):
+    """Errors as actions: a step whose app settings changed is reported stale with a refresh button;
+    a pipeline run refused for stale steps offers "Refresh the stale steps" beside its fix."""
+    from agi_core.pipeline import load_pipeline
+
+    settings = settings_file(ui)
+    before = settings.read_text()
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=7"]})  # the "square" step (toy) is stale now
+    try:
+        page.goto(ui["base"] + "/pipeline")
+        square = page.locator('.step[data-step="square"]')
+        expect(square.locator(".stale-note")).to_contain_text("args.n was 6, is now 7")
+        square.locator("#refresh-square").click()
+        expect(square.locator(".stale-note")).to_have_count(0)
+        assert load_pipeline(ui["config"].steps_file).get("square").settings_values["args.n"] == "7"
+
+        api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=8"]})
+        page.goto(ui["base"] + "/pipeline")
+        page.click("#run-all")
+        finish(page, "#steps-panel")
+        expect(page.locator("#steps-panel .job")).to_have_attribute("data-status", "failed")
+        expect(page.locator("#steps-panel .job-result")).to_contain_text("stale step(s), not run: square")
+        page.screenshot(path=str(ui["root"] / "screenshots" / "stale-step-action.png"), full_page=True)
+        page.click("#action-refresh-stale")
+        expect(page.locator('.step[data-step="square"] .stale-note')).to_have_count(0)
+        assert load_pipeline(ui["config"].steps_file).get("square").settings_values["args.n"] == "8"
+    finally:
+        settings.write_text(before)
+    page.goto(ui["base"] + "/pipeline")
+    page.click("#refresh-square")  # back to the module's settings (stale again), for the tests after this one
+    expect(page.locator('.step[data-step="square"] .stale-note')).to_have_count(0)
+
+
 def test_runs_page_filters_and_a_record_shows_its_report(page, ui):
     open_page(page, ui, "/runs", "runs")
     page.select_option('.filters [name="app"]', "mandelbrot")

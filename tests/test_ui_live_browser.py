@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -189,6 +191,8 @@ def test_a_second_ui_server_follows_a_run_it_did_not_start(page, ui):
 
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=24", "args.sleep=0.25", "cluster.pool=false", _fresh()]})
     api(page, ui, "POST", "/api/run/toy")
+    while not [r for r in api(page, ui, "GET", "/api/live")["records"] if r["app"] == "toy"]:  # its process has started it
+        time.sleep(0.1)
     server, thread, base = serve(ui["config"])
     try:
         other = login(page.context.browser, {**ui, "base": base})
@@ -203,3 +207,127 @@ def test_a_second_ui_server_follows_a_run_it_did_not_start(page, ui):
         server.should_exit = True
         thread.join(10)
     api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0"]})
+
+
+def _agi_ui(ui) -> tuple[subprocess.Popen, str, str]:
+    """``agi ui`` as a user starts it, in its own process, on the module's apps, share and state:
+    (process, base URL, token)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "300", "XDG_STATE_HOME": str(ui["config"].state_dir().parents[1])}
+    server = subprocess.Popen([sys.executable, "-m", "agi_core.cli", "ui", "toy", "--apps-path", str(ui["apps"]), "--port", "0",
+                               "--share", str(ui["config"].share), "--file", str(ui["config"].steps_file)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in server.stdout:
+        found = re.search(r"(http://127\.0\.0\.1:\d+)/\?token=([\w-]+)", line)
+        if found:
+            break
+    else:
+        raise AssertionError(f"agi ui printed no URL (exit status {server.wait()})")
+    while True:  # the URL is printed as the socket is bound: it answers once uvicorn runs
+        try:
+            socket.create_connection(("127.0.0.1", int(found[1].rsplit(":", 1)[1])), timeout=1).close()
+            return server, found[1], found[2]
+        except ConnectionRefusedError:
+            assert server.poll() is None, server.stdout.read()
+            time.sleep(0.05)
+
+
+def _run_from_a_ui_that_stops(page, ui, pool: bool) -> str:
+    """Start a run from a separate `agi ui`, wait for its first partitions, stop that server as
+    Ctrl-C does; returns the run's id (its process still runs)."""
+    from agi_core.ui.detached import process_of_run
+
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=24", "args.sleep=0.3", f"cluster.pool={str(pool).lower()}",
+                                                         'cluster.workers={"127.0.0.1" = 2}', _fresh()]})
+    server, base, token = _agi_ui(ui)
+    try:
+        auth = {"Authorization": f"Bearer {token}"}
+        job = page.request.post(base + "/api/run/toy", headers=auth).json()
+        while (state := page.request.get(f"{base}/api/jobs/{job['id']}", headers=auth).json())["events"] < 5:
+            assert state["status"] == "running", state
+            time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(30) in (0, 130)  # 130: stopped by Ctrl-C
+    run_id = _run_ids(page, ui)[0]
+    assert process_of_run(ui["config"].state_dir(), run_id) is not None  # its server stopped; it did not
+    return run_id
+
+
+def test_a_ui_run_outlives_agi_ui_and_a_restarted_server_follows_it_to_the_end(page, ui):
+    run_id = _run_from_a_ui_that_stops(page, ui, pool=False)
+    page.goto(ui["base"] + "/orchestrate?app=toy")  # the module's server: as `agi ui` started again
+    job = page.locator("#run-panel .job[data-events]")  # followed from the record
+    expect(job).to_have_count(1)
+    expect(job.locator(".cancel")).to_be_visible()  # a UI-started run: its process is found, it can be stopped
+    expect(page.locator("#run-panel .gantt rect")).not_to_have_count(0)
+    page.screenshot(path=str(ui["root"] / "screenshots" / "run-after-agi-ui-restarted.png"), full_page=True)
+    finish(page, "#run-panel")
+    expect(job).to_have_attribute("data-status", "ok")
+    expect(job).to_have_attribute("data-progress", "100")
+    expect(page.locator("#run-panel .gantt rect")).to_have_count(24)
+    assert api(page, ui, "GET", f"/api/runs/toy/{run_id}")["totals"]["ok"] == 24
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0", "cluster.workers={}"]})
+
+
+def test_a_restarted_server_cancels_a_ui_run_and_everything_it_started(page, ui):
+    from agi_core.ui.detached import process_of_run
+
+    run_id = _run_from_a_ui_that_stops(page, ui, pool=True)
+    run = psutil.Process(process_of_run(ui["config"].state_dir(), run_id).pid)
+    started = [run, *run.children(recursive=True)]  # the run and its pool processes
+    assert len(started) > 1
+    page.goto(f"{ui['base']}/runs/toy/{run_id}")
+    job = page.locator("#run-live .job[data-events]")
+    expect(job).to_have_count(1)
+    job.locator(".cancel").click()
+    finish(page, "#run-live")
+    expect(job).to_have_attribute("data-status", "cancelled")
+    record = api(page, ui, "GET", f"/api/runs/toy/{run_id}")
+    assert record["status"] == "interrupted" and record["totals"]["ok"] < 24
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert [p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "args.sleep=0.0", "cluster.pool=false", "cluster.workers={}"]})
+
+
+def test_a_cluster_runs_page_offers_the_dask_dashboards_key_plots(page, ui):
+    """While a cluster run runs, its record page links and frames the dashboard's key plots
+    (routes distributed serves); a cluster without a dashboard says why, not a dead link."""
+    from agi_core.ui.dashboard import PLOTS
+
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=16", "args.sleep=0.4", "cluster.pool=false", "cluster.cluster_enabled=true",
+                                                         'cluster.workers={"127.0.0.1" = 2}', _fresh()]})
+    api(page, ui, "POST", "/api/run/toy")
+    while not (live := [r for r in api(page, ui, "GET", "/api/live")["records"] if r["app"] == "toy"]):
+        time.sleep(0.1)
+    run_id = live[0]["run_id"]
+    page.goto(f"{ui['base']}/runs/toy/{run_id}")
+    links = page.locator("#run-live .dashboard-links a[data-plot]")
+    expect(links).to_have_count(len(PLOTS))
+    page.locator("#run-live .dash-plots summary").click()
+    frames = page.locator("#run-live .dash-plots iframe")
+    expect(frames).to_have_count(len(PLOTS))
+    for i, (path, _) in enumerate(PLOTS):
+        src = frames.nth(i).get_attribute("src")
+        assert src.endswith("/" + path) and page.request.get(src).ok, src  # distributed serves it while the run runs
+    expect(page.frame_locator("#run-live .dash-plots iframe").first.locator(".bk-Figure, .bk-root, div").first).to_be_attached()
+    page.screenshot(path=str(ui["root"] / "screenshots" / "dashboard-plots.png"), full_page=True)
+    finish(page, "#run-live")
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "cluster.cluster_enabled=false", "cluster.workers={}"]})
+
+
+def test_a_cluster_run_where_bokeh_is_missing_says_so_instead_of_a_dead_link(page, ui, tmp_path, monkeypatch):
+    hidden = tmp_path / "no-bokeh"
+    hidden.mkdir()
+    (hidden / "sitecustomize.py").write_text("import sys\nsys.modules['bokeh'] = None  # bokeh cannot be imported here\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(hidden), os.environ.get("PYTHONPATH")) if p))  # the run's process
+    monkeypatch.setitem(sys.modules, "bokeh", None)  # and this server's
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=4", "args.sleep=0.0", "cluster.pool=false", "cluster.cluster_enabled=true",
+                                                         'cluster.workers={"127.0.0.1" = 1}', _fresh()]})
+    page.goto(ui["base"] + "/orchestrate?app=toy")
+    page.click("#run-button")
+    finish(page, "#run-panel")
+    expect(page.locator("#run-panel .job")).to_have_attribute("data-status", "ok")
+    expect(page.locator("#run-panel .job .no-dashboard")).to_have_text(
+        "no Dask dashboard: bokeh is not installed here (pip install bokeh, then run again)")
+    expect(page.locator("#run-panel .job .dashboard-links")).to_have_count(0)
+    api(page, ui, "POST", "/api/settings/toy", {"set": ["args.n=6", "cluster.cluster_enabled=false", "cluster.workers={}"]})

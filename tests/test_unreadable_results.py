@@ -126,7 +126,7 @@ def test_mode_0_a_cache_entry_it_cannot_load_is_computed_again_here(toy_env, sha
     assert p2.status == "ok" and "toy_private_cached" in p2.note
     # a sound entry this process could not load is not damage: it is kept (with the fix), not deleted
     assert p2.cache != "corrupt" and "install toy_private_cached" in p2.note and "the entry is kept" in p2.note
-    assert p2.key in CacheStore.for_app(share, "toy").view([p2.key])
+    assert p2.cache_key in CacheStore.for_app(share, "toy").view([p2.cache_key])
 
 
 class _LoadsOnlyIn:

@@ -54,7 +54,8 @@ def ui(tmp_path_factory):
     shutil.copytree(TEST_APPS, apps, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     shutil.copytree(ROOT / "apps" / "mandelbrot_project", apps / "mandelbrot_project",
                     ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info", "*.so", "*.c"))
-    config = UiConfig(apps_path=(apps,), app="toy", share=root / "share", steps_file=root / "lab_steps.toml", port=0)
+    config = UiConfig(apps_path=(apps,), app="toy", share=root / "share", steps_file=root / "lab_steps.toml", port=0,
+                      state=root / "xdg-state" / "agi_core" / "ui")
     server, thread, base = serve(config)
     (root / "screenshots").mkdir()
     state = {"config": config, "base": base, "root": root, "apps": apps, "timings": {}, "server": server}

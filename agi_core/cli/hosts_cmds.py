@@ -34,14 +34,16 @@ def install_command(ctx: click.Context, app: str, scheduler: str | None, workers
     """
     from ..agi import AGI
     from ..install import InstallError
-    from .install_view import InstallView
+    from .install_view import InstallView, print_host_output
 
     cluster = cluster_overrides(assignments, scheduler, workers)
     env = env_for(ctx, app)
     show = sys.stderr.isatty() if progress is None else progress
+    verbose = bool((ctx.obj or {}).get("verbose"))  # -v: what uv and the Cython build print, per host
     try:
-        with InstallView() if show else contextlib.nullcontext() as view:
-            report = asyncio.run(AGI.install(env, modes_enabled=modes, cluster=cluster or None, on_event=view))
+        with InstallView(output=verbose) if show else contextlib.nullcontext() as view:
+            sink = view or (print_host_output if verbose else None)
+            report = asyncio.run(AGI.install(env, modes_enabled=modes, cluster=cluster or None, on_event=sink))
     except InstallError as exc:
         _print_install(exc.report, as_json)
         raise

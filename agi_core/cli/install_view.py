@@ -9,9 +9,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..events import Event, HostStep
+from ..events import Event, HostOutput, HostStep
 
-__all__ = ["InstallView"]
+__all__ = ["InstallView", "print_host_output"]
+
+
+def print_host_output(event: Event, console: Any = None) -> None:
+    """``agi -v install`` without the live table: what each host's uv and Cython build print."""
+    if isinstance(event, HostOutput):
+        from rich.console import Console
+        from rich.markup import escape
+
+        (console or Console(stderr=True)).print(f"[dim]{escape(event.host)} {escape(event.step)}[/] {escape(event.line)}", highlight=False, soft_wrap=True)
 
 
 class InstallView:
@@ -22,7 +31,8 @@ class InstallView:
     final per-host report is printed by the command once the install has finished.
     """
 
-    def __init__(self, *, console: Any = None) -> None:
+    def __init__(self, *, console: Any = None, output: bool = False) -> None:
+        self._output = output  # `agi -v install`: each host's command output above the table
         self._steps: dict[str, HostStep] = {}
         self._started: dict[str, float] = {}
         self._console = console
@@ -42,6 +52,8 @@ class InstallView:
             self._live = None
 
     def __call__(self, event: Event) -> None:
+        if self._output and isinstance(event, HostOutput):
+            print_host_output(event, self._live.console if self._live is not None else self._console)
         if not isinstance(event, HostStep):
             return
         self._started.setdefault(event.host, time.perf_counter())

@@ -251,7 +251,7 @@ def print_why(data: dict[str, Any]) -> None:
 def print_key_dump(run_id: str, dump: dict[str, Any]) -> None:
     """``agi runs show RUN --dump-keys``: what each partition's cache key was made from (as
     Nextflow's ``-dump-hashes``): the parts every key shares, then per partition its key, the args
-    it reads with their values, its payload digest and its dependencies' keys."""
+    it reads with their values, its payload fingerprint and its dependencies' keys."""
     out = console()
     out.print(f"[bold]cache keys of run {run_id}[/]: format {dump['format']}, code {dump['code']}, kernel {escape(dump['kernel'])}")
     for pid, part in dump["partitions"].items():

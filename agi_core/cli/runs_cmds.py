@@ -72,7 +72,7 @@ def runs_list(ctx: click.Context, app: str | None, share: Path | None, limit: in
                    "since the latest earlier run that had it, or why an unchanged key was computed anyway.")
 @click.option("--dump-keys", is_flag=True,
               help="Print what every partition's cache key (only ID's, with --why) was made from: the args it reads "
-                   "with their values, its payload digest, its dependencies' keys.")
+                   "with their values, its payload fingerprint, its dependencies' keys.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON (with --why / --dump-keys: their data).")
 @click.pass_context
 def runs_show(ctx: click.Context, run: str, app: str | None, share: Path | None, all_partitions: bool, why: str | None,

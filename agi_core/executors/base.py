@@ -68,7 +68,10 @@ class JobSpec:
 
 @dataclass(slots=True)
 class Outcome:
-    """What happened to one partition. ``result`` is the value `App.work` returned.
+    """What happened to one partition: its record (`provenance.PartitionRecord`: the same fields,
+    the same names; its log line is `provenance.lines.partition_line`), and beside it what only
+    the run needs while it runs: ``result`` (the value `App.work` returned), ``line`` (the
+    record line, made where it ran) and ``digest`` (an audited result's SHA-256).
 
     ``retries``: how often it started before on a worker that was lost (its ``work()`` ran that
     many times more). ``status``: ``ok``, ``failed``, ``skipped`` (a dependency did not succeed) or ``cached`` (its
@@ -76,8 +79,8 @@ class Outcome:
     (its entry was damaged, and it was computed again), ``untrusted`` (its entry did not
     authenticate under the owner's key: never loaded, computed again), ``audited`` (a hit recomputed for
     the audit, same result) or ``mismatch`` (a hit recomputed for the audit, another result: it
-    replaced the entry), empty without the cache; ``key`` its cache key; ``location`` where its
-    result is kept (a cache entry's path); ``digest`` the SHA-256 of an audited result's pickle.
+    replaced the entry), empty without the cache; ``cache_key`` its cache key; ``result_location``
+    where its result is kept (a cache entry's path).
     """
 
     id: str
@@ -96,11 +99,11 @@ class Outcome:
     result: Any = field(default=None, repr=False)
     line: bytes = field(default=b"", repr=False)  # its record line, made where it ran (`provenance.lines`); emptied once recorded
     cache: str = ""
-    key: str = ""
-    location: str = ""
+    cache_key: str = ""
+    result_location: str = ""
     job_id: str = ""  # the batch job or pod whose worker ran it (`JobSpec.job_id_env`); "" outside one
     #: files work() opened for reading that are not among its declared inputs (`file_reads`)
-    undeclared: tuple[str, ...] = ()
+    undeclared_reads: tuple[str, ...] = ()
     digest: str = ""  # an audited result's SHA-256 (``cache`` audited or mismatch); "" otherwise
     #: the slot whose worker ran it when that is not ``slot`` (Dask moved its task off a lost worker); "" otherwise
     ran_slot: str = ""
@@ -114,15 +117,20 @@ class Outcome:
         # which matters when a pool slot sends back 50,000 outcomes.
         return (Outcome, (self.id, self.slot, self.status, self.host, self.worker, self.start, self.end, self.kernel,
                           self.device, self.error, self.note, self.retries, self.outputs, self.result, self.line, self.cache,
-                           self.key, self.location, self.job_id, self.undeclared, self.digest, self.ran_slot))
+                          self.cache_key, self.result_location, self.job_id, self.undeclared_reads, self.digest, self.ran_slot))
 
     def add_note(self, more: str) -> None:
         """Append ``more`` to the note (`NOTE_SEPARATOR` between them)."""
         self.note = f"{self.note}{NOTE_SEPARATOR}{more}" if self.note else more
 
     @property
-    def duration(self) -> float:
+    def duration_s(self) -> float:
         return max(0.0, self.end - self.start)
+
+    @property
+    def cache_hit(self) -> bool:
+        """Its result was known before dispatch (status ``cached``)."""
+        return self.status == "cached"
 
 
 @dataclass(frozen=True)

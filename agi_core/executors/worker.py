@@ -91,7 +91,7 @@ class PartitionRunner:
                           error, kernels.note, 0, tuple(ctx.outputs), result)
         outcome.job_id = self.job_id
         if watch is not None and watch.count:
-            outcome.undeclared = self._shown(watch)
+            outcome.undeclared_reads = self._shown(watch)
         if key and self.cache is not None:
             self._store(outcome, key, audit)
         outcome.line = partition_line(outcome)
@@ -118,7 +118,7 @@ class PartitionRunner:
 
     def _store(self, outcome: Outcome, key: str, audit: str = "") -> None:
         """Put an ok result in the cache; a failure to store is noted, never the partition's failure."""
-        outcome.key, outcome.cache = key, "miss"
+        outcome.cache_key, outcome.cache = key, "miss"
         if outcome.status != "ok":
             return
         if outcome.kernel != self.job.cache_kernel:
@@ -134,14 +134,14 @@ class PartitionRunner:
             meta = buffer.meta
             if meta.get("kernel") != outcome.kernel or meta.get("worker") != outcome.worker:
                 meta = buffer.meta = {"run_id": self.job.run_id, "kernel": outcome.kernel, "worker": outcome.worker}
-            if outcome.undeclared:  # kept with the entry: a run that takes it from the cache says so again
-                meta = {**meta, "undeclared": list(outcome.undeclared)}
+            if outcome.undeclared_reads:  # kept with the entry: a run that takes it from the cache says so again
+                meta = {**meta, "undeclared": list(outcome.undeclared_reads)}
             location = buffer.writer.add_result(key, outcome.result, outcome.id, meta, out_dir=self.job.out_dir,
                                                 outputs=outcome.outputs, replace=outcome.id in self._refresh)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
             outcome.add_note(failure_note(exc))
             return
-        outcome.cache, outcome.location = "stored", location
+        outcome.cache, outcome.result_location = "stored", location
         buffer.unflushed.append(outcome)
 
     def _put(self, outcome: Outcome, key: str, *, replace: bool) -> bool:
@@ -152,7 +152,7 @@ class PartitionRunner:
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
             outcome.add_note(failure_note(exc))
             return False
-        outcome.cache, outcome.location = "stored", str(path)
+        outcome.cache, outcome.result_location = "stored", str(path)
         return True
 
     def _audit_result(self, outcome: Outcome, key: str, expected: str) -> None:
@@ -211,9 +211,9 @@ class PartitionRunner:
         if not failed:
             return
         for outcome in pending:
-            exc = failed.get(outcome.location)
+            exc = failed.get(outcome.result_location)
             if exc is not None:
-                outcome.cache, outcome.location = "miss", ""
+                outcome.cache, outcome.result_location = "miss", ""
                 outcome.add_note(failure_note(exc))
                 outcome.line = partition_line(outcome)
 

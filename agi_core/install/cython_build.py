@@ -25,6 +25,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ..atomic import replacing
@@ -44,9 +45,10 @@ OPENMP_ARGS = ("-fopenmp",)
 _CYTHON_FAILED, _C_FAILED = 3, 4
 
 _CHILD = r"""
-import json, sys
+import json, logging, sys
 from pathlib import Path
 spec = json.loads(sys.argv[1])
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)  # setuptools says each compiler command
 from Cython.Build import cythonize
 from setuptools import Distribution, Extension
 include = []
@@ -58,7 +60,7 @@ except ImportError:
 extension = Extension(spec["name"], [spec["pyx"]], include_dirs=include, extra_compile_args=spec["args"],
                       extra_link_args=spec["link_args"])
 try:
-    modules = cythonize([extension], build_dir=spec["tmp"], quiet=True, language_level=3, force=True)
+    modules = cythonize([extension], build_dir=spec["tmp"], quiet=False, language_level=3, force=True)
 except BaseException as exc:
     print(f"Cython: {type(exc).__name__}: {exc}", file=sys.stderr)
     sys.exit(3)
@@ -120,10 +122,11 @@ def _c_compiler() -> str | None:
     return shutil.which(cc[-1]) or shutil.which("gcc") or shutil.which("clang")
 
 
-def build_in_place(package_dir: Path) -> list[Path]:
+def build_in_place(package_dir: Path, echo: Callable[[str], None] | None = None) -> list[Path]:
     """Compile every .pyx under ``package_dir`` (a package folder) and return the built modules.
 
-    Quiet on success. Raises `AgiError` naming the .pyx and the cause (no C compiler, Cython or
+    Quiet on success, unless ``echo`` is given: it gets each module's name, then what Cython and
+    the compiler printed, line by line (``agi install`` streams them to the host's log). Raises `AgiError` naming the .pyx and the cause (no C compiler, Cython or
     setuptools missing, a Cython or C error, with the tail of the compiler's output) and the fix.
     """
     package_dir = Path(package_dir).resolve()
@@ -141,6 +144,8 @@ def build_in_place(package_dir: Path) -> list[Path]:
     built = []
     for pyx in sources:
         name = ".".join([package_dir.name, *pyx.relative_to(package_dir).with_suffix("").parts])
+        if echo is not None:
+            echo(f"compiling {pyx.name} ({name})")
         with tempfile.TemporaryDirectory(prefix="agi-cython-") as tmp:
             args, link_args = compile_args(pyx)
             spec = {"name": name, "pyx": str(pyx), "tmp": tmp, "args": args, "link_args": link_args}
@@ -150,6 +155,10 @@ def build_in_place(package_dir: Path) -> list[Path]:
             except subprocess.TimeoutExpired:
                 raise AgiError(f"compiling {pyx} took more than 15 minutes", fix="check the host's load and its C compiler") from None
             marker = [line for line in done.stdout.splitlines() if line.startswith("AGI-BUILT ")]
+            if echo is not None:
+                for line in (done.stdout + done.stderr).splitlines():
+                    if line.strip() and not line.startswith("AGI-BUILT "):
+                        echo(line)
             if done.returncode != 0 or not marker:
                 raise _build_error(pyx, done)
             target = _compiled(pyx)
@@ -189,12 +198,15 @@ def _package_dir(argument: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    verbose = "--verbose" in args
+    args = [a for a in args if a != "--verbose"]
     if len(args) != 1 or args[0] in ("-h", "--help"):
-        print("usage: python -m agi_core.install.cython_build PACKAGE_DIR_OR_IMPORT_NAME\n"
-              "Compile every .pyx in the package in place; print the built files as JSON.")
+        print("usage: python -m agi_core.install.cython_build [--verbose] PACKAGE_DIR_OR_IMPORT_NAME\n"
+              "Compile every .pyx in the package in place; print the built files as JSON.\n"
+              "--verbose: each module's name and the compiler's output, on stderr.")
         return 0 if args and args[0] in ("-h", "--help") else 2
     try:
-        built = build_in_place(_package_dir(args[0]))
+        built = build_in_place(_package_dir(args[0]), echo=(lambda line: print(line, file=sys.stderr, flush=True)) if verbose else None)
     except AgiError as exc:
         print(f"error: {exc.message}\nfix: {exc.fix}", file=sys.stderr)
         return 1

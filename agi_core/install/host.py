@@ -17,7 +17,7 @@ from typing import Any
 from ..capabilities import HostInfo, probe
 from ..env import AgiEnv
 from ..errors import AgiError
-from ..events import EventSink, HostStep, ignore
+from ..events import EventSink, HostOutput, HostStep, ignore
 from ..execution_shape import ExecutionShape
 from ..gpus import LIBRARY_PROBE, gpu_workers, remember_gpus
 from ..kernel_kinds import kind
@@ -104,7 +104,8 @@ async def install_host(host: str, roles: list[str], ctx: InstallContext, on_even
     try:
         on_event(HostStep(host, "connect"))
         async with await open_session(host, ctx.cluster.ssh) as session:
-            await _install(session, report, ctx, lambda step: on_event(HostStep(host, step)))
+            await _install(session, report, ctx, lambda step: on_event(HostStep(host, step)),
+                           lambda step: lambda line: on_event(HostOutput(host, line, step)))
     except SshError as exc:
         report.status, report.cause, report.fix = "failed", exc.message.removeprefix(f"{exc.host}: "), exc.fix
     except AgiError as exc:
@@ -116,7 +117,10 @@ async def install_host(host: str, roles: list[str], ctx: InstallContext, on_even
     return report
 
 
-async def _install(session: HostSession, report: HostReport, ctx: InstallContext, step: Callable[[str], None]) -> None:
+async def _install(session: HostSession, report: HostReport, ctx: InstallContext, step: Callable[[str], None],
+                   output: Callable[[str], Callable[[str], None]] = lambda step: lambda line: None) -> None:
+    """The steps of one host's install; ``output(step)`` takes the lines a step's command prints
+    (uv, the Cython build), as `HostOutput` events."""
     paths = remote_paths(ctx.cluster, ctx.env.name)
     step("probe")
     info = await probe(session, agi_root=paths["root"])
@@ -144,22 +148,23 @@ async def _install(session: HostSession, report: HostReport, ctx: InstallContext
     if rebuild_venv:
         step("venv")
         python = ctx.cluster.install.python or info.python
-        await session.run(f"{UV_ENV} {shell_path(uv)} venv -q --clear --python {shlex.quote(python)} {shell_path(venv)}",
-                          what="uv venv")
+        await session.run(f"{UV_ENV} {shell_path(uv)} venv --clear --python {shlex.quote(python)} {shell_path(venv)}",
+                          what="uv venv", on_line=output("venv"))
     step("install")
     reinstall = []
     if rebuild_venv or not current or current.get("agi_hash") != wanted["agi_hash"]:
         reinstall.append("agi-orchestrator")
     if rebuild_venv or not current or current.get("app_hash") != wanted["app_hash"]:
         reinstall.append(ctx.distribution)
-    await session.run(_install_command(uv, venv, paths, artifacts, reinstall, ctx), what="uv pip install")
+    await session.run(_install_command(uv, venv, paths, artifacts, reinstall, ctx), what="uv pip install", on_line=output("install"))
 
     if "cython" in ctx.shape.builds and _has_pyx(artifacts):
         step("cython")
         if not info.cc:
             raise AgiError(f"the cython bit is enabled but {session.host} has no C compiler",
                            fix=f"install gcc on {session.host}, or leave the cython bit out of modes_enabled")
-        await session.run(f"{shell_path(venv)}/bin/python -m agi_core.install.cython_build {shlex.quote(ctx.package)}", what="building Cython kernels")
+        await session.run(f"{shell_path(venv)}/bin/python -m agi_core.install.cython_build --verbose {shlex.quote(ctx.package)}",
+                          what="building Cython kernels", on_line=output("cython"))
     for module in warm_modules(ctx):  # a JIT's kernels compiled once per host, into its on-disk cache
         step(f"warm {module}")
         await session.run(f"{shell_path(venv)}/bin/python -m agi_core.install.warm {shlex.quote(ctx.package)} {shlex.quote(module)}",
@@ -249,7 +254,7 @@ def _install_command(uv: str, venv: str, paths: dict[str, str], artifacts: Artif
     flags = " ".join(f"--reinstall-package {shlex.quote(name)}" for name in reinstall)
     # The lock is the complete, pinned closure, so --no-deps: nothing outside it gets resolved
     # (agi_core's manager-only dependencies stay off the workers).
-    return (f"{UV_ENV} {uv_cmd} pip install -q --no-deps --python {shell_path(venv)}/bin/python {source} {flags} "
+    return (f"{UV_ENV} {uv_cmd} pip install --no-deps --python {shell_path(venv)}/bin/python {source} {flags} "
             f"-r {shell_path(paths['lock'])} {wheelhouse}/{artifacts.agi_wheel} {wheelhouse}/{artifacts.app_wheel}")
 
 

@@ -24,7 +24,10 @@ from ..share_access import ShareAccess, check_folder
 from .model import READABLE_SCHEMAS, AppRecord, InFlightRecord, PartitionRecord, RunRecord
 from .writer import HEARTBEAT_FILE, IN_FLIGHT_FILE, LOG_FILE, MANIFEST_FILE, read_failure
 
-__all__ = ["PID_REUSE_S", "STALE_S", "RunStore", "iso", "new_run_id", "read_record"]
+__all__ = ["PID_REUSE_S", "STALE_S", "RunStore", "iso", "new_run_id", "read_record", "read_record_head"]
+
+HEAD_BYTES = 1 << 16  # a manifest's fields before its partitions fit in this (a few KiB)
+_PARTITIONS_KEY = b'\n "partitions": ['  # the last top-level key, as the writer lays it out (indent 1)
 
 STALE_S = 30.0  # a running record of another host whose heartbeat is older than this is abandoned
 PID_REUSE_S = 600.0  # on this host, a live pid with a heartbeat this old is another process now
@@ -56,15 +59,24 @@ def read_record(path: Path, access: ShareAccess | None = None) -> RunRecord:
     path = Path(path)
     _refused(path, access or ShareAccess())
     try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
-            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-            raise AgiError(f"{path}: not a run record (schema {found!r}; this agi_core reads {', '.join(READABLE_SCHEMAS)})",
-                           fix="a newer agi_core may read it; or remove the folder")
-        record = RunRecord.model_validate(data)
-    except (OSError, json.JSONDecodeError, ValidationError) as exc:
-        raise AgiError(f"{path}: unreadable run record ({type(exc).__name__}: {str(exc).splitlines()[0]})",
-                       fix="inspect or remove that run's folder") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AgiError(f"{path}: unreadable run record ({type(exc).__name__}: {exc})", fix="inspect or remove that run's folder") from None
+    try:  # parsed and validated in one pass (twice as fast at 10,000 partitions: the record page opens it)
+        record = RunRecord.model_validate_json(raw)
+    except ValidationError:
+        record = None
+    if record is None or record.schema_ not in READABLE_SCHEMAS:  # the slow path says what is wrong
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
+                found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+                raise AgiError(f"{path}: not a run record (schema {found!r}; this agi_core reads {', '.join(READABLE_SCHEMAS)})",
+                               fix="a newer agi_core may read it; or remove the folder")
+            record = RunRecord.model_validate(data)
+        except (ValueError, ValidationError) as exc:
+            raise AgiError(f"{path}: unreadable run record ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+                           fix="inspect or remove that run's folder") from None
     record.path = str(path)
     _reroot(record, path.parent)
     if record.status == "running":
@@ -72,6 +84,31 @@ def read_record(path: Path, access: ShareAccess | None = None) -> RunRecord:
         _judge(record, path.parent)
         if record.status == "running":
             record.in_flight = _in_flight(path.parent)
+    return record
+
+
+def read_record_head(path: Path, access: ShareAccess | None = None) -> RunRecord:
+    """A record that ended, without its partitions, from the head of its manifest only: what a list
+    of runs shows. Reading and validating the 10,000 partitions of a run to list it took 100 ms;
+    the head takes well under one. A running record (its log is folded in and its status judged),
+    or a manifest laid out otherwise, is read whole by `read_record`."""
+    path = Path(path)
+    _refused(path, access or ShareAccess())
+    try:
+        with path.open("rb") as f:
+            head = f.read(HEAD_BYTES)
+        cut = head.find(_PARTITIONS_KEY)
+        data = json.loads(head[:cut].rstrip().rstrip(b",") + b"}") if cut > 0 else None
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS or data.get("status") == "running":
+        return read_record(path, access)
+    try:
+        record = RunRecord.model_validate(data)
+    except ValidationError:
+        return read_record(path, access)
+    record.path = str(path)
+    _reroot(record, path.parent)
     return record
 
 

@@ -179,8 +179,8 @@ class RunCache:
             location, kernel, slot = entry.location, entry.kernel, slot_of.get(pid, "")
             digests[pid] = entry.sha256
             names = tuple(entry.outputs) if entry.described else ()
-            outcome = Outcome(pid, slot, "cached", note=_HIT_NOTE, result=entry.result, outputs=names, cache="hit", key=key,
-                              location=location, kernel=kernel, undeclared=entry.undeclared)
+            outcome = Outcome(pid, slot, "cached", note=_HIT_NOTE, result=entry.result, outputs=names, cache="hit", cache_key=key,
+                              result_location=location, kernel=kernel, undeclared_reads=entry.undeclared)
             # what its work() read without declaring, when it was computed, is warned again (the generic line says it)
             outcome.line = partition_line(outcome) if entry.undeclared else lines.line(pid, slot, kernel, location, key, names)
             hits[pid] = known[pid] = outcome  # the hit is its own known result (no second object per hit)
@@ -225,7 +225,7 @@ class RunCache:
             return None
         if outcome.cache == "audited":
             self.audit.matched += 1
-            outcome.location = hit.location
+            outcome.result_location = hit.result_location
             outcome.line = partition_line(outcome)
         elif outcome.cache == "mismatch":
             cached = self.digests[outcome.id]

@@ -281,14 +281,13 @@ class Runner:
                 if notice is not None:
                     self.emit(notice)
             # the key arrived as a copy from the worker: keep the run's own string (100 MB at 1,000,000 partitions)
-            outcome.key = cache.keys.keys.get(outcome.id, outcome.key) if outcome.key else outcome.key
+            outcome.cache_key = cache.keys.keys.get(outcome.id, outcome.cache_key) if outcome.cache_key else outcome.cache_key
         self.outcomes[outcome.id] = outcome
         self._not_ok += outcome.status not in ("ok", "cached")
         self.writer.add(outcome.id, outcome.line or partition_line(outcome))
         outcome.line = b""  # the record's log has it now: 1,000,000 lines are 300 MB the manager need not keep
         if self._partition_events:  # 100,000 events nobody reads cost a third of a second
-            self.emit(PartitionDone(outcome.id, outcome.slot, outcome.status, outcome.host, outcome.worker,
-                                    outcome.duration, outcome.error))
+            self.emit(PartitionDone.of(outcome))
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
@@ -304,8 +303,7 @@ class Runner:
         if self._partition_events or self.on_outcome is not None:
             for outcome in hits:
                 if self._partition_events:
-                    self.emit(PartitionDone(outcome.id, outcome.slot, outcome.status, outcome.host, outcome.worker,
-                                            outcome.duration, outcome.error))
+                    self.emit(PartitionDone.of(outcome))
                 if self.on_outcome is not None:
                     self.on_outcome(outcome)
 
@@ -344,11 +342,11 @@ class Runner:
 
     def _check_reads(self) -> None:
         """One warning per run naming the files partitions read without declaring them."""
-        readers = [o for o in self.outcomes.values() if o.undeclared]
+        readers = [o for o in self.outcomes.values() if o.undeclared_reads]
         if not readers:
             return
         assert self.record is not None
-        paths = list(dict.fromkeys(path for o in readers for path in o.undeclared if not path.startswith("… and")))
+        paths = list(dict.fromkeys(path for o in readers for path in o.undeclared_reads if not path.startswith("… and")))
         shown = ", ".join(paths[:3]) + (" …" if len(paths) > 3 else "")
         cached = sum(o.status == "cached" for o in readers)
         served = (f", {cached} of them taken from the cache, which would not have seen those files change"

@@ -52,7 +52,7 @@ class Watchdog:
     def finished(self, outcome: Outcome) -> None:
         """Count a computed partition's time in the rate (cache hits and skips took none)."""
         if outcome.status in ("ok", "failed") and outcome.end > outcome.start > 0:
-            self.meter.add(weight=self.weight_of(outcome.id), seconds=outcome.duration)
+            self.meter.add(weight=self.weight_of(outcome.id), seconds=outcome.duration_s)
 
     async def run(self) -> None:
         """Check every `TICK_S` until cancelled; a failed check is logged and the next one tried."""

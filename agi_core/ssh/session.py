@@ -104,12 +104,22 @@ class HostSession(abc.ABC):
         it dies, because the kernel then closes the pipe or the SSH connection. A watch on the
         manager, for processes that must not outlive it."""
 
+    async def _run_lines(self, command: str, input: str | None, on_line: Callable[[str], None]) -> CommandResult:
+        """`_run`, giving each line of stdout and stderr to ``on_line`` as it is printed. This
+        default gives them once the command ended; sessions that can stream override it."""
+        result = await self._run(command, input)
+        for line in (result.stdout + result.stderr).splitlines():
+            on_line(line)
+        return result
+
     async def run(self, command: str, *, check: bool = True, timeout: float | None = None, input: str | None = None,
-                  what: str | None = None) -> CommandResult:
-        """Run ``command`` with bash; with ``check``, a non-zero exit is an `SshError` naming ``what``."""
+                  what: str | None = None, on_line: Callable[[str], None] | None = None) -> CommandResult:
+        """Run ``command`` with bash; with ``check``, a non-zero exit is an `SshError` naming ``what``;
+        ``on_line`` gets each line it prints (stdout and stderr), as it prints it."""
         limit = timeout or self.timeout
         try:
-            result = await asyncio.wait_for(self._run(command, input), limit)
+            running = self._run(command, input) if on_line is None else self._run_lines(command, input, on_line)
+            result = await asyncio.wait_for(running, limit)
         except (asyncio.TimeoutError, TimeoutError):
             raise SshError(self.host, f"{what or 'command'} timed out after {limit:g} s", shlex.quote(command)[:200],
                            fix="check the host's load, or raise [cluster.ssh] command_timeout") from None
@@ -180,6 +190,22 @@ class LocalSession(HostSession):
             raise
         return CommandResult(command, process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
 
+    async def _run_lines(self, command: str, input: str | None, on_line: Callable[[str], None]) -> CommandResult:
+        process = await asyncio.create_subprocess_exec(
+            "bash", "-c", command, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        )
+        try:
+            if input is not None and process.stdin is not None:
+                process.stdin.write(input.encode())
+                process.stdin.close()
+            out, err = await asyncio.gather(_lines(process.stdout, on_line), _lines(process.stderr, on_line))
+            await process.wait()
+        except asyncio.CancelledError:
+            _kill_group(process.pid)
+            raise
+        return CommandResult(command, process.returncode or 0, out, err)
+
     async def put(self, local: Path, remote: str) -> None:
         target = Path(os.path.expanduser(remote))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -200,6 +226,18 @@ class LocalSession(HostSession):
             await process.wait()
 
         return Tether(release)
+
+
+async def _lines(stream: Any, on_line: Callable[[str], None]) -> str:
+    """Read ``stream`` (asyncio's or asyncssh's) to its end, giving each line to ``on_line``; all of it."""
+    seen = []
+    while True:
+        line = await stream.readline()
+        if not line:
+            return "".join(seen)
+        text = line.decode(errors="replace") if isinstance(line, bytes) else line
+        seen.append(text)
+        on_line(text.rstrip("\r\n"))
 
 
 def _kill_group(pid: int) -> None:
@@ -229,6 +267,22 @@ class SshSession(HostSession):
                            fix=f"check that {self.host} is up and reachable") from None
         status = result.exit_status if result.exit_status is not None else 255
         return CommandResult(command, status, str(result.stdout or ""), str(result.stderr or ""))
+
+    async def _run_lines(self, command: str, input: str | None, on_line: Callable[[str], None]) -> CommandResult:
+        import asyncssh
+
+        try:
+            process = await self._connection.create_process(f"bash -c {shlex.quote(command)}", input=input)
+            try:
+                out, err = await asyncio.gather(_lines(process.stdout, on_line), _lines(process.stderr, on_line))
+                result = await process.wait(check=False)
+            finally:
+                process.close()
+        except (asyncssh.Error, OSError) as exc:
+            raise SshError(self.host, "connection lost", str(getattr(exc, "reason", "") or exc),
+                           fix=f"check that {self.host} is up and reachable") from None
+        status = result.exit_status if result.exit_status is not None else 255
+        return CommandResult(command, status, out, err)
 
     async def put(self, local: Path, remote: str) -> None:
         import asyncssh

@@ -3,7 +3,6 @@ core function the CLI does and gives it the job's event sink (``on_event=`` / ``
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..errors import AgiError
@@ -14,20 +13,14 @@ from .plans import plan_file
 
 __all__ = ["IMAGE_SUFFIXES", "start_install", "start_pipeline", "start_run"]
 
-IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp")
-
-
-def _images(run_dir: Path) -> list[str]:
-    """The run's output images, relative to its folder."""
-    out = run_dir / "out"
-    return sorted(str(p.relative_to(run_dir)) for p in out.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if out.is_dir() else []
+from .run_process import IMAGE_SUFFIXES
 
 
 def start_run(jobs: Jobs, config: UiConfig, app: str, *, mode: str | None = None) -> Job:
-    """Run ``app`` with its saved settings (and its edited plan, when the page saved one)."""
-    from ..agi import AGI
-    from ..errors import RunError
+    """Run ``app`` with its saved settings (and its edited plan, when the page saved one), in a
+    process of its own (`ui.detached`): it goes on when `agi ui` stops."""
     from ..run import resolve
+    from .detached import run_detached
 
     env = env_for(config, app)
     edited = plan_file(config, env)
@@ -35,20 +28,7 @@ def start_run(jobs: Jobs, config: UiConfig, app: str, *, mode: str | None = None
     request = resolve(env, mode=mode, cluster=config.share_override() or None, plan=plan)
 
     async def work(job: Job) -> dict[str, Any]:
-        def summary(result: Any) -> dict[str, Any]:
-            return {"run_id": result.run_id, "app": app, "status": result.status, "images": _images(result.run_dir),
-                    "plan_file": str(plan) if plan else None}
-
-        try:
-            result = await AGI.run_request(request, env=env, on_event=job.emit)
-        except RunError as exc:
-            if exc.result is not None:
-                exc.ui_result = summary(exc.result)  # type: ignore[attr-defined]
-            raise
-        except AgiError as exc:  # refused before it ran (a stale edited plan, ...): the page may offer the fix
-            exc.ui_result = {"app": app, "plan_file": str(plan) if plan else None}  # type: ignore[attr-defined]
-            raise
-        return summary(result)
+        return await run_detached(job, config.state_dir() / "runs" / job.id, request.to_json())
 
     return jobs.start("run", f"run {app}" + (" (edited plan)" if plan else ""), work, app=app)
 

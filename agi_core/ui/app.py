@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from ..errors import AgiError
 from ..modes import Mode
 from .config import UiConfig
+from .dashboard import PLOTS, no_dashboard_reason
 from .jobs import Jobs
 from .records import RecordCache
 from .rendering import NotFound, render, seconds
@@ -49,6 +50,8 @@ def create_app(config: UiConfig) -> FastAPI:
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.templates.env.globals["csrf"] = config.csrf
     app.state.templates.env.filters["seconds"] = seconds
+    app.state.templates.env.globals["dashboard_plots"] = PLOTS
+    app.state.templates.env.globals["no_dashboard_reason"] = no_dashboard_reason
     app.state.templates.env.globals["mode_letters"] = [Mode(m).letters for m in range(16)]
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)

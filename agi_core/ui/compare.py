@@ -30,23 +30,23 @@ def parse_modes(values: list[str]) -> list[Mode]:
 
 
 def start_compare(jobs: Jobs, config: UiConfig, app: str, modes: list[Mode]) -> Job:
-    """Run ``app`` in each of ``modes`` (saved settings, no cache), one after the other."""
-    from ..agi import AGI
-    from ..errors import RunError
+    """Run ``app`` in each of ``modes`` (saved settings, no cache), one after the other, each in
+    its own process (`ui.detached`)."""
     from ..run import resolve
+    from .detached import run_detached
 
     env = env_for(config, app)
     requests = [resolve(env, mode=mode, cluster=config.share_override() or None, use_cache=False) for mode in modes]
 
     async def work(job: Job) -> dict[str, Any]:
         runs: list[str] = []
-        for request in requests:
+        for number, request in enumerate(requests):
             try:
-                result = await AGI.run_request(request, env=env, on_event=job.emit)
-                runs.append(result.run_id)
-            except RunError as exc:  # a mode that fails is a row of the table too
-                if exc.result is not None:
-                    runs.append(exc.result.run_id)
+                result = await run_detached(job, config.state_dir() / "runs" / f"{job.id}-{number}", request.to_json())
+                runs.append(result["run_id"])
+            except AgiError as exc:  # a mode that fails is a row of the table too
+                if getattr(exc, "ui_result", {}).get("run_id"):
+                    runs.append(exc.ui_result["run_id"])  # type: ignore[attr-defined]
         return {"app": app, "runs": runs}
 
     return jobs.start("compare", f"compare modes of {app}: " + ", ".join(f"{m.value} ({m.letters or '-'})" for m in modes), work,

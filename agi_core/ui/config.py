@@ -25,6 +25,7 @@ class UiConfig:
     app: str | None = None  # the app the ORCHESTRATE page opens with
     share: Path | None = None  # None: each app's `workers_data_path` (else the default share)
     steps_file: Path = Path("lab_steps.toml")  # the PIPELINE page's file
+    state: Path | None = None  # where UI-started runs keep their request, events and log (None: $XDG_STATE_HOME/agi_core/ui)
     host: str = "127.0.0.1"
     port: int = 8765
     allow_remote: bool = False  # a non-loopback bind must be asked for
@@ -35,6 +36,12 @@ class UiConfig:
         """The URL to open (with the token, as Jupyter prints it)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{port or self.port}/?token={self.token}"
+
+    def state_dir(self) -> Path:
+        """The UI's own files (one folder per run it started): kept across `agi ui` restarts."""
+        from ..paths import state_dir
+
+        return self.state if self.state is not None else state_dir("ui")
 
     def share_override(self) -> dict[str, str]:
         """The ``cluster=`` override every call from the UI carries (the share it was given)."""

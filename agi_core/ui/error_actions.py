@@ -1,5 +1,5 @@
 """Errors as actions: where the fix of a failed job is something the page can do (discard a stale
-edited plan, install the app), the error box offers it as a button beside the fix line."""
+edited plan, install the app, refresh stale pipeline steps), the error box offers it as a button beside the fix line."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ class Action:
 
 def actions_for(job: Job) -> list[Action]:
     """The buttons for a failed job's error and fix (none for a job that did not fail)."""
-    if job.status != "failed" or not job.app:
+    if job.status != "failed":
+        return []
+    if job.kind == "pipeline" and "stale step" in (job.error or ""):  # refused before anything ran
+        return [Action("Refresh the stale steps", "/pipeline/refresh-stale", "#steps-panel", "action-refresh-stale")]
+    if not job.app:
         return []
     text = f"{job.error or ''}\n{job.fix or ''}"
     app = job.app

@@ -54,7 +54,11 @@ class Job:
 
     def emit(self, event: Event) -> None:
         """The `EventSink` given to the core: events are stored with the time they arrived."""
-        data = {**event.as_dict(), "t": round(time.time() - self.started, 4)}
+        self.add({**event.as_dict(), "at": time.time()})
+
+    def add(self, data: dict[str, Any]) -> None:
+        """An event as a dict with the time it happened (``at``), e.g. read from a run's process."""
+        data["t"] = round(max(0.0, data.pop("at", time.time()) - self.started), 4)
         if data["kind"] == "run_started":  # the runs it made, found again by their record's page
             self.run_ids.append(data["run_id"])
         self.events.append(data)  # list.append is atomic

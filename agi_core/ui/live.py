@@ -27,6 +27,7 @@ class RecordFollower:
     """The events of one running record, given once each as the record grows."""
 
     started_sent: bool = False
+    cluster_sent: bool = False
     seen: set[str] = field(default_factory=set)
 
     def events(self, record: RunRecord) -> list[dict[str, Any]]:
@@ -36,8 +37,9 @@ class RecordFollower:
             self.started_sent = True
             out.append({"kind": "run_started", "run_id": record.run_id, "app": record.app.name, "mode": record.mode.value,
                         "partitions": record.totals.partitions, "slots": {s: 0 for s in record.plan.slots}})
-            if record.cluster and record.cluster.dashboard:
-                out.append({"kind": "cluster_ready", "scheduler": record.cluster.scheduler, "dashboard": record.cluster.dashboard})
+        if record.cluster and not self.cluster_sent:  # with its dashboard, or none (the page says why)
+            self.cluster_sent = True
+            out.append({"kind": "cluster_ready", "scheduler": record.cluster.scheduler, "dashboard": record.cluster.dashboard})
         for part in record.partitions:
             if part.status in ("not run", "pending") or part.id in self.seen:
                 continue

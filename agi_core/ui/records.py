@@ -48,7 +48,7 @@ class RecordCache:
                 continue
             found = _read_listed(store, manifest)
             if found.status not in ("running", "unreadable"):
-                self._heads[str(manifest)] = (stamp, found.model_copy(update={"partitions": []}))
+                self._heads[str(manifest)] = (stamp, found if not found.partitions else found.model_copy(update={"partitions": []}))
             records.append(found)
         return sorted(records, key=lambda r: (r.started, r.run_id), reverse=True)
 
@@ -75,10 +75,11 @@ class RecordCache:
 def _read_listed(store: RunStore, manifest: Path) -> RunRecord:
     """One record as `RunStore.list` reads it: an unreadable one is listed with that status."""
     from ..errors import AgiError
-    from ..provenance import AppRecord, read_record
+    from ..provenance import AppRecord
+    from ..provenance.store import read_record_head
 
     try:
-        return read_record(manifest, store.access)
+        return read_record_head(manifest, store.access)  # a record that ended: its head only, no partitions
     except AgiError as exc:
         return RunRecord(run_id=manifest.parent.name, status="unreadable", app=AppRecord(name=manifest.parent.parent.name),
                          error=exc.message, path=str(manifest))

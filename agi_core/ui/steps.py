@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..pipeline import Pipeline, PipelineError, PipelineStore, load_pipeline, save_pipeline, snippet_step, staleness
+from ..pipeline import Pipeline, PipelineError, PipelineStore, load_pipeline, refreshed, save_pipeline, snippet_step, staleness
 from ..pipeline.model import id_from
 from .config import UiConfig
 
-__all__ = ["StepRow", "add_step", "move_step", "remove_step", "set_deps", "step_rows"]
+__all__ = ["StepRow", "add_step", "move_step", "refresh_steps", "remove_step", "set_deps", "step_rows"]
 
 
 @dataclass
@@ -99,3 +99,18 @@ def remove_step(config: UiConfig, step_id: str) -> None:
     if dependants:
         raise PipelineError(f"step {step_id!r} is a dep of {', '.join(dependants)}", fix="edit their deps first")
     save_pipeline(file, Pipeline(steps=[s for s in pipeline.steps if s.id != step_id]))
+
+
+def refresh_steps(config: UiConfig, step_ids: Sequence[str] = ()) -> list[str]:
+    """Generate the stale steps among ``step_ids`` (all stale steps when empty) again from today's
+    settings, as ``agi steps refresh`` does (id, description and deps kept); returns their ids."""
+    file = _file(config)
+    pipeline = load_pipeline(file)
+    for step_id in step_ids:
+        pipeline.get(step_id)  # an unknown id is an error, naming the file
+    chosen = [s for s in pipeline.steps if (not step_ids or s.id in step_ids) and staleness(s) is not None]
+    if not chosen:
+        return []
+    new = {s.id: refreshed(s) for s in chosen}
+    save_pipeline(file, Pipeline(steps=[new.get(s.id, s) for s in pipeline.steps]))
+    return list(new)

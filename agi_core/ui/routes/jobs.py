@@ -79,7 +79,6 @@ async def job_events(request: Request, job_id: str) -> StreamingResponse:
 def job_result(request: Request, job_id: str) -> Response:
     """The panel shown when a job ends: its outcome, images, links."""
     job = job_of(request, job_id)
-    dashboard = next((e.get("dashboard") for e in job.events if e["kind"] == "cluster_ready" and e.get("dashboard")), None)
     compare = None
     if job.kind == "compare" and job.result.get("runs"):
         from ..compare import compare_rows
@@ -87,16 +86,5 @@ def job_result(request: Request, job_id: str) -> Response:
 
         compare = compare_rows(run_store(request.app.state.config), str(job.app), list(job.result["runs"]))
     from ..error_actions import actions_for
-
-    cluster = next((e for e in job.events if e["kind"] == "cluster_ready"), None)
-    return render(request, "_job_result.html", job=job, dashboard=dashboard, compare=compare, actions=actions_for(job),
-                  no_dashboard=_no_dashboard() if cluster is not None and not dashboard else None)
-
-
-def _no_dashboard() -> str:
-    """Why a cluster run had no Dask dashboard."""
-    import importlib.util
-
-    if importlib.util.find_spec("bokeh") is None:
-        return "no Dask dashboard: bokeh is not installed here (pip install bokeh, then run again)"
-    return "no Dask dashboard: [cluster.dask] dashboard_port is empty"
+    # the cluster's dashboard (or why it has none) is drawn by the job's panel from its cluster_ready event
+    return render(request, "_job_result.html", job=job, compare=compare, actions=actions_for(job))

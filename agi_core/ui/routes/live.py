@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from ...errors import AgiError
+from ..detached import process_of_run
 from ..files import run_store, safe_name
 from ..live import RecordFollower, end_summary, running_records
 from ..rendering import render
@@ -24,10 +25,13 @@ router = APIRouter()
 TICK_S = 0.5  # a record is read again at most this often (its manager flushes its log every 2 s)
 
 
-def record_view(app: str, run_id: str) -> dict[str, Any]:
-    """The template context of a running record followed from its log (`_job.html`)."""
-    job = SimpleNamespace(id=run_id, kind="run", title=f"run {app} {run_id} (followed from its record)", cancellable=False)
-    return {"job": job, "events_url": f"/api/runs/{app}/{run_id}/events", "result_url": f"/runs/{app}/{run_id}/result"}
+def record_view(request: Request, app: str, run_id: str) -> dict[str, Any]:
+    """The template context of a running record followed from its log (`_job.html`): cancellable
+    when it is a run a UI started (this server before it restarted) whose process still runs."""
+    cancellable = process_of_run(request.app.state.config.state_dir(), run_id) is not None
+    job = SimpleNamespace(id=run_id, kind="run", title=f"run {app} {run_id} (followed from its record)", cancellable=cancellable)
+    return {"job": job, "events_url": f"/api/runs/{app}/{run_id}/events", "result_url": f"/runs/{app}/{run_id}/result",
+            "cancel_url": f"/api/runs/{app}/{run_id}/cancel"}
 
 
 def live_views(request: Request, app: str | None) -> dict[str, Any]:
@@ -48,7 +52,7 @@ def live_views(request: Request, app: str | None) -> dict[str, Any]:
         mine = {run_id for job in jobs.all() for run_id in job.run_ids}
         record = next((r for r in records if r.run_id not in mine), None)
         if record is not None:
-            views["run_view"] = record_view(app, record.run_id)
+            views["run_view"] = record_view(request, app, record.run_id)
     return views
 
 
@@ -84,6 +88,18 @@ async def record_events(request: Request, app: str, run_id: str) -> StreamingRes
     """A running record's events, read from its manifest and partition log until it ends."""
     return StreamingResponse(_follow(request, safe_name(app), safe_name(run_id)), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.post("/api/runs/{app}/{run_id}/cancel")
+async def cancel_record(request: Request, app: str, run_id: str) -> dict:
+    """Stop a UI-started run this server follows from its record (started before `agi ui`
+    restarted), as Ctrl-C does: its record says ``interrupted``; its event stream then ends."""
+    process = process_of_run(request.app.state.config.state_dir(), safe_name(run_id))
+    if process is None:
+        raise AgiError(f"run {run_id} of {app} has no process this UI started, or it has ended",
+                       fix=f"a run started from the command line is stopped there (Ctrl-C), or: agi runs show {run_id}")
+    asyncio.get_running_loop().create_task(process.stop())  # SIGINT now; killed if it has not ended in a minute
+    return {"run_id": run_id, "app": app, "status": "cancelling"}
 
 
 @router.get("/runs/{app}/{run_id}/result")

@@ -9,7 +9,7 @@ from ...errors import AgiError
 from ..actions import start_pipeline
 from ..apps import app_names
 from ..rendering import render
-from ..steps import add_step, move_step, remove_step, set_deps, step_rows
+from ..steps import add_step, move_step, refresh_steps, remove_step, set_deps, step_rows
 
 __all__ = ["router"]
 
@@ -60,6 +60,18 @@ async def deps(request: Request, step_id: str) -> Response:
 @router.post("/pipeline/steps/{step_id}/remove")
 def remove(request: Request, step_id: str) -> Response:
     return _edit(request, lambda: remove_step(request.app.state.config, step_id))
+
+
+@router.post("/pipeline/steps/{step_id}/refresh")
+def refresh(request: Request, step_id: str) -> Response:
+    """Refresh a stale step: its snippet generated again from today's settings."""
+    return _edit(request, lambda: refresh_steps(request.app.state.config, [step_id]))
+
+
+@router.post("/pipeline/refresh-stale")
+def refresh_stale(request: Request) -> Response:
+    """Refresh every stale step (the action offered when a pipeline run was refused for them)."""
+    return _edit(request, lambda: refresh_steps(request.app.state.config))
 
 
 @router.post("/pipeline/run")

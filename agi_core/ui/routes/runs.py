@@ -66,7 +66,7 @@ def run_page(request: Request, app: str, run_id: str, message: str = "") -> Resp
     live = None
     if record.status == "running":  # reattach: the job that runs it on this server, else its log
         job = request.app.state.jobs.of_run(record.run_id)
-        live = {"job": job} if job is not None and not job.done else record_view(record.app.name, record.run_id)
+        live = {"job": job} if job is not None and not job.done else record_view(request, record.app.name, record.run_id)
     return render(request, "run.html", page="runs", record=record, figures=figures, images=images, failed=failed[:20],
                   failed_total=len(failed), message=message, live=live, sorts=SORTS, parts=partition_page(record),
                   status="", q="", sort="plan", desc="", bundles=sorted(p.name for p in run_dir.parent.glob(f"{run_id}*.tar.gz")))

@@ -108,6 +108,32 @@ const agi = (() => {
     q(".zoom-in").addEventListener("click", () => zoomTo((st.zoom || 1) * 2));
     q(".zoom-out").addEventListener("click", () => zoomTo((st.zoom || 1) / 2));
     q(".zoom-fit").addEventListener("click", () => zoomTo(1));
+    const hostRow = (host) => {
+      let row = q(`.host-row[data-host="${CSS.escape(host)}"]`);
+      if (!row) {
+        row = document.createElement("details"); row.className = "host-row busy"; row.dataset.host = host;
+        row.innerHTML = `<summary><span class="h-name">${esc(host)}</span><span class="h-step"></span></summary><pre class="h-log"></pre>`;
+        q(".hosts").appendChild(row);
+      }
+      return row;
+    };
+    // The cluster's Dask dashboard: a link, its key plots (links, and frames opened on demand, so
+    // bokeh is asked only when wanted); where the cluster has none, why (not a dead link).
+    const showDashboard = (url) => {
+      const box = q(".dashboard");
+      if (!url) { box.innerHTML = `<div class="muted no-dashboard">${esc(el.dataset.noDashboard || "no Dask dashboard")}</div>`; return; }
+      const base = url.replace(/\/status\/?$/, "");
+      const plots = (el.dataset.plots || "").split(";").filter(Boolean).map((p) => p.split("="));
+      box.innerHTML = `<div class="dashboard-links">Dask dashboard: <a href="${esc(url)}" target="_blank" rel="noopener">${esc(url)}</a>`
+        + ` <span class="muted">· key plots:</span> ${plots.map(([path, label]) => `<a href="${esc(base)}/${esc(path)}" target="_blank" rel="noopener" data-plot="${esc(path)}">${esc(label)}</a>`).join(" · ")}</div>`
+        + `<details class="dash-plots"><summary>show the key plots here</summary><div class="plots"></div></details>`;
+      const details = box.querySelector(".dash-plots");
+      details.addEventListener("toggle", () => {
+        const frames = details.querySelector(".plots");
+        if (!details.open || frames.childElementCount) return;
+        frames.innerHTML = plots.map(([path, label]) => `<figure><figcaption>${esc(label)}</figcaption><iframe src="${esc(base)}/${esc(path)}" title="${esc(label)}" loading="lazy"></iframe></figure>`).join("");
+      });
+    };
     const stepItem = (step) => document.querySelector(`.step[data-step="${CSS.escape(step)}"]`);
 
     const handle = (e) => {
@@ -140,9 +166,7 @@ const agi = (() => {
           }
           break;
         }
-        case "cluster_ready":
-          if (e.dashboard) q(".notices").insertAdjacentHTML("beforeend", `<div class="alert">Dask dashboard: <a href="${esc(e.dashboard)}" target="_blank" rel="noopener">${esc(e.dashboard)}</a></div>`);
-          break;
+        case "cluster_ready": showDashboard(e.dashboard); break;
         case "workers_joining":
           q(".phase").textContent = `workers: ${e.joined}/${e.expected} joined` + (e.needed < e.expected ? ` (starts at ${e.needed})` : "");
           break;
@@ -154,16 +178,18 @@ const agi = (() => {
           break;
         }
         case "notice": q(".notices").insertAdjacentHTML("beforeend", `<div class="alert ${e.level === "warning" ? "warn" : ""}">${esc(e.text)}</div>`); break;
+        case "host_output": {
+          // what the host's uv and Cython build print, line by line, under its step in the row's log
+          const log = hostRow(e.host).querySelector(".h-log");
+          log.appendChild(document.createTextNode(`    ${e.line}\n`));
+          if (log.childNodes.length > 4000) log.removeChild(log.firstChild);  // the newest lines of a long build
+          break;
+        }
         case "host_step": {
           // one row per host: its latest step, and every step with its time in the row's log
-          let row = q(`.host-row[data-host="${CSS.escape(e.host)}"]`);
-          if (!row) {
-            row = document.createElement("details"); row.className = "host-row"; row.dataset.host = e.host;
-            row.innerHTML = `<summary><span class="h-name">${esc(e.host)}</span><span class="h-step"></span></summary><pre class="h-log"></pre>`;
-            q(".hosts").appendChild(row);
-          }
+          const row = hostRow(e.host);
           row.querySelector(".h-step").textContent = e.step;
-          row.querySelector(".h-log").textContent += `${(e.t || 0).toFixed(2)} s  ${e.step}\n`;
+          row.querySelector(".h-log").appendChild(document.createTextNode(`${(e.t || 0).toFixed(2)} s  ${e.step}\n`));
           row.className = "host-row" + (e.failed ? " failed" : e.done ? " done" : " busy");
           if (e.failed) row.open = true;
           break;
