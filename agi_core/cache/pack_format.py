@@ -10,6 +10,8 @@ from typing import Any
 
 from .entries import ENTRY_SCHEMA
 
+__all__ = ["INDEX_SUFFIX", "MAX_PACK_BYTES", "MAX_PACK_ENTRIES", "PACK_SCHEMA", "PACK_SUFFIX", "PACKS", "PackIndex"]
+
 PACK_SCHEMA = "agi.cache.pack.v1"
 PACKS = "packs"  # the folder of packs, in an app's cache folder
 PACK_SUFFIX = ".pack"

@@ -14,6 +14,8 @@ from typing import Any
 from .entries import CorruptEntry, sha256_hex
 from .pack_format import INDEX_SUFFIX, PACK_SCHEMA, PackIndex
 
+__all__ = ["list_indexes", "read_bodies", "read_index"]
+
 
 def list_indexes(folder: Path) -> list[Path]:
     """The indexes in ``folder``, oldest pack first (name order); none when there is no folder."""

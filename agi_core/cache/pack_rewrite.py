@@ -10,6 +10,8 @@ from .pack_format import INDEX_SUFFIX, PackIndex
 from .pack_reader import read_bodies
 from .pack_writer import PackWriter
 
+__all__ = ["merge", "rewrite_without"]
+
 
 def merge(indexes: list[PackIndex]) -> int:
     """Replace consecutive packs (in name order: nothing written between them) by one, so that a

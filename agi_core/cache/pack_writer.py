@@ -18,6 +18,8 @@ from .entries import sha256_hex
 from .pack_format import MAX_PACK_BYTES, MAX_PACK_ENTRIES, PACK_SCHEMA, PACK_SUFFIX, PackIndex
 from .tempnames import temp_name
 
+__all__ = ["PackWriter"]
+
 _MISSING = object()  # a field an entry lacks, vs one it has as None
 
 
