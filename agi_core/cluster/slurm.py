@@ -372,6 +372,10 @@ class SlurmCluster(ClusterBackend):
                      for name, job_id in self.jobs.items() if job_id.isdigit())
         return (*scheduler, *jobs)
 
+    def install_host_for(self, host: str) -> str | None:
+        """Every job runs the one venv on the shared filesystem: the login node rebuilds it."""
+        return self.slurm.login or LOCAL_HOST
+
     # -- warm clusters ----------------------------------------------------------------------
 
     @classmethod

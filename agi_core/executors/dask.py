@@ -29,6 +29,7 @@ from .attempts import last_started, remove_started, rerun_counts, started_dir
 from .base import ExecutionContext, Executor, InFlight, Outcome, settle
 from .dask_elastic import ElasticBatches
 from .elastic import Batch
+from .join_check import JoinCheck, join_check_for
 from .wire import pack_outcomes, unpack_outcomes
 from .worker import pack, run_batch
 
@@ -56,6 +57,7 @@ class DaskExecutor(Executor):
         self._slot_of_worker: dict[str, str] | None = None  # Dask worker name -> the slot it serves
         self._started: Path | None = None  # the started logs' folder, once made (`attempts`)
         self._elastic: ElasticBatches | None = None  # the queued batches as workers come and go (`dask_elastic`)
+        self._join_check: JoinCheck | None = None  # who may take work: the manager's code only (`join_check`)
         self.max_tasks_per_slot = context.cluster.dask.max_tasks_per_slot
         self.retries_allowed = context.cluster.dask.retries
 
@@ -74,6 +76,8 @@ class DaskExecutor(Executor):
         self._handle = await self._stack.enter_async_context(open_cluster(spec, emit=self.context.emit))
         backend = self._handle.backend
         self.context.emit(ClusterReady(backend.address, backend.dashboard, self._handle.warm, self._handle.note))
+        self._join_check = join_check_for(self.client, backend, spec, self.context, project)
+        await self._join_check.at_start()  # every worker runs this manager's code (`join_check`)
         self._facts = await self._worker_records(spec.app_distribution or self.context.app, spec.app_version or "")
         await self._watch_workers()
         if self.context.shape.gpu == "require":
@@ -278,8 +282,10 @@ class DaskExecutor(Executor):
 
     def _new_elastic(self, plan: WorkPlan) -> ElasticBatches:
         backend = self._handle.backend
+        check = self._join_check
         return ElasticBatches(self.client, self._handle.worker_names, emit=self.context.emit,
-                              join_wait=self._join_wait(), report=backend.missing_workers_report,
+                              join_wait=self._join_wait(), report=check.report(backend) if check else backend.missing_workers_report,
+                              admit=check.admit if check else None,
                               capacity={s.name: s.capacity for s in plan.slots},
                               capabilities={s.name: tuple(s.capabilities) for s in plan.slots})
 
@@ -396,6 +402,9 @@ class DaskExecutor(Executor):
         return outcomes
 
     async def close(self) -> None:
+        check, self._join_check = self._join_check, None
+        if check is not None:
+            await check.close()
         started, self._started = self._started, None
         if started is not None:
             remove_started(started)
