@@ -153,6 +153,11 @@ class ClusterBackend(abc.ABC):
         """
         return {worker.slot: worker.name for worker in self.spec.workers}
 
+    async def tend(self, *, work_left: bool, emit: EventSink = ignore) -> None:
+        """Called by a run every half second or so while it goes: a backend whose workers end
+        on their own (batch jobs: cancelled, preempted, out of walltime) replaces them here while
+        ``work_left``, within its limits, and says so through ``emit``. Default: nothing."""
+
     async def missing_workers_report(self, joined: set[str]) -> str:
         """Why the workers of the spec not in ``joined`` (Dask worker names) never joined: for
         each, where it ran and the end of its log. "" when the backend cannot tell."""

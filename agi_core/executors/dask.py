@@ -168,7 +168,9 @@ class DaskExecutor(Executor):
                     # for many partitions instead of one each.
                     finished = [first, *pending.next_batch(block=False)]
                     pending.update([more for future in finished for more in elastic.finished(future)])
-                    for arrived in self._where_ran(await self._collect(finished)):
+                    arrivals = self._where_ran(await self._collect(finished))
+                    self._release(finished)
+                    for arrived in arrivals:
                         if arrived.id in done:  # skipped here already, when its failed dependency arrived
                             continue
                         if arrived.status == "failed" and arrived.id in self._stopped:  # say why its worker was lost
@@ -216,6 +218,15 @@ class DaskExecutor(Executor):
             dag_futures[pid] = self._submit(job_json, [pid], slot_of[pid], deps, addresses, parts, key=pid, priority=-rank[pid])
             futures.append(dag_futures[pid])
         return futures
+
+    @staticmethod
+    def _release(finished: list[Any]) -> None:
+        """Let the workers drop the results the manager has now: a held result of a worker that
+        leaves (retired before its walltime, cancelled) is computed again by Dask elsewhere, which
+        runs its partitions twice and counts that worker as one that died running them. (A DAG
+        node's dependents, all submitted up front, keep what they need on the scheduler's side.)"""
+        for future in finished:
+            future.release()
 
     async def _collect(self, finished: list[Any]) -> list[Outcome]:
         """The outcomes of finished tasks: one gather for those that succeeded, and failed
@@ -304,9 +315,18 @@ class DaskExecutor(Executor):
                 return
             if futures:
                 pending.update(futures)
+            await self._tend(elastic, pending)
             if elastic.joined_since_facts:
                 elastic.joined_since_facts = False
                 await self._refresh_facts()
+
+    async def _tend(self, elastic: ElasticBatches, pending: Any) -> None:
+        """Let the backend replace workers that ended while work remains (`ClusterBackend.tend`:
+        a Slurm job cancelled, preempted or out of walltime)."""
+        try:
+            await self._handle.backend.tend(work_left=bool(elastic.waiting()) or not pending.is_empty(), emit=self.context.emit)
+        except Exception as exc:  # noqa: BLE001 - replacing workers is a help: the run goes on with those it has
+            self.context.emit(Notice(f"could not replace the workers that left: {type(exc).__name__}: {exc}", level="warning"))
 
     async def _refresh_facts(self) -> None:
         """The versions and capabilities of workers that joined late, for the record."""
