@@ -80,7 +80,8 @@ def test_a_job_cancelled_after_its_worker_joined_is_replaced_and_every_partition
     result = asyncio.run(AGI.run(env, mode="d", cluster=cluster, n=16, sleep=1.0, on_event=sink))
     assert result.status == "ok" and result.value == sum(i * i for i in range(16))
     (replaced,) = _replaced(events)
-    assert f"Slurm job {cancelled[0]} (slurm-1) ended" in replaced and "(slurm-2) submitted (3 of [cluster.slurm] max_jobs = 20)" in replaced
+    assert f"Slurm job {cancelled[0]} (slurm-" in replaced and ") ended (" in replaced  # (job ids and names may pair either way)
+    assert "(slurm-2) submitted (3 of [cluster.slurm] max_jobs = 20)" in replaced
     new_job = replaced.split("replacement job ")[1].split()[0]
     assert any(isinstance(e, WorkerJoined) and e.slot == "slurm-2" for e in events)  # the replacement's worker took work
     record = json.loads(result.manifest.read_text())
@@ -125,3 +126,48 @@ def test_workers_retire_a_margin_before_the_walltime_and_a_walltime_too_short_is
     with pytest.raises(ValidationError, match=r"walltime = '2' \(120 s\) leaves a worker no time"):
         SlurmSettings(walltime="2")
     assert SlurmSettings(jobs=3).job_limit() == 30 and SlurmSettings(jobs=3, max_jobs=4).job_limit() == 4
+
+
+def _sbatch(tmp_path: Path, *options: str) -> str:
+    from agi_testkit.slurm import PARTITION
+
+    out = subprocess.run(["sbatch", "--parsable", "-p", PARTITION, "-o", str(tmp_path / "%j.out"), *options, "--wrap", "sleep 60"],
+                         check=True, capture_output=True, text=True).stdout
+    return out.strip().split(";")[0]
+
+
+def test_the_keeper_cancels_a_job_pending_too_long_naming_the_reason_and_replaces_an_ended_one(slurm, tmp_path):  # noqa: F811
+    """`JobKeeper` against the real queue: a held job past pending_timeout is cancelled (not
+    replaced: another would wait the same); a job that ended is replaced while work is left, up
+    to max_jobs."""
+    import time
+
+    from agi_core.cluster.slurm_requeue import JobKeeper
+
+    held, ending = _sbatch(tmp_path, "--hold"), _sbatch(tmp_path)
+    subprocess.run(["scancel", ending], check=True)
+    keeper = JobKeeper({"slurm-0": held, "slurm-1": ending}, limit=3, pending_timeout=0.5)
+    submitted: list[str] = []
+
+    async def submit(name: str) -> str:
+        submitted.append(name)
+        return _sbatch(tmp_path)
+
+    time.sleep(0.6)
+    said: list = []
+    asyncio.run(keeper.tend(submit, work_left=True, emit=said.append))
+    texts = [e.text for e in said]
+    import re
+
+    assert re.search(rf"Slurm job {held} \(slurm-0\) still pending after \d+ s \(reason: JobHeldUser\): cancelled", texts[0]), texts
+    assert submitted == ["slurm-2"] and f"Slurm job {ending} (slurm-1) ended (" in texts[1] and "(slurm-2) submitted (3 of" in texts[1]
+    assert keeper.ended[held].startswith("cancelled after ") and keeper.ended[held].endswith("pending (reason: JobHeldUser)")
+    subprocess.run(["scancel", keeper.jobs["slurm-2"]], check=True)
+    keeper._last = 0.0  # look again now
+    asyncio.run(keeper.tend(submit, work_left=True, emit=said.append))
+    assert submitted == ["slurm-2"] and "is not replaced: this run submitted 3 job(s), [cluster.slurm] max_jobs = 3" in said[-1].text
+    assert said[-1].level == "warning"
+    deadline = time.monotonic() + 20
+    while slurm.queue() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert slurm.queue() == []
