@@ -126,6 +126,8 @@ def test_workers_retire_a_margin_before_the_walltime_and_a_walltime_too_short_is
     with pytest.raises(ValidationError, match=r"walltime = '2' \(120 s\) leaves a worker no time"):
         SlurmSettings(walltime="2")
     assert SlurmSettings(jobs=3).job_limit() == 30 and SlurmSettings(jobs=3, max_jobs=4).job_limit() == 4
+    with pytest.raises(ValidationError, match="max_jobs = 2 is below jobs = 3"):
+        SlurmSettings(jobs=3, max_jobs=2)
 
 
 def _sbatch(tmp_path: Path, *options: str) -> str:

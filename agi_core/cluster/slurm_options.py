@@ -138,6 +138,13 @@ class SlurmSettings(BaseModel):
                              f"({self.walltime_stagger:g} s) before it; raise walltime or lower those two")
         return self
 
+    @model_validator(mode="after")
+    def _max_jobs_covers_jobs(self) -> SlurmSettings:
+        if self.max_jobs is not None and self.max_jobs < self.jobs:
+            raise ValueError(f"max_jobs = {self.max_jobs} is below jobs = {self.jobs}: max_jobs counts every job a run submits, "
+                             f"the first {self.jobs} included; set max_jobs >= jobs (or leave it unset: 10 x jobs)")
+        return self
+
     def lifetime(self) -> float:
         """Seconds a worker runs before it retires (Dask's ``--lifetime``; ``--lifetime-stagger``
         moves it by up to `walltime_stagger` either way): always `walltime_margin` before the walltime."""
