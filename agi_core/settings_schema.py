@@ -129,6 +129,9 @@ class InstallSettings(_Strict):
     index_url: str | None = None
     find_links: list[str] = Field(default_factory=list, description="folders of extra wheels (e.g. private packages) the "
                                   "manager may lock and download from, beside the package index")
+    auto: StrictBool = Field(default=False, description="a worker that joins a run with other agi_core code than the "
+                             "manager's is installed first (as `agi install` does for its host) and then joins; false: "
+                             "it is refused. `[cluster] install = \"auto\"` is short for this")
 
     def venv_path(self, app: str) -> str:
         return self.venv.format(root=self.root.rstrip("/"), app=app)
@@ -255,6 +258,16 @@ class ClusterSettings(_Strict):
     def backend_table(self, name: str) -> dict[str, Any]:
         """The ``[cluster.<name>]`` table as set (validated by that backend's options model), or {}."""
         return dict(self._backend_tables.get(name, {}))
+
+    @field_validator("install", mode="before")
+    @classmethod
+    def _install_shorthand(cls, value: Any) -> Any:
+        # `install = "auto"` is shorthand for `[cluster.install] auto = true` ("refuse": false).
+        if isinstance(value, str):
+            if value not in ("auto", "refuse"):
+                raise ValueError(f'install = "{value}": expected "auto", "refuse" or a [cluster.install] table')
+            return {"auto": value == "auto"}
+        return value
 
     @field_validator("workers", mode="before")
     @classmethod
