@@ -38,8 +38,9 @@ def _late_drifted_run(ledger_env, tmp_path: Path, **options):  # noqa: F811
     share, ledger, gate, late = tmp_path / "share", tmp_path / "ledger.txt", tmp_path / "gate", tmp_path / "late"
     share.mkdir()
     cluster = _cluster(share, min_workers=1, **options)
-    from agi_core import AGI
     import asyncio
+
+    from agi_core import AGI
 
     plan = asyncio.run(AGI.get_distrib(ledger_env, mode="d", cluster=cluster, n=16))
     first, second = sorted(plan.assignment)
