@@ -155,6 +155,16 @@ class ClusterSettings(StrictTable):
         """The ``[cluster.<name>]`` table as set (validated by that backend's options model), or {}."""
         return dict(self._backend_tables.get(name, {}))
 
+    @field_validator("install", mode="before")
+    @classmethod
+    def _install_shorthand(cls, value: Any) -> Any:
+        # `install = "auto"` is shorthand for `[cluster.install] auto = true` ("refuse": false).
+        if isinstance(value, str):
+            if value not in ("auto", "refuse"):
+                raise ValueError(f'install = "{value}": expected "auto", "refuse" or a [cluster.install] table')
+            return {"auto": value == "auto"}
+        return value
+
     @field_validator("workers", mode="before")
     @classmethod
     def _counts_as_specs(cls, value: Any) -> Any:

@@ -109,6 +109,9 @@ class InstallSettings(StrictTable):
     index_url: str | None = None
     find_links: list[str] = Field(default_factory=list, description="folders of extra wheels (e.g. private packages) the "
                                   "manager may lock and download from, beside the package index")
+    auto: StrictBool = Field(default=False, description="a worker that joins a run with other agi_core code than the "
+                             "manager's is installed first (as `agi install` does for its host) and then joins; false: "
+                             "it is refused. `[cluster] install = \"auto\"` is short for this")
 
     def venv_path(self, app: str) -> str:
         return self.venv.format(root=self.root.rstrip("/"), app=app)

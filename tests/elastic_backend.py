@@ -6,6 +6,9 @@ started with the others.
   exists, so the test, not a timer, decides when it joins.
 - ``never = ["slot"]``: that slot's worker never starts (its "report" says so).
 - ``leave = {slot = "FILE"}``: that slot's worker is closed (its nanny too) when FILE exists.
+- ``drift = {slot = "DIR"}``: that slot's worker (late ones only) runs "from the venv" DIR
+  (`tests/drift_preload.py`), whose ``.agi-install.json`` says its agi_core code hash; the
+  backend's `reinstall` writes the manager's hash there, as `agi install` would.
 
 Registered for a test with `register` (the built-in table of backends, as an installed plugin would be).
 """
@@ -15,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +30,7 @@ from agi_core.events import EventSink, ignore
 from agi_core.lifeline import MANAGER_PID_ENV, PRELOAD
 
 NAME = "elastictest"
+DRIFT_PRELOAD = str(Path(__file__).with_name("drift_preload.py"))
 
 
 class ElasticTestOptions(BaseModel):
@@ -33,6 +39,7 @@ class ElasticTestOptions(BaseModel):
     late: dict[str, str] = Field(default_factory=dict)
     never: list[str] = Field(default_factory=list)
     leave: dict[str, str] = Field(default_factory=dict)
+    drift: dict[str, str] = Field(default_factory=dict)
 
 
 class ElasticTestCluster(InProcessCluster):
@@ -42,6 +49,7 @@ class ElasticTestCluster(InProcessCluster):
         super().__init__(spec)
         self._late: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.reinstalls: list[str] = []
 
     async def launch(self, emit: EventSink = ignore) -> None:
         options = self.options
@@ -63,9 +71,11 @@ class ElasticTestCluster(InProcessCluster):
 
         while not os.path.exists(gate):
             await asyncio.sleep(0.05)
+        venv = self.options.drift.get(worker.slot)
         nanny = Nanny(self.address, name=worker.name, host=worker.bind_host, nthreads=worker.nthreads or 1,
-                      local_directory=self.spec.dask.local_directory, env={**dict(worker.env), MANAGER_PID_ENV: str(os.getpid())},
-                      preload=[PRELOAD], silence_logs=40, dashboard=False, security=self.security())
+                      local_directory=self.spec.dask.local_directory,
+                      env={**dict(worker.env), MANAGER_PID_ENV: str(os.getpid()), **({"AGI_TEST_VENV": venv} if venv else {})},
+                      preload=[PRELOAD, *([DRIFT_PRELOAD] if venv else [])], silence_logs=40, dashboard=False, security=self.security())
         self._late.append(nanny)
         await nanny
 
@@ -82,6 +92,17 @@ class ElasticTestCluster(InProcessCluster):
     async def missing_workers_report(self, joined: set[str]) -> str:
         never = [w.name for w in self.spec.workers if w.slot in self.options.never and w.name not in joined]
         return "\n".join(f"{name}: not started (test backend: never)" for name in never)
+
+    async def reinstall(self, host: str, install: Any) -> bool:
+        """`agi install` of a drifted worker's host, as this backend fakes it: its venv's
+        fingerprint gets the manager's code hash (``reinstalls`` counts the calls)."""
+        from agi_core.install.code_hash import agi_code_hash
+        from agi_core.install.installed_hash import FINGERPRINT_FILE
+
+        self.reinstalls.append(host)
+        for venv in self.options.drift.values():
+            (Path(venv) / FINGERPRINT_FILE).write_text(json.dumps({"agi_hash": agi_code_hash()}))
+        return True
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from agi_core import AGI, AgiEnv
-from agi_core.events import Phase
+from agi_core.events import Notice, PartitionDone, Phase, WorkerJoined
 from tests.conftest import TEST_APPS
 from tests.slurm_fixtures import slurm  # noqa: F401 - the session's Slurm
 from tests.test_slurm import dask_workers_left, slurm_cluster
@@ -44,7 +44,7 @@ def _run(tmp_path: Path, sink) -> dict:
 def test_a_job_cancelled_before_its_worker_joined_leaves_the_run_to_the_other(slurm, tmp_path):  # noqa: F811
     cancelled: list[str] = []
     record = _run(tmp_path, _on_queued(["scancel"], cancelled))
-    assert len({p["job_id"] for p in record["partitions"]}) == 1 and cancelled[0] not in {p["job_id"] for p in record["partitions"]}
+    assert cancelled[0] not in {p["job_id"] for p in record["partitions"]}  # (a replacement job may have taken some)
     (absent,) = record["cluster"]["never_joined"]  # the cancelled job's worker
     assert f"Slurm job {cancelled[0]} ({absent})" in record["cluster"]["never_joined_report"]
     assert slurm.queue() == [] and not dask_workers_left()
@@ -57,3 +57,119 @@ def test_a_job_held_pending_does_not_hold_the_run_and_its_reason_is_recorded(slu
     assert f"Slurm job {held[0]} ({absent}): PENDING" in record["cluster"]["never_joined_report"]
     assert "JobHeld" in record["cluster"]["never_joined_report"]
     assert slurm.queue() == []  # the held job was cancelled with the cluster
+
+
+def _replaced(events: list) -> list[str]:
+    return [e.text for e in events if isinstance(e, Notice) and "replacement job" in e.text]
+
+
+def test_a_job_cancelled_after_its_worker_joined_is_replaced_and_every_partition_runs_once(slurm, tmp_path):  # noqa: F811
+    events: list = []
+    cancelled: list[str] = []
+
+    def sink(event: object) -> None:
+        events.append(event)
+        if isinstance(event, Phase) and "Slurm job(s) queued: " in event.detail:
+            cancelled.append(max(event.detail.split("queued: ")[1].split(";")[0].split(", "), key=int))
+        if isinstance(event, PartitionDone) and len(cancelled) == 1:  # both workers joined (min_workers = "all") and work
+            cancelled.append("done")
+            subprocess.run(["scancel", cancelled[0]], check=True, capture_output=True)
+
+    env = AgiEnv(app="toy", apps_path=TEST_APPS)
+    cluster = {**slurm_cluster(tmp_path), "min_workers": "all"}
+    result = asyncio.run(AGI.run(env, mode="d", cluster=cluster, n=16, sleep=1.0, on_event=sink))
+    assert result.status == "ok" and result.value == sum(i * i for i in range(16))
+    (replaced,) = _replaced(events)
+    assert f"Slurm job {cancelled[0]} (slurm-" in replaced and ") ended (" in replaced  # (job ids and names may pair either way)
+    assert "(slurm-2) submitted (3 of [cluster.slurm] max_jobs = 20)" in replaced
+    new_job = replaced.split("replacement job ")[1].split()[0]
+    assert any(isinstance(e, WorkerJoined) and e.slot == "slurm-2" for e in events)  # the replacement's worker took work
+    record = json.loads(result.manifest.read_text())
+    assert sorted(p["id"] for p in record["partitions"]) == sorted(f"p{i}" for i in range(16))  # each exactly once
+    assert {p["status"] for p in record["partitions"]} == {"ok"}
+    assert new_job in {p["job_id"] for p in record["partitions"]}
+    assert slurm.queue() == [] and not dask_workers_left()
+
+
+def test_workers_retire_before_the_walltime_and_replacement_jobs_finish_the_run(slurm, tmp_path):  # noqa: F811
+    events: list = []
+    env = AgiEnv(app="toy", apps_path=TEST_APPS)
+    # a 60 s walltime whose workers retire 48 s before it: each job's worker works 12 s, the run needs about 20 s
+    cluster = slurm_cluster(tmp_path, jobs=1, walltime="00:01:00", walltime_margin=48, walltime_stagger=0)
+    result = asyncio.run(AGI.run(env, mode="d", cluster=cluster, n=20, sleep=1.0, on_event=events.append))
+    assert result.status == "ok" and result.value == sum(i * i for i in range(20))
+    replaced = _replaced(events)
+    assert replaced and "Slurm job " in replaced[0] and "(slurm-0) ended" in replaced[0]
+    record = json.loads(result.manifest.read_text())
+    assert sorted(p["id"] for p in record["partitions"]) == sorted(f"p{i}" for i in range(20))  # each exactly once, none lost
+    assert {p["status"] for p in record["partitions"]} == {"ok"}
+    jobs = [p["job_id"] for p in record["partitions"]]
+    assert len(set(jobs)) >= 2 and all(jobs)  # the record names the job each partition ran in
+    assert slurm.queue() == [] and not dask_workers_left()
+
+
+def test_workers_retire_a_margin_before_the_walltime_and_a_walltime_too_short_is_refused():
+    import pytest
+    from pydantic import ValidationError
+
+    from agi_core.cluster.slurm import SlurmCluster
+    from agi_core.cluster.slurm_options import SlurmSettings
+    from agi_core.settings import ClusterSettings
+
+    assert SlurmSettings(walltime="01:00:00").lifetime() == 3600 - 120 - 60  # then ± 60 s at random: never past 3480 s
+    cluster = ClusterSettings.model_validate({"backend": "slurm", "slurm": {"walltime": "00:30:00", "walltime_margin": 300}})
+    from agi_core.cluster import spec_for
+    from agi_core.modes import Mode
+
+    script = SlurmCluster(spec_for(cluster, Mode.parse("d"), "mandelbrot")).job_script()
+    assert "--lifetime 1440s --lifetime-stagger 60s --no-lifetime-restart" in script
+    with pytest.raises(ValidationError, match=r"walltime = '2' \(120 s\) leaves a worker no time"):
+        SlurmSettings(walltime="2")
+    assert SlurmSettings(jobs=3).job_limit() == 30 and SlurmSettings(jobs=3, max_jobs=4).job_limit() == 4
+    with pytest.raises(ValidationError, match="max_jobs = 2 is below jobs = 3"):
+        SlurmSettings(jobs=3, max_jobs=2)
+
+
+def _sbatch(tmp_path: Path, *options: str) -> str:
+    from agi_testkit.slurm import PARTITION
+
+    out = subprocess.run(["sbatch", "--parsable", "-p", PARTITION, "-o", str(tmp_path / "%j.out"), *options, "--wrap", "sleep 60"],
+                         check=True, capture_output=True, text=True).stdout
+    return out.strip().split(";")[0]
+
+
+def test_the_keeper_cancels_a_job_pending_too_long_naming_the_reason_and_replaces_an_ended_one(slurm, tmp_path):  # noqa: F811
+    """`JobKeeper` against the real queue: a held job past pending_timeout is cancelled (not
+    replaced: another would wait the same); a job that ended is replaced while work is left, up
+    to max_jobs."""
+    import time
+
+    from agi_core.cluster.slurm_requeue import JobKeeper
+
+    held, ending = _sbatch(tmp_path, "--hold"), _sbatch(tmp_path)
+    subprocess.run(["scancel", ending], check=True)
+    keeper = JobKeeper({"slurm-0": held, "slurm-1": ending}, limit=3, pending_timeout=0.5)
+    submitted: list[str] = []
+
+    async def submit(name: str) -> str:
+        submitted.append(name)
+        return _sbatch(tmp_path)
+
+    time.sleep(0.6)
+    said: list = []
+    asyncio.run(keeper.tend(submit, work_left=True, emit=said.append))
+    texts = [e.text for e in said]
+    import re
+
+    assert re.search(rf"Slurm job {held} \(slurm-0\) still pending after \d+ s \(reason: JobHeldUser\): cancelled", texts[0]), texts
+    assert submitted == ["slurm-2"] and f"Slurm job {ending} (slurm-1) ended (" in texts[1] and "(slurm-2) submitted (3 of" in texts[1]
+    assert keeper.ended[held].startswith("cancelled after ") and keeper.ended[held].endswith("pending (reason: JobHeldUser)")
+    subprocess.run(["scancel", keeper.jobs["slurm-2"]], check=True)
+    keeper._last = 0.0  # look again now
+    asyncio.run(keeper.tend(submit, work_left=True, emit=said.append))
+    assert submitted == ["slurm-2"] and "is not replaced: this run submitted 3 job(s), [cluster.slurm] max_jobs = 3" in said[-1].text
+    assert said[-1].level == "warning"
+    deadline = time.monotonic() + 20
+    while slurm.queue() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert slurm.queue() == []

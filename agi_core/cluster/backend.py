@@ -20,6 +20,7 @@ Backends are found by name through the entry-point group ``agi_core.backends``
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -152,6 +153,11 @@ class ClusterBackend(abc.ABC):
         """
         return {worker.slot: worker.name for worker in self.spec.workers}
 
+    async def tend(self, *, work_left: bool, emit: EventSink = ignore) -> None:
+        """Called by a run every half second or so while it goes: a backend whose workers end
+        on their own (batch jobs: cancelled, preempted, out of walltime) replaces them here while
+        ``work_left``, within its limits, and says so through ``emit``. Default: nothing."""
+
     async def missing_workers_report(self, joined: set[str]) -> str:
         """Why the workers of the spec not in ``joined`` (Dask worker names) never joined: for
         each, where it ran and the end of its log. "" when the backend cannot tell."""
@@ -217,6 +223,25 @@ class ClusterBackend(abc.ABC):
     def owns_gpu(cls, options: Any, shape: ExecutionShape, gpu: Gpu | None) -> bool:
         """Whether a worker assigned ``gpu`` (`gpus.gpu_workers`) gets the Dask resource ``GPU=1``."""
         return gpu is not None
+
+    def install_host_for(self, host: str) -> str | None:
+        """The host whose install brings the worker on ``host`` (a worker-map key) up to date,
+        for ``[cluster.install] auto`` when it joins with other code: that host itself where
+        `agi install` installs each host ("hosts"); None otherwise (the worker is refused): a
+        "shared" backend names the host that builds its shared venv by overriding this, and
+        "ship" or "none" install nothing agi could redo."""
+        return host if self.install_kind == "hosts" else None
+
+    async def reinstall(self, host: str, install: Callable[[str], Awaitable[None]]) -> bool:
+        """Bring the install that the worker on ``host`` runs up to the manager's code
+        (``[cluster.install] auto``): `install` (the install of `agi install`, for one host) on
+        `install_host_for`'s host; False when there is nothing agi can install for it. Raises
+        what ``install`` raises (`AgiError` naming the host and the cause)."""
+        target = self.install_host_for(host)
+        if target is None:
+            return False
+        await install(target)
+        return True
 
     @classmethod
     def install_hosts(cls, cluster: ClusterSettings, options: Any) -> dict[str, list[str]]:

@@ -81,6 +81,7 @@ from .launched import LaunchedCluster  # noqa: E402
 from .slurm_gpu import PRELOAD as SLURM_GPU_PRELOAD  # noqa: E402
 from .slurm_options import SLURM_HOST, SlurmSettings  # noqa: E402
 from .slurm_queue import cancel_jobs, check_slurm, job_states, submit_error, wait_gone, wait_until_running  # noqa: E402
+from .slurm_requeue import JobKeeper  # noqa: E402
 from .spec import ClusterSpec  # noqa: E402
 
 __all__ = ["SlurmCluster", "SlurmSettings", "slot_worker_names"]
@@ -161,6 +162,8 @@ class SlurmCluster(ClusterBackend):
         self._tls_id = cluster_id(spec.app, warm=warm)  # its credentials' folder (`tls_folder`)
         self._credentials: Any = None  # made by `start` (`tls.make_credentials`)
         self._security: Any = None
+        self._keeper: JobKeeper | None = None  # replaces jobs that end while a run has work (`slurm_requeue`)
+        self._replacements: list[Any] = []  # the SLURMJob objects of replacement jobs
 
     # -- where things are ---------------------------------------------------------------------
 
@@ -232,7 +235,10 @@ class SlurmCluster(ClusterBackend):
             "local_directory": spec.dask.local_directory, "death_timeout": 60,
             "job_extra_directives": [*slurm.job_extra, *([f"--gres=gpu:{slurm.gpus}"] if gpu else [])],
             # each worker of a GPU job takes its own GPU of the job's (`slurm_gpu`)
-            "worker_extra_args": ["--no-dashboard", *(["--resources", "GPU=1", "--preload", SLURM_GPU_PRELOAD] if gpu else [])],
+            "worker_extra_args": ["--no-dashboard", *(["--resources", "GPU=1", "--preload", SLURM_GPU_PRELOAD] if gpu else []),
+                                  # retire before the walltime kills it (its partitions go back; `tend` replaces the job)
+                                  "--lifetime", f"{slurm.lifetime():g}s", "--lifetime-stagger", f"{slurm.walltime_stagger:g}s",
+                                  "--no-lifetime-restart"],
             "job_script_prologue": [f"export DASK_CONFIG={shlex.quote(str(self.log_directory / 'dask.yaml'))}",
                                     f"export {KEY_ENV}={shlex.quote(str(self.log_directory / 'keys' / 'cache.key'))}",
                                     "export PYTHONUNBUFFERED=1"],
@@ -268,6 +274,7 @@ class SlurmCluster(ClusterBackend):
             await self._start_detached(host, names, emit)
         else:
             await self._start_jobqueue(host, emit)
+        self._keeper = JobKeeper(self.jobs, limit=self.slurm.job_limit(), pending_timeout=self.slurm.pending_timeout)
         emit(Phase("cluster", f"{len(self.jobs)} Slurm job(s) queued: {', '.join(self.jobs.values())}; "
                               f"waiting up to {self.slurm.pending_timeout:g} s for them to run"))
         # the run starts with [cluster] min_workers' jobs (the rest join when they run: `joining`)
@@ -321,11 +328,26 @@ class SlurmCluster(ClusterBackend):
         """The spec of the detached scheduler: this machine at ``host``, no workers."""
         return dataclasses.replace(self.spec, workers=(), scheduler=HostAddress(host, port=self.spec.scheduler_port))
 
+    async def tend(self, *, work_left: bool, emit: EventSink = ignore) -> None:
+        """Replace jobs that ended while the run has work, cancel jobs pending too long (`slurm_requeue`)."""
+        if self._keeper is not None and self.address:
+            await self._keeper.tend(self._submit_job, work_left=work_left, emit=emit)
+
+    async def _submit_job(self, name: str) -> str:
+        """Submit one more worker job, its workers named ``name``; its Slurm job id."""
+        job = _slurm_job(scheduler=self.address, name=name, **self.job_options())
+        try:
+            await job.start()
+        except RuntimeError as exc:
+            raise submit_error(exc) from None
+        self._replacements.append(job)
+        return str(job.job_id)
+
     async def close(self) -> None:
         """Cancel every job (``scancel``), stop the scheduler, and wait (up to `CANCEL_WAIT` s)
         until Slurm lists none of the jobs any more."""
         job_ids = [job_id for job_id in self.jobs.values() if job_id]
-        self.jobs = {}
+        self.jobs, self._keeper, self._replacements = {}, None, []
         await cancel_jobs(job_ids)
         cluster, self._cluster = self._cluster, None
         if cluster is not None:
@@ -359,7 +381,8 @@ class SlurmCluster(ClusterBackend):
             if any(worker == name or worker.startswith(f"{name}-") for worker in joined):
                 continue
             state = states.get(job_id)
-            where = f"{state.state} on {state.node or '-'} ({state.reason})" if state else "no longer queued"
+            ended = self._keeper.ended.get(job_id) if self._keeper is not None else None
+            where = f"{state.state} on {state.node or '-'} ({state.reason})" if state else (ended or "no longer queued")
             err = self.log_directory / f"{job_name(self.spec.app)}-{job_id}.err"
             tail = "\n".join(err.read_text(errors="replace").splitlines()[-15:]) if err.exists() else "(no output file yet)"
             parts.append(f"--- Slurm job {job_id} ({name}): {where}; {err}:\n{tail}")
@@ -371,6 +394,10 @@ class SlurmCluster(ClusterBackend):
                                    str(self.log_directory / f"{job_name(self.spec.app)}-{job_id}.err"))
                      for name, job_id in self.jobs.items() if job_id.isdigit())
         return (*scheduler, *jobs)
+
+    def install_host_for(self, host: str) -> str | None:
+        """Every job runs the one venv on the shared filesystem: the login node rebuilds it."""
+        return self.slurm.login or LOCAL_HOST
 
     # -- warm clusters ----------------------------------------------------------------------
 

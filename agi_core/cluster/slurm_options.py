@@ -13,13 +13,32 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from ..hosts import HostAddress
 from ..settings_schema import WorkerSpec
 
-__all__ = ["SLURM_HOST", "SlurmSettings"]
+__all__ = ["SLURM_HOST", "SlurmSettings", "walltime_seconds"]
 
 #: The worker-map key of the slots of Slurm jobs: ``slurm-0``, ``slurm-1``, ... (Slurm picks the nodes).
 SLURM_HOST = "slurm"
 
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*([KMGTP]i?B?|B)?", re.IGNORECASE)
 _WALLTIME = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}")
+
+
+def walltime_seconds(walltime: str) -> int:
+    """Slurm's time formats in seconds: MINUTES, MINUTES:SECONDS, HOURS:MINUTES:SECONDS,
+    DAYS-HOURS, DAYS-HOURS:MINUTES, DAYS-HOURS:MINUTES:SECONDS.
+
+    >>> walltime_seconds("90"), walltime_seconds("01:30"), walltime_seconds("01:00:00"), walltime_seconds("1-2")
+    (5400, 90, 3600, 93600)
+    """
+    days, _, rest = walltime.strip().rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:
+        seconds = (parts + [0, 0])[:3]  # hours, then minutes and seconds when given
+        return int(days) * 86400 + seconds[0] * 3600 + seconds[1] * 60 + seconds[2]
+    if len(parts) == 1:
+        return parts[0] * 60
+    if len(parts) == 2:
+        return parts[0] * 60 + parts[1]
+    return parts[0] * 3600 + parts[1] * 60 + parts[2]
 
 
 class SlurmSettings(BaseModel):
@@ -56,8 +75,18 @@ class SlurmSettings(BaseModel):
                               "environment from, over SSH; None: this machine (the manager runs on the cluster)")
     log_directory: str | None = Field(default=None, description="the jobs' output files (shared filesystem); None: "
                                       "<[cluster.install] root>/logs/<app>/slurm")
-    pending_timeout: float = Field(default=600.0, gt=0, description="seconds the jobs may wait in the queue before "
-                                   "the run fails, naming Slurm's reason")
+    pending_timeout: float = Field(default=600.0, gt=0, description="seconds a job may wait in the queue: at the start, "
+                                   "the run fails naming Slurm's reason when too few jobs run for [cluster] min_workers; "
+                                   "later, a job pending longer is cancelled (a warning names the reason)")
+    max_jobs: int | None = Field(default=None, ge=1, description="worker jobs one run may submit in all: the first `jobs` "
+                                 "and the replacements of jobs that ended (cancelled, preempted, failed, walltime) while "
+                                 "work remained; None: 10 x jobs")
+    walltime_margin: float = Field(default=120.0, ge=0, description="seconds before the walltime at which each worker "
+                                   "retires (Dask's --lifetime): it hands its partitions back and a replacement job is "
+                                   "submitted while work remains")
+    walltime_stagger: float = Field(default=60.0, ge=0, description="each worker retires up to twice this many seconds "
+                                    "earlier, at random (Dask's --lifetime-stagger), so that jobs started together do not "
+                                    "all leave at once")
 
     @field_validator("memory")
     @classmethod
@@ -100,6 +129,30 @@ class SlurmSettings(BaseModel):
                                 else f"{self.gpus - self.processes} GPU{'s' if self.gpus - self.processes > 1 else ''} per job would sit idle")
                              + f"; set processes = gpus (one worker per GPU), e.g. processes = {self.gpus}")
         return self
+
+    @model_validator(mode="after")
+    def _time_to_work(self) -> SlurmSettings:
+        if self.lifetime() - self.walltime_stagger <= 0:
+            raise ValueError(f"walltime = {self.walltime!r} ({walltime_seconds(self.walltime)} s) leaves a worker no time: it "
+                             f"retires walltime_margin ({self.walltime_margin:g} s) + up to 2 x walltime_stagger "
+                             f"({self.walltime_stagger:g} s) before it; raise walltime or lower those two")
+        return self
+
+    @model_validator(mode="after")
+    def _max_jobs_covers_jobs(self) -> SlurmSettings:
+        if self.max_jobs is not None and self.max_jobs < self.jobs:
+            raise ValueError(f"max_jobs = {self.max_jobs} is below jobs = {self.jobs}: max_jobs counts every job a run submits, "
+                             f"the first {self.jobs} included; set max_jobs >= jobs (or leave it unset: 10 x jobs)")
+        return self
+
+    def lifetime(self) -> float:
+        """Seconds a worker runs before it retires (Dask's ``--lifetime``; ``--lifetime-stagger``
+        moves it by up to `walltime_stagger` either way): always `walltime_margin` before the walltime."""
+        return walltime_seconds(self.walltime) - self.walltime_margin - self.walltime_stagger
+
+    def job_limit(self) -> int:
+        """`max_jobs`, or its default: 10 x `jobs`."""
+        return self.max_jobs if self.max_jobs is not None else 10 * self.jobs
 
     def worker_map(self) -> dict[str, WorkerSpec]:
         """The slots of the jobs, as a worker map: `SLURM_HOST` with ``jobs * processes`` workers

@@ -29,6 +29,7 @@ from .attempts import last_started, remove_started, rerun_counts, started_dir
 from .base import ExecutionContext, Executor, InFlight, Outcome, settle
 from .dask_elastic import ElasticBatches
 from .elastic import Batch
+from .join_check import JoinCheck, join_check_for
 from .wire import pack_outcomes, unpack_outcomes
 from .worker import pack, run_batch
 
@@ -56,6 +57,7 @@ class DaskExecutor(Executor):
         self._slot_of_worker: dict[str, str] | None = None  # Dask worker name -> the slot it serves
         self._started: Path | None = None  # the started logs' folder, once made (`attempts`)
         self._elastic: ElasticBatches | None = None  # the queued batches as workers come and go (`dask_elastic`)
+        self._join_check: JoinCheck | None = None  # who may take work: the manager's code only (`join_check`)
         self.max_tasks_per_slot = context.cluster.dask.max_tasks_per_slot
         self.retries_allowed = context.cluster.dask.retries
 
@@ -74,6 +76,8 @@ class DaskExecutor(Executor):
         self._handle = await self._stack.enter_async_context(open_cluster(spec, emit=self.context.emit))
         backend = self._handle.backend
         self.context.emit(ClusterReady(backend.address, backend.dashboard, self._handle.warm, self._handle.note))
+        self._join_check = join_check_for(self.client, backend, spec, self.context, project)
+        await self._join_check.at_start()  # every worker runs this manager's code (`join_check`)
         self._facts = await self._worker_records(spec.app_distribution or self.context.app, spec.app_version or "")
         await self._watch_workers()
         if self.context.shape.gpu == "require":
@@ -164,7 +168,9 @@ class DaskExecutor(Executor):
                     # for many partitions instead of one each.
                     finished = [first, *pending.next_batch(block=False)]
                     pending.update([more for future in finished for more in elastic.finished(future)])
-                    for arrived in self._where_ran(await self._collect(finished)):
+                    arrivals = self._where_ran(await self._collect(finished))
+                    self._release(finished)
+                    for arrived in arrivals:
                         if arrived.id in done:  # skipped here already, when its failed dependency arrived
                             continue
                         if arrived.status == "failed" and arrived.id in self._stopped:  # say why its worker was lost
@@ -212,6 +218,15 @@ class DaskExecutor(Executor):
             dag_futures[pid] = self._submit(job_json, [pid], slot_of[pid], deps, addresses, parts, key=pid, priority=-rank[pid])
             futures.append(dag_futures[pid])
         return futures
+
+    @staticmethod
+    def _release(finished: list[Any]) -> None:
+        """Let the workers drop the results the manager has now: a held result of a worker that
+        leaves (retired before its walltime, cancelled) is computed again by Dask elsewhere, which
+        runs its partitions twice and counts that worker as one that died running them. (A DAG
+        node's dependents, all submitted up front, keep what they need on the scheduler's side.)"""
+        for future in finished:
+            future.release()
 
     async def _collect(self, finished: list[Any]) -> list[Outcome]:
         """The outcomes of finished tasks: one gather for those that succeeded, and failed
@@ -278,8 +293,10 @@ class DaskExecutor(Executor):
 
     def _new_elastic(self, plan: WorkPlan) -> ElasticBatches:
         backend = self._handle.backend
+        check = self._join_check
         return ElasticBatches(self.client, self._handle.worker_names, emit=self.context.emit,
-                              join_wait=self._join_wait(), report=backend.missing_workers_report,
+                              join_wait=self._join_wait(), report=check.report(backend) if check else backend.missing_workers_report,
+                              admit=check.admit if check else None,
                               capacity={s.name: s.capacity for s in plan.slots},
                               capabilities={s.name: tuple(s.capabilities) for s in plan.slots})
 
@@ -298,9 +315,18 @@ class DaskExecutor(Executor):
                 return
             if futures:
                 pending.update(futures)
+            await self._tend(elastic, pending)
             if elastic.joined_since_facts:
                 elastic.joined_since_facts = False
                 await self._refresh_facts()
+
+    async def _tend(self, elastic: ElasticBatches, pending: Any) -> None:
+        """Let the backend replace workers that ended while work remains (`ClusterBackend.tend`:
+        a Slurm job cancelled, preempted or out of walltime)."""
+        try:
+            await self._handle.backend.tend(work_left=bool(elastic.waiting()) or not pending.is_empty(), emit=self.context.emit)
+        except Exception as exc:  # noqa: BLE001 - replacing workers is a help: the run goes on with those it has
+            self.context.emit(Notice(f"could not replace the workers that left: {type(exc).__name__}: {exc}", level="warning"))
 
     async def _refresh_facts(self) -> None:
         """The versions and capabilities of workers that joined late, for the record."""
@@ -396,6 +422,9 @@ class DaskExecutor(Executor):
         return outcomes
 
     async def close(self) -> None:
+        check, self._join_check = self._join_check, None
+        if check is not None:
+            await check.close()
         started, self._started = self._started, None
         if started is not None:
             remove_started(started)

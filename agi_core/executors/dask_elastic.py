@@ -36,7 +36,8 @@ class ElasticBatches:
 
     def __init__(self, client: Any, worker_names: Mapping[str, str], *,
                  emit: EventSink, join_wait: float, report: Callable[[set[str]], Awaitable[str]],
-                 capacity: Mapping[str, float] | None = None, capabilities: Mapping[str, tuple[str, ...]] | None = None) -> None:
+                 capacity: Mapping[str, float] | None = None, capabilities: Mapping[str, tuple[str, ...]] | None = None,
+                 admit: Callable[[str, str, str], Awaitable[bool]] | None = None) -> None:
         self._client = client
         self._names = dict(worker_names)
         self._slot_of = {name: slot for slot, name in worker_names.items()}
@@ -60,6 +61,8 @@ class ElasticBatches:
         self.absent_report = ""
         self.moved = 0  # partitions moved off the slot they were planned for (or last queued on)
         self._empty_since: float | None = None
+        #: whether the worker at (address, name, host) may take work (`join_check`: its code and versions)
+        self._admit = admit
 
     # -- who is there --------------------------------------------------------------------------
 
@@ -69,7 +72,6 @@ class ElasticBatches:
         now: dict[str, tuple[str, int, str]] = {}
         for address, info in identity["workers"].items():
             name = str(info.get("name"))
-            self._seen.add(name)
             slot = self._slot_of.get(name, name)
             if info.get("status", "running") != "running" and self.joined.get(slot) != address:
                 # Registered but not running yet: the scheduler places nothing on it, so a batch
@@ -77,7 +79,11 @@ class ElasticBatches:
                 # whatever that one runs. It joins at the next look. (A joined worker that pauses
                 # stays joined.)
                 continue
-            now[slot] = (address, int(info.get("nthreads") or 1), str(info.get("host") or ""))
+            host = str(info.get("host") or "")
+            if self._admit is not None and self.joined.get(slot) != address and not await self._admit(address, name, host):
+                continue  # other code than the manager's: refused, or installed and back later (`join_check`)
+            self._seen.add(name)
+            now[slot] = (address, int(info.get("nthreads") or 1), host)
         joined = [slot for slot in now if slot not in self.joined or self.joined[slot] != now[slot][0]]
         left = [slot for slot in self.joined if slot not in now or self.joined[slot] != now[slot][0]]
         for slot in left:

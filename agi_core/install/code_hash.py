@@ -53,6 +53,7 @@ WORKER_ENTRIES = (
     "agi_core.lifeline",  # the Dask preload of workers started by this machine
     "agi_core.install.cython_build",  # `python -m agi_core.install.cython_build` on each host
     "agi_core.install.warm",  # `python -m agi_core.install.warm` on each host (JIT kernel kinds)
+    "agi_core.install.installed_hash",  # installed_agi_hash (client.run): a joining worker's code hash
     "agi_core.app",  # the app contract: `from agi_core import App, Partition, WorkContext`
     "agi_core.kernels",  # an app's kernel tier (CPU, Cython, GPU)
     "agi_core.errors",  # `from agi_core import AgiError`

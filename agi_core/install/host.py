@@ -25,11 +25,11 @@ from ..modes import Mode
 from ..settings import ClusterSettings
 from ..ssh import HostSession, SshError, open_session, shell_path
 from .artifacts import ArtifactBuilder, Artifacts, Target, uv_binary
+from .installed_hash import FINGERPRINT_FILE
 
 __all__ = ["FINGERPRINT_SCHEMA", "HostReport", "InstallContext", "host_target", "install_host", "probe_gpu_libraries", "remote_paths"]
 
 FINGERPRINT_SCHEMA = "agi.install.v1"
-FINGERPRINT_FILE = ".agi-install.json"
 UV_ENV = "UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1 UV_LINK_MODE=copy"
 
 

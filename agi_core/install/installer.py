@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def _fan_out(sinks: list[EventSink]) -> EventSink:
 
 async def install_app(
     env: AgiEnv, cluster: ClusterSettings, mode: Mode, *,
-    on_event: EventSink | None = None, cache_dir: Path | None = None,
+    on_event: EventSink | None = None, cache_dir: Path | None = None, only: Collection[str] | None = None,
 ) -> InstallReport:
     """Install ``env``'s app on the scheduler host and every worker host of ``cluster`` (resolved
     settings: `AGI.install` resolves the call first); raise `InstallError` (after every host has
@@ -75,8 +76,12 @@ async def install_app(
 
     ``on_event`` receives every host's `HostStep` events (a ``waiting`` step for each host first);
     nothing is printed here: `agi install` draws them with `agi_core.cli.install_view.InstallView`.
+
+    ``only``: install just these hosts (a worker that joins a run with other code, `[cluster.install] auto`).
     """
     hosts = hosts_of(cluster)
+    if only is not None:
+        hosts = {host: hosts.get(host, ["worker"]) for host in only}
     shape = ExecutionShape.of(mode, compiled=cluster.compiled, rapids=cluster.rapids)
     builder = ArtifactBuilder(env, cache_dir or paths.cache_dir(), cython="cython" in shape.builds,
                               find_links=cluster.install.find_links, extras=cpu_extras(shape))
