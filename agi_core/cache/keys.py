@@ -29,8 +29,8 @@ from typing import Any
 
 from ..app import Partition
 from ..errors import PlanError
-from .key_changes import explain, payload_changes  # re-exported: explaining a miss lives in key_changes.py
 from .inputs import InputStamper
+from .key_changes import explain, payload_changes  # re-exported: explaining a miss lives in key_changes.py
 
 __all__ = ["CACHE_FORMAT", "KEYS_FILE", "KEYS_SCHEMA", "RunKeys", "explain", "kernel_kind_for_mode", "payload_changes",
            "payload_fingerprint", "plan_keys", "read_run_keys"]
