@@ -352,3 +352,52 @@ def test_with_min_workers_a_host_whose_worker_never_joins_is_recorded_and_the_ru
     assert "No such file or directory" in record["cluster"]["never_joined_report"]  # the end of its log
     planned_there = [p for p in record["partitions"] if p["slot"] == f"{h3.ip}-0"]
     assert planned_there and all(p["ran_slot"] and p["host"] != "h3" for p in planned_there)
+
+
+def _run_in_thread(env, cluster, events, **args):
+    box: dict = {}
+
+    def go() -> None:
+        try:
+            box["result"] = asyncio.run(AGI.run(env, cluster=cluster, mode="d", on_event=events.append, **args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def test_a_host_down_at_the_start_is_left_out_and_its_worker_joins_when_it_comes_back(env, rig_hosts, tmp_path):
+    """Issue 24 on SSH: with min_workers = 2 the run starts on the two hosts it reaches, tries the
+    third again while it runs (`LaunchedCluster.tend`), and once that host is back its worker
+    joins late and takes work; every partition runs once."""
+    from agi_core.events import HostStep, RunStarted
+
+    h3 = rig_hosts.hosts[2]
+    h3.crash()  # refuses connections
+    events: list = []
+    thread, box = _run_in_thread(env, {**cluster_for(rig_hosts, tmp_path), "min_workers": 2}, events, n=40, sleep=0.5)
+    deadline = time.time() + 90
+    while not any(isinstance(e, RunStarted) for e in events) and thread.is_alive() and time.time() < deadline:
+        time.sleep(0.05)
+    assert any(isinstance(e, HostStep) and e.host == h3.ip and e.failed and "unreachable" in e.step for e in events)
+    h3.restart()
+    thread.join(180)
+    assert "error" not in box, box.get("error")
+    record = check_every_partition_once(box["result"], 40)
+    assert any(isinstance(e, HostStep) and e.host == h3.ip and "reachable again" in e.step for e in events)
+    assert [p for p in record["partitions"] if p["host"] == "h3"]  # it joined late and took work
+    assert not record["cluster"].get("never_joined")
+
+
+def test_a_host_down_for_the_whole_run_is_recorded_as_never_joined_with_why(env, rig_hosts, tmp_path):
+    h3 = rig_hosts.hosts[2]
+    h3.crash()
+    events: list = []
+    thread, box = _run_in_thread(env, {**cluster_for(rig_hosts, tmp_path, start_timeout=8), "min_workers": 2}, events, n=6)
+    thread.join(180)
+    assert "error" not in box, box.get("error")
+    record = check_every_partition_once(box["result"], 6)
+    assert record["cluster"]["never_joined"] == [f"{h3.ip}-0"]
+    assert "could not be reached" in record["cluster"]["never_joined_report"]

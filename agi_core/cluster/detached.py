@@ -86,15 +86,18 @@ class DetachedProcesses:
         except SshError as exc:
             return f"(cannot read the log: {exc.message})"
 
-    async def tether_all(self, *, cleanup: str = "") -> None:
+    async def tether_all(self, *, cleanup: str = "", hosts: Iterable[str] | None = None) -> None:
         """Tie every process started so far to this one: on each host, a watch that stops them
         (SIGTERM, then SIGKILL) when this process lets go of it, or dies, even by SIGKILL (its
         SSH connection, or its pipe, closes). Not for warm clusters, which are meant to outlive us.
-        ``cleanup``: a shell command the watch runs first (deleting the cluster's files)."""
+        ``cleanup``: a shell command the watch runs first (deleting the cluster's files).
+        ``hosts``: only the processes on these (a host that came back after the others were tied)."""
         first = f"{cleanup}; " if cleanup else ""
+        only = None if hosts is None else set(hosts)
         by_host: dict[str, list[int]] = {}
         for process in self.processes:
-            by_host.setdefault(process.host, []).append(process.pid)
+            if only is None or process.host in only:
+                by_host.setdefault(process.host, []).append(process.pid)
         for host, pids in by_host.items():
             session = await self.session(host)
             # released by `stop_all` once the processes are stopped: it then finds nothing to signal and ends at once

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AgiError
-from ..events import EventSink, HostStep, ignore
+from ..events import EventSink, HostStep, Notice, ignore
 from ..hosts import HostAddress
 from ..ssh import HostSession, shell_path
 from .backend import ClusterBackend, ProcessRecord
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from .tls import ClusterCredentials
 
 __all__ = ["LaunchedCluster"]
+
+#: how often a run tries again the worker hosts it could not reach at its start (`LaunchedCluster.tend`)
+RETRY_S = 5.0
 
 
 class LaunchedCluster(ClusterBackend):
@@ -54,6 +57,11 @@ class LaunchedCluster(ClusterBackend):
         self._tls_id: str | None = None  # the credentials' folder name (`tls.cluster_id`), once made
         self._tls_saved: Path | None = None  # a warm cluster's copy on the manager (`tls.manager_folder`)
         self._tls_hosts: set[str] = set()  # the hosts (worker-map keys) this process wrote them to
+        #: worker hosts unreachable at the start (host -> why), left out because the others were
+        #: enough (`ClusterSpec.min_workers`); their workers start when they come back (`tend`)
+        self._unreached: dict[str, str] = {}
+        self._retry: asyncio.Task[None] | None = None
+        self._next_try = 0.0
 
     def started(self) -> tuple[ProcessRecord, ...]:
         return tuple(self.hosts.processes)
@@ -131,19 +139,46 @@ class LaunchedCluster(ClusterBackend):
 
     # -- start / stop -----------------------------------------------------------------------
 
+    async def _reach(self, hosts: list[str], emit: EventSink) -> dict[str, HostSession]:
+        """A session to each host (fail early, naming an unreachable one), except that a worker
+        host that cannot be reached is left out, said, and tried again later (`tend`) when the
+        workers of the others are enough to start (`ClusterSpec.min_workers`)."""
+        found = await asyncio.gather(*(self.hosts.session(host) for host in hosts), return_exceptions=True)
+        sessions = {host: s for host, s in zip(hosts, found, strict=True) if not isinstance(s, BaseException)}
+        failed = {host: s for host, s in zip(hosts, found, strict=True) if isinstance(s, BaseException)}
+        for exc in failed.values():
+            if not isinstance(exc, Exception):
+                raise exc  # a Ctrl-C, not a host
+        spec = self.spec
+        usable = sum(1 for w in spec.workers if w.host in sessions)
+        if failed and (spec.scheduler_host in failed or usable < (spec.min_workers or len(spec.workers))):
+            raise next(iter(failed.values()))
+        for host, exc in failed.items():
+            self._unreached[host] = str(exc)
+            emit(HostStep(host, f"unreachable, left out for now ({exc}); its workers start if it comes back during the run",
+                          done=True, failed=True))
+        return sessions
+
+    async def _prepare(self, sessions: dict[str, HostSession]) -> None:
+        """What every process reads, written to each host: the Dask settings, the TLS
+        credentials, and the cache key to each worker host (`cache_key`)."""
+        spec = self.spec
+        config = config_yaml(spec)
+        await asyncio.gather(*(session.write_text(self._config_file(), config) for session in sessions.values()))
+        if self._credentials is not None:
+            self._tls_hosts |= set(sessions)
+        await asyncio.gather(*(self._upload_tls(session) for session in sessions.values()))
+        worker_hosts = {w.host for w in spec.workers}
+        await asyncio.gather(*(upload_key(session, host, spec.root) for host, session in sessions.items() if host in worker_hosts))
+
     async def launch(self, emit: EventSink = ignore) -> None:
         spec = self.spec
-        hosts = {spec.scheduler_host, *(w.host for w in spec.workers)}
+        hosts = sorted({spec.scheduler_host, *(w.host for w in spec.workers)})
         self._prepare_tls()
         for host in hosts:
             emit(HostStep(host, "connecting"))
-        sessions = await asyncio.gather(*(self.hosts.session(host) for host in hosts))  # fail early, naming unreachable hosts
-        config = config_yaml(spec)
-        await asyncio.gather(*(session.write_text(self._config_file(), config) for session in sessions))
-        self._tls_hosts = set(hosts) if self._credentials is not None else set()
-        await asyncio.gather(*(self._upload_tls(session) for session in sessions))
-        by_host = dict(zip(hosts, sessions, strict=True))  # the cache key: to each worker host (`cache_key`)
-        await asyncio.gather(*(upload_key(by_host[host], host, spec.root) for host in {w.host for w in spec.workers}))
+        sessions = await self._reach(hosts, emit)
+        await self._prepare(sessions)
         dashboard = dashboard_address(spec.dashboard_port, spec.scheduler.host)
         # The scheduler's HTTP server (/health, /info, the dashboard when bokeh is there) binds its own interface.
         http = dashboard or http_address(spec.scheduler.host, 0)
@@ -162,12 +197,49 @@ class LaunchedCluster(ClusterBackend):
         self.address = await self._wait_for_scheduler(scheduler, scheduler_file)
         self.dashboard = f"http://{spec.scheduler.url_host}:{spec.dashboard_port}/status" if dashboard else None
         for host, workers in spec.hosts().items():
-            emit(HostStep(host, f"starting {len(workers)} worker(s)"))
-        await asyncio.gather(*(self._launch(w.host, "worker", w.name, self._worker_command(w), (*w.env, *worker_env(w.host, spec.root)))
-                               for w in spec.workers))
+            if host in sessions:
+                emit(HostStep(host, f"starting {len(workers)} worker(s)"))
+        await asyncio.gather(*(self._launch_worker(w) for w in spec.workers if w.host in sessions))
         if self.tethered:
             await self.hosts.tether_all(cleanup=self._tls_cleanup())  # the credentials go too, even on SIGKILL
+        for host in sessions:
+            emit(HostStep(host, "started", done=True))
+
+    async def _launch_worker(self, worker: WorkerProcess) -> ProcessRecord:
+        return await self._launch(worker.host, "worker", worker.name, self._worker_command(worker),
+                                  (*worker.env, *worker_env(worker.host, self.spec.root)))
+
+    async def tend(self, *, work_left: bool, emit: EventSink = ignore) -> None:
+        """While work is left, try again every `RETRY_S` the worker hosts unreachable at the start:
+        one that is back gets its workers, which join the run late and take work (in the
+        background: an unreachable host may take the SSH connect timeout to say so)."""
+        if not self._unreached or not work_left or (self._retry is not None and not self._retry.done()):
+            return
+        if time.monotonic() < self._next_try:
+            return
+        self._next_try = time.monotonic() + RETRY_S
+        self._retry = asyncio.ensure_future(self._bring_back(sorted(self._unreached), emit))
+
+    async def _bring_back(self, hosts: list[str], emit: EventSink) -> None:
         for host in hosts:
+            try:
+                session = await self.hosts.session(host)
+            except Exception as exc:  # noqa: BLE001 - still down: said when the run ends (`missing_workers_report`)
+                self._unreached[host] = str(exc)
+                continue
+            workers = [w for w in self.spec.workers if w.host == host]
+            try:
+                await self._prepare({host: session})
+                emit(HostStep(host, f"reachable again: starting {len(workers)} worker(s)"))
+                await asyncio.gather(*(self._launch_worker(w) for w in workers))
+                if self.tethered:
+                    await self.hosts.tether_all(cleanup=self._tls_cleanup(), hosts=[host])
+            except Exception as exc:  # noqa: BLE001 - the run goes on without it, and says why
+                self._unreached[host] = f"reachable again, but its workers did not start: {exc}"
+                emit(Notice(f"{host}: reachable again, but its workers did not start ({exc}); the run goes on without them",
+                            level="warning"))
+                continue
+            del self._unreached[host]
             emit(HostStep(host, "started", done=True))
 
     def _worker_command(self, worker: WorkerProcess) -> str:
@@ -211,8 +283,10 @@ class LaunchedCluster(ClusterBackend):
                        f"{await self.hosts.tail(process)}", fix="see its log above (a firewall between here and its port?)")
 
     async def missing_workers_report(self, joined: set[str]) -> str:
-        """For the workers that never joined: their host and the end of their log."""
-        parts = []
+        """For the workers that never joined: their host and the end of their log (or why their
+        host could not be reached)."""
+        parts = [f"--- {w.name} on {w.host}: not started: the host could not be reached ({self._unreached[w.host]})"
+                 for w in self.spec.workers if w.host in self._unreached and w.name not in joined]
         for process in self.hosts.processes:
             if process.role == "worker" and process.name not in joined:
                 log = (await self.hosts.tail(process)).rstrip()
@@ -224,6 +298,9 @@ class LaunchedCluster(ClusterBackend):
         cluster's credentials on its hosts (and a warm cluster's on the manager)."""
         from .tls import remove_credentials
 
+        if self._retry is not None:
+            self._retry.cancel()
+            await asyncio.gather(self._retry, return_exceptions=True)
         cleanup = self._tls_cleanup()
         running = {process.host for process in self.hosts.processes}
         for host in sorted(self._tls_hosts - running):  # written there, but nothing started: a failed start

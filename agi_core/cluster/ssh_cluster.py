@@ -52,6 +52,9 @@ class SshCluster(ClusterBackend):
     async def missing_workers_report(self, joined: set[str]) -> str:
         return await self.inner.missing_workers_report(joined)
 
+    async def tend(self, *, work_left: bool, emit: EventSink = ignore) -> None:
+        await self.inner.tend(work_left=work_left, emit=emit)
+
     def started(self) -> tuple[ProcessRecord, ...]:
         return self.inner.started()
 

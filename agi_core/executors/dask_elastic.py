@@ -93,6 +93,9 @@ class ElasticBatches:
             if announce:
                 self._emit(WorkerLeft(self._names.get(slot, slot), slot))
         for slot in joined:
+            if self._names.get(slot, slot) in self.absent:  # recorded as never joined, but came after all
+                self.absent.remove(self._names.get(slot, slot))
+                self.absent_report = self.absent_report if self.absent else ""
             address, threads, host = now[slot]
             self.joined[slot], self._threads[slot] = address, threads
             self._held.setdefault(slot, 0)
