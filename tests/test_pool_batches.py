@@ -1,5 +1,5 @@
 """The pool keeps each slot fed: a second batch waits in the slot's pipe while it runs one
-(`executors.pool._DEPTH`); a batch too big to wait there is written when the one before ends.
+(`executors.pool_slot.DEPTH`); a batch too big to wait there is written when the one before ends.
 Real slot processes, with a pure-logic check of how a death is accounted across two batches."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiEnv
-from agi_core.executors import pool
+from agi_core.executors import pool_slot
 from agi_core.executors.slot_process import IDLE
 
 APPS = Path(__file__).parent / "apps"
@@ -25,7 +25,7 @@ def _noop(share: Path, **args):
 
 def test_a_batch_too_big_to_wait_in_the_pipe_is_written_when_the_one_before_ends(tmp_path, monkeypatch):
     held, written = [], []
-    send, done = pool._SlotProcess.send, pool._SlotProcess.batch_done
+    send, done = pool_slot.SlotProcess.send, pool_slot.SlotProcess.batch_done
 
     def counting_send(self, batch):
         send(self, batch)
@@ -38,8 +38,8 @@ def test_a_batch_too_big_to_wait_in_the_pipe_is_written_when_the_one_before_ends
         if waiting:
             written.append(len(waiting))
 
-    monkeypatch.setattr(pool._SlotProcess, "send", counting_send)
-    monkeypatch.setattr(pool._SlotProcess, "batch_done", counting_done)
+    monkeypatch.setattr(pool_slot.SlotProcess, "send", counting_send)
+    monkeypatch.setattr(pool_slot.SlotProcess, "batch_done", counting_done)
     # a DAG whose partitions each get two results of 40 KiB as inputs: most batches exceed _QUEUED_BYTES
     result = _noop(tmp_path, n=240, layers=6, result_kb=40)
     assert result.status == "ok" and result.value == 240
@@ -49,22 +49,22 @@ def test_a_batch_too_big_to_wait_in_the_pipe_is_written_when_the_one_before_ends
 
 def test_small_batches_queue_behind_the_running_one_and_every_partition_runs_once(tmp_path, monkeypatch):
     depths = []
-    send = pool._SlotProcess.send
+    send = pool_slot.SlotProcess.send
 
     def watching_send(self, batch):
         send(self, batch)
         depths.append(len(self._batches))
 
-    monkeypatch.setattr(pool._SlotProcess, "send", watching_send)
+    monkeypatch.setattr(pool_slot.SlotProcess, "send", watching_send)
     result = _noop(tmp_path, n=3000)
     assert result.value == 3000 and sorted(o.id for o in result.outcomes) == sorted(f"n{i}" for i in range(3000))
-    assert max(depths) == pool._DEPTH  # a second batch was queued
+    assert max(depths) == pool_slot.DEPTH  # a second batch was queued
 
 
-def _slot_with(batches: list[list[str]], progress: list[float]) -> pool._SlotProcess:
+def _slot_with(batches: list[list[str]], progress: list[float]) -> pool_slot.SlotProcess:
     """A `_SlotProcess` without a process: its bookkeeping only (the real deaths are in test_run_local)."""
-    slot = object.__new__(pool._SlotProcess)
-    slot._batches = deque(pool._Sent(k + 1, ids, 0.0) for k, ids in enumerate(batches))
+    slot = object.__new__(pool_slot.SlotProcess)
+    slot._batches = deque(pool_slot.SentBatch(k + 1, ids, 0.0) for k, ids in enumerate(batches))
     slot.in_flight = dict.fromkeys(pid for ids in batches for pid in ids)
     slot.progress = progress
     return slot

@@ -10,224 +10,26 @@ messages per slot, not 100,000 round trips.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import multiprocessing
-import os
 import socket
 import sys
-import time
-from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
-from multiprocessing.reduction import ForkingPickler
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..app import Partition
 from ..events import Notice
 from ..gpus import local_gpus
-from .base import ExecutionContext, Executor, InFlight, JobSpec, Outcome, settle, skipped_outcomes
-from .slot_env import slot_envs, slot_main_in_env
-from .slot_process import IDLE, Batch, slot_main
+from .base import ExecutionContext, Executor, InFlight, Outcome, settle, skipped_outcomes
+from .pool_queues import Placement, ReadyQueue
+from .pool_slot import SlotProcess
+from .slot_env import slot_envs
 from .wire import unpack_outcomes
 
 if TYPE_CHECKING:
     from ..plan import GraphDriver, WorkPlan
 
 __all__ = ["PoolExecutor"]
-
-# Partitions per message. A batch aims at `_BATCH_S` of work (measured on the slot's last batch):
-# that bounds the latency of a Ctrl-C and what a slot's death fails, while tiny partitions travel
-# thousands to a message (each message costs a round trip and, with the cache, a pack file).
-_FIRST_BATCH = 256
-_MAX_BATCH = 4096
-_BATCH_S = 0.05
-#: A slot holds up to two batches: the next waits in its pipe while it runs one, so it never
-#: idles while the manager records what it sent (measured: a third of a slot's time with tiny
-#: partitions). A queued batch is written only when it fits in the pipe at once (`_QUEUED_BYTES`,
-#: well under Linux's 208 KiB socket buffer): the manager must never block on a slot that is busy
-#: writing its outcomes to it. A bigger one is written when the slot finishes the batch before.
-_DEPTH = 2
-_QUEUED_BYTES = 64 << 10
-
-
-@dataclass(eq=False)
-class _Sent:
-    """A batch given to a slot: its number (the slot counts the batches it reads the same way,
-    and publishes the one it runs in `Progress`), its partitions in the order they run, when it
-    was given, and its message while it waits to be written (`_QUEUED_BYTES`)."""
-
-    number: int
-    ids: list[str]
-    at: float
-    held: bytes = b""
-
-
-class _SlotProcess:
-    """A worker process for one slot and the pipe to it, with up to `_DEPTH` batches in flight."""
-
-    def __init__(self, name: str, job: JobSpec, context: Any, parts: dict[str, Partition], keys: dict[str, str],
-                 env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.conn, child = context.Pipe()
-        # written by the process (`slot_main`): see `slot_process.Progress`
-        self.progress = context.RawArray("d", [IDLE, 0.0, 0.0])
-        args = (child, job, name, os.getpid(), parts, keys, self.progress)
-        target, args = (slot_main, args) if env is None else (slot_main_in_env, (env, *args))  # env: its GPU (`slot_env`)
-        self.process = context.Process(target=target, args=args, name=f"agi-slot-{name}", daemon=True)
-        self.process.start()
-        child.close()
-        self._batches: deque[_Sent] = deque()  # given and not reported done, oldest (the one it runs) first
-        self._given = 0  # batches given so far: the next one's number is one more
-        self._last_done = 0.0  # when the last batch was reported done (a queued batch starts then)
-        self.in_flight: dict[str, None] = {}  # partitions sent and not reported yet, in order
-        self.dead = ""  # why it cannot run partitions any more
-        self.stopped: tuple[str, str] | None = None  # (partition, why) when the manager stopped it for a hang
-        self.batch_size = _FIRST_BATCH  # the next batch's size at most
-
-    @property
-    def busy(self) -> bool:
-        """A batch was given and its end not yet reported."""
-        return bool(self._batches)
-
-    @property
-    def full(self) -> bool:
-        """It holds as many batches as it may: give it no other until one ends."""
-        return len(self._batches) >= _DEPTH
-
-    def send(self, batch: Batch) -> None:
-        self._given += 1
-        sent = _Sent(self._given, [pid for pid, _, _ in batch], time.monotonic())
-        self.in_flight.update(dict.fromkeys(sent.ids))
-        message = bytes(ForkingPickler.dumps(batch))
-        if self._batches and len(message) > _QUEUED_BYTES:
-            sent.held = message  # written when the batch before it ends (`batch_done`)
-        else:
-            self.conn.send_bytes(message)
-        self._batches.append(sent)
-
-    def batch_done(self) -> None:
-        """The oldest batch ended: size the next one from how long this one took, and write the
-        batch that waited for it."""
-        sent = self._batches.popleft()
-        now = time.monotonic()
-        started = max(sent.at, self._last_done)  # a queued batch starts when the one before it ends
-        self._last_done = now
-        per_partition = (now - started) / max(1, len(sent.ids))
-        self.batch_size = max(1, min(_MAX_BATCH, int(_BATCH_S / per_partition) if per_partition > 0 else _MAX_BATCH))
-        if self._batches and self._batches[0].held:
-            message, self._batches[0].held = self._batches[0].held, b""
-            self.conn.send_bytes(message)
-
-    def running(self) -> tuple[str, float] | None:
-        """The partition this process runs now and when it started; None between partitions."""
-        number = self.progress[2]
-        since, index = self.progress[1], int(self.progress[0])  # the start first: `slot_main` writes it first
-        if index < 0 or number != self.progress[2]:  # between partitions, or it moved to another batch meanwhile
-            return None
-        sent = next((b for b in self._batches if b.number == number), None)
-        if sent is None or index >= len(sent.ids) or sent.ids[index] not in self.in_flight:
-            return None
-        return sent.ids[index], since
-
-    def lost(self) -> tuple[list[str], str | None, list[str]]:
-        """After the process died: its unreported partitions split into those that ran (their
-        results were lost with it), the one it died in (None: it died between partitions), and
-        those it never started."""
-        index, number = int(self.progress[0]), int(self.progress[2])
-        ran: list[str] = []
-        current: str | None = None
-        unstarted: list[str] = []
-        for sent in self._batches:
-            for k, pid in enumerate(sent.ids):
-                if pid not in self.in_flight:
-                    continue
-                if sent.number < number or sent.number == number and (index < 0 or k < index):
-                    ran.append(pid)
-                elif sent.number == number and k == index:
-                    current = pid
-                else:
-                    unstarted.append(pid)
-        return ran, current, unstarted
-
-    def kill(self, *, wait: float = 5) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=wait)
-        self.conn.close()
-
-    async def stop(self) -> None:
-        try:
-            self.conn.send(None)
-        except OSError:
-            pass
-        await asyncio.get_running_loop().run_in_executor(None, self.process.join, 5)
-        self.kill()
-
-
-class _Placement(Mapping[str, str]):
-    """Each partition's home slot (the plan's, whose process was given it) and its rank there
-    (its place in the slot's plan order), as one int per partition: two dicts at 1,000,000
-    partitions were 110 MB of the manager's memory. Read as a mapping, partition -> home slot."""
-
-    def __init__(self, assignment: Mapping[str, list[str]]) -> None:
-        self.names = list(assignment)
-        count = self._count = max(1, len(self.names))
-        self._code = {pid: rank * count + i for i, ids in enumerate(assignment.values()) for rank, pid in enumerate(ids)}
-
-    def __getitem__(self, pid: str) -> str:
-        return self.names[self._code[pid] % self._count]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._code)
-
-    def __len__(self) -> int:
-        return len(self._code)
-
-    def place(self, pid: str) -> tuple[str, int]:
-        """``pid``'s home slot and its rank there."""
-        rank, i = divmod(self._code[pid], self._count)
-        return self.names[i], rank
-
-    def strangers(self, ids: list[str], slot: str) -> set[str]:
-        """Those of ``ids`` whose home is not ``slot`` (moved there after a death)."""
-        code, count, i = self._code, self._count, self.names.index(slot)
-        return {pid for pid in ids if code[pid] % count != i}
-
-    def rank(self, pid: str, default: int = 0) -> int:
-        code = self._code.get(pid)
-        return default if code is None else code // self._count
-
-
-class _ReadyQueue:
-    """A slot's ready partitions, in the plan's order. Ready partitions mostly arrive in rank
-    order (all of a plan without dependencies at once): those go to a deque, popped in O(1);
-    a partition that arrives out of order goes to a heap. The deque keeps ids and ranks side by
-    side, not a tuple per partition (at 1,000,000 ready partitions, 64 MB)."""
-
-    def __init__(self) -> None:
-        self._ids: deque[str] = deque()
-        self._ranks: deque[int] = deque()
-        self._heap: list[tuple[int, str]] = []
-
-    def extend(self, ranked: list[tuple[int, str]]) -> None:
-        ranked.sort()
-        for item in ranked:
-            if not self._heap and (not self._ranks or item[0] > self._ranks[-1]):
-                self._ranks.append(item[0])
-                self._ids.append(item[1])
-            else:
-                heapq.heappush(self._heap, item)
-
-    def pop(self) -> str:
-        if self._heap and (not self._ranks or self._heap[0][0] < self._ranks[0]):
-            return heapq.heappop(self._heap)[1]
-        self._ranks.popleft()
-        return self._ids.popleft()
-
-    def __len__(self) -> int:
-        return len(self._ids) + len(self._heap)
-
 
 def _process_context(python: Path | None, *, rapids: bool = False) -> Any:
     # fork starts a slot in milliseconds with the app already imported; spawn where another
@@ -252,7 +54,7 @@ def _respawn_context(python: Path | None) -> Any:
 #: a slot whose process died is started again at most this many times; then its work moves
 _MAX_RESPAWNS = 5
 
-_Inbox = asyncio.Queue[tuple["_SlotProcess", list[Outcome] | None, bool]]  # the process each message came from
+_Inbox = asyncio.Queue[tuple["SlotProcess", list[Outcome] | None, bool]]  # the process each message came from
 
 
 class PoolExecutor(Executor):
@@ -268,9 +70,9 @@ class PoolExecutor(Executor):
 
     def __init__(self, context: ExecutionContext) -> None:
         super().__init__(context)
-        self._slots: dict[str, _SlotProcess] = {}
+        self._slots: dict[str, SlotProcess] = {}
         self._plan: WorkPlan | None = None  # what `start` was given: a process started again gets its slot's partitions
-        self._home = _Placement({})  # partition -> the slot the plan gave it (whose process has it), and its rank there
+        self._home = Placement({})  # partition -> the slot the plan gave it (whose process has it), and its rank there
         self._assignment: dict[str, list[str]] = {}  # slot -> its partitions, in order
         self._lost: dict[str, int] = {}  # partition -> how often its process died while running it
         self._reruns: dict[str, int] = {}  # partition -> times it ran again after its process was lost
@@ -287,7 +89,7 @@ class PoolExecutor(Executor):
             self._envs = slot_envs(self.context.cluster.local_worker_map(), {s.name: s.capabilities for s in plan.slots},
                                    local_gpus())
         self._plan = plan
-        self._home = _Placement(plan.assignment)
+        self._home = Placement(plan.assignment)
         self._assignment = plan.assignment
         parts = plan.partition_map() if any(plan.assignment.get(s.name) and s.name not in self._slots for s in plan.slots) else {}
         for slot in plan.slots:
@@ -295,7 +97,7 @@ class PoolExecutor(Executor):
             if ids and slot.name not in self._slots:
                 self._slots[slot.name] = self._new_slot(slot.name, context, parts)
 
-    def _new_slot(self, name: str, context: Any, parts: Mapping[str, Partition] | None = None) -> _SlotProcess:
+    def _new_slot(self, name: str, context: Any, parts: Mapping[str, Partition] | None = None) -> SlotProcess:
         """A process for slot ``name``, given its partitions. ``parts``: every partition by id,
         when the caller has the map (not kept: at 1,000,000 partitions it is 40 MB)."""
         ids = self._assignment.get(name, [])
@@ -306,7 +108,7 @@ class PoolExecutor(Executor):
         else:
             own = {pid: parts[pid] for pid in ids}
         keys = self.context.keys
-        return _SlotProcess(name, self.job, context, own, {pid: keys[pid] for pid in ids if pid in keys}, self._envs.get(name))
+        return SlotProcess(name, self.job, context, own, {pid: keys[pid] for pid in ids if pid in keys}, self._envs.get(name))
 
     async def execute(self, plan: WorkPlan, driver: GraphDriver) -> AsyncIterator[Outcome]:
         await self.start(plan)
@@ -314,7 +116,7 @@ class PoolExecutor(Executor):
         inbox: _Inbox = asyncio.Queue()
         self._inbox = inbox
         slot_of = self._home  # the plan's slot of each partition (`start`)
-        ready = {name: _ReadyQueue() for name in self._slots}
+        ready = {name: ReadyQueue() for name in self._slots}
         for slot in self._slots.values():
             loop.add_reader(slot.conn.fileno(), self._receive, slot, inbox)
         try:
@@ -344,7 +146,7 @@ class PoolExecutor(Executor):
                 if not slot.conn.closed:
                     loop.remove_reader(slot.conn.fileno())
 
-    def _after_death(self, slot: _SlotProcess, ready: dict[str, _ReadyQueue], loop: asyncio.AbstractEventLoop,
+    def _after_death(self, slot: SlotProcess, ready: dict[str, ReadyQueue], loop: asyncio.AbstractEventLoop,
                      inbox: _Inbox) -> list[Outcome]:
         """A slot's process is gone: start another in its place (or give its work to the other
         slots), run again what it had not reported, and fail the partition it died in once that
@@ -382,7 +184,7 @@ class PoolExecutor(Executor):
             ready[name].extend([(self._home.rank(pid), pid)])
         return failed
 
-    def _replace(self, slot: _SlotProcess, loop: asyncio.AbstractEventLoop, inbox: _Inbox) -> _SlotProcess | None:
+    def _replace(self, slot: SlotProcess, loop: asyncio.AbstractEventLoop, inbox: _Inbox) -> SlotProcess | None:
         """A new process for a slot whose process died, unless it died too often."""
         if not slot.conn.closed:
             loop.remove_reader(slot.conn.fileno())
@@ -396,7 +198,7 @@ class PoolExecutor(Executor):
         loop.add_reader(fresh.conn.fileno(), self._receive, fresh, inbox)
         return fresh
 
-    def _refill(self, driver: GraphDriver, ready: dict[str, _ReadyQueue]) -> None:
+    def _refill(self, driver: GraphDriver, ready: dict[str, ReadyQueue]) -> None:
         arrived: dict[str, list[tuple[int, str]]] = {}
         place = self._home.place
         for pid in driver.ready():
@@ -412,7 +214,7 @@ class PoolExecutor(Executor):
         live = [other for other, slot in self._slots.items() if not slot.dead]
         return min(live, key=lambda other: len(self._slots[other].in_flight)) if live else name
 
-    def _dispatch(self, driver: GraphDriver, ready: dict[str, _ReadyQueue], slot_of: dict[str, str]) -> list[Outcome]:
+    def _dispatch(self, driver: GraphDriver, ready: dict[str, ReadyQueue], slot_of: dict[str, str]) -> list[Outcome]:
         """Send the next batch to every idle slot; partitions of a dead slot fail at once."""
         failed: list[Outcome] = []
         keys = self.context.keys
@@ -435,7 +237,7 @@ class PoolExecutor(Executor):
         return failed
 
     @staticmethod
-    def _receive(slot: _SlotProcess, inbox: _Inbox) -> None:
+    def _receive(slot: SlotProcess, inbox: _Inbox) -> None:
         # An event-loop callback: an exception here would only be logged, and the run would wait
         # for these outcomes forever. Whatever cannot be read ends the slot's partitions instead.
         try:

@@ -9,7 +9,7 @@ cannot load fails its partition, not the group.
 Which partition runs now, and since when, is written to a small shared array (`Progress`)
 before each `work()`: the manager reads it without a message, to name a partition that hangs
 and, when the process dies, the partition it died in. The manager may queue a second batch in the
-pipe while one runs (`pool._DEPTH`): the array also says which batch runs, counted as they are read.
+pipe while one runs (`pool_slot.DEPTH`): the array also says which batch runs, counted as they are read.
 """
 
 from __future__ import annotations
