@@ -15,8 +15,7 @@ import gc
 import logging
 import shutil
 import time
-import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from ..cache.write_failures import CacheWrites, tally
 from ..errors import RunError, ShareError, Terminated
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, wants_partitions
 from ..execution_shape import ExecutionShape
-from ..executors import NOTE_SEPARATOR, ExecutionContext, Executor, InFlight, JobSpec, Outcome, create_executor
+from ..executors import ExecutionContext, Executor, InFlight, JobSpec, Outcome, create_executor
 from ..kernels import select_kernels
 from ..modes import Mode
 from ..plan import GraphDriver, HasResult
@@ -42,6 +41,7 @@ from .interruption import running_at_stop, unfinished_line
 from .preflight import prepare
 from .recording import first_record, local_capabilities, local_versions, totals, worker_records
 from .result import ResultsView, RunResult
+from .run_checks import failure_message, failure_text, kernel_notes, stray_outputs, undeclared_reads
 from .step import announce
 from .termination import TERMINATED_MESSAGE, SigtermCancels
 from .watchdog import Watchdog
@@ -144,7 +144,7 @@ class Runner:
             self._finish("interrupted", TERMINATED_MESSAGE if self._sigterm.received else "interrupted by the user (Ctrl-C)")
             raise
         except BaseException as exc:
-            self._finish("failed", _failure_text(exc))
+            self._finish("failed", failure_text(exc))
             if is_file_error(exc):
                 raise share_error(exc, "during the run, at") from exc
             raise
@@ -323,39 +323,20 @@ class Runner:
             return None
 
     def _check_outputs(self) -> None:
-        """Files partitions left in out/ without declaring them (``ctx.output``) are neither
-        recorded nor cached: a cache hit could not bring them back. Say so, in the record."""
-        if self.cache is None:
-            return
-        out_dir = self.run_dir / "out"
-        declared = {name for outcome in self.outcomes.values() for name in outcome.outputs}
-        stray = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()
-                       and p.relative_to(out_dir).as_posix() not in declared)
-        if stray:
-            assert self.record is not None
-            shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
-            warning = (f"partitions wrote {shown} into out/ without ctx.output(): those files are not cached, "
-                       "and a re-run that takes their partitions from the cache will not have them; "
-                       "name them with ctx.output(name)")
-            self.record.warnings.append(warning)
-            self.emit(Notice(warning, level="warning"))
+        """Files partitions left in out/ without declaring them: said in the record (`run_checks.stray_outputs`)."""
+        if self.cache is not None:
+            self._warn(stray_outputs(self.run_dir / "out", self.outcomes.values()))
 
     def _check_reads(self) -> None:
         """One warning per run naming the files partitions read without declaring them."""
-        readers = [o for o in self.outcomes.values() if o.undeclared_reads]
-        if not readers:
-            return
-        assert self.record is not None
-        paths = list(dict.fromkeys(path for o in readers for path in o.undeclared_reads if not path.startswith("… and")))
-        shown = ", ".join(paths[:3]) + (" …" if len(paths) > 3 else "")
-        cached = sum(o.status == "cached" for o in readers)
-        served = (f", {cached} of them taken from the cache, which would not have seen those files change"
-                  if cached else "")
-        warning = (f"{len(readers)} partition{'s' if len(readers) > 1 else ''} read files not in their inputs ({shown}){served}: "
-                   "the cache will not see changes to them; declare them with Partition(inputs=...) "
-                   f"(agi runs show {self.run_id} --all lists them per partition)")
-        self.record.warnings.append(warning)
-        self.emit(Notice(warning, level="warning"))
+        self._warn(undeclared_reads(self.outcomes.values(), self.run_id))
+
+    def _warn(self, warning: str | None) -> None:
+        """A warning for the record and for the listeners (None: nothing to say)."""
+        if warning is not None:
+            assert self.record is not None
+            self.record.warnings.append(warning)
+            self.emit(Notice(warning, level="warning"))
 
     def _cache_writes(self) -> CacheWrites:
         """The results the workers could not store (counted once, from the outcomes' notes)."""
@@ -373,13 +354,10 @@ class Runner:
     def _check_reruns(self) -> None:
         """Partitions whose work() ran again after a lost worker: counted in the record, and one warning."""
         ids = [o.id for o in self.outcomes.values() if o.retries]
-        if not ids:
-            return
-        assert self.record is not None
-        self.record.reruns = len(ids)
-        warning = reruns_warning(ids, self.run_id)
-        self.record.warnings.append(warning)
-        self.emit(Notice(warning, level="warning"))
+        if ids:
+            assert self.record is not None
+            self.record.reruns = len(ids)
+            self._warn(reruns_warning(ids, self.run_id))
 
     def _finish(self, status: str, error: str | None) -> None:
         assert self.record is not None
@@ -397,7 +375,7 @@ class Runner:
             local = WorkerRecord(versions=local_versions(self.env.distribution, self.env.version()),
                                  capabilities=local_capabilities(self.request.shape.gpu != "off"))
         facts = {name: WorkerRecord.model_validate(data) for name, data in self._worker_facts.items()}
-        notes = self.record.kernel_note or _kernel_notes(self.outcomes.values())
+        notes = self.record.kernel_note or kernel_notes(self.outcomes.values())
         self.record = self.record.model_copy(update={
             "kernel_note": notes,
             "audit": self.cache.audit if self.cache is not None else None,
@@ -424,36 +402,7 @@ class Runner:
         return ShareError(f"{lost.message}; {ended}", fix=f"{lost.fix}; {record}")
 
     def _failure_message(self) -> str:
-        bad = [o for o in self.outcomes.values() if o.status == "failed"]
-        if bad:
-            first = bad[0]
-            others = f" ({len(bad) - 1} more failed)" if len(bad) > 1 else ""
-            skipped = sum(o.status == "skipped" for o in self.outcomes.values())
-            return (f"partition '{first.id}' failed on slot {first.slot}{others}"
-                    + (f"; {skipped} skipped for failed dependencies" if skipped else "")
-                    + f"; {sum(o.ok for o in self.outcomes.values())} succeeded\n{(first.error or '').rstrip()}")
-        return self._app_error[0] if self._app_error else self.error or "the run failed"
-
-
-def _failure_text(exc: BaseException) -> str:
-    """What the record says of a run that raised ``exc``: a share error's message (the path and
-    the errno say it all), else the traceback."""
-    if is_file_error(exc):
-        return share_error(exc, "during the run, at").message
-    if isinstance(exc, ShareError):
-        return exc.message
-    return traceback.format_exc()
-
-
-def _kernel_notes(outcomes: Iterable[Outcome], shown: int = 5) -> str | None:
-    """On a cluster each worker picks its kernels and notes a fallback on its partitions ("no GPU
-    on h2: ran the CPU kernels"); the run's summary names each distinct one once, as a local
-    run's does. Cache notes ("not cached: ...", "result from the cache") are not about kernels."""
-    distinct = dict.fromkeys(o.note for o in outcomes if o.note)  # 100,000 hits share one note: split it once
-    notes = dict.fromkeys(part for note in distinct for part in note.split(NOTE_SEPARATOR)
-                          if not part.startswith(("not cached", "result from the cache", "cache audit", "the recomputed result")))
-    text = NOTE_SEPARATOR.join(list(notes)[:shown]) + (f"; and {len(notes) - shown} more" if len(notes) > shown else "")
-    return text or None
+        return failure_message(self.outcomes.values()) or (self._app_error[0] if self._app_error else self.error or "the run failed")
 
 
 def _without(plan: WorkPlan, done: Mapping[str, object]) -> WorkPlan:
