@@ -64,9 +64,9 @@ def _backend_model(name: str) -> type[BaseModel]:
 class ClusterSettings(StrictTable):
     profile: str | None = Field(default=None, description="name of a profile in settings/")
     # strict: a quoted "yes" or "false" is refused, never read as a boolean
-    pool: StrictBool = False
-    cython: StrictBool = False
-    cluster_enabled: StrictBool = False
+    pool: StrictBool = Field(default=False, description="bit 1: a process per slot on this machine")
+    cython: StrictBool = Field(default=False, description="bit 2: compiled CPU kernels")
+    cluster_enabled: StrictBool = Field(default=False, description="bit 4: a Dask cluster (scheduler + worker map)")
     rapids: StrictBool | Literal["require"] = Field(
         default=False, description='GPU kernels where a worker has a GPU, CPU kernels (recorded) elsewhere; "require": a '
         "worker without a GPU is an error raised before anything runs")
@@ -76,7 +76,7 @@ class ClusterSettings(StrictTable):
                              'prefers "gpu" (with the rapids bit); measure it with the app\'s kernel benchmark')
     backend: str = Field(default="ssh", description='the cluster backend\'s registry name: how workers are started ("ssh", ...)')
     scheduler: str | None = Field(default=None, description="HOST:PORT of the Dask scheduler (IPv6: [ADDR]:PORT)")
-    workers_data_path: str | None = Field(default=None, description="the cluster share")
+    workers_data_path: str | None = Field(default=None, description="the cluster share, same path on every node")
     workers: dict[HostKey, WorkerSpec] = Field(default_factory=dict, description="worker map: [USER@]HOST[:SSH_PORT] = count")
     ssh: SshSettings = Field(default_factory=SshSettings)
     install: InstallSettings = Field(default_factory=InstallSettings)

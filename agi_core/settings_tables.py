@@ -89,13 +89,13 @@ class WorkerSpec(StrictTable):
 
 
 class SshSettings(StrictTable):
-    user: str | None = None
+    user: str | None = Field(default=None, description="the SSH user (default: the manager's, or ~/.ssh/config's)")
     key: str | None = Field(default=None, description="client private key")
     key_passphrase: Secret | None = Field(
         default=None, description='decrypts an encrypted client key: {env = "NAME"} or {file = "PATH"} (0600), never '
         "the passphrase itself (agi_core.secret_refs)")
     known_hosts: str = "~/.ssh/known_hosts"
-    port: int = Field(default=22, ge=1, le=65535)
+    port: int = Field(default=22, ge=1, le=65535, description="the SSH port of every host")
     connect_timeout: float = Field(default=10.0, gt=0)
     command_timeout: float = Field(default=600.0, gt=0)
 
@@ -105,7 +105,7 @@ class InstallSettings(StrictTable):
     root: str = Field(default="~/.agi", description="agi's folder on each host: uv, wheelhouse, venvs")
     venv: str = Field(default="{root}/venvs/{app}", description="the app's venv on each host")
     concurrency: int = Field(default=32, ge=1, description="hosts installed at the same time")
-    source: Literal["wheelhouse", "index"] = "wheelhouse"
+    source: Literal["wheelhouse", "index"] = Field(default="wheelhouse", description="wheelhouse: no internet needed on hosts")
     index_url: str | None = None
     find_links: list[str] = Field(default_factory=list, description="folders of extra wheels (e.g. private packages) the "
                                   "manager may lock and download from, beside the package index")
@@ -121,7 +121,7 @@ class DaskSettings(StrictTable):
     """Ports, timeouts and knobs of the Dask processes agi starts (see docs/cluster.md)."""
 
     scheduler_port: int = Field(default=8786, ge=0, le=65535, description="used when `scheduler` names no port")
-    dashboard_port: int | None = Field(default=8787, ge=0, le=65535, description="None: no dashboard")
+    dashboard_port: int | None = Field(default=8787, ge=0, le=65535, description="the Dask dashboard's port; None: no dashboard")
     worker_ports: str | None = Field(default=None, description='e.g. "9000:9099"; None: any free port')
     nanny_ports: str | None = Field(default=None, description='e.g. "9100:9199"; None: any free port')
     connect_timeout: float = Field(default=10.0, gt=0, description="seconds: comm connect timeout")

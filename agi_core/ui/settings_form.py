@@ -19,23 +19,20 @@ from ..settings import read_toml, save_settings_values
 
 __all__ = ["Field", "SaveOutcome", "backend_fields", "cluster_fields", "form_fields", "save_form", "worker_rows"]
 
-#: the cluster keys the form edits: dotted key → (label, input kind, help)
-CLUSTER_KEYS: dict[str, tuple[str, str, str]] = {
-    "cluster.pool": ("pool", "toggle", "bit 1: a process per slot on this machine"),
-    "cluster.cython": ("cython", "toggle", "bit 2: compiled CPU kernels"),  # kernel keys: `kernel_kinds.setting_keys`
-    "cluster.cluster_enabled": ("cluster", "toggle", "bit 4: a Dask cluster (scheduler + worker map)"),
-    "cluster.rapids": ("rapids", "rapids", "bit 8: GPU kernels where a worker has a GPU"),
-    "cluster.scheduler": ("scheduler", "text", "HOST:PORT of the Dask scheduler"),
-    "cluster.workers_data_path": ("share", "text", "the cluster share, same path on every node"),
-    "cluster.ssh.user": ("SSH user", "text", ""),
-    "cluster.ssh.key": ("SSH key", "text", "client private key"),
-    "cluster.ssh.key_passphrase": ("SSH key passphrase", "secret", 'where it is kept: {env = "NAME"} or {file = "PATH"} '
-                                   "(chmod 600); never the passphrase itself"),
-    "cluster.ssh.port": ("SSH port", "integer", ""),
-    "cluster.install.python": ("Python", "text", 'worker venvs\' Python, e.g. "3.11"'),
-    "cluster.install.source": ("packages from", "choice:wheelhouse,index", "wheelhouse: no internet needed on hosts"),
-    "cluster.dask.dashboard_port": ("dashboard port", "integer", "empty: no dashboard"),
+#: the cluster keys the form edits, in order, with their labels; each one's input kind and help
+#: come from the settings model (`ClusterSettings`' JSON schema: its type and description)
+CLUSTER_KEYS: dict[str, str] = {
+    "cluster.pool": "pool", "cluster.cython": "cython",  # kernel keys: `kernel_kinds.setting_keys`
+    "cluster.cluster_enabled": "cluster", "cluster.rapids": "rapids", "cluster.scheduler": "scheduler",
+    "cluster.workers_data_path": "share", "cluster.ssh.user": "SSH user", "cluster.ssh.key": "SSH key",
+    "cluster.ssh.key_passphrase": "SSH key passphrase", "cluster.ssh.port": "SSH port", "cluster.install.python": "Python",
+    "cluster.install.source": "packages from", "cluster.dask.dashboard_port": "dashboard port",
 }
+#: inputs the schema's type does not say: the mode's bits are toggles, rapids also takes "require",
+#: a passphrase is a reference to where it is kept (never the passphrase itself)
+_SHOWN_AS = {"cluster.pool": "toggle", "cluster.cython": "toggle", "cluster.cluster_enabled": "toggle", "cluster.rapids": "rapids",
+             "cluster.ssh.key_passphrase": "secret"}
+_SECRET_HELP = 'where it is kept: {env = "NAME"} or {file = "PATH"} (chmod 600); never the passphrase itself'
 
 
 @dataclass
@@ -118,13 +115,32 @@ def form_fields(env: AgiEnv) -> list[Field]:
 
 
 def _cluster_keys() -> dict[str, tuple[str, str, str]]:
-    """`CLUSTER_KEYS` with the kernel keys from the table of kernel kinds (`kernel_kinds.setting_keys`, read now)."""
+    """`CLUSTER_KEYS` as (label, input kind, help), the kind and help from the settings model, and
+    the kernel keys from the table of kernel kinds (`kernel_kinds.setting_keys`, read now)."""
+    from ..settings_schema import ClusterSettings
+
+    schema = ClusterSettings.model_json_schema()
     kernel_keys, keys = setting_keys(), {}
-    for key, row in CLUSTER_KEYS.items():
-        keys[key] = kernel_keys.get(key, row)
+    for key, label in CLUSTER_KEYS.items():
+        prop = _property(schema, key.split(".")[1:])
+        choices = [branch for branch in prop.get("anyOf", []) if branch.get("type") != "null"]  # optional: its other branch
+        kind = _SHOWN_AS.get(key) or _arg_kind(choices[0] if len(choices) == 1 else prop)
+        help_text = _SECRET_HELP if kind == "secret" else str(prop.get("description", ""))
+        keys[key] = kernel_keys.get(key, (label, kind, help_text))
         if key == "cluster.cython":
             keys["cluster.compiled"] = kernel_keys["cluster.compiled"]
     return keys
+
+
+def _property(schema: Mapping[str, Any], path: list[str]) -> Mapping[str, Any]:
+    """The JSON schema of the field at ``path`` (``["ssh", "port"]``), following ``$ref``s to the nested tables."""
+    node: Mapping[str, Any] = schema
+    for part in path:
+        node = node.get("properties", {}).get(part, {})
+        ref = node.get("$ref") or next((b["$ref"] for b in node.get("anyOf", []) + node.get("allOf", []) if "$ref" in b), None)
+        if ref is not None and part != path[-1]:
+            node = schema.get("$defs", {}).get(ref.rsplit("/", 1)[-1], {})
+    return node
 
 
 def cluster_fields(cluster: Mapping[str, Any], document: Mapping[str, Any], profile: tuple[str | None, Mapping[str, Any]]) -> list[Field]:
