@@ -128,7 +128,6 @@ def print_run(result: Any, as_json: bool) -> None:
                     "duration_s": round(result.duration_s, 3), "value": result.value, "run_dir": str(result.run_dir),
                     "manifest": str(result.manifest), "out_dir": str(result.out_dir)})
         return
-    from ..cache.write_failures import tally
     from .output import escape
 
     out = lines_console()  # rich only on a terminal
@@ -140,7 +139,11 @@ def print_run(result: Any, as_json: bool) -> None:
         mismatched = sum(o.cache == "mismatch" for o in result.outcomes)
         colour = "red" if mismatched else "green"
         about.append(f"{audited} audited, [{colour}]{mismatched} mismatch{'es' if mismatched != 1 else ''}[/]")
-    not_cached = tally(result.outcomes)
+    not_cached = None
+    if any(o.cache for o in result.outcomes):  # a --no-cache run does not load the cache package for this
+        from ..cache.write_failures import tally
+
+        not_cached = tally(result.outcomes)
     if not_cached:
         about.append(f"[yellow]{escape(not_cached.summary())}[/]")
     about += _reruns(result.outcomes)

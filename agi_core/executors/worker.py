@@ -14,14 +14,9 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..app import App, Partition, WorkContext
-from ..cache import CacheStore, EntryWriter
-from ..cache.audit import compare
-from ..cache.auth import worker_key
-from ..cache.inputs import resolve_input
-from ..cache.write_failures import failure_note
 from ..env import load_app_class
 from ..execution_shape import ExecutionShape
 from ..kernels import KernelChoice, select_kernels
@@ -30,6 +25,9 @@ from .attempts import StartedLog, started_dir
 from .base import JobSpec, Outcome
 from .file_reads import ReadWatch, ignored_folders
 from .wire import pack_outcomes, read_outcomes
+
+if TYPE_CHECKING:
+    from ..cache import CacheStore, EntryWriter
 
 __all__ = ["PartitionRunner", "pack", "run_batch", "unpack"]
 
@@ -53,7 +51,12 @@ class PartitionRunner:
             os.umask(job.share_umask)
         job.out_dir.mkdir(parents=True, exist_ok=True)
         # entries are tagged with the manager's key, as this worker finds it (`cache.auth.worker_key`)
-        self.cache = CacheStore(job.cache_dir, key=worker_key(job.cache_key_id)) if job.cache_dir is not None else None
+        self.cache: CacheStore | None = None
+        if job.cache_dir is not None:  # imported when used: a run without the cache starts without the package
+            from ..cache import CacheStore
+            from ..cache.auth import worker_key
+
+            self.cache = CacheStore(job.cache_dir, key=worker_key(job.cache_key_id))
         # a Dask worker's threads run batches at once: each buffers its own entries, and has its own idle `ReadWatch`
         self._buffers = threading.local()
         self._refresh = frozenset(job.refresh)
@@ -106,6 +109,8 @@ class PartitionRunner:
             if watch is None or not watch.untouched:
                 watch = self._buffers.watch = ReadWatch((), self._not_inputs)
             return watch
+        from ..cache.inputs import resolve_input
+
         base = self.job.inputs_base or Path.cwd()
         return ReadWatch([resolve_input(path, base) for path in part.inputs], self._not_inputs)
 
@@ -139,6 +144,8 @@ class PartitionRunner:
             location = buffer.writer.add_result(key, outcome.result, outcome.id, meta, out_dir=self.job.out_dir,
                                                 outputs=outcome.outputs, replace=outcome.id in self._refresh)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
+            from ..cache.write_failures import failure_note
+
             outcome.add_note(failure_note(exc))
             return
         outcome.cache, outcome.result_location = "stored", location
@@ -150,6 +157,8 @@ class PartitionRunner:
             path = self.cache.put(key, outcome.result, partition=outcome.id, out_dir=self.job.out_dir, outputs=outcome.outputs,
                                   replace=replace, run_id=self.job.run_id, kernel=outcome.kernel, worker=outcome.worker)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
+            from ..cache.write_failures import failure_note
+
             outcome.add_note(failure_note(exc))
             return False
         outcome.cache, outcome.result_location = "stored", str(path)
@@ -159,6 +168,8 @@ class PartitionRunner:
         """A cache hit recomputed for the audit: compare it with its entry (`cache.audit.compare`).
         The same: the entry stays (``audited``). Another result: it replaces the entry, first
         writer or not (``mismatch``). No entry left to compare with: it is stored (``stored``)."""
+        from ..cache.audit import compare
+
         assert self.cache is not None
         try:
             check = compare(self.cache, key, outcome.result, expected)
@@ -210,6 +221,8 @@ class PartitionRunner:
             failed = {**writer.take_failures(), where: exc}
         if not failed:
             return
+        from ..cache.write_failures import failure_note
+
         for outcome in pending:
             exc = failed.get(outcome.result_location)
             if exc is not None:

@@ -20,9 +20,6 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..app import WorkContext
-from ..cache.audit import new_seed
-from ..cache.inputs import check_inputs
-from ..cache.write_failures import CacheWrites, tally
 from ..errors import RunError, ShareError, Terminated
 from ..events import EventSink, Notice, PartitionDone, Phase, RunFinished, RunStarted, wants_partitions
 from ..execution_shape import ExecutionShape
@@ -36,7 +33,6 @@ from ..provenance.reruns import reruns_warning
 from ..share_access import ShareAccess
 from ..share_io import is_file_error, share_error
 from .app_errors import reduce_failure
-from .caching import RunCache
 from .interruption import running_at_stop, unfinished_line
 from .preflight import prepare
 from .recording import first_record, local_capabilities, local_versions, totals, worker_records
@@ -47,8 +43,10 @@ from .termination import TERMINATED_MESSAGE, SigtermCancels
 from .watchdog import Watchdog
 
 if TYPE_CHECKING:
+    from ..cache.write_failures import CacheWrites
     from ..env import AgiEnv
     from ..plan import WorkPlan
+    from .caching import RunCache
     from .request import RunRequest
 
 __all__ = ["Runner"]
@@ -107,8 +105,12 @@ class Runner:
         ready = prepare(self.env, self.request, self.emit)
         self._python = ready.python
         if self.request.use_cache:  # a bad `reads`, --refresh id or input fails here, before the run folder exists
+            from .caching import RunCache  # imported when used: a --no-cache run starts without the cache package
+
             self.cache = RunCache.open(self.env, self.request, self.plan, kernel=ready.kernel_kind)
         elif any(p.inputs for p in self.plan.partitions):
+            from ..cache.inputs import check_inputs
+
             check_inputs(((p.id, p.inputs) for p in self.plan.partitions if p.inputs), self.request.share)
         self.run_dir.mkdir(parents=True)
         (self.run_dir / "out").mkdir()
@@ -172,6 +174,8 @@ class Runner:
         fraction = self.request.cache.audit
         if not fraction:
             return known, {}
+        from ..cache.audit import new_seed
+
         audit = self.cache.pick_audits(known, fraction, new_seed())
         assert self.record is not None and self.cache.audit is not None
         self.record.audit = self.cache.audit
@@ -338,10 +342,12 @@ class Runner:
             self.record.warnings.append(warning)
             self.emit(Notice(warning, level="warning"))
 
-    def _cache_writes(self) -> CacheWrites:
-        """The results the workers could not store (counted once, from the outcomes' notes)."""
-        if self._writes is None:
-            self._writes = tally(self.outcomes.values()) if self.cache is not None else CacheWrites()
+    def _cache_writes(self) -> CacheWrites | None:
+        """The results the workers could not store (counted once, from the outcomes' notes); None without the cache."""
+        if self._writes is None and self.cache is not None:
+            from ..cache.write_failures import tally
+
+            self._writes = tally(self.outcomes.values())
         return self._writes
 
     def _require_cache_writes(self) -> None:
