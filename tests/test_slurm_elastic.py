@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from agi_core import AGI, AgiEnv
-from agi_core.events import Notice, PartitionDone, Phase, WorkerJoined
+from agi_core.events import Notice, PartitionDone, Phase, WorkerJoined, WorkerLeft
 from tests.conftest import TEST_APPS
 from tests.slurm_fixtures import slurm  # noqa: F401 - the session's Slurm
 from tests.test_slurm import dask_workers_left, slurm_cluster
@@ -91,20 +91,33 @@ def test_a_job_cancelled_after_its_worker_joined_is_replaced_and_every_partition
     assert slurm.queue() == [] and not dask_workers_left()
 
 
-def test_workers_retire_before_the_walltime_and_replacement_jobs_finish_the_run(slurm, tmp_path):  # noqa: F811
+def test_a_worker_drains_before_its_walltime_its_replacement_joins_before_it_leaves_and_nothing_runs_twice(slurm, tmp_path):  # noqa: F811
     events: list = []
-    env = AgiEnv(app="toy", apps_path=TEST_APPS)
-    # a 60 s walltime whose workers retire 48 s before it: each job's worker works 12 s, the run needs about 20 s
-    cluster = slurm_cluster(tmp_path, jobs=1, walltime="00:01:00", walltime_margin=48, walltime_stagger=0)
-    result = asyncio.run(AGI.run(env, mode="d", cluster=cluster, n=20, sleep=1.0, on_event=events.append))
-    assert result.status == "ok" and result.value == sum(i * i for i in range(20))
-    replaced = _replaced(events)
-    assert replaced and "Slurm job " in replaced[0] and "(slurm-0) ended" in replaced[0]
+    env = AgiEnv(app="ledger", apps_path=TEST_APPS)
+    ledger = tmp_path / "ledger.txt"  # one line per work() that ran
+    # a 60 s walltime whose worker retires 40 s before it (20 s after it started) and takes no new
+    # partition 8 s before that: it works ~10 s, its replacement (submitted then) joins and does the rest
+    cluster = slurm_cluster(tmp_path, jobs=1, walltime="00:01:00", walltime_margin=40, walltime_stagger=0, walltime_drain=8)
+    cluster["dask"] = {**cluster["dask"], "max_tasks_per_slot": 64}  # one partition per batch
+    args = {"n": 20, "sleep": 1.0, "ledger": str(ledger)}
+    result = asyncio.run(AGI.run(env, mode="d", cluster=cluster, args=args, use_cache=False, on_event=events.append))
+    assert result.status == "ok" and result.value == sum(range(20))
+    texts = [e.text for e in events if isinstance(e, Notice)]
+    drained = [k for k, text in enumerate(texts) if text.startswith("worker slurm-0 retires in ")]
+    (replaced,) = _replaced(events)  # one, submitted ahead; the retired job is not replaced again when it ends
+    assert drained and texts.index(replaced) > drained[0]
+    first = replaced.split("Slurm job ")[1].split()[0]
+    new_job = replaced.split("replacement job ")[1].split()[0]
+    assert f"(slurm-0) retires before its walltime with work left: replacement job {new_job} (slurm-1) submitted ahead" in replaced
+    order = [(type(e).__name__, e.slot) for e in events if isinstance(e, WorkerJoined | WorkerLeft)]
+    joined = order.index(("WorkerJoined", "slurm-1"))
+    assert ("WorkerLeft", "slurm-0") not in order[:joined]  # the replacement joined before the first one left
     record = json.loads(result.manifest.read_text())
-    assert sorted(p["id"] for p in record["partitions"]) == sorted(f"p{i}" for i in range(20))  # each exactly once, none lost
-    assert {p["status"] for p in record["partitions"]} == {"ok"}
-    jobs = [p["job_id"] for p in record["partitions"]]
-    assert len(set(jobs)) >= 2 and all(jobs)  # the record names the job each partition ran in
+    ran = sorted(line.split()[0] for line in ledger.read_text().splitlines())
+    assert ran == sorted(f"l{i}" for i in range(20))  # every work() ran exactly once: none lost, none twice
+    assert sorted(p["id"] for p in record["partitions"]) == ran and {p["status"] for p in record["partitions"]} == {"ok"}
+    assert [p.get("retries", 0) for p in record["partitions"]] == [0] * 20  # the drained worker finished its own
+    assert {p["job_id"] for p in record["partitions"]} == {first, new_job}  # the record names the job each ran in
     assert slurm.queue() == [] and not dask_workers_left()
 
 
