@@ -186,3 +186,40 @@ def test_the_keeper_cancels_a_job_pending_too_long_naming_the_reason_and_replace
     while slurm.queue() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert slurm.queue() == []
+
+
+def test_the_keeper_replaces_a_retiring_job_ahead_once_and_not_again_when_it_ends(slurm, tmp_path):  # noqa: F811
+    """`JobKeeper.replace_ahead` against the real queue: a worker of a running job retires soon →
+    one replacement job now (a second worker of the same job asks again: none more); without
+    work left, none; when the retired job ends, it is not replaced a second time."""
+    import time
+
+    from agi_core.cluster.slurm_requeue import JobKeeper
+
+    running = _sbatch(tmp_path)
+    keeper = JobKeeper({"slurm-0": running}, limit=5, pending_timeout=600)
+    submitted: list[str] = []
+
+    async def submit(name: str) -> str:
+        submitted.append(name)
+        return _sbatch(tmp_path)
+
+    said: list = []
+    asyncio.run(keeper.replace_ahead("slurm-0-1", submit, work_left=False, emit=said.append))
+    assert submitted == [] and said == []  # nothing left to do: no replacement
+    asyncio.run(keeper.replace_ahead("slurm-0-1", submit, work_left=True, emit=said.append))
+    asyncio.run(keeper.replace_ahead("slurm-0-0", submit, work_left=True, emit=said.append))  # the same job's other worker
+    assert submitted == ["slurm-1"] and len(said) == 1
+    assert said[0].text == (f"Slurm job {running} (slurm-0) retires before its walltime with work left: replacement job "
+                            f"{keeper.jobs['slurm-1']} (slurm-1) submitted ahead (2 of [cluster.slurm] max_jobs = 5)")
+    subprocess.run(["scancel", running], check=True)
+    deadline = time.monotonic() + 20
+    while running not in keeper.ended and time.monotonic() < deadline:
+        keeper._last = 0.0  # look again now
+        asyncio.run(keeper.tend(submit, work_left=True, emit=said.append))
+        time.sleep(0.2)
+    assert running in keeper.ended and submitted == ["slurm-1"] and len(said) == 1  # ended, replaced already: not again
+    subprocess.run(["scancel", keeper.jobs["slurm-1"]], check=True)
+    while slurm.queue() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert slurm.queue() == []
