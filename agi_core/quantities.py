@@ -4,6 +4,8 @@
 (5400.0, 5400.0, 604800.0)
 >>> parse_size("500M"), parse_size("2G"), parse_size("1024")
 (524288000, 2147483648, 1024)
+>>> parse_size("2GiB"), parse_size("2GB"), parse_size("1.5 MiB")
+(2147483648, 2000000000, 1572864)
 >>> format_size(1536), format_size(3 * 1024**3), format_age(5400)
 ('1.5 KiB', '3.0 GiB', '1.5h')
 """
@@ -14,10 +16,14 @@ import os
 import re
 from pathlib import Path
 
+from pydantic import ByteSize, TypeAdapter, ValidationError
+
 __all__ = ["disk_usage", "format_age", "format_size", "parse_duration", "parse_size"]
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+#: A number and a one-letter unit (``500M``, ``2g``): read as powers of 1024, as the docs have always said;
+#: ``ByteSize`` alone would read the letter as SI (``M`` = 10^6).
+_ONE_LETTER = re.compile(r"[\d.]+\s*[kmgtpe]", re.IGNORECASE)
 
 
 def parse_duration(text: str) -> float:
@@ -29,11 +35,19 @@ def parse_duration(text: str) -> float:
 
 
 def parse_size(text: str) -> int:
-    """Bytes in ``500M``, ``2G``, ``1.5T``, ``100k`` (powers of 1024; ``MB``, ``MiB`` mean the same)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
-    if not match:
-        raise ValueError(f"{text!r} is not a size: write a number and a unit K, M, G or T (500M, 2G)")
-    return int(float(match[1]) * _SIZE_UNITS[match[2]])
+    """Bytes in ``500M``, ``2G``, ``100k`` (a single letter: powers of 1024), ``2GiB``, ``1.5 MiB`` (powers
+    of 1024), ``2GB``, ``500 MB`` (powers of 1000, as SI and ``pydantic.ByteSize`` read them), ``1024``.
+
+    The one-letter form is rewritten to its ``…iB`` unit, then ``ByteSize`` parses it, so the units and
+    their values are pydantic's and not a second table here."""
+    written = text.strip()
+    if _ONE_LETTER.fullmatch(written):
+        written += "iB"
+    try:
+        return int(TypeAdapter(ByteSize).validate_python(written))
+    except ValidationError:
+        raise ValueError(f"{text!r} is not a size: write a number and a unit: K, M, G, T or KiB, MiB, GiB, TiB "
+                         "(powers of 1024: 500M, 2GiB) or KB, MB, GB, TB (powers of 1000: 500MB)") from None
 
 
 def format_size(size: float) -> str:

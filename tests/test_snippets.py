@@ -150,6 +150,20 @@ def test_install_snippet_compiles(tmp_path):
     assert 'if __name__ == "__main__":' in text
 
 
+def test_a_long_worker_map_wraps_under_its_bracket_in_every_kind():
+    # the template indents the install call one level deeper (it sits in a try:): its wrapped
+    # values line up under their opening bracket there too, as in the run and distrib calls
+    env = AgiEnv(app="toy", apps_path=TEST_APPS)
+    request = resolve(env, mode="d", workers={f"10.0.0.{i}": 2 for i in range(1, 12)})
+    for kind, indent in (("install", 12), ("distrib", 8), ("run", 8)):
+        text = render_snippet(kind, request, env)
+        compile(text, f"{kind}_snippet.py", "exec")
+        lines = text.splitlines()
+        first = next(k for k, line in enumerate(lines) if line.startswith(" " * indent + "workers={"))
+        column = lines[first].index("{") + 1
+        assert lines[first + 1] == " " * column + "'10.0.0.2': 2,", kind
+
+
 def test_render_is_pure_and_rejects_unknown_kinds():
     env = AgiEnv(app="toy", apps_path=TEST_APPS)
     request = resolve(env, mode="p")

@@ -20,23 +20,18 @@ makes each of them for a moment. A temporary file whose name says its writer ran
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AgiError
 from ..quantities import disk_usage, format_age
 from .entries import CorruptEntry
-from .keys import KEYS_FILE, read_run_keys
-from .packs import INDEX_SUFFIX, PACK_SCHEMA, PACK_SUFFIX, read_index
+from .leftovers import GRACE_S, Unfinished, interrupted_clears, leftover_writes, unfinished_writes
+from .live_keys import live_keys
 from .store import CacheStore, EntryInfo
-from .tempnames import is_temp, writer_alive, writer_of
 
 __all__ = [
     "GRACE_S",
@@ -52,9 +47,6 @@ __all__ = [
     "verify_store",
 ]
 
-#: how old a temporary file, an unnamed output folder, or the keys of a run without a readable
-#: record must be before gc takes them for leftovers (a worker or a run may be writing them)
-GRACE_S = 3600.0
 
 def cache_apps(share: Path) -> list[str]:
     """The apps that have a cache folder on ``share``."""
@@ -89,59 +81,6 @@ def verify_store(store: CacheStore) -> tuple[int, list[tuple[str, str]]]:
         except CorruptEntry as exc:
             problems.append((key, str(exc)))
     return len(view), problems
-
-
-# -- which keys running runs hold ------------------------------------------------------------------
-
-
-def live_keys(share: Path, apps: Iterable[str] | None = None, *, now: float | None = None) -> dict[str, dict[str, str]]:
-    """app -> {key: run id} for every run that may still use its keys: records that read
-    ``running`` (a dead manager's read ``abandoned`` and hold nothing), and run folders whose
-    record is missing or unreadable while their keys file is younger than `GRACE_S`."""
-    from ..provenance import read_record
-
-    now = time.time() if now is None else now
-    runs = Path(share) / "runs"
-    names = list(apps) if apps is not None else ([p.name for p in runs.iterdir() if p.is_dir()] if runs.is_dir() else [])
-    held: dict[str, dict[str, str]] = {}
-    for app in names:
-        for keys_file in (runs / app).glob(f"*/{KEYS_FILE}"):
-            run_dir = keys_file.parent
-            manifest = run_dir / "manifest.json"
-            status = _finished(manifest)
-            if status is None:
-                try:
-                    status = read_record(manifest).status if manifest.exists() else None
-                except AgiError:
-                    status = None
-            if status is None:  # being written, or unreadable: judged by the age of its keys
-                try:
-                    if now - keys_file.stat().st_mtime > GRACE_S:
-                        continue
-                except FileNotFoundError:
-                    continue
-            elif status != "running":
-                continue
-            keys = read_run_keys(run_dir)
-            if keys is None:
-                continue
-            bucket = held.setdefault(app, {})
-            for key in keys.keys.values():
-                bucket.setdefault(key, run_dir.name)
-    return held
-
-
-def _finished(manifest: Path) -> str | None:
-    """The status of a finished record, read from the head of its manifest (a finished record
-    of 100,000 partitions is not parsed whole to learn it is not running); None otherwise."""
-    try:
-        with manifest.open("rb") as handle:
-            head = handle.read(4096)
-    except OSError:
-        return None
-    match = re.search(rb'\n "status": "([a-z ]+)"', head)  # a top-level key, as `RunRecord.dump_json` writes it
-    status = match[1].decode() if match else None
-    return status if status not in (None, "running") else None
 
 
 # -- gc ----------------------------------------------------------------------------------------------
@@ -234,8 +173,8 @@ def collect_gc(share: Path, apps: Sequence[str], *, older_than: float | None, ma
         store = CacheStore.for_app(share, app)
         infos = list(store.entries())
         items += [_item(app, info) for info in infos]
-        leftovers += [(app, path, size) for path, size in _leftovers(store, infos, now)]
-    leftovers += [("", path, disk_usage(path)) for path in _removing(Path(share) / "cache", now)]
+        leftovers += [(app, path, size) for path, size in leftover_writes(store, infos, now)]
+    leftovers += [("", path, disk_usage(path)) for path in interrupted_clears(Path(share) / "cache", now)]
     live = {key for keys in held.values() for key in keys}
     plan = plan_gc(items, live=live, older_than=older_than, max_size=max_size, now=now)
     plan.leftovers = leftovers
@@ -292,104 +231,3 @@ def _item(app: str, info: EntryInfo) -> _Item:
     return _Item(app, info.key, info.size, info.used, str(info.header.get("partition", "")), str(info.header.get("run_id", "")))
 
 
-def _leftovers(store: CacheStore, infos: Sequence[EntryInfo], now: float) -> Iterable[tuple[Path, int]]:
-    """What unfinished or superseded writes left, once older than `GRACE_S`: ``.tmp-*`` files and
-    folders, ``<key>.files-*`` folders no entry names (a write that lost, a replaced entry's),
-    packs without an index (a writer killed between its two renames) and indexes that cannot be
-    read (damaged; an index of another pack schema is left alone)."""
-    named = {(store.root / info.key[:2], str(info.header.get("files"))) for info in infos if info.header.get("files")}
-    if not store.root.is_dir():
-        return
-    for folder in sorted(store.root.iterdir()):
-        if not folder.is_dir():
-            continue
-        names = set(os.listdir(folder))
-        for name in sorted(names):
-            path = folder / name
-            leftover = name.startswith(".tmp-") or (".files-" in name and (folder, name) not in named)
-            if folder == store.packs_dir and not leftover:
-                stem, _, suffix = name.rpartition(".")
-                leftover = (suffix == PACK_SUFFIX[1:] and f"{stem}{INDEX_SUFFIX}" not in names) or \
-                    (suffix == INDEX_SUFFIX[1:] and _damaged_index(path))
-            if leftover and (now - _newest(path) > GRACE_S or (is_temp(name) and writer_alive(name) is False)):
-                yield path, disk_usage(path)
-
-
-@dataclass(frozen=True)
-class Unfinished:
-    """A temporary file or folder of a cache write that has not finished: in progress, or left by
-    a writer that was killed. ``alive``: whether its writer still runs (None: not known from here,
-    e.g. it ran on another host)."""
-
-    path: Path
-    size: int
-    modified: float
-    writer: str  # "PID@HOST" from its name; "" when the name does not say
-    alive: bool | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "size": self.size, "modified": self.modified, "writer": self.writer, "alive": self.alive}
-
-
-def unfinished_writes(store: CacheStore) -> list[Unfinished]:
-    """The ``.tmp-*`` files and folders in ``store`` (its folder, ``packs/`` and the key folders):
-    what `agi cache list` counts and `agi cache gc` removes once their writer is gone."""
-    found: list[Unfinished] = []
-    folders = [store.root]
-    try:
-        folders += sorted(p for p in store.root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except FileNotFoundError:
-        return []
-    for folder in folders:
-        try:
-            names = sorted(os.listdir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for name in names:
-            if not is_temp(name):
-                continue
-            path = folder / name
-            writer = writer_of(name)
-            found.append(Unfinished(path, disk_usage(path), _newest(path), f"{writer[0]}@{writer[1]}" if writer else "",
-                                    writer_alive(name)))
-    return found
-
-
-def _damaged_index(path: Path) -> bool:
-    """An index of our pack schema that does not read (not one a newer agi_core wrote)."""
-    try:
-        read_index(path)
-        return False
-    except FileNotFoundError:
-        return False
-    except (CorruptEntry, ValueError):
-        try:
-            with path.open("rb") as handle:
-                schema = json.loads(handle.readline()).get("schema", "")
-        except (OSError, ValueError, AttributeError):
-            return True
-        return not (isinstance(schema, str) and schema.startswith("agi.cache.pack.") and schema != PACK_SCHEMA)
-
-
-def _removing(root: Path, now: float) -> Iterable[Path]:
-    """What an interrupted `agi cache clear` left: ``.<app>.removing-*`` beside the apps' folders."""
-    if root.is_dir():
-        for path in sorted(root.glob(".*.removing-*")):
-            if now - _newest(path) > GRACE_S:
-                yield path
-
-
-def _newest(path: Path) -> float:
-    """The latest mtime of ``path`` and, for a folder, of everything in it."""
-    try:
-        newest = path.lstat().st_mtime
-    except FileNotFoundError:
-        return time.time()
-    if path.is_dir() and not path.is_symlink():
-        for base, dirs, files in os.walk(path):
-            for name in (*dirs, *files):
-                try:
-                    newest = max(newest, os.lstat(os.path.join(base, name)).st_mtime)
-                except FileNotFoundError:
-                    pass
-    return newest

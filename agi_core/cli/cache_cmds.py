@@ -2,99 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
 
+from .cache_gc_cmd import cache_gc
+from .cache_options import DURATION, SHARE_OPTION, SIZE, access_for, ago, app_name, share_for, unfinished_line, when
 from .options import apps_path_option, env_for, json_option
 from .output import console, print_json, table
 
-if TYPE_CHECKING:
-    from ..cache.maintenance import GcPlan
-
 __all__ = ["DURATION", "SIZE", "ago", "app_name", "cache_group", "share_for", "unfinished_line", "when"]
-
-
-class _Duration(click.ParamType):
-    name = "DURATION"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        from ..quantities import parse_duration
-
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class _Size(click.ParamType):
-    name = "SIZE"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        from ..quantities import parse_size
-
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-DURATION = _Duration()  # 30m, 12h, 7d
-SIZE = _Size()  # 500M, 2G
-
-SHARE_OPTION = click.option("--share", type=click.Path(file_okay=False, path_type=Path),
-                            help="The share to use (default: the app's workers_data_path, else the local default share).")
-
-
-def share_for(ctx: click.Context, app: str | None, share: Path | None) -> Path:
-    """``--share``, else APP's share (its workers_data_path), else the local default share."""
-    from ..paths import default_share
-
-    if share:
-        return share
-    if app:
-        return Path(env_for(ctx, app).settings().share)
-    return default_share()
-
-
-def access_for(ctx: click.Context, app: str | None) -> Any:
-    """APP's ``[cluster.share] group_access`` (`share_access.ShareAccess`); the default when APP is not found here."""
-    from ..errors import AgiError
-    from ..share_access import ShareAccess
-
-    try:
-        return ShareAccess.of(env_for(ctx, app).settings().cluster.share.group_access) if app else ShareAccess()
-    except AgiError:
-        return ShareAccess()
-
-
-def app_name(ctx: click.Context, app: str, share: Path | None) -> str:
-    """The app's name: with --share the app need not be found in the apps folders."""
-    return app.removesuffix("_project") if share else env_for(ctx, app).name
-
-
-def when(timestamp: float | None) -> str:
-    """A local time for people: ``2026-11-23 19:10:26``."""
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "-"
-
-
-def ago(timestamp: float | None, now: float | None = None) -> str:
-    """How long ago, for people: ``40s ago``, ``12m ago``, ``3.5h ago``, ``2d ago``."""
-    if not timestamp:
-        return "-"
-    seconds = max(0.0, (time.time() if now is None else now) - timestamp)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}".removesuffix(".0") + f"{unit} ago"
-    return f"{seconds:.0f}s ago"
 
 
 @click.group("cache")
@@ -347,84 +265,4 @@ def cache_clear(ctx: click.Context, app: str, share: Path | None, yes: bool, as_
                     f"from {escape(str(store.root))}")
 
 
-@cache_group.command("gc")
-@click.argument("app", required=False)
-@apps_path_option
-@SHARE_OPTION
-@click.option("--older-than", type=DURATION, default=None, help="Remove entries unused for longer than this (30m, 12h, 7d).")
-@click.option("--max-size", type=SIZE, default=None,
-              help="Then remove the least recently used entries until the rest fits in this (500M, 2G; "
-                   "APP's entries, or every app's together).")
-@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
-@json_option
-@click.pass_context
-def cache_gc(ctx: click.Context, app: str | None, share: Path | None, older_than: float | None, max_size: int | None,
-             dry_run: bool, as_json: bool) -> None:
-    """Remove old or least recently used cache entries, of APP or of every app.
-
-    \b
-    Never removed: an entry whose key a running run holds (its record reads `running`; a dead
-    manager's run reads `abandoned` and holds nothing), nor one used after gc looked at it.
-    Also removed: leftovers older than an hour (.tmp-* files of an unfinished write, packs
-    without an index, output folders that no entry names), and at once the .tmp-* files of a
-    writer that ran on this host and is gone (killed mid-write). Entries are removed by rewriting
-    their packs; single-file entries of the older layout are moved into a pack, and runs of
-    small packs are merged. Without --older-than and --max-size, only the leftovers go.
-    """
-    from ..cache.maintenance import apply_gc, cache_apps, collect_gc
-
-    root = share_for(ctx, app, share)
-    apps = [app_name(ctx, app, share)] if app else cache_apps(root)
-    plan = collect_gc(root, apps, older_than=older_than, max_size=max_size)
-    done = plan if dry_run else apply_gc(root, plan)
-    if as_json:
-        print_json({"share": str(root), "apps": apps, "dry_run": dry_run, **done.to_json()})
-        return
-    _print_gc(root, apps, done, dry_run)
-
-
-def unfinished_line(unfinished: list[Any]) -> str:
-    """``N unfinished writes (SIZE): …`` for `agi cache list APP` and `show` (`unfinished_writes`)."""
-    from ..quantities import format_size
-
-    gone = [u for u in unfinished if u.alive is False]
-    size = format_size(sum(u.size for u in unfinished))
-    parts = []
-    if gone:
-        parts.append(f"{len(gone)} left by a writer that is gone ({format_size(sum(u.size for u in gone))}; "
-                     "`agi cache gc` removes them)")
-    running = sum(u.alive is True for u in unfinished)
-    if running:
-        parts.append(f"{running} in progress")
-    unknown = len(unfinished) - len(gone) - running
-    if unknown:
-        parts.append(f"{unknown} by a writer on another host or of an older agi_core (`agi cache gc` removes them after an hour)")
-    count = len(unfinished)
-    return f"{count} unfinished write{'s' if count != 1 else ''} ({size}): " + ", ".join(parts)
-
-
-def _print_gc(root: Path, apps: list[str], done: GcPlan, dry_run: bool) -> None:
-    from ..quantities import format_size
-
-    out = console()
-    verb = "would remove" if dry_run else "removed"
-    if not apps:
-        out.print(f"no cache under {escape(str(root / 'cache'))}")
-        return
-    if done.older_than is None and done.max_size is None:
-        out.print("no --older-than or --max-size: only leftovers (old temporary files, unnamed output folders) are collected")
-    if done.remove:
-        table(f"{verb} {len(done.remove)} entr{'y' if len(done.remove) == 1 else 'ies'}",
-              ["app", "key", "partition", "size", "last used", "why"],
-              ([item.app, item.key[:12], item.partition, format_size(item.size), ago(item.used), why] for item, why in done.remove))
-    for app, path, size in done.leftovers:
-        out.print(f"{verb} leftover {escape(str(path))} ({format_size(size)})")
-    if done.protected:
-        runs = sorted({done.live_runs.get(item.key, "?") for item in done.protected})
-        out.print(f"[yellow]kept {len(done.protected)} entr{'y' if len(done.protected) == 1 else 'ies'} "
-                  f"({format_size(sum(i.size for i in done.protected))}) that running run(s) {', '.join(runs[:5])} hold[/]")
-    kept = len(done.kept) + len(done.protected)
-    out.print(f"{verb} {len(done.remove)} entries and {len(done.leftovers)} leftovers: {format_size(done.freed)} "
-              f"{'would be ' if dry_run else ''}freed; {kept} entries ({format_size(done.kept_size)}) kept")
-    if done.max_size is not None and done.kept_size > done.max_size:
-        out.print(f"[yellow]the cache is still over --max-size {format_size(done.max_size)}: running runs hold the rest[/]")
+cache_group.add_command(cache_gc)

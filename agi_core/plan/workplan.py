@@ -15,9 +15,7 @@ True
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,10 +29,10 @@ from ..atomic import write_bytes_atomic
 from ..errors import PlanError
 from .balancing import Slot, balance, makespan
 from .dag import bottom_levels, check_dependencies, dependency_problems, topological_order
+from .plan_changes import describe_edits, plan_changes
+from .plan_json import PAYLOAD_FIX, SCHEMA, encodes_as_json, fingerprint_of, json_problem
 
-__all__ = ["SCHEMA", "WorkPlan", "build_plan", "topological_order"]
-
-SCHEMA = "agi.workplan.v1"
+__all__ = ["SCHEMA", "WorkPlan", "build_plan", "fingerprint_of", "json_problem", "topological_order"]
 
 
 def _partition_json(part: Partition) -> dict[str, Any]:
@@ -46,98 +44,6 @@ def _partition_json(part: Partition) -> dict[str, Any]:
     if part.inputs:
         data["inputs"] = list(part.inputs)
     return data
-
-
-def fingerprint_of(app: str, args: Mapping[str, Any], partitions: Sequence[Partition]) -> str:
-    """SHA-256 of what a plan is built from: app name, args and partitions (not the assignment).
-
-    A tuple and a list with the same items give the same fingerprint (JSON has only lists): a
-    plan read back from its file has the fingerprint it was written with."""
-    try:
-        # Lists, not dicts, per partition: the same information, encoded twice as fast.
-        canonical = json.dumps(
-            [SCHEMA, app, args, [[p.id, p.weight, p.deps, p.needs, p.payload] + ([p.reads] if p.reads is not None else [])
-                                 + ([{"prefers": p.prefers}] if p.prefers else [])
-                                 + ([{"inputs": p.inputs}] if p.inputs else []) for p in partitions]],
-            sort_keys=True, separators=(",", ":"), allow_nan=False,
-        )
-    except (TypeError, ValueError) as exc:
-        raise _not_json_error(args, partitions, exc) from None
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _not_json_error(args: Mapping[str, Any], partitions: Sequence[Partition], exc: Exception) -> PlanError:
-    """The error for a plan that JSON cannot carry, naming the arg or the partition (slow path)."""
-    for name, value in args.items():
-        problem = json_problem(value)
-        if problem:
-            return PlanError(f"arg {name!r} is not JSON data: {problem}",
-                             fix="give the app's Args plain values (numbers, strings, lists, dicts with string keys)")
-    for part in partitions:
-        problem = json_problem(part.payload)
-        if problem:
-            return PlanError(f"partition '{part.id}' has a payload that is not JSON data: {problem}", fix=_PAYLOAD_FIX)
-    return PlanError(f"the plan is not JSON data: {type(exc).__name__}: {exc}", fix=_PAYLOAD_FIX)
-
-
-_PAYLOAD_FIX = ("make App.plan() return payloads of dicts (with string keys), lists, strings and finite numbers: "
-                "a plan file carries exactly those")
-
-
-def json_problem(value: Any) -> str | None:
-    """Why ``value`` would not come back the same from a plan file (JSON), or None: a type JSON
-    has not, a float it cannot write (NaN, infinity), a dict key that is not a string (JSON would
-    give work() the string instead), a string UTF-8 cannot encode. Tuples are fine (they come back
-    as lists, with the same fingerprint)."""
-    kind = type(value)
-    if kind is str:
-        return None if value.isascii() or _utf8(value) else f"the string {value[:40]!r} is not valid Unicode (a lone surrogate)"
-    if kind is int or kind is bool or value is None:
-        return None
-    if kind is float:
-        return None if math.isfinite(value) else f"{value!r} (JSON has no NaN or infinity)"
-    if kind is dict:
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return f"the dict key {key!r} is not a string ({type(key).__name__}): {_key_in_json(key)}"
-            problem = json_problem(key) or json_problem(item)
-            if problem:
-                return problem
-        return None
-    if kind is list or kind is tuple:
-        for item in value:
-            problem = json_problem(item)
-            if problem:
-                return problem
-        return None
-    for base in (str, int, float, dict, list, tuple):  # subclasses (an IntEnum, an OrderedDict) encode as their base
-        if isinstance(value, base):
-            return json_problem(base(value))
-    return f"a {kind.__module__}.{kind.__qualname__} is not JSON data"
-
-
-def _encodes(part: Partition) -> bool:
-    try:
-        to_json(part)
-    except ValueError:
-        return False
-    return True
-
-
-def _key_in_json(key: Any) -> str:
-    try:
-        written = next(iter(json.loads(json.dumps({key: 0}))))
-    except (TypeError, ValueError):
-        return "JSON keys are strings"
-    return f"JSON keys are strings, so a plan file would give work() the key {written!r} instead"
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @dataclass
@@ -204,8 +110,8 @@ class WorkPlan:
             try:
                 encoded = to_json(some)
             except ValueError as exc:  # e.g. a string UTF-8 cannot encode, in a field build_plan does not look into
-                bad = next((p.id for p in some if not _encodes(p)), "?")
-                raise PlanError(f"partition '{bad}' cannot be written to a plan file: {exc}", fix=_PAYLOAD_FIX) from None
+                bad = next((p.id for p in some if not encodes_as_json(p)), "?")
+                raise PlanError(f"partition '{bad}' cannot be written to a plan file: {exc}", fix=PAYLOAD_FIX) from None
             yield (b",\n  " if first else b"  ") + encoded[1:-1].replace(b'},{"id":', b'},\n  {"id":')
         yield b"\n ]\n}\n"
 
@@ -290,7 +196,7 @@ class WorkPlan:
                 raise PlanError(f"{origin}: {exc.message}", fix=exc.fix) from None
             if edited:
                 problems.append("the partitions or args were edited: the fingerprint no longer matches them"
-                                + _edits(self, current))
+                                + describe_edits(self, current))
         if problems:
             shown = problems[:20] + ([f"… and {len(problems) - 20} more"] if len(problems) > 20 else [])
             # A plan made by `build_plan` had its ids and deps checked there, with App.plan()'s fix:
@@ -305,7 +211,7 @@ class WorkPlan:
         if fresh.app != self.app:
             raise PlanError(f"{origin}: the plan is for app '{self.app}', not '{fresh.app}'", fix=f"run it with `agi run {self.app}`")
         if fresh.fingerprint != self.fingerprint:
-            raise PlanError(f"{origin}: stale work plan: {'; '.join(_changes(self, fresh))}",
+            raise PlanError(f"{origin}: stale work plan: {'; '.join(plan_changes(self, fresh))}",
                             fix="write a new plan with `agi distrib APP --out FILE` (and redo your edits), or run with the plan's args")
         current = {s.name for s in fresh.slots}
         missing = [slot for slot, ids in self.assignment.items() if ids and slot not in current]
@@ -327,7 +233,7 @@ def build_plan(app: str, args: Mapping[str, Any], partitions: Sequence[Partition
     for part in partitions:  # what a plan file could not carry, or would give back changed, fails here
         problem = json_problem(part.payload) or json_problem(part.id)
         if problem:
-            raise PlanError(f"{origin}: partition '{part.id}' cannot be written to a plan file as it is: {problem}", fix=_PAYLOAD_FIX)
+            raise PlanError(f"{origin}: partition '{part.id}' cannot be written to a plan file as it is: {problem}", fix=PAYLOAD_FIX)
     fingerprint = fingerprint_of(app, args, partitions)
     # Duplicate ids (and, with deps, unknown ids and cycles) are the app's to fix, in App.plan():
     # checked before balancing, whose assignment would repeat them with a plan file's fix.
@@ -337,64 +243,3 @@ def build_plan(app: str, args: Mapping[str, Any], partitions: Sequence[Partition
     plan = WorkPlan(app, dict(args), list(slots), partitions, balance(partitions, slots, levels=levels, speeds=speeds), fingerprint)
     plan.check(origin=origin, verify_fingerprint=False, dependencies=False)
     return plan
-
-
-_FIELDS = ("weight", "payload", "deps", "needs", "reads", "prefers", "inputs")
-
-
-def _edits(plan: WorkPlan, current: WorkPlan | None) -> str:
-    """What an edit of ``plan``'s partitions or args changed, compared with ``current`` (the plan
-    as the app makes it today); without it, how to find out."""
-    if current is None:
-        return ("; run it with `agi run APP --plan FILE`, which compares it with what the app plans, "
-                "to see which partition or arg differs")
-    if current.fingerprint == plan.fingerprint:  # today's plan is the plan as it was made
-        return ": " + "; ".join(_changes(current, plan, now="is {} in the file"))
-    return "; compared with what the app plans today: " + "; ".join(_changes(plan, current))
-
-
-def _changes(old: WorkPlan, new: WorkPlan, *, now: str = "is now {}", shown: int = 5) -> list[str]:
-    """What differs from ``old`` to ``new``: args, then partitions gone or added, then the first
-    partitions whose fields differ (field, old → new value), then their order. Linear in the
-    partitions; values compare as JSON (a tuple and a list with the same items are equal)."""
-    changes = [f"args.{key} was {_shown(old.args.get(key))}, {now.format(_shown(new.args.get(key)))}"
-               for key in sorted(set(old.args) | set(new.args)) if _json(old.args.get(key)) != _json(new.args.get(key))]
-    old_parts, new_parts = old.partition_map(), new.partition_map()
-    gone = [pid for pid in old_parts if pid not in new_parts]
-    added = [pid for pid in new_parts if pid not in old_parts]
-    if gone:
-        changes.append(f"partitions no longer planned: {', '.join(gone[:5])}{' …' if len(gone) > 5 else ''}")
-    if added:
-        changes.append(f"new partitions: {', '.join(added[:5])}{' …' if len(added) > 5 else ''}")
-    altered = 0
-    for pid, before in old_parts.items():
-        after = new_parts.get(pid)
-        if after is None or after == before:
-            continue
-        fields = [(name, getattr(before, name), getattr(after, name)) for name in _FIELDS]
-        differ = [(name, a, b) for name, a, b in fields if a != b and _json(a) != _json(b)]
-        if not differ:
-            continue
-        altered += 1
-        if altered <= shown:
-            changes += [f"partition '{pid}' {name} was {_shown(a)}, {now.format(_shown(b))}" for name, a, b in differ]
-    if altered > shown:
-        changes.append(f"and {altered - shown} more partition(s) changed")
-    if not changes:
-        moved = next((k for k, (a, b) in enumerate(zip(old.partitions, new.partitions)) if a.id != b.id), None)
-        if moved is not None:
-            changes.append(f"the partitions are in another order (at position {moved}: "
-                           f"'{old.partitions[moved].id}' → '{new.partitions[moved].id}')")
-    return changes or ["the app now plans different partitions"]
-
-
-def _json(value: Any) -> str:
-    try:
-        return json.dumps(value, sort_keys=True)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _shown(value: Any, width: int = 80) -> str:
-    text = repr(list(value) if isinstance(value, tuple) else value)
-    return text if len(text) <= width else text[: width - 1] + "…"
