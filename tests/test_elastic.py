@@ -366,6 +366,8 @@ def test_a_worker_that_retires_is_drained_first_and_its_replacement_takes_the_re
     assert any(t.startswith(f"worker {first} retires in ") for t in texts), texts
     order = [(type(e).__name__, e.slot) for e in events if isinstance(e, WorkerJoined | WorkerLeft)]
     assert ("WorkerLeft", first) not in order[:order.index(("WorkerJoined", second))]  # the replacement came first
+    # (it leaves while the run goes, or after it ended)
+    assert {e.reason for e in events if isinstance(e, WorkerLeft)} <= {"retired (its lifetime)"}
     record = _record(share)
     assert {p["status"] for p in record["partitions"]} == {"ok"} and not any(p.get("retries") for p in record["partitions"])
     ran_on = Counter(p.get("ran_slot") or p["slot"] for p in record["partitions"])

@@ -92,11 +92,12 @@ class ElasticBatches:
         left = [slot for slot in self.joined if slot not in now or self.joined[slot] != now[slot][0]]
         for slot in left:
             del self.joined[slot]
+            retired = slot in self.draining
             self.draining.discard(slot)  # a fresh worker of that name takes work again
             self._held[slot] = 0
             self._runs_on = {future: s for future, s in self._runs_on.items() if s != slot}  # Dask re-runs them elsewhere
             if announce:
-                self._emit(WorkerLeft(self._names.get(slot, slot), slot))
+                self._emit(WorkerLeft(self._names.get(slot, slot), slot, "retired (its lifetime)" if retired else ""))
         for slot in joined:
             address, threads, host = now[slot]
             self.joined[slot], self._threads[slot] = address, threads
