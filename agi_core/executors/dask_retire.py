@@ -8,9 +8,10 @@ new batch, its queued batches go to the other workers (`ElasticBatches.drain`), 
 holds finish there, and the backend submits its replacement now (`ClusterBackend.retiring`), so
 the new worker joins before the old one leaves. Dask's lifetime then closes an idle worker.
 
-When it retires is asked of the worker once, when it joins (`seconds_to_retirement`): its
-randomised lifetime counted from its process's start, as seconds from now on the worker's own
-clock, so the manager's clock need not agree with the node's.
+When it retires is asked of the worker once, when it joins (`dask_watch.seconds_to_retirement`,
+which runs on the worker, so it lives in a module of the workers' code hash): its randomised
+lifetime counted from its process's start, as seconds from now on the worker's own clock, so the
+manager's clock need not agree with the node's.
 """
 
 from __future__ import annotations
@@ -21,19 +22,9 @@ from typing import Any
 
 from ..events import EventSink, Notice
 from .dask_elastic import ElasticBatches
+from .dask_watch import seconds_to_retirement
 
-__all__ = ["Retirements", "seconds_to_retirement"]
-
-
-def seconds_to_retirement(dask_worker: Any) -> float | None:
-    """Run on a worker: seconds until its lifetime closes it (None: it has none). Counted from
-    its process's start, which is a little before Dask started the lifetime's clock: never late."""
-    lifetime = getattr(dask_worker, "lifetime", None)
-    if not lifetime:
-        return None
-    import psutil
-
-    return float(psutil.Process().create_time() + lifetime - time.time())
+__all__ = ["Retirements"]
 
 
 class Retirements:
