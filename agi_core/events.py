@@ -146,7 +146,8 @@ class WorkerLeft(Event):
 class PartitionsMoved(Event):
     """``count`` partitions that had not started move from ``source``'s worker to ``target``'s:
     ``reason`` is "not joined" (planned for a worker that was not there), "joined" (a late worker
-    takes work) or "left" (their worker left before starting them)."""
+    takes work), "left" (their worker left before starting them) or "retiring" (their worker
+    retires soon: `executors.dask_retire`)."""
 
     kind: ClassVar[str] = "partitions_moved"
     source: str

@@ -9,6 +9,11 @@ started with the others.
 - ``drift = {slot = "DIR"}``: that slot's worker (late ones only) runs "from the venv" DIR
   (`tests/drift_preload.py`), whose ``.agi-install.json`` says its agi_core code hash; the
   backend's `reinstall` writes the manager's hash there, as `agi install` would.
+- ``lifetime = {slot = SECONDS}``: that slot's worker retires after SECONDS (Dask's ``--lifetime``,
+  no restart), as a Slurm job's before its walltime (the workers started with the cluster share
+  one lifetime: the largest given for them); ``drain = SECONDS``: the run
+  drains such workers that long before (`ClusterBackend.drain_window`); ``replace = "FILE"``: the
+  backend's `retiring` creates FILE (the gate of a late worker: the "replacement job").
 
 Registered for a test with `register` (the built-in table of backends, as an installed plugin would be).
 """
@@ -23,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import dask
 from pydantic import BaseModel, ConfigDict, Field
 
 from agi_core.cluster.inprocess import InProcessCluster
@@ -40,6 +46,9 @@ class ElasticTestOptions(BaseModel):
     never: list[str] = Field(default_factory=list)
     leave: dict[str, str] = Field(default_factory=dict)
     drift: dict[str, str] = Field(default_factory=dict)
+    lifetime: dict[str, float] = Field(default_factory=dict)
+    drain: float | None = None
+    replace: str = ""
 
 
 class ElasticTestCluster(InProcessCluster):
@@ -50,14 +59,19 @@ class ElasticTestCluster(InProcessCluster):
         self._late: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.reinstalls: list[str] = []
+        self.retiring_workers: list[str] = []
 
     async def launch(self, emit: EventSink = ignore) -> None:
         options = self.options
         held = set(options.late) | set(options.never)
         full = self.spec
         self.spec = dataclasses.replace(full, workers=tuple(w for w in full.workers if w.slot not in held))
+        lifetimes = [options.lifetime[w.slot] for w in self.spec.workers if w.slot in options.lifetime]
+        lifetime = {"distributed.worker.lifetime.duration": f"{max(lifetimes):g}s",
+                    "distributed.worker.lifetime.restart": False} if lifetimes else {}
         try:
-            await super().launch(emit)
+            with dask.config.set(lifetime):  # the nannies pass their config to their workers
+                await super().launch(emit)
         finally:
             self.spec = full
         for slot, gate in options.late.items():
@@ -75,7 +89,9 @@ class ElasticTestCluster(InProcessCluster):
         nanny = Nanny(self.address, name=worker.name, host=worker.bind_host, nthreads=worker.nthreads or 1,
                       local_directory=self.spec.dask.local_directory,
                       env={**dict(worker.env), MANAGER_PID_ENV: str(os.getpid()), **({"AGI_TEST_VENV": venv} if venv else {})},
-                      preload=[PRELOAD, *([DRIFT_PRELOAD] if venv else [])], silence_logs=40, dashboard=False, security=self.security())
+                      preload=[PRELOAD, *([DRIFT_PRELOAD] if venv else [])], silence_logs=40, dashboard=False, security=self.security(),
+                      **({"lifetime": f"{lifetime:g}s", "lifetime_restart": False}
+                         if (lifetime := self.options.lifetime.get(worker.slot)) else {}))
         self._late.append(nanny)
         await nanny
 
@@ -88,6 +104,14 @@ class ElasticTestCluster(InProcessCluster):
         nanny = nanny or next((n for n in self._late if n.name == name), None)
         if nanny is not None:
             await nanny.close()
+
+    def drain_window(self) -> float | None:
+        return self.options.drain
+
+    async def retiring(self, worker: str, *, work_left: bool, emit: EventSink = ignore) -> None:
+        self.retiring_workers.append(worker)
+        if self.options.replace and work_left:
+            Path(self.options.replace).touch()
 
     async def missing_workers_report(self, joined: set[str]) -> str:
         never = [w.name for w in self.spec.workers if w.slot in self.options.never and w.name not in joined]

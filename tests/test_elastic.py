@@ -2,8 +2,8 @@
 
 The re-balancing itself (`executors.elastic.BatchQueues`) is checked as a property over random plans
 and random join/leave sequences; the rest runs real Dask worker processes on this machine through a
-test backend (`tests/elastic_backend.py`) whose workers join when a file appears, never, or leave
-when a file appears, with the non-idempotent `ledger` app, whose ledger file shows what really ran.
+test backend (`tests/elastic_backend.py`) whose workers join when a file appears, never, leave
+when a file appears, or retire after a lifetime (drained first), with the non-idempotent `ledger` app, whose ledger file shows what really ran.
 """
 
 from __future__ import annotations
@@ -343,3 +343,32 @@ def test_a_worker_joins_once_the_scheduler_runs_it_and_a_joined_one_that_pauses_
         return seen
 
     assert asyncio.run(go()) == [(["s0"], []), (["s1"], []), ([], [])]
+
+
+def test_a_worker_that_retires_is_drained_first_and_its_replacement_takes_the_rest(ledger_env, tmp_path):
+    """A worker with a lifetime (a Slurm job's, before its walltime) is drained ``drain`` seconds
+    before it retires: it takes no new batch, finishes what it holds, and the backend is told
+    (`retiring`: here it starts the "replacement", a late worker) — nothing runs twice."""
+    share, ledger, replace = tmp_path / "share", tmp_path / "ledger.txt", tmp_path / "replace"
+    share.mkdir()
+    base = _cluster(share, min_workers=1, join_timeout=60)
+    plan = asyncio.run(AGI.get_distrib(ledger_env, mode="d", cluster=base, n=24))
+    first, second = sorted(plan.assignment)
+    events: list = []
+    # the second worker starts when the backend is told that the first one retires
+    options = {"late": {second: str(replace)}, "lifetime": {first: 8.0}, "drain": 5.0, "replace": str(replace)}
+    thread, box = _start(ledger_env, {**base, "elastictest": options}, {"n": 24, "sleep": 0.4, "ledger": str(ledger)}, events)
+    thread.join(120)
+    assert "error" not in box, box
+    ran = Counter(pid for pid, _ in _ledger(ledger))
+    assert ran == Counter({p.id: 1 for p in plan.partitions})  # each work() ran exactly once
+    texts = [e.text for e in events if hasattr(e, "text")]
+    assert any(t.startswith(f"worker {first} retires in ") for t in texts), texts
+    order = [(type(e).__name__, e.slot) for e in events if isinstance(e, WorkerJoined | WorkerLeft)]
+    assert ("WorkerLeft", first) not in order[:order.index(("WorkerJoined", second))]  # the replacement came first
+    # (it leaves while the run goes, or after it ended)
+    assert {e.reason for e in events if isinstance(e, WorkerLeft)} <= {"retired (its lifetime)"}
+    record = _record(share)
+    assert {p["status"] for p in record["partitions"]} == {"ok"} and not any(p.get("retries") for p in record["partitions"])
+    ran_on = Counter(p.get("ran_slot") or p["slot"] for p in record["partitions"])
+    assert ran_on[first] and ran_on[second]

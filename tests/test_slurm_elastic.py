@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 from pathlib import Path
 
 from agi_core import AGI, AgiEnv
-from agi_core.events import Notice, PartitionDone, Phase, WorkerJoined
+from agi_core.events import Notice, PartitionDone, Phase, WorkerJoined, WorkerLeft
 from tests.conftest import TEST_APPS
 from tests.slurm_fixtures import slurm  # noqa: F401 - the session's Slurm
 from tests.test_slurm import dask_workers_left, slurm_cluster
@@ -91,20 +92,36 @@ def test_a_job_cancelled_after_its_worker_joined_is_replaced_and_every_partition
     assert slurm.queue() == [] and not dask_workers_left()
 
 
-def test_workers_retire_before_the_walltime_and_replacement_jobs_finish_the_run(slurm, tmp_path):  # noqa: F811
+def test_a_worker_drains_before_its_walltime_its_replacement_joins_before_it_leaves_and_nothing_runs_twice(slurm, tmp_path):  # noqa: F811
     events: list = []
-    env = AgiEnv(app="toy", apps_path=TEST_APPS)
-    # a 60 s walltime whose workers retire 48 s before it: each job's worker works 12 s, the run needs about 20 s
-    cluster = slurm_cluster(tmp_path, jobs=1, walltime="00:01:00", walltime_margin=48, walltime_stagger=0)
-    result = asyncio.run(AGI.run(env, mode="d", cluster=cluster, n=20, sleep=1.0, on_event=events.append))
-    assert result.status == "ok" and result.value == sum(i * i for i in range(20))
-    replaced = _replaced(events)
-    assert replaced and "Slurm job " in replaced[0] and "(slurm-0) ended" in replaced[0]
+    env = AgiEnv(app="ledger", apps_path=TEST_APPS)
+    ledger = tmp_path / "ledger.txt"  # one line per work() that ran
+    # a 60 s walltime whose worker retires 40 s before it (20 s after it started) and takes no new
+    # partition 12 s before that: it works ~6 s, its replacement (submitted then: it has 12 s to join,
+    # ~1 s on an idle machine) does the rest
+    cluster = slurm_cluster(tmp_path, jobs=1, walltime="00:01:00", walltime_margin=40, walltime_stagger=0, walltime_drain=12)
+    cluster["dask"] = {**cluster["dask"], "max_tasks_per_slot": 64}  # one partition per batch
+    args = {"n": 20, "sleep": 1.0, "ledger": str(ledger)}
+    result = asyncio.run(AGI.run(env, mode="d", cluster=cluster, args=args, use_cache=False, on_event=events.append))
+    assert result.status == "ok" and result.value == sum(range(20))
+    texts = [e.text for e in events if isinstance(e, Notice)]
+    # each job's worker drains ~8 s after it started: a chain of jobs, each replaced ahead, none after it ended
+    chain = [re.fullmatch(r"Slurm job (\d+) \((slurm-\d+)\) retires before its walltime with work left: "
+                          r"replacement job (\d+) \((slurm-\d+)\) submitted ahead \(\d+ of .*\)", text) for text in _replaced(events)]
+    assert chain and all(chain) and chain[0][2] == "slurm-0", _replaced(events)
+    order = [(type(e).__name__, e.slot) for e in events if isinstance(e, WorkerJoined | WorkerLeft)]
+    for link in chain:
+        assert texts.index(link[0]) > texts.index(next(t for t in texts if t.startswith(f"worker {link[2]} retires in ")))
+        if ("WorkerJoined", link[4]) in order:  # (the last one may come after the work is done)
+            assert ("WorkerLeft", link[2]) not in order[:order.index(("WorkerJoined", link[4]))]  # joined before the old one left
+    first, second = chain[0][1], chain[0][3]
     record = json.loads(result.manifest.read_text())
-    assert sorted(p["id"] for p in record["partitions"]) == sorted(f"p{i}" for i in range(20))  # each exactly once, none lost
-    assert {p["status"] for p in record["partitions"]} == {"ok"}
-    jobs = [p["job_id"] for p in record["partitions"]]
-    assert len(set(jobs)) >= 2 and all(jobs)  # the record names the job each partition ran in
+    ran = sorted(line.split()[0] for line in ledger.read_text().splitlines())
+    assert ran == sorted(f"l{i}" for i in range(20))  # every work() ran exactly once: none lost, none twice
+    assert sorted(p["id"] for p in record["partitions"]) == ran and {p["status"] for p in record["partitions"]} == {"ok"}
+    assert [p.get("retries", 0) for p in record["partitions"]] == [0] * 20  # the drained worker finished its own
+    jobs = {p["job_id"] for p in record["partitions"]}  # the record names the job each partition ran in
+    assert {first, second} <= jobs <= {first, *(link[3] for link in chain)}
     assert slurm.queue() == [] and not dask_workers_left()
 
 
@@ -170,6 +187,43 @@ def test_the_keeper_cancels_a_job_pending_too_long_naming_the_reason_and_replace
     assert submitted == ["slurm-2"] and "is not replaced: this run submitted 3 job(s), [cluster.slurm] max_jobs = 3" in said[-1].text
     assert said[-1].level == "warning"
     deadline = time.monotonic() + 20
+    while slurm.queue() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert slurm.queue() == []
+
+
+def test_the_keeper_replaces_a_retiring_job_ahead_once_and_not_again_when_it_ends(slurm, tmp_path):  # noqa: F811
+    """`JobKeeper.replace_ahead` against the real queue: a worker of a running job retires soon →
+    one replacement job now (a second worker of the same job asks again: none more); without
+    work left, none; when the retired job ends, it is not replaced a second time."""
+    import time
+
+    from agi_core.cluster.slurm_requeue import JobKeeper
+
+    running = _sbatch(tmp_path)
+    keeper = JobKeeper({"slurm-0": running}, limit=5, pending_timeout=600)
+    submitted: list[str] = []
+
+    async def submit(name: str) -> str:
+        submitted.append(name)
+        return _sbatch(tmp_path)
+
+    said: list = []
+    asyncio.run(keeper.replace_ahead("slurm-0-1", submit, work_left=False, emit=said.append))
+    assert submitted == [] and said == []  # nothing left to do: no replacement
+    asyncio.run(keeper.replace_ahead("slurm-0-1", submit, work_left=True, emit=said.append))
+    asyncio.run(keeper.replace_ahead("slurm-0-0", submit, work_left=True, emit=said.append))  # the same job's other worker
+    assert submitted == ["slurm-1"] and len(said) == 1
+    assert said[0].text == (f"Slurm job {running} (slurm-0) retires before its walltime with work left: replacement job "
+                            f"{keeper.jobs['slurm-1']} (slurm-1) submitted ahead (2 of [cluster.slurm] max_jobs = 5)")
+    subprocess.run(["scancel", running], check=True)
+    deadline = time.monotonic() + 20
+    while running not in keeper.ended and time.monotonic() < deadline:
+        keeper._last = 0.0  # look again now
+        asyncio.run(keeper.tend(submit, work_left=True, emit=said.append))
+        time.sleep(0.2)
+    assert running in keeper.ended and submitted == ["slurm-1"] and len(said) == 1  # ended, replaced already: not again
+    subprocess.run(["scancel", keeper.jobs["slurm-1"]], check=True)
     while slurm.queue() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert slurm.queue() == []

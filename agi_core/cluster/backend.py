@@ -158,6 +158,17 @@ class ClusterBackend(abc.ABC):
         on their own (batch jobs: cancelled, preempted, out of walltime) replaces them here while
         ``work_left``, within its limits, and says so through ``emit``. Default: nothing."""
 
+    def drain_window(self) -> float | None:
+        """Seconds before a worker retires on its own (Dask's ``--lifetime``: a batch job's
+        walltime) at which a run stops giving it work (`executors.dask_retire`), so that what it
+        runs finishes there instead of running again elsewhere. None (default): workers stay."""
+        return None
+
+    async def retiring(self, worker: str, *, work_left: bool, emit: EventSink = ignore) -> None:
+        """The Dask worker named ``worker`` stops taking work: it retires `drain_window` seconds
+        from now. A batch backend submits its replacement now, while ``work_left``, so that the
+        new worker joins before the old one leaves. Default: nothing."""
+
     async def missing_workers_report(self, joined: set[str]) -> str:
         """Why the workers of the spec not in ``joined`` (Dask worker names) never joined: for
         each, where it ran and the end of its log. "" when the backend cannot tell."""

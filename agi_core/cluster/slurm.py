@@ -333,6 +333,15 @@ class SlurmCluster(ClusterBackend):
         if self._keeper is not None and self.address:
             await self._keeper.tend(self._submit_job, work_left=work_left, emit=emit)
 
+    def drain_window(self) -> float | None:
+        """``[cluster.slurm] walltime_drain``: its workers retire before the walltime (``--lifetime``)."""
+        return self.slurm.walltime_drain
+
+    async def retiring(self, worker: str, *, work_left: bool, emit: EventSink = ignore) -> None:
+        """Submit the replacement of the retiring worker's job now (`JobKeeper.replace_ahead`)."""
+        if self._keeper is not None and self.address:
+            await self._keeper.replace_ahead(worker, self._submit_job, work_left=work_left, emit=emit)
+
     async def _submit_job(self, name: str) -> str:
         """Submit one more worker job, its workers named ``name``; its Slurm job id."""
         job = _slurm_job(scheduler=self.address, name=name, **self.job_options())
@@ -453,5 +462,6 @@ class SlurmCluster(ClusterBackend):
     @classmethod
     def identity(cls, options: SlurmSettings) -> dict[str, Any]:
         """The jobs' resources: a warm cluster of 1 GB jobs does not fit 8 GB ones (where to
-        install from and how long to wait in the queue change nothing that runs)."""
-        return options.model_dump(mode="json", exclude={"login", "pending_timeout"})
+        install from, how long to wait in the queue and when a run stops giving a worker work change
+        nothing that runs)."""
+        return options.model_dump(mode="json", exclude={"login", "pending_timeout", "walltime_drain"})

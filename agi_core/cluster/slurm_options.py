@@ -87,6 +87,10 @@ class SlurmSettings(BaseModel):
     walltime_stagger: float = Field(default=60.0, ge=0, description="each worker retires up to twice this many seconds "
                                     "earlier, at random (Dask's --lifetime-stagger), so that jobs started together do not "
                                     "all leave at once")
+    walltime_drain: float = Field(default=60.0, ge=0, description="seconds before a worker retires at which the run "
+                                  "stops giving it new partitions (its queued ones go to the others, its running ones "
+                                  "finish) and submits its job's replacement, so that nothing runs twice and the new "
+                                  "workers join before the old ones leave")
 
     @field_validator("memory")
     @classmethod
@@ -132,10 +136,11 @@ class SlurmSettings(BaseModel):
 
     @model_validator(mode="after")
     def _time_to_work(self) -> SlurmSettings:
-        if self.lifetime() - self.walltime_stagger <= 0:
+        if self.lifetime() - self.walltime_stagger - self.walltime_drain <= 0:
             raise ValueError(f"walltime = {self.walltime!r} ({walltime_seconds(self.walltime)} s) leaves a worker no time: it "
                              f"retires walltime_margin ({self.walltime_margin:g} s) + up to 2 x walltime_stagger "
-                             f"({self.walltime_stagger:g} s) before it; raise walltime or lower those two")
+                             f"({self.walltime_stagger:g} s) before it, and takes no new work walltime_drain "
+                             f"({self.walltime_drain:g} s) before that; raise walltime or lower those three")
         return self
 
     @model_validator(mode="after")

@@ -9,6 +9,11 @@ the old job that the scheduler has not dropped yet cannot collide with it) and j
 (`executors.dask_elastic`). At most ``[cluster.slurm] max_jobs`` jobs are submitted in all, so a
 job that can never start is not replaced forever.
 
+A job whose worker retires before the walltime is replaced ahead (`JobKeeper.replace_ahead`,
+called when the run stops giving that worker work: `executors.dask_retire`): the new job's
+workers join while the old one finishes its running batch, and the old job is not replaced again
+when it ends.
+
 A job still pending ``pending_timeout`` seconds after it was submitted is cancelled, and a
 warning names Slurm's reason (squeue's ``%r``): the run goes on with the workers it has, and only
 fails when none is left (`DaskExecutor`).
@@ -63,6 +68,7 @@ class JobKeeper:
         self._next = len(jobs)
         self._last = 0.0
         self._said_limit = False
+        self.ahead: set[str] = set()  # the job ids replaced before they ended (their workers retire)
 
     def next_name(self) -> str:
         """The worker name of the next job (``slurm-<j>``, one past the last one)."""
@@ -89,8 +95,19 @@ class JobKeeper:
                 await self._cancel_pending(name, state, now, emit)
             elif state is None or state.state not in ALIVE:
                 self.ended[job_id] = state.state if state is not None else "no longer queued"
-                if work_left:
+                if work_left and job_id not in self.ahead:
                     await self._replace(name, job_id, submit, emit)
+
+    async def replace_ahead(self, worker: str, submit: Callable[[str], Awaitable[str]], *, work_left: bool, emit: EventSink) -> None:
+        """The Dask worker ``worker`` (``slurm-<j>``, or ``slurm-<j>-<k>`` with several per job)
+        retires soon, before its job's walltime: while ``work_left``, submit the job's replacement
+        now, once per job, so that its workers join before the old ones leave."""
+        name = worker if worker in self.jobs else worker.rpartition("-")[0]
+        job_id = self.jobs.get(name)
+        if not work_left or job_id is None or job_id in self.ended or job_id in self.ahead:
+            return
+        if await self._replace(name, job_id, submit, emit, why="retires before its walltime"):
+            self.ahead.add(job_id)
 
     async def _cancel_pending(self, name: str, state: JobState, now: float, emit: EventSink) -> None:
         waited = now - self.submitted[state.job_id]
@@ -99,22 +116,26 @@ class JobKeeper:
         emit(Notice(f"Slurm job {state.job_id} ({name}) still pending after {waited:.0f} s (reason: {state.reason}): "
                     "cancelled; the run goes on with the workers it has ([cluster.slurm] pending_timeout)", level="warning"))
 
-    async def _replace(self, name: str, job_id: str, submit: Callable[[str], Awaitable[str]], emit: EventSink) -> None:
-        why = self.ended[job_id]
+    async def _replace(self, name: str, job_id: str, submit: Callable[[str], Awaitable[str]], emit: EventSink,
+                       *, why: str | None = None) -> bool:
+        """Submit a replacement for ``job_id``: it ended (``why`` None: `ended` says why) or its
+        workers retire (``why``). Whether one was submitted."""
+        what = f"ended ({self.ended[job_id]})" if why is None else why
         if len(self.jobs) >= self.limit:
             if not self._said_limit:
                 self._said_limit = True
-                emit(Notice(f"Slurm job {job_id} ({name}) ended ({why}) and is not replaced: this run submitted "
+                emit(Notice(f"Slurm job {job_id} ({name}) {what} and is not replaced: this run submitted "
                             f"{len(self.jobs)} job(s), [cluster.slurm] max_jobs = {self.limit}", level="warning"))
-            return
+            return False
         new_name = self.next_name()
         try:
             new_id = await submit(new_name)
         except AgiError as exc:
-            emit(Notice(f"Slurm job {job_id} ({name}) ended ({why}); its replacement was refused: {exc.message}", level="warning"))
-            return
+            emit(Notice(f"Slurm job {job_id} ({name}) {what}; its replacement was refused: {exc.message}", level="warning"))
+            return False
         self.jobs[new_name] = new_id
         self.submitted[new_id] = time.monotonic()
-        self.replacements.append(Replacement(job_id, why, new_id, new_name))
-        emit(Notice(f"Slurm job {job_id} ({name}) ended ({why}) with work left: replacement job {new_id} ({new_name}) "
-                    f"submitted ({len(self.jobs)} of [cluster.slurm] max_jobs = {self.limit})"))
+        self.replacements.append(Replacement(job_id, self.ended.get(job_id, why or ""), new_id, new_name))
+        emit(Notice(f"Slurm job {job_id} ({name}) {what} with work left: replacement job {new_id} ({new_name}) "
+                    f"submitted{' ahead' if why is not None else ''} ({len(self.jobs)} of [cluster.slurm] max_jobs = {self.limit})"))
+        return True

@@ -58,6 +58,7 @@ class DaskExecutor(Executor):
         self._started: Path | None = None  # the started logs' folder, once made (`attempts`)
         self._elastic: ElasticBatches | None = None  # the queued batches as workers come and go (`dask_elastic`)
         self._join_check: JoinCheck | None = None  # who may take work: the manager's code only (`join_check`)
+        self._retirements: Any = None  # workers drained before they retire (`dask_retire`), when the backend's do
         self.max_tasks_per_slot = context.cluster.dask.max_tasks_per_slot
         self.retries_allowed = context.cluster.dask.retries
 
@@ -315,10 +316,26 @@ class DaskExecutor(Executor):
                 return
             if futures:
                 pending.update(futures)
+            await self._drain(elastic)
             await self._tend(elastic, pending)
             if elastic.joined_since_facts:
                 elastic.joined_since_facts = False
                 await self._refresh_facts()
+
+    async def _drain(self, elastic: ElasticBatches) -> None:
+        """Stop giving work to workers about to retire, and have the backend replace them now
+        (`dask_retire`: a Slurm job's walltime), when its workers retire on their own."""
+        from .dask_retire import Retirements
+
+        if self._retirements is None:
+            window = self._handle.backend.drain_window()
+            if window is None:
+                return
+            self._retirements = Retirements(self.client, self._handle.backend, window, self.context.emit)
+        try:
+            await self._retirements.look(elastic)
+        except Exception as exc:  # noqa: BLE001 - draining is a help: without it, Dask's lifetime still retires them
+            self.context.emit(Notice(f"could not drain the workers that retire: {type(exc).__name__}: {exc}", level="warning"))
 
     async def _tend(self, elastic: ElasticBatches, pending: Any) -> None:
         """Let the backend replace workers that ended while work remains (`ClusterBackend.tend`:

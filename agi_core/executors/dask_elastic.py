@@ -6,7 +6,9 @@ the others go to them at once. While the run goes, `poll` asks the scheduler who
 worker that joins (late, or a fresh process of a slot whose worker died) takes queued batches
 from the most loaded slots; one that leaves hands its queued batches to the others (the tasks it
 held are Dask's to run again elsewhere, as before). Nothing submitted is ever taken back, so a
-partition never runs twice for being moved. Each move is an event (`PartitionsMoved`), as are
+partition never runs twice for being moved. A worker that retires soon (`drain`: a Slurm job's
+walltime, `dask_retire`) takes no new batch and hands its queued ones on, as a leaving one does,
+while the batches it holds finish there. Each move is an event (`PartitionsMoved`), as are
 joins and leaves (`WorkerJoined`, `WorkerLeft`), for the CLI and the web UI.
 """
 
@@ -63,6 +65,8 @@ class ElasticBatches:
         self._empty_since: float | None = None
         #: whether the worker at (address, name, host) may take work (`join_check`: its code and versions)
         self._admit = admit
+        #: the slots whose worker retires soon: it takes no new batch (`drain`)
+        self.draining: set[str] = set()
 
     # -- who is there --------------------------------------------------------------------------
 
@@ -88,10 +92,12 @@ class ElasticBatches:
         left = [slot for slot in self.joined if slot not in now or self.joined[slot] != now[slot][0]]
         for slot in left:
             del self.joined[slot]
+            retired = slot in self.draining
+            self.draining.discard(slot)  # a fresh worker of that name takes work again
             self._held[slot] = 0
             self._runs_on = {future: s for future, s in self._runs_on.items() if s != slot}  # Dask re-runs them elsewhere
             if announce:
-                self._emit(WorkerLeft(self._names.get(slot, slot), slot))
+                self._emit(WorkerLeft(self._names.get(slot, slot), slot, "retired (its lifetime)" if retired else ""))
         for slot in joined:
             if self._names.get(slot, slot) in self.absent:  # recorded as never joined, but came after all
                 self.absent.remove(self._names.get(slot, slot))
@@ -141,11 +147,13 @@ class ElasticBatches:
     async def poll(self) -> list[Any]:
         """One look at the workers: moves for joins and leaves, and the futures submitted for them."""
         joined, left = await self.refresh()
-        stranded = [slot for slot in self.queues.slots() if slot not in self.joined]
+        stranded = [slot for slot in self.queues.slots() if slot not in self.joined or slot in self.draining]
+        takers = self._takers()
         if (stranded or joined) and len(self.queues):
             self._weighed()
-        if stranded and self.joined:
-            self._moved(self.queues.orphan(stranded, list(self.joined), reason="left" if left else "not joined"))
+        if stranded and takers:
+            reason = "left" if left else "not joined" if any(s not in self.draining for s in stranded) else "retiring"
+            self._moved(self.queues.orphan(stranded, takers, reason=reason))
         for slot in joined:
             self._moved(self.queues.steal(slot))
         if joined:  # Dask's tasks that named only workers that left run on the new ones
@@ -154,6 +162,23 @@ class ElasticBatches:
             await self._client.run_on_scheduler(run_stranded)
         await self._note_absent()
         return self._fill_all()
+
+    def drain(self, slot: str) -> None:
+        """The worker of ``slot`` retires soon: it takes no new batch (the ones it holds finish
+        there), and its queued batches go to the other workers now, or to the first that joins."""
+        self.draining.add(slot)
+        takers = self._takers()
+        if takers and self.queues.queued(slot):
+            self._weighed()
+            self._moved(self.queues.orphan([slot], takers, reason="retiring"))
+
+    def _takers(self) -> list[str]:
+        """The joined slots that take work (not retiring)."""
+        return [slot for slot in self.joined if slot not in self.draining]
+
+    def worker_name(self, slot: str) -> str:
+        """The Dask name of the worker that serves ``slot``."""
+        return self._names.get(slot, slot)
 
     def waiting(self) -> int:
         """Batches queued and not submitted."""
@@ -172,7 +197,7 @@ class ElasticBatches:
         return [future for slot in list(self.joined) for future in self._fill(slot)]
 
     def _fill(self, slot: str) -> list[Any]:
-        room = window(self._threads.get(slot, 1)) - self._held.get(slot, 0)
+        room = 0 if slot in self.draining else window(self._threads.get(slot, 1)) - self._held.get(slot, 0)
         futures = []
         for batch in self.queues.take(slot, room) if room > 0 else ():
             future = self._submit(batch, slot)

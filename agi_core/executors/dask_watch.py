@@ -16,7 +16,7 @@ from typing import Any
 from distributed.diagnostics.plugin import WorkerPlugin
 
 __all__ = ["PLUGIN_NAME", "RunningPartitions", "allow_failures", "drop_worker", "run_stranded", "running_partition",
-           "scheduler_view", "stop_worker_process"]
+           "scheduler_view", "seconds_to_retirement", "stop_worker_process"]
 
 PLUGIN_NAME = "agi-running-partitions"
 _METRIC = "agi_running"
@@ -80,6 +80,18 @@ def stop_worker_process(dask_worker: Any) -> int | None:
     if pid:
         os.kill(pid, signal.SIGKILL)
     return pid
+
+
+def seconds_to_retirement(dask_worker: Any) -> float | None:
+    """Run on a worker: seconds until its lifetime (Dask's ``--lifetime``) closes it; None without
+    one. Counted from its process's start, a little before Dask started the lifetime's clock: never
+    late. On the worker's own clock, so the manager's need not agree with the node's (`dask_retire`)."""
+    lifetime = getattr(dask_worker, "lifetime", None)
+    if not lifetime:
+        return None
+    import psutil
+
+    return float(psutil.Process().create_time() + lifetime - time.time())
 
 
 def allow_failures(dask_scheduler: Any, count: int) -> None:

@@ -26,6 +26,7 @@ class LedgerArgs(BaseModel):
     hold: str = ""  # the partition that waits for `gate`
     gate: str = ""  # the file whose existence lets the held partition finish
     chain: bool = False  # partition i depends on i-1 (a DAG: one Dask task per partition)
+    sleep: float = 0.0  # seconds each work() takes after writing its line (a run that outlasts a worker)
 
 
 class Ledger(App):
@@ -41,6 +42,7 @@ class Ledger(App):
                 os.write(fd, f"{part.id} {os.getpid()}\n".encode())
             finally:
                 os.close(fd)
+        time.sleep(ctx.args.sleep)
         if part.id == ctx.args.hold:
             deadline = time.monotonic() + HOLD_LIMIT_S
             while not os.path.exists(ctx.args.gate):
