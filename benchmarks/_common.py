@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@contextlib.contextmanager
+def scratch() -> Iterator[Path]:
+    """Every temporary folder the benchmark makes (`tempfile.mkdtemp`: its shares, about 800 MB
+    per 1,000,000-partition run) goes under one folder, removed at the end however it ends."""
+    root = Path(tempfile.mkdtemp(prefix="agi-bench-"))
+    before = tempfile.tempdir
+    tempfile.tempdir = str(root)
+    try:
+        yield root
+    finally:
+        tempfile.tempdir = before
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> list[float]:
