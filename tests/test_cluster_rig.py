@@ -401,3 +401,32 @@ def test_a_host_down_for_the_whole_run_is_recorded_as_never_joined_with_why(env,
     record = check_every_partition_once(box["result"], 6)
     assert record["cluster"]["never_joined"] == [f"{h3.ip}-0"]
     assert "could not be reached" in record["cluster"]["never_joined_report"]
+
+
+def test_a_late_worker_with_other_code_is_installed_over_ssh_and_then_joins(env, rig_hosts, tmp_path):
+    """Issue 24 item 6 on SSH: with [cluster] install = "auto", a worker that joins late with an
+    install of other code is refused until agi installs its host over SSH, then joins and works."""
+    from agi_core.events import RunStarted
+
+    h3 = rig_hosts.hosts[2]
+    fingerprint = "/root/.agi/venvs/toy/.agi-install.json"
+    real = json.loads(h3.run(f"cat {fingerprint}").stdout)
+    stale = {**real, "agi_hash": "0" * 64}  # what an install of older code says
+    h3.run(f"cat > {fingerprint} <<'EOF'\n{json.dumps(stale)}\nEOF")
+    try:
+        h3.crash()  # down at the start: its worker comes late, with the stale install
+        events: list = []
+        cluster = {**cluster_for(rig_hosts, tmp_path), "min_workers": 2, "install": "auto"}
+        thread, box = _run_in_thread(env, cluster, events, n=80, sleep=0.5)
+        deadline = time.time() + 90
+        while not any(isinstance(e, RunStarted) for e in events) and thread.is_alive() and time.time() < deadline:
+            time.sleep(0.05)
+        h3.restart()
+        thread.join(300)
+        assert "error" not in box, box.get("error")
+        record = check_every_partition_once(box["result"], 80)
+        assert json.loads(h3.run(f"cat {fingerprint}").stdout)["agi_hash"] == real["agi_hash"]  # installed again
+        assert [p for p in record["partitions"] if p["host"] == "h3"]  # then joined and took work
+    finally:
+        if h3.is_running():
+            h3.run(f"cat > {fingerprint} <<'EOF'\n{json.dumps(real)}\nEOF")
