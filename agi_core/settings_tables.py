@@ -121,7 +121,7 @@ class DaskSettings(StrictTable):
     """Ports, timeouts and knobs of the Dask processes agi starts (see docs/cluster.md)."""
 
     scheduler_port: int = Field(default=8786, ge=0, le=65535, description="used when `scheduler` names no port")
-    dashboard_port: int | None = Field(default=8787, ge=0, le=65535, description="the Dask dashboard's port; None: no dashboard")
+    dashboard_port: int | None = Field(default=8787, ge=0, le=65535, description="the scheduler's dashboard port (from Python, None: no dashboard)")
     worker_ports: str | None = Field(default=None, description='e.g. "9000:9099"; None: any free port')
     nanny_ports: str | None = Field(default=None, description='e.g. "9100:9199"; None: any free port')
     connect_timeout: float = Field(default=10.0, gt=0, description="seconds: comm connect timeout")
