@@ -32,15 +32,8 @@ def discard_many(store: CacheStore, keys: Iterable[str]) -> set[str]:
     drop = set(keys)
     removed: set[str] = set()
     for key in drop:
-        path = store.entry_path(key)
-        files = _single_files(path)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            continue
-        removed.add(key)
-        if files:
-            shutil.rmtree(path.parent / files, ignore_errors=True)
+        if _remove_single(store.entry_path(key)):
+            removed.add(key)
     for index in packs.list_indexes(store.packs_dir):
         try:
             pack = packs.read_index(index)
@@ -65,15 +58,8 @@ def discard_copies(store: CacheStore, copies: Iterable[tuple[str, packs.PackInde
     for key, place in copies:
         if isinstance(place, packs.PackIndex):
             by_pack.setdefault(place.index, set()).add(key)
-            continue
-        files = _single_files(place)
-        try:
-            place.unlink()
-        except FileNotFoundError:
-            continue
-        removed.add(key)
-        if files:
-            shutil.rmtree(place.parent / files, ignore_errors=True)
+        elif _remove_single(place):
+            removed.add(key)
     for index_path, keys in by_pack.items():
         try:
             pack = packs.read_index(index_path)
@@ -157,6 +143,18 @@ def compact(store: CacheStore, *, small: int = SMALL_PACK, most: int = MANY_PACK
             merged += len(run) - 1
         run = [index] if index is not None and len(index.keys) < small else []
     return merged
+
+
+def _remove_single(path: Path) -> bool:
+    """Remove a single-file entry and its output folder; False when it was gone already."""
+    files = _single_files(path)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    if files:
+        shutil.rmtree(path.parent / files, ignore_errors=True)
+    return True
 
 
 def _single_files(path: Path) -> str | None:

@@ -14,7 +14,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-__all__ = ["Page", "Subject"]
+__all__ = ["Page", "Subject", "report_folder"]
+
+
+def report_folder(record_path: str | None, run_dir: Path | None, what: str) -> Path:
+    """Where a record's report goes: ``run_dir`` if given, else the folder the record was read from."""
+    if run_dir is not None:
+        return Path(run_dir)
+    if not record_path:
+        from ..errors import AgiError
+
+        raise AgiError(f"{what}: no folder to write the report into", fix="pass run_dir")
+    return Path(record_path).parent
 
 
 class Subject(Protocol):

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AgiError
 from .drawing import WIDTH, first_line, matplotlib_classes, summary_page, timestamp
-from .page import Page
+from .page import Page, report_folder
 
 if TYPE_CHECKING:
     from ..pipeline import PipelineRecord
@@ -110,11 +109,7 @@ class PipelineSubject:
     @classmethod
     def of(cls, record: PipelineRecord, run_dir: Path | None = None) -> PipelineSubject:
         """``run_dir`` defaults to the folder the record's ``pipeline.json`` was read from."""
-        if run_dir is None:
-            if not record.path:
-                raise AgiError(f"pipeline run {record.pipeline_run}: no folder to write the report into", fix="pass run_dir")
-            run_dir = Path(record.path).parent
-        return cls(record, Path(run_dir))
+        return cls(record, report_folder(record.path, run_dir, f"pipeline run {record.pipeline_run}"))
 
     @property
     def title(self) -> str:

@@ -9,10 +9,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AgiError
 from .cache_page import CachePage
 from .drawing import summary_page
-from .page import Page
+from .page import Page, report_folder
 from .render import _gantt, _load, _Timeline, read_plan, summary_lines
 
 if TYPE_CHECKING:
@@ -32,11 +31,7 @@ class RunSubject:
     @classmethod
     def of(cls, record: RunRecord, run_dir: Path | None = None) -> RunSubject:
         """``run_dir`` defaults to the folder the record's manifest was read from."""
-        if run_dir is None:
-            if not record.path:
-                raise AgiError(f"run {record.run_id}: no run folder to write the report into", fix="pass run_dir")
-            run_dir = Path(record.path).parent
-        return cls(record, Path(run_dir))
+        return cls(record, report_folder(record.path, run_dir, f"run {record.run_id}"))
 
     @property
     def title(self) -> str:
