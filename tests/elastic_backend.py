@@ -8,7 +8,8 @@ started with the others.
 - ``leave = {slot = "FILE"}``: that slot's worker is closed (its nanny too) when FILE exists.
 - ``drift = {slot = "DIR"}``: that slot's worker (late ones only) runs "from the venv" DIR
   (`tests/drift_preload.py`), whose ``.agi-install.json`` says its agi_core code hash; the
-  backend's `reinstall` writes the manager's hash there, as `agi install` would.
+  backend's `reinstall` writes the manager's hash there, as `agi install` would (once FILE
+  exists, with ``reinstall_gate = "FILE"``: the test decides how long the install takes).
 - ``lifetime = {slot = SECONDS}``: that slot's worker retires after SECONDS (Dask's ``--lifetime``,
   no restart), as a Slurm job's before its walltime (the workers started with the cluster share
   one lifetime: the largest given for them); ``drain = SECONDS``: the run
@@ -49,6 +50,7 @@ class ElasticTestOptions(BaseModel):
     lifetime: dict[str, float] = Field(default_factory=dict)
     drain: float | None = None
     replace: str = ""
+    reinstall_gate: str = ""
 
 
 class ElasticTestCluster(InProcessCluster):
@@ -124,6 +126,8 @@ class ElasticTestCluster(InProcessCluster):
         from agi_core.install.installed_hash import FINGERPRINT_FILE
 
         self.reinstalls.append(host)
+        while self.options.reinstall_gate and not os.path.exists(self.options.reinstall_gate):
+            await asyncio.sleep(0.05)
         for venv in self.options.drift.values():
             (Path(venv) / FINGERPRINT_FILE).write_text(json.dumps({"agi_hash": agi_code_hash()}))
         return True

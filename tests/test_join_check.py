@@ -86,3 +86,49 @@ def test_with_install_auto_the_drifted_worker_is_installed_then_joins_and_works(
     record = _record(share)
     assert record["cluster"]["never_joined"] == []
     assert any((p.get("ran_slot") or p["slot"]) == second for p in record["partitions"])  # it took work after its install
+
+
+def _drifted(events: list) -> list[str]:
+    return [e.text for e in events if isinstance(e, Notice) and "joined with other code" in e.text]
+
+
+def test_workers_that_run_one_install_wait_for_one_install_then_all_join(ledger_env, tmp_path):  # noqa: F811
+    """Two late workers run one venv with other code (as the workers of two Slurm jobs run one
+    shared venv): the first starts its install, the second waits for the same one; both restart on
+    it and work, and the record lists the one install with both workers."""
+    share, ledger, gate, late = tmp_path / "share", tmp_path / "ledger.txt", tmp_path / "gate", tmp_path / "late"
+    installed = tmp_path / "installed"
+    share.mkdir()
+    cluster = _cluster(share, min_workers=1, install="auto", workers={"127.0.0.1": 3})
+    import asyncio
+
+    from agi_core import AGI
+
+    plan = asyncio.run(AGI.get_distrib(ledger_env, mode="d", cluster=cluster, n=24))
+    first, second, third = sorted(plan.assignment)
+    held = [p.id for p in plan.partitions if plan.slot_of()[p.id] == first][0]
+    venv = str(_old_venv(tmp_path))  # one venv, two workers
+    cluster["elastictest"] = {"late": {second: str(late), third: str(late)}, "drift": {second: venv, third: venv},
+                              "reinstall_gate": str(installed)}
+    events: list = []
+    thread, box = _start(ledger_env, cluster, {"n": 24, "ledger": str(ledger), "hold": held, "gate": str(gate)}, events)
+    _wait("the held partition to start", lambda: any(pid == held for pid, _ in _ledger(ledger)), thread, box)
+    late.touch()  # both drifted workers come now, and both are found drifting while the install is held
+    notices = _wait("both drifts", lambda: len(_drifted(events)) == 2 and _drifted(events), thread, box)
+    assert "installing 127.0.0.1 before it joins" in notices[0], notices
+    assert "waiting for the install of 127.0.0.1 before it joins" in notices[1], notices
+    installed.touch()
+    joined = lambda: {e.slot for e in events if isinstance(e, WorkerJoined)} >= {second, third}  # noqa: E731
+    _wait("both installed workers to join", joined, thread, box)
+    gate.touch()
+    thread.join(120)
+    assert "error" not in box, box
+    assert len(_drifted(events)) == 2  # none after the restarts
+    assert not any(isinstance(e, Notice) and "refused worker" in e.text for e in events)
+    assert Counter(pid for pid, _ in _ledger(ledger)) == Counter({p.id: 1 for p in plan.partitions})  # every partition once
+    record = _record(share)
+    [install] = record["cluster"]["installed"]  # one install for both
+    names = sorted(install.split("for worker(s) ")[1].split(", which")[0].split(", "))
+    assert install.startswith("127.0.0.1: installed,") and names == sorted([second, third]), install
+    assert "agi_core code 01d0c0de0" in install
+    assert record["cluster"]["never_joined"] == []

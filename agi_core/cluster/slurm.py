@@ -405,8 +405,9 @@ class SlurmCluster(ClusterBackend):
         return (*scheduler, *jobs)
 
     def install_host_for(self, host: str) -> str | None:
-        """Every job runs the one venv on the shared filesystem: the login node rebuilds it."""
-        return self.slurm.login or LOCAL_HOST
+        """Every job runs the one venv on the shared filesystem: the login node rebuilds it. None
+        when the jobs run ``[cluster.slurm] python`` instead: agi builds nothing they run."""
+        return None if self.slurm.python else self.slurm.login or LOCAL_HOST
 
     # -- warm clusters ----------------------------------------------------------------------
 

@@ -136,7 +136,8 @@ class DaskExecutor(Executor):
         elastic = self._elastic
         return ClusterRecord(scheduler=backend.address, dashboard=backend.dashboard, warm=self._handle.warm,
                              note=self._handle.note, backend=self.context.cluster.backend,
-                             never_joined=elastic.absent if elastic else [], never_joined_report=elastic.absent_report if elastic else "")
+                             never_joined=elastic.absent if elastic else [], never_joined_report=elastic.absent_report if elastic else "",
+                             installed=self._join_check.installed() if self._join_check else [])
 
     async def _addresses(self) -> dict[str, str]:
         """Slot → the address of the Dask worker that serves it (the backend names the worker),

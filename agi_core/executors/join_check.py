@@ -8,10 +8,13 @@ with other code is
 
 - with ``[cluster.install] auto`` (``[cluster] install = "auto"``): installed first, as `agi
   install` does for its host (`ClusterBackend.reinstall`), in the background while the run goes
-  on; its nanny then restarts it on the new code, and it joins at its new address once it passes;
-- otherwise, or when that install fails or changes nothing: refused. At the start that is an
-  `AgiError` naming the hosts and the fix (as for versions); later, the worker is retired from
-  the cluster, a warning names its host and the fix, and the record lists it as never joined.
+  on; its nanny then restarts it on the new code, and it joins at its new address once it passes.
+  Workers that run one install (a shared Slurm venv, one SSH host) wait for one install of it
+  (`join_install`); the record lists each install the run made (``cluster.installed``);
+- otherwise, or when that install fails or changes nothing, or the restarted worker still
+  differs: refused. At the start that is an `AgiError` naming the hosts and the fix (as for
+  versions); later, the worker is retired from the cluster, a warning names its host and the
+  fix, and the record lists it as never joined.
 
 No partition ever runs on a worker that has not passed. When the manager itself does not run
 from a source tree (its own code hash is unknown), only package versions are compared.
@@ -27,6 +30,7 @@ from typing import Any
 
 from ..errors import AgiError
 from ..events import EventSink, Notice
+from .join_install import Installs, install_target
 
 __all__ = ["Drift", "JoinCheck", "drift_error", "join_check_for"]
 
@@ -44,11 +48,12 @@ class Drift:
     what: str  # "agi_core code 0123abcd… (this manager: 4567ef01…)", "dask 2026.1.0 (this manager: …)"
 
 
-def drift_error(drifts: list[Drift], app: str) -> AgiError:
-    """One error for the workers refused at the start, naming each host and what differs."""
+def drift_error(drifts: list[Drift], app: str, *, targets: list[str] | None = None, failed: str = "") -> AgiError:
+    """One error for the workers refused at the start, naming each host and what differs;
+    ``targets``: the hosts whose install they run (`install_target`), ``failed``: why installing them failed."""
     lines = "\n".join(f"  {d.host} (worker {d.name}): {d.what}" for d in sorted(drifts, key=lambda d: (d.host, d.name)))
-    hosts = " ".join(sorted({d.host for d in drifts}))
-    return AgiError(f"{len(drifts)} worker(s) run other code than this manager:\n{lines}",
+    hosts = " ".join(targets or sorted({d.host for d in drifts}))
+    return AgiError(f"{len(drifts)} worker(s) run other code than this manager:\n{lines}" + (f"\n{failed}" if failed else ""),
                     fix=f"re-install those hosts from this manager: agi install {app or 'APP'} (hosts: {hosts}); "
                         'or set [cluster] install = "auto" to install them when they join')
 
@@ -66,10 +71,11 @@ class JoinCheck:
         self._client, self._backend, self._app = client, backend, app
         self._distribution, self._version = app_distribution, app_version
         self._host_of = dict(host_of)
-        self._emit, self._install = emit, install
+        self._emit = emit
+        self._installs = Installs(backend, install) if install is not None else None  # one per target (`join_install`)
         self.want = manager_hash
         self._verdicts: dict[str, bool] = {}  # worker address -> admitted
-        self._installed: set[str] = set()  # hosts installed during this run (a second drift there is refused)
+        self._restarted: set[str] = set()  # worker names restarted after their install (a second drift is refused)
         self._tasks: set[asyncio.Task[None]] = set()
         self.refused: dict[str, str] = {}  # worker name -> why (for the record)
 
@@ -118,14 +124,26 @@ class JoinCheck:
         of those that differ and wait for them to come back; raise `drift_error` for the rest."""
         workers = await self._workers()
         drifts = await self.drifts(workers)
-        if drifts and self._install is not None:
+        failed = ""
+        if drifts and self._installs is not None:
+            installs = self._installs
             names = {d.name for d in drifts}
-            await asyncio.gather(*(self._reinstall(host) for host in sorted({d.host for d in drifts})), return_exceptions=True)
-            await self._restart([d.address for d in drifts])
-            workers = await self._back(names)
+            where = ", ".join(sorted({installs.where(d.host) for d in drifts}))
+            self._emit(Notice(f"{len(drifts)} worker(s) joined with other code than this manager ({drifts[0].what}"
+                              f"{', …' if len(drifts) > 1 else ''}): installing {where} before the run starts ([cluster.install] auto)"))
+            # one install per target: the workers of one shared venv (or one host) wait for the same one
+            results = await asyncio.gather(*(installs.install(d.host, d.name, d.what) for d in drifts), return_exceptions=True)
+            failed = "; ".join(dict.fromkeys(
+                f"installing {installs.where(d.host)} failed: {_cause(r)}" if isinstance(r, BaseException)
+                else f"agi installs nothing for the workers on {d.host}" for d, r in zip(drifts, results, strict=True) if r is not True))
+            again = [d for d, r in zip(drifts, results, strict=True) if r is True]
+            self._restarted |= {d.name for d in again}
+            await self._restart([d.address for d in again])
+            workers = await self._back({d.name for d in again})
             drifts = await self.drifts({a: w for a, w in workers.items() if w[0] in names})
         if drifts:
-            raise drift_error(drifts, self._app)
+            targets = sorted({install_target(self._backend, d.host) for d in drifts})
+            raise drift_error(drifts, self._app, targets=targets, failed=failed)
         self._verdicts.update(dict.fromkeys(workers, True))
 
     async def _back(self, names: set[str]) -> dict[str, tuple[str, str]]:
@@ -149,31 +167,34 @@ class JoinCheck:
         if drifts:
             host = drifts[0].host
             what = "; ".join(d.what for d in drifts)
-            if self._install is not None and host not in self._installed:
+            installs = self._installs
+            if installs is None:
+                await self._refuse(address, name, host, what)
+            elif name in self._restarted:  # it came back from its restart on the new install, and still differs
+                await self._refuse(address, name, host, f"{what}; still so after {installs.where(host)} was installed and it "
+                                                        "restarted")
+            else:
                 self._emit(Notice(f"worker {name} on {host} joined with other code than this manager ({what}): "
-                                  f"installing {host} before it joins ([cluster.install] auto)"))
-                task = asyncio.ensure_future(self._install_then_restart(address, name, host, what))
+                                  f"{installs.doing(host)} before it joins ([cluster.install] auto)"))
+                install = installs.start(host, name, what)  # now: the next worker of this install waits for it
+                where = installs.where(host)
+                task = asyncio.ensure_future(self._install_then_restart(install, where, address, name, host, what))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            else:
-                await self._refuse(address, name, host, what)
         return not drifts
 
-    async def _install_then_restart(self, address: str, name: str, host: str, what: str) -> None:
+    async def _install_then_restart(self, install: asyncio.Task[bool], where: str, address: str, name: str, host: str,
+                                    what: str) -> None:
         try:
-            done = await self._reinstall(host)
-        except AgiError as exc:
-            await self._refuse(address, name, host, f"{what}; installing {host} failed: {exc.message}")
+            done = await asyncio.shield(install)  # cancelled with the run, not the install the others wait for
+        except Exception as exc:  # noqa: BLE001 - the worker is refused with the install's cause
+            await self._refuse(address, name, host, f"{what}; installing {where} failed: {_cause(exc)}")
             return
         if not done:
             await self._refuse(address, name, host, f"{what}; agi installs nothing for this backend's workers")
             return
+        self._restarted.add(name)
         await self._restart([address])  # its nanny starts it again on the new install: a new address, checked again
-
-    async def _reinstall(self, host: str) -> bool:
-        assert self._install is not None
-        self._installed.add(host)
-        return bool(await self._backend.reinstall(host, self._install))
 
     async def _restart(self, addresses: list[str]) -> None:
         with contextlib.suppress(Exception):  # a worker without a nanny, or gone: it is checked again if it comes back
@@ -184,7 +205,7 @@ class JoinCheck:
         self._verdicts[address] = False
         self.refused[name] = f"{host}: {what}"
         fix = (f"re-install it from this manager: agi install {self._app or 'APP'}"
-               + ("" if self._install is not None else '; or set [cluster] install = "auto" to install it when it joins'))
+               + ("" if self._installs is not None else '; or set [cluster] install = "auto" to install it when it joins'))
         self._emit(Notice(f"refused worker {name} on {host}: it runs other code than this manager ({what}); fix: {fix}",
                           level="warning"))
         with contextlib.suppress(Exception):
@@ -201,6 +222,10 @@ class JoinCheck:
 
         return report
 
+    def installed(self) -> list[str]:
+        """The installs this run made for workers that joined with other code (the record's ``cluster.installed``)."""
+        return self._installs.report() if self._installs is not None else []
+
     async def close(self) -> None:
         """Stop installs still running (the run is over)."""
         for task in list(self._tasks):
@@ -208,6 +233,12 @@ class JoinCheck:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
+        if self._installs is not None:
+            await self._installs.close()
+
+
+def _cause(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, AgiError) else f"{type(exc).__name__}: {exc}"
 
 
 def join_check_for(client: Any, backend: Any, spec: Any, context: Any, project: Any) -> JoinCheck:

@@ -6,10 +6,18 @@ it installed into the venv's fingerprint (`host.FINGERPRINT_FILE`, ``agi_hash``)
 runs agi_core from a source tree (this machine's workers, a shared checkout) has the hash of that
 tree (`code_hash.agi_code_hash`). Runs on workers (``client.run``), so it imports nothing of the
 installer.
+
+The answer is the one a process gave first, kept for its life: what it says is the code it has
+loaded, not what lies on disk now. A worker that loaded its code before its venv was rebuilt (a
+shared Slurm venv that another run, or `agi install`, changed under a warm cluster) still runs
+the old modules; read afresh, the fingerprint would let it in with them. The join check asks
+before any partition runs, so the first answer is that of the code the worker runs; a worker
+restarted by its nanny is a new process and reads the rebuilt install.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -22,6 +30,7 @@ __all__ = ["FINGERPRINT_FILE", "installed_agi_hash"]
 FINGERPRINT_FILE = ".agi-install.json"
 
 
+@functools.cache  # the code this process loaded (see the module's docstring), not the install on disk now
 def installed_agi_hash() -> str | None:
     """This process's agi_core code hash: its venv's fingerprint, else its source tree's; None
     when it has neither (agi_core installed by other means: only package versions can be compared)."""

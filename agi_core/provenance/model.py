@@ -73,6 +73,9 @@ class ClusterRecord(_Model):
     backend: str = ""
     never_joined: list[str] = Field(default_factory=list)  # Dask names of workers that never joined (`[cluster] join_timeout`)
     never_joined_report: str = ""  # the backend's report on them (where each ran, its log's end)
+    #: installs the run made for workers that joined with other code ([cluster] install = "auto"):
+    #: "TARGET: installed, for worker(s) NAMES, which ran WHAT" (`executors.join_install`)
+    installed: list[str] = Field(default_factory=list)
 
 
 class ManagerRecord(_Model):
