@@ -118,8 +118,7 @@ def test_workers_that_run_one_install_wait_for_one_install_then_all_join(ledger_
     assert "installing 127.0.0.1 before it joins" in notices[0], notices
     assert "waiting for the install of 127.0.0.1 before it joins" in notices[1], notices
     installed.touch()
-    joined = lambda: {e.slot for e in events if isinstance(e, WorkerJoined)} >= {second, third}  # noqa: E731
-    _wait("both installed workers to join", joined, thread, box)
+    _wait("both installed workers to join", lambda: {e.slot for e in events if isinstance(e, WorkerJoined)} >= {second, third}, thread, box)
     gate.touch()
     thread.join(120)
     assert "error" not in box, box

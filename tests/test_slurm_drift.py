@@ -52,7 +52,7 @@ def _install_older(tmp_path: Path, cluster: dict) -> tuple[Path, Path]:
     script = ("import asyncio, json, sys, agi_core; from agi_core import AGI, AgiEnv; assert agi_core.__file__.startswith(sys.argv[3]); "
               "asyncio.run(AGI.install(AgiEnv(app='toy', apps_path=sys.argv[1]), cluster=json.loads(sys.argv[2])))")
     done = subprocess.run([sys.executable, "-c", script, str(TEST_APPS), json.dumps(cluster), str(copy)], cwd=copy,
-                          env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True, timeout=600)
+                          env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     venv = tmp_path / "agi" / "venvs" / "toy"
     assert json.loads((venv / FINGERPRINT_FILE).read_text())["agi_hash"] != agi_code_hash()  # other code than this manager's
@@ -98,8 +98,8 @@ def test_install_auto_rebuilds_the_shared_venv_once_and_the_restarted_workers_do
     assert "2 worker(s) joined with other code than this manager (agi_core code" in drifted[0]
     assert "installing the shared venv from 127.0.0.1 before the run starts" in drifted[0]
     [installed] = record["cluster"]["installed"]
-    assert installed.startswith("127.0.0.1: installed, for worker(s) slurm-0, slurm-1, which ran agi_core code") or \
-        installed.startswith("127.0.0.1: installed, for worker(s) slurm-1, slurm-0, which ran agi_core code"), installed
+    assert installed.startswith(tuple(f"127.0.0.1: installed, for worker(s) {names}, which ran agi_core code"
+                                      for names in ("slurm-0, slurm-1", "slurm-1, slurm-0"))), installed
     assert json.loads((venv / FINGERPRINT_FILE).read_text())["agi_hash"] == agi_code_hash()  # the venv has this manager's code
     [module] = venv.glob("lib/python*/site-packages/agi_core/install/installed_hash.py")
     assert "older code" not in module.read_text()

@@ -1,7 +1,7 @@
 """`SlurmCluster` (backend ``slurm``): Dask workers as Slurm batch jobs, through dask-jobqueue.
 
 Each of ``[cluster.slurm] jobs`` jobs runs ``processes`` Dask workers, one plan slot each
-(``slurm-0`` …; `SlurmSettings.worker_map`), in the Python of the shared filesystem
+(``slurm-0`` …; `SlurmSettings.worker_map`, `slurm_names`), in the Python of the shared filesystem
 (``[cluster.slurm] python``, or the venv `agi install` builds there). For a run, dask-jobqueue's
 `SLURMCluster` runs the scheduler in this process and submits the jobs; a warm cluster (`agi
 cluster up`) has a detached scheduler on this machine (`LaunchedCluster` without workers) and the
@@ -10,15 +10,11 @@ down` stops them from their recorded state. Either way, `start` returns once eve
 fails naming Slurm's reason after ``pending_timeout``), and `close` cancels the jobs and waits
 until Slurm no longer lists them.
 
-The jobs are named ``agi-<app>`` in the queue. The Dask worker of job ``j`` registers as
-``slurm-<j>``, its slot's name, as on SSH clusters (a record whose worker is not its slot shows
-a partition that ran elsewhere); with several processes per job they are ``slurm-<j>-<k>``, and
-`worker_names` maps the plan's slots to them.
-
->>> slot_worker_names(jobs=2, processes=1)
-{'slurm-0': 'slurm-0', 'slurm-1': 'slurm-1'}
->>> slot_worker_names(jobs=1, processes=2)
-{'slurm-0': 'slurm-0-0', 'slurm-1': 'slurm-0-1'}
+This module is the backend's life cycle; the rest is beside it: the names of jobs and workers
+(`slurm_names`), the dask-jobqueue import (`slurm_jobqueue`), what a job runs and reads
+(`slurm_jobs`), the class's answers before a cluster exists (`slurm_answers`), the options
+(`slurm_options`), the queue commands (`slurm_queue`), the replacement of ended jobs
+(`slurm_requeue`), the port rules (`slurm_ports`) and a job's GPUs (`slurm_gpu`).
 """
 
 from __future__ import annotations
@@ -26,124 +22,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
-import shlex
-import signal
 import socket
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-
-@contextlib.contextmanager
-def _keeping_sigint() -> Iterator[None]:
-    """Put back the SIGINT handler after the block: importing dask-jobqueue replaces it with
-    ``sys.exit()`` (dask_jobqueue/runner.py), which would turn Ctrl-C of a run into a SystemExit
-    raised wherever the event loop happens to be, instead of our orderly interrupt."""
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        yield
-    finally:
-        if handler is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, handler)
-
-
-#: what installs dask-jobqueue, which the backend needs (the ``slurm`` extra of agi's distribution)
-EXTRA_FIX = "pip install 'agi-orchestrator[slurm]' (the slurm extra: dask-jobqueue)"
-
-
-def jobqueue() -> Any:
-    """The ``dask_jobqueue`` module, imported now (its SIGINT handler undone: `_keeping_sigint`).
-
-    Raises `AgiError` naming the ``slurm`` extra when it is not installed: the backend's class
-    and its options load without it, so settings and `agi cluster ports` work anyway."""
-    try:
-        with _keeping_sigint():
-            import dask_jobqueue
-            import dask_jobqueue.slurm  # noqa: F401 - SLURMJob
-    except ImportError as exc:
-        raise AgiError(f'[cluster] backend = "slurm" needs dask-jobqueue, which is not installed ({exc})',
-                       fix=EXTRA_FIX) from None
-    return dask_jobqueue
-
-
-from ..cache.auth import KEY_ENV  # noqa: E402 - after the helper above, which the class below uses
-from ..errors import AgiError  # noqa: E402
-from ..events import EventSink, Notice, Phase, ignore  # noqa: E402
-from ..execution_shape import ExecutionShape  # noqa: E402
-from ..hosts import LOCAL_HOST, HostAddress, slot_name  # noqa: E402
-from .backend import ClusterBackend, ProcessRecord  # noqa: E402
-from .cache_key import publish_key  # noqa: E402
-from .client import config_yaml  # noqa: E402
-from .inprocess import dashboard_address, http_address  # noqa: E402
-from .launched import LaunchedCluster  # noqa: E402
-from .slurm_gpu import PRELOAD as SLURM_GPU_PRELOAD  # noqa: E402
-from .slurm_options import SLURM_HOST, SlurmSettings  # noqa: E402
-from .slurm_queue import cancel_jobs, check_slurm, job_states, submit_error, wait_gone, wait_until_running  # noqa: E402
-from .slurm_requeue import JobKeeper  # noqa: E402
-from .spec import ClusterSpec  # noqa: E402
+from ..errors import AgiError
+from ..events import EventSink, Notice, Phase, ignore
+from ..hosts import LOCAL_HOST, HostAddress
+from .backend import ClusterBackend, ProcessRecord
+from .cache_key import publish_key
+from .client import config_yaml
+from .inprocess import dashboard_address, http_address
+from .launched import LaunchedCluster
+from .slurm_answers import SlurmAnswers
+from .slurm_jobqueue import jobqueue, jobqueue_cluster, slurm_job
+from .slurm_jobs import SlurmJobFiles, is_loopback
+from .slurm_names import job_name, job_worker_name, slot_worker_names
+from .slurm_options import SLURM_HOST, SlurmSettings
+from .slurm_queue import cancel_jobs, check_slurm, job_states, submit_error, wait_gone, wait_until_running
+from .slurm_requeue import JobKeeper
+from .spec import ClusterSpec
 
 __all__ = ["SlurmCluster", "SlurmSettings", "slot_worker_names"]
 
 
-def _is_loopback(host: str) -> bool:
-    """True when ``host`` (a name or an address) resolves to a loopback address only."""
-    import ipaddress
-
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except OSError:
-        return False
-    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
-
-
-def job_name(app: str) -> str:
-    """The Slurm job name (``-J``) of an app's worker jobs, and of their output files."""
-    return f"agi-{app}"
-
-
-def job_worker_name(j: int) -> str:
-    """The Dask worker name of job ``j`` (its workers' prefix with several processes per job)."""
-    return slot_name(SLURM_HOST, j)
-
-
-def slot_worker_names(*, jobs: int, processes: int) -> dict[str, str]:
-    """Slot → the Dask worker name that serves it (see the module's docstring)."""
-    names = {}
-    for j in range(jobs):
-        for k in range(processes):
-            names[slot_name(SLURM_HOST, j * processes + k)] = job_worker_name(j) + (f"-{k}" if processes > 1 else "")
-    return names
-
-
-def _jobqueue_cluster(**options: Any) -> Any:
-    """dask-jobqueue's `SLURMCluster`, its job ``j``'s worker named `job_worker_name` (``slurm-<j>``)."""
-
-    class JobqueueCluster(jobqueue().SLURMCluster):  # type: ignore[misc,name-defined]
-        def _new_worker_name(self, worker_number: int) -> str:  # dask's documented hook for worker names
-            return job_worker_name(worker_number)
-
-    return JobqueueCluster(**options)
-
-
-def _slurm_job(**options: Any) -> Any:
-    """One dask-jobqueue `SLURMJob` (a warm cluster's worker job, or the script `--dry-run` shows)."""
-    return jobqueue().slurm.SLURMJob(**options)
-
-
-class SlurmCluster(ClusterBackend):
+class SlurmCluster(SlurmJobFiles, SlurmAnswers, ClusterBackend):
     """A scheduler on this machine and ``[cluster.slurm] jobs`` worker jobs submitted to Slurm."""
 
     Options = SlurmSettings
     job_id_env = "SLURM_JOB_ID"  # a worker in a Slurm job: the record names the job
     places_workers = True  # Slurm picks the nodes
     install_kind = "shared"  # one venv on the shared filesystem, built from the login node
-
-    @classmethod
-    def default_min_workers(cls, options: Any, expected: int) -> int:
-        """One job's workers: the queue starts jobs when it can, and the run starts with the first."""
-        return max(1, min(options.processes, expected))
 
     def __init__(self, spec: ClusterSpec, *, warm: bool = False) -> None:
         """``warm``: a cluster that outlives this process (detached scheduler, jobs left running)."""
@@ -164,99 +72,6 @@ class SlurmCluster(ClusterBackend):
         self._security: Any = None
         self._keeper: JobKeeper | None = None  # replaces jobs that end while a run has work (`slurm_requeue`)
         self._replacements: list[Any] = []  # the SLURMJob objects of replacement jobs
-
-    # -- where things are ---------------------------------------------------------------------
-
-    @property
-    def tls_folder(self) -> Path:
-        """With ``[cluster] tls`` (the default): this cluster's CA, certificate and key, which the
-        jobs read on the shared filesystem: ``<log_directory>/tls/<cluster id>/`` (0700, files 0600)."""
-        return self.log_directory / "tls" / self._tls_id
-
-    def _shared_tls(self) -> Any:
-        from .tls import TlsFiles
-
-        return TlsFiles.in_folder(self.tls_folder)
-
-    def _publish_tls(self) -> None:
-        """Make this cluster's own credentials (`tls.make_credentials`) and write them where the
-        jobs read them; the scheduler and the client use the same ones."""
-        from .tls import make_credentials
-
-        self._credentials = make_credentials([self._bind_host(), *self.spec.tls_names()])
-        self._credentials.save(self.tls_folder)
-
-    def security(self) -> Any:
-        if not self.spec.tls:
-            return None
-        if self._scheduler is not None:  # a warm cluster: its scheduler's (read back when attached)
-            return self._scheduler.security()
-        if self._security is None and self._credentials is not None:
-            self._security = self._credentials.security()
-        return self._security
-
-    @property
-    def log_directory(self) -> Path:
-        """The jobs' output files (on the shared filesystem: the manager runs on the cluster)."""
-        folder = self.slurm.log_directory or f"{self.spec.root}/logs/{self.spec.app}/slurm"
-        return Path(os.path.expanduser(folder))
-
-    @property
-    def python(self) -> str:
-        """The workers' Python: ``[cluster.slurm] python``, else the venv `agi install` built."""
-        return os.path.expanduser(self.slurm.python or f"{self.spec.venv}/bin/python")
-
-    def _bind_host(self) -> str:
-        """The address the scheduler listens on, which the jobs must reach: ``[cluster] scheduler``'s
-        host when set, else the interface's address, else this machine's hostname."""
-        if not self.spec.embedded:
-            return self.spec.scheduler.host
-        if self.slurm.interface:
-            from distributed.utils import get_ip_interface
-
-            try:
-                return str(get_ip_interface(self.slurm.interface))
-            except (KeyError, ValueError) as exc:
-                raise AgiError(f"[cluster.slurm] interface = {self.slurm.interface!r}: {exc}",
-                               fix="name an interface of this machine that the compute nodes reach (ip -br addr)") from None
-        return socket.gethostname()
-
-    def job_options(self) -> dict[str, Any]:
-        """The keyword arguments of dask-jobqueue's `SLURMJob` (and `SLURMCluster`) for these settings."""
-        slurm, spec = self.slurm, self.spec
-        threads = max(1, spec.workers[0].nthreads) if spec.workers else 1
-        gpu = any(w.gpu for w in spec.workers)
-        return {
-            "queue": slurm.partition, "account": slurm.account, "walltime": slurm.walltime,
-            # --cpus-per-task is the job's cores; each worker gets its share as threads only with the pool bit
-            "job_cpu": slurm.cores, "cores": slurm.processes * threads, "processes": slurm.processes,
-            "memory": slurm.memory, "job_name": job_name(spec.app), "python": shlex.quote(self.python),
-            "interface": slurm.interface, "log_directory": str(self.log_directory),
-            "local_directory": spec.dask.local_directory, "death_timeout": 60,
-            "job_extra_directives": [*slurm.job_extra, *([f"--gres=gpu:{slurm.gpus}"] if gpu else [])],
-            # each worker of a GPU job takes its own GPU of the job's (`slurm_gpu`)
-            "worker_extra_args": ["--no-dashboard", *(["--resources", "GPU=1", "--preload", SLURM_GPU_PRELOAD] if gpu else []),
-                                  # retire before the walltime kills it (its partitions go back; `tend` replaces the job)
-                                  "--lifetime", f"{slurm.lifetime():g}s", "--lifetime-stagger", f"{slurm.walltime_stagger:g}s",
-                                  "--no-lifetime-restart"],
-            "job_script_prologue": [f"export DASK_CONFIG={shlex.quote(str(self.log_directory / 'dask.yaml'))}",
-                                    f"export {KEY_ENV}={shlex.quote(str(self.log_directory / 'keys' / 'cache.key'))}",
-                                    "export PYTHONUNBUFFERED=1"],
-            **(self._tls_options() if spec.tls else {}),
-        }
-
-    def _tls_options(self) -> dict[str, Any]:
-        from .tls import security_for
-
-        return {"security": security_for(self._shared_tls()), "protocol": "tls://"}
-
-    def job_script(self) -> str:
-        """The batch script of one worker job (what `sbatch` gets), for docs and debugging."""
-        placeholder = f"{self.spec.protocol}://SCHEDULER:{self.spec.scheduler_port or 'PORT'}"
-        return _slurm_job(scheduler=self.address or placeholder, name=job_worker_name(0), **self.job_options()).job_script()
-
-    def dry_run(self) -> str:
-        return f"{self.slurm.jobs} Slurm job(s), each running this batch script:\n{self.job_script()}"
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -282,7 +97,7 @@ class SlurmCluster(ClusterBackend):
         states = await wait_until_running(list(self.jobs.values()), self.slurm.pending_timeout, need=need)
         self.nodes = {job_id: state.node for job_id, state in states.items()}
         elsewhere = sorted({node for node in self.nodes.values() if node and node != socket.gethostname()})
-        if elsewhere and _is_loopback(host):
+        if elsewhere and is_loopback(host):
             # Debian maps the hostname to 127.0.1.1: the jobs then wait for a scheduler they cannot reach
             emit(Notice(f"the scheduler listens on {host}, a loopback address, but jobs run on {', '.join(elsewhere[:3])}: "
                         "they cannot reach it; set [cluster.slurm] interface (e.g. \"ib0\") or [cluster] scheduler", level="warning"))
@@ -297,7 +112,7 @@ class SlurmCluster(ClusterBackend):
         else:
             scheduler["host"] = host
         emit(Phase("cluster", f"starting a Dask scheduler here and submitting {self.slurm.jobs} Slurm job(s)"))
-        self._cluster = _jobqueue_cluster(asynchronous=True, name=job_name(spec.app), scheduler_options=scheduler,
+        self._cluster = jobqueue_cluster(asynchronous=True, name=job_name(spec.app), scheduler_options=scheduler,
                                         silence_logs=40, **self.job_options())
         await self._cluster  # the scheduler
         self.address = self._cluster.scheduler_address
@@ -317,7 +132,7 @@ class SlurmCluster(ClusterBackend):
         await self._scheduler.start(emit)
         self.address, self.dashboard = self._scheduler.address, self._scheduler.dashboard
         emit(Phase("cluster", f"submitting {len(names)} Slurm job(s)"))
-        jobs = [_slurm_job(scheduler=self.address, name=name, **self.job_options()) for name in names]
+        jobs = [slurm_job(scheduler=self.address, name=name, **self.job_options()) for name in names]
         results = await asyncio.gather(*(job.start() for job in jobs), return_exceptions=True)
         self.jobs = {job.name: job.job_id for job in jobs if job.job_id}
         failed = [result for result in results if isinstance(result, BaseException)]
@@ -344,7 +159,7 @@ class SlurmCluster(ClusterBackend):
 
     async def _submit_job(self, name: str) -> str:
         """Submit one more worker job, its workers named ``name``; its Slurm job id."""
-        job = _slurm_job(scheduler=self.address, name=name, **self.job_options())
+        job = slurm_job(scheduler=self.address, name=name, **self.job_options())
         try:
             await job.start()
         except RuntimeError as exc:
@@ -429,40 +244,3 @@ class SlurmCluster(ClusterBackend):
         host = HostAddress.parse(backend.address.split("://")[-1]).host if backend.address else "127.0.0.1"
         backend._scheduler = LaunchedCluster.attach(backend._scheduler_spec(host), state)
         return backend
-
-    # -- what the rest of agi asks of the backend (before a cluster exists) ---------------------
-
-    @classmethod
-    def implied_worker_map(cls, cluster: Any, options: SlurmSettings) -> dict[str, Any]:
-        """The slots of the jobs (`SlurmSettings.worker_map`): Slurm picks their nodes."""
-        return options.worker_map()
-
-    @classmethod
-    def threads(cls, options: SlurmSettings, shape: ExecutionShape, *, local: bool, workers_on_host: int, local_threads: int | None) -> int:
-        """With the pool bit, a job's cores shared among its worker processes; else 1."""
-        return max(1, options.cores // options.processes) if shape.pooled else 1
-
-    @classmethod
-    def owns_gpu(cls, options: SlurmSettings, shape: ExecutionShape, gpu: Any) -> bool:
-        """A job asks for ``--gres`` only with the rapids bit: its workers own a GPU only then."""
-        return gpu is not None and shape.gpu != "off"
-
-    @classmethod
-    def install_hosts(cls, cluster: Any, options: SlurmSettings) -> dict[str, list[str]]:
-        """One host: the login node (``[cluster.slurm] login``, else this machine), which builds
-        the venv once on the shared filesystem that every compute node sees (``[cluster.install]
-        root``); the scheduler runs in the manager's own Python."""
-        return {options.login or LOCAL_HOST: [f"Slurm workers: {options.jobs * options.processes} (shared venv)"]}
-
-    @classmethod
-    def port_rules(cls, cluster: Any, options: SlurmSettings) -> list[Any]:
-        from .slurm_ports import slurm_port_rules
-
-        return slurm_port_rules(cluster, options)
-
-    @classmethod
-    def identity(cls, options: SlurmSettings) -> dict[str, Any]:
-        """The jobs' resources: a warm cluster of 1 GB jobs does not fit 8 GB ones (where to
-        install from, how long to wait in the queue and when a run stops giving a worker work change
-        nothing that runs)."""
-        return options.model_dump(mode="json", exclude={"login", "pending_timeout", "walltime_drain"})
