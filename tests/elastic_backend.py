@@ -91,7 +91,7 @@ class ElasticTestCluster(InProcessCluster):
         nanny = Nanny(self.address, name=worker.name, host=worker.bind_host, nthreads=worker.nthreads or 1,
                       local_directory=self.spec.dask.local_directory,
                       env={**dict(worker.env), MANAGER_PID_ENV: str(os.getpid()), **({"AGI_TEST_VENV": venv} if venv else {})},
-                      preload=[PRELOAD, *([DRIFT_PRELOAD] if venv else [])], silence_logs=40, dashboard=False, security=self.security(),
+                      preload=[*([DRIFT_PRELOAD] if venv else []), PRELOAD], silence_logs=40, dashboard=False, security=self.security(),
                       **({"lifetime": f"{lifetime:g}s", "lifetime_restart": False}
                          if (lifetime := self.options.lifetime.get(worker.slot)) else {}))
         self._late.append(nanny)

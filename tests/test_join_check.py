@@ -131,3 +131,30 @@ def test_workers_that_run_one_install_wait_for_one_install_then_all_join(ledger_
     assert install.startswith("127.0.0.1: installed,") and names == sorted([second, third]), install
     assert "agi_core code 01d0c0de0" in install
     assert record["cluster"]["never_joined"] == []
+
+
+def test_a_workers_code_hash_is_the_code_it_loaded_not_the_venv_on_disk_now(tmp_path):
+    """`installed_agi_hash` in a real interpreter: a venv's fingerprint counts only for an agi_core
+    imported from that venv (a checkout on the path or in the job's folder shadows it), and a
+    process keeps its first answer after the venv is re-installed under it (it runs the old modules)."""
+    import subprocess
+    import sys
+
+    from agi_core.install.code_hash import agi_code_hash
+    from agi_core.install.source import agi_source_dir
+
+    venv = _old_venv(tmp_path)
+    (venv / "site").mkdir()
+    (venv / "site" / "agi_core").symlink_to(agi_source_dir() / "agi_core", target_is_directory=True)
+    probe = ("import json, sys; from pathlib import Path; sys.prefix = sys.argv[1]; sys.path.insert(0, sys.argv[2]); "
+             "from agi_core.install.installed_hash import FINGERPRINT_FILE, installed_agi_hash; first = installed_agi_hash(); "
+             "(Path(sys.argv[1]) / FINGERPRINT_FILE).write_text(json.dumps({'agi_hash': 'new'})); print(first, installed_agi_hash())")
+
+    def ask(path: Path) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", probe, str(venv), str(path)], capture_output=True, text=True, check=True,
+                              cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+        return done.stdout.split()
+
+    assert ask(venv / "site") == ["01d0c0de" * 8] * 2  # from the venv: its fingerprint, the first answer kept
+    (venv / FINGERPRINT_FILE).write_text(json.dumps({"agi_hash": "01d0c0de" * 8}))
+    assert ask(agi_source_dir()) == [agi_code_hash()] * 2  # a checkout first on the path: that checkout's code

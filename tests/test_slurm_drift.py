@@ -59,6 +59,15 @@ def _install_older(tmp_path: Path, cluster: dict) -> tuple[Path, Path]:
     return venv, marks
 
 
+@pytest.fixture(autouse=True)
+def jobs_run_the_venv(tmp_path, monkeypatch):
+    """A job runs ``python -m distributed.cli.dask_worker`` in the folder it was submitted from,
+    with the submitter's environment: from the repository, or with it on ``PYTHONPATH``, its
+    workers would import this checkout's agi_core, not the venv's (and rightly say so)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+
+
 def _cluster(tmp_path: Path, **install: object) -> dict:
     """Two jobs running the shared venv (no ``[cluster.slurm] python``); the run starts with both."""
     cluster = slurm_cluster(tmp_path, python=None)
