@@ -31,7 +31,7 @@ MOVES = {
     "backend_plugins": "settings.backend_plugins",
     "app": "app.contract",
     "env": "app.env",
-    "app_python": "app.interpreter",
+    "app_python": "install.app_python",
     "kernels": "kernels.selection",
     "kernel_kinds": "kernels.kinds",
     "execution_shape": "kernels.shape",
@@ -44,8 +44,8 @@ PACKAGE_DOCS = {
             "layer uses. Nothing here imports agi_core outside ``base``.",
     "settings": "App settings: ``app_settings.toml`` validated by pydantic, merged with profiles and call arguments.\n\n"
                 "The public names are re-exported here from `loading` (the files) and `schema` (the models).",
-    "app": "The app contract (`contract`: App, Partition, WorkContext), how an app is found and loaded (`env`:\n"
-           "AgiEnv) and which Python runs it (`interpreter`). ``from agi_core.app import App`` is the contract.",
+    "app": "The app contract (`contract`: App, Partition, WorkContext) and how an app is found and loaded (`env`:\n"
+           "AgiEnv). ``from agi_core.app import App`` is the contract.",
     "kernels": "Kernel kinds: the table of kinds (`kinds`), the execution shape derived from a mode (`shape`),\n"
                "and the choice of an app's kernel module for a run (`selection`).",
 }
@@ -53,7 +53,7 @@ PACKAGE_DOCS = {
 #: what the rewrite cannot see: paths built from ``__file__`` or joined from parts (path, old, new)
 HAND_EDITS = [
     ("agi_core/app/env.py", 'Path(__file__).resolve().parent.parent / "apps"', 'Path(__file__).resolve().parents[2] / "apps"'),
-    ("agi_core/app/interpreter.py", "_AGI_DIR = Path(__file__).resolve().parent  #", "_AGI_DIR = Path(__file__).resolve().parents[1]  #"),
+    ("agi_core/install/app_python.py", "_AGI_DIR = Path(__file__).resolve().parent  #", "_AGI_DIR = Path(__file__).resolve().parents[1]  #"),
     ("tests/test_code_hash.py", 'source_copy / "agi_core" / "kernels.py", "\\n\\ndef _later():\\n    from .run import runner\\n"',
      'source_copy / "agi_core" / "kernels" / "selection.py", "\\n\\ndef _later():\\n    from ..run import runner\\n"'),
     ("tests/test_code_hash.py", "    from agi_core import AgiEnv, paths\n", "    from agi_core import AgiEnv\n    from agi_core.base import paths\n"),
