@@ -12,7 +12,7 @@ MODULES = [
     "agi_core.pipeline.runner", "agi_core.pipeline.inputs", "agi_core.run.step", "agi_core.pipeline.agilab",
     "agi_core.pipeline.agilab_code", "agi_core.share_io", "agi_core.stalls",
     "agi_core.backend_plugins", "agi_core.cluster.ports", "agi_core.cluster.slurm", "agi_core.cluster.slurm_options",
-    "agi_core.cluster.slurm_ports", "agi_core.cache.key_changes", "agi_core.gpus", "agi_core.gpus.probe", "agi_core.gpus.owners",
+    "agi_core.cluster.slurm_ports", "agi_core.cluster.gateway_ports", "agi_core.cache.key_changes", "agi_core.gpus", "agi_core.gpus.probe", "agi_core.gpus.owners",
     "agi_core.gpus.libraries", "agi_core.plan.slots", "agi_core.settings_errors", "agi_core.settings_assignments",
 ]
 
