@@ -17,7 +17,7 @@ from dask_gateway import Gateway  # the registry turns its absence into the extr
 from ..errors import AgiError
 from .gateway_options import GatewayOptions
 
-__all__ = ["api_error", "gateway_auth", "list_clusters", "open_gateway"]
+__all__ = ["api_error", "gateway_auth", "open_gateway"]
 
 
 def gateway_auth(options: GatewayOptions) -> Any:
@@ -48,16 +48,6 @@ def open_gateway(options: GatewayOptions) -> Any:
         raise AgiError('backend = "gateway" needs the Gateway\'s address',
                        fix='set [cluster.gateway] address = "http://HOST:PORT" (ask its administrator)')
     return Gateway(options.address, proxy_address=options.proxy_address, auth=gateway_auth(options), asynchronous=True)
-
-
-async def list_clusters(options: GatewayOptions) -> list[str]:
-    """The names of this user's running clusters on the Gateway (`agi doctor`'s login check).
-    Raises `AgiError` as a run's login would (refused credentials, unreachable address)."""
-    async with open_gateway(options) as gateway:
-        try:
-            return [report.name for report in await gateway.list_clusters()]
-        except Exception as exc:  # noqa: BLE001 - turned into one message, as at a run's start
-            raise api_error(options, exc) from None
 
 
 def api_error(options: GatewayOptions, exc: BaseException, doing: str = "logging in") -> AgiError:
