@@ -10,11 +10,10 @@ Workers write through `CacheStore.writer` (`EntryWriter`): entries are buffered 
 pack before the worker reports them. A reader takes one `CacheView` (every index read once) and
 loads what it needs pack by pack (`load_many`; the read path itself is `loading`). A key found in
 several places (two runs computed it at once: same key, same content) is served from the first
-written, except that an entry stored by
-``--refresh`` wins over every older one. Every result is checked (size, SHA-256) before it is
-unpickled, and each output file when restoring it: anything that does not match is a
-`CorruptEntry`, and is never used. Before that, its tag is checked under the owner's key
-(`auth`): an entry whose tag does not check is *untrusted* and never unpickled.
+written, except that an entry stored by ``--refresh`` wins over every older one. Every result is
+checked (size, SHA-256) before it is unpickled, and each output file when restoring it: anything
+that does not match is a `CorruptEntry`, and is never used. Before that, its tag is checked under
+the owner's key (`auth`): an entry whose tag does not check is *untrusted* and never unpickled.
 
 >>> import tempfile
 >>> from agi_core.cache.auth import CacheKey
