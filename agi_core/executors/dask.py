@@ -31,7 +31,7 @@ from .attempts import remove_started, rerun_counts, started_dir
 from .base import ExecutionContext, Executor, InFlight, Outcome, settle
 from .dask_elastic import ElasticBatches
 from .dask_facts import require_gpus, worker_records
-from .dask_inflight import in_flight, stop_worker
+from .dask_inflight import in_flight_on, stop_worker_at
 from .dask_tasks import DaskTasks, release
 from .dask_tend import Tending
 from .join_check import JoinCheck, join_check_for
@@ -187,15 +187,15 @@ class DaskExecutor(Executor):
             pass
 
     async def in_flight(self) -> list[InFlight]:
-        """What each worker runs, as the scheduler last heard it (`dask_inflight.in_flight`)."""
+        """What each worker runs, as the scheduler last heard it (`dask_inflight.in_flight_on`)."""
         if self._handle is None:
             return []
-        return await in_flight(self.client, self._handle.worker_names, self._futures, self.job.out_dir)
+        return await in_flight_on(self.client, self._handle.worker_names, self._futures, self.job.out_dir)
 
     async def stop_worker(self, item: InFlight, reason: str) -> None:
-        """Stop the worker that runs ``item`` (`dask_inflight.stop_worker`); its partition's error says ``reason``."""
+        """Stop the worker that runs ``item`` (`dask_inflight.stop_worker_at`); its partition's error says ``reason``."""
         self._stopped[item.id] = reason
-        await stop_worker(self.client, item.worker)
+        await stop_worker_at(self.client, item.worker)
 
     async def retries(self) -> dict[str, int]:
         """How often each partition started again after its worker was lost: counted from the

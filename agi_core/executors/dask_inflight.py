@@ -16,13 +16,13 @@ from typing import Any
 from .attempts import last_started, started_dir
 from .base import InFlight
 
-__all__ = ["SILENT_S", "in_flight", "stop_worker"]
+__all__ = ["SILENT_S", "in_flight_on", "stop_worker_at"]
 
 #: a worker silent this long (no heartbeat) may have stopped before saying what it runs
 SILENT_S = 5.0
 
 
-async def in_flight(client: Any, worker_names: dict[str, str], futures: dict[Any, tuple[str, list[str]]],
+async def in_flight_on(client: Any, worker_names: dict[str, str], futures: dict[Any, tuple[str, list[str]]],
                     out_dir: Path) -> list[InFlight]:
     """What each worker runs, as the scheduler last heard it. A worker silent for `SILENT_S`
     (stopped, stuck in the kernel) may have gone silent before it said what it started: its
@@ -53,7 +53,7 @@ def _started_on(futures: dict[Any, tuple[str, list[str]]], out_dir: Path, keys: 
     return [(held[0][0], silent_since)] if held else []
 
 
-async def stop_worker(client: Any, address: str) -> None:
+async def stop_worker_at(client: Any, address: str) -> None:
     """SIGKILL the worker's process through its nanny (which starts a fresh one), and have
     the scheduler drop the worker at once, so its tasks run elsewhere even if the process
     cannot die yet (stuck in the kernel on a dead NFS mount)."""
