@@ -253,7 +253,7 @@ def test_a_worker_running_batches_in_threads_stores_every_entry_whole(tmp_path):
     import threading
 
     from agi_core.executors.base import JobSpec
-    from agi_core.executors.worker import PartitionRunner
+    from agi_core.executors.partition_runner import PartitionRunner
 
     job = JobSpec(TEST_APPS / "noop_project" / "src", "noop", "Noop", {"n": 8000}, 1, tmp_path / "out", run_id="r1",
                   cache_dir=tmp_path / "cache", cache_kernel="python")

@@ -16,7 +16,7 @@ from agi_core.cache.auth import KEY_ENV, CacheKey, ensure_key, worker_key
 from agi_core.cache.entries import encode_single
 from agi_core.cache.packs import INDEX_SUFFIX, PackWriter, list_indexes, read_bodies, read_index
 from agi_core.executors import JobSpec
-from agi_core.executors.worker import PartitionRunner
+from agi_core.executors.partition_runner import PartitionRunner
 from agi_core.provenance import read_record
 from tests.conftest import TEST_APPS, run_agi
 

@@ -22,7 +22,8 @@ from agi_core.cache.maintenance import unfinished_writes
 from agi_core.cache.write_failures import STORE_FAILED, tally
 from agi_core.errors import RunError
 from agi_core.executors.base import JobSpec
-from agi_core.executors.worker import PartitionRunner, _Buffer
+from agi_core.executors.partition_runner import PartitionRunner
+from agi_core.executors.worker_cache import _Buffer
 from agi_core.provenance import read_record
 from tests.conftest import TEST_APPS, run_agi
 
@@ -200,8 +201,8 @@ def _runner(cache: Path, out: Path, max_entries: int) -> PartitionRunner:
     job = JobSpec(TEST_APPS / "toy_project" / "src", "toy", "Toy", {"n": 8, "write_files": True}, 0, out, run_id="r1",
                   cache_dir=cache, cache_kernel="python")
     runner = PartitionRunner(job)
-    assert runner.cache is not None
-    runner._buffers.buffer = _Buffer(EntryWriter(runner.cache, max_entries=max_entries))  # small packs: fill up sooner
+    assert runner.cache is not None and runner.writes is not None
+    runner.writes._buffers.buffer = _Buffer(EntryWriter(runner.cache, max_entries=max_entries))  # small packs: fill up sooner
     return runner
 
 

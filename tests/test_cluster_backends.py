@@ -13,6 +13,7 @@ from agi_core.cluster.backend import ClusterBackend
 from agi_core.cluster.client import connect_client, open_client
 from agi_core.cluster.inprocess import InProcessCluster
 from agi_core.cluster.launched import LaunchedCluster
+from agi_core.cluster.launched_commands import host_python
 from agi_core.cluster.ssh_cluster import SshCluster
 from agi_core.cluster.versions import Participant, compare_versions, mismatch_error
 from agi_core.settings import ClusterSettings
@@ -105,7 +106,7 @@ def test_a_spec_holds_everything_a_launched_backend_needs():
     assert (worker.slot, worker.name, worker.host, worker.address) == ("root@10.0.0.2:2222-0", "root@10.0.0.2:2222-0",
                                                                         "root@10.0.0.2:2222", "10.0.0.2")
     launched = LaunchedCluster(spec)  # from the spec alone
-    assert launched.address == "tls://10.0.0.1:9000" and launched._python(worker.host) == "/opt/agi/venvs/toy/bin/python"
+    assert launched.address == "tls://10.0.0.1:9000" and host_python(spec, worker.host) == "/opt/agi/venvs/toy/bin/python"
     assert ClusterSpec.from_json(spec.to_json()) == spec
 
 

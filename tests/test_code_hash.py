@@ -78,7 +78,7 @@ def test_editing_the_cli_the_run_package_or_the_ui_leaves_the_hash(source_copy):
 
 
 @pytest.mark.parametrize("module", [
-    "executors/worker.py",  # an entry: what runs each partition
+    "executors/worker.py",  # an entry: the Dask task that runs a batch of partitions
     "cache/packs.py",  # imported by an entry's import, inside a function (the cache store)
     "install/__init__.py",  # a parent package: `python -m agi_core.install.cython_build` runs it
 ])

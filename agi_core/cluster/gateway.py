@@ -15,27 +15,27 @@ credentials the Gateway made for this cluster: agi's own `tls` setting does not 
 
 Its contract hooks: options `GatewayOptions` (``[cluster.gateway]``), the worker map of its slots,
 ``install_kind = "ship"`` (`agi install` prepares no host: the run ships the environment), the
-port rules of a Gateway (one address), the identity of a warm cluster (address, user, options).
+port rules of a Gateway (one address, `gateway_ports`), the identity of a warm cluster (address,
+user, options). Logging in and the wording of the API's refusals are `gateway_login`, which imports
+`dask_gateway`: without the extra, this module does not import, and the registry names the extra.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
-import os
 from typing import Any
-
-from dask_gateway import Gateway  # the registry turns its absence into the extra's name
 
 from ..errors import AgiError
 from ..events import EventSink, Notice, Phase, ignore
-from ..hosts import HostAddress, slot_name
+from ..hosts import slot_name
 from .backend import ClusterBackend, ProcessRecord
+from .gateway_login import api_error, open_gateway
 from .gateway_options import GATEWAY_HOST, GatewayOptions
+from .gateway_ports import gateway_port_rules
 from .spec import ClusterSpec
 
-__all__ = ["GatewayCluster", "gateway_auth", "list_clusters", "slot_names"]
+__all__ = ["GatewayCluster", "slot_names"]
 
 
 def slot_names(workers: list[str], slots: int) -> dict[str, str]:
@@ -47,42 +47,6 @@ def slot_names(workers: list[str], slots: int) -> dict[str, str]:
     {'gateway-0': 'a3', 'gateway-1': 'b7'}
     """
     return {slot_name(GATEWAY_HOST, k): name for k, name in enumerate(sorted(workers)[:slots])}
-
-
-def gateway_auth(options: GatewayOptions) -> Any:
-    """The `dask_gateway` auth object of ``options``; secrets are read now, from their reference."""
-    from dask_gateway.auth import BasicAuth, JupyterHubAuth, KerberosAuth
-
-    if options.auth == "basic":
-        if options.password is None:
-            raise AgiError('[cluster.gateway] auth = "basic" needs a password reference',
-                           fix='set [cluster.gateway] password = {env = "DASK_GATEWAY_PASSWORD"} '
-                               '(or {file = "~/.config/agi/gateway"})')
-        return BasicAuth(options.username or getpass.getuser(), options.password.reveal("cluster.gateway.password"))
-    if options.auth == "jupyterhub":
-        token = (options.api_token.reveal("cluster.gateway.api_token") if options.api_token
-                 else os.environ.get("JUPYTERHUB_API_TOKEN"))
-        if not token:
-            raise AgiError('[cluster.gateway] auth = "jupyterhub" needs an API token',
-                           fix='set [cluster.gateway] api_token = {env = "JUPYTERHUB_API_TOKEN"}, or run inside JupyterHub')
-        return JupyterHubAuth(api_token=token)
-    if options.auth == "kerberos":
-        return KerberosAuth()
-    return None  # "none": dask-gateway's default (its config, or no auth)
-
-
-async def list_clusters(options: GatewayOptions) -> list[str]:
-    """The names of this user's running clusters on the Gateway (`agi doctor`'s login check).
-    Raises `AgiError` as a run's login would (refused credentials, unreachable address)."""
-    if not options.address:
-        raise AgiError('backend = "gateway" needs the Gateway\'s address',
-                       fix='set [cluster.gateway] address = "http://HOST:PORT" (ask its administrator)')
-    async with Gateway(options.address, proxy_address=options.proxy_address, auth=gateway_auth(options),
-                       asynchronous=True) as gateway:
-        try:
-            return [report.name for report in await gateway.list_clusters()]
-        except Exception as exc:  # noqa: BLE001 - turned into one message, as at a run's start
-            raise _api_error(options, exc) from None
 
 
 class GatewayCluster(ClusterBackend):
@@ -107,21 +71,14 @@ class GatewayCluster(ClusterBackend):
 
     # -- the Gateway ----------------------------------------------------------------------------
 
-    def _client_gateway(self) -> Any:
-        if not self.gateway_options.address:
-            raise AgiError('backend = "gateway" needs the Gateway\'s address',
-                           fix='set [cluster.gateway] address = "http://HOST:PORT" (ask its administrator)')
-        return Gateway(self.gateway_options.address, proxy_address=self.gateway_options.proxy_address, auth=gateway_auth(self.gateway_options),
-                       asynchronous=True)
-
     async def _login(self) -> None:
         """Open the Gateway and make a first API call: a wrong password or an unreachable
         address fails here, naming the Gateway, before anything is started."""
-        self._gateway = self._client_gateway()
+        self._gateway = open_gateway(self.gateway_options)
         try:
             await self._gateway.list_clusters()
         except Exception as exc:  # noqa: BLE001 - aiohttp's and the Gateway's errors, turned into one message
-            raise _api_error(self.gateway_options, exc) from None
+            raise api_error(self.gateway_options, exc) from None
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -141,7 +98,7 @@ class GatewayCluster(ClusterBackend):
         except AgiError:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. an unknown cluster option (ValueError), a 4xx/5xx
-            raise _api_error(options, exc, doing="creating a cluster") from None
+            raise api_error(options, exc, doing="creating a cluster") from None
         self.name = self._cluster.name
         self.address, self.dashboard = self._cluster.scheduler_address, self._cluster.dashboard_link
         self._security = self._cluster.security
@@ -202,7 +159,7 @@ class GatewayCluster(ClusterBackend):
         try:
             if name is not None:
                 if gateway is None:
-                    gateway = self._gateway = self._client_gateway()
+                    gateway = self._gateway = open_gateway(self.gateway_options)
                 with contextlib.suppress(Exception):  # already gone: the Gateway stops what it lost itself
                     await gateway.stop_cluster(name)
         finally:
@@ -278,7 +235,7 @@ class GatewayCluster(ClusterBackend):
         return backend
 
     async def _fetch_security(self) -> Any:
-        gateway = self._client_gateway()
+        gateway = open_gateway(self.gateway_options)
         try:
             cluster = await gateway.connect(self.name, shutdown_on_close=False)
         except Exception as exc:  # noqa: BLE001 - a stopped cluster: the client's connection fails, and says so
@@ -291,29 +248,6 @@ class GatewayCluster(ClusterBackend):
             await gateway.close()
 
 
-def gateway_port_rules(options: GatewayOptions) -> list[Any]:
-    """The manager reaches the Gateway only: its API, and the scheduler and dashboard through its
-    proxy (the same address unless ``proxy_address`` names another). The Gateway's own
-    scheduler-worker traffic is its administrator's (docs/gateway.md).
-
-    >>> [(r.source, r.destination, r.ports) for r in gateway_port_rules(GatewayOptions(address="https://gw.lab:8443"))]
-    [('manager', 'gw.lab', '8443')]
-    """
-    from urllib.parse import urlsplit
-
-    from .ports import MANAGER, PortRule
-
-    url = urlsplit(options.address or "http://GATEWAY:80")
-    host, port = url.hostname or "GATEWAY", str(url.port or (443 if url.scheme == "https" else 80))
-    if not options.proxy_address:
-        return [PortRule(MANAGER, host, port, "the Gateway: its API, the scheduler and dashboard through its proxy",
-                         "[cluster.gateway] address")]
-    proxy = HostAddress.parse(options.proxy_address.split("://")[-1])
-    return [PortRule(MANAGER, host, port, "the Gateway's API and the dashboard", "[cluster.gateway] address"),
-            PortRule(MANAGER, proxy.host, str(proxy.port or 8786), "the scheduler, through the Gateway's proxy",
-                     "[cluster.gateway] proxy_address")]
-
-
 def _run_apart(coroutine: Any) -> Any:
     """Run ``coroutine`` to the end on an event loop of its own thread (`attach` is synchronous
     and may be called from a running loop); an `AgiError` it returns becomes None (no credentials:
@@ -324,20 +258,3 @@ def _run_apart(coroutine: Any) -> Any:
         result = pool.submit(asyncio.run, coroutine).result()
     return None if isinstance(result, AgiError) else result
 
-
-def _api_error(options: GatewayOptions, exc: BaseException, doing: str = "logging in") -> AgiError:
-    """One `AgiError` for what the Gateway's API answered: 401/403 (the credentials), a refused
-    connection (the address), anything else (quoted)."""
-    status = getattr(exc, "status", None)
-    if status in (401, 403):
-        user = f" as {options.username or getpass.getuser()}" if options.auth == "basic" else ""
-        secret = options.password or options.api_token
-        where = f" (read from {secret})" if secret is not None else ""
-        return AgiError(f"the Dask Gateway at {options.address} refused the credentials{user}: {status} "
-                        f"{'Unauthorized' if status == 401 else 'Forbidden'} (auth = \"{options.auth}\"{where})",
-                        fix="check [cluster.gateway] auth, username and the password or token it references")
-    if isinstance(exc, OSError) or type(exc).__name__.startswith("ClientConnector"):
-        return AgiError(f"cannot reach the Dask Gateway at {options.address}: {exc}",
-                        fix="check [cluster.gateway] address and that the Gateway runs (GET /api/health)")
-    return AgiError(f"the Dask Gateway at {options.address} failed while {doing}: {type(exc).__name__}: {exc}",
-                    fix="check [cluster.gateway] cluster_options against what the Gateway offers (Gateway.cluster_options())")

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from .base import Executor, Outcome, settle
-from .worker import PartitionRunner
+from .partition_runner import PartitionRunner
 
 if TYPE_CHECKING:
     from ..plan import GraphDriver, WorkPlan

@@ -24,8 +24,8 @@ from typing import Any
 from ..app import Partition
 from ..lifeline import die_with_parent
 from .base import JobSpec, Outcome
+from .partition_runner import PartitionRunner
 from .wire import pack_outcomes
-from .worker import PartitionRunner
 
 __all__ = ["IDLE", "Batch", "slot_main"]
 

@@ -45,7 +45,7 @@ PACKAGE = "agi_core"
 #: pool slots and host-side commands run, and the names an app imports from ``agi_core`` (not
 #: ``AGI`` or ``RunResult``: the manager's facade, which pulls in the run package).
 WORKER_ENTRIES = (
-    "agi_core.executors.worker",  # run_batch: every partition on a Dask worker or in a pool slot
+    "agi_core.executors.worker",  # run_batch: a batch of partitions on a Dask worker (each run by partition_runner)
     "agi_core.executors.dask_watch",  # the worker plugin and the functions run on the scheduler and workers
     "agi_core.executors.slot_process",  # slot_main: the pool bit's slot processes
     "agi_core.executors.app_spawn",  # the spawn launcher whose children run in the app's interpreter

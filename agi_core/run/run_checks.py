@@ -1,5 +1,5 @@
 """What a run says about itself once its partitions are done: files they wrote or read
-without declaring them, kernel fallbacks, and the words of its failure (`run.runner` records
+without declaring them, kernel fallbacks, and the words of its failure (`run.ending` records
 and shows them)."""
 
 from __future__ import annotations

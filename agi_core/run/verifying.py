@@ -33,7 +33,7 @@ from ..cache.maintenance import verify_store
 from ..errors import AgiError
 from ..execution_shape import ExecutionShape
 from ..executors import JobSpec
-from ..executors.worker import PartitionRunner
+from ..executors.partition_runner import PartitionRunner
 from ..plan import WorkPlan
 from ..provenance import RunStore, read_record
 from ..share_access import ShareAccess, check_folder

@@ -2,7 +2,9 @@
 
 from .connect import connect, open_session
 from .known_hosts import HostKeyInfo, fetch_host_key, trust_host
-from .session import CommandResult, HostSession, LocalSession, SshError, SshSession, SshTarget, Tether, shell_path
+from .local import LocalSession
+from .remote import SshSession, SshTarget
+from .session import CommandResult, HostSession, SshError, Tether, shell_path
 
 __all__ = [
     "CommandResult",

@@ -8,7 +8,9 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ..hosts import HostAddress
-from .session import HostSession, LocalSession, SshError, SshSession, SshTarget
+from .local import LocalSession
+from .remote import SshSession, SshTarget
+from .session import HostSession, SshError
 
 if TYPE_CHECKING:
     from ..settings import SshSettings

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .session import SshError, SshTarget
+    from .remote import SshTarget
+    from .session import SshError
 
 __all__ = ["HostKeyInfo", "describe_rejected_key", "fetch_host_key", "trust_host"]
 

@@ -1,31 +1,24 @@
-"""A session on one host: run commands and move files, over SSH or, for this machine, locally.
+"""A session on one host, whatever reaches it: run commands and move files (`HostSession`).
 
-One SSH connection per host serves a whole operation (probe, upload, install, checks). Host keys
-are checked strictly against the ``[cluster.ssh] known_hosts`` file; every failure becomes an
-`SshError` that names the host, the cause and the fix.
+The interface and what every session shares: the command's result, the error that names the
+host (`SshError`), the tether, the quoting of remote paths. Its two kinds are apart, each with
+its own transport: `remote` (`SshSession`: one asyncssh connection per host serves a whole
+operation, host keys checked strictly) and `local` (`LocalSession`: this machine, a local shell).
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import os
 import shlex
-import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..atomic import replacing
 from ..errors import AgiError
-from ..hosts import HostAddress
-from ..secret_refs import Secret
 
-if TYPE_CHECKING:
-    from ..settings import SshSettings
-
-__all__ = ["CommandResult", "HostSession", "LocalSession", "SshError", "SshSession", "SshTarget", "Tether", "shell_path"]
+__all__ = ["CommandResult", "HostSession", "SshError", "Tether", "shell_path", "stream_lines"]
 
 
 class SshError(AgiError):
@@ -35,38 +28,6 @@ class SshError(AgiError):
         super().__init__(f"{host}: {cause}" + (f": {detail}" if detail else ""), fix=fix)
         self.host = host
         self.cause = cause
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """How to reach one host over SSH."""
-
-    host: str
-    port: int = 22
-    user: str | None = None
-    key: Path | None = None
-    known_hosts: Path = Path("~/.ssh/known_hosts")
-    connect_timeout: float = 10.0
-    command_timeout: float = 600.0
-    #: decrypts an encrypted ``key``; read (`Secret.reveal`) only when connecting
-    passphrase: Secret | None = None
-
-    @classmethod
-    def from_settings(cls, host: str | HostAddress, ssh: SshSettings) -> SshTarget:
-        """The target for a worker-map key: its ``user@`` and ``:port`` win over ``[cluster.ssh]``.
-
-        >>> from agi_core.settings import SshSettings
-        >>> target = SshTarget.from_settings("[fe80::1]:2222", SshSettings(user="agi"))
-        >>> target.host, target.port, target.user
-        ('fe80::1', 2222, 'agi')
-        """
-        address = host if isinstance(host, HostAddress) else HostAddress.parse(host)
-        return cls(
-            host=address.host, port=address.port or ssh.port, user=address.user or ssh.user,
-            key=Path(ssh.key).expanduser() if ssh.key else None,
-            known_hosts=Path(ssh.known_hosts).expanduser(),
-            connect_timeout=ssh.connect_timeout, command_timeout=ssh.command_timeout, passphrase=ssh.key_passphrase,
-        )
 
 
 @dataclass(frozen=True)
@@ -171,64 +132,7 @@ def shell_path(remote: str) -> str:
     return shlex.quote(remote)
 
 
-class LocalSession(HostSession):
-    """This machine, reached without SSH (same interface, so it installs the same way)."""
-
-    def __init__(self, host: str, *, timeout: float = 600.0) -> None:
-        self.host = host
-        self.timeout = timeout
-
-    async def _run(self, command: str, input: str | None) -> CommandResult:
-        process = await asyncio.create_subprocess_exec(
-            "bash", "-c", command, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-        )
-        try:
-            out, err = await process.communicate(input.encode() if input is not None else None)
-        except asyncio.CancelledError:
-            _kill_group(process.pid)
-            raise
-        return CommandResult(command, process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
-
-    async def _run_lines(self, command: str, input: str | None, on_line: Callable[[str], None]) -> CommandResult:
-        process = await asyncio.create_subprocess_exec(
-            "bash", "-c", command, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-        )
-        try:
-            if input is not None and process.stdin is not None:
-                process.stdin.write(input.encode())
-                process.stdin.close()
-            out, err = await asyncio.gather(_lines(process.stdout, on_line), _lines(process.stderr, on_line))
-            await process.wait()
-        except asyncio.CancelledError:
-            _kill_group(process.pid)
-            raise
-        return CommandResult(command, process.returncode or 0, out, err)
-
-    async def put(self, local: Path, remote: str) -> None:
-        target = Path(os.path.expanduser(remote))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with replacing(target) as tmp:
-            await asyncio.to_thread(shutil.copy2, local, tmp)
-
-    async def close(self) -> None:
-        pass
-
-    async def tether(self, command: str) -> Tether:
-        process = await asyncio.create_subprocess_exec("bash", "-c", command, stdin=asyncio.subprocess.PIPE,
-                                                       stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-                                                       start_new_session=True)  # not killed with us: it acts when we die
-
-        async def release() -> None:
-            assert process.stdin is not None
-            process.stdin.close()
-            await process.wait()
-
-        return Tether(release)
-
-
-async def _lines(stream: Any, on_line: Callable[[str], None]) -> str:
+async def stream_lines(stream: Any, on_line: Callable[[str], None]) -> str:
     """Read ``stream`` (asyncio's or asyncssh's) to its end, giving each line to ``on_line``; all of it."""
     seen = []
     while True:
@@ -238,86 +142,3 @@ async def _lines(stream: Any, on_line: Callable[[str], None]) -> str:
         text = line.decode(errors="replace") if isinstance(line, bytes) else line
         seen.append(text)
         on_line(text.rstrip("\r\n"))
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, 9)
-    except ProcessLookupError:
-        pass
-
-
-class SshSession(HostSession):
-    """A host reached over one asyncssh connection (and one SFTP channel, opened on first use)."""
-
-    def __init__(self, target: SshTarget, connection: Any) -> None:
-        self.target = target
-        self.host = target.host
-        self.timeout = target.command_timeout
-        self._connection = connection
-        self._sftp: Any = None
-
-    async def _run(self, command: str, input: str | None) -> CommandResult:
-        import asyncssh
-
-        try:
-            result = await self._connection.run(f"bash -c {shlex.quote(command)}", input=input, check=False)
-        except (asyncssh.Error, OSError) as exc:
-            raise SshError(self.host, "connection lost", str(getattr(exc, "reason", "") or exc),
-                           fix=f"check that {self.host} is up and reachable") from None
-        status = result.exit_status if result.exit_status is not None else 255
-        return CommandResult(command, status, str(result.stdout or ""), str(result.stderr or ""))
-
-    async def _run_lines(self, command: str, input: str | None, on_line: Callable[[str], None]) -> CommandResult:
-        import asyncssh
-
-        try:
-            process = await self._connection.create_process(f"bash -c {shlex.quote(command)}", input=input)
-            try:
-                out, err = await asyncio.gather(_lines(process.stdout, on_line), _lines(process.stderr, on_line))
-                result = await process.wait(check=False)
-            finally:
-                process.close()
-        except (asyncssh.Error, OSError) as exc:
-            raise SshError(self.host, "connection lost", str(getattr(exc, "reason", "") or exc),
-                           fix=f"check that {self.host} is up and reachable") from None
-        status = result.exit_status if result.exit_status is not None else 255
-        return CommandResult(command, status, out, err)
-
-    async def put(self, local: Path, remote: str) -> None:
-        import asyncssh
-
-        try:
-            await self._put(local, remote)
-        except (asyncssh.Error, OSError) as exc:
-            raise SshError(self.host, f"upload of {local.name} failed", str(getattr(exc, "reason", "") or exc),
-                           fix=f"check the free space and permissions of {remote} on {self.host}") from None
-
-    async def _put(self, local: Path, remote: str) -> None:
-        if self._sftp is None:
-            self._sftp = await self._connection.start_sftp_client()
-        relative = remote[2:] if remote.startswith("~/") else remote  # SFTP paths are relative to the home
-        parent = os.path.dirname(relative)
-        if parent:
-            await self._sftp.makedirs(parent, exist_ok=True)
-        tmp = f"{relative}.tmp{os.getpid()}"
-        await self._sftp.put(str(local), tmp, preserve=True)
-        await self._sftp.posix_rename(tmp, relative)
-
-    async def tether(self, command: str) -> Tether:
-        process = await self._connection.create_process(f"bash -c {shlex.quote(command)}", stderr=None)
-
-        async def release() -> None:
-            process.stdin.write_eof()
-            await process.wait_closed()
-
-        return Tether(release)
-
-    async def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.exit()
-        self._connection.close()
-        try:
-            await asyncio.wait_for(self._connection.wait_closed(), 5)
-        except (asyncio.TimeoutError, OSError):
-            pass  # a host that vanished cannot say goodbye
