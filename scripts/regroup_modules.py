@@ -152,7 +152,9 @@ def _exported(facade: str, names: str) -> bool:
     found = re.search(r"^__all__ = \[(.*?)\]", source, re.S | re.M)
     exported = set(re.findall(r'"(\w+)"', found.group(1))) if found else set()
     wanted = {n.strip().split(" as ")[0] for n in re.sub(r"#[^\n]*", "", names).strip("()").split(",") if n.strip()}
-    return wanted <= exported
+    submodules = {n for n in wanted if (PKG / package / f"{n}.py").exists() or n in {MOVES[o].split(".")[-1] for o in MOVES
+                                                                                      if MOVES[o].startswith(package + ".")}}
+    return wanted - submodules <= exported
 
 
 def _moved_modules(package: str) -> set[str]:
