@@ -34,17 +34,17 @@ __all__ = [
 
 # public name -> the module that defines it
 _WHERE = {
-    "AGI": ".agi", "RunResult": ".run", "App": ".app", "Partition": ".app", "WorkContext": ".app", "AgiEnv": ".env",
-    "AgiError": ".errors", "AppNotFoundError": ".errors", "ModeError": ".errors", "PlanError": ".errors",
-    "RunError": ".errors", "SettingsError": ".errors", "Mode": ".modes", "WorkPlan": ".plan",
+    "AGI": ".agi", "RunResult": ".run", "App": ".app", "Partition": ".app", "WorkContext": ".app", "AgiEnv": ".app.env",
+    "AgiError": ".base.errors", "AppNotFoundError": ".base.errors", "ModeError": ".base.errors", "PlanError": ".base.errors",
+    "RunError": ".base.errors", "SettingsError": ".base.errors", "Mode": ".base.modes", "WorkPlan": ".plan",
 }
 
 if TYPE_CHECKING:
     from .agi import AGI
     from .app import App, Partition, WorkContext
-    from .env import AgiEnv
-    from .errors import AgiError, AppNotFoundError, ModeError, PlanError, RunError, SettingsError
-    from .modes import Mode
+    from .app.env import AgiEnv
+    from .base.errors import AgiError, AppNotFoundError, ModeError, PlanError, RunError, SettingsError
+    from .base.modes import Mode
     from .plan import WorkPlan
     from .run import RunResult
 

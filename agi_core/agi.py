@@ -15,15 +15,15 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .env import AgiEnv
-from .errors import SettingsError
-from .events import EventSink, ignore
+from .app.env import AgiEnv
+from .base.errors import SettingsError
+from .base.events import EventSink, ignore
+from .base.main_guard import refuse_in_reimport
+from .base.modes import Mode
+from .base.share_access import ShareAccess, share_umask
 from .executors import Outcome
-from .main_guard import refuse_in_reimport
-from .modes import Mode
 from .plan import WorkPlan
 from .run import Runner, RunRequest, RunResult, chosen_plan, fresh_plan, resolve, resume_request
-from .share_access import ShareAccess, share_umask
 
 __all__ = ["AGI", "RunResult"]
 
@@ -32,7 +32,7 @@ Hosts = Mapping[str, Any]
 
 class AGI:
     """The public entry points. All are coroutines; every argument not given comes from settings.
-    ``on_event`` receives typed events (`agi_core.events`) as the work progresses."""
+    ``on_event`` receives typed events (`agi_core.base.events`) as the work progresses."""
 
     @staticmethod
     async def run(

@@ -31,7 +31,7 @@ MOVES = {
     "backend_plugins": "settings.backend_plugins",
     "app": "app.contract",
     "env": "app.env",
-    "app_python": "install.app_python",
+    "app_python": "app.interpreter",
     "kernels": "kernels.selection",
     "kernel_kinds": "kernels.kinds",
     "execution_shape": "kernels.shape",
@@ -44,8 +44,9 @@ PACKAGE_DOCS = {
             "layer uses. Nothing here imports agi_core outside ``base``.",
     "settings": "App settings: ``app_settings.toml`` validated by pydantic, merged with profiles and call arguments.\n\n"
                 "The public names are re-exported here from `loading` (the files) and `schema` (the models).",
-    "app": "The app contract (`contract`: App, Partition, WorkContext) and how an app is found and loaded (`env`:\n"
-           "AgiEnv). ``from agi_core.app import App`` is the contract.",
+    "app": "The app contract (`contract`: App, Partition, WorkContext), how an app is found and loaded (`env`:\n"
+           "AgiEnv) and which Python runs it on this machine (`interpreter`). ``from agi_core.app import App`` is\n"
+           "the contract.",
     "kernels": "Kernel kinds: the table of kinds (`kinds`), the execution shape derived from a mode (`shape`),\n"
                "and the choice of an app's kernel module for a run (`selection`).",
 }
@@ -53,18 +54,21 @@ PACKAGE_DOCS = {
 #: what the rewrite cannot see: paths built from ``__file__`` or joined from parts (path, old, new)
 HAND_EDITS = [
     ("agi_core/app/env.py", 'Path(__file__).resolve().parent.parent / "apps"', 'Path(__file__).resolve().parents[2] / "apps"'),
-    ("agi_core/install/app_python.py", "_AGI_DIR = Path(__file__).resolve().parent  #", "_AGI_DIR = Path(__file__).resolve().parents[1]  #"),
+    ("agi_core/app/interpreter.py", "_AGI_DIR = Path(__file__).resolve().parent  #", "_AGI_DIR = Path(__file__).resolve().parents[1]  #"),
     ("tests/test_code_hash.py", 'source_copy / "agi_core" / "kernels.py", "\\n\\ndef _later():\\n    from .run import runner\\n"',
      'source_copy / "agi_core" / "kernels" / "selection.py", "\\n\\ndef _later():\\n    from ..run import runner\\n"'),
     ("tests/test_code_hash.py", "    from agi_core import AgiEnv, paths\n", "    from agi_core import AgiEnv\n    from agi_core.base import paths\n"),
     ("tests/test_kernel_kinds.py", "from agi_core import AGI, AgiEnv, AgiError, kernel_kinds\n",
      "from agi_core import AGI, AgiEnv, AgiError\nfrom agi_core.kernels import kinds as kernel_kinds\n"),
+    ("agi_core/executors/sequential.py", "(`app_python.check_in_process` fails", "(`app.interpreter.check_in_process` fails"),
     # the doctests live in the modules now, not in the packages that re-export them
     ("tests/test_doctests.py", '"agi_core.app", ', '"agi_core.app.contract", '),
     ("tests/test_doctests.py", '"agi_core.settings", ', '"agi_core.settings.loading", '),
 ]
 
 ROOT = Path.cwd()
+#: the old modules this run moved (a second run moves none: names that are packages now stay)
+MOVED_NOW: set[str] = set()
 PKG = ROOT / "agi_core"
 
 
@@ -77,6 +81,8 @@ def new_name(absolute: str) -> str:
     parts = absolute.split(".")
     if len(parts) >= 3 and (PKG / parts[1] / f"{parts[2]}.py").exists():
         return absolute  # already a module of the new package (a second run)
+    if parts[1:2] and parts[1] not in MOVED_NOW and (PKG / parts[1]).is_dir():
+        return absolute  # a package now (kernels, settings, app): on a second run, it names the package
     if len(parts) >= 2 and parts[0] == "agi_core" and parts[1] in MOVES:
         target = MOVES[parts[1]]
         if parts[1] in FACADES and len(parts) == 2:
@@ -101,6 +107,7 @@ def move_files() -> dict[str, str]:
             subprocess.run(["git", "add", str(init)], check=True)
         subprocess.run(["git", "mv", str(source), str(target)], check=True)
         moved[f"agi_core.{old}"] = f"agi_core.{new}"
+        MOVED_NOW.add(old)
     return moved
 
 
@@ -207,6 +214,8 @@ def main() -> None:
     reverse = {new: old for old, new in moved.items()}
     for name in files + untracked:
         path = ROOT / name
+        if path.resolve() == Path(__file__).resolve():
+            continue  # its own tables name the old modules
         if not path.is_file() or path.suffix not in (".py", ".md", ".toml", ".pyx", ".txt", ".cfg", ".ini", ".sh", ".yml", ".yaml", ""):
             continue
         try:

@@ -32,9 +32,9 @@ from typing import Any
 import dask
 from pydantic import BaseModel, ConfigDict, Field
 
+from agi_core.base.events import EventSink, ignore
+from agi_core.base.lifeline import MANAGER_PID_ENV, PRELOAD
 from agi_core.cluster.inprocess import InProcessCluster
-from agi_core.events import EventSink, ignore
-from agi_core.lifeline import MANAGER_PID_ENV, PRELOAD
 
 NAME = "elastictest"
 DRIFT_PRELOAD = str(Path(__file__).with_name("drift_preload.py"))
@@ -144,6 +144,6 @@ class ElasticTestCluster(InProcessCluster):
 
 def register(monkeypatch: Any) -> None:
     """Make ``[cluster] backend = "elastictest"`` known for this test."""
-    from agi_core import backend_plugins
+    from agi_core.settings import backend_plugins
 
     monkeypatch.setitem(backend_plugins.BUILTIN_BACKENDS, NAME, {"class": f"{__name__}:ElasticTestCluster", "err": "tests only"})

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AgiEnv, AgiError
-from agi_core.app_python import (
+from agi_core.app.interpreter import (
     MARKER,
     AppPython,
     app_python,
@@ -251,7 +251,7 @@ def test_local_cluster_workers_run_in_the_app_environment(built: tuple[list[AppP
 
 def test_the_manager_check_is_remembered_until_the_app_or_the_interpreter_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                                    apps_copy: Path) -> None:
-    from agi_core.app_python import _unmet_here
+    from agi_core.app.interpreter import _unmet_here
 
     def _manager_meets_all(project: Path) -> bool:
         return not _unmet_here(project)

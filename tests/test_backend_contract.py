@@ -99,7 +99,7 @@ def test_the_default_hooks_keep_the_worker_map_and_the_ssh_install_roles():
 def test_the_built_in_table_repeats_the_entry_points_of_pyproject():
     import tomllib
 
-    from agi_core.backend_plugins import BUILTIN_BACKENDS, GROUP
+    from agi_core.settings.backend_plugins import BUILTIN_BACKENDS, GROUP
 
     declared = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]["entry-points"][GROUP]
     assert declared == {name: entry["class"] for name, entry in BUILTIN_BACKENDS.items()}

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI
+from agi_core.base.errors import AgiError
 from agi_core.cache import CacheStore
 from agi_core.cache.entries import decode_single, encode_single
-from agi_core.errors import AgiError
 from agi_core.provenance import read_record
 from agi_core.provenance.bundle import export_run, verify_bundle
 from agi_core.provenance.bundle_import import import_bundle

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agi_core.errors import AgiError
+from agi_core.base.errors import AgiError
 from agi_core.provenance.bundle import verify_bundle
 from agi_core.provenance.bundle_import import import_bundle
 from tests.conftest import TEST_APPS, run_agi

@@ -15,8 +15,8 @@ import pytest
 
 from agi_core import AGI, AgiEnv
 from agi_core.app import Partition
+from agi_core.base.errors import AgiError, PlanError, RunError
 from agi_core.cache import CacheStore, plan_keys
-from agi_core.errors import AgiError, PlanError, RunError
 from agi_core.plan import GraphDriver, Known
 from agi_core.provenance import RunStore, read_record
 from tests.conftest import ROOT, TEST_APPS, run_agi

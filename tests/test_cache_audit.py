@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from agi_core import AGI, AgiEnv
+from agi_core.base.errors import SettingsError
 from agi_core.cache import CacheStore
 from agi_core.cache.audit import audit_sample, result_digest, same_value
-from agi_core.errors import SettingsError
 from agi_core.provenance import read_record
 from tests.conftest import TEST_APPS, run_agi
 

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from agi_core import AGI, AgiEnv
 from agi_core.app import Partition
+from agi_core.base.errors import PlanError
 from agi_core.cache import plan_keys
 from agi_core.cache.inputs import InputStamper, describe_change
 from agi_core.cache.keys import RunKeys, explain, payload_changes, payload_fingerprint
-from agi_core.errors import PlanError
 from agi_core.provenance import RunStore, read_record
 from tests.conftest import TEST_APPS, run_agi
 

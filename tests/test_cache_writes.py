@@ -17,10 +17,10 @@ import pytest
 
 from agi_core import AGI
 from agi_core.app import Partition
+from agi_core.base.errors import RunError
 from agi_core.cache import CacheStore, EntryWriter
 from agi_core.cache.maintenance import unfinished_writes
 from agi_core.cache.write_failures import STORE_FAILED, tally
-from agi_core.errors import RunError
 from agi_core.executors.base import JobSpec
 from agi_core.executors.partition_runner import PartitionRunner
 from agi_core.executors.worker_cache import _Buffer
@@ -188,7 +188,7 @@ def test_a_full_share_is_counted_and_require_cache_fails_the_run(full_cache, sha
 
 
 def test_no_cache_and_require_cache_together_are_refused(share, toy_env):
-    from agi_core.errors import SettingsError
+    from agi_core.base.errors import SettingsError
 
     with pytest.raises(SettingsError, match="--require-cache"):
         _api_run(share, toy_env, 0, use_cache=False, require_cache=True)

@@ -276,8 +276,8 @@ def test_run_progress_names_the_dask_scheduler(share, tmp_path):
 def test_run_view_renders_events():
     from rich.console import Console
 
+    from agi_core.base.events import ClusterReady, Notice, PartitionDone, Phase, RunFinished, RunStarted
     from agi_core.cli.run_view import RunView
-    from agi_core.events import ClusterReady, Notice, PartitionDone, Phase, RunFinished, RunStarted
 
     stream = io.StringIO()
     with RunView(enabled=True, console=Console(file=stream, width=120)) as view:
@@ -300,8 +300,8 @@ def test_run_view_renders_events():
 def test_run_view_disabled_prints_only_warnings():
     from rich.console import Console
 
+    from agi_core.base.events import ClusterReady, Notice, RunStarted
     from agi_core.cli.run_view import RunView
-    from agi_core.events import ClusterReady, Notice, RunStarted
 
     stream = io.StringIO()
     with RunView(enabled=False, console=Console(file=stream)) as view:

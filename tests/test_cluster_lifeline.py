@@ -73,7 +73,7 @@ def test_a_worker_holding_the_gil_dies_with_its_manager(tmp_path):
 
         from agi_core.cluster import backend_class, cluster_spec
         from agi_core.cluster.client import open_client
-        from agi_core.modes import Mode
+        from agi_core.base.modes import Mode
         from agi_core.settings import ClusterSettings
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiError, Mode, RunError
+from agi_core.base.events import HostStep
 from agi_core.cluster import WarmClusters, spec_for
 from agi_core.cluster.manage import cluster_down, cluster_status, cluster_up
 from agi_core.cluster.tls import FILE_NAMES
-from agi_core.events import HostStep
 
 
 def run(env, share, **kwargs):

@@ -372,7 +372,7 @@ def test_a_host_down_at_the_start_is_left_out_and_its_worker_joins_when_it_comes
     """Issue 24 on SSH: with min_workers = 2 the run starts on the two hosts it reaches, tries the
     third again while it runs (`LaunchedCluster.tend`), and once that host is back its worker
     joins late and takes work; every partition runs once."""
-    from agi_core.events import HostStep, RunStarted
+    from agi_core.base.events import HostStep, RunStarted
 
     h3 = rig_hosts.hosts[2]
     h3.crash()  # refuses connections
@@ -406,7 +406,7 @@ def test_a_host_down_for_the_whole_run_is_recorded_as_never_joined_with_why(env,
 def test_a_late_worker_with_other_code_is_installed_over_ssh_and_then_joins(env, rig_hosts, tmp_path):
     """Issue 24 item 6 on SSH: with [cluster] install = "auto", a worker that joins late with an
     install of other code is refused until agi installs its host over SSH, then joins and works."""
-    from agi_core.events import RunStarted
+    from agi_core.base.events import RunStarted
 
     h3 = rig_hosts.hosts[2]
     fingerprint = "/root/.agi/venvs/toy/.agi-install.json"

@@ -91,7 +91,7 @@ def test_editing_a_module_workers_import_changes_the_hash(source_copy, module):
 def test_a_worker_module_starting_to_import_manager_code_brings_it_into_the_hash(source_copy):
     runner = source_copy / "agi_core" / "run" / "runner.py"
     before = agi_code_hash(source_copy)
-    _append(source_copy / "agi_core" / "kernels.py", "\n\ndef _later():\n    from .run import runner\n")
+    _append(source_copy / "agi_core" / "kernels" / "selection.py", "\n\ndef _later():\n    from ..run import runner\n")
     after = agi_code_hash(source_copy)
     assert after != before and "agi_core.run.runner" in worker_modules(source_copy)
     _append(runner)
@@ -116,8 +116,9 @@ def test_a_missing_worker_entry_is_named(source_copy):
 
 FINGERPRINT = textwrap.dedent("""
     import asyncio, json, sys
-    from agi_core import AgiEnv, paths
-    from agi_core.capabilities import probe
+    from agi_core import AgiEnv
+    from agi_core.base import paths
+    from agi_core.install.capabilities import probe
     from agi_core.install.artifacts import ArtifactBuilder
     from agi_core.install.host import InstallContext, expected_fingerprint, host_target, remote_paths
     from agi_core.install.installer import hosts_of

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiEnv, AgiError
+from agi_core.base.modes import Mode
 from agi_core.install.cython_build import (
     COMPILE_ARGS,
     OPENMP_ARGS,
@@ -29,8 +30,7 @@ from agi_core.install.cython_build import (
     openmp_supported,
     stale_pyx,
 )
-from agi_core.kernels import select_kernels
-from agi_core.modes import Mode
+from agi_core.kernels.selection import select_kernels
 from tests.conftest import ROOT, TEST_APPS
 
 _MISSING = [name for name in ("Cython", "setuptools", "numpy") if importlib.util.find_spec(name) is None]

@@ -6,14 +6,14 @@ import importlib
 import pytest
 
 MODULES = [
-    "agi_core", "agi_core.agi", "agi_core.app", "agi_core.env", "agi_core.errors", "agi_core.hosts", "agi_core.modes",
-    "agi_core.settings", "agi_core.settings_schema", "agi_core.ssh.session", "agi_core.ssh.remote", "agi_core.plan.balancing", "agi_core.plan.workplan", "agi_core.cache.keys", "agi_core.cache.store", "agi_core.cache.maintenance", "agi_core.cache.audit", "agi_core.cache.inputs", "agi_core.cache.keys_memo", "agi_core.executors.file_reads", "agi_core.cache.packs", "agi_core.cache.entries", "agi_core.provenance.lines", "agi_core.provenance.reruns", "agi_core.executors.attempts", "agi_core.quantities", "agi_core.plan.graph", "agi_core.plan.dag", "agi_core.snippets.render", "agi_core.snippets.check", "agi_core.install.cython_build",
+    "agi_core", "agi_core.agi", "agi_core.app.contract", "agi_core.app.env", "agi_core.base.errors", "agi_core.base.hosts", "agi_core.base.modes",
+    "agi_core.settings.loading", "agi_core.settings.schema", "agi_core.ssh.session", "agi_core.ssh.remote", "agi_core.plan.balancing", "agi_core.plan.workplan", "agi_core.cache.keys", "agi_core.cache.store", "agi_core.cache.maintenance", "agi_core.cache.audit", "agi_core.cache.inputs", "agi_core.cache.keys_memo", "agi_core.executors.file_reads", "agi_core.cache.packs", "agi_core.cache.entries", "agi_core.provenance.lines", "agi_core.provenance.reruns", "agi_core.executors.attempts", "agi_core.base.quantities", "agi_core.plan.graph", "agi_core.plan.dag", "agi_core.snippets.render", "agi_core.snippets.check", "agi_core.install.cython_build",
     "agi_core.pipeline.model", "agi_core.pipeline.steps_file", "agi_core.pipeline.authoring", "agi_core.pipeline.record",
     "agi_core.pipeline.runner", "agi_core.pipeline.inputs", "agi_core.run.step", "agi_core.pipeline.agilab",
-    "agi_core.pipeline.agilab_code", "agi_core.share_io", "agi_core.stalls",
-    "agi_core.backend_plugins", "agi_core.cluster.ports", "agi_core.cluster.slurm_names", "agi_core.cluster.slurm_options",
+    "agi_core.pipeline.agilab_code", "agi_core.base.share_io", "agi_core.base.stalls",
+    "agi_core.settings.backend_plugins", "agi_core.cluster.ports", "agi_core.cluster.slurm_names", "agi_core.cluster.slurm_options",
     "agi_core.cluster.slurm_ports", "agi_core.cluster.gateway_ports", "agi_core.cache.key_changes", "agi_core.gpus", "agi_core.gpus.probe", "agi_core.gpus.owners",
-    "agi_core.gpus.libraries", "agi_core.plan.slots", "agi_core.settings_errors", "agi_core.settings_assignments",
+    "agi_core.gpus.libraries", "agi_core.plan.slots", "agi_core.settings.wording", "agi_core.settings.assignments",
 ]
 
 

@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agi_core import AGI, AgiEnv, AgiError
+from agi_core.base.events import PartitionsMoved, WorkerJoined, WorkerLeft, WorkersJoining
 from agi_core.cluster.joining import resolve_min_workers
-from agi_core.events import PartitionsMoved, WorkerJoined, WorkerLeft, WorkersJoining
 from agi_core.executors.elastic import Batch, BatchQueues
 from agi_core.settings import ClusterSettings
 from tests import elastic_backend
@@ -39,8 +39,8 @@ def test_min_workers_counts_fractions_all_and_the_backends_default():
 
 
 def test_the_default_comes_from_the_backend():
-    from agi_core.backend_plugins import load_backend
     from agi_core.cluster.slurm import SlurmSettings
+    from agi_core.settings.backend_plugins import load_backend
 
     assert load_backend("ssh").default_min_workers(None, 5) == 5
     assert load_backend("slurm").default_min_workers(SlurmSettings(), 5) == 1  # one job's workers

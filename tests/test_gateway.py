@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiEnv
-from agi_core.errors import AgiError
+from agi_core.base.errors import AgiError
 from tests.conftest import ROOT, TEST_APPS
 from tests.gateway_server import PASSWORD, GatewayServer
 
@@ -95,7 +95,7 @@ def test_the_missing_extra_is_named(tmp_path):
     backend fails with the extra to install, not an ImportError traceback."""
     code = ("import sys; sys.modules['dask_gateway'] = None\n"
             "from agi_core.cluster.registry import backend_class\n"
-            "from agi_core.errors import AgiError\n"
+            "from agi_core.base.errors import AgiError\n"
             "try:\n    backend_class('gateway')\nexcept AgiError as exc:\n    print(exc.message); print(exc.fix)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from agi_core.base.errors import SettingsError
+from agi_core.base.modes import Mode
 from agi_core.cluster import spec_for
 from agi_core.cluster.slurm import SlurmCluster
-from agi_core.errors import SettingsError
 from agi_core.gpus import bind_in_job, gpu_workers, parse_gpu_list, parse_gpus, probe_gpus, with_mig, worker_env
-from agi_core.modes import Mode
 from agi_core.plan import slots_for
 from agi_core.settings import ClusterSettings, WorkerSpec
 from tests.conftest import ROOT, TEST_APPS, run_agi
@@ -92,7 +92,7 @@ def test_old_drivers_mig_names_and_crlf_lines_parse_too():
 
 
 def test_a_remote_hosts_probe_output_gives_its_mig_instances_and_error():
-    from agi_core.capabilities import HostInfo
+    from agi_core.install.capabilities import HostInfo
 
     text = ("".join(f"gpu={line}\n" for line in H100_UUIDS.splitlines()) + "gpu_error=WARNING: infoROM is corrupted\n"
             + "".join(f"gpu_list={line}\n" for line in MIG_LIST.splitlines()))
@@ -210,8 +210,8 @@ def test_pool_slots_under_the_rapids_bit_get_their_own_gpu_and_the_manager_never
 _CHOICE = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from agi_core.kernels import select_kernels
-from agi_core.modes import Mode
+from agi_core.kernels.selection import select_kernels
+from agi_core.base.modes import Mode
 choice = select_kernels("gpu_toy", Mode.RAPIDS)
 print(json.dumps([choice.kind, choice.note, "numba" in sys.modules]))
 """

@@ -185,7 +185,7 @@ def test_compiled_kernel_has_no_contracted_multiply_adds(app_src):
 
 def _gpu_here() -> str:
     """Why the real-GPU tests cannot run here, or "" when they can (asked in a child: no CUDA in this process)."""
-    from agi_core.kernels import gpu_visible
+    from agi_core.kernels.selection import gpu_visible
 
     if not gpu_visible():
         return "no NVIDIA GPU on this machine (no /dev/nvidiactl, no nvidia-smi)"

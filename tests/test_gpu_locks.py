@@ -11,7 +11,7 @@ import pytest
 
 from agi_core import AgiEnv
 from agi_core.install.artifacts import ArtifactBuilder, Target, uv_binary
-from agi_core.settings import read_toml
+from agi_core.settings.loading import read_toml
 from tests.conftest import ROOT
 
 GPU_APPS = sorted(p.parent.name.removesuffix("_project") for p in (ROOT / "apps").glob("*_project/pyproject.toml")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiEnv
-from agi_core.errors import PlanError
+from agi_core.base.errors import PlanError
 from agi_core.install.artifacts import uv_binary
 from tests.conftest import ROOT
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiEnv, Partition
+from agi_core.base.errors import PlanError
+from agi_core.base.modes import Mode
 from agi_core.cluster import cluster_spec
-from agi_core.errors import PlanError
 from agi_core.gpus import Gpu, gpu_here, gpu_workers, gpus_of, local_gpus, parse_gpus, remember_gpus, worker_env
-from agi_core.modes import Mode
 from agi_core.plan import Slot, WorkPlan, balance, build_plan, slots_for
 from agi_core.settings import ClusterSettings, WorkerSpec
 from tests.conftest import ROOT

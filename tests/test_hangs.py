@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, RunError
-from agi_core.events import Notice
+from agi_core.base.events import Notice
+from agi_core.base.stalls import RateMeter, StallPolicy
 from agi_core.provenance import RunStore
-from agi_core.stalls import RateMeter, StallPolicy
 
 
 def run(env, share, events=None, **kwargs):
@@ -121,7 +121,7 @@ def test_the_policy_reads_every_form_and_refuses_others():
 
 
 def test_a_bad_partition_timeout_is_a_settings_error_naming_the_key(toy_env, share):
-    from agi_core.errors import SettingsError
+    from agi_core.base.errors import SettingsError
 
     with pytest.raises(SettingsError, match="partition_timeout"):
         run(toy_env, share, mode="p", n=2, cluster={"partition_timeout": "soon"})

@@ -7,8 +7,8 @@ import io
 import pytest
 
 from agi_core import SettingsError
-from agi_core.events import HostStep
-from agi_core.hosts import LOCAL_HOST, HostAddress, HostAddressError
+from agi_core.base.events import HostStep
+from agi_core.base.hosts import LOCAL_HOST, HostAddress, HostAddressError
 from agi_core.install.installer import hosts_of
 from agi_core.settings import ClusterSettings, SshSettings
 from agi_core.ssh import SshTarget

@@ -199,7 +199,7 @@ def test_cython_bit_compiles_kernels_on_the_host_and_runs_them(rig_hosts, mandel
 
 def test_hosts_can_install_from_a_package_index(rig_hosts, tmp_path):
     """[cluster.install] source = "index": only agi_core's and the app's wheels are uploaded."""
-    from agi_core.paths import cache_dir
+    from agi_core.base.paths import cache_dir
 
     wheelhouse = next(cache_dir("wheelhouse").glob("cp311-*"), None)
     if wheelhouse is None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agi_core.events import Notice, WorkerJoined
+from agi_core.base.events import Notice, WorkerJoined
 from agi_core.install.installed_hash import FINGERPRINT_FILE
 from agi_core.settings import ClusterSettings
 from tests.test_elastic import _cluster, _ledger, _record, _start, _wait, ledger_env  # noqa: F401 - the fixture

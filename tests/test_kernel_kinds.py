@@ -1,4 +1,4 @@
-"""Kernel kinds as one table (`agi_core.kernel_kinds`): the numba CPU kind for real, and a fake kind
+"""Kernel kinds as one table (`agi_core.kernels.kinds`): the numba CPU kind for real, and a fake kind
 added in one place that selection, the request's shape, the cache key and the settings form all see."""
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agi_core import AGI, AgiEnv, AgiError, kernel_kinds
-from agi_core.execution_shape import ExecutionShape
-from agi_core.kernels import select_kernels
-from agi_core.modes import Mode
+from agi_core import AGI, AgiEnv, AgiError
+from agi_core.base.modes import Mode
+from agi_core.kernels import kinds as kernel_kinds
+from agi_core.kernels.selection import select_kernels
+from agi_core.kernels.shape import ExecutionShape
 from agi_core.run.request import resolve
 from tests.conftest import ROOT, TEST_APPS
 

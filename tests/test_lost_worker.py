@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiEnv
-from agi_core.events import ClusterReady
+from agi_core.base.events import ClusterReady
 from agi_core.executors.attempts import AGAIN, StartedLog, log_name, remove_started, rerun_counts
 from tests.conftest import ROOT, TEST_APPS, run_agi
 

@@ -8,7 +8,7 @@ import dataclasses
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agi_core.events import PartitionDone
+from agi_core.base.events import PartitionDone
 from agi_core.executors import Outcome
 from agi_core.provenance import PartitionRecord
 from agi_core.provenance.lines import partition_line

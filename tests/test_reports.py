@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agi_core.errors import AgiError
+from agi_core.base.errors import AgiError
 from agi_core.provenance import AppRecord, PartitionRecord, RunRecord, WorkerRecord, read_record
 from tests.conftest import TEST_APPS, run_agi
 

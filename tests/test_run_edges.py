@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from agi_core import AGI, Partition
-from agi_core.errors import PlanError
+from agi_core.base.errors import PlanError
 from agi_core.plan import Slot, WorkPlan, build_plan
 from agi_core.provenance import RunStore
 from tests.conftest import ROOT, TEST_APPS, run_agi

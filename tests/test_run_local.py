@@ -100,7 +100,7 @@ def test_invalid_plan_writes_no_record(toy_env, share, tmp_path):
 
 
 def test_unmet_gpu_need_is_an_error_before_anything_runs(toy_env, share):
-    from agi_core.kernels import gpu_visible
+    from agi_core.kernels.selection import gpu_visible
 
     if gpu_visible():
         pytest.skip("this machine has a GPU")
@@ -116,7 +116,7 @@ def test_cython_bit_without_compiled_kernels_is_a_clear_error(toy_env, share):
 
 
 def test_rapids_bit_without_gpu_runs_cpu_kernels_and_says_so(share):
-    from agi_core.kernels import gpu_visible
+    from agi_core.kernels.selection import gpu_visible
 
     if gpu_visible():
         pytest.skip("this machine has a GPU")

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from agi_core import AGI, AgiEnv, Mode, Partition, PlanError
-from agi_core.errors import AgiError
+from agi_core.base.errors import AgiError
 from agi_core.executors import executor_name, known_executors
 from agi_core.plan import GraphDriver, Known
 from agi_core.provenance import RunStore, read_record

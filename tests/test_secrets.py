@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from agi_core.errors import SettingsError
-from agi_core.secret_refs import Secret, SecretError
+from agi_core.base.errors import SettingsError
 from agi_core.settings import SshSettings, load_settings, save_settings_values
+from agi_core.settings.secret_refs import Secret, SecretError
 from tests.conftest import TEST_APPS, run_agi
 
 #: the planted secret: a value no file agi writes may hold

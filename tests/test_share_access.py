@@ -1,4 +1,4 @@
-"""Permissions on the share (`agi_core.share_access`): what a run creates is 0750/0640 by default
+"""Permissions on the share (`agi_core.base.share_access`): what a run creates is 0750/0640 by default
 (0770/0660 for a lab group that writes), and no cache entry or run record is loaded from a folder
 others can write. Mode bits are checked, so this holds when the tests run as root."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI
+from agi_core.base.share_access import ShareAccess, UnsafeFolder
 from agi_core.provenance import RunStore, read_record
-from agi_core.share_access import ShareAccess, UnsafeFolder
 from tests.conftest import TEST_APPS, run_agi
 
 

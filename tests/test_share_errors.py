@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI
-from agi_core.errors import ShareError
+from agi_core.base.errors import ShareError
 from agi_core.provenance import RunStore
 from tests.conftest import ROOT, TEST_APPS, run_agi
 

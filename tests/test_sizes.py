@@ -2,7 +2,7 @@
 
 import pytest
 
-from agi_core.quantities import parse_size
+from agi_core.base.quantities import parse_size
 from tests.conftest import run_agi
 
 

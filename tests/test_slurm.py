@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiEnv, AgiError, Mode
+from agi_core.base.events import PartitionDone
 from agi_core.cluster import WarmClusters, spec_for
 from agi_core.cluster.manage import cluster_down, cluster_status, cluster_up
 from agi_core.cluster.slurm import SlurmCluster, slot_worker_names
-from agi_core.events import PartitionDone
 from agi_core.settings import ClusterSettings
 from agi_testkit.slurm import PARTITION
 from tests.conftest import TEST_APPS
@@ -106,7 +106,7 @@ def test_distrib_plans_over_the_job_slots():
 
 
 def test_settings_errors_name_the_key():
-    from agi_core.errors import SettingsError
+    from agi_core.base.errors import SettingsError
 
     env = AgiEnv(app="mandelbrot")
     for bad, key in (({"memory": "lots"}, "cluster.slurm.memory"), ({"walltime": "soon"}, "cluster.slurm.walltime"),

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AGI, AgiEnv, AgiError
-from agi_core.events import Notice
+from agi_core.base.events import Notice
 from agi_core.install.code_hash import agi_code_hash
 from agi_core.install.installed_hash import FINGERPRINT_FILE
 from agi_core.install.source import agi_source_dir

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from agi_core import AGI, AgiEnv
-from agi_core.events import Notice, PartitionDone, Phase, WorkerJoined, WorkerLeft
+from agi_core.base.events import Notice, PartitionDone, Phase, WorkerJoined, WorkerLeft
 from tests.conftest import TEST_APPS
 from tests.slurm_fixtures import slurm  # noqa: F401 - the session's Slurm
 from tests.test_slurm import dask_workers_left, slurm_cluster
@@ -135,8 +135,8 @@ def test_workers_retire_a_margin_before_the_walltime_and_a_walltime_too_short_is
 
     assert SlurmSettings(walltime="01:00:00").lifetime() == 3600 - 120 - 60  # then ± 60 s at random: never past 3480 s
     cluster = ClusterSettings.model_validate({"backend": "slurm", "slurm": {"walltime": "00:30:00", "walltime_margin": 300}})
+    from agi_core.base.modes import Mode
     from agi_core.cluster import spec_for
-    from agi_core.modes import Mode
 
     script = SlurmCluster(spec_for(cluster, Mode.parse("d"), "mandelbrot")).job_script()
     assert "--lifetime 1440s --lifetime-stagger 60s --no-lifetime-restart" in script

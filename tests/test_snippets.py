@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agi_core import AgiEnv
-from agi_core.errors import SettingsError
+from agi_core.base.errors import SettingsError
 from agi_core.run import resolve
 from agi_core.snippets import SNIPPET_API, StaleSnippetError, check_snippet, render_snippet
 

@@ -137,7 +137,7 @@ def _expected_hint(mode: int) -> list[str]:
 
 @pytest.mark.parametrize("mode", range(16))
 def test_the_mode_hint_says_each_mode_in_words(page, ui, mode):
-    from agi_core.modes import Mode
+    from agi_core.base.modes import Mode
 
     if mode == 0:
         api(page, ui, "POST", "/api/settings/toy", {"set": ['cluster.workers={"127.0.0.1" = 3}']})

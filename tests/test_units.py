@@ -3,10 +3,10 @@
 import pytest
 
 from agi_core import Mode, SettingsError
-from agi_core.capabilities import HostInfo
 from agi_core.cluster.spec import cluster_spec
 from agi_core.cluster.warm import mismatch
 from agi_core.install.artifacts import Target, _requirement_name
+from agi_core.install.capabilities import HostInfo
 from agi_core.install.installer import hosts_of
 from agi_core.settings import ClusterSettings, SshSettings
 from agi_core.ssh import SshTarget
@@ -94,7 +94,7 @@ def test_install_app_emits_host_steps_and_draws_nothing(toy_env, monkeypatch, ca
     """The core reports each host's steps as `HostStep` events, and prints nothing."""
     import asyncio
 
-    from agi_core.events import HostStep
+    from agi_core.base.events import HostStep
     from agi_core.install import installer
     from agi_core.install.host import HostReport
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from ..base import paths
 
 __all__ = ["KEY_ENV", "KEY_FILE", "UNTRUSTED", "CacheKey", "CacheKeyError", "NoKey", "ensure_key", "key_file", "read_key",
            "untrusted", "worker_key"]

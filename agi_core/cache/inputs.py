@@ -34,8 +34,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from ..atomic import write_text_atomic
-from ..errors import PlanError
+from ..base.atomic import write_text_atomic
+from ..base.errors import PlanError
 
 __all__ = ["HASHES_FILE", "InputStamper", "check_inputs", "describe_change", "folder_entries", "missing_inputs", "resolve_input"]
 

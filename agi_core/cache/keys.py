@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..app import Partition
-from ..errors import PlanError
+from ..base.errors import PlanError
 from .inputs import InputStamper
 from .key_changes import explain, payload_changes  # re-exported: explaining a miss lives in key_changes.py
 
@@ -45,7 +45,7 @@ KEYS_FILE = "cache_keys.json"
 def kernel_kind_for_mode(mode: int, compiled: str = "cython") -> str:
     """The kernel kind a mode asks for first (a worker that cannot provide it does not store its
     result): the first of `kernel_kinds.preference` (a request has it as ``shape.kernels[0]``)."""
-    from ..kernel_kinds import preference
+    from ..kernels.kinds import preference
 
     return preference(mode, compiled)[0]
 

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..app import Partition
-from ..atomic import replacing
-from ..errors import PlanError
+from ..base.atomic import replacing
+from ..base.errors import PlanError
 from .inputs import InputStamper
 from .keys import CACHE_FORMAT, RunKeys
 

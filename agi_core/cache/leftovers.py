@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..quantities import disk_usage
+from ..base.quantities import disk_usage
 from .entries import CorruptEntry
 from .packs import INDEX_SUFFIX, PACK_SCHEMA, PACK_SUFFIX, read_index
 from .store import CacheStore, EntryInfo

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .keys import KEYS_FILE, read_run_keys
 from .leftovers import GRACE_S
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..quantities import disk_usage, format_age
+from ..base.quantities import disk_usage, format_age
 from .entries import CorruptEntry
 from .leftovers import GRACE_S, Unfinished, interrupted_clears, leftover_writes, unfinished_writes
 from .live_keys import live_keys

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_bytes_atomic
+from ..base.atomic import write_bytes_atomic
 from . import listing, loading, packs, pruning
 from .auth import CacheKey, NoKey, worker_key
 from .entries import (

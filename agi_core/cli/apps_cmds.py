@@ -39,7 +39,7 @@ def copy_app_command(ctx: click.Context, app: str, destination: Path) -> None:
     """
     import shutil
 
-    from ..errors import AgiError
+    from ..base.errors import AgiError
 
     source = env_for(ctx, app).project_dir
     target = destination.absolute() / source.name
@@ -55,8 +55,8 @@ def copy_app_command(ctx: click.Context, app: str, destination: Path) -> None:
 
 
 def _list_apps(ctx: click.Context, as_json: bool) -> None:
-    from ..env import default_apps_paths, discover_apps
-    from ..settings import read_toml
+    from ..app.env import default_apps_paths, discover_apps
+    from ..settings.loading import read_toml
 
     paths = apps_paths(ctx) or default_apps_paths()
     found = discover_apps(paths)
@@ -115,7 +115,7 @@ def settings_command(ctx: click.Context, app: str, assignments: tuple[str, ...],
 
 def _shown(settings: Any, key: str, value: Any) -> Any:
     """A row's value as shown: a `Secret` as ``*** (env NAME)``, its reference only (it holds no value)."""
-    from ..secret_refs import Secret
+    from ..settings.secret_refs import Secret
 
     node: Any = settings
     for part in key.split("."):

@@ -35,9 +35,9 @@ def cache_group() -> None:
 @click.pass_context
 def cache_list(ctx: click.Context, app: str | None, share: Path | None, limit: int, as_json: bool) -> None:
     """Summarise the cache of every app, or list APP's entries (most recently used first)."""
+    from ..base.quantities import format_size
     from ..cache import CacheStore
     from ..cache.maintenance import cache_apps, unfinished_writes
-    from ..quantities import format_size
 
     root = share_for(ctx, app, share)
     if app:
@@ -102,10 +102,10 @@ def cache_show(ctx: click.Context, key: str, app: str | None, share: Path | None
 
     KEY is a key or a unique prefix of one (at least 4 characters). Checking does not count as a use.
     """
+    from ..base.errors import AgiError
+    from ..base.quantities import format_size
     from ..cache import CacheStore
     from ..cache.maintenance import cache_apps, check_entry, unfinished_writes
-    from ..errors import AgiError
-    from ..quantities import format_size
 
     if len(key) < 4:
         raise AgiError(f"give at least 4 characters of the key, not {key!r}", fix="copy it from `agi cache list APP`")
@@ -234,9 +234,9 @@ def _verify_every_app(ctx: click.Context, root: Path, as_json: bool) -> None:
 @click.pass_context
 def cache_clear(ctx: click.Context, app: str, share: Path | None, yes: bool, as_json: bool) -> None:
     """Remove every cache entry of APP (the next run computes everything again)."""
+    from ..base.quantities import format_size
     from ..cache import CacheStore
     from ..cache.maintenance import live_keys
-    from ..quantities import format_size
 
     root = share_for(ctx, app, share)
     name = app_name(ctx, app, share)

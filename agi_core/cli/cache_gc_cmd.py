@@ -57,7 +57,7 @@ def cache_gc(ctx: click.Context, app: str | None, share: Path | None, older_than
 
 
 def _print_gc(root: Path, apps: list[str], done: GcPlan, dry_run: bool) -> None:
-    from ..quantities import format_size
+    from ..base.quantities import format_size
 
     out = console()
     verb = "would remove" if dry_run else "removed"

@@ -24,7 +24,7 @@ class _Duration(click.ParamType):
     name = "DURATION"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        from ..quantities import parse_duration
+        from ..base.quantities import parse_duration
 
         if isinstance(value, float):
             return value
@@ -38,7 +38,7 @@ class _Size(click.ParamType):
     name = "SIZE"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        from ..quantities import parse_size
+        from ..base.quantities import parse_size
 
         if isinstance(value, int):
             return value
@@ -56,7 +56,7 @@ SHARE_OPTION = click.option("--share", type=click.Path(file_okay=False, path_typ
 
 def share_for(ctx: click.Context, app: str | None, share: Path | None) -> Path:
     """``--share``, else APP's share (its workers_data_path), else the local default share."""
-    from ..paths import default_share
+    from ..base.paths import default_share
 
     if share:
         return share
@@ -67,8 +67,8 @@ def share_for(ctx: click.Context, app: str | None, share: Path | None) -> Path:
 
 def access_for(ctx: click.Context, app: str | None) -> Any:
     """APP's ``[cluster.share] group_access`` (`share_access.ShareAccess`); the default when APP is not found here."""
-    from ..errors import AgiError
-    from ..share_access import ShareAccess
+    from ..base.errors import AgiError
+    from ..base.share_access import ShareAccess
 
     try:
         return ShareAccess.of(env_for(ctx, app).settings().cluster.share.group_access) if app else ShareAccess()
@@ -99,7 +99,7 @@ def ago(timestamp: float | None, now: float | None = None) -> str:
 
 def unfinished_line(unfinished: list[Any]) -> str:
     """``N unfinished writes (SIZE): …`` for `agi cache list APP` and `show` (`unfinished_writes`)."""
-    from ..quantities import format_size
+    from ..base.quantities import format_size
 
     gone = [u for u in unfinished if u.alive is False]
     size = format_size(sum(u.size for u in unfinished))

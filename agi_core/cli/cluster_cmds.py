@@ -122,8 +122,8 @@ def _print_spec(env: Any, mode: str | None, cluster: dict[str, Any]) -> None:
     """What `agi cluster up` would start, from the resolved settings; nothing is contacted."""
     from rich.markup import escape
 
+    from ..base.modes import Mode
     from ..cluster import spec_for
-    from ..modes import Mode
     from ..run import resolve
 
     request = resolve(env, mode=mode, cluster=cluster or None, with_bits=Mode.CLUSTER)

@@ -1,6 +1,6 @@
 """The lines `agi run` prints as workers join, leave and partitions move (elastic runs).
 
->>> from agi_core.events import PartitionsMoved, WorkerJoined, WorkerLeft, WorkersJoining
+>>> from agi_core.base.events import PartitionsMoved, WorkerJoined, WorkerLeft, WorkersJoining
 >>> elastic_line(WorkersJoining(joined=1, expected=4, needed=2))
 'workers: 1/4 joined (starts at 2)'
 >>> elastic_line(WorkerJoined("h-1", "h-1", "10.0.0.2"))
@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from ..events import Event, PartitionsMoved, WorkerJoined, WorkerLeft, WorkersJoining
+from ..base.events import Event, PartitionsMoved, WorkerJoined, WorkerLeft, WorkersJoining
 
 __all__ = ["elastic_line"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .options import apps_path_option, cluster_options, cluster_overrides, env_for
 from .output import console, print_error, print_json, table
 

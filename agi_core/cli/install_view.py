@@ -1,6 +1,6 @@
 """`agi install`'s live table: one row per host and its current step, drawn from `HostStep` events.
 
-The install core only emits events (see `agi_core.events`); this view is one sink for them, so a
+The install core only emits events (see `agi_core.base.events`); this view is one sink for them, so a
 web UI or a log can show the same install without the core knowing how.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..events import Event, HostOutput, HostStep
+from ..base.events import Event, HostOutput, HostStep
 
 __all__ = ["InstallView", "print_host_output"]
 

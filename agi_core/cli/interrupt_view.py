@@ -4,7 +4,7 @@ and were kept, the run id, and the exact command that resumes it.
 The run core emits `RunFinished` (run id, status, counts) even for an interrupted run, after it
 wrote the record; `RunEnd` keeps it for the summary, passing every event on to the live view.
 
->>> from agi_core.events import RunFinished
+>>> from agi_core.base.events import RunFinished
 >>> end = RunEnd(lambda event: None)
 >>> end(RunFinished("20260101-000000-abcdef", "interrupted", 3.2, {"partitions": 40, "ok": 11, "cached": 1, "failed": 0,
 ...                                                               "not_run": 28}))
@@ -19,7 +19,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..events import Event, EventSink, RunFinished, wants_partitions
+from ..base.events import Event, EventSink, RunFinished, wants_partitions
 
 __all__ = ["RunEnd", "interrupted_lines", "print_stopped", "resume_command"]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from ..errors import AgiError, Terminated
-from ..share_io import is_file_error, share_error
+from ..base.errors import AgiError, Terminated
+from ..base.share_io import is_file_error, share_error
 from .options import apps_path_option
 from .output import console, print_error
 

@@ -63,8 +63,8 @@ def apps_paths(ctx: click.Context) -> list[Path] | None:
 
 def no_app(ctx: click.Context, command: str) -> Exception:
     """The error of ``agi COMMAND`` given no app: it names the apps found, and how to give one."""
-    from ..env import default_apps_paths, discover_apps
-    from ..errors import AgiError
+    from ..app.env import default_apps_paths, discover_apps
+    from ..base.errors import AgiError
 
     paths = apps_paths(ctx) or default_apps_paths()
     names = sorted(discover_apps(paths))
@@ -77,7 +77,7 @@ def no_app(ctx: click.Context, command: str) -> Exception:
 
 def env_for(ctx: click.Context, app: str) -> Any:
     """The `AgiEnv` of APP, found in this call's apps folders."""
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
 
     root = ctx.find_root().ensure_object(dict)
     return AgiEnv(app=app, apps_path=apps_paths(ctx), verbose=root.get("verbose", 0))
@@ -92,8 +92,8 @@ def overrides(assignments: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, A
 
 def cluster_overrides(assignments: tuple[str, ...], scheduler: str | None, workers: tuple[str, ...]) -> dict[str, Any]:
     """Cluster overrides from ``--set``, ``--scheduler`` and ``--workers HOST=COUNT`` (hosts validated)."""
-    from ..errors import SettingsError
-    from ..hosts import HostAddress, HostAddressError
+    from ..base.errors import SettingsError
+    from ..base.hosts import HostAddress, HostAddressError
 
     _, cluster = overrides(assignments)
     if scheduler:

@@ -84,8 +84,8 @@ def run_command(ctx: click.Context, app: str | None, mode: str | None, assignmen
     --why ID` says why a partition was computed; `--audit` checks a sample of the hits.
     """
     from ..agi import AGI
-    from ..errors import RunError, Terminated
-    from ..events import ignore
+    from ..base.errors import RunError, Terminated
+    from ..base.events import ignore
     from .interrupt_view import RunEnd, print_stopped
     from .run_view import RunView
 

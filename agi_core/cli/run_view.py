@@ -1,6 +1,6 @@
 """`agi run`'s live view: one progress bar overall and one per slot, drawn from the run's events.
 
-The run core only emits events (see `agi_core.events`); this view is one sink for them, on
+The run core only emits events (see `agi_core.base.events`); this view is one sink for them, on
 stderr, so stdout keeps only the run's outcome (or its JSON).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..events import ClusterReady, Event, Notice, PartitionDone, Phase, RunFinished, RunStarted
+from ..base.events import ClusterReady, Event, Notice, PartitionDone, Phase, RunFinished, RunStarted
 from .elastic_view import elastic_line
 
 __all__ = ["MAX_SLOT_BARS", "RunView", "cluster_line"]
@@ -90,7 +90,7 @@ class RunView:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from ..modes import Mode
+        from ..base.modes import Mode
 
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TimeElapsedColumn(), console=self.console, transient=False)

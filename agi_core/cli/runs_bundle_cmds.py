@@ -61,7 +61,7 @@ def runs_export(ctx: click.Context, run: str, out: Path, with_cache: bool, sign:
 def runs_verify(bundle: Path, key: Path | None, as_json: bool) -> None:
     """Check a bundle's every checksum and its signature; name each file changed, added or removed.
     Exits non-zero on any problem."""
-    from ..errors import AgiError
+    from ..base.errors import AgiError
     from ..provenance.bundle import verify_bundle
 
     check = verify_bundle(bundle, key)
@@ -98,9 +98,9 @@ def runs_import(bundle: Path, key: Path | None, share: Path | None, with_cache: 
     (`agi keys trust`), since an entry is a pickle that runs code when loaded; otherwise the run
     comes without them, and the command says why. An existing run folder is never overwritten, nor
     an existing entry."""
-    from ..paths import default_share
+    from ..base.paths import default_share
+    from ..base.share_access import ShareAccess, share_umask
     from ..provenance.bundle_import import import_bundle
-    from ..share_access import ShareAccess, share_umask
 
     with share_umask(ShareAccess()):  # what it creates on the share: folders 0750, files 0640
         done = import_bundle(bundle, share or default_share(), key, with_cache=with_cache)

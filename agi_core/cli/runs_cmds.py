@@ -101,7 +101,7 @@ def runs_show(ctx: click.Context, run: str, app: str | None, share: Path | None,
     if dump_keys:
         keys = keys_of(record)
         if keys is None:
-            from ..errors import AgiError
+            from ..base.errors import AgiError
 
             raise AgiError(f"run {record.run_id} has no cache keys ({no_keys_reason(record)})",
                            fix="only runs that used the cache have keys: run without --no-cache")
@@ -138,9 +138,9 @@ def runs_prune(ctx: click.Context, app: str | None, share: Path | None, keep: in
     Never removed: a run still running (a dead manager's run reads `abandoned` and can go), a
     record that cannot be read. Cache entries are never touched: `agi cache gc` manages them.
     """
-    from ..errors import AgiError
+    from ..base.errors import AgiError
+    from ..base.quantities import format_size
     from ..provenance.pruning import apply_prune, plan_prune
-    from ..quantities import format_size
     from .cache_options import app_name, share_for
 
     if keep is None and older_than is None:
@@ -161,7 +161,7 @@ def runs_prune(ctx: click.Context, app: str | None, share: Path | None, keep: in
 
 
 def _print_prune(plan: Any, verb: str, summary: bool = False) -> None:
-    from ..quantities import format_size
+    from ..base.quantities import format_size
     from .record_view import status_text
 
     out = console()

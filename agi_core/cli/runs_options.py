@@ -23,7 +23,7 @@ RUNS_SHARE_OPTION = click.option("--share", type=click.Path(file_okay=False, pat
 
 def run_store(ctx: click.Context, app: str | None, share: Path | None) -> RunStore:
     """The run records of ``--share``, else of APP's share, else of the local default share."""
-    from ..paths import default_share
+    from ..base.paths import default_share
     from ..provenance import RunStore
     from .cache_options import access_for
 

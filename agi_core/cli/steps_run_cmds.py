@@ -19,7 +19,7 @@ __all__ = ["steps_report", "steps_run", "steps_runs"]
 def _render_event(event: Any) -> None:
     from rich.markup import escape
 
-    from ..events import StepFinished, StepStarted
+    from ..base.events import StepFinished, StepStarted
 
     out = console(stderr=True)
     if isinstance(event, StepStarted):

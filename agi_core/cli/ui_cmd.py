@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .options import apps_path_option, apps_paths
 from .output import console
 

@@ -32,7 +32,7 @@ def no_keys_reason(record: RunRecord) -> str:
 
 def key_dump(keys: RunKeys, pids: list[str] | None = None) -> dict[str, Any]:
     """What each key of ``pids`` (default: all) was made from, as ``--dump-keys`` prints it."""
-    from ..errors import AgiError
+    from ..base.errors import AgiError
 
     unknown = [pid for pid in pids or () if pid not in keys.keys]
     if unknown:
@@ -52,8 +52,8 @@ def why_data(record: RunRecord, pid: str) -> dict[str, Any]:
     """Why ``pid`` was computed in ``record``'s run (or taken from the cache): its cache status
     and key there, the latest earlier run of the app whose keys have it, `explain`'s reasons
     when the key changed, and what made an unchanged key miss."""
+    from ..base.errors import AgiError
     from ..cache import explain
-    from ..errors import AgiError
 
     part = next((p for p in record.partitions if p.id == pid), None)
     if part is None:
@@ -109,7 +109,7 @@ class _PlanPayloads(Mapping[str, Any]):
 
     def _load(self) -> dict[str, Any]:
         if self._payloads is None:
-            from ..errors import PlanError
+            from ..base.errors import PlanError
             from ..plan import WorkPlan
 
             try:

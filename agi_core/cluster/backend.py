@@ -14,7 +14,7 @@ backend's name. Its options are its own pydantic model (`Options`), read from
 ``[cluster.<name>]`` and checked with the rest of the settings (docs/backends.md).
 
 Backends are found by name through the entry-point group ``agi_core.backends``
-(`agi_core.backend_plugins`; `registry.backend_class`).
+(`agi_core.settings.backend_plugins`; `registry.backend_class`).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import AgiError
-from ..events import EventSink, ignore
+from ..base.errors import AgiError
+from ..base.events import EventSink, ignore
 
 if TYPE_CHECKING:
-    from ..execution_shape import ExecutionShape
     from ..gpus import Gpu
-    from ..settings_schema import ClusterSettings, WorkerSpec
+    from ..kernels.shape import ExecutionShape
+    from ..settings.schema import ClusterSettings, WorkerSpec
     from .ports import PortRule
     from .spec import ClusterSpec
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import write_bytes_atomic
+from ..base.atomic import write_bytes_atomic
+from ..base.hosts import HostAddress
 from ..cache.auth import KEY_ENV, ensure_key, key_file
-from ..hosts import HostAddress
 from ..ssh import HostSession, shell_path
 
 __all__ = ["publish_key", "remote_key_path", "upload_key", "worker_env"]

@@ -12,8 +12,8 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import AgiError
-from ..events import EventSink, ignore
+from ..base.errors import AgiError
+from ..base.events import EventSink, ignore
 from .backend import ClusterBackend
 from .joining import wait_for_min_workers
 from .spec import ClusterSpec

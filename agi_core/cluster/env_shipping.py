@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AgiError
-from ..events import EventSink, Phase, ignore
+from ..base.errors import AgiError
+from ..base.events import EventSink, Phase, ignore
 from . import env_remote
 
 __all__ = ["ShipReport", "check_participants", "ship_environment", "wheel_target"]
@@ -119,8 +119,8 @@ async def ship_environment(client: Any, *, app: str, project_dir: str | Path, ro
 
     Raises `AgiError` naming the process and what it lacks (Python version, uv) or uv's error.
     """
-    from .. import paths
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
+    from ..base import paths
     from ..install.artifacts import ArtifactBuilder
 
     start = time.perf_counter()

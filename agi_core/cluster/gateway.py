@@ -26,9 +26,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-from ..errors import AgiError
-from ..events import EventSink, Notice, Phase, ignore
-from ..hosts import slot_name
+from ..base.errors import AgiError
+from ..base.events import EventSink, Notice, Phase, ignore
+from ..base.hosts import slot_name
 from .backend import ClusterBackend, ProcessRecord
 from .gateway_login import api_error, open_gateway
 from .gateway_options import GATEWAY_HOST, GatewayOptions

@@ -14,7 +14,7 @@ from typing import Any
 
 from dask_gateway import Gateway  # the registry turns its absence into the extra's name
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .gateway_options import GatewayOptions
 
 __all__ = ["api_error", "gateway_auth", "open_gateway"]

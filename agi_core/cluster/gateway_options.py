@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from ..secret_refs import Secret
-from ..settings_schema import WorkerSpec
+from ..settings.schema import WorkerSpec
+from ..settings.secret_refs import Secret
 
 __all__ = ["GATEWAY_HOST", "AdaptiveRange", "GatewayOptions"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..hosts import HostAddress
+from ..base.hosts import HostAddress
 from .gateway_options import GatewayOptions
 from .ports import MANAGER, PortRule
 

@@ -2,7 +2,7 @@
 
 The scheduler runs in this process; each slot is a worker process managed by a Nanny (also in
 this process), named after its slot. Nothing outlives the run: `close` stops it all, and if
-this process is killed its worker processes are killed with it (`agi_core.lifeline`).
+this process is killed its worker processes are killed with it (`agi_core.base.lifeline`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import socket
 import time
 from typing import Any
 
-from ..errors import AgiError
-from ..events import EventSink, HostStep, Notice, Phase, ignore
-from ..lifeline import MANAGER_PID_ENV, PRELOAD
-from ..main_guard import reimport_refused
+from ..base.errors import AgiError
+from ..base.events import EventSink, HostStep, Notice, Phase, ignore
+from ..base.lifeline import MANAGER_PID_ENV, PRELOAD
+from ..base.main_guard import reimport_refused
 from .backend import ClusterBackend
 from .spec import ClusterSpec
 

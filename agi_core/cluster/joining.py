@@ -20,8 +20,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AgiError
-from ..events import EventSink, WorkersJoining, ignore
+from ..base.errors import AgiError
+from ..base.events import EventSink, WorkersJoining, ignore
 
 if TYPE_CHECKING:  # annotations only: `spec` asks this module for `resolve_min_workers`
     from .backend import ClusterBackend

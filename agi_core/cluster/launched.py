@@ -18,8 +18,8 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AgiError
-from ..events import EventSink, HostStep, Notice, ignore
+from ..base.errors import AgiError
+from ..base.events import EventSink, HostStep, Notice, ignore
 from ..ssh import HostSession, shell_path
 from .backend import ClusterBackend, ProcessRecord
 from .cache_key import upload_key, worker_env

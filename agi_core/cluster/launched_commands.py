@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from ..hosts import HostAddress
+from ..base.hosts import HostAddress
 from ..ssh import shell_path
 from .inprocess import http_address
 from .spec import ClusterSpec, WorkerProcess

@@ -11,8 +11,8 @@ import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import AgiError
-from ..events import EventSink, ignore
+from ..base.errors import AgiError
+from ..base.events import EventSink, ignore
 from .backend import ProcessRecord
 from .client import connect_client, dask_config, open_client
 from .registry import backend_class

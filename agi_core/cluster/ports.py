@@ -29,8 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..hosts import HostAddress, is_local_host
-from ..settings_schema import ClusterSettings
+from ..base.hosts import HostAddress, is_local_host
+from ..settings.schema import ClusterSettings
 
 __all__ = ["ANY_PORT", "BROWSER", "COMPUTE_NODES", "MANAGER", "PortRule", "firewall_rules", "host_port_rules", "port_rules"]
 
@@ -72,7 +72,7 @@ def _where(text: str) -> str:
 def port_rules(cluster: ClusterSettings) -> list[PortRule]:
     """The connections ``cluster``'s settings need, in the order a run makes them, as its
     backend says (`ClusterBackend.port_rules`); empty when nothing crosses a network."""
-    from ..backend_plugins import load_backend
+    from ..settings.backend_plugins import load_backend
 
     backend = load_backend(cluster.backend)
     return backend.port_rules(cluster, backend.options_of(cluster))

@@ -1,7 +1,7 @@
 """Cluster backends by name: ``[cluster] backend = "ssh"`` → the class that starts the cluster.
 
 Backends are found through the entry-point group ``agi_core.backends``
-(`agi_core.backend_plugins`): a package registers its `ClusterBackend` subclass under a name in
+(`agi_core.settings.backend_plugins`): a package registers its `ClusterBackend` subclass under a name in
 its pyproject.toml, and ``[cluster] backend = "NAME"`` selects it, with no change to agi_core.
 agi's own backends (ssh, inprocess, launched, slurm) are registered the same way;
 `known_backends` is their table (the fallback when an install's metadata predates an entry).
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..backend_plugins import BUILTIN_BACKENDS, available_backends, load_backend
+from ..settings.backend_plugins import BUILTIN_BACKENDS, available_backends, load_backend
 from .backend import ClusterBackend
 
 __all__ = ["available_backends", "backend_class", "known_backends"]

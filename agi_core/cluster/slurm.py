@@ -25,9 +25,9 @@ import dataclasses
 import socket
 from typing import Any
 
-from ..errors import AgiError
-from ..events import EventSink, Notice, Phase, ignore
-from ..hosts import LOCAL_HOST, HostAddress
+from ..base.errors import AgiError
+from ..base.events import EventSink, Notice, Phase, ignore
+from ..base.hosts import LOCAL_HOST, HostAddress
 from .backend import ClusterBackend, ProcessRecord
 from .cache_key import publish_key
 from .client import config_yaml

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..execution_shape import ExecutionShape
-from ..hosts import LOCAL_HOST
+from ..base.hosts import LOCAL_HOST
+from ..kernels.shape import ExecutionShape
 from .slurm_options import SlurmSettings
 
 __all__ = ["SlurmAnswers"]

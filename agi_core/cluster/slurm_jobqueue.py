@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .slurm_names import job_worker_name
 
 __all__ = ["EXTRA_FIX", "jobqueue", "jobqueue_cluster", "slurm_job"]

@@ -15,8 +15,8 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..base.errors import AgiError
 from ..cache.auth import KEY_ENV
-from ..errors import AgiError
 from .slurm_gpu import PRELOAD as SLURM_GPU_PRELOAD
 from .slurm_jobqueue import slurm_job
 from .slurm_names import job_name, job_worker_name

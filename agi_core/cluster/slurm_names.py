@@ -13,7 +13,7 @@ are ``slurm-<j>-<k>``, and `slot_worker_names` maps the plan's slots to them.
 
 from __future__ import annotations
 
-from ..hosts import slot_name
+from ..base.hosts import slot_name
 from .slurm_options import SLURM_HOST
 
 __all__ = ["job_name", "job_worker_name", "slot_worker_names"]

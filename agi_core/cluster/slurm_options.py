@@ -10,8 +10,8 @@ import re
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..hosts import HostAddress
-from ..settings_schema import WorkerSpec
+from ..base.hosts import HostAddress
+from ..settings.schema import WorkerSpec
 
 __all__ = ["SLURM_HOST", "SlurmSettings", "walltime_seconds"]
 

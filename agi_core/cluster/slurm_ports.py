@@ -11,8 +11,8 @@ picks, so the rules name the compute nodes as a group.
 
 from __future__ import annotations
 
-from ..hosts import HostAddress
-from ..settings_schema import ClusterSettings
+from ..base.hosts import HostAddress
+from ..settings.schema import ClusterSettings
 from .ports import ANY_PORT, BROWSER, COMPUTE_NODES, MANAGER, PortRule
 from .slurm_options import SlurmSettings
 

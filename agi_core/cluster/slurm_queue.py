@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["CANCEL_WAIT", "JobState", "cancel_jobs", "check_slurm", "job_states", "parse_jobs", "parse_partitions",
            "pending_report", "submit_error", "wait_gone", "wait_until_running"]

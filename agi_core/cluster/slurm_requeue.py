@@ -29,9 +29,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ..errors import AgiError
-from ..events import EventSink, Notice
-from ..hosts import slot_name
+from ..base.errors import AgiError
+from ..base.events import EventSink, Notice
+from ..base.hosts import slot_name
 from .slurm_options import SLURM_HOST
 from .slurm_queue import JobState, cancel_jobs, job_states
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SettingsError
-from ..execution_shape import ExecutionShape
+from ..base.errors import SettingsError
+from ..base.hosts import LOCAL_HOST, HostAddress, slot_name
+from ..base.modes import Mode
 from ..gpus import Gpu, gpu_workers, gpus_of, worker_env
-from ..hosts import LOCAL_HOST, HostAddress, slot_name
-from ..modes import Mode
+from ..kernels.shape import ExecutionShape
 from ..settings import ClusterSettings, DaskSettings, SshSettings
 
 __all__ = ["ClusterSpec", "WorkerProcess", "cluster_spec", "spec_for"]
@@ -221,7 +221,7 @@ def spec_for(cluster: ClusterSettings, shape: ExecutionShape | Mode, app: str, *
     ``app_distribution`` and ``app_version`` (`AgiEnv.distribution`, `AgiEnv.version`) let the
     version check compare the app installed on workers; without them, only agi's and Dask's
     packages and Python are compared. ``local_python``: the app's environment, when workers on
-    this machine cannot run in the manager's Python (see `agi_core.app_python`). The hosts' GPUs
+    this machine cannot run in the manager's Python (see `agi_core.app.interpreter`). The hosts' GPUs
     are this machine's (probed now) and those `agi install` / `agi doctor` found elsewhere.
     """
     import dataclasses

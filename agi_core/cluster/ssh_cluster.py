@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..events import EventSink, ignore
+from ..base.events import EventSink, ignore
 from .backend import ClusterBackend, ProcessRecord
 from .inprocess import InProcessCluster
 from .launched import LaunchedCluster

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import paths
-from ..atomic import write_bytes_atomic
-from ..errors import AgiError
+from ..base import paths
+from ..base.atomic import write_bytes_atomic
+from ..base.errors import AgiError
 
 __all__ = ["FILE_NAMES", "ClusterCredentials", "TlsFiles", "cluster_id", "insecure_warning", "make_credentials",
            "manager_folder", "remove_credentials", "security_for"]

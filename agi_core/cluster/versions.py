@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import AgiError
-from ..hosts import is_local_host
+from ..base.errors import AgiError
+from ..base.hosts import is_local_host
 
 __all__ = ["AGI_DISTRIBUTION", "CHECKED_PACKAGES", "Participant", "VersionMismatch", "WorkerFacts",
            "check_versions", "compare_versions", "worker_facts"]

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import paths
-from ..atomic import write_json_atomic
-from ..errors import AgiError
-from ..events import EventSink, ignore
+from ..base import paths
+from ..base.atomic import write_json_atomic
+from ..base.errors import AgiError
+from ..base.events import EventSink, ignore
 from .backend import ClusterBackend
 from .client import connect_client
 from .registry import backend_class

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..execution_shape import ExecutionShape
+from ..kernels.shape import ExecutionShape
 
 if TYPE_CHECKING:
-    from ..events import EventSink
+    from ..base.events import EventSink
     from ..plan import GraphDriver, WorkPlan
     from ..provenance import ClusterRecord
     from ..settings import ClusterSettings

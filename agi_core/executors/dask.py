@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..events import ClusterReady, Notice
+from ..base.events import ClusterReady, Notice
 from ..provenance import ClusterRecord
 from .attempts import remove_started, rerun_counts, started_dir
 from .base import ExecutionContext, Executor, InFlight, Outcome, settle

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from ..events import EventSink, Notice, PartitionsMoved, WorkerJoined, WorkerLeft
+from ..base.events import EventSink, Notice, PartitionsMoved, WorkerJoined, WorkerLeft
 from .elastic import Batch, BatchQueues, Move, window
 
 __all__ = ["ElasticBatches"]

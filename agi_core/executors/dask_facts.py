@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from ..gpus import gpu_libraries_unusable
 
 __all__ = ["require_gpus", "worker_records"]

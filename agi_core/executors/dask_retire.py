@@ -20,7 +20,7 @@ import math
 import time
 from typing import Any
 
-from ..events import EventSink, Notice
+from ..base.events import EventSink, Notice
 from .dask_elastic import ElasticBatches
 from .dask_watch import seconds_to_retirement
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .base import ExecutionContext, Outcome
 from .dask_elastic import ElasticBatches
 from .elastic import Batch

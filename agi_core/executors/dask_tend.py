@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import AgiError
-from ..events import EventSink, Notice
+from ..base.errors import AgiError
+from ..base.events import EventSink, Notice
 from .dask_elastic import ElasticBatches
 
 __all__ = ["WATCH_S", "Tending"]

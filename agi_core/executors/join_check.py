@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import AgiError
-from ..events import EventSink, Notice
+from ..base.errors import AgiError
+from ..base.events import EventSink, Notice
 from .join_install import Installs, install_target
 
 __all__ = ["Drift", "JoinCheck", "drift_error", "join_check_for"]
@@ -253,9 +253,9 @@ def join_check_for(client: Any, backend: Any, spec: Any, context: Any, project: 
     install = None
     if context.cluster.install.auto and project is not None:
         async def install(host: str) -> None:
-            from ..env import AgiEnv
+            from ..app.env import AgiEnv
+            from ..base.modes import Mode
             from ..install import install_app
-            from ..modes import Mode
 
             env = AgiEnv(context.app, apps_path=project.parent)
             await install_app(env, context.cluster, Mode(context.job.mode), only=[host])

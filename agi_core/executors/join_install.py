@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["Installs", "install_target"]
 

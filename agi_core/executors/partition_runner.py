@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..app import App, Partition, WorkContext
-from ..env import load_app_class
-from ..execution_shape import ExecutionShape
-from ..kernels import KernelChoice, select_kernels
+from ..app.env import load_app_class
+from ..kernels.selection import KernelChoice, select_kernels
+from ..kernels.shape import ExecutionShape
 from ..provenance.lines import partition_line
 from .base import JobSpec, Outcome
 from .file_reads import ReadWatch, ignored_folders

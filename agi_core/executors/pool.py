@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..app import Partition
-from ..events import Notice
+from ..base.events import Notice
 from ..gpus import local_gpus
 from .base import ExecutionContext, Executor, InFlight, Outcome, settle, skipped_outcomes
 from .pool_queues import Placement, ReadyQueue

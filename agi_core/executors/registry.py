@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import AgiError
-from ..execution_shape import ExecutionShape
-from ..modes import Mode
+from ..base.errors import AgiError
+from ..base.modes import Mode
+from ..kernels.shape import ExecutionShape
 from .base import ExecutionContext, Executor
 
 __all__ = ["create_executor", "executor_name", "known_executors"]

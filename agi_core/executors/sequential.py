@@ -3,7 +3,7 @@
 Nothing is started and nothing is forked, so a debugger's breakpoints in `App.work` work.
 
 No result crosses a pickle boundary here: results and dependencies' results stay objects of this
-process, which has every package the app declares (`app_python.check_in_process` fails the run
+process, which has every package the app declares (`app.interpreter.check_in_process` fails the run
 before any partition otherwise). The only pickles a mode-0 run reads are cache entries, which
 workers in the app's own environment may have written: the run's cache loads them before the
 executor starts, and one this process cannot load is not used, its partition computed again here.

@@ -13,8 +13,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..base.hosts import slot_name
 from ..gpus import GPU, WorkerGpu, gpu_workers, worker_env
-from ..hosts import slot_name
 from .slot_process import slot_main
 
 if TYPE_CHECKING:

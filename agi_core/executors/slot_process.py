@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ..app import Partition
-from ..lifeline import die_with_parent
+from ..base.lifeline import die_with_parent
 from .base import JobSpec, Outcome
 from .partition_runner import PartitionRunner
 from .wire import pack_outcomes

@@ -11,9 +11,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_text_atomic
-from ..hosts import HostAddress, is_local_host
-from ..paths import state_dir
+from ..base.atomic import write_text_atomic
+from ..base.hosts import HostAddress, is_local_host
+from ..base.paths import state_dir
 from .model import Gpu
 from .probe import local_gpus
 

@@ -10,7 +10,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import SettingsError
+from ..base.errors import SettingsError
 from .model import GPU, GPU_SLOT, NVIDIA_SMI, SIMULATOR, Gpu, WorkerGpu
 
 if TYPE_CHECKING:

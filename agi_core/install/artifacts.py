@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..atomic import replacing
-from ..execution_shape import ExecutionShape
-from ..kernel_kinds import kind
-from ..settings import read_toml
+from ..base.atomic import replacing
+from ..kernels.kinds import kind
+from ..kernels.shape import ExecutionShape
+from ..settings.loading import read_toml
 from .code_hash import agi_code_hash
 from .source import AGI_DISTRIBUTION, BuildError, agi_source_dir
 
 if TYPE_CHECKING:
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
 
 __all__ = ["AGI_DISTRIBUTION", "Artifacts", "ArtifactBuilder", "BuildError", "Target", "agi_code_hash", "agi_source_dir", "cpu_extras",
            "sha256_file", "uv_binary"]

@@ -34,7 +34,7 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .source import agi_source_dir
 
 __all__ = ["WORKER_ENTRIES", "agi_code_hash", "worker_modules"]
@@ -50,17 +50,17 @@ WORKER_ENTRIES = (
     "agi_core.executors.slot_process",  # slot_main: the pool bit's slot processes
     "agi_core.executors.app_spawn",  # the spawn launcher whose children run in the app's interpreter
     "agi_core.gpus",  # worker_gpu_facts (Client.run), the GPU library probe
-    "agi_core.lifeline",  # the Dask preload of workers started by this machine
+    "agi_core.base.lifeline",  # the Dask preload of workers started by this machine
     "agi_core.install.cython_build",  # `python -m agi_core.install.cython_build` on each host
     "agi_core.install.warm",  # `python -m agi_core.install.warm` on each host (JIT kernel kinds)
     "agi_core.install.installed_hash",  # installed_agi_hash (client.run): a joining worker's code hash
     "agi_core.app",  # the app contract: `from agi_core import App, Partition, WorkContext`
-    "agi_core.kernels",  # an app's kernel tier (CPU, Cython, GPU)
-    "agi_core.errors",  # `from agi_core import AgiError`
-    "agi_core.modes",  # `from agi_core import Mode`
-    "agi_core.env",  # `from agi_core import AgiEnv`
+    "agi_core.kernels.selection",  # an app's kernel tier (CPU, Cython, GPU)
+    "agi_core.base.errors",  # `from agi_core import AgiError`
+    "agi_core.base.modes",  # `from agi_core import Mode`
+    "agi_core.app.env",  # `from agi_core import AgiEnv`
     "agi_core.plan",  # `from agi_core import WorkPlan`
-    "agi_core.paths",  # `from agi_core.paths import default_share` (the examples)
+    "agi_core.base.paths",  # `from agi_core.base.paths import default_share` (the examples)
 )
 
 

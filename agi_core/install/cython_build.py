@@ -28,8 +28,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..atomic import replacing
-from ..errors import AgiError
+from ..base.atomic import replacing
+from ..base.errors import AgiError
 
 __all__ = ["COMPILE_ARGS", "OPENMP_ARGS", "build_in_place", "compile_args", "find_pyx", "openmp_supported", "stale_pyx"]
 

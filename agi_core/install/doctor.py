@@ -11,17 +11,17 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import paths
-from ..capabilities import HostInfo, probe
-from ..env import AgiEnv
-from ..errors import AgiError
-from ..execution_shape import ExecutionShape
+from ..app.env import AgiEnv
+from ..base import paths
+from ..base.errors import AgiError
+from ..base.modes import Mode
 from ..gpus import GPU, gpu_workers, remember_gpus
-from ..kernel_kinds import kind
-from ..modes import Mode
+from ..kernels.kinds import kind
+from ..kernels.shape import ExecutionShape
 from ..settings import ClusterSettings
 from ..ssh import HostSession, SshError, open_session, shell_path
 from .artifacts import ArtifactBuilder, cpu_extras
+from .capabilities import HostInfo, probe
 from .host import (
     FINGERPRINT_FILE,
     InstallContext,

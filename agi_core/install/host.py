@@ -14,17 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..capabilities import HostInfo, probe
-from ..env import AgiEnv
-from ..errors import AgiError
-from ..events import EventSink, HostOutput, HostStep, ignore
-from ..execution_shape import ExecutionShape
+from ..app.env import AgiEnv
+from ..base.errors import AgiError
+from ..base.events import EventSink, HostOutput, HostStep, ignore
+from ..base.modes import Mode
 from ..gpus import LIBRARY_PROBE, gpu_workers, remember_gpus
-from ..kernel_kinds import kind
-from ..modes import Mode
+from ..kernels.kinds import kind
+from ..kernels.shape import ExecutionShape
 from ..settings import ClusterSettings
 from ..ssh import HostSession, SshError, open_session, shell_path
 from .artifacts import ArtifactBuilder, Artifacts, Target, uv_binary
+from .capabilities import HostInfo, probe
 from .installed_hash import FINGERPRINT_FILE
 
 __all__ = ["FINGERPRINT_SCHEMA", "HostReport", "InstallContext", "host_target", "install_host", "probe_gpu_libraries", "remote_paths"]
@@ -75,7 +75,7 @@ class InstallContext:
 
     @property
     def distribution(self) -> str:
-        from ..settings import read_toml
+        from ..settings.loading import read_toml
 
         return str(read_toml(self.env.project_dir / "pyproject.toml").get("project", {}).get("name", self.env.name))
 

@@ -26,7 +26,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["FINGERPRINT_FILE", "installed_agi_hash"]
 

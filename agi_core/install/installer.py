@@ -12,12 +12,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths
-from ..env import AgiEnv
-from ..errors import AgiError
-from ..events import Event, EventSink, HostStep, ignore
-from ..execution_shape import ExecutionShape
-from ..modes import Mode
+from ..app.env import AgiEnv
+from ..base import paths
+from ..base.errors import AgiError
+from ..base.events import Event, EventSink, HostStep, ignore
+from ..base.modes import Mode
+from ..kernels.shape import ExecutionShape
 from ..settings import ClusterSettings
 from .artifacts import ArtifactBuilder, cpu_extras
 from .host import HostReport, InstallContext, install_host

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["AGI_DISTRIBUTION", "BuildError", "agi_source_dir"]
 

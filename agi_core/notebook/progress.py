@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..events import ClusterReady, Event, Notice, PartitionDone, Phase, RunFinished, RunStarted
+from ..base.events import ClusterReady, Event, Notice, PartitionDone, Phase, RunFinished, RunStarted
 
 __all__ = ["EVERY_S", "NotebookProgress", "progress"]
 
@@ -64,7 +64,7 @@ class NotebookProgress:
                 self._show()
             return
         if isinstance(event, RunStarted):
-            from ..modes import Mode
+            from ..base.modes import Mode
 
             self._title, self._total, self._phase = f"{event.app} run {event.run_id}, mode {Mode(event.mode)}", event.partitions, "running"
             self._started = time.time()

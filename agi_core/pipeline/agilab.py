@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import AgiError, AppNotFoundError
+from ..base.errors import AgiError, AppNotFoundError
 from .agilab_code import AgiCall, read_agi_call
 from .agilab_stages import AGILAB_SCHEMAS, ImportResult, Note, Stage, fail, lab_schema, lab_stages, read_lab_file
 from .model import Step

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .model import AGI_KINDS, Step, check_step_id
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def _now() -> str:
 
 
 def _env(app: str, apps_path: Sequence[str] | None):  # -> AgiEnv
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
 
     return AgiEnv(app=app, apps_path=[Path(p) for p in apps_path] if apps_path else None)
 

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from ..provenance import RunRecord, read_record
 
 __all__ = ["INPUTS_ENV", "inputs_environment", "step_inputs"]

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["AGI_KINDS", "STEPS_SCHEMA", "Pipeline", "PipelineError", "Step", "StepKind", "check_step_id", "id_from"]
 

@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..atomic import write_json_atomic
+from ..base.atomic import write_json_atomic
 from ..provenance.store import new_run_id
 from .model import PipelineError
 

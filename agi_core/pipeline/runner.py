@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..events import EventSink, StepFinished, StepStarted, ignore
+from ..base.events import EventSink, StepFinished, StepStarted, ignore
 from ..provenance import StepRecord
 from ..run.step import step_environment
 from ..snippets import STRICT_ENV

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..atomic import write_text_atomic
+from ..base.atomic import write_text_atomic
 from .model import STEPS_SCHEMA, Pipeline, PipelineError, Step
 
 __all__ = ["DEFAULT_FILE", "load_pipeline", "save_pipeline"]

@@ -26,7 +26,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import PlanError
+from ..base.errors import PlanError
 from .dag import bottom_levels
 from .slots import Slot, slots_for, slots_for_mode
 

@@ -22,7 +22,7 @@ limit, no graph object); networkx is used to name a cycle once one is known to e
 >>> check_dependencies([Partition("a", deps=("c",)), Partition("b", deps=("a",)), Partition("c", deps=("b",))])
 Traceback (most recent call last):
 ...
-agi_core.errors.PlanError: partitions a → b → c → a form a dependency cycle
+agi_core.base.errors.PlanError: partitions a → b → c → a form a dependency cycle
 >>> [p.message for p in dependency_problems([Partition("a"), Partition("b", deps=("z",)), Partition("a")])]
 ["partition 'a' is defined 2 times", "partition 'b' depends on unknown partition 'z'"]
 """
@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..errors import PlanError
+from ..base.errors import PlanError
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AgiError, PlanError
+from ..base.errors import AgiError, PlanError
 from .dag import dependency_graph
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from ..app import Partition
-from ..errors import PlanError
+from ..base.errors import PlanError
 
 __all__ = ["PAYLOAD_FIX", "SCHEMA", "encodes_as_json", "fingerprint_of", "json_problem"]
 

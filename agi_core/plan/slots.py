@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..execution_shape import ExecutionShape
+from ..base.hosts import slot_name
+from ..base.modes import Mode
 from ..gpus import GPU, gpu_workers
-from ..hosts import slot_name
-from ..modes import Mode
+from ..kernels.shape import ExecutionShape
 
 if TYPE_CHECKING:
     from ..gpus import Gpu

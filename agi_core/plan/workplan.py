@@ -25,8 +25,8 @@ from typing import Any
 from pydantic_core import to_json
 
 from ..app import Partition
-from ..atomic import write_bytes_atomic
-from ..errors import PlanError
+from ..base.atomic import write_bytes_atomic
+from ..base.errors import PlanError
 from .balancing import Slot, balance, makespan
 from .dag import bottom_levels, check_dependencies, dependency_problems, topological_order
 from .plan_changes import describe_edits, plan_changes

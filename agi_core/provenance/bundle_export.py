@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from ..atomic import replacing
+from ..base.atomic import replacing
+from ..base.errors import AgiError
 from ..cache.entries import encode_single
-from ..errors import AgiError
 from .bundle_layout import CHUNK, PUB_FILE, RUN_FILES, SIG_FILE, SUMS_FILE
 from .signing import load_private_key, openssh_public
 

@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .bundle import SUMS_FILE, Verification, hash_member, members, open_bundle, parse_sums, unsafe_name, verify_bundle
 from .trust import TrustedKeys, fingerprint, openssh_line
 

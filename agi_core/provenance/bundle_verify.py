@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .bundle_layout import CHUNK, PUB_FILE, SIG_FILE, SUMS_FILE
 from .signing import public_from_bytes
 from .writer import MANIFEST_FILE

@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import AgiError
-from ..quantities import disk_usage, format_age
+from ..base.errors import AgiError
+from ..base.quantities import disk_usage, format_age
 from .store import RunStore, read_record
 
 __all__ = ["PrunePlan", "RunFolder", "apply_prune", "plan_prune"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["load_private_key", "openssh_public", "public_from_bytes"]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..errors import AgiError
-from ..share_access import ShareAccess, check_folder
+from ..base.errors import AgiError
+from ..base.share_access import ShareAccess, check_folder
 from .model import READABLE_SCHEMAS, AppRecord, InFlightRecord, PartitionRecord, RunRecord
 from .writer import HEARTBEAT_FILE, IN_FLIGHT_FILE, LOG_FILE, MANIFEST_FILE, read_failure
 

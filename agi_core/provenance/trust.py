@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import paths
-from ..atomic import write_bytes_atomic
-from ..errors import AgiError
+from ..base import paths
+from ..base.atomic import write_bytes_atomic
+from ..base.errors import AgiError
 from .signing import openssh_public, public_from_bytes
 
 __all__ = ["TrustError", "TrustedKey", "TrustedKeys", "fingerprint", "openssh_line", "trust_file"]

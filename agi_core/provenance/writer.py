@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from ..atomic import write_bytes_atomic, write_text_atomic
-from ..share_io import raise_with_path
+from ..base.atomic import write_bytes_atomic, write_text_atomic
+from ..base.share_io import raise_with_path
 from .lines import not_run_line
 from .model import RunRecord
 

@@ -99,7 +99,7 @@ def _entry_fields(parts: list[PartitionRecord], name: str) -> dict[str, Any]:
 def _first_durations(hits: list[PartitionRecord], runs: dict[str, Any], record: RunRecord,
                      run_dir: Path) -> tuple[dict[str, float], list[str]]:
     """Cache key -> the recorded duration of its computation in the run that stored it, and the ids of the runs read."""
-    from ..errors import AgiError
+    from ..base.errors import AgiError
     from ..provenance import read_record
 
     wanted = {part.cache_key for part in hits}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-from ..quantities import format_size
+from ..base.quantities import format_size
 from .cache_facts import STATUSES, cache_facts, format_seconds, used_cache
 from .drawing import matplotlib_classes
 from .page import Page

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["WIDTH", "first_line", "image_page", "matplotlib_classes", "summary_page", "timestamp"]
 

@@ -22,7 +22,7 @@ def report_folder(record_path: str | None, run_dir: Path | None, what: str) -> P
     if run_dir is not None:
         return Path(run_dir)
     if not record_path:
-        from ..errors import AgiError
+        from ..base.errors import AgiError
 
         raise AgiError(f"{what}: no folder to write the report into", fix="pass run_dir")
     return Path(record_path).parent

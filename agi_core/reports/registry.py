@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .page import Page, Subject
 from .writer import write_pages
 

@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .drawing import WIDTH, first_line, matplotlib_classes, timestamp
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 """The one report writer: each page that applies is drawn, its PNG written, and all of them put
-into ``report.pdf``; every file is written atomically (`agi_core.atomic`), so a reader (the web
+into ``report.pdf``; every file is written atomically (`agi_core.base.atomic`), so a reader (the web
 UI, a bundle export) never sees half a picture."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_bytes_atomic
+from ..base.atomic import write_bytes_atomic
 from .drawing import image_page, matplotlib_classes
 from .page import Page, Subject
 

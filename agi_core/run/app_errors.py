@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import traceback
 
-from ..errors import AgiError, PlanError
+from ..base.errors import AgiError, PlanError
 
 __all__ = ["AppCodeError", "app_failure", "plan_error", "reduce_failure"]
 

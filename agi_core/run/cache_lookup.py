@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..events import EventSink, Notice, Phase
+from ..base.events import EventSink, Notice, Phase
 from ..plan import HasResult
 from ..provenance import RecordWriter, RunRecord
 
 if TYPE_CHECKING:
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
     from ..plan import WorkPlan
     from .caching import RunCache
     from .request import RunRequest

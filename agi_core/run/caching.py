@@ -19,7 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..atomic import write_bytes_atomic
+from ..base.atomic import write_bytes_atomic
+from ..base.errors import PlanError
+from ..base.events import EventSink, Notice
+from ..base.share_access import ShareAccess, check_folder
+from ..base.share_io import share_error
 from ..cache import CacheStore, CorruptEntry, RunKeys, plan_keys
 from ..cache.audit import audit_sample
 from ..cache.auth import UNTRUSTED, ensure_key
@@ -27,17 +31,13 @@ from ..cache.inputs import HASHES_FILE, InputStamper
 from ..cache.keys import KEYS_FILE
 from ..cache.keys_memo import KeysMemo, memo_id
 from ..cache.store import UNLOADABLE, CacheView
-from ..errors import PlanError
-from ..events import EventSink, Notice
 from ..executors import Outcome
 from ..plan import HasResult
 from ..provenance import AuditMismatch, AuditRecord
 from ..provenance.lines import CachedLines, partition_line
-from ..share_access import ShareAccess, check_folder
-from ..share_io import share_error
 
 if TYPE_CHECKING:
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
     from ..plan import WorkPlan
     from .request import RunRequest
 

@@ -14,14 +14,14 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..app import WorkContext
-from ..errors import ShareError
-from ..events import EventSink, Notice, RunFinished
-from ..execution_shape import ExecutionShape
+from ..base.errors import ShareError
+from ..base.events import EventSink, Notice, RunFinished
+from ..base.share_io import share_error
 from ..executors import InFlight, JobSpec, Outcome
-from ..kernels import select_kernels
+from ..kernels.selection import select_kernels
+from ..kernels.shape import ExecutionShape
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, WorkerRecord, iso
 from ..provenance.reruns import reruns_warning
-from ..share_io import share_error
 from .app_errors import reduce_failure
 from .interruption import unfinished_line
 from .recording import local_capabilities, local_versions, totals, worker_records
@@ -31,8 +31,8 @@ from .step import announce
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from ..app.env import AgiEnv
     from ..cache.write_failures import CacheWrites
-    from ..env import AgiEnv
     from ..plan import WorkPlan
     from .caching import RunCache
     from .request import RunRequest

@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..events import EventSink
+from ..base.events import EventSink
+from ..base.share_access import ShareAccess
 from ..executors import ExecutionContext, JobSpec
-from ..share_access import ShareAccess
 
 if TYPE_CHECKING:
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
     from ..plan import WorkPlan
     from .caching import RunCache
     from .request import RunRequest

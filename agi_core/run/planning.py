@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import PlanError
+from ..base.errors import PlanError
 from ..gpus import GPU, gpu_here, gpus_of, local_gpus, simulated
 from ..plan import Slot, WorkPlan, build_plan, slots_for_mode
 from .app_errors import plan_error
 
 if TYPE_CHECKING:
     from ..app import Partition
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
     from .request import RunRequest
 
 __all__ = ["check_gpu_slots", "chosen_plan", "fresh_plan", "request_slots"]

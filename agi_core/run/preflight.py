@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AgiError
-from ..events import EventSink, Notice, Phase
-from ..hosts import is_local_host
-from ..kernel_kinds import kind as kernel_kind
-from ..kernels import select_kernels
+from ..base.errors import AgiError
+from ..base.events import EventSink, Notice, Phase
+from ..base.hosts import is_local_host
+from ..kernels.kinds import kind as kernel_kind
+from ..kernels.selection import select_kernels
 
 if TYPE_CHECKING:
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
     from .request import RunRequest
 
 __all__ = ["Prepared", "local_worker_python", "prepare"]
@@ -63,7 +63,7 @@ def local_worker_python(env: AgiEnv, request: RunRequest, emit: EventSink) -> Pa
     """The interpreter for worker processes on this machine: None (this one) when it has every
     dependency of the app, else the app's own environment. Mode 0 runs in this process: a missing
     dependency is an error naming it and the fix."""
-    from ..app_python import app_python, check_in_process
+    from ..app.interpreter import app_python, check_in_process
 
     if request.executor == "sequential":
         check_in_process(env)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..modes import Mode
+from ..base.modes import Mode
 from ..provenance import (
     AppRecord,
     ManagerRecord,
@@ -20,7 +20,7 @@ from ..provenance import (
 )
 
 if TYPE_CHECKING:
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
     from ..executors import Outcome
     from ..plan import WorkPlan
     from .request import RunRequest

@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..errors import SettingsError
-from ..execution_shape import ExecutionShape
-from ..modes import Mode
-from ..paths import default_share
+from ..base.errors import SettingsError
+from ..base.modes import Mode
+from ..base.paths import default_share
+from ..kernels.shape import ExecutionShape
 from ..provenance import StepRecord
 from ..settings import CacheSettings, ClusterSettings, call_overrides
 
 if TYPE_CHECKING:
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
 
 __all__ = ["REQUEST_SCHEMA", "RunRequest", "resolve"]
 
@@ -91,7 +91,7 @@ class RunRequest(BaseModel):
 
     def env(self) -> AgiEnv:
         """The app this request names (found again, e.g. in another process that received it)."""
-        from ..env import AgiEnv
+        from ..app.env import AgiEnv
 
         return AgiEnv(app=self.app, apps_path=list(self.apps_path) if self.apps_path is not None else None)
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..base.modes import Mode
 from ..executors import Outcome
-from ..modes import Mode
 from ..plan import WorkPlan
 
 __all__ = ["ResultsView", "RunResult"]

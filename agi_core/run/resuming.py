@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import AgiError
+from ..base.errors import AgiError
+from ..base.share_access import ShareAccess
 from ..provenance import RunStore
-from ..share_access import ShareAccess
 from .request import RunRequest
 
 if TYPE_CHECKING:
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
 
 __all__ = ["RESUMABLE", "resume_request"]
 

@@ -8,9 +8,9 @@ import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import ShareError
+from ..base.errors import ShareError
+from ..base.share_io import is_file_error, share_error
 from ..executors import NOTE_SEPARATOR, Outcome
-from ..share_io import is_file_error, share_error
 
 __all__ = ["failure_message", "failure_text", "kernel_notes", "stray_outputs", "undeclared_reads"]
 

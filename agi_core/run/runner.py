@@ -17,14 +17,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RunError, Terminated
-from ..events import EventSink, PartitionDone, Phase, RunStarted, wants_partitions
+from ..base.errors import RunError, Terminated
+from ..base.events import EventSink, PartitionDone, Phase, RunStarted, wants_partitions
+from ..base.modes import Mode
+from ..base.share_io import is_file_error, share_error
 from ..executors import Executor, InFlight, Outcome, create_executor
-from ..modes import Mode
 from ..plan import GraphDriver, HasResult
 from ..provenance import ClusterRecord, RecordWriter, RunRecord, RunStore, new_run_id
 from ..provenance.lines import partition_line
-from ..share_io import is_file_error, share_error
 from .cache_lookup import look_up, open_cache
 from .ending import RunEnding
 from .interruption import running_at_stop
@@ -38,8 +38,8 @@ from .termination import TERMINATED_MESSAGE, SigtermCancels
 from .watchdog import Watchdog
 
 if TYPE_CHECKING:
+    from ..app.env import AgiEnv
     from ..cache.write_failures import CacheWrites
-    from ..env import AgiEnv
     from ..plan import WorkPlan
     from .caching import RunCache
     from .request import RunRequest

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from ..provenance import RunRecord, StepRecord
 
 __all__ = ["STEP_ENV", "announce", "step_environment", "step_from_environment"]

@@ -25,21 +25,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..base.errors import AgiError
+from ..base.share_access import ShareAccess, check_folder
 from ..cache import CacheStore, CorruptEntry, EntryInfo
 from ..cache.audit import compare, new_seed
 from ..cache.auth import UNTRUSTED
 from ..cache.keys import read_run_keys
 from ..cache.maintenance import verify_store
-from ..errors import AgiError
-from ..execution_shape import ExecutionShape
 from ..executors import JobSpec
 from ..executors.partition_runner import PartitionRunner
+from ..kernels.shape import ExecutionShape
 from ..plan import WorkPlan
 from ..provenance import RunStore, read_record
-from ..share_access import ShareAccess, check_folder
 
 if TYPE_CHECKING:
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
 
 __all__ = ["EntryVerdict", "VerifyReport", "verify_cache"]
 

@@ -1,5 +1,5 @@
 """The run's watchdog: names partitions that run far longer than expected, and stops the worker
-of one that runs past ``[cluster] partition_timeout`` (`agi_core.stalls` says when).
+of one that runs past ``[cluster] partition_timeout`` (`agi_core.base.stalls` says when).
 
 About once a second it asks the executor what is in flight (`Executor.in_flight`: a pool slot's
 shared progress, a Dask worker's last heartbeat), keeps that list in the run folder
@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..atomic import write_text_atomic
-from ..events import EventSink, Notice
+from ..base.atomic import write_text_atomic
+from ..base.events import EventSink, Notice
+from ..base.stalls import RateMeter, StallPolicy
 from ..executors import Executor, InFlight, Outcome
 from ..provenance import iso
 from ..provenance.writer import IN_FLIGHT_FILE
-from ..stalls import RateMeter, StallPolicy
 
 __all__ = ["Watchdog"]
 

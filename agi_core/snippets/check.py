@@ -14,10 +14,10 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..errors import SettingsError
+from ..base.errors import SettingsError
 
 if TYPE_CHECKING:
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
 
 __all__ = ["STRICT_ENV", "StaleSnippetError", "check_snippet", "current_hash"]
 

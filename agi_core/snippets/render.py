@@ -31,12 +31,12 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SettingsError
-from ..modes import Mode
+from ..base.errors import SettingsError
+from ..base.modes import Mode
 from ..settings import assignments_to_overrides
 
 if TYPE_CHECKING:
-    from ..env import AgiEnv
+    from ..app.env import AgiEnv
     from ..run import RunRequest
 
 __all__ = ["KINDS", "SNIPPET_API", "regenerate_command", "render_snippet"]
@@ -133,7 +133,7 @@ def _literal(name: str, value: Any, indent: int) -> str:
 def _apps_path(request: RunRequest, env: AgiEnv) -> list[str] | None:
     """The apps folders the snippet names: the explicit ones, else the app's folder when it was
     found in ``./apps`` (relative to where `agi` ran); None for the bundled examples."""
-    from ..env import BUNDLED_APPS  # the one folder that is found from any directory
+    from ..app.env import BUNDLED_APPS  # the one folder that is found from any directory
 
     if request.apps_path is not None:
         return [str(Path(p).absolute()) for p in request.apps_path]

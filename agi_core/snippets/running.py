@@ -18,7 +18,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["loop_running", "run_snippet"]
 

@@ -7,7 +7,7 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
-from ..hosts import HostAddress
+from ..base.hosts import HostAddress
 from .local import LocalSession
 from .remote import SshSession, SshTarget
 from .session import HostSession, SshError

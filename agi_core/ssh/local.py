@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from ..atomic import replacing
+from ..base.atomic import replacing
 from .session import CommandResult, HostSession, Tether, stream_lines
 
 __all__ = ["LocalSession"]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..hosts import HostAddress
-from ..secret_refs import Secret
+from ..base.hosts import HostAddress
+from ..settings.secret_refs import Secret
 from .session import CommandResult, HostSession, SshError, Tether, stream_lines
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["CommandResult", "HostSession", "SshError", "Tether", "shell_path", "stream_lines"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .apps import env_for
 from .config import UiConfig
 from .jobs import Job, Jobs

@@ -9,8 +9,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from ..errors import AgiError
-from ..modes import Mode
+from ..base.errors import AgiError
+from ..base.modes import Mode
 from .config import UiConfig
 from .dashboard import PLOTS, no_dashboard_reason
 from .jobs import Jobs

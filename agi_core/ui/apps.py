@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..env import AgiEnv, default_apps_paths, discover_apps
+from ..app.env import AgiEnv, default_apps_paths, discover_apps
 from .config import UiConfig
 
 __all__ = ["app_names", "env_for"]

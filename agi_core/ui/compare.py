@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import AgiError
-from ..modes import Mode
+from ..base.errors import AgiError
+from ..base.modes import Mode
 from ..provenance import RunStore
 from .apps import env_for
 from .config import UiConfig

@@ -8,7 +8,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["UiConfig", "check_bind", "is_loopback"]
 
@@ -39,7 +39,7 @@ class UiConfig:
 
     def state_dir(self) -> Path:
         """The UI's own files (one folder per run it started): kept across `agi ui` restarts."""
-        from ..paths import state_dir
+        from ..base.paths import state_dir
 
         return self.state if self.state is not None else state_dir("ui")
 

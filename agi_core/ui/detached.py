@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from .jobs import Job
 from .run_process import EVENTS_FILE, LOG_FILE, OUTCOME_FILE, PROCESS_FILE, REQUEST_FILE
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from ..provenance import RunStore, read_record
 
 __all__ = ["Rate", "seconds_per_weight"]

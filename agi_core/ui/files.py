@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import AgiError
-from ..paths import default_share
+from ..base.errors import AgiError
+from ..base.paths import default_share
 from ..provenance import RunStore
 from .config import UiConfig
 

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AgiError
-from ..events import Event
+from ..base.errors import AgiError
+from ..base.events import Event
 
 __all__ = ["Job", "Jobs"]
 

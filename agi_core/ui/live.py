@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 from ..provenance import RunRecord, RunStore, read_record
 from ..provenance.writer import HEARTBEAT_FILE, LOG_FILE
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from ..execution_shape import ExecutionShape
-from ..hosts import is_local_host
-from ..kernel_kinds import kind
-from ..modes import Mode
+from ..base.hosts import is_local_host
+from ..base.modes import Mode
+from ..kernels.kinds import kind
+from ..kernels.shape import ExecutionShape
 
 __all__ = ["mode_hint"]
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..env import AgiEnv
-from ..errors import AgiError, PlanError
+from ..app.env import AgiEnv
+from ..base.errors import AgiError, PlanError
 from ..plan import WorkPlan
 from ..run import fresh_plan, resolve
 from .config import UiConfig

@@ -74,7 +74,7 @@ class RecordCache:
 
 def _read_listed(store: RunStore, manifest: Path) -> RunRecord:
     """One record as `RunStore.list` reads it: an unreadable one is listed with that status."""
-    from ..errors import AgiError
+    from ..base.errors import AgiError
     from ..provenance import AppRecord
     from ..provenance.store import read_record_head
 

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from ..errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["NotFound", "render", "seconds"]
 

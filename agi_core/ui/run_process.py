@@ -67,7 +67,7 @@ def _summary(result: Any, request: Any) -> dict[str, Any]:
 
 async def _run(request: Any, emit: Any, stop: _StopOnSigint) -> dict[str, Any]:
     from ..agi import AGI
-    from ..errors import AgiError, RunError
+    from ..base.errors import AgiError, RunError
 
     try:
         stop.attach()
@@ -91,7 +91,7 @@ def _write_outcome(folder: Path, outcome: dict[str, Any]) -> None:
 def main(folder: Path) -> int:
     stop = _StopOnSigint()
     signal.signal(signal.SIGINT, stop.handler)
-    from ..errors import Terminated
+    from ..base.errors import Terminated
     from ..run import RunRequest
 
     request = RunRequest.from_json((folder / REQUEST_FILE).read_text())

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..env import AgiEnv
-from ..errors import SettingsError
-from ..kernel_kinds import setting_keys
-from ..secret_refs import Secret
-from ..settings import read_toml, save_settings_values
+from ..app.env import AgiEnv
+from ..base.errors import SettingsError
+from ..kernels.kinds import setting_keys
+from ..settings.loading import read_toml, save_settings_values
+from ..settings.secret_refs import Secret
 
 __all__ = ["Field", "SaveOutcome", "backend_fields", "cluster_fields", "form_fields", "save_form", "worker_rows"]
 
@@ -117,7 +117,7 @@ def form_fields(env: AgiEnv) -> list[Field]:
 def _cluster_keys() -> dict[str, tuple[str, str, str]]:
     """`CLUSTER_KEYS` as (label, input kind, help), the kind and help from the settings model, and
     the kernel keys from the table of kernel kinds (`kernel_kinds.setting_keys`, read now)."""
-    from ..settings_schema import ClusterSettings
+    from ..settings.schema import ClusterSettings
 
     schema = ClusterSettings.model_json_schema()
     kernel_keys, keys = setting_keys(), {}
@@ -154,9 +154,9 @@ def backend_fields(cluster: Any, document: Mapping[str, Any], profile: tuple[str
     """The backend choice, then the selected backend's own options (``[cluster.<name>]``), from its
     options model's JSON schema (`ClusterBackend.Options`): a plugin's options appear without a
     change here. None when the backend cannot be loaded (the settings page shows that error)."""
-    from ..backend_plugins import backend_names
+    from ..base.errors import AgiError
     from ..cluster.registry import backend_class
-    from ..errors import AgiError
+    from ..settings.backend_plugins import backend_names
 
     name = cluster.backend
     fields = [Field("cluster.backend", "backend", "choice:" + ",".join(dict.fromkeys([name, *backend_names()])), name,

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request
 
-from ...errors import AgiError
+from ...base.errors import AgiError
 from ...settings import save_settings_values
 from ..actions import start_install, start_pipeline, start_run
 from ..apps import app_names, env_for

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from ...errors import AgiError
+from ...base.errors import AgiError
 from ..jobs import Job
 from ..rendering import render
 

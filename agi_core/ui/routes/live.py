@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from ...errors import AgiError
+from ...base.errors import AgiError
 from ..detached import process_of_run
 from ..files import run_store, safe_name
 from ..live import RecordFollower, end_summary, running_records

@@ -7,7 +7,7 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from ...errors import AgiError
+from ...base.errors import AgiError
 from ..actions import start_install, start_run
 from ..apps import app_names, env_for
 from ..plans import discard, move_partitions, plan_view, slot_page
@@ -77,8 +77,8 @@ async def save_settings(request: Request, app: str) -> Response:
 @router.get("/orchestrate/{app}/mode")
 def mode(request: Request, app: str) -> Response:
     """The mode hint of the form's toggles and worker map as they are now (saved or not)."""
-    from ...kernel_kinds import compiled_kinds
-    from ...modes import Mode
+    from ...base.modes import Mode
+    from ...kernels.kinds import compiled_kinds
     from ..mode_hint import mode_hint
 
     query = request.query_params

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ...errors import AgiError
+from ...base.errors import AgiError
 from ..actions import start_pipeline
 from ..apps import app_names
 from ..rendering import render

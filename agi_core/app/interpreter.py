@@ -25,22 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import AgiError
-from .events import EventSink, Notice, ignore
-from .paths import cache_dir
-from .settings import read_toml
+from ..base.errors import AgiError
+from ..base.events import EventSink, Notice, ignore
+from ..base.paths import cache_dir
+from ..settings.loading import read_toml
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
+    from ..settings import InstallSettings
     from .env import AgiEnv
-    from .settings import InstallSettings
 
 __all__ = ["AppPython", "app_python", "check_in_process", "missing_requirements"]
 
 ENV_SCHEMA = "agi.app-env.v2"  # v2: agi_core's editable metadata in the environment
 MARKER = ".agi-app-env.json"  # written last into an environment made here: what it holds
-_AGI_DIR = Path(__file__).resolve().parent  # the agi_core package the manager runs
+_AGI_DIR = Path(__file__).resolve().parents[1]  # the agi_core package the manager runs
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,8 @@ def _pins(names: tuple[str, ...]) -> list[str]:
 
 def _installed_problem(venv: Path, requirements: list[Requirement]) -> str | None:
     """Why the venv `agi install` built cannot run the app here (None: it can). Reads files, runs nothing."""
-    from . import __version__
-    from .install.artifacts import MATCHED_PACKAGES, agi_code_hash
+    from .. import __version__
+    from ..install.artifacts import MATCHED_PACKAGES, agi_code_hash
 
     site = [str(_site_packages(venv))]  # absent when that venv runs another Python version than this one
     if not (venv / "bin" / "python").exists() or not Path(site[0]).is_dir():
@@ -191,8 +191,8 @@ def _cached_env(env: AgiEnv, requirements: list[Requirement], missing: str, emit
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    from . import __version__
-    from .install.artifacts import MANAGER_ONLY, MATCHED_PACKAGES, agi_source_dir
+    from .. import __version__
+    from ..install.artifacts import MANAGER_ONLY, MATCHED_PACKAGES, agi_source_dir
 
     try:  # agi_core's dependencies, less the manager-only ones (SSH client, uv), as `agi install` does
         agi_needs = _declared(agi_source_dir())
@@ -235,7 +235,7 @@ def _cached_env(env: AgiEnv, requirements: list[Requirement], missing: str, emit
 
 
 def _build(venv: Path, env: AgiEnv, spec: dict[str, Any]) -> None:
-    from .install.artifacts import uv_binary
+    from ..install.artifacts import uv_binary
 
     def uv(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(uv_binary()), *args], capture_output=True, text=True, check=False,
@@ -265,8 +265,8 @@ def _build(venv: Path, env: AgiEnv, spec: dict[str, Any]) -> None:
 def _editable_metadata(site: Path) -> None:
     """agi_core's distribution metadata, as an editable install has it: Dask's and agi's version
     checks ask every worker for the installed version of agi-orchestrator."""
-    from . import __version__
-    from .install.artifacts import AGI_DISTRIBUTION
+    from .. import __version__
+    from ..install.artifacts import AGI_DISTRIBUTION
 
     info = site / f"{AGI_DISTRIBUTION.replace('-', '_')}-{__version__}.dist-info"
     info.mkdir()

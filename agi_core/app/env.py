@@ -18,16 +18,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .app import App
-from .errors import AppNotFoundError
-from .settings import Settings, load_settings, read_toml
+from ..base.errors import AppNotFoundError
+from ..settings.loading import Settings, load_settings, read_toml
+from .contract import App
 
 __all__ = ["AgiEnv", "default_apps_paths", "discover_apps"]
 
 _PROJECT_SUFFIX = "_project"
 _CODE_SUFFIXES = {".py", ".pyx", ".pxd", ".toml", ".c", ".cu"}
 # The examples that ship with agi_core (source checkout: <repo>/apps).
-BUNDLED_APPS = Path(__file__).resolve().parent.parent / "apps"
+BUNDLED_APPS = Path(__file__).resolve().parents[2] / "apps"
 
 
 def default_apps_paths() -> list[Path]:
@@ -124,7 +124,7 @@ class AgiEnv:
             try:
                 self._app_class = load_app_class(self.src_dir, self.module_name, self.class_name)
             except ModuleNotFoundError:
-                from .app_python import check_in_process
+                from .interpreter import check_in_process
 
                 check_in_process(self)  # a declared dependency missing here: say which, and the fix
                 raise

@@ -1,6 +1,6 @@
 """The small tables of the settings schema: ``[cache]``, ``[cluster.share]``, ``[cluster.ssh]``,
 ``[cluster.install]``, ``[cluster.dask]``, one worker map entry (`WorkerSpec`), and the strict base
-every table shares (an unknown key is an error). `agi_core.settings_schema` holds ``[cluster]``.
+every table shares (an unknown key is an error). `agi_core.settings.schema` holds ``[cluster]``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from .hosts import HostAddress
+from ..base.hosts import HostAddress
 from .secret_refs import Secret
 
 __all__ = ["CacheSettings", "DaskSettings", "HostKey", "InstallSettings", "ShareSettings", "SshSettings", "StrictTable", "WorkerSpec",
@@ -93,7 +93,7 @@ class SshSettings(StrictTable):
     key: str | None = Field(default=None, description="client private key")
     key_passphrase: Secret | None = Field(
         default=None, description='decrypts an encrypted client key: {env = "NAME"} or {file = "PATH"} (0600), never '
-        "the passphrase itself (agi_core.secret_refs)")
+        "the passphrase itself (agi_core.settings.secret_refs)")
     known_hosts: str = "~/.ssh/known_hosts"
     port: int = Field(default=22, ge=1, le=65535, description="the SSH port of every host")
     connect_timeout: float = Field(default=10.0, gt=0)

@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .gpus import Gpu, parse_gpus, with_mig
+from ..gpus import Gpu, parse_gpus, with_mig
 
 if TYPE_CHECKING:
-    from .ssh import HostSession
+    from ..ssh import HostSession
 
 __all__ = ["HostInfo", "probe"]
 

@@ -16,7 +16,7 @@ writes settings can leak it.
 >>> Secret.parse("hunter2")
 Traceback (most recent call last):
 ...
-agi_core.secret_refs.SecretError: a secret is never written as text in settings: name where it is kept
+agi_core.settings.secret_refs.SecretError: a secret is never written as text in settings: name where it is kept
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic_core import core_schema
 
-from .errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["Secret", "SecretError", "is_reference"]
 

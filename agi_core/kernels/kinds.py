@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import SettingsError
+from ..base.errors import SettingsError
 
 __all__ = ["CPU_FALLBACK", "KINDS", "KernelKind", "compiled_kinds", "gpu_kinds", "kind", "kinds", "preference", "setting_keys"]
 
@@ -82,7 +82,7 @@ def kind(name: str) -> KernelKind:
         if row.name == name:
             return row
     raise SettingsError(f"unknown kernel kind {name!r}: expected one of {', '.join(k.name for k in kinds())}",
-                        fix="use a kind of agi_core.kernel_kinds.KINDS (docs/modes.md, 'Kernel kinds')")
+                        fix="use a kind of agi_core.kernels.kinds.KINDS (docs/modes.md, 'Kernel kinds')")
 
 
 def compiled_kinds() -> tuple[str, ...]:

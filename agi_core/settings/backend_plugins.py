@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
-from .errors import AgiError
+from ..base.errors import AgiError
 
 __all__ = ["BUILTIN_BACKENDS", "GROUP", "available_backends", "backend_names", "load_backend"]
 

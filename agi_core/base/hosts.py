@@ -49,7 +49,7 @@ class HostAddress:
         >>> HostAddress.parse("10.0.0.1:notaport")
         Traceback (most recent call last):
         ...
-        agi_core.hosts.HostAddressError: invalid host '10.0.0.1:notaport': port 'notaport' is not a number from 1 to 65535
+        agi_core.base.hosts.HostAddressError: invalid host '10.0.0.1:notaport': port 'notaport' is not a number from 1 to 65535
         """
         raw = str(text).strip()
         user, at, rest = raw.rpartition("@")

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import AgiError, SettingsError
+from ..base.errors import AgiError, SettingsError
 from .secret_refs import SecretError
 
 __all__ = ["describe_value", "dotted_key", "format_validation", "with_line"]
@@ -85,7 +85,7 @@ def format_validation(exc: ValidationError, *, origin: str, prefix: str, model: 
 def _known_keys(model: type[BaseModel], parts: list[str]) -> list[str]:
     """The keys a table at ``parts`` below ``model`` accepts (``[]`` when that is no known table).
 
-    >>> from agi_core.settings_schema import ClusterSettings
+    >>> from agi_core.settings.schema import ClusterSettings
     >>> "pool" in _known_keys(ClusterSettings, []), "scheduler_port" in _known_keys(ClusterSettings, ["dask"])
     (True, True)
     >>> "count" in _known_keys(ClusterSettings, ["workers", "10.0.0.2"])

@@ -35,10 +35,11 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from .hosts import LOCAL_HOST, HostAddress, is_local_host
-from .kernel_kinds import compiled_kinds
-from .modes import Mode
-from .settings_tables import (
+from ..base.hosts import LOCAL_HOST, HostAddress, is_local_host
+from ..base.modes import Mode
+from ..base.stalls import StallPolicy
+from ..kernels.kinds import compiled_kinds
+from .tables import (
     CacheSettings,
     DaskSettings,
     HostKey,
@@ -49,7 +50,6 @@ from .settings_tables import (
     WorkerSpec,
     host_string,
 )
-from .stalls import StallPolicy
 
 __all__ = ["CacheSettings", "ClusterSettings", "DaskSettings", "InstallSettings", "ShareSettings", "SshSettings", "WorkerSpec"]
 
@@ -71,7 +71,7 @@ class ClusterSettings(StrictTable):
         default=False, description='GPU kernels where a worker has a GPU, CPU kernels (recorded) elsewhere; "require": a '
         "worker without a GPU is an error raised before anything runs")
     compiled: str = Field(default="cython", description="the compiled CPU kernels the cython bit runs: a kernel kind "
-                          "of agi_core.kernel_kinds (\"cython\": kernels_cy, \"numba\": kernels_numba)")
+                          "of agi_core.kernels.kinds (\"cython\": kernels_cy, \"numba\": kernels_numba)")
     gpu_speed: float = Field(default=1.0, gt=0, description="how many times faster a GPU slot runs a partition that "
                              'prefers "gpu" (with the rapids bit); measure it with the app\'s kernel benchmark')
     backend: str = Field(default="ssh", description='the cluster backend\'s registry name: how workers are started ("ssh", ...)')

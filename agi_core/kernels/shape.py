@@ -3,7 +3,7 @@
 `run.resolve` stores the shape on the `RunRequest`; the executors, the planner, preflight, install
 and the cluster spec read its fields, not the mode's bits. The mode's bits are read here only.
 
->>> from agi_core.modes import Mode
+>>> from agi_core.base.modes import Mode
 >>> shape = ExecutionShape.of(Mode.parse("dpcr"), compiled="numba")
 >>> shape.executor, shape.kernels, shape.pooled, shape.kernel_threads, shape.gpu
 ('dask', ('gpu', 'numba'), True, 1, 'prefer')
@@ -17,8 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .kernel_kinds import kind, preference
-from .modes import Mode
+from ..base.modes import Mode
+from .kinds import kind, preference
 
 __all__ = ["ExecutionShape"]
 

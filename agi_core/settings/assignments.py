@@ -8,7 +8,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import SettingsError
+from ..base.errors import SettingsError
 
 __all__ = ["assignments_to_overrides", "call_overrides", "parse_assignment"]
 

@@ -3,7 +3,7 @@
 Precedence, highest first: call arguments > the app's ``app_settings.toml`` > the profile it names
 (``[cluster] profile = "NAME"`` reads ``settings/NAME.toml``) > built-in defaults.
 
-The ``[cluster]`` models live in `agi_core.settings_schema` (re-exported here). Every value is checked
+The ``[cluster]`` models live in `agi_core.settings.schema` (re-exported here). Every value is checked
 when read, whatever the mode; an error names the file, the dotted key, what was expected and found.
 
 >>> doc = {"args": {}, "cluster": {"pool": True, "workers": {"127.0.0.1": 2}}}
@@ -24,13 +24,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from . import paths
-from .atomic import replacing
-from .errors import SettingsError
+from ..base import paths
+from ..base.atomic import replacing
+from ..base.errors import SettingsError
+from .assignments import assignments_to_overrides, call_overrides, parse_assignment
+from .schema import CacheSettings, ClusterSettings, DaskSettings, InstallSettings, SshSettings, WorkerSpec
 from .secret_refs import is_reference
-from .settings_assignments import assignments_to_overrides, call_overrides, parse_assignment
-from .settings_errors import describe_value, format_validation, with_line
-from .settings_schema import CacheSettings, ClusterSettings, DaskSettings, InstallSettings, SshSettings, WorkerSpec
+from .wording import describe_value, format_validation, with_line
 
 _Table = TypeVar("_Table", bound=BaseModel)
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from .errors import AgiError
-from .execution_shape import ExecutionShape
-from .gpus import GPU_SLOT, gpu_here, simulated
-from .kernel_kinds import CPU_FALLBACK, KernelKind, compiled_kinds, kind
-from .modes import Mode
+from ..base.errors import AgiError
+from ..base.modes import Mode
+from ..gpus import GPU_SLOT, gpu_here, simulated
+from .kinds import CPU_FALLBACK, KernelKind, compiled_kinds, kind
+from .shape import ExecutionShape
 
 __all__ = ["KernelChoice", "gpu_reason", "gpu_reason_in_child", "gpu_visible", "select_kernels"]
 
@@ -85,7 +85,7 @@ def gpu_reason(module: ModuleType) -> str:
 _CHILD_CHECK = r"""
 import importlib, json, sys
 sys.path[:0] = json.loads(sys.argv[1])
-from agi_core.kernels import gpu_reason
+from agi_core.kernels.selection import gpu_reason
 try:
     module = importlib.import_module(sys.argv[2] + "." + sys.argv[3])
     print(json.dumps(gpu_reason(module)))

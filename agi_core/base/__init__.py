@@ -1,0 +1,3 @@
+"""The bottom layer: errors, events, modes, host strings, paths and file helpers that every other
+layer uses. Nothing here imports agi_core outside ``base``.
+"""
