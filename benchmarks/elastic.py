@@ -66,8 +66,8 @@ def rebalance(partitions: int, per_batch_max: int | None, repeats: int) -> dict:
 
 def late_joiner() -> dict:
     from agi_core import AGI, AgiEnv
-    from agi_core.backend_plugins import BUILTIN_BACKENDS
-    from agi_core.events import PartitionDone, WorkerJoined
+    from agi_core.base.events import PartitionDone, WorkerJoined
+    from agi_core.settings.backend_plugins import BUILTIN_BACKENDS
 
     BUILTIN_BACKENDS["elastictest"] = {"class": "tests.elastic_backend:ElasticTestCluster", "err": "tests only"}
     env = AgiEnv(app="toy", apps_path=ROOT / "tests" / "apps")

@@ -63,9 +63,9 @@ async def _ship(client, root: str):
 
 
 async def measure(url: str, folder: Path, repeats: int) -> dict:
+    from agi_core.app.env import AgiEnv
     from agi_core.cluster.env_remote import probe
     from agi_core.cluster.env_shipping import wheel_target
-    from agi_core.env import AgiEnv
     from agi_core.install.artifacts import ArtifactBuilder
 
     start = time.perf_counter()

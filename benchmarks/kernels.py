@@ -39,7 +39,7 @@ from _common import summary, write
 
 from agi_core import AgiEnv
 from agi_core.install.cython_build import build_in_place, compile_args, openmp_supported
-from agi_core.kernels import gpu_visible
+from agi_core.kernels.selection import gpu_visible
 
 ROOT = Path(__file__).resolve().parent.parent
 

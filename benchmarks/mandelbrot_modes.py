@@ -32,7 +32,7 @@ from _common import summary, write
 
 from agi_core import AGI, AgiEnv
 from agi_core.install.cython_build import build_in_place
-from agi_core.kernels import gpu_visible
+from agi_core.kernels.selection import gpu_visible
 
 ROOT = Path(__file__).resolve().parent.parent
 # 4x the default image: mode 0 takes ~9-10 s on one core of a 2020s x86-64 server

@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agi_core import App, Partition, WorkContext
-from agi_core.paths import default_share
+from agi_core.base.paths import default_share
 
 from .data import PHASES, ensure_dataset
 
