@@ -11,7 +11,7 @@ them so that an editable install whose metadata predates a new entry still finds
 the install hint of each). Nothing is imported until a backend is asked for by name, so a
 backend's dependencies (dask-jobqueue, a cloud SDK) cost nothing to runs that do not use it.
 
-This module sits beside `settings` (the bottom layer): the settings validate ``[cluster.<name>]``
+It is part of the settings (below the cluster package): the settings validate ``[cluster.<name>]``
 with the named backend's options model, and ask it for the worker map it implies.
 
 >>> {"ssh", "inprocess", "launched", "slurm"} <= set(backend_names())
