@@ -16,11 +16,16 @@ results/cache.json as medians and ratios.
    at most 12x, in at most 1 GiB), each against the same run with --no-cache; and what tagging and
    checking one entry's HMAC costs (`auth_cost`). Results go to results/cache_noop.json.
 
-4. ``--against TREE``: this tree's no-op runs (re-run and all-miss, N partitions) interleaved
+4. ``--big N,KB``: N no-op partitions (pool bit) whose results each carry KB KiB: all-miss runs
+   against ``--no-cache`` ones, interleaved, where what the cache adds is mostly moving results
+   (pickled once on the worker for its entry and for the way back): results/cache_big.json.
+
+5. ``--against TREE``: this tree's no-op runs (re-run and all-miss, N partitions) interleaved
    with another checkout's (e.g. before cache entries were authenticated): results/cache_auth.json.
 
 Usage: python benchmarks/cache.py [--repeats 5]
        python benchmarks/cache.py --noop 100000,1000000 [--repeats 3]
+       python benchmarks/cache.py --big 32,4096 [--repeats 5]
        python benchmarks/cache.py --against /tmp/main-checkout [--noop 100000] [--repeats 5]
 """
 
@@ -240,17 +245,38 @@ def against(before: Path, n: int, repeats: int) -> dict[str, Any]:
     return result
 
 
+def big_results(n: int, kb: int, repeats: int) -> dict[str, Any]:
+    """All-miss runs of ``n`` partitions with ``kb`` KiB results against ``--no-cache`` ones."""
+    env = AgiEnv(app="noop", apps_path=ROOT / "tests" / "apps")
+    miss, off = [], []
+    for _ in range(repeats):
+        for use_cache, times in ((True, miss), (False, off)):
+            share = tempfile.mkdtemp(prefix="agi-bench-big-")
+            start = time.perf_counter()
+            result = asyncio.run(AGI.run(env, mode="p", n=n, result_kb=kb, use_cache=use_cache,
+                                         cluster={"workers_data_path": share, "workers": WORKERS}))
+            times.append(time.perf_counter() - start)
+            assert result.value == n
+    return {"partitions": n, "result_kib": kb, "all_miss": summary(miss), "no_cache": summary(off),
+            "ratio_all_miss_over_no_cache": round(summary(miss)["median_s"] / summary(off)["median_s"], 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--noop", default="", help="N[,M]: the no-op scale part only (see the module's docstring)")
     parser.add_argument("--against", type=Path, default=None, metavar="TREE",
                         help="compare with another checkout's no-op runs (N from --noop, default 100000): results/cache_auth.json")
+    parser.add_argument("--big", default="", metavar="N,KB", help="N partitions with KB KiB results: results/cache_big.json")
     options = parser.parse_args()
     os.environ.setdefault("XDG_STATE_HOME", tempfile.mkdtemp(prefix="agi-bench-state-"))
     if options.against:
         write("cache_auth", {"repeats": options.repeats, "workers": WORKERS, "mode": "p",
                              **against(options.against, int(options.noop or 100_000), options.repeats)})
+        return
+    if options.big:
+        n, kb = (int(v) for v in options.big.split(","))
+        write("cache_big", {"repeats": options.repeats, "workers": WORKERS, "mode": "p", **big_results(n, kb, options.repeats)})
         return
     if options.noop:
         write("cache_noop", {"repeats": options.repeats, "workers": WORKERS, "mode": "p",

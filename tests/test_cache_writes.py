@@ -253,3 +253,40 @@ def test_a_result_that_cannot_be_pickled_is_counted_with_its_type(share, toy_env
     assert writes.count == 1 and writes.reason.startswith(("PicklingError", "AttributeError", "TypeError")), writes.reason
     assert read_record(result.manifest).warnings[-1].startswith(f"1 result not cached: {writes.reason}")
     assert json.loads(result.manifest.read_text())["status"] == "ok"
+
+
+_PICKLED: list[int] = []  # one entry per pickling of a `_Counted`
+
+
+class _Counted:
+    """A result that counts how often it is pickled."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[type, tuple[int]]:
+        _PICKLED.append(self.value)
+        return (_Counted, (self.value,))
+
+
+def test_a_stored_result_goes_back_with_its_cache_entrys_pickle_not_a_second_one(tmp_path):
+    from agi_core.executors.base import Outcome
+    from agi_core.executors.wire import pack_outcomes, read_outcomes
+
+    runner = _runner(tmp_path / "cache", tmp_path / "out", max_entries=100)
+    assert runner.writes is not None and runner.cache is not None
+    key = "ab" * 32
+    outcome = Outcome("p1", "s-0", "ok", kernel="python", worker="w", result=_Counted(7))
+    _PICKLED.clear()
+    runner.writes.store(outcome, key)
+    runner.writes.flush()
+    frame = pack_outcomes([outcome])
+    assert _PICKLED == [7]  # once, for the entry; the frame carries the same bytes
+    assert outcome.cache == "stored" and outcome.result_pickle is None and outcome.result.value == 7
+    (back,), unreadable = read_outcomes(frame, "the manager")
+    assert unreadable == {} and back.result.value == 7 and back.result_pickle is None
+    assert runner.cache.load(key).result.value == 7  # the entry holds that pickle
+    # a result that was not stored (no cache) is pickled for the wire as before
+    plain = Outcome("p2", "s-0", "ok", kernel="python", result=_Counted(8))
+    (back,), _ = read_outcomes(pack_outcomes([plain]), "the manager")
+    assert back.result.value == 8 and _PICKLED == [7, 8]

@@ -35,7 +35,7 @@ class EntryWriter:
                  max_entries: int = packs.MAX_PACK_ENTRIES) -> None:
         self.store = store
         self._tag = store.key.tag  # raises `auth.CacheKeyError` for a store without the key: nothing is stored untagged
-        # `add_result` decides when a pack is full; each pack is sealed: this writer tagged every entry itself
+        # `add_pickled` decides when a pack is full; each pack is sealed: this writer tagged every entry itself
         self._packs = packs.PackWriter(store.packs_dir, max_bytes=1 << 62, max_entries=1 << 62, seal=store.key.seal)
         self._max_bytes, self._max_entries = max_bytes, max_entries
         self._files: list[tuple[str, str]] = []  # (key, output folder) of the buffered entries
@@ -48,12 +48,13 @@ class EntryWriter:
             replace: bool = False, **meta: Any) -> str:
         """Buffer one entry; returns its location (``<pack>#<key>``), valid once flushed.
         ``meta``: run_id, kernel, worker…, kept once per pack where entries agree."""
-        return self.add_result(key, result, partition, meta, out_dir=out_dir, outputs=outputs, replace=replace)
-
-    def add_result(self, key: str, result: Any, partition: str, meta: dict[str, Any], *, out_dir: Path | None = None,
-                   outputs: Sequence[str] = (), replace: bool = False) -> str:
-        """`add` with ``meta`` as one dict (a worker's per-partition path)."""
         body = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        return self.add_pickled(key, body, partition, meta, out_dir=out_dir, outputs=outputs, replace=replace)
+
+    def add_pickled(self, key: str, body: bytes, partition: str, meta: dict[str, Any], *, out_dir: Path | None = None,
+                    outputs: Sequence[str] = (), replace: bool = False) -> str:
+        """`add` of a result already pickled (``pickle.HIGHEST_PROTOCOL``), with ``meta`` as one
+        dict: a worker's per-partition path, which sends the same pickle back with the outcome."""
         digest = sha256_hex(body)
         tag = self._tag(key, digest, None)  # first: a worker without the key buffers and copies nothing
         if len(self._packs) and (self._packs.size + len(body) > self._max_bytes or len(self._packs) >= self._max_entries):

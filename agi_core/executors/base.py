@@ -71,7 +71,7 @@ class Outcome:
     """What happened to one partition: its record (`provenance.PartitionRecord`: the same fields,
     the same names; its log line is `provenance.lines.partition_line`), and beside it what only
     the run needs while it runs: ``result`` (the value `App.work` returned), ``line`` (the
-    record line, made where it ran) and ``digest`` (an audited result's SHA-256).
+    record line, made where it ran), ``digest`` (an audited result's SHA-256) and ``result_pickle``.
 
     ``retries``: how often it started before on a worker that was lost (its ``work()`` ran that
     many times more). ``status``: ``ok``, ``failed``, ``skipped`` (a dependency did not succeed) or ``cached`` (its
@@ -107,6 +107,9 @@ class Outcome:
     digest: str = ""  # an audited result's SHA-256 (``cache`` audited or mismatch); "" otherwise
     #: the slot whose worker ran it when that is not ``slot`` (Dask moved its task off a lost worker); "" otherwise
     ran_slot: str = ""
+    #: ``result`` pickled, where the worker already pickled it for its cache entry: sent back as it
+    #: is instead of a second pickle (`wire.pack_outcomes`); never sent itself
+    result_pickle: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

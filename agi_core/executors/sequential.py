@@ -59,6 +59,7 @@ class SequentialExecutor(Executor):
                 await asyncio.sleep(0)  # a cancellation (Ctrl-C) lands between partitions
                 started = time.monotonic()
                 ran = self._runner.run(parts[pid], slot_of[pid], driver.inputs(pid), key=keys.get(pid, ""))
+                ran.result_pickle = None  # no wire here: the run keeps the result, not also its cache entry's pickle
                 now = time.monotonic()
                 oldest = oldest if pending else now
                 pending.extend(settle(driver, [ran], slot_of))  # its dependants may run next: the driver knows now

@@ -8,6 +8,7 @@ workers, so it is in the workers' code hash (`install.code_hash`, through `parti
 
 from __future__ import annotations
 
+import pickle
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -52,14 +53,16 @@ class WorkerCache:
                 meta = buffer.meta = {"run_id": self.job.run_id, "kernel": outcome.kernel, "worker": outcome.worker}
             if outcome.undeclared_reads:  # kept with the entry: a run that takes it from the cache says so again
                 meta = {**meta, "undeclared": list(outcome.undeclared_reads)}
-            location = buffer.writer.add_result(key, outcome.result, outcome.id, meta, out_dir=self.job.out_dir,
-                                                outputs=outcome.outputs, replace=outcome.id in self._refresh)
+            body = pickle.dumps(outcome.result, protocol=pickle.HIGHEST_PROTOCOL)
+            location = buffer.writer.add_pickled(key, body, outcome.id, meta, out_dir=self.job.out_dir,
+                                                 outputs=outcome.outputs, replace=outcome.id in self._refresh)
         except Exception as exc:  # noqa: BLE001 - e.g. a full share, or a result that cannot be pickled
             from ..cache.write_failures import failure_note
 
             outcome.add_note(failure_note(exc))
             return
         outcome.cache, outcome.result_location = "stored", location
+        outcome.result_pickle = body  # the outcome goes back with the same pickle (`wire.pack_outcomes`), not a second one
         buffer.unflushed.append(outcome)
 
     def _put(self, outcome: Outcome, key: str, *, replace: bool) -> bool:
