@@ -6,6 +6,10 @@ import sys
 
 from tests.conftest import ROOT, TEST_APPS
 
+#: what a run of this machine on a CPU does not need: GPU probing and remembered GPU facts, the events
+#: of clusters, installs and pipeline steps, did-you-mean, and multiprocessing (mode 0 starts no process)
+LAZY = ("agi_core.gpus.probe", "agi_core.gpus.facts", "agi_core.gpus.libraries", "agi_core.base.cluster_events",
+        "difflib", "multiprocessing")
 HEAVY = ("dask", "distributed", "asyncssh", "matplotlib", "pandas", "tomlkit", "rich")
 
 SCRIPT = f"""
@@ -18,6 +22,7 @@ finally:
     print("HEAVY:", sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r})))
     print("MANAGER:", sorted(m for m in sys.modules if m.startswith(("agi_core.cluster", "agi_core.ssh", "agi_core.install"))))
     print("CACHE:", sorted(m for m in sys.modules if m.startswith("agi_core.cache")))
+    print("ELSEWHERE:", sorted(m for m in sys.modules if m in {LAZY!r} or m.split(".")[0] in {LAZY!r}))
 """
 
 
@@ -27,6 +32,7 @@ def test_mode_0_run_imports_nothing_heavy(share):
     assert out.returncode == 0, out.stderr
     assert "HEAVY: []" in out.stdout, out.stdout
     assert "MANAGER: []" in out.stdout, out.stdout  # no cluster backend, SSH or install code for a local run
+    assert "ELSEWHERE: []" in out.stdout, out.stdout
     assert list(share.glob("runs/toy/*/manifest.json"))
 
 
