@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -83,6 +82,8 @@ class AgiEnv:
         self.name = app.removesuffix(_PROJECT_SUFFIX)
         known = discover_apps(self.apps_paths)
         if self.name not in known:
+            import difflib  # only for a did-you-mean: not on every run's path
+
             close = difflib.get_close_matches(self.name, sorted(known), n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             where = ", ".join(str(p) for p in self.apps_paths) or "(no apps folder found)"

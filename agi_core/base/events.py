@@ -13,10 +13,15 @@ The core calls an `EventSink` (any callable taking an `Event`) with these small 
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .event_base import Event, EventSink, ignore, wants_partitions
+
+if TYPE_CHECKING:
+    from .cluster_events import (ClusterReady, HostOutput, HostStep, PartitionsMoved, StepFinished, StepStarted,
+                                 WorkerJoined, WorkerLeft, WorkersJoining)
 
 __all__ = [
     "ClusterReady",
@@ -38,34 +43,6 @@ __all__ = [
     "ignore",
     "wants_partitions",
 ]
-
-
-@dataclass(frozen=True)
-class Event:
-    """Base of every event; ``kind`` names it in JSON."""
-
-    kind: ClassVar[str] = "event"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **dataclasses.asdict(self)}
-
-
-EventSink = Callable[[Event], None]
-
-
-def ignore(event: Event) -> None:
-    """The sink used when nobody listens."""
-
-
-def wants_partitions(sink: EventSink) -> bool:
-    """Whether ``sink`` wants a `PartitionDone` per partition: not `ignore`, and not a sink whose
-    ``partition_events`` attribute is False (e.g. the CLI without its progress bars). A run of
-    100,000 partitions builds 100,000 of them: a third of a second when nobody reads them.
-
-    >>> wants_partitions(print), wants_partitions(ignore)
-    (True, False)
-    """
-    return sink is not ignore and getattr(sink, "partition_events", True)
 
 
 @dataclass(frozen=True)
@@ -99,61 +76,9 @@ class RunStarted(Event):
     run_dir: str = ""
 
 
-@dataclass(frozen=True)
-class ClusterReady(Event):
-    """The Dask cluster a run uses is up (or attached to)."""
-
-    kind: ClassVar[str] = "cluster_ready"
-    scheduler: str
-    dashboard: str | None = None
-    warm: bool = False
-    note: str = ""
 
 
-@dataclass(frozen=True)
-class WorkersJoining(Event):
-    """While a cluster starts: ``joined`` of the ``expected`` workers are there; the run starts
-    at ``needed`` (``[cluster] min_workers``)."""
 
-    kind: ClassVar[str] = "workers_joining"
-    joined: int
-    expected: int
-    needed: int
-
-
-@dataclass(frozen=True)
-class WorkerJoined(Event):
-    """A worker joined a running run (``late``: after it started) and serves ``slot``."""
-
-    kind: ClassVar[str] = "worker_joined"
-    name: str
-    slot: str
-    host: str = ""
-    late: bool = True
-
-
-@dataclass(frozen=True)
-class WorkerLeft(Event):
-    """A worker left a running run (it died, was retired, or its job ended)."""
-
-    kind: ClassVar[str] = "worker_left"
-    name: str
-    slot: str
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class PartitionsMoved(Event):
-    """``count`` partitions that had not started move from ``source``'s worker to ``target``'s:
-    ``reason`` is "not joined" (planned for a worker that was not there), "joined" (a late worker
-    takes work), "left" (their worker left before starting them) or "retiring" (their worker
-    retires soon: `executors.dask_retire`)."""
-
-    kind: ClassVar[str] = "partitions_moved"
-    source: str
-    target: str
-    count: int
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -189,48 +114,14 @@ class RunFinished(Event):
     counts: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class HostStep(Event):
-    """An install or doctor step on one host; ``done`` when the host is finished."""
-
-    kind: ClassVar[str] = "host_step"
-    host: str
-    step: str
-    done: bool = False
-    failed: bool = False
+#: the events a run of this machine never emits, defined in `cluster_events` and loaded on first use
+_ELSEWHERE = frozenset(("ClusterReady", "HostOutput", "HostStep", "PartitionsMoved", "StepFinished", "StepStarted",
+                        "WorkerJoined", "WorkerLeft", "WorkersJoining"))
 
 
-@dataclass(frozen=True)
-class HostOutput(Event):
-    """A line an install step printed on one host (uv, the Cython build), as it is printed."""
-
-    kind: ClassVar[str] = "host_output"
-    host: str
-    line: str
-    step: str = ""
-
-
-@dataclass(frozen=True)
-class StepStarted(Event):
-    """A pipeline step's process started (``agi steps run``)."""
-
-    kind: ClassVar[str] = "step_started"
-    pipeline_run: str
-    step: str
-    step_kind: str
-    app: str | None = None
-    log: str = ""
-
-
-@dataclass(frozen=True)
-class StepFinished(Event):
-    """A pipeline step ended: ``status`` is ok, failed, skipped (a dependency failed), reused
-    (``--resume``: it succeeded before) or interrupted; ``run_ids`` are the runs it made."""
-
-    kind: ClassVar[str] = "step_finished"
-    pipeline_run: str
-    step: str
-    status: str
-    duration_s: float = 0.0
-    run_ids: tuple[str, ...] = ()
-    reason: str | None = None
+def __getattr__(name: str) -> Any:
+    if name not in _ELSEWHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(".cluster_events", __package__), name)
+    globals()[name] = value  # once found, a plain attribute
+    return value

@@ -15,7 +15,6 @@ local cluster then fails to start, raises that one error with its fix.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import tempfile
@@ -46,7 +45,10 @@ def reimporting_main() -> bool:
     """True while this process is a spawn child still bootstrapping: importing its parent's
     ``__main__`` (multiprocessing marks that phase with ``_inheriting``, the flag its own
     "bootstrapping phase" check reads; the script runs as ``__mp_main__`` then)."""
-    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+    # A spawn child imports multiprocessing before it re-imports ``__main__``: a process that has
+    # not imported it is no such child, and does not pay for the import (a mode-0 run)
+    multiprocessing = sys.modules.get("multiprocessing")
+    return multiprocessing is not None and bool(getattr(multiprocessing.current_process(), "_inheriting", False))
 
 
 def _note(parent: int) -> Path:
@@ -70,6 +72,8 @@ def refuse_in_reimport(call: str) -> None:
         return
     main = sys.modules.get("__mp_main__") or sys.modules.get("__main__")
     message = _message(call, str(getattr(main, "__file__", None) or "the main script"))
+    import multiprocessing
+
     if multiprocessing.current_process().name.startswith(_DASK_WORKER):  # its parent's cluster start will say it, once
         try:
             _note(os.getppid()).write_text(message)

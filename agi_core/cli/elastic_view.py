@@ -13,15 +13,22 @@
 
 from __future__ import annotations
 
-from ..base.events import Event, PartitionsMoved, WorkerJoined, WorkerLeft, WorkersJoining
+from ..base.events import Event
 
 __all__ = ["elastic_line"]
+
+#: the kinds of the events this module words: a run of this machine has none, and does not load them
+_KINDS = frozenset(("workers_joining", "worker_joined", "worker_left", "partitions_moved"))
 
 
 def elastic_line(event: Event) -> str | None:
     """The line for an elastic-run event, or None for other events, for a full house (the cluster
     line follows), and for the joining counts a big cluster would print too often (every tenth of
     the map is shown, and the count the run starts at)."""
+    if event.kind not in _KINDS:
+        return None
+    from ..base.events import PartitionsMoved, WorkerJoined, WorkerLeft, WorkersJoining
+
     if isinstance(event, WorkersJoining):
         step = max(1, event.expected // 10)
         if event.joined >= event.expected or (event.joined % step and event.joined != event.needed):

@@ -67,6 +67,8 @@ class _Group(click.Group):
 
         module, _, attribute = _COMMANDS[name].partition(":")
         command: click.Command = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+        if isinstance(ctx.obj, dict) and (loading := ctx.obj.get("loading")) is not None:
+            loading.resume()  # the command's modules are loaded: it runs with the collector on (loading_gc)
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -127,8 +129,10 @@ def main() -> None:
     # asyncssh still names DSA key classes at import; cryptography's deprecation notice about it
     # is noise for a user who never uses DSA keys (they are refused by OpenSSH anyway)
     warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh(\.|$)")
+    from .loading_gc import LoadingCollections
+
     try:
-        cli(prog_name="agi")
+        cli(prog_name="agi", obj={"loading": LoadingCollections()})
     finally:
         # The process ends here: keep the interpreter's last garbage collection from walking
         # every object a big run left (0.13 s after a run of 100,000 partitions). Nothing is lost:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..agi import AGI  # loaded with the command, while the collector is paused (loading_gc)
 from .options import MODE_HELP, apps_path_option, apps_paths, env_for, no_app, overrides, set_option
 from .output import console, lines_console, print_json
 from .plan_view import plan_tree
@@ -30,8 +31,6 @@ __all__ = ["distrib_command", "print_run", "run_command"]
 def distrib_command(ctx: click.Context, app: str, mode: str | None, assignments: tuple[str, ...], out: Path | None,
                     graph: Path | None, as_json: bool) -> None:
     """Compute the balanced work plan of a run, without running it."""
-    from ..agi import AGI
-
     args, cluster = overrides(assignments)
     plan = asyncio.run(AGI.get_distrib(env_for(ctx, app), mode=mode, args=args, cluster=cluster or None))
     if out:
@@ -83,7 +82,6 @@ def run_command(ctx: click.Context, app: str | None, mode: str | None, assignmen
     payload, dependencies and kernel are unchanged is not computed again. `agi runs show RUN
     --why ID` says why a partition was computed; `--audit` checks a sample of the hits.
     """
-    from ..agi import AGI
     from ..base.errors import RunError, Terminated
     from ..base.events import ignore
     from .interrupt_view import RunEnd, print_stopped

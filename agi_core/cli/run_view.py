@@ -6,10 +6,13 @@ stderr, so stdout keeps only the run's outcome (or its JSON).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..base.events import ClusterReady, Event, Notice, PartitionDone, Phase, RunFinished, RunStarted
+from ..base.events import Event, Notice, PartitionDone, Phase, RunFinished, RunStarted
 from .elastic_view import elastic_line
+
+if TYPE_CHECKING:
+    from ..base.events import ClusterReady
 
 __all__ = ["MAX_SLOT_BARS", "RunView", "cluster_line"]
 
@@ -24,6 +27,13 @@ def cluster_line(scheduler: str, dashboard: str | None = None, warm: bool = Fals
     """
     return (f"Dask scheduler {scheduler}" + (f", dashboard {dashboard}" if dashboard else "")
             + (" (warm cluster)" if warm else "") + (f"\n{note}" if note else ""))
+
+
+def _cluster_ready() -> type[ClusterReady]:
+    """`events.ClusterReady`, loaded when a cluster run says it is up (a local run never does)."""
+    from ..base.events import ClusterReady
+
+    return ClusterReady
 
 
 class RunView:
@@ -60,7 +70,7 @@ class RunView:
             self._start(event)
         elif isinstance(event, RunFinished):
             self._stop()
-        elif isinstance(event, ClusterReady):
+        elif event.kind == "cluster_ready" and isinstance(event, _cluster_ready()):
             self._say(cluster_line(event.scheduler, event.dashboard, event.warm, event.note))
         elif isinstance(event, Phase) and event.name == "compiling":
             self._say(f"compiling {event.detail}" if event.detail else "compiling")

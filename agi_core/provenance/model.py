@@ -8,7 +8,8 @@ schema) read into the same models: every field added since has a default.
 'demo'
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic would compile every field's annotation from
+# its string (typing.ForwardRef) at each start of `agi`; these models name only what is imported.
 
 from typing import Any, Literal
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..base.errors import PlanError
-from ..gpus import GPU, gpu_here, gpus_of, local_gpus, simulated
+from ..gpus import GPU, gpu_here, simulated
 from ..plan import Slot, WorkPlan, build_plan, slots_for_mode
 from .app_errors import plan_error
 
@@ -60,9 +60,13 @@ def request_slots(request: RunRequest) -> list[Slot]:
     offers one under numba's CUDA simulator."""
     shape = request.shape
     if shape.cluster:
+        from ..gpus import gpus_of  # remembered facts, and GPU probing below: a CPU run of this machine needs neither
+
         return slots_for_mode(request.cluster, shape, gpus=gpus_of(request.cluster.worker_map()))
     if shape.gpu == "off" or not gpu_here()[0]:
         return slots_for_mode(request.cluster, shape)
+    from ..gpus import local_gpus
+
     here = local_gpus()
     return slots_for_mode(request.cluster, shape, local_capabilities=(GPU,) if simulated() and not here else (),
                           gpus=dict.fromkeys(request.cluster.local_worker_map(), here))

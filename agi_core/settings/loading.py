@@ -13,7 +13,6 @@ when read, whatever the mode; an error names the file, the dotted key, what was 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import tomllib
@@ -107,6 +106,8 @@ def _validate_args(model: type[BaseModel], values: Mapping[str, Any], origins: M
     known = set(model.model_fields)
     for key in values:
         if key not in known:
+            import difflib  # only for a did-you-mean: not on every run's path
+
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise SettingsError(

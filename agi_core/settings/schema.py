@@ -15,7 +15,8 @@ HostAddress(host='fe80::1', user=None, port=8786)
 ['127.0.0.1']
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic would compile every field's annotation from
+# its string (typing.ForwardRef) at each start of `agi`; these models name only what is imported.
 
 import os
 import re

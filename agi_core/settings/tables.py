@@ -3,7 +3,8 @@
 every table shares (an unknown key is an error). `agi_core.settings.schema` holds ``[cluster]``.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic would compile every field's annotation from
+# its string (typing.ForwardRef) at each start of `agi`; these models name only what is imported.
 
 import re
 from typing import Annotated, Literal

@@ -5,7 +5,6 @@ unknown key (`format_validation`).
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import tomllib
@@ -60,6 +59,8 @@ def format_validation(exc: ValidationError, *, origin: str, prefix: str, model: 
         cause = (error.get("ctx") or {}).get("error")
         if error["type"] == "extra_forbidden":
             lines[key] = f"{where}: unknown key '{key}'"
+            import difflib  # only for a did-you-mean: not on every run's path
+
             close = difflib.get_close_matches(parts[-1], _known_keys(model or type(None), parts[:-1]), n=1) if parts else []
             if close:
                 fixes.append(f"did you mean '{dotted_key([*full[:-1], close[0]])}'?")
