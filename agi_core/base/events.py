@@ -20,8 +20,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .event_base import Event, EventSink, ignore, wants_partitions
 
 if TYPE_CHECKING:
-    from .cluster_events import (ClusterReady, HostOutput, HostStep, PartitionsMoved, StepFinished, StepStarted,
-                                 WorkerJoined, WorkerLeft, WorkersJoining)
+    from .cluster_events import (
+        ClusterReady,
+        HostOutput,
+        HostStep,
+        PartitionsMoved,
+        StepFinished,
+        StepStarted,
+        WorkerJoined,
+        WorkerLeft,
+        WorkersJoining,
+    )
 
 __all__ = [
     "ClusterReady",
