@@ -1,6 +1,6 @@
 """A late worker gets work as soon as the scheduler adds it (its ``add-worker`` event), not at the
-run's next look at its workers (`dask_tend.WATCH_S`): measured by benchmarks/elastic.py, the look
-was most of what a late joiner cost against plain Dask.
+run's next look at its workers (`dask_tend.WATCH_S`, which added up to 0.5 s to a late joiner's
+wait for work; benchmarks/elastic.py compares it with plain Dask).
 
 Real Dask worker processes through the elastic test backend (`tests/elastic_backend.py`) and the
 non-idempotent ``ledger`` app, as in tests/test_elastic.py, whose helpers this reuses.
