@@ -188,7 +188,7 @@ async def plain_many(partitions: int) -> dict:
     async with await _plain_cluster() as cluster, Client(cluster, asynchronous=True) as client:
         scheduler = cluster.scheduler
         begin = time.perf_counter()
-        futures = client.map(_work, range(partitions), seconds=0.01, pure=False)
+        _kept = client.map(_work, range(partitions), seconds=0.01, pure=False)  # held: futures dropped are released
         while len(scheduler.tasks) < partitions:
             await asyncio.sleep(0.005)
         held = time.perf_counter() - begin
