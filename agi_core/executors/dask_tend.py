@@ -9,8 +9,6 @@ backend to act; it never touches outcomes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,16 +16,10 @@ from ..base.errors import AgiError
 from ..base.events import EventSink, Notice
 from .dask_elastic import ElasticBatches
 
-__all__ = ["JOIN_LOOK_S", "WATCH_S", "Tending"]
+__all__ = ["WATCH_S", "Tending"]
 
-#: how often a run asks the scheduler which workers it has (joins and leaves), when it hears nothing
+#: how often a run asks the scheduler which workers it has (joins and leaves)
 WATCH_S = 0.5
-#: after the scheduler says a worker was added or removed: look this often, for `_SOON_S` (a worker
-#: added is not "running" yet: the scheduler gives it work a few ms later)
-JOIN_LOOK_S = 0.05
-_SOON_S = 1.0
-#: the scheduler's events (topic "all") that make the run look at its workers now
-_WAKE_ON = frozenset({"add-worker", "remove-worker"})
 
 
 class Tending:
@@ -42,45 +34,11 @@ class Tending:
         self._join_wait = join_wait
         self._refresh_facts = refresh_facts
         self._retirements: Any = None  # workers drained before they retire (`dask_retire`), when the backend's do
-        self._woken = asyncio.Event()  # the scheduler said a worker was added or removed
-        self._soon_until = 0.0  # monotonic time until which the watch looks every `JOIN_LOOK_S`
 
     async def watch(self, elastic: ElasticBatches, pending: Any) -> None:
-        """Look at the workers every `WATCH_S` while the run goes, and as soon as the scheduler says
-        one was added or removed: joins take work, leaves hand theirs on."""
-        self._listen()
-        try:
-            await self._watch(elastic, pending)
-        finally:
-            with contextlib.suppress(Exception):  # the client may be closing
-                self._client.unsubscribe_topic("all")
-
-    def _listen(self) -> None:
-        """Hear the scheduler's joins and leaves as they happen (its event topic "all"), so a late
-        worker gets work in milliseconds instead of at the next look (up to `WATCH_S`)."""
-        def heard(event: Any) -> None:
-            _, message = event
-            if isinstance(message, dict) and message.get("action") in _WAKE_ON:
-                self._soon_until = time.monotonic() + _SOON_S
-                self._woken.set()
-
-        try:
-            self._client.subscribe_topic("all", heard)
-        except Exception:  # noqa: BLE001 - hearing joins is a help: the looks every WATCH_S see them too
-            return
-
-    async def _pause(self) -> None:
-        """Until the next look: `JOIN_LOOK_S` just after a join or leave, else `WATCH_S` or the next one."""
-        if time.monotonic() < self._soon_until:
-            await asyncio.sleep(JOIN_LOOK_S)
-        else:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), WATCH_S)
-        self._woken.clear()
-
-    async def _watch(self, elastic: ElasticBatches, pending: Any) -> None:
+        """Look at the workers every `WATCH_S` while the run goes: joins take work, leaves hand theirs on."""
         while True:
-            await self._pause()
+            await asyncio.sleep(WATCH_S)
             try:
                 futures = await elastic.poll()
             except Exception:  # noqa: BLE001 - the scheduler is gone: the run's own loop says so
