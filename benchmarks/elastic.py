@@ -17,8 +17,8 @@
    the first partition done on it as the manager sees it, and the whole run's wall time (cluster
    start and close included on both sides); ratios agi / plain. agi's own view of the join
    (its `WorkerJoined`, once it looked and checked the worker) is reported beside it. Where agi's
-   join → first partition goes (profiled, 2 cores): the run hears the scheduler's add-worker at
-   once (`dask_tend`), looks again ~50 ms later (the worker is still "init"), the join check
+   join → first partition goes (profiled, 2 cores): the run sees the join at its next look at the
+   workers (`dask_tend`, every 0.5 s: up to 0.5 s after the scheduler's add-worker), the join check
    (`join_check`: versions, and the agi_core code hash computed on the fresh worker from the
    source tree) takes ~0.2 s, then one batch of 2 partitions (0.2 s, plain Dask runs 1 task) on a
    worker that runs its first agi task.
