@@ -17,6 +17,7 @@ from typing import Any
 
 from .app.env import AgiEnv
 from .base.errors import SettingsError
+from .base.collection_pause import making_long_lived
 from .base.events import EventSink, ignore
 from .base.main_guard import refuse_in_reimport
 from .base.modes import Mode
@@ -92,7 +93,9 @@ class AGI:
         """Run a resolved request (what a snippet or the web UI sends)."""
         env = env or request.env()
         with share_umask(ShareAccess.of(request.cluster.share.group_access)):  # the modes of what the run creates on the share
-            return await Runner(env, request, chosen_plan(env, request, plan), emit=on_event or ignore, on_outcome=on_outcome).run()
+            with making_long_lived():  # the plan lives as long as the run
+                chosen = chosen_plan(env, request, plan)
+            return await Runner(env, request, chosen, emit=on_event or ignore, on_outcome=on_outcome).run()
 
     @staticmethod
     async def get_distrib(

@@ -6,7 +6,7 @@ idle while the manager takes in 100,000 outcomes, and the manager then only stor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
@@ -94,16 +94,38 @@ class CachedLines:
                 fields["note"] = self._note
             fields["outputs"] = outputs
             return to_json(fields, fallback=str)
+        middle = self._middles.get((kernel, location)) or self._middle(kernel, location)
+        encoded_slot = self._slots.get(slot)
+        if encoded_slot is None:
+            encoded_slot = self._slots[slot] = to_json(slot)
+        return b'{"id":%b,"slot":%b%b%b%b' % (to_json(pid), encoded_slot, middle, to_json(key), self._end)
+
+    def _middle(self, kernel: str, location: str) -> bytes:
+        """What the lines of one (kernel, pack) share, between the slot and the key: encoded once."""
         middle = self._middles.get((kernel, location))
         if middle is None:
             middle = self._middles[(kernel, location)] = (
                 b',"status":"cached","worker":"","host":"","start":0.0,"end":0.0,"duration_s":0.0,"kernel":' + to_json(kernel)
                 + b',"device":"","result_location":' + to_json(location or RETURNED)
                 + b',"cache_hit":true,"cache":"hit","cache_key":')
-        encoded_slot = self._slots.get(slot)
-        if encoded_slot is None:
-            encoded_slot = self._slots[slot] = to_json(slot)
-        return b'{"id":%b,"slot":%b%b%b%b' % (to_json(pid), encoded_slot, middle, to_json(key), self._end)
+        return middle
+
+    def maker(self, kernel: str, location: str, slots: Iterable[str]) -> Callable[[str, str, str], bytes]:
+        """``line`` for the hits of one pack (one kernel, one location, no outputs) on ``slots``:
+        ``maker(...)(pid, slot, key)``, made the same way with the per-pack part encoded once.
+
+        >>> lines = CachedLines("from the cache")
+        >>> lines.maker("python", "/c/x.pack", ["s0"])("p1", "s0", "ab") == lines.line("p1", "s0", "python", "/c/x.pack", "ab")
+        True
+        """
+        middle, encoded, end = self._middle(kernel, location), self._slots, self._end
+        for slot in slots:
+            if slot not in encoded:
+                encoded[slot] = to_json(slot)
+
+        def line(pid: str, slot: str, key: str) -> bytes:
+            return b'{"id":%b,"slot":%b%b%b%b' % (to_json(pid), encoded[slot], middle, to_json(key), end)
+        return line
 
 
 def not_run_line(pid: str, slot: str | None) -> bytes:

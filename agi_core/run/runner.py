@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..base.collection_pause import thaw
 from ..base.errors import RunError, Terminated
 from ..base.events import EventSink, PartitionDone, Phase, RunStarted, wants_partitions
 from ..base.modes import Mode
@@ -91,6 +92,8 @@ class Runner(RunEnding):
                 if not is_file_error(exc):
                     raise
                 raise share_error(exc, "starting the run at") from exc
+            finally:
+                thaw()  # what the run froze (`making_long_lived`): the plan, the cache's hits
 
     def _forget_run_dir(self) -> None:
         """A run that failed before its first record leaves no folder `agi runs list` cannot show."""
