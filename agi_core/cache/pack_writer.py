@@ -45,6 +45,7 @@ class PackWriter:
         self._name: str | None = None
         self._where = ""  # the pack's path: its entries' location (one string, shared by every outcome of a send)
         self._bodies: list[bytes] = []
+        self._rows: list[tuple[str, int, str, str, float, str]] = []  # key, size, sha256, partition, created, tag
         self._index: PackIndex | None = None
         self._meta: dict[str, Any] | None = None
         self._offset = 0
@@ -87,22 +88,20 @@ class PackWriter:
         if self._bodies and (self._offset + len(body) > self._max_bytes or len(self._bodies) >= self._max_entries):
             self.flush()
         index = self._index or self._start(meta)
+        position = len(self._rows)
         if meta is not self._meta and meta != index.common:
             extra = {k: v for k, v in meta.items() if index.common.get(k, _MISSING) != v}
             extra.update({k: None for k in index.common if k not in meta})
-            index.extra[len(index.keys)] = extra
+            index.extra[position] = extra
         if replace:
-            index.replaced.add(len(index.keys))
+            index.replaced.add(position)
         if outputs:
-            index.outputs[len(index.keys)] = outputs
+            index.outputs[position] = outputs
         if files:
-            index.files[len(index.keys)] = files
-        index.tags.append(tag or "")
-        index.keys.append(key)
-        index.sizes.append(len(body))
-        index.sha256.append(sha256 or sha256_hex(body))
-        index.partitions.append(partition)
-        index.created.append(time.time() if created is None else created)
+            index.files[position] = files
+        # one row per entry, made columns at the flush (`zip`): six appends per entry were a third of its cost
+        self._rows.append((key, len(body), sha256 or sha256_hex(body), partition, time.time() if created is None else created,
+                           tag or ""))
         self._bodies.append(body)
         self._offset += len(body)
         return self._where
@@ -111,10 +110,11 @@ class PackWriter:
         """Write the buffered entries: the pack, then its index, each under a temporary name
         renamed into place. Returns the pack's path (None when nothing was buffered). On failure
         nothing is left behind and the buffered entries are dropped (the caller reports them)."""
-        index, bodies = self._index, self._bodies
+        index, bodies, rows = self._index, self._bodies, self._rows
         if index is None or not bodies:
             return None
         self._reset()
+        index.keys, index.sizes, index.sha256, index.partitions, index.created, index.tags = (list(column) for column in zip(*rows))
         pack_path, index_path = index.pack, index.index
         columns = to_json(index.columns(), fallback=str)  # 5x faster than json.dumps: a flush per send
         digest = sha256_hex(columns)

@@ -57,7 +57,8 @@ class EntryWriter:
         dict: a worker's per-partition path, which sends the same pickle back with the outcome."""
         digest = sha256_hex(body)
         tag = self._tag(key, digest, None)  # first: a worker without the key buffers and copies nothing
-        if len(self._packs) and (self._packs.size + len(body) > self._max_bytes or len(self._packs) >= self._max_entries):
+        count = len(self._packs)
+        if count and (count >= self._max_entries or self._packs.size + len(body) > self._max_bytes):
             full = self._packs.location
             try:
                 self.flush()
