@@ -138,3 +138,26 @@ def test_the_key_is_made_once_private_and_a_worker_with_another_key_stores_nothi
     assert outcome.status == "ok" and outcome.cache == "miss"
     assert "not the manager's" in outcome.note and "agi cluster down" in outcome.note
     assert not list((tmp_path / "cache").rglob(f"*{INDEX_SUFFIX}"))
+
+
+def test_a_sealed_pack_of_small_entries_is_checked_whole_and_a_flipped_byte_still_names_its_entry(share):
+    store = CacheStore.for_app(share, "toy", key=ensure_key())
+    writer = store.writer()
+    keys = [f"{i:02x}" * 32 for i in range(4)]
+    for i, key in enumerate(keys):
+        writer.add(key, f"result {i}", partition=f"p{i}")
+    pack = writer.flush()
+    index = read_index(pack.with_suffix(INDEX_SUFFIX))
+    assert index.pack_sha256  # small entries: the pack has a checksum of its own, under the seal
+    assert [entry.result for _, entry, _ in store.load_many(store.view(set(keys)), keys)] == [f"result {i}" for i in range(4)]
+
+    data = bytearray(pack.read_bytes())
+    data[index.offsets[2] + index.sizes[2] - 2] ^= 0xFF  # inside entry 2's pickle, the index unchanged
+    pack.write_bytes(bytes(data))
+    loaded = {key: (entry, problem) for key, entry, problem in store.load_many(store.view(set(keys)), keys)}
+    assert loaded[keys[2]][0] is None and "checksum does not match" in loaded[keys[2]][1]
+    assert [loaded[keys[i]][0].result for i in (0, 1, 3)] == ["result 0", "result 1", "result 3"]
+
+    big = store.writer()
+    big.add("ff" * 32, b"x" * (100 << 10), partition="big")
+    assert not read_index(big.flush().with_suffix(INDEX_SUFFIX)).pack_sha256  # big entries: each checked on its own

@@ -150,14 +150,15 @@ def _read(store: CacheStore, view: CacheView, keys: Iterable[str], touch: bool) 
     for index, positions in by_pack.values():
         keys_of, sums, tags, outputs = index.keys, index.sha256, index.tags, index.outputs
         where = str(index.pack)
+        # A sealed index authenticates every entry's key, checksum and outputs in one MAC;
+        # otherwise (packs gc merged, bundles imported, older caches) each tag is checked.
+        sealed = store.key.check_seal(index.columns_sha256, index.seal)
         try:
-            checked = list(packs.read_bodies(index, positions))
+            checked = list(packs.read_bodies(index, positions, sealed=sealed))
         except FileNotFoundError:
             yield index, [(i, None, None) for i in positions]
             continue
-        # A sealed index authenticates every entry's key, checksum and outputs in one MAC;
-        # otherwise (packs gc merged, bundles imported, older caches) each tag is checked.
-        if not store.key.check_seal(index.columns_sha256, index.seal):
+        if not sealed:
             checked = [(i, None, untrusted(where, keys_of[i]))  # checked before anything unpickles it
                        if body is not None and not check(keys_of[i], sums[i], outputs.get(i), tags[i]) else (i, body, problem)
                        for i, body, problem in checked]

@@ -10,7 +10,8 @@ from typing import Any
 
 from .entries import ENTRY_SCHEMA
 
-__all__ = ["INDEX_SUFFIX", "MAX_PACK_BYTES", "MAX_PACK_ENTRIES", "PACK_SCHEMA", "PACK_SUFFIX", "PACKS", "PackIndex"]
+__all__ = ["INDEX_SUFFIX", "MAX_PACK_BYTES", "MAX_PACK_ENTRIES", "PACK_SCHEMA", "PACK_SUFFIX", "PACKS", "SMALL_ENTRY_BYTES",
+           "PackIndex"]
 
 PACK_SCHEMA = "agi.cache.pack.v1"
 PACKS = "packs"  # the folder of packs, in an app's cache folder
@@ -19,6 +20,9 @@ INDEX_SUFFIX = ".index"
 #: a writer flushes by itself past these (a pack stays small enough to read whole)
 MAX_PACK_BYTES = 64 << 20
 MAX_PACK_ENTRIES = 20_000
+#: a pack whose entries are this small on average gets a checksum of its own (`PackIndex.pack_sha256`):
+#: checking 100,000 tiny entries one by one was a tenth of a re-run; hashing big ones twice would cost more
+SMALL_ENTRY_BYTES = 64 << 10
 
 
 @dataclass(eq=False)
@@ -46,6 +50,9 @@ class PackIndex:
     #: the writer's tag of the whole index (`auth.CacheKey.seal` of ``columns_sha256``): when it checks,
     #: every entry's key, checksum and outputs are authenticated at once; "" when the pack has none
     seal: str = ""
+    #: the SHA-256 of the whole pack, for a pack of small entries (`SMALL_ENTRY_BYTES` on average): a
+    #: reader of every entry of a sealed pack checks it once instead of each entry's; "" when none
+    pack_sha256: str = ""
 
     @property
     def pack(self) -> Path:
@@ -90,4 +97,5 @@ class PackIndex:
         return {"key": self.keys, "size": self.sizes, "sha256": self.sha256, "partition": self.partitions, "tag": self.tags,
                 "created_base": base,
                 "created_ms": [round((c - base) * 1000) for c in self.created], "replace": sorted(self.replaced),
-                "outputs": self.outputs, "files": self.files, "extra": self.extra}
+                "outputs": self.outputs, "files": self.files, "extra": self.extra,
+                **({"pack_sha256": self.pack_sha256} if self.pack_sha256 else {})}

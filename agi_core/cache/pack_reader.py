@@ -53,7 +53,8 @@ def read_index(path: Path) -> PackIndex:
                           cols["sha256"], cols["partition"], created, set(cols["replace"]),
                           *({int(i): v for i, v in cols[name].items()} for name in ("outputs", "files")),
                           _tags(cols.get("tag"), len(cols["key"])), {int(i): v for i, v in cols["extra"].items()},
-                          columns_sha256=str(head["columns_sha256"]), seal=str(head.get("seal") or ""))
+                          columns_sha256=str(head["columns_sha256"]), seal=str(head.get("seal") or ""),
+                          pack_sha256=str(cols.get("pack_sha256") or ""))
         if not len(index.keys) == len(index.sizes) == len(index.sha256) == len(index.partitions) == len(index.created) \
                 == len(index.tags):
             raise ValueError("columns of different lengths")
@@ -75,8 +76,12 @@ def _tags(column: Any, count: int) -> list[str]:
     return tags
 
 
-def read_bodies(index: PackIndex, positions: Iterable[int]) -> Iterator[tuple[int, bytes | None, str | None]]:
+def read_bodies(index: PackIndex, positions: Iterable[int], *, sealed: bool = False
+                ) -> Iterator[tuple[int, bytes | None, str | None]]:
     """Each entry's checked body, or the reason it cannot be trusted; the pack is read once.
+    ``sealed``: the index's seal checked (its columns are the writer's), so when most entries are
+    read, the pack's own checksum (`PackIndex.pack_sha256`) stands for each entry's: one check
+    (where it does not match, each entry is checked, to find which).
     Raises FileNotFoundError when the pack and its index are both gone (a gc rewrote it meanwhile)."""
     try:
         with open(index.pack, "rb") as handle:
@@ -89,6 +94,11 @@ def read_bodies(index: PackIndex, positions: Iterable[int]) -> Iterator[tuple[in
         raise
     view = memoryview(data)
     offsets, sizes, sums, sha256 = index.offsets, index.sizes, index.sha256, hashlib.sha256
+    if sealed and index.pack_sha256:
+        positions = positions if isinstance(positions, list) else list(positions)
+        if 2 * len(positions) >= len(index.keys) and sha256(data).hexdigest() == index.pack_sha256:
+            yield from [(i, data[offsets[i]: offsets[i] + sizes[i]], None) for i in positions]
+            return
     for i in positions:
         offset, size = offsets[i], sizes[i]
         if offset + size > len(data):

@@ -4,6 +4,7 @@ flushed (the format: `agi_core.cache.packs`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from .entries import sha256_hex
-from .pack_format import MAX_PACK_BYTES, MAX_PACK_ENTRIES, PACK_SCHEMA, PACK_SUFFIX, PackIndex
+from .pack_format import MAX_PACK_BYTES, MAX_PACK_ENTRIES, PACK_SCHEMA, PACK_SUFFIX, SMALL_ENTRY_BYTES, PackIndex
 from .tempnames import temp_name
 
 __all__ = ["PackWriter"]
@@ -110,11 +111,16 @@ class PackWriter:
         """Write the buffered entries: the pack, then its index, each under a temporary name
         renamed into place. Returns the pack's path (None when nothing was buffered). On failure
         nothing is left behind and the buffered entries are dropped (the caller reports them)."""
-        index, bodies, rows = self._index, self._bodies, self._rows
+        index, bodies, rows, size = self._index, self._bodies, self._rows, self._offset
         if index is None or not bodies:
             return None
         self._reset()
         index.keys, index.sizes, index.sha256, index.partitions, index.created, index.tags = (list(column) for column in zip(*rows))
+        if size <= len(rows) * SMALL_ENTRY_BYTES:
+            whole = hashlib.sha256()
+            for body in bodies:
+                whole.update(body)
+            index.pack_sha256 = whole.hexdigest()
         pack_path, index_path = index.pack, index.index
         columns = to_json(index.columns(), fallback=str)  # 5x faster than json.dumps: a flush per send
         digest = sha256_hex(columns)

@@ -8,7 +8,8 @@ the entries it computes and writes them together::
     packs/<name>.index   line 1: JSON header (schema, pack size, count, the fields all entries
                          share, SHA-256 of line 2); line 2: the entries, column by column
                          (key, size, sha256, partition, tag, created in ms after created_base;
-                         sparse: replace, outputs, files, extra), as one JSON object (`PackIndex`)
+                         sparse: replace, outputs, files, extra; and, for a pack of small
+                         entries, pack_sha256: the whole pack's), as one JSON object (`PackIndex`)
 
 ``<name>`` is ``<16 hex digits of time_ns>-<pid>-<random>-<sequence>``: unique per writer without
 any lock, and sortable by when it was written. The pack is written under a ``.tmp-`` name and
@@ -24,7 +25,9 @@ Each entry has its authentication tag (column ``tag``: a MAC under its owner's k
 which `CacheStore` checks before it unpickles anything; this module only keeps it. A worker's
 pack also has a ``seal`` in its index header (`auth.CacheKey.seal` of the columns' SHA-256),
 which authenticates all its entries in one check; packs that copy entries (gc's merge and
-rewrite, bundle imports) have none, so their entries are checked tag by tag.
+rewrite, bundle imports) have none, so their entries are checked tag by tag. A reader of most
+entries of a sealed pack that has ``pack_sha256`` checks the pack's checksum once instead of each
+entry's (the seal vouches for the columns, the checksum among them).
 
 >>> import tempfile
 >>> from pathlib import Path
