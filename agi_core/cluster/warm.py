@@ -3,7 +3,9 @@
 The state file (``paths.state_dir("clusters")/<app>.json``) holds the backend's name, the spec
 the cluster was started with, its identity (what a run's spec must match to reuse it) and the
 backend's own state (scheduler address, every process with its host and PID), so `agi cluster
-down` can stop it from any later process.
+down` can stop it from any later process. A run attached to a warm Slurm cluster adds the
+replacement jobs it submits to that file, and `agi cluster down` marks it as stopping before it
+cancels them: every change is made under the file's lock (`warm_state`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .backend import ClusterBackend
 from .client import connect_client
 from .registry import backend_class
 from .spec import ClusterSpec
+from .warm_state import editing, state_lock
 
 __all__ = ["ClusterHandle", "WarmClusters", "open_cluster"]
 
@@ -42,8 +45,10 @@ class WarmClusters:
         return self.folder / f"{app}.json"
 
     def load(self, app: str) -> dict[str, Any] | None:
+        """The app's state, ``state_file`` naming where it was read (a backend that changes it
+        later, `slurm_warm`, edits that file), or None when no warm cluster is recorded."""
         try:
-            return json.loads(self.path(app).read_text())
+            return {**json.loads(self.path(app).read_text()), "state_file": str(self.path(app))}
         except FileNotFoundError:
             return None
         except (OSError, json.JSONDecodeError) as exc:
@@ -52,11 +57,26 @@ class WarmClusters:
 
     def save(self, app: str, spec: ClusterSpec, backend: ClusterBackend) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path(app), {"app": app, "backend": spec.backend, "identity": spec.identity(),
-                                           "spec": spec.to_json(), "started": time.time(), **backend.state()})
+        with state_lock(self.path(app)):
+            write_json_atomic(self.path(app), {"app": app, "backend": spec.backend, "identity": spec.identity(),
+                                               "spec": spec.to_json(), "started": time.time(), **backend.state()})
+
+    def stopping(self, app: str) -> dict[str, Any] | None:
+        """Mark the app's warm cluster as stopping and return its state as it is now (None: none
+        is recorded). From then on no run adds a job to it (`slurm_warm`), so the jobs this state
+        names are all the jobs there are to stop."""
+        if not self.path(app).exists():
+            return None
+        with editing(self.path(app)) as state:
+            if state is not None:
+                state["stopping"] = True
+        return self.load(app)
 
     def forget(self, app: str) -> None:
-        self.path(app).unlink(missing_ok=True)
+        if not self.path(app).exists():
+            return
+        with state_lock(self.path(app)):
+            self.path(app).unlink(missing_ok=True)
 
 
 def attach(state: dict[str, Any], spec: ClusterSpec | None = None) -> ClusterBackend:
