@@ -139,7 +139,7 @@ def _ended(job_id: str, timeout: float = 20.0) -> bool:
     """Whether Slurm lists the job as running no more within ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], check=False, capture_output=True, text=True).stdout.strip()
         if out in ("", "CANCELLED", "COMPLETED"):
             return True
         time.sleep(0.2)
