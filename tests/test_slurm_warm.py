@@ -1,6 +1,7 @@
 """A warm Slurm cluster (`agi cluster up`) tended by the runs attached to it (`slurm_warm`): a run
-longer than one walltime gets replacement jobs, a cancelled job is replaced, the replacements are
-the cluster's (status lists them, down cancels them), and two runs never replace one job twice."""
+longer than one walltime gets replacement jobs, a cancelled job is replaced, jobs that ended while
+no run was attached are replaced by the next one as it attaches, the replacements are the
+cluster's (status lists them, down cancels them), and two runs never replace one job twice."""
 
 from __future__ import annotations
 
@@ -139,14 +140,15 @@ def _ended(job_id: str, timeout: float = 20.0) -> bool:
     """Whether Slurm lists the job as running no more within ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], check=False, capture_output=True, text=True).stdout.strip()
-        if out in ("", "CANCELLED", "COMPLETED"):
+        look = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], check=False, capture_output=True, text=True)
+        if look.stdout.strip() in ("", "CANCELLED", "COMPLETED"):
             return True
         time.sleep(0.2)
     return False
 
 
-def test_a_cancelled_job_of_a_warm_cluster_is_replaced_during_a_run_and_by_the_next_one(slurm, tmp_path):  # noqa: F811
+def test_a_cancelled_warm_job_is_replaced_and_jobs_ended_between_runs_are_when_the_next_attaches(
+        slurm, tmp_path):  # noqa: F811
     env = AgiEnv(app="toy", apps_path=TEST_APPS)
     cluster = slurm_cluster(tmp_path, jobs=2)
     events: list = []
@@ -173,24 +175,28 @@ def test_a_cancelled_job_of_a_warm_cluster_is_replaced_during_a_run_and_by_the_n
         state = json.loads(WarmClusters.default().path("toy").read_text())
         assert state["jobs"] == {**first, "slurm-2": new_job} and state["replaced"] == {first["slurm-0"]: "slurm-2"}
 
-        # between runs, the other first job ends: nobody replaces it until the next run, which starts
-        # on the replacement's worker (slurm-2) and replaces it
-        subprocess.run(["scancel", first["slurm-1"]], check=True, capture_output=True)
-        assert _ended(first["slurm-1"])
+        # between runs, both jobs end: nobody watches them; the next run replaces them as it attaches
+        subprocess.run(["scancel", first["slurm-1"], new_job], check=True, capture_output=True)
+        assert _ended(first["slurm-1"]) and _ended(new_job)
         events.clear()
-        again = asyncio.run(AGI.run(env, mode="d", cluster=cluster, n=12, sleep=0.5, use_cache=False, on_event=events.append))
+        again = asyncio.run(AGI.run(env, mode="d", cluster=cluster, n=12, sleep=0.2, use_cache=False, on_event=events.append))
         assert again.status == "ok"
-        (replaced,) = _notices(events, "replacement job")
-        assert replaced.startswith(f"Slurm job {first['slurm-1']} (slurm-1) ended (")
-        assert replaced.endswith("(slurm-3) submitted for the warm cluster (4 of [cluster.slurm] max_jobs = 20)")
-        later_job = replaced.split("replacement job ")[1].split()[0]
+        later = _notices(events, "replacement job")
+        assert sorted(text.split(" with work left")[0].split(" ended (")[0] for text in later) == sorted(
+            [f"Slurm job {first['slurm-1']} (slurm-1)", f"Slurm job {new_job} (slurm-2)"])
+        assert sorted(text.split(" submitted for the warm cluster ")[1] for text in later) == [
+            "(4 of [cluster.slurm] max_jobs = 20)", "(5 of [cluster.slurm] max_jobs = 20)"]
+        later_jobs = {text.split("replacement job ")[1].split()[0]: text.split("replacement job ")[1].split()[1].strip("()")
+                      for text in later}
+        assert sorted(later_jobs.values()) == ["slurm-3", "slurm-4"]
         rerun = json.loads(again.manifest.read_text())
         assert sorted(p["id"] for p in rerun["partitions"]) == sorted(f"p{i}" for i in range(12))
-        assert new_job in {p["job_id"] for p in rerun["partitions"]} <= {new_job, later_job}
+        assert {p["job_id"] for p in rerun["partitions"]} <= set(later_jobs)  # only the new jobs' workers ran them
+        assert {p["slot"] for p in rerun["partitions"]} == {"slurm-0", "slurm-1"}  # the plan's slots, served by them
         status = asyncio.run(cluster_status("toy"))
         listed = {p.name: str(p.pid) for p in status.processes if p.role == "worker"}
-        assert listed == {**first, "slurm-2": new_job, "slurm-3": later_job}
+        assert listed == {**first, "slurm-2": new_job, **{name: job for job, name in later_jobs.items()}}
     finally:
         stopped = asyncio.run(cluster_down("toy"))
-    assert stopped == 5  # the scheduler, the two cancelled jobs (gone already) and their replacements
+    assert stopped == 6  # the scheduler and five jobs: three cancelled (gone already), two running
     assert slurm.queue() == [] and not dask_workers_left()

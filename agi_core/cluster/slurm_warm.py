@@ -170,8 +170,9 @@ class WarmJobKeeper(JobKeeper):
             self.ended.setdefault(job_id, "replaced")
 
     def current(self) -> list[str]:
-        """The names of the jobs not replaced (yet): the ones that serve the plan's slots."""
-        return [name for name, job_id in self.jobs.items() if job_id and self.ended.get(job_id) != "replaced"]
+        """The names of the jobs that serve the plan's slots: those neither ended, as far as this
+        run knows, nor replaced ahead of their retirement."""
+        return [name for name, job_id in self.jobs.items() if job_id and job_id not in self.ended and job_id not in self.ahead]
 
     async def tend(self, submit: Callable[[str], Awaitable[str]], *, work_left: bool, emit: EventSink) -> None:
         """`JobKeeper.tend`, after taking in the jobs other runs submitted (this run tends them too)."""

@@ -21,9 +21,10 @@ from typing import Any
 from ..base import paths
 from ..base.atomic import write_json_atomic
 from ..base.errors import AgiError
-from ..base.events import EventSink, ignore
+from ..base.events import EventSink, Notice, ignore
 from .backend import ClusterBackend
 from .client import connect_client
+from .joining import wait_for_min_workers
 from .registry import backend_class
 from .spec import ClusterSpec
 from .warm_state import editing, state_lock
@@ -126,6 +127,24 @@ def mismatch(state: dict[str, Any], spec: ClusterSpec) -> str | None:
     return "; ".join(reasons) or None
 
 
+async def _attached_client(backend: ClusterBackend, spec: ClusterSpec, emit: EventSink) -> Any:
+    """A client of a warm cluster once ``spec.min_workers`` of its workers joined. Between
+    connecting and waiting, the backend replaces the workers that ended while no run was attached
+    (`ClusterBackend.tend`: a warm Slurm cluster's jobs past their walltime, `slurm_warm`), so
+    that the run waits for their replacements, not for workers that will not come."""
+    client = await connect_client(backend, spec, wait=False)
+    try:
+        try:
+            await backend.tend(work_left=True, emit=emit)
+        except Exception as exc:  # noqa: BLE001 - a help: the run waits for the workers there are
+            emit(Notice(f"could not replace the workers that left: {type(exc).__name__}: {exc}", level="warning"))
+        await wait_for_min_workers(client, backend, spec)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
 @contextlib.asynccontextmanager
 async def open_cluster(spec: ClusterSpec, *, warm: WarmClusters | None = None,
                        emit: EventSink = ignore) -> AsyncIterator[ClusterHandle]:
@@ -142,7 +161,7 @@ async def open_cluster(spec: ClusterSpec, *, warm: WarmClusters | None = None,
                            fix=f"stop it with `agi cluster down {spec.app}` (or run with the settings it was started with)")
         backend = attach(state, spec)
         try:
-            client = await connect_client(backend, spec)
+            client = await _attached_client(backend, spec, emit)
         except AgiError as exc:
             note = (f"the warm cluster of '{spec.app}' is not usable ({exc.message.splitlines()[0]}); "
                     "started a cluster for this run")
