@@ -129,7 +129,7 @@ async def cluster_down(app: str, spec: ClusterSpec | None = None, *, warm: WarmC
     """
     _check_app(app, spec)
     warm = warm or WarmClusters.default()
-    state = warm.load(app)
+    state = warm.stopping(app)  # no run adds a job after this (`WarmClusters.stopping`)
     if state is None:
         return 0
     backend = attach(state, spec if "spec" not in state else None)

@@ -14,7 +14,7 @@ This module is the backend's life cycle; the rest is beside it: the names of job
 (`slurm_names`), the dask-jobqueue import (`slurm_jobqueue`), what a job runs and reads
 (`slurm_jobs`), the class's answers before a cluster exists (`slurm_answers`), the options
 (`slurm_options`), the queue commands (`slurm_queue`), the replacement of ended jobs
-(`slurm_requeue`), the port rules (`slurm_ports`) and a job's GPUs (`slurm_gpu`).
+(`slurm_requeue`; a warm cluster's: `slurm_warm`), the port rules (`slurm_ports`) and a job's GPUs (`slurm_gpu`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from .slurm_names import job_name, job_worker_name, slot_worker_names
 from .slurm_options import SLURM_HOST, SlurmSettings
 from .slurm_queue import cancel_jobs, check_slurm, job_states, submit_error, wait_gone, wait_until_running
 from .slurm_requeue import JobKeeper
+from .slurm_warm import NAME_MARK, WarmJobKeeper, WarmJobs, current_worker_names
 from .spec import ClusterSpec
 
 __all__ = ["SlurmCluster", "SlurmSettings", "slot_worker_names"]
@@ -190,7 +191,10 @@ class SlurmCluster(SlurmJobFiles, SlurmAnswers, ClusterBackend):
     # -- what a client needs ----------------------------------------------------------------
 
     def worker_names(self) -> dict[str, str]:
-        return slot_worker_names(jobs=self.slurm.jobs, processes=self.slurm.processes)
+        names = slot_worker_names(jobs=self.slurm.jobs, processes=self.slurm.processes)
+        if isinstance(self._keeper, WarmJobKeeper):  # a warm cluster's slots: the jobs that replaced its first ones
+            return current_worker_names(names, self._keeper.current())
+        return names
 
     async def missing_workers_report(self, joined: set[str]) -> str:
         """For each job whose workers never joined: its Slurm state and the end of its error file."""
@@ -232,8 +236,10 @@ class SlurmCluster(SlurmJobFiles, SlurmAnswers, ClusterBackend):
 
     def state(self) -> dict[str, Any]:
         scheduler = self._scheduler.state() if self._scheduler is not None else {"processes": []}
+        # the job script of the replacements that runs submit (`slurm_warm`), its worker's name left open
+        script = slurm_job(scheduler=self.address, name=NAME_MARK, **self.job_options()).job_script() if self.address else ""
         return {**scheduler, "address": self.address, "dashboard": self.dashboard, "jobs": dict(self.jobs),
-                "nodes": dict(self.nodes), "tls_id": self._tls_id}
+                "nodes": dict(self.nodes), "tls_id": self._tls_id, "job_script": script, "replaced": {}}
 
     @classmethod
     def attach(cls, spec: ClusterSpec, state: dict[str, Any]) -> SlurmCluster:
@@ -243,4 +249,9 @@ class SlurmCluster(SlurmJobFiles, SlurmAnswers, ClusterBackend):
         backend._tls_id = state.get("tls_id", backend._tls_id)
         host = HostAddress.parse(backend.address.split("://")[-1]).host if backend.address else "127.0.0.1"
         backend._scheduler = LaunchedCluster.attach(backend._scheduler_spec(host), state)
+        backend.jobs = {name: job_id for name, job_id in backend.jobs.items() if job_id}  # ("": being submitted)
+        shared = WarmJobs.of(state)
+        if shared is not None:  # a run attached to it replaces its jobs (`slurm_warm`)
+            backend._keeper = WarmJobKeeper(backend.jobs, shared, dict(state.get("replaced", {})),
+                                            limit=backend.slurm.job_limit(), pending_timeout=backend.slurm.pending_timeout)
         return backend

@@ -3,7 +3,9 @@
 The state file (``paths.state_dir("clusters")/<app>.json``) holds the backend's name, the spec
 the cluster was started with, its identity (what a run's spec must match to reuse it) and the
 backend's own state (scheduler address, every process with its host and PID), so `agi cluster
-down` can stop it from any later process.
+down` can stop it from any later process. A run attached to a warm Slurm cluster adds the
+replacement jobs it submits to that file, and `agi cluster down` marks it as stopping before it
+cancels them: every change is made under the file's lock (`warm_state`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from typing import Any
 from ..base import paths
 from ..base.atomic import write_json_atomic
 from ..base.errors import AgiError
-from ..base.events import EventSink, ignore
+from ..base.events import EventSink, Notice, ignore
 from .backend import ClusterBackend
 from .client import connect_client
+from .joining import wait_for_min_workers
 from .registry import backend_class
 from .spec import ClusterSpec
+from .warm_state import editing, state_lock
 
 __all__ = ["ClusterHandle", "WarmClusters", "open_cluster"]
 
@@ -42,8 +46,10 @@ class WarmClusters:
         return self.folder / f"{app}.json"
 
     def load(self, app: str) -> dict[str, Any] | None:
+        """The app's state, ``state_file`` naming where it was read (a backend that changes it
+        later, `slurm_warm`, edits that file), or None when no warm cluster is recorded."""
         try:
-            return json.loads(self.path(app).read_text())
+            return {**json.loads(self.path(app).read_text()), "state_file": str(self.path(app))}
         except FileNotFoundError:
             return None
         except (OSError, json.JSONDecodeError) as exc:
@@ -52,11 +58,26 @@ class WarmClusters:
 
     def save(self, app: str, spec: ClusterSpec, backend: ClusterBackend) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path(app), {"app": app, "backend": spec.backend, "identity": spec.identity(),
-                                           "spec": spec.to_json(), "started": time.time(), **backend.state()})
+        with state_lock(self.path(app)):
+            write_json_atomic(self.path(app), {"app": app, "backend": spec.backend, "identity": spec.identity(),
+                                               "spec": spec.to_json(), "started": time.time(), **backend.state()})
+
+    def stopping(self, app: str) -> dict[str, Any] | None:
+        """Mark the app's warm cluster as stopping and return its state as it is now (None: none
+        is recorded). From then on no run adds a job to it (`slurm_warm`), so the jobs this state
+        names are all the jobs there are to stop."""
+        if not self.path(app).exists():
+            return None
+        with editing(self.path(app)) as state:
+            if state is not None:
+                state["stopping"] = True
+        return self.load(app)
 
     def forget(self, app: str) -> None:
-        self.path(app).unlink(missing_ok=True)
+        if not self.path(app).exists():
+            return
+        with state_lock(self.path(app)):
+            self.path(app).unlink(missing_ok=True)
 
 
 def attach(state: dict[str, Any], spec: ClusterSpec | None = None) -> ClusterBackend:
@@ -106,6 +127,24 @@ def mismatch(state: dict[str, Any], spec: ClusterSpec) -> str | None:
     return "; ".join(reasons) or None
 
 
+async def _attached_client(backend: ClusterBackend, spec: ClusterSpec, emit: EventSink) -> Any:
+    """A client of a warm cluster once ``spec.min_workers`` of its workers joined. Between
+    connecting and waiting, the backend replaces the workers that ended while no run was attached
+    (`ClusterBackend.tend`: a warm Slurm cluster's jobs past their walltime, `slurm_warm`), so
+    that the run waits for their replacements, not for workers that will not come."""
+    client = await connect_client(backend, spec, wait=False)
+    try:
+        try:
+            await backend.tend(work_left=True, emit=emit)
+        except Exception as exc:  # noqa: BLE001 - a help: the run waits for the workers there are
+            emit(Notice(f"could not replace the workers that left: {type(exc).__name__}: {exc}", level="warning"))
+        await wait_for_min_workers(client, backend, spec)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
 @contextlib.asynccontextmanager
 async def open_cluster(spec: ClusterSpec, *, warm: WarmClusters | None = None,
                        emit: EventSink = ignore) -> AsyncIterator[ClusterHandle]:
@@ -122,7 +161,7 @@ async def open_cluster(spec: ClusterSpec, *, warm: WarmClusters | None = None,
                            fix=f"stop it with `agi cluster down {spec.app}` (or run with the settings it was started with)")
         backend = attach(state, spec)
         try:
-            client = await connect_client(backend, spec)
+            client = await _attached_client(backend, spec, emit)
         except AgiError as exc:
             note = (f"the warm cluster of '{spec.app}' is not usable ({exc.message.splitlines()[0]}); "
                     "started a cluster for this run")
