@@ -46,7 +46,10 @@ def check_reads(partitions: Sequence[Partition], arg_names: set[str]) -> None:
     """Every name in a partition's ``reads`` is an arg of the app, with the cache on or off (the
     cache keys rely on it; a typo must not wait for the day the cache is used)."""
     for part in partitions:
-        unknown = [name for name in (getattr(part, "reads", None) or ()) if name not in arg_names]
+        reads = getattr(part, "reads", None)  # not a Partition: build_plan says so, naming it
+        if not reads or arg_names.issuperset(reads):  # the usual case, without a list per partition
+            continue
+        unknown = [name for name in reads if name not in arg_names]
         if unknown:
             raise PlanError(f"partition '{part.id}' reads arg(s) {', '.join(unknown)}, which the app's Args do not have "
                             f"(it has {', '.join(sorted(arg_names)) or 'none'})", fix="correct Partition(reads=...) in App.plan()")
