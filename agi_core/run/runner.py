@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..base.collection_pause import thaw
+from ..base.collection_pause import freeze_at_exit, thaw
 from ..base.errors import RunError, Terminated
 from ..base.events import EventSink, PartitionDone, Phase, RunStarted, wants_partitions
 from ..base.modes import Mode
@@ -94,6 +94,7 @@ class Runner(RunEnding):
                 raise share_error(exc, "starting the run at") from exc
             finally:
                 thaw()  # what the run froze (`making_long_lived`): the plan, the cache's hits
+                            freeze_at_exit()  # a script that keeps the result exits without walking it once more
 
     def _forget_run_dir(self) -> None:
         """A run that failed before its first record leaves no folder `agi runs list` cannot show."""
