@@ -94,7 +94,7 @@ class Runner(RunEnding):
                 raise share_error(exc, "starting the run at") from exc
             finally:
                 thaw()  # what the run froze (`making_long_lived`): the plan, the cache's hits
-                            freeze_at_exit()  # a script that keeps the result exits without walking it once more
+                freeze_at_exit()  # a script that keeps the result exits without walking it once more
 
     def _forget_run_dir(self) -> None:
         """A run that failed before its first record leaves no folder `agi runs list` cannot show."""
