@@ -124,7 +124,8 @@ class CachedLines:
                 encoded[slot] = to_json(slot)
 
         def line(pid: str, slot: str, key: str) -> bytes:
-            return b'{"id":%b,"slot":%b%b%b%b' % (to_json(pid), encoded[slot], middle, to_json(key), end)
+            # a cache key is hex digits (a SHA-256): its JSON string is itself in quotes, no encoder needed
+            return b'{"id":%b,"slot":%b%b"%b"%b' % (to_json(pid), encoded[slot], middle, key.encode(), end)
         return line
 
 
