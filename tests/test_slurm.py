@@ -242,7 +242,8 @@ def test_slurm_not_reachable_is_a_clear_error(slurm, tmp_path, monkeypatch):  # 
         sock.bind(("", 0))
         port = sock.getsockname()[1]
     lines = [f"SlurmctldPort={port}" if line.startswith("SlurmctldPort=") else line for line in slurm.conf.read_text().splitlines()]
-    dead.write_text("\n".join(lines) + "\n")
+    # a client gives up on a controller that refuses a second before MessageTimeout (default 10 s: 9 s)
+    dead.write_text("\n".join([*lines, "MessageTimeout=2"]) + "\n")
     monkeypatch.setenv("SLURM_CONF", str(dead))
     with pytest.raises(AgiError, match="Unable to contact slurm controller") as info:
         run(AgiEnv(app="mandelbrot"), tmp_path, "d", **SMALL)

@@ -97,13 +97,14 @@ def test_a_worker_drains_before_its_walltime_its_replacement_joins_before_it_lea
     env = AgiEnv(app="ledger", apps_path=TEST_APPS)
     ledger = tmp_path / "ledger.txt"  # one line per work() that ran
     # a 60 s walltime whose worker retires 40 s before it (20 s after it started) and takes no new
-    # partition 12 s before that: it works ~6 s, its replacement (submitted then: it has 12 s to join,
-    # ~1 s on an idle machine) does the rest
+    # partition 12 s before that: it works ~6 s (at most 8 of the n one-second partitions), its
+    # replacement (submitted then: it has 12 s to join, ~1 s on an idle machine) does the rest
     cluster = slurm_cluster(tmp_path, jobs=1, walltime="00:01:00", walltime_margin=40, walltime_stagger=0, walltime_drain=12)
     cluster["dask"] = {**cluster["dask"], "max_tasks_per_slot": 64}  # one partition per batch
-    args = {"n": 20, "sleep": 1.0, "ledger": str(ledger)}
+    n = 12  # work left at the first drain (>= 4 partitions), not a longer chain of replacements
+    args = {"n": n, "sleep": 1.0, "ledger": str(ledger)}
     result = asyncio.run(AGI.run(env, mode="d", cluster=cluster, args=args, use_cache=False, on_event=events.append))
-    assert result.status == "ok" and result.value == sum(range(20))
+    assert result.status == "ok" and result.value == sum(range(n))
     texts = [e.text for e in events if isinstance(e, Notice)]
     # each job's worker drains ~8 s after it started: a chain of jobs, each replaced ahead, none after it ended
     chain = [re.fullmatch(r"Slurm job (\d+) \((slurm-\d+)\) retires before its walltime with work left: "
@@ -117,9 +118,9 @@ def test_a_worker_drains_before_its_walltime_its_replacement_joins_before_it_lea
     first, second = chain[0][1], chain[0][3]
     record = json.loads(result.manifest.read_text())
     ran = sorted(line.split()[0] for line in ledger.read_text().splitlines())
-    assert ran == sorted(f"l{i}" for i in range(20))  # every work() ran exactly once: none lost, none twice
+    assert ran == sorted(f"l{i}" for i in range(n))  # every work() ran exactly once: none lost, none twice
     assert sorted(p["id"] for p in record["partitions"]) == ran and {p["status"] for p in record["partitions"]} == {"ok"}
-    assert [p.get("retries", 0) for p in record["partitions"]] == [0] * 20  # the drained worker finished its own
+    assert [p.get("retries", 0) for p in record["partitions"]] == [0] * n  # the drained worker finished its own
     jobs = {p["job_id"] for p in record["partitions"]}  # the record names the job each partition ran in
     assert {first, second} <= jobs <= {first, *(link[3] for link in chain)}
     assert slurm.queue() == [] and not dask_workers_left()
