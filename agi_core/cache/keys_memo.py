@@ -36,7 +36,7 @@ from ..base.errors import PlanError
 from .inputs import InputStamper
 from .keys import CACHE_FORMAT, RunKeys
 
-__all__ = ["MEMO_DIR", "KeysMemo", "memo_id"]
+__all__ = ["KEEP", "MEMO_DIR", "KeysMemo", "memo_id", "prune_memos"]
 
 MEMO_DIR = "keys"
 #: memos kept per app, the most recently keyed (a hard link shares its run's file times): one per
@@ -113,15 +113,20 @@ class KeysMemo:
             pass
 
     def _prune(self) -> None:
-        memos = []
-        for entry in os.scandir(self.folder):
-            if entry.name.endswith(".json") and not entry.name.startswith("."):
-                try:
-                    memos.append((entry.stat().st_mtime, entry.path))
-                except FileNotFoundError:
-                    continue
-        for _, path in sorted(memos, reverse=True)[KEEP:]:
+        prune_memos(self.folder, KEEP)
+
+
+def prune_memos(folder: Path, keep: int) -> None:
+    """Drop the least recently used memo files (``*.json``) of ``folder`` beyond ``keep``."""
+    memos = []
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".json") and not entry.name.startswith("."):
             try:
-                os.unlink(path)
+                memos.append((entry.stat().st_mtime, entry.path))
             except FileNotFoundError:
-                pass
+                continue
+    for _, path in sorted(memos, reverse=True)[keep:]:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

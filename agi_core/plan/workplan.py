@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -114,6 +115,16 @@ class WorkPlan:
                 raise PlanError(f"partition '{bad}' cannot be written to a plan file: {exc}", fix=PAYLOAD_FIX) from None
             yield (b",\n  " if first else b"  ") + encoded[1:-1].replace(b'},{"id":', b'},\n  {"id":')
         yield b"\n ]\n}\n"
+
+    def file_digest(self) -> str:
+        """What the plan file (`save`) holds, as a SHA-256, without writing it: the fingerprint
+        (app, args, every partition), the slots and the assignment. Two plans with the same
+        digest are the same plan (their files differ at most in the order of a payload's keys)."""
+        digest = hashlib.sha256(f"{SCHEMA}\0{self.app}\0{self.fingerprint}\0".encode())
+        digest.update(json.dumps([[s.name, s.host, s.capacity, list(s.capabilities)] for s in self.slots]).encode())
+        for slot, ids in self.assignment.items():
+            digest.update(b"\0\0" + slot.encode() + b"\0" + "\0".join(ids).encode())
+        return digest.hexdigest()
 
     def save(self, path: Path) -> None:
         """Write the plan atomically (a reader never sees half a file)."""

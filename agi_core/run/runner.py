@@ -30,6 +30,7 @@ from .cache_lookup import look_up, open_cache
 from .ending import RunEnding
 from .interruption import running_at_stop
 from .job import execution_context, job_spec, remaining
+from .plan_memo import save_plan
 from .preflight import prepare
 from .recording import first_record
 from .result import ResultsView, RunResult
@@ -107,7 +108,7 @@ class Runner(RunEnding):
         self.cache = open_cache(self.env, self.request, self.plan, ready.kernel_kind)  # before the run folder exists
         self.run_dir.mkdir(parents=True)
         (self.run_dir / "out").mkdir()
-        self.plan.save(self.run_dir / "plan.json")
+        save_plan(self.plan, self.run_dir / "plan.json", self.cache.store.root if self.cache is not None else None)
         self.record = first_record(self.env, self.request, self.plan, self.run_id, self.started)
         self.record.kernel_note = ready.kernel_note or None
         self.record.out_dir = str(self.run_dir / "out")
