@@ -4,9 +4,8 @@ Importing click, pydantic, agi_core and a command's modules allocates some 100,0
 as long as the process: the collector walks them about a hundred times during the import of an
 ``agi run`` (a tenth of the instructions of a one-partition run, more than the work) and frees
 nothing. `main` pauses collection; `_Group.get_command` resumes it once the command's module is
-loaded (``agi run`` once the app's package is loaded too: `run_cmds.load_app`), and freezes what was
-loaded (`gc.freeze`: later collections skip it), so the command itself, an app's ``work()`` in mode
-0 included, runs with the collector as Python sets it.
+loaded, and freezes what was loaded (`gc.freeze`: later collections skip it), so the command itself,
+an app's ``work()`` in mode 0 included, runs with the collector as Python sets it.
 """
 
 from __future__ import annotations

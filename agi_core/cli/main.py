@@ -34,10 +34,6 @@ _COMMANDS = {
 }
 
 
-#: commands that resume garbage collection themselves, once what they load beyond their own module
-#: is loaded too (`agi run`: the app's package, see `run_cmds.load_app`)
-_RESUMED_BY_THE_COMMAND = frozenset({"run"})
-
 _VERBOSE = re.compile(r"-v+|--verbose")
 
 
@@ -71,7 +67,7 @@ class _Group(click.Group):
 
         module, _, attribute = _COMMANDS[name].partition(":")
         command: click.Command = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
-        if name not in _RESUMED_BY_THE_COMMAND and isinstance(ctx.obj, dict) and (loading := ctx.obj.get("loading")) is not None:
+        if isinstance(ctx.obj, dict) and (loading := ctx.obj.get("loading")) is not None:
             loading.resume()  # the command's modules are loaded: it runs with the collector on (loading_gc)
         return command
 

@@ -92,7 +92,6 @@ def run_command(ctx: click.Context, app: str | None, mode: str | None, assignmen
     args, cluster = overrides(assignments)
     env = env_for(ctx, app)
     env.prefetch_git_commit()  # git runs while the run machinery loads
-    load_app(ctx, env)
     ids = tuple(pid.strip() for item in refresh for pid in item.split(",") if pid.strip())
     end = RunEnd(ignore)
     try:
@@ -110,18 +109,6 @@ def run_command(ctx: click.Context, app: str | None, mode: str | None, assignmen
                       share=cluster.get("workers_data_path"), use_cache=not no_cache)
         ctx.exit(143 if sigterm else 130)
     print_run(result, as_json)
-
-
-def load_app(ctx: click.Context, env: Any) -> None:
-    """Import the app's package while garbage collection is still paused since ``agi`` started
-    (`loading_gc`), then resume it: importing an app loads its libraries (numpy alone makes tens
-    of thousands of objects that live as long as the process), and the collector would walk them
-    again and again, freeing nothing. An import that fails raises here, as it would in the run."""
-    try:
-        env.app_class  # the property imports the package on first use
-    finally:
-        if isinstance(ctx.obj, dict) and (loading := ctx.obj.get("loading")) is not None:
-            loading.resume()
 
 
 def _reruns(outcomes: list[Any]) -> list[str]:
