@@ -25,10 +25,10 @@ from ..kernels.shape import ExecutionShape
 from ..provenance.lines import partition_line
 from .base import JobSpec, Outcome
 from .file_reads import ReadWatch, ignored_folders
-from .worker_cache import WorkerCache
 
 if TYPE_CHECKING:
     from ..cache import CacheStore
+    from .worker_cache import WorkerCache
 
 __all__ = ["PartitionRunner"]
 
@@ -57,6 +57,7 @@ class PartitionRunner:
         if job.cache_dir is not None:  # imported when used: a run without the cache starts without the package
             from ..cache import CacheStore
             from ..cache.auth import worker_key
+            from .worker_cache import WorkerCache
 
             self.cache = CacheStore(job.cache_dir, key=worker_key(job.cache_key_id))
             self.writes = WorkerCache(job, self.cache)

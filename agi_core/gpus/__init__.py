@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .facts import gpus_of, remember_gpus, remembered_gpus
     from .libraries import LIBRARY_PROBE, gpu_libraries_unusable, library_probe, worker_gpu_facts
-    from .model import GPU, GPU_SLOT, NVIDIA_SMI, NVIDIA_SMI_LIST, NVIDIA_SMI_TIMEOUT, SIMULATOR, Gpu, GpuProbe, WorkerGpu
+    from .model import Gpu, GpuProbe, WorkerGpu
+    from .names import GPU, GPU_SLOT, NVIDIA_SMI, NVIDIA_SMI_LIST, NVIDIA_SMI_TIMEOUT, SIMULATOR
     from .owners import bind_in_job, gpu_here, gpu_workers, simulated, worker_env
     from .probe import local_gpus, parse_gpu_list, parse_gpus, probe_gpus, with_mig
 
@@ -44,13 +45,14 @@ __all__ = ["GPU", "GPU_SLOT", "LIBRARY_PROBE", "NVIDIA_SMI", "NVIDIA_SMI_LIST", 
            "simulated", "with_mig", "worker_env", "worker_gpu_facts"]
 
 #: name -> the submodule that defines it. A name is imported when first used: every run's plan asks
-#: `gpu_workers` (owners, model), while probing, remembered facts and the library check (and what
-#: they import: atomic writes, subprocess) are for runs and installs that look for GPUs
+#: `gpu_workers` (owners, names; model only where a host has GPUs), while probing, remembered facts
+#: and the library check (and what they import: atomic writes, subprocess) are for runs and
+#: installs that look for GPUs
 _WHERE = {
     **dict.fromkeys(("gpus_of", "remember_gpus", "remembered_gpus"), ".facts"),
     **dict.fromkeys(("LIBRARY_PROBE", "gpu_libraries_unusable", "library_probe", "worker_gpu_facts"), ".libraries"),
-    **dict.fromkeys(("GPU", "GPU_SLOT", "NVIDIA_SMI", "NVIDIA_SMI_LIST", "NVIDIA_SMI_TIMEOUT", "SIMULATOR", "Gpu",
-                     "GpuProbe", "WorkerGpu"), ".model"),
+    **dict.fromkeys(("Gpu", "GpuProbe", "WorkerGpu"), ".model"),
+    **dict.fromkeys(("GPU", "GPU_SLOT", "NVIDIA_SMI", "NVIDIA_SMI_LIST", "NVIDIA_SMI_TIMEOUT", "SIMULATOR"), ".names"),
     **dict.fromkeys(("bind_in_job", "gpu_here", "gpu_workers", "simulated", "worker_env"), ".owners"),
     **dict.fromkeys(("local_gpus", "parse_gpu_list", "parse_gpus", "probe_gpus", "with_mig"), ".probe"),
 }

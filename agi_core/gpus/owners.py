@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..base.errors import SettingsError
-from .model import GPU, GPU_SLOT, NVIDIA_SMI, SIMULATOR, Gpu, WorkerGpu
+from .names import GPU, GPU_SLOT, NVIDIA_SMI, SIMULATOR
 
 if TYPE_CHECKING:
     from ..settings import WorkerSpec
+    from .model import Gpu, WorkerGpu
 
 __all__ = ["bind_in_job", "gpu_here", "gpu_workers", "simulated", "worker_env"]
 
@@ -34,6 +35,10 @@ def gpu_workers(spec: WorkerSpec, gpus: Sequence[Gpu], host: str = "") -> list[W
     device to pin (the worker sees what the host shows it). Declared ``gpus = N``: workers k < N
     own GPU k. Otherwise workers k < len(gpus) own the k-th GPU probed. ``host``: for the error.
     """
+    if GPU not in spec.capabilities and spec.gpus is None and not gpus:
+        return [None] * spec.count  # a CPU host: the GPU classes (`model`) stay unloaded
+    from .model import WorkerGpu
+
     if GPU in spec.capabilities:
         if gpus and spec.count > len(gpus) and not spec.share_gpus:
             where = f"host {host}" if host else "a host"

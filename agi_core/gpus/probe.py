@@ -9,7 +9,8 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 
-from .model import NVIDIA_SMI, NVIDIA_SMI_LIST, NVIDIA_SMI_TIMEOUT, Gpu, GpuProbe
+from .model import Gpu, GpuProbe
+from .names import NVIDIA_SMI, NVIDIA_SMI_LIST, NVIDIA_SMI_TIMEOUT
 
 __all__ = ["local_gpus", "parse_gpu_list", "parse_gpus", "probe_gpus", "with_mig"]
 

@@ -51,7 +51,7 @@ WORKER_ENTRIES = (
     "agi_core.executors.app_spawn",  # the spawn launcher whose children run in the app's interpreter
     "agi_core.gpus",  # worker_gpu_facts (Client.run), the GPU library probe
     # `agi_core.gpus` loads its modules by name on first use (a CPU run needs two of them): each is an entry
-    "agi_core.gpus.model", "agi_core.gpus.owners", "agi_core.gpus.probe", "agi_core.gpus.libraries", "agi_core.gpus.facts",
+    "agi_core.gpus.model", "agi_core.gpus.names", "agi_core.gpus.owners", "agi_core.gpus.probe", "agi_core.gpus.libraries", "agi_core.gpus.facts",
     "agi_core.base.lifeline",  # the Dask preload of workers started by this machine
     "agi_core.install.cython_build",  # `python -m agi_core.install.cython_build` on each host
     "agi_core.install.warm",  # `python -m agi_core.install.warm` on each host (JIT kernel kinds)

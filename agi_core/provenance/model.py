@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..base.factories import empty_list
+
 __all__ = [
     "READABLE_SCHEMAS",
     "RUN_SCHEMA",
@@ -60,7 +62,7 @@ class ModeRecord(_Model):
 class PlanRecord(_Model):
     fingerprint: str = ""
     partitions: int = 0
-    slots: list[str] = Field(default_factory=list)
+    slots: list[str] = Field(default_factory=empty_list)
     file: str = "plan.json"
 
 
@@ -72,11 +74,11 @@ class ClusterRecord(_Model):
     warm: bool = False
     note: str = ""
     backend: str = ""
-    never_joined: list[str] = Field(default_factory=list)  # Dask names of workers that never joined (`[cluster] join_timeout`)
+    never_joined: list[str] = Field(default_factory=empty_list)  # Dask names of workers that never joined (`[cluster] join_timeout`)
     never_joined_report: str = ""  # the backend's report on them (where each ran, its log's end)
     #: installs the run made for workers that joined with other code ([cluster] install = "auto"):
     #: "TARGET: installed, for worker(s) NAMES, which ran WHAT" (`executors.join_install`)
-    installed: list[str] = Field(default_factory=list)
+    installed: list[str] = Field(default_factory=empty_list)
 
 
 class ManagerRecord(_Model):
@@ -123,10 +125,10 @@ class PartitionRecord(_Model):
     error: str | None = None
     note: str = ""
     result_location: str | None = None  # "run result" (returned to the manager) or a cache path
-    outputs: list[str] = Field(default_factory=list)  # files it declared with ctx.output(), relative to out/
+    outputs: list[str] = Field(default_factory=empty_list)  # files it declared with ctx.output(), relative to out/
     job_id: str | None = None  # the batch job (Slurm) whose worker ran it, on node `host`; None outside one
     #: files work() read through Python that are not among its declared inputs: the cache cannot see them change
-    undeclared_reads: list[str] = Field(default_factory=list)
+    undeclared_reads: list[str] = Field(default_factory=empty_list)
 
     @property
     def slot_that_ran(self) -> str | None:
@@ -170,7 +172,7 @@ class AuditRecord(_Model):
     hits: int = 0  # cache hits found
     chosen: int = 0  # of them, recomputed and compared
     matched: int = 0  # same result (cache "audited")
-    mismatched: list[AuditMismatch] = Field(default_factory=list)  # another result (cache "mismatch")
+    mismatched: list[AuditMismatch] = Field(default_factory=empty_list)  # another result (cache "mismatch")
     unchecked: int = 0  # chosen, but not compared: the recomputation failed, or ran other kernels
 
 
@@ -201,11 +203,11 @@ class RunRecord(_Model):
     manager: ManagerRecord = Field(default_factory=ManagerRecord)
     workers: dict[str, WorkerRecord] = Field(default_factory=dict)
     kernel_note: str | None = None
-    warnings: list[str] = Field(default_factory=list)  # things the user should know, e.g. undeclared outputs
+    warnings: list[str] = Field(default_factory=empty_list)  # things the user should know, e.g. undeclared outputs
     reruns: int = 0  # partitions whose work() ran again after a lost worker (their ``retries``)
     cache: str | None = None  # the cache folder the run used; None: --no-cache
     resumed_from: str | None = None  # the run this one resumed
-    refreshed: list[str] = Field(default_factory=list)  # partitions recomputed on request (--refresh)
+    refreshed: list[str] = Field(default_factory=empty_list)  # partitions recomputed on request (--refresh)
     audit: AuditRecord | None = None  # the cache audit (--audit); None: no audit
     step: StepRecord | None = None  # the pipeline step this run came from
     started: str = ""
@@ -216,7 +218,7 @@ class RunRecord(_Model):
     totals: Totals = Field(default_factory=Totals)
     error: str | None = None
     out_dir: str = ""
-    partitions: list[PartitionRecord] = Field(default_factory=list)
+    partitions: list[PartitionRecord] = Field(default_factory=empty_list)
     path: str | None = Field(default=None, exclude=True)  # where it was read from (not written)
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)

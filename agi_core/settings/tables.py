@@ -18,6 +18,7 @@ from pydantic import (
     field_validator,
 )
 
+from ..base.factories import empty_list
 from ..base.hosts import HostAddress
 from .secret_refs import Secret
 
@@ -108,7 +109,7 @@ class InstallSettings(StrictTable):
     concurrency: int = Field(default=32, ge=1, description="hosts installed at the same time")
     source: Literal["wheelhouse", "index"] = Field(default="wheelhouse", description="wheelhouse: no internet needed on hosts")
     index_url: str | None = None
-    find_links: list[str] = Field(default_factory=list, description="folders of extra wheels (e.g. private packages) the "
+    find_links: list[str] = Field(default_factory=empty_list, description="folders of extra wheels (e.g. private packages) the "
                                   "manager may lock and download from, beside the package index")
     auto: StrictBool = Field(default=False, description="a worker that joins a run with other agi_core code than the "
                              "manager's is installed first (as `agi install` does for its host) and then joins; false: "
