@@ -24,7 +24,6 @@ import os
 from pathlib import Path
 
 from ..base.atomic import replacing
-from ..cache.keys_memo import KEEP, prune_memos
 from ..plan import WorkPlan
 
 __all__ = ["PLANS_DIR", "save_plan"]
@@ -51,6 +50,8 @@ def save_plan(plan: WorkPlan, target: Path, cache_root: Path | None) -> bool:
             pass
         return True
     plan.save(target)
+    from ..cache.keys_memo import KEEP, prune_memos  # a run with the cache has loaded the package already
+
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
         with replacing(memo) as tmp:
