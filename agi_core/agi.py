@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .app.env import AgiEnv
-from .base.errors import SettingsError
 from .base.collection_pause import making_long_lived
+from .base.errors import SettingsError
 from .base.events import EventSink, ignore
 from .base.main_guard import refuse_in_reimport
 from .base.modes import Mode

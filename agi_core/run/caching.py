@@ -27,9 +27,9 @@ from ..base.share_io import share_error
 from ..cache import CacheStore, CorruptEntry, RunKeys, plan_keys
 from ..cache.audit import audit_sample
 from ..cache.auth import UNTRUSTED, ensure_key
+from ..cache.entries import Entry
 from ..cache.inputs import HASHES_FILE, InputStamper
 from ..cache.keys import KEYS_FILE
-from ..cache.entries import Entry
 from ..cache.keys_memo import KeysMemo, memo_id
 from ..cache.loading import load_grouped
 from ..cache.store import UNLOADABLE, CacheView
