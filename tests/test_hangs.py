@@ -138,3 +138,29 @@ def test_a_dask_partition_that_never_returns_fails_alone_and_its_batch_mates_suc
     assert [pid for pid, o in by_id.items() if o.status != "ok"] == ["p2"]
     error = by_id["p2"].error
     assert "partition_timeout = 3" in error and "its worker was lost 2 times while it ran" in error and "retries = 1" in error
+
+
+def test_a_silent_workers_stale_heartbeat_gives_way_to_the_later_partition_its_started_log_names(tmp_path):
+    """The race behind a frozen worker named with the wrong partition: its last heartbeat said p1
+    runs, then it started p2 (the started log says so) and froze before the next heartbeat."""
+    from dataclasses import dataclass
+
+    from agi_core.executors.attempts import StartedLog, started_dir
+    from agi_core.executors.dask_inflight import _moved_on
+
+    @dataclass(frozen=True)
+    class Task:  # what `in_flight_on` reads of a future: its key
+        key: str
+
+    folder = started_dir(tmp_path)
+    folder.mkdir(parents=True)
+    batch, other = ["p0", "p1", "p2", "p3"], ["q0", "q1"]
+    futures = {Task("t1"): ("s0", batch), Task("t2"): ("s1", other)}
+    with StartedLog.open(folder, batch[0]) as log:
+        for index in (0, 1, 2):
+            log.mark(index)
+    with StartedLog.open(folder, other[0]) as log:
+        log.mark(0)
+    moved = _moved_on(futures, tmp_path, ["t1", "t2"], [("p1", 100.0), ("q0", 100.0)])
+    assert [pid for pid, _ in moved] == ["p2", "q0"]  # q0 is still the last its batch started: kept, with its time
+    assert moved[1] == ("q0", 100.0)
